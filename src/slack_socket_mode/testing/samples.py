@@ -13,7 +13,7 @@ from typing import Any
 
 __all__ = ["envelope_sample_names", "load_sample", "load_sample_text", "sample_names"]
 
-_PACKAGE = "slack_socket_mode.testing.samples"
+_PACKAGE = "slack_socket_mode.testing.sample_data"
 
 
 def sample_names() -> list[str]:

@@ -1,0 +1,907 @@
+"""The Socket Mode client: a drop-in for ``slack_sdk.socket_mode.SocketModeClient``.
+
+Threads (all named ``slack_socket_mode-<n>-…``, all stopped and joined by :meth:`close`):
+
+* ``session`` — an :class:`IntervalRunner` woken when a connection must be opened; it gets
+  a fresh URL from ``apps.connections.open`` and does the WebSocket handshake;
+* ``health`` — an :class:`IntervalRunner` that sleeps until the next deadline (a ping, a
+  pong timeout, a rotation, a backoff timer) and fires it;
+* ``reader-<id>`` — one per connection, blocked in ``recv``; it parses each message and
+  hands envelopes to the workers;
+* ``worker_<k>`` — a ``ThreadPoolExecutor`` of ``concurrency`` threads that run the
+  listeners; a listener's ack is sent from the worker itself.
+
+The rules (what ``hello``, ``disconnect``, a drop or a timeout means) live in
+:mod:`slack_socket_mode.lifecycle`; this module carries them out.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import threading
+import time
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Callable, Optional, Union
+from urllib.parse import urlsplit
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.socket_mode.client import BaseSocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
+from slack_sdk.web import WebClient
+
+from .connection import Connection
+from .errors import (
+    FATAL_API_ERRORS,
+    AuthError,
+    ConfigurationError,
+    ConnectionFailedError,
+    ConnectTimeoutError,
+    FatalError,
+    NotConnectedError,
+    RateLimitedError,
+    SocketModeError,
+)
+from .interval_runner import IntervalRunner
+from .ledger import EnvelopeLedger, Receipt
+from .lifecycle import (
+    Abort,
+    Action,
+    ClientState,
+    Close,
+    ConnectionState,
+    Drain,
+    Fail,
+    Open,
+    Supervisor,
+    Transition,
+)
+from .liveness import Liveness
+from .messages import Disconnect, Envelope, Hello, Malformed, parse_message
+from .policy import Backoff, ReconnectPolicy
+from .redaction import Hidden, Secret, redact
+from .urls import check_socket_url, safe_url
+
+__all__ = ["ClientStats", "SocketModeClient"]
+
+MessageListener = Callable[[Any, dict[str, Any], Optional[str]], None]
+RequestListener = Callable[[Any, SocketModeRequest], None]
+LifecycleListener = Callable[[Transition], None]
+
+_client_numbers = itertools.count(1)
+_LIVE = (ConnectionState.CONNECTED, ConnectionState.DRAINING)
+
+
+@dataclass(frozen=True)
+class ClientStats:
+    """A snapshot of the client's counters (see :meth:`SocketModeClient.stats`).
+
+    Times are seconds. Counts are since the client was created.
+    """
+
+    state: str
+    connections_open: int
+    num_connections: Optional[int]
+    connections_opened: int
+    reconnects: dict[str, int] = field(default_factory=dict)
+    last_disconnect_reason: Optional[str] = None
+    envelopes_received: int = 0
+    envelopes_acked: int = 0
+    envelopes_deduplicated: int = 0
+    acks_suppressed: int = 0
+    malformed_messages: int = 0
+    queue_depth: int = 0
+
+
+class SocketModeClient(BaseSocketModeClient):
+    """A thread-based Socket Mode client with slack_sdk's interface.
+
+    Replace ``from slack_sdk.socket_mode import SocketModeClient`` with
+    ``from slack_socket_mode import SocketModeClient``; the rest of the app stays.
+    Follows https://api.slack.com/apis/socket-mode.
+
+    Args:
+        app_token: the app-level token (``xapp-…``); kept in a redacted :class:`Secret`.
+        logger: where to log (default ``logging.getLogger("slack_socket_mode")``).
+        web_client: the ``slack_sdk.WebClient`` used for ``apps.connections.open`` and
+            exposed to listeners as ``client.web_client``; ``WebClient(base_url=…)``
+            points the client at another API host.
+        auto_reconnect_enabled: reopen a connection that dropped (rotations requested by
+            Slack are always followed).
+        ping_interval: seconds between our pings; None disables them.
+        concurrency: worker threads that run listeners.
+        proxy: a proxy URL (``http://user:pass@host:port``, ``socks5://…``) for the WebSocket.
+        proxy_headers, trace_enabled, all_message_trace_enabled, ping_pong_trace_enabled,
+        receive_buffer_size: accepted for compatibility with slack_sdk; not used.
+        http_proxy_host, http_proxy_port, http_proxy_auth, proxy_type: websocket-client's
+            proxy options, as slack_sdk's websocket-client-based client takes them.
+        on_message_listeners: called with each raw text message, on the reader thread.
+        on_error_listeners: called with each :class:`ConnectionFailedError` and :class:`FatalError`.
+        on_close_listeners: called with ``(code, reason)`` when a connection ends.
+        connections: how many connections to hold at once (1 to 10).
+        ping_timeout: seconds to wait for a pong before replacing a connection.
+        receive_timeout: seconds without any frame before replacing a connection.
+        reconnect_policy: backoff for reconnects (default :class:`Backoff`).
+        dedupe: do not dispatch a redelivered envelope again (see :mod:`.ledger`).
+        connect_timeout: seconds for one URL request plus WebSocket handshake.
+        hello_timeout: seconds a new connection may take to send ``hello``.
+        drain_timeout: seconds a replaced connection waits for its acks before closing.
+        close_timeout: seconds to wait for the server's close frame.
+        max_message_size: bytes; a larger inbound message replaces its connection.
+        allow_insecure_urls: allow ``ws://`` URLs to non-loopback hosts (never do this with Slack).
+        ssl_context: an ``ssl.SSLContext`` for the WebSocket (verification stays on by default).
+
+    Raises:
+        ConfigurationError: invalid options or an app token that is not ``xapp-…``.
+
+    Thread-safety: every public method may be called from any thread, listeners included.
+    """
+
+    def __init__(
+        self,
+        app_token: str,
+        logger: Optional[logging.Logger] = None,
+        web_client: Optional[WebClient] = None,
+        auto_reconnect_enabled: bool = True,
+        trace_enabled: bool = False,
+        all_message_trace_enabled: bool = False,
+        ping_pong_trace_enabled: bool = False,
+        ping_interval: Optional[float] = 5.0,
+        receive_buffer_size: int = 1024,
+        concurrency: int = 10,
+        proxy: Optional[str] = None,
+        proxy_headers: Optional[dict[str, str]] = None,
+        on_message_listeners: Optional[list[Callable[[str], None]]] = None,
+        on_error_listeners: Optional[list[Callable[[Exception], None]]] = None,
+        on_close_listeners: Optional[list[Callable[[int, Optional[str]], None]]] = None,
+        http_proxy_host: Optional[str] = None,
+        http_proxy_port: Optional[int] = None,
+        http_proxy_auth: Optional[tuple[str, str]] = None,
+        proxy_type: Optional[str] = None,
+        *,
+        connections: int = 1,
+        ping_timeout: float = 3.0,
+        receive_timeout: float = 10.0,
+        reconnect_policy: Optional[ReconnectPolicy] = None,
+        dedupe: bool = True,
+        connect_timeout: float = 10.0,
+        hello_timeout: float = 10.0,
+        drain_timeout: float = 5.0,
+        close_timeout: float = 1.0,
+        max_message_size: int = 16 * 1024 * 1024,
+        allow_insecure_urls: bool = False,
+        ssl_context: Any = None,
+        lifecycle_listeners: Optional[list[LifecycleListener]] = None,
+    ) -> None:
+        if not isinstance(app_token, str) or not app_token.startswith("xapp-"):
+            raise ConfigurationError(
+                "app_token must be an app-level token starting with 'xapp-' "
+                f"(got {_token_kind(app_token)}); create one under Basic Information > App-Level Tokens"
+            )
+        if not 1 <= connections <= 10:
+            raise ConfigurationError("connections must be between 1 and 10 (Slack's limit per app)")
+        if concurrency < 1:
+            raise ConfigurationError("concurrency must be at least 1")
+        if max_message_size < 1024:
+            raise ConfigurationError("max_message_size must be at least 1024 bytes")
+        self._number = next(_client_numbers)
+        self._prefix = f"slack_socket_mode-{self._number}"
+        self._app_token = Secret(app_token)
+        self.logger = logger or logging.getLogger("slack_socket_mode")
+        self.web_client = web_client or WebClient()
+        self._auto_reconnect = auto_reconnect_enabled
+        self.ping_interval = ping_interval
+        self.concurrency = concurrency
+        try:
+            self._liveness = Liveness(ping_interval, ping_timeout, receive_timeout)
+        except ValueError as e:
+            raise ConfigurationError(str(e)) from None
+        self._policy: ReconnectPolicy = reconnect_policy if reconnect_policy is not None else Backoff()
+        self._connect_timeout = connect_timeout
+        self._close_timeout = close_timeout
+        self._max_message_size = max_message_size
+        self._allow_insecure_urls = allow_insecure_urls
+        self._connect_options = Hidden(
+            _proxy_options(proxy, http_proxy_host, http_proxy_port, http_proxy_auth, proxy_type)
+        )
+        self._sslopt = {"context": ssl_context} if ssl_context is not None else None
+
+        self.message_listeners: list[Any] = []
+        self.socket_mode_request_listeners: list[Any] = []
+        self.on_message_listeners = list(on_message_listeners or [])
+        self.on_error_listeners = list(on_error_listeners or [])
+        self.on_close_listeners = list(on_close_listeners or [])
+        self.lifecycle_listeners: list[LifecycleListener] = list(lifecycle_listeners or [])
+        self.connect_operation_lock = threading.Lock()
+
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._supervisor = Supervisor(
+            self._policy,
+            connections=connections,
+            hello_timeout=hello_timeout,
+            drain_timeout=drain_timeout,
+            close_timeout=close_timeout,
+        )
+        self._connections: dict[int, Connection] = {}
+        self._serving: list[Connection] = []  # newest first; replaced whole, read without the lock
+        self._live_count = 0
+        self._open_queue: deque[int] = deque()
+        self._deferred_acks: list[str] = []
+        self._fatal: Optional[FatalError] = None
+        self._closed = False
+        self._dispatching = True
+        self._wss_uri: Optional[str] = None
+        self.hello: Optional[Hello] = None
+        self._ledger: EnvelopeLedger[Connection] = EnvelopeLedger(dedupe=dedupe)
+        self._queued = 0  # envelopes submitted to the workers and not finished
+        self._opened = 0
+        self._reconnects: Counter[str] = Counter()
+        self._last_disconnect_reason: Optional[str] = None
+        self._malformed = 0
+
+        self.message_workers = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"{self._prefix}-worker")
+        self._session = IntervalRunner(self._session_step, None, name=f"{self._prefix}-session", logger=self.logger)
+        self._health = IntervalRunner(self._health_step, None, name=f"{self._prefix}-health", logger=self.logger)
+        self._threads_started = False
+
+    # ---- slack_sdk's public interface ----------------------------------------------------------
+
+    @property
+    def app_token(self) -> str:  # type: ignore[override]
+        """The app-level token (not stored in ``vars(client)``; never logged)."""
+        return self._app_token.reveal()
+
+    @property
+    def wss_uri(self) -> Optional[str]:  # type: ignore[override]
+        """The URL of the newest connection attempt, or None."""
+        return self._wss_uri
+
+    @property
+    def closed(self) -> bool:  # type: ignore[override]
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    @property
+    def auto_reconnect_enabled(self) -> bool:
+        """Whether a dropped connection is reopened (read-only; set it in the constructor)."""
+        return self._auto_reconnect
+
+    @property
+    def state(self) -> ClientState:
+        """The client's :class:`~slack_socket_mode.lifecycle.ClientState`."""
+        return self._supervisor.state
+
+    def __repr__(self) -> str:
+        return f"<SocketModeClient {self._prefix} state={self.state.value} connections={self._live_count}>"
+
+    def __enter__(self) -> SocketModeClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def is_connected(self) -> bool:
+        """True while at least one connection has said ``hello`` and is open."""
+        return self._live_count > 0
+
+    def issue_new_wss_url(self) -> str:
+        """Call ``apps.connections.open`` and return the new single-use URL.
+
+        Raises:
+            AuthError: the token was refused (``invalid_auth``, ``token_revoked``, …).
+            RateLimitedError: HTTP 429; ``retry_after`` says how long to wait.
+            ConnectionFailedError: any other failure (network, ``internal_error``).
+            InsecureURLError: the URL is neither ``wss://`` nor ``ws://`` on loopback.
+        """
+        try:
+            response = self.web_client.apps_connections_open(app_token=self.app_token)
+        except SlackApiError as e:
+            raise _api_error(e) from None
+        except Exception as e:  # urllib, socket and TLS errors from the Web API call
+            raise ConnectionFailedError(
+                f"apps.connections.open failed: {type(e).__name__}: {redact(str(e))[:200]}",
+                error=type(e).__name__,
+            ) from None
+        url = response.get("url")
+        if not isinstance(url, str):
+            raise ConnectionFailedError("apps.connections.open returned no url", error="no_url")
+        check_socket_url(url, allow_insecure=self._allow_insecure_urls)
+        self._wss_uri = url
+        return url
+
+    def connect(self, timeout: Optional[float] = 30.0) -> None:
+        """Open the connections and return once one has said ``hello``.
+
+        Does nothing if already connected. Reconnects run in the background afterwards.
+
+        Args:
+            timeout: seconds to wait for the first ``hello``; None waits for as long as it takes.
+
+        Raises:
+            FatalError: (:class:`AuthError`, :class:`LinkDisabledError`, …) retrying cannot help.
+            ConnectTimeoutError: no ``hello`` within ``timeout``; the client stops trying.
+            SocketModeError: the client was closed.
+        """
+        with self._lock:
+            if self._closed:
+                raise SocketModeError("the client is closed; create a new one")
+            self._start_threads()
+            self._fatal = None
+            self._dispatching = True
+            self._perform(self._supervisor.start(time.monotonic()))
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while (
+                self._live_count == 0
+                and self._fatal is None
+                and self.state
+                not in (
+                    ClientState.CLOSED,
+                    ClientState.DISCONNECTED,
+                )
+            ):
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                self._changed.wait(remaining)
+            fatal = self._fatal
+            connected = self._live_count > 0
+        if fatal is not None:
+            raise fatal
+        if not connected:
+            self.disconnect()
+            raise ConnectTimeoutError(f"no hello from Slack within {timeout:g} s; see the log for each attempt")
+
+    def connect_to_new_endpoint(self, force: bool = False) -> None:
+        """Connect if not connected; with ``force``, replace every connection (make-before-break)."""
+        if not self.is_connected() or self.state not in (ClientState.CONNECTED, ClientState.RECONNECTING):
+            self.connect()
+            return
+        if force:
+            with self._lock:
+                self._perform(self._supervisor.refresh("connect_to_new_endpoint(force=True)", time.monotonic()))
+
+    def disconnect(self) -> None:
+        """Close every connection (close frames, bounded handshake) and stop reconnecting.
+
+        :meth:`connect` may be called again afterwards. Returns within ``close_timeout`` seconds
+        plus a little.
+        """
+        with self._lock:
+            self._perform(self._supervisor.stop(time.monotonic(), final=False))
+            conns = list(self._connections.values())
+        self._await_connections(conns)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Shut down for good: finish running listeners, send their acks, close, join threads.
+
+        Stops dispatching new envelopes (Slack redelivers them elsewhere), waits up to
+        ``timeout`` seconds for running listeners, closes every connection with a close
+        frame, and joins every thread the client started. Idempotent.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._dispatching = False
+            end = time.monotonic() + timeout
+            while self._queued > 0 and time.monotonic() < end:
+                self._changed.wait(end - time.monotonic())
+            self._perform(self._supervisor.stop(time.monotonic(), final=True))
+            conns = list(self._connections.values())
+        self._await_connections(conns)
+        self._session.stop(1.0)
+        self._health.stop(1.0)
+        self.message_workers.shutdown(wait=False, cancel_futures=True)
+        end = time.monotonic() + 1.0
+        for thread in threading.enumerate():
+            if thread.name.startswith(f"{self._prefix}-") and thread is not threading.current_thread():
+                thread.join(max(0.0, end - time.monotonic()))
+
+    def send_message(self, message: str) -> None:
+        """Send a text message; an ack (``{"envelope_id": …}``) is routed like :meth:`send_socket_mode_response`.
+
+        Raises:
+            NotConnectedError: no open connection (for a message that is not an ack).
+        """
+        if message.startswith('{"envelope_id"'):
+            try:
+                body = json.loads(message)
+            except ValueError:
+                body = None
+            if isinstance(body, dict) and isinstance(body.get("envelope_id"), str):
+                self._send_ack(body["envelope_id"], message)
+                return
+        conn = self._primary()
+        if conn is None:
+            raise NotConnectedError("no open Socket Mode connection")
+        conn.send_text(message)
+
+    def send_socket_mode_response(self, response: Union[dict[str, Any], SocketModeResponse]) -> None:
+        """Ack an envelope: ``SocketModeResponse(envelope_id, payload)`` or ``{"envelope_id": …, "payload": …}``.
+
+        The ack goes out on the connection that delivered the envelope while it is open,
+        else on the newest connection. With no connection at all the ack is kept and sent
+        on the next ``hello`` (Slack redelivers after 3 s; the redelivery is acked at once).
+        A second ack for the same delivery is not sent. Never raises for lack of a connection.
+
+        Raises:
+            ValueError: the response has no ``envelope_id``.
+        """
+        body = response.to_dict() if isinstance(response, SocketModeResponse) else response
+        envelope_id = body.get("envelope_id")
+        if not isinstance(envelope_id, str):
+            raise ValueError("a Socket Mode response needs an envelope_id")
+        self._send_ack(envelope_id, json.dumps(body, separators=(",", ":")))
+
+    def enqueue_message(self, message: str) -> None:
+        """Handle ``message`` as if the newest connection had received it (for tests and tools)."""
+        conn = self._primary()
+        if conn is None:
+            raise NotConnectedError("no open Socket Mode connection")
+        self._on_text(conn, message)
+
+    def process_message(self) -> None:
+        """Not used: messages are dispatched as they arrive. Kept for slack_sdk compatibility."""
+
+    def process_messages(self) -> None:
+        """Not used: messages are dispatched as they arrive. Kept for slack_sdk compatibility."""
+
+    def run_message_listeners(self, message: dict[str, Any], raw_message: str) -> None:
+        """Run every listener for ``message`` on the calling thread (slack_sdk compatibility)."""
+        parsed = parse_message(raw_message)
+        if isinstance(parsed, Envelope):
+            self._run_listeners(parsed, raw_message)
+
+    # ---- visible state -------------------------------------------------------------------------
+
+    @property
+    def num_connections(self) -> Optional[int]:
+        """``num_connections`` from the latest ``hello``."""
+        return self.hello.num_connections if self.hello else None
+
+    @property
+    def debug_info(self) -> dict[str, Any]:
+        """``debug_info`` from the latest ``hello``."""
+        return self.hello.debug_info if self.hello else {}
+
+    @property
+    def approximate_connection_time(self) -> Optional[float]:
+        """Seconds Slack expects the latest connection to last, from its ``hello``."""
+        return self.hello.approximate_connection_time if self.hello else None
+
+    def stats(self) -> ClientStats:
+        """A consistent snapshot of the counters. Thread-safe."""
+        with self._lock:
+            ledger = self._ledger
+            return ClientStats(
+                state=self.state.value,
+                connections_open=self._live_count,
+                num_connections=self.num_connections,
+                connections_opened=self._opened,
+                reconnects=dict(self._reconnects),
+                last_disconnect_reason=self._last_disconnect_reason,
+                envelopes_received=ledger.received,
+                envelopes_acked=ledger.acked,
+                envelopes_deduplicated=ledger.deduplicated,
+                acks_suppressed=ledger.suppressed_acks,
+                malformed_messages=self._malformed,
+                queue_depth=self._queued,
+            )
+
+    # ---- carrying out the rules ----------------------------------------------------------------
+
+    def _start_threads(self) -> None:
+        if not self._threads_started:
+            self._threads_started = True
+            self._session.start()
+            self._health.start()
+
+    def _perform(self, actions: list[Action]) -> None:
+        """Carry out the supervisor's actions. Called with the lock held."""
+        notify: list[Callable[[], None]] = []
+        while actions:
+            more: list[Action] = []
+            for action in actions:
+                if isinstance(action, Transition):
+                    self._log_transition(action, notify)
+                elif isinstance(action, Open):
+                    self._open_queue.append(action.connection_id)
+                    self._session.wake()
+                elif isinstance(action, Drain):
+                    conn = self._connections.get(action.connection_id)
+                    if conn is not None:
+                        conn.draining = True
+                        if self._ledger.inflight(conn) == 0:
+                            more += self._supervisor.drained(conn.id, time.monotonic())
+                elif isinstance(action, Close):
+                    conn = self._connections.get(action.connection_id)
+                    if conn is not None:
+                        conn.close(1000, action.reason)
+                elif isinstance(action, Abort):
+                    conn = self._connections.get(action.connection_id)
+                    if conn is not None:
+                        self.logger.warning("connection %d: aborting (%s)", conn.id, action.reason)
+                        conn.abort()
+                elif isinstance(action, Fail):
+                    self._fatal = action.error
+                    self.logger.error("Socket Mode stopped: %s", action.error)
+                    error = action.error
+                    notify.append(lambda error=error: self._notify_error(error))  # type: ignore[misc]
+            actions = more
+        ids = self._supervisor.serving_ids()
+        self._serving = [self._connections[i] for i in ids if i in self._connections]
+        self._live_count = sum(1 for i in self._supervisor.connected_ids() if i in self._connections)
+        self._changed.notify_all()
+        self._health.wake()
+        if notify:
+            # listeners are the application's code: run them without our lock
+            self._lock.release()
+            try:
+                for call in notify:
+                    call()
+            finally:
+                self._lock.acquire()
+
+    def _log_transition(self, t: Transition, notify: list[Callable[[], None]]) -> None:
+        old = t.old.value if t.old is not None else "new"
+        who = "client" if t.connection_id is None else f"connection {t.connection_id}"
+        self.logger.info("%s: %s -> %s (%s)", who, old, t.new.value, redact(t.reason))
+        if t.connection_id is not None and t.new is ConnectionState.CLOSED:
+            self._forget(t.connection_id, t.reason)
+        if self.lifecycle_listeners:
+            notify.append(lambda t=t: self._notify_lifecycle(t))  # type: ignore[misc]
+
+    def _forget(self, connection_id: int, reason: str) -> None:
+        conn = self._connections.pop(connection_id, None)
+        if conn is not None and not conn.ended:
+            conn.abort()
+
+    def _notify_lifecycle(self, t: Transition) -> None:
+        for listener in list(self.lifecycle_listeners):
+            try:
+                listener(t)
+            except Exception:
+                self.logger.exception("lifecycle listener %r failed", listener)
+
+    def _notify_error(self, error: Exception) -> None:
+        for listener in list(self.on_error_listeners):
+            try:
+                listener(error)
+            except Exception:
+                self.logger.exception("error listener %r failed", listener)
+
+    def _session_step(self) -> Optional[float]:
+        """Open the connections the supervisor asked for (blocking calls, one at a time)."""
+        while True:
+            with self._lock:
+                if not self._open_queue:
+                    return None
+                cid = self._open_queue.popleft()
+                if self._supervisor.connection_state(cid) is not ConnectionState.CONNECTING:
+                    continue
+            conn: Optional[Connection] = None
+            error: Optional[Exception] = None
+            try:
+                url = self.issue_new_wss_url()
+                conn = Connection(
+                    cid,
+                    url,
+                    on_text=self._on_text,
+                    on_closed=self._on_closed,
+                    logger=self.logger,
+                    thread_name=f"{self._prefix}-reader-{cid}",
+                    max_message_size=self._max_message_size,
+                    connect_options=self._connect_options.value,
+                    sslopt=self._sslopt,
+                )
+                self.logger.info("connection %d: opening %s", cid, conn.url)
+                conn.open(self._connect_timeout)
+            except SocketModeError as e:
+                error = e
+            with self._lock:
+                now = time.monotonic()
+                if conn is None or error is not None:
+                    failure = error or ConnectionFailedError("could not open a connection", error="unknown")
+                    level = logging.ERROR if isinstance(failure, FatalError) else logging.WARNING
+                    self.logger.log(level, "connection %d: %s", cid, failure)
+                    self._perform(self._supervisor.open_failed(cid, failure, now))
+                else:
+                    self._connections[cid] = conn
+                    self._opened += 1
+                    conn.start()
+                    self._perform(self._supervisor.opened(cid, now))
+                    continue
+            if not isinstance(failure, FatalError):  # a FatalError reached the listeners through Fail
+                self._notify_error(failure)
+
+    def _health_step(self) -> Optional[float]:
+        """Fire due deadlines; ping; replace dead connections. Returns seconds until the next one."""
+        now = time.monotonic()
+        pings: list[Connection] = []
+        with self._lock:
+            actions = self._supervisor.tick(now)
+            next_at = self._supervisor.next_deadline()
+            for cid in self._supervisor.connected_ids():
+                conn = self._connections.get(cid)
+                if conn is None:
+                    continue
+                verdict = self._liveness.check(now, last_received=conn.last_received, last_ping=conn.last_ping)
+                if verdict.dead is not None:
+                    self.logger.warning("connection %d: %s; replacing it", cid, verdict.dead)
+                    self._reconnects["no pong" if "pong" in verdict.dead else "no frames"] += 1
+                    actions += self._supervisor.dead(cid, verdict.dead, now)
+                    continue
+                if verdict.ping:
+                    pings.append(conn)
+                next_at = verdict.next_check if next_at is None else min(next_at, verdict.next_check)
+            if actions:
+                self._perform(actions)
+                next_at = self._supervisor.next_deadline() if next_at is None else next_at
+        for conn in pings:
+            conn.ping()
+        return None if next_at is None else max(0.0, next_at - time.monotonic())
+
+    def _await_connections(self, conns: list[Connection]) -> None:
+        end = time.monotonic() + self._close_timeout
+        for conn in conns:
+            if not conn.wait_ended(max(0.0, end - time.monotonic())):
+                conn.abort()
+        for conn in conns:
+            conn.join(0.5)
+
+    # ---- reader threads ------------------------------------------------------------------------
+
+    def _on_text(self, conn: Connection, text: str) -> None:
+        for listener in self.on_message_listeners:
+            try:
+                listener(text)
+            except Exception:
+                self.logger.exception("on_message listener %r failed", listener)
+        message = parse_message(text)
+        if type(message) is Envelope:
+            self._on_envelope(conn, message, text)
+        elif isinstance(message, Hello):
+            self._on_hello(conn, message)
+        elif isinstance(message, Disconnect):
+            self.logger.info("connection %d: disconnect (reason %s)", conn.id, message.reason)
+            with self._lock:
+                self._last_disconnect_reason = message.reason
+                self._reconnects[f"disconnect {message.reason}"] += 1
+                self._perform(self._supervisor.disconnect(conn.id, message.reason, time.monotonic()))
+        elif isinstance(message, Malformed):
+            self._malformed += 1
+            self.logger.warning(
+                "connection %d: skipped a message of %d characters: %s", conn.id, len(text), message.problem
+            )
+        elif self.logger.isEnabledFor(logging.DEBUG):
+            self.logger.debug("connection %d: ignored a message of type %s", conn.id, message.type)
+
+    def _on_hello(self, conn: Connection, hello: Hello) -> None:
+        with self._lock:
+            self.hello = hello
+            self.logger.info(
+                "connection %d: hello (num_connections=%s, approximate_connection_time=%s s)",
+                conn.id,
+                hello.num_connections,
+                hello.approximate_connection_time,
+            )
+            self._perform(self._supervisor.hello(conn.id, hello.approximate_connection_time, time.monotonic()))
+            deferred, self._deferred_acks = self._deferred_acks, []
+        for text in deferred:
+            try:
+                conn.send_text(text)
+            except NotConnectedError:
+                self.logger.warning("connection %d: could not send a deferred ack", conn.id)
+
+    def _on_closed(self, conn: Connection, reason: str) -> None:
+        code = conn.close_code if conn.close_code is not None else 1006
+        with self._lock:
+            state = self._supervisor.connection_state(conn.id)
+            if state not in (ConnectionState.DRAINING, ConnectionState.CLOSING, ConnectionState.CLOSED):
+                self._reconnects[reason.split(" (", maxsplit=1)[0]] += 1
+                if not self._auto_reconnect and self._supervisor.state not in (ClientState.CLOSED,):
+                    self.logger.warning("connection %d lost (%s); auto_reconnect_enabled is off", conn.id, reason)
+                    self._perform(self._supervisor.lost(conn.id, reason, time.monotonic()))
+                    if self._live_count == 0:
+                        self._perform(self._supervisor.stop(time.monotonic(), final=False))
+                else:
+                    self._perform(self._supervisor.lost(conn.id, reason, time.monotonic()))
+            else:
+                self._perform(self._supervisor.lost(conn.id, reason, time.monotonic()))
+        for listener in list(self.on_close_listeners):
+            try:
+                listener(code, reason)
+            except Exception:
+                self.logger.exception("on_close listener %r failed", listener)
+
+    def _on_envelope(self, conn: Connection, envelope: Envelope, text: str) -> None:
+        if not self._dispatching:
+            self.logger.info("connection %d: not dispatching envelope %s: closing", conn.id, envelope.envelope_id)
+            return
+        receipt, ack = self._ledger.receive(envelope.envelope_id, conn, time.monotonic())
+        if receipt is Receipt.DISPATCH:
+            with self._lock:
+                self._queued += 1
+            self.message_workers.submit(self._dispatch, envelope, text)
+            return
+        if receipt is Receipt.REACK and ack is not None:
+            self.logger.info(
+                "connection %d: envelope %s redelivered (retry_attempt %d) after its ack; acking again",
+                conn.id,
+                envelope.envelope_id,
+                envelope.retry_attempt,
+            )
+            self._send_on(conn, ack)
+        elif receipt is Receipt.WAIT:
+            self.logger.info(
+                "connection %d: envelope %s redelivered (retry_attempt %d) while its listeners run; "
+                "not dispatching it again",
+                conn.id,
+                envelope.envelope_id,
+                envelope.retry_attempt,
+            )
+        elif receipt is Receipt.IGNORE:
+            self.logger.warning(
+                "connection %d: envelope %s redelivered, but its listeners already ran without acking it; "
+                "not dispatching it again",
+                conn.id,
+                envelope.envelope_id,
+            )
+
+    # ---- workers -------------------------------------------------------------------------------
+
+    def _dispatch(self, envelope: Envelope, text: str) -> None:
+        try:
+            self._run_listeners(envelope, text)
+        finally:
+            conn = self._ledger.handled(envelope.envelope_id)
+            with self._lock:
+                self._queued -= 1
+                if self._queued == 0:
+                    self._changed.notify_all()
+            if conn is not None and conn.draining:
+                self._maybe_drained(conn)
+
+    def _run_listeners(self, envelope: Envelope, text: str) -> None:
+        body = envelope.body
+        for listener in self.message_listeners:
+            try:
+                listener(self, body, text)
+            except Exception:
+                self.logger.exception(
+                    "message listener %r failed on envelope %s (%s)",
+                    listener,
+                    envelope.envelope_id,
+                    envelope.type,
+                )
+        if self.socket_mode_request_listeners:
+            request = SocketModeRequest.from_dict(body)
+            if request is None:
+                self.logger.warning(
+                    "envelope %s (%s) has no payload; request listeners skipped",
+                    envelope.envelope_id,
+                    envelope.type,
+                )
+                return
+            for rl in self.socket_mode_request_listeners:
+                try:
+                    rl(self, request)
+                except Exception:
+                    self.logger.exception(
+                        "request listener %r failed on envelope %s (%s)",
+                        rl,
+                        envelope.envelope_id,
+                        envelope.type,
+                    )
+
+    def _send_ack(self, envelope_id: str, text: str) -> None:
+        route = self._ledger.ack(envelope_id, text)
+        if not route.send:
+            if self.logger.isEnabledFor(logging.DEBUG):
+                self.logger.debug("envelope %s: a second ack was not sent", envelope_id)
+            return
+        origin = route.conn
+        self._send_on(origin, text)
+        if origin is not None and origin.draining:
+            self._maybe_drained(origin)
+
+    def _send_on(self, conn: Optional[Connection], text: str) -> None:
+        if conn is not None and conn.can_send:
+            try:
+                conn.send_text(text)
+                return
+            except NotConnectedError:
+                pass
+        primary = self._primary()
+        if primary is not None and primary is not conn:
+            try:
+                primary.send_text(text)
+                return
+            except NotConnectedError:
+                pass
+        with self._lock:
+            self._deferred_acks.append(text)
+        self.logger.warning("no open connection: ack deferred until the next hello")
+
+    def _primary(self) -> Optional[Connection]:
+        for conn in self._serving:
+            if conn.can_send:
+                return conn
+        with self._lock:
+            for cid in reversed(self._supervisor.connected_ids()):
+                conn_ = self._connections.get(cid)
+                if conn_ is not None and conn_.can_send:
+                    return conn_
+        return None
+
+    def _maybe_drained(self, conn: Connection) -> None:
+        if conn.draining and self._ledger.inflight(conn) == 0:
+            with self._lock:
+                self._perform(self._supervisor.drained(conn.id, time.monotonic()))
+
+
+def _api_error(e: SlackApiError) -> SocketModeError:
+    """Translate a Web API error from apps.connections.open (never keeping the request)."""
+    response = e.response
+    status = getattr(response, "status_code", None)
+    error = response.get("error") if hasattr(response, "get") else None
+    error = error if isinstance(error, str) else "unknown_error"
+    if status == 429 or error == "ratelimited":
+        headers = getattr(response, "headers", {}) or {}
+        raw = headers.get("Retry-After") or headers.get("retry-after") or "30"
+        try:
+            retry_after = max(0.0, float(raw))
+        except ValueError:
+            retry_after = 30.0
+        return RateLimitedError(
+            f"apps.connections.open is rate limited; retrying after {retry_after:g} s",
+            retry_after=retry_after,
+            status=status,
+        )
+    if error in FATAL_API_ERRORS:
+        return AuthError(f"apps.connections.open refused the app-level token: {error}", error=error)
+    return ConnectionFailedError(f"apps.connections.open failed: {error} (HTTP {status})", error=error, status=status)
+
+
+def _token_kind(token: object) -> str:
+    if not isinstance(token, str):
+        return type(token).__name__
+    return Secret(token).kind if "-" in token else "a value of another shape"
+
+
+def _proxy_options(
+    proxy: Optional[str],
+    host: Optional[str],
+    port: Optional[int],
+    auth: Optional[tuple[str, str]],
+    proxy_type: Optional[str],
+) -> dict[str, Any]:
+    if proxy:
+        parts = urlsplit(proxy)
+        if not parts.hostname:
+            raise ConfigurationError(f"proxy must be a URL like http://host:port (got {safe_url(proxy)})")
+        host, port = parts.hostname, parts.port
+        if parts.username:
+            auth = (parts.username, parts.password or "")
+        proxy_type = parts.scheme or "http"
+    if not host:
+        return {}
+    options: dict[str, Any] = {
+        "http_proxy_host": host,
+        "http_proxy_port": port,
+        "proxy_type": proxy_type or "http",
+    }
+    if auth:
+        options["http_proxy_auth"] = auth
+    return options

@@ -1,0 +1,281 @@
+"""One Socket Mode WebSocket connection, on websocket-client's low-level ``WebSocket``.
+
+A :class:`Connection` does the handshake, runs one reader thread that blocks in
+``recv`` (no polling, no sleeps), reassembles fragmented messages, answers pings, and
+hands each complete text message to the client. Every write goes through one lock.
+Closing sends a close frame and lets the reader run until the server's close frame
+arrives; the client aborts the socket if that takes too long (a bounded handshake).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+import threading
+import time
+from typing import Any, Callable, Optional
+
+import websocket
+from websocket import ABNF
+
+from .errors import ConnectionFailedError, NotConnectedError
+from .urls import safe_url
+
+__all__ = ["Connection"]
+
+_TEXT, _BINARY, _CONT = ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY, ABNF.OPCODE_CONT
+_CLOSE, _PING, _PONG = ABNF.OPCODE_CLOSE, ABNF.OPCODE_PING, ABNF.OPCODE_PONG
+
+#: Raised by websocket-client and the socket layer when a connection fails.
+_TRANSPORT_ERRORS = (OSError, websocket.WebSocketException, struct.error, ValueError)
+
+
+class Connection:
+    """A Socket Mode WebSocket.
+
+    Args:
+        connection_id: the client's number for it (1, 2, …), used in logs and thread names.
+        url: the single-use ``wss://`` URL from ``apps.connections.open``.
+        on_text: called on the reader thread with ``(connection, text)`` for each text message.
+        on_closed: called once on the reader thread with ``(connection, reason)`` when it ends.
+        thread_name: name for the reader thread.
+        max_message_size: bytes; a larger message makes the connection be replaced.
+        connect_options: keyword arguments for ``websocket.WebSocket.connect`` (proxy settings).
+        sslopt: websocket-client's TLS options (``{"context": ssl_context}``).
+
+    Thread-safety: :meth:`send_text`, :meth:`ping`, :meth:`close` and :meth:`abort` may be
+    called from any thread; :meth:`open` and :meth:`start` once, by the owner.
+    """
+
+    def __init__(
+        self,
+        connection_id: int,
+        url: str,
+        *,
+        on_text: Callable[[Connection, str], None],
+        on_closed: Callable[[Connection, str], None],
+        logger: logging.Logger,
+        thread_name: str,
+        max_message_size: int,
+        connect_options: Optional[dict[str, Any]] = None,
+        sslopt: Optional[dict[str, Any]] = None,
+    ) -> None:
+        self.id = connection_id
+        self._url = url
+        self._on_text = on_text
+        self._on_closed = on_closed
+        self._logger = logger
+        self._max_message_size = max_message_size
+        self._connect_options = connect_options or {}
+        self._ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=True, sslopt=sslopt)
+        self._send_lock = threading.Lock()
+        self._close_sent = False
+        self._ended = threading.Event()
+        self._reader = threading.Thread(target=self._read_loop, name=thread_name, daemon=True)
+        #: monotonic seconds when the last frame of any kind arrived
+        self.last_received = time.monotonic()
+        #: monotonic seconds when our last ping was sent, or None
+        self.last_ping: Optional[float] = None
+        #: True once the client stopped routing new work to it (replaced)
+        self.draining = False
+        #: the close code the server sent, if it closed the connection
+        self.close_code: Optional[int] = None
+
+    def __repr__(self) -> str:
+        state = "ended" if self._ended.is_set() else ("closing" if self._close_sent else "open")
+        return f"<Connection {self.id} {safe_url(self._url)} {state}>"
+
+    @property
+    def url(self) -> str:
+        """The URL without its query (the ticket), for logs."""
+        return safe_url(self._url)
+
+    @property
+    def can_send(self) -> bool:
+        """True until a close frame was sent or the connection ended."""
+        return not self._close_sent and not self._ended.is_set()
+
+    @property
+    def ended(self) -> bool:
+        """True once the reader has finished and the socket is closed."""
+        return self._ended.is_set()
+
+    def open(self, timeout: float) -> None:
+        """Do the WebSocket handshake, in at most ``timeout`` seconds.
+
+        Raises:
+            ConnectionFailedError: refused, timed out, TLS failure, or a handshake
+                answered with a non-101 status (``status`` set).
+        """
+        try:
+            self._ws.connect(self._url, timeout=timeout, suppress_origin=True, **self._connect_options)
+            sock = self._ws.sock
+            if sock is not None:
+                sock.settimeout(None)  # the reader blocks; close() and abort() unblock it
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except websocket.WebSocketBadStatusException as e:
+            self._ws.shutdown()
+            raise ConnectionFailedError(
+                f"WebSocket handshake with {self.url} was answered with HTTP {e.status_code}",
+                error="handshake_rejected",
+                status=e.status_code,
+            ) from None
+        except _TRANSPORT_ERRORS as e:
+            self._ws.shutdown()
+            raise ConnectionFailedError(
+                f"could not open {self.url}: {type(e).__name__}: {_brief(e)}", error=type(e).__name__
+            ) from None
+        self.last_received = time.monotonic()
+
+    def start(self) -> None:
+        """Start the reader thread."""
+        self._reader.start()
+
+    def send_text(self, text: str) -> None:
+        """Send one text frame.
+
+        Raises:
+            NotConnectedError: the connection is closing or closed.
+        """
+        with self._send_lock:
+            if self._close_sent:
+                raise NotConnectedError(f"connection {self.id} is closing")
+            try:
+                self._ws.send(text)
+            except _TRANSPORT_ERRORS as e:
+                raise NotConnectedError(f"connection {self.id} failed: {type(e).__name__}") from None
+
+    def ping(self) -> None:
+        """Send a ping; a failure is left to the reader to notice."""
+        with self._send_lock:
+            if self._close_sent:
+                return
+            self.last_ping = time.monotonic()
+            try:
+                self._ws.ping()
+            except _TRANSPORT_ERRORS:
+                pass
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Send a close frame (once). The reader ends when the server answers or on :meth:`abort`."""
+        with self._send_lock:
+            if self._close_sent or self._ended.is_set():
+                return
+            self._close_sent = True
+            try:
+                self._ws.send_close(code, reason.encode("utf-8")[:123])
+            except _TRANSPORT_ERRORS:
+                self.abort()
+
+    def abort(self) -> None:
+        """Shut the socket down now; the reader wakes up and ends. Idempotent."""
+        sock = self._ws.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the reader to end; True if it did."""
+        if self._reader.ident is None:
+            return True
+        self._reader.join(timeout)
+        return not self._reader.is_alive()
+
+    def wait_ended(self, timeout: Optional[float]) -> bool:
+        """Wait up to ``timeout`` seconds for the connection to end; True if it did."""
+        return self._ended.wait(timeout)
+
+    # ---- reader thread -------------------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        reason = "closed"
+        try:
+            reason = self._read_frames()
+        except _TRANSPORT_ERRORS as e:
+            if self._close_sent:
+                reason = "closed by client"
+            elif isinstance(e, websocket.WebSocketConnectionClosedException):
+                reason = "server closed the TCP connection"
+            else:
+                reason = f"{type(e).__name__}: {_brief(e)}"
+        except Exception as e:  # a bug of ours: never let it pass silently
+            self._logger.exception("connection %d: reader failed", self.id)
+            reason = f"reader error {type(e).__name__}"
+        finally:
+            self._ws.shutdown()
+            self._ended.set()
+            try:
+                self._on_closed(self, reason)
+            except Exception:
+                self._logger.exception("connection %d: close handler failed", self.id)
+
+    def _read_frames(self) -> str:
+        recv_frame = self._ws.recv_frame
+        on_text = self._on_text
+        parts: list[bytes] = []
+        size = 0
+        assembling = 0  # opcode of the message being assembled, 0 if none
+        while True:
+            frame = recv_frame()
+            self.last_received = time.monotonic()
+            opcode = frame.opcode
+            if opcode == _TEXT and frame.fin and not assembling:  # the common case
+                data = frame.data
+                if len(data) > self._max_message_size:
+                    return self._oversize(len(data))
+                self._deliver(on_text, data)
+            elif opcode in (_TEXT, _BINARY, _CONT):
+                if (opcode == _CONT) != bool(assembling):
+                    raise websocket.WebSocketProtocolException("unexpected continuation frame")
+                if opcode != _CONT:
+                    assembling = opcode
+                parts.append(frame.data)
+                size += len(frame.data)
+                if size > self._max_message_size:
+                    return self._oversize(size)
+                if frame.fin:
+                    data, kind = b"".join(parts), assembling
+                    parts, size, assembling = [], 0, 0
+                    if kind == _TEXT:
+                        self._deliver(on_text, data)
+                    else:
+                        self._logger.warning("connection %d: skipped a binary message of %d bytes", self.id, len(data))
+            elif opcode == _PING:
+                with self._send_lock:
+                    if not self._close_sent:
+                        self._ws.pong(frame.data)
+            elif opcode == _CLOSE:
+                code = struct.unpack("!H", frame.data[:2])[0] if len(frame.data) >= 2 else 1005
+                self.close_code = code
+                if not self._close_sent:
+                    self.close(code if code not in (1005, 1006) else 1000)
+                    return f"server closed the connection (code {code})"
+                return "closed by client"
+            # _PONG: last_received is all a pong is for
+
+    def _deliver(self, on_text: Callable[[Connection, str], None], data: bytes) -> None:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            self._logger.warning(
+                "connection %d: skipped a text message of %d bytes that is not UTF-8", self.id, len(data)
+            )
+            return
+        on_text(self, text)
+
+    def _oversize(self, size: int) -> str:
+        self._logger.error(
+            "connection %d: message of more than %d bytes exceeds max_message_size (%d); replacing the connection",
+            self.id,
+            size,
+            self._max_message_size,
+        )
+        return f"message over max_message_size ({size} bytes)"
+
+
+def _brief(error: BaseException) -> str:
+    text = str(error).splitlines()[0] if str(error) else ""
+    return text[:200]

@@ -1,0 +1,132 @@
+"""The exceptions raised by slack_socket_mode.
+
+Every exception of ours derives from one root, :class:`SocketModeError`::
+
+    SocketModeError
+    ├── ConfigurationError        bad options or a malformed app-level token (also a ValueError)
+    ├── NotConnectedError         nothing to send on (also slack_sdk's SlackClientNotConnectedError)
+    ├── ConnectTimeoutError       connect() saw no ``hello`` in time (also a TimeoutError)
+    ├── ConnectionFailedError     one attempt to open a connection failed; reconnecting goes on
+    │   └── RateLimitedError      apps.connections.open answered HTTP 429 / ``ratelimited``
+    └── FatalError                reconnecting has ended; the client will not try again
+        ├── AuthError             the app-level token was refused (``invalid_auth``, ``token_revoked``, …)
+        ├── LinkDisabledError     Socket Mode was turned off for the app (``disconnect`` reason ``link_disabled``)
+        └── InsecureURLError      apps.connections.open returned a URL the client will not open
+
+A :class:`FatalError` is raised from :meth:`SocketModeClient.connect` when it happens
+there, and is always passed to the client's error listeners. :class:`ConnectionFailedError`
+is only ever passed to error listeners: the client retries with backoff.
+
+No exception of ours carries a token: messages name the Slack error code and the HTTP
+status, never the request. Errors from slack_sdk or websocket-client are not chained
+(``__cause__`` is None) because their objects hold the request's headers.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from slack_sdk.errors import SlackClientNotConnectedError
+
+__all__ = [
+    "FATAL_API_ERRORS",
+    "AuthError",
+    "ConfigurationError",
+    "ConnectTimeoutError",
+    "ConnectionFailedError",
+    "FatalError",
+    "InsecureURLError",
+    "LinkDisabledError",
+    "NotConnectedError",
+    "RateLimitedError",
+    "SocketModeError",
+]
+
+#: Web API error codes from ``apps.connections.open`` after which retrying cannot help.
+FATAL_API_ERRORS = frozenset(
+    {
+        "invalid_auth",
+        "not_authed",
+        "not_allowed_token_type",
+        "token_revoked",
+        "token_expired",
+        "account_inactive",
+        "missing_scope",
+        "forbidden_team",
+        "access_denied",
+        "invalid_token",
+    }
+)
+
+
+class SocketModeError(Exception):
+    """Root of every exception raised by slack_socket_mode."""
+
+
+class ConfigurationError(SocketModeError, ValueError):
+    """An option passed to the client is invalid (raised at construction)."""
+
+
+class NotConnectedError(SocketModeError, SlackClientNotConnectedError):
+    """A message was to be sent but the client holds no open connection."""
+
+
+class ConnectTimeoutError(SocketModeError, TimeoutError):
+    """:meth:`SocketModeClient.connect` did not receive a ``hello`` within its timeout (seconds)."""
+
+
+class ConnectionFailedError(SocketModeError):
+    """One attempt to open a connection failed; the client retries with backoff.
+
+    Attributes:
+        error: the Slack error code (``"internal_error"``) or a short description of the
+            transport failure (``"ConnectionRefusedError"``).
+        status: the HTTP status of the failed request or handshake, when there was one.
+    """
+
+    def __init__(self, message: str, *, error: str, status: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.error = error
+        self.status = status
+
+
+class RateLimitedError(ConnectionFailedError):
+    """``apps.connections.open`` answered HTTP 429 (``ratelimited``).
+
+    Attributes:
+        retry_after: seconds Slack asked the client to wait (its ``Retry-After`` header).
+    """
+
+    def __init__(self, message: str, *, retry_after: float, status: Optional[int] = 429) -> None:
+        super().__init__(message, error="ratelimited", status=status)
+        self.retry_after = retry_after
+
+
+class FatalError(SocketModeError):
+    """Reconnecting has ended for good: the client is in state ``FAILED``.
+
+    Attributes:
+        error: the Slack error code or ``disconnect`` reason that ended it.
+    """
+
+    def __init__(self, message: str, *, error: str) -> None:
+        super().__init__(message)
+        self.error = error
+
+
+class AuthError(FatalError):
+    """Slack refused the app-level token (``invalid_auth``, ``token_revoked``, ``missing_scope``, …).
+
+    See https://api.slack.com/methods/apps.connections.open for the error codes.
+    """
+
+
+class LinkDisabledError(FatalError):
+    """Slack sent ``disconnect`` with reason ``link_disabled``: Socket Mode is off for this app.
+
+    Turn Socket Mode back on in the app's settings, then call ``connect()`` again.
+    """
+
+
+class InsecureURLError(FatalError):
+    """``apps.connections.open`` returned a URL that is not ``wss://`` (``ws://`` is allowed on loopback only)."""

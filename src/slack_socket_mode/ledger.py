@@ -1,0 +1,183 @@
+"""The record of envelopes in flight and recently handled: ack routing and redelivery dedup.
+
+Slack redelivers an envelope that was not acked within 3 seconds, with the same
+``envelope_id`` and ``retry_attempt`` 1, 2, 3 (https://api.slack.com/apis/socket-mode).
+:class:`EnvelopeLedger` remembers each envelope from its first delivery until it is both
+acked and old, so that:
+
+* an ack goes out on the connection that delivered the envelope (the latest delivery);
+* a redelivery of an envelope whose listeners are still running is not dispatched again:
+  the single ack the listeners send settles every delivery;
+* a redelivery of an envelope already acked is acked again at once, with the same payload;
+* a redelivery of an envelope whose listeners finished without acking is not dispatched
+  again (its listeners chose not to ack it);
+* an ack for an envelope with no delivery waiting is not sent twice.
+
+Bounds: settled entries are forgotten after ``max_age`` seconds or when more than
+``max_entries`` are held (oldest first); an envelope forgotten that way and delivered
+again is dispatched again. Entries still in flight are never forgotten. With
+``dedupe=False`` only in-flight entries are kept (for routing and draining).
+
+Thread-safe: one lock; every method is O(1) amortized.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Generic, Optional, TypeVar
+
+__all__ = ["AckRoute", "EnvelopeLedger", "Receipt"]
+
+C = TypeVar("C")
+
+
+class Receipt(enum.Enum):
+    """What to do with a delivery."""
+
+    DISPATCH = "dispatch"  #: new: run the listeners
+    WAIT = "wait"  #: listeners are running: the ack they send settles this delivery too
+    REACK = "reack"  #: already acked: send the same ack again now
+    IGNORE = "ignore"  #: listeners finished without acking: do nothing
+
+
+_INFLIGHT, _HANDLED, _ACKED = 0, 1, 2
+
+
+class _Entry(Generic[C]):
+    __slots__ = ("ack", "at", "awaiting", "conn", "state")
+
+    def __init__(self, conn: C, at: float) -> None:
+        self.conn = conn  # the connection of the latest delivery
+        self.at = at  # first delivery, monotonic seconds
+        self.state = _INFLIGHT
+        self.awaiting = True  # a delivery is waiting for an ack
+        self.ack: Optional[str] = None  # the ack text sent
+
+
+@dataclass(frozen=True)
+class AckRoute(Generic[C]):
+    """Where an ack should go: ``conn`` (None if unknown), and whether to send it at all."""
+
+    conn: Optional[C]
+    send: bool
+
+
+class EnvelopeLedger(Generic[C]):
+    """See the module docstring. ``C`` is the caller's connection type (opaque here)."""
+
+    def __init__(self, *, dedupe: bool = True, max_entries: int = 50_000, max_age: float = 900.0) -> None:
+        if max_entries < 1 or max_age <= 0:
+            raise ValueError("max_entries must be >= 1 and max_age > 0 seconds")
+        self.dedupe = dedupe
+        self.max_entries = max_entries
+        self.max_age = max_age
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, _Entry[C]] = OrderedDict()
+        self._inflight: dict[int, int] = {}  # id(conn) -> envelopes delivered on it and not acked
+        self.received = 0  #: first deliveries
+        self.redeliveries = 0  #: deliveries of an envelope already in the ledger
+        self.acked = 0  #: acks sent (re-acks included)
+        self.deduplicated = 0  #: redeliveries not dispatched
+        self.suppressed_acks = 0  #: acks not sent because nothing was waiting for them
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def receive(self, envelope_id: str, conn: C, now: float) -> tuple[Receipt, Optional[str]]:
+        """Record a delivery of ``envelope_id`` on ``conn``; return what to do (and the ack to resend)."""
+        with self._lock:
+            entry = self._entries.get(envelope_id)
+            if entry is None or not self.dedupe:
+                if entry is None:
+                    entry = _Entry(conn, now)
+                    self._entries[envelope_id] = entry
+                    self._count(conn, +1)
+                    self.received += 1
+                    if self.dedupe:
+                        self._evict(now)
+                else:
+                    self._move(entry, conn)
+                    entry.state, entry.awaiting = _INFLIGHT, True
+                    self.redeliveries += 1
+                return Receipt.DISPATCH, None
+            self.redeliveries += 1
+            self.deduplicated += 1
+            if entry.state == _ACKED:
+                entry.conn = conn
+                self.acked += 1
+                return Receipt.REACK, entry.ack
+            if entry.state == _INFLIGHT:
+                self._move(entry, conn)
+                entry.awaiting = True
+                return Receipt.WAIT, None
+            return Receipt.IGNORE, None
+
+    def ack(self, envelope_id: str, text: str) -> AckRoute[C]:
+        """The application acks ``envelope_id`` with ``text``: where to send it, and whether to."""
+        with self._lock:
+            entry = self._entries.get(envelope_id)
+            if entry is None:
+                self.acked += 1
+                return AckRoute(None, True)
+            if not entry.awaiting:
+                self.suppressed_acks += 1
+                return AckRoute(entry.conn, False)
+            entry.awaiting = False
+            if entry.state == _INFLIGHT:
+                self._count(entry.conn, -1)
+            entry.state = _ACKED
+            entry.ack = text
+            self.acked += 1
+            if not self.dedupe:
+                del self._entries[envelope_id]
+            return AckRoute(entry.conn, True)
+
+    def handled(self, envelope_id: str) -> Optional[C]:
+        """The listeners for ``envelope_id`` returned (whether or not they acked).
+
+        Returns the connection it was in flight on if this settled it, else None.
+        """
+        with self._lock:
+            entry = self._entries.get(envelope_id)
+            if entry is None or entry.state != _INFLIGHT:
+                return None
+            entry.state = _HANDLED
+            self._count(entry.conn, -1)
+            if not self.dedupe:
+                del self._entries[envelope_id]
+            return entry.conn
+
+    def inflight(self, conn: C) -> int:
+        """How many envelopes delivered on ``conn`` are neither acked nor handled."""
+        return self._inflight.get(id(conn), 0)
+
+    def _move(self, entry: _Entry[C], conn: C) -> None:
+        if entry.state == _INFLIGHT and entry.conn is not conn:
+            self._count(entry.conn, -1)
+            self._count(conn, +1)
+        elif entry.state != _INFLIGHT:
+            self._count(conn, +1)
+        entry.conn = conn
+
+    def _count(self, conn: C, delta: int) -> None:
+        key = id(conn)
+        n = self._inflight.get(key, 0) + delta
+        if n > 0:
+            self._inflight[key] = n
+        else:
+            self._inflight.pop(key, None)
+
+    def _evict(self, now: float) -> None:
+        entries = self._entries
+        oldest = now - self.max_age
+        for _ in range(len(entries)):
+            envelope_id, entry = next(iter(entries.items()))
+            if len(entries) <= self.max_entries and entry.at > oldest:
+                return
+            if entry.state == _INFLIGHT:
+                entries.move_to_end(envelope_id)  # never forget what is in flight
+                continue
+            del entries[envelope_id]

@@ -1,0 +1,452 @@
+"""The rules of a Socket Mode session, as a state machine with no threads, sockets or clock.
+
+:class:`Supervisor` decides, from what happened (a connection opened, said ``hello``,
+got ``disconnect``, dropped; an open attempt failed; time passed), what the client must do
+next: open a connection, drain one, close one, abort one, or give up. It returns
+:class:`Action` values and :class:`Transition` records; the client's threads carry them out.
+Every method takes ``now`` (seconds on a monotonic clock), so the rules are tested by
+feeding messages and time (``tests/test_lifecycle.py``).
+
+Rotation is make-before-break: a connection Slack wants to refresh (``disconnect`` reason
+``warning``, ``refresh_requested`` or an unknown reason) or whose
+``approximate_connection_time`` is nearly spent keeps serving until its replacement has
+said ``hello``; only then is it drained (acks for its in-flight envelopes still go out on
+it) and closed. See https://api.slack.com/apis/socket-mode#disconnect.
+
+Not thread-safe: the client calls it under one lock.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Optional, Union
+
+from .errors import FatalError, LinkDisabledError
+from .policy import ReconnectPolicy
+
+__all__ = [
+    "Abort",
+    "Action",
+    "ClientState",
+    "Close",
+    "ConnectionState",
+    "Drain",
+    "Fail",
+    "Open",
+    "Supervisor",
+    "Transition",
+    "rotation_delay",
+]
+
+
+class ConnectionState(enum.Enum):
+    """The life of one connection."""
+
+    CONNECTING = "connecting"  #: URL being issued, WebSocket handshake under way
+    AWAITING_HELLO = "awaiting_hello"  #: handshake done, no ``hello`` yet
+    CONNECTED = "connected"  #: ``hello`` received; serving
+    DRAINING = "draining"  #: replaced; waiting for acks of envelopes it delivered
+    CLOSING = "closing"  #: close frame sent; waiting for the server's
+    CLOSED = "closed"  #: gone
+
+
+class ClientState(enum.Enum):
+    """The life of the client as a whole."""
+
+    IDLE = "idle"  #: never connected
+    CONNECTING = "connecting"  #: connect() called, no ``hello`` yet
+    CONNECTED = "connected"  #: at least one connection has said ``hello``
+    RECONNECTING = "reconnecting"  #: every connection is gone; opening new ones
+    DISCONNECTED = "disconnected"  #: disconnect() was called; connect() may be called again
+    FAILED = "failed"  #: a fatal error ended reconnecting; connect() may be called again
+    CLOSED = "closed"  #: close() was called; final
+
+
+_RUNNING = frozenset({ClientState.CONNECTING, ClientState.CONNECTED, ClientState.RECONNECTING})
+_LIVE = frozenset({ConnectionState.CONNECTED, ConnectionState.DRAINING})
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A state change, for the INFO log and lifecycle listeners.
+
+    ``connection_id`` is None for the client's own state.
+    """
+
+    connection_id: Optional[int]
+    old: Union[ClientState, ConnectionState, None]
+    new: Union[ClientState, ConnectionState]
+    reason: str
+
+
+@dataclass(frozen=True)
+class Open:
+    """Open connection ``connection_id``: get a fresh URL, handshake, report back."""
+
+    connection_id: int
+
+
+@dataclass(frozen=True)
+class Drain:
+    """Let connection ``connection_id`` finish acking what it delivered; report :meth:`Supervisor.drained`."""
+
+    connection_id: int
+
+
+@dataclass(frozen=True)
+class Close:
+    """Send a close frame on ``connection_id`` and wait for the server's."""
+
+    connection_id: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Abort:
+    """Shut ``connection_id``'s socket down now, without a close handshake."""
+
+    connection_id: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Fail:
+    """Reconnecting is over: deliver ``error`` to the application."""
+
+    error: FatalError
+
+
+Action = Union[Open, Drain, Close, Abort, Fail, Transition]
+
+
+def rotation_delay(approximate_connection_time: Optional[float]) -> Optional[float]:
+    """Seconds after ``hello`` at which to replace a connection proactively.
+
+    A minute before Slack's ``approximate_connection_time`` runs out (or at 90 % of it,
+    whichever is later), so the replacement is up before Slack's own ``warning``.
+    """
+    if approximate_connection_time is None:
+        return None
+    return max(approximate_connection_time * 0.9, approximate_connection_time - 60.0)
+
+
+@dataclass
+class _Conn:
+    id: int
+    state: ConnectionState
+    hello_at: Optional[float] = None
+    rotate_at: Optional[float] = None
+    replace_reason: Optional[str] = None  # set when it is to be replaced
+    deadline: Optional[float] = None  # for AWAITING_HELLO, DRAINING and CLOSING
+
+
+class Supervisor:
+    """Decides which connections to open, drain, close or abort, and when.
+
+    Args:
+        policy: reconnect backoff (see :class:`~slack_socket_mode.policy.Backoff`).
+        connections: how many connections to keep (1 to 10).
+        hello_timeout: seconds a new connection may take to say ``hello``.
+        drain_timeout: seconds a replaced connection may wait for its acks before closing.
+        close_timeout: seconds to wait for the server's close frame before aborting.
+
+    Not thread-safe.
+    """
+
+    def __init__(
+        self,
+        policy: ReconnectPolicy,
+        *,
+        connections: int = 1,
+        hello_timeout: float = 10.0,
+        drain_timeout: float = 5.0,
+        close_timeout: float = 1.0,
+    ) -> None:
+        self.policy = policy
+        self.target = connections
+        self.hello_timeout = hello_timeout
+        self.drain_timeout = drain_timeout
+        self.close_timeout = close_timeout
+        self.state = ClientState.IDLE
+        self.attempt = 0  # consecutive failed or short-lived attempts
+        self.next_open_at = 0.0
+        self._conns: dict[int, _Conn] = {}
+        self._next_id = 1
+        self._out: list[Action] = []
+
+    # ---- queries -------------------------------------------------------------------------------
+
+    def connection_state(self, connection_id: int) -> ConnectionState:
+        """The state of a connection (CLOSED if unknown)."""
+        c = self._conns.get(connection_id)
+        return c.state if c else ConnectionState.CLOSED
+
+    def connected_ids(self) -> list[int]:
+        """Ids of connections that have said ``hello`` and are not closing, oldest first."""
+        return [c.id for c in self._conns.values() if c.state in _LIVE]
+
+    def serving_ids(self) -> list[int]:
+        """Ids of connected connections not marked for replacement, newest first (for routing)."""
+        return [
+            c.id
+            for c in reversed(self._conns.values())
+            if c.state is ConnectionState.CONNECTED and c.replace_reason is None
+        ]
+
+    def next_deadline(self) -> Optional[float]:
+        """The monotonic time at which :meth:`tick` has something to do, or None."""
+        times = [c.deadline for c in self._conns.values() if c.deadline is not None]
+        times += [
+            c.rotate_at
+            for c in self._conns.values()
+            if c.rotate_at is not None and c.replace_reason is None and c.state is ConnectionState.CONNECTED
+        ]
+        if self.state in _RUNNING and self._wanted() > 0 and not self._opening():
+            times.append(self.next_open_at)
+        return min(times) if times else None
+
+    # ---- inputs --------------------------------------------------------------------------------
+
+    def start(self, now: float) -> list[Action]:
+        """connect() was called. Opens connections at once (no-op if already running)."""
+        if self.state in _RUNNING or self.state is ClientState.CLOSED:
+            return []
+        self.attempt = 0
+        self.next_open_at = now
+        self._set_state(ClientState.CONNECTING, "connect() called")
+        return self._plan(now)
+
+    def stop(self, now: float, *, final: bool) -> list[Action]:
+        """disconnect() (``final=False``) or close() (``final=True``): close every connection."""
+        if self.state is ClientState.CLOSED:
+            return []
+        reason = "close() called" if final else "disconnect() called"
+        self._set_state(ClientState.CLOSED if final else ClientState.DISCONNECTED, reason)
+        self._close_all(now, reason)
+        return self._flush()
+
+    def opened(self, connection_id: int, now: float) -> list[Action]:
+        """The WebSocket handshake of ``connection_id`` succeeded."""
+        c = self._conns.get(connection_id)
+        if c is None or c.state is not ConnectionState.CONNECTING:
+            return []
+        if self.state not in _RUNNING:  # stopped while it was opening
+            self._to(c, ConnectionState.CLOSING, "client is stopping", now + self.close_timeout)
+            self._out.append(Close(c.id, "client is stopping"))
+            return self._flush()
+        self._to(c, ConnectionState.AWAITING_HELLO, "handshake done", now + self.hello_timeout)
+        return self._flush()
+
+    def open_failed(self, connection_id: int, error: Exception, now: float) -> list[Action]:
+        """Opening ``connection_id`` failed with ``error``.
+
+        A :class:`FatalError` ends reconnecting; a
+        :class:`~slack_socket_mode.errors.RateLimitedError` waits at least its ``retry_after``;
+        anything else backs off.
+        """
+        c = self._conns.pop(connection_id, None)
+        if c is not None:
+            self._emit(c.id, c.state, ConnectionState.CLOSED, f"open failed: {_describe(error)}")
+        if isinstance(error, FatalError):
+            return self._fail(error, now)
+        if self.state not in _RUNNING:
+            return self._flush()
+        retry_after = float(getattr(error, "retry_after", 0.0) or 0.0)
+        self._back_off(now, minimum=retry_after)
+        self._update_client_state(f"open failed: {_describe(error)}")
+        return self._plan(now)
+
+    def hello(self, connection_id: int, approximate_connection_time: Optional[float], now: float) -> list[Action]:
+        """``connection_id`` received ``hello``."""
+        c = self._conns.get(connection_id)
+        if c is None or c.state is not ConnectionState.AWAITING_HELLO:
+            return []
+        c.hello_at = now
+        delay = rotation_delay(approximate_connection_time)
+        c.rotate_at = now + delay if delay is not None else None
+        self._to(c, ConnectionState.CONNECTED, "hello received", None)
+        return self._plan(now)
+
+    def disconnect(self, connection_id: int, reason: str, now: float) -> list[Action]:
+        """``connection_id`` received ``disconnect`` with ``reason``."""
+        c = self._conns.get(connection_id)
+        if reason == "link_disabled":
+            return self._fail(
+                LinkDisabledError(
+                    "Slack disabled Socket Mode for this app (disconnect reason link_disabled); "
+                    "turn Socket Mode on in the app settings and connect again",
+                    error="link_disabled",
+                ),
+                now,
+            )
+        if c is None or c.state not in (ConnectionState.CONNECTED, ConnectionState.AWAITING_HELLO):
+            return []
+        if reason == "too_many_websockets":
+            # The app holds too many connections (perhaps in other processes): do not rush.
+            self._back_off(now, minimum=0.0, at_least_one=True)
+        if c.replace_reason is None:
+            c.replace_reason = f"disconnect {reason}"
+        return self._plan(now)
+
+    def refresh(self, reason: str, now: float) -> list[Action]:
+        """Replace every connected connection, make-before-break (``connect_to_new_endpoint(force=True)``)."""
+        for c in self._conns.values():
+            if c.state is ConnectionState.CONNECTED and c.replace_reason is None:
+                c.replace_reason = reason
+        return self._plan(now)
+
+    def lost(self, connection_id: int, reason: str, now: float) -> list[Action]:
+        """``connection_id``'s socket is gone (closed, reset, aborted or failed)."""
+        if self._lost(connection_id, reason, now):
+            return self._plan(now)
+        return self._flush()
+
+    def drained(self, connection_id: int, now: float) -> list[Action]:
+        """Every envelope ``connection_id`` delivered has been acked (or it is given up on)."""
+        self._drained(connection_id, now)
+        return self._flush()
+
+    def dead(self, connection_id: int, reason: str, now: float) -> list[Action]:
+        """``connection_id`` failed a liveness check (no pong, no frames): abort and replace it."""
+        c = self._conns.get(connection_id)
+        if c is None or c.state is ConnectionState.CONNECTING:
+            return []
+        self._out.append(Abort(c.id, reason))
+        return self.lost(connection_id, reason, now)
+
+    def tick(self, now: float) -> list[Action]:
+        """Time passed: fire whatever deadline is due."""
+        for c in list(self._conns.values()):
+            if (
+                c.state is ConnectionState.CONNECTED
+                and c.replace_reason is None
+                and (c.rotate_at is not None and now >= c.rotate_at)
+            ):
+                c.replace_reason = "approximate_connection_time nearly spent"
+            if c.deadline is None or now < c.deadline:
+                continue
+            if c.state is ConnectionState.AWAITING_HELLO:
+                self._out.append(Abort(c.id, f"no hello within {self.hello_timeout:g} s"))
+                self._lost(c.id, f"no hello within {self.hello_timeout:g} s", now)
+            elif c.state is ConnectionState.DRAINING:
+                self._drained(c.id, now)
+            elif c.state is ConnectionState.CLOSING:
+                c.deadline = None
+                self._out.append(Abort(c.id, f"no close frame within {self.close_timeout:g} s"))
+        return self._plan(now)
+
+    # ---- internals -----------------------------------------------------------------------------
+
+    def _lost(self, connection_id: int, reason: str, now: float) -> bool:
+        """Forget a connection; back off if the drop was unexpected. True if a replacement may be due."""
+        c = self._conns.pop(connection_id, None)
+        if c is None:
+            return False
+        expected = c.state in (ConnectionState.DRAINING, ConnectionState.CLOSING)
+        self._emit(c.id, c.state, ConnectionState.CLOSED, reason)
+        if expected or self.state not in _RUNNING:
+            self._update_client_state(reason)
+            return False
+        if c.hello_at is not None and now - c.hello_at >= self.policy.healthy_after:
+            self.attempt = 0  # it was healthy: this drop is news, not a pattern
+        self._back_off(now, minimum=0.0)
+        self._update_client_state(f"connection {c.id} lost: {reason}")
+        return True
+
+    def _drained(self, connection_id: int, now: float) -> None:
+        c = self._conns.get(connection_id)
+        if c is None or c.state is not ConnectionState.DRAINING:
+            return
+        self._to(c, ConnectionState.CLOSING, "drained", now + self.close_timeout)
+        self._out.append(Close(c.id, c.replace_reason or "drained"))
+
+    def _opening(self) -> bool:
+        return any(c.state is ConnectionState.CONNECTING for c in self._conns.values())
+
+    def _wanted(self) -> int:
+        serving = pending = 0
+        for c in self._conns.values():
+            if c.state is ConnectionState.CONNECTED and c.replace_reason is None:
+                serving += 1
+            elif c.state in (ConnectionState.CONNECTING, ConnectionState.AWAITING_HELLO):
+                pending += 1
+        return self.target - serving - pending
+
+    def _back_off(self, now: float, *, minimum: float, at_least_one: bool = False) -> None:
+        if at_least_one:
+            self.attempt = max(self.attempt, 1)
+        delay = max(self.policy.delay(self.attempt), minimum)
+        self.next_open_at = max(self.next_open_at, now + delay)
+        self.attempt += 1
+
+    def _plan(self, now: float) -> list[Action]:
+        if self.state in _RUNNING:
+            if self._wanted() > 0 and not self._opening() and now >= self.next_open_at:
+                c = _Conn(self._next_id, ConnectionState.CONNECTING)
+                self._next_id += 1
+                self._conns[c.id] = c
+                self._emit(c.id, None, ConnectionState.CONNECTING, "opening")
+                self._out.append(Open(c.id))
+            serving = sum(
+                1 for c in self._conns.values() if c.state is ConnectionState.CONNECTED and c.replace_reason is None
+            )
+            for c in list(self._conns.values()):  # oldest first
+                if serving < self.target:
+                    break
+                if c.state is ConnectionState.CONNECTED and c.replace_reason is not None:
+                    self._to(
+                        c,
+                        ConnectionState.DRAINING,
+                        f"replaced ({c.replace_reason})",
+                        now + self.drain_timeout,
+                    )
+                    self._out.append(Drain(c.id))
+            self._update_client_state("")
+        return self._flush()
+
+    def _update_client_state(self, reason: str) -> None:
+        if self.state not in _RUNNING:
+            return
+        if any(c.state in _LIVE for c in self._conns.values()):
+            self._set_state(ClientState.CONNECTED, reason or "hello received")
+        elif self.state is ClientState.CONNECTED:
+            self._set_state(ClientState.RECONNECTING, reason or "no connection left")
+
+    def _fail(self, error: FatalError, now: float) -> list[Action]:
+        self._set_state(ClientState.FAILED, f"{type(error).__name__}: {error.error}")
+        self._close_all(now, error.error)
+        self._out.append(Fail(error))
+        return self._flush()
+
+    def _close_all(self, now: float, reason: str) -> None:
+        for c in list(self._conns.values()):
+            if c.state in (
+                ConnectionState.AWAITING_HELLO,
+                ConnectionState.CONNECTED,
+                ConnectionState.DRAINING,
+            ):
+                self._to(c, ConnectionState.CLOSING, reason, now + self.close_timeout)
+                self._out.append(Close(c.id, reason))
+
+    def _to(self, c: _Conn, state: ConnectionState, reason: str, deadline: Optional[float]) -> None:
+        self._emit(c.id, c.state, state, reason)
+        c.state = state
+        c.deadline = deadline
+
+    def _set_state(self, state: ClientState, reason: str) -> None:
+        if state is not self.state:
+            self._out.append(Transition(None, self.state, state, reason))
+            self.state = state
+
+    def _emit(self, cid: int, old: Optional[ConnectionState], new: ConnectionState, reason: str) -> None:
+        self._out.append(Transition(cid, old, new, reason))
+
+    def _flush(self) -> list[Action]:
+        out, self._out = self._out, []
+        return out
+
+
+def _describe(error: Exception) -> str:
+    code = getattr(error, "error", None)
+    return f"{type(error).__name__} ({code})" if code else type(error).__name__

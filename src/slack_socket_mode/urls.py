@@ -1,0 +1,49 @@
+"""Which WebSocket URLs the client agrees to open."""
+
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import urlsplit
+
+from .errors import InsecureURLError
+
+__all__ = ["check_socket_url", "is_loopback_host", "safe_url"]
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost``, 127.0.0.0/8 and ``::1``."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_socket_url(url: str, *, allow_insecure: bool = False) -> str:
+    """Return ``url`` if the client may open it, else raise :class:`InsecureURLError`.
+
+    ``wss://`` is always allowed; ``ws://`` only for loopback hosts (local servers such as
+    :class:`slack_socket_mode.testing.SocketModeServer`) unless ``allow_insecure`` is True.
+    The error message never includes the URL's query (it carries a connection ticket).
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "wss":
+        return url
+    if parts.scheme == "ws" and (allow_insecure or is_loopback_host(parts.hostname or "")):
+        return url
+    raise InsecureURLError(
+        f"refusing to open {safe_url(url)}: only wss:// URLs (or ws:// on loopback) are allowed; "
+        "pass allow_insecure_urls=True to override",
+        error="insecure_url",
+    )
+
+
+def safe_url(url: str) -> str:
+    """``url`` without its query, fragment and credentials, for logs."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"

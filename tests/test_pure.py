@@ -1,0 +1,180 @@
+"""Message parsing, liveness, backoff and the envelope ledger: pure code, no sockets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from slack_socket_mode.ledger import EnvelopeLedger, Receipt
+from slack_socket_mode.liveness import Liveness
+from slack_socket_mode.messages import Disconnect, Envelope, Hello, Malformed, Other, parse_message
+from slack_socket_mode.policy import Backoff
+from slack_socket_mode.redaction import Secret, redact
+from slack_socket_mode.testing.samples import envelope_sample_names, load_sample_text
+
+
+def test_hello_sample() -> None:
+    hello = parse_message(load_sample_text("hello"))
+    assert isinstance(hello, Hello)
+    assert hello.num_connections == 1
+    assert hello.approximate_connection_time == 18060
+    assert hello.debug_info["host"] == "applink-111-xxx"
+    assert hello.connection_info == {"app_id": "A111"}
+
+
+@pytest.mark.parametrize("reason", ["warning", "refresh_requested", "link_disabled", "too_many_websockets"])
+def test_disconnect_samples(reason: str) -> None:
+    assert parse_message(load_sample_text(f"disconnect_{reason}")) == Disconnect(reason, {"host": "applink-111-xxx"})
+
+
+@pytest.mark.parametrize("name", envelope_sample_names())
+def test_envelope_samples(name: str) -> None:
+    text = load_sample_text(name)
+    envelope = parse_message(text)
+    assert isinstance(envelope, Envelope)
+    assert envelope.envelope_id == json.loads(text)["envelope_id"]
+    assert envelope.type in {"events_api", "interactive", "slash_commands"}
+    assert envelope.retry_attempt == json.loads(text).get("retry_attempt", 0)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("not json", "not JSON"),
+        ("[1, 2]", "JSON list, not an object"),
+        ('"hello"', "JSON str, not an object"),
+        ('{"type": "events_api", "payload": {}}', "events_api envelope without envelope_id"),
+        ('{"envelope_id": 5, "type": "events_api"}', "envelope_id is not a non-empty string"),
+        ('{"envelope_id": "e1"}', "envelope e1 has no type"),
+        ("[" * 100_000, "not JSON"),
+    ],
+)
+def test_malformed(text: str, problem: str) -> None:
+    assert parse_message(text) == Malformed(problem)
+
+
+def test_other_types_are_ignored_not_malformed() -> None:
+    assert parse_message('{"type": "something_new"}') == Other("something_new")
+    assert parse_message("{}") == Other(None)
+
+
+def test_unknown_envelope_types_are_still_envelopes() -> None:
+    message = parse_message('{"envelope_id": "e1", "type": "future_kind", "payload": {}}')
+    assert isinstance(message, Envelope) and message.type == "future_kind"
+
+
+def test_liveness_pings_on_interval_and_detects_silence() -> None:
+    live = Liveness(ping_interval=5.0, ping_timeout=3.0, receive_timeout=10.0)
+    v = live.check(1.0, last_received=0.0, last_ping=None)
+    assert v.dead is None and not v.ping and v.next_check == 5.0
+    v = live.check(5.0, last_received=0.0, last_ping=None)
+    assert v.ping and v.next_check == 8.0
+    # the ping went out at 5.0; nothing came back
+    v = live.check(7.9, last_received=0.0, last_ping=5.0)
+    assert v.dead is None and not v.ping and v.next_check == 8.0
+    assert live.check(8.0, last_received=0.0, last_ping=5.0).dead == "no pong within 3 s"
+    # any frame after the ping answers it
+    v = live.check(8.0, last_received=6.0, last_ping=5.0)
+    assert v.dead is None and v.next_check == 10.0
+
+
+def test_liveness_worst_case_is_within_ten_seconds() -> None:
+    live = Liveness()
+    last = 0.0  # the last frame; silence after it
+    now, last_ping = 0.0, None
+    while True:
+        v = live.check(now, last_received=last, last_ping=last_ping)
+        if v.dead:
+            break
+        if v.ping:
+            last_ping = now
+        now = v.next_check
+    assert now <= 10.0
+
+
+def test_liveness_without_pings_uses_receive_timeout() -> None:
+    live = Liveness(ping_interval=None, receive_timeout=10.0)
+    assert live.check(9.0, last_received=0.0, last_ping=None).next_check == 10.0
+    assert live.check(10.0, last_received=0.0, last_ping=None).dead == "no frame for 10.0 s"
+    with pytest.raises(ValueError):
+        Liveness(ping_interval=0)
+
+
+def test_backoff_is_full_jitter_capped_and_immediate_first() -> None:
+    b = Backoff(base=0.5, cap=30.0)
+    assert b.delay(0) == 0.0
+    assert [b.bound(n) for n in range(1, 9)] == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    delays = [b.delay(3) for _ in range(2000)]
+    assert all(0.0 <= d <= 2.0 for d in delays)
+    assert min(delays) < 0.2 and max(delays) > 1.8  # spread over the whole range
+    assert b.bound(10_000) == 30.0
+    with pytest.raises(ValueError):
+        Backoff(base=-1)
+
+
+def test_ledger_routes_acks_to_the_delivering_connection() -> None:
+    ledger: EnvelopeLedger[str] = EnvelopeLedger()
+    assert ledger.receive("e1", "c1", 0.0) == (Receipt.DISPATCH, None)
+    assert ledger.inflight("c1") == 1
+    route = ledger.ack("e1", '{"envelope_id":"e1"}')
+    assert route.conn == "c1" and route.send
+    assert ledger.inflight("c1") == 0
+    assert not ledger.ack("e1", '{"envelope_id":"e1"}').send  # no second ack
+    assert ledger.suppressed_acks == 1
+
+
+def test_ledger_redelivery_while_in_flight_waits_for_the_one_ack() -> None:
+    ledger: EnvelopeLedger[str] = EnvelopeLedger()
+    ledger.receive("e1", "c1", 0.0)
+    assert ledger.receive("e1", "c2", 3.0) == (Receipt.WAIT, None)
+    assert ledger.inflight("c1") == 0 and ledger.inflight("c2") == 1
+    route = ledger.ack("e1", "ack")
+    assert route.conn == "c2" and route.send
+    assert ledger.deduplicated == 1
+
+
+def test_ledger_redelivery_after_ack_is_acked_again() -> None:
+    ledger: EnvelopeLedger[str] = EnvelopeLedger()
+    ledger.receive("e1", "c1", 0.0)
+    ledger.ack("e1", '{"envelope_id":"e1","payload":{"text":"hi"}}')
+    ledger.handled("e1")
+    assert ledger.receive("e1", "c2", 3.0) == (Receipt.REACK, '{"envelope_id":"e1","payload":{"text":"hi"}}')
+
+
+def test_ledger_handled_without_ack_is_not_dispatched_again() -> None:
+    ledger: EnvelopeLedger[str] = EnvelopeLedger()
+    ledger.receive("e1", "c1", 0.0)
+    assert ledger.handled("e1") == "c1"
+    assert ledger.inflight("c1") == 0
+    assert ledger.receive("e1", "c1", 3.0) == (Receipt.IGNORE, None)
+
+
+def test_ledger_without_dedupe_dispatches_redeliveries() -> None:
+    ledger: EnvelopeLedger[str] = EnvelopeLedger(dedupe=False)
+    ledger.receive("e1", "c1", 0.0)
+    assert ledger.receive("e1", "c1", 3.0) == (Receipt.DISPATCH, None)
+    ledger.ack("e1", "ack")
+    assert len(ledger) == 0
+
+
+def test_ledger_is_bounded_by_count_and_age_but_keeps_in_flight_entries() -> None:
+    ledger: EnvelopeLedger[str] = EnvelopeLedger(max_entries=3, max_age=100.0)
+    ledger.receive("inflight", "c", 0.0)
+    for i in range(10):
+        ledger.receive(f"e{i}", "c", 1.0)
+        ledger.ack(f"e{i}", "a")
+    assert len(ledger) == 3
+    assert ledger.receive("inflight", "c", 2.0)[0] is Receipt.WAIT  # still remembered
+    ledger.receive("late", "c", 500.0)  # everything settled is now too old
+    assert ledger.receive("e9", "c", 500.0)[0] is Receipt.DISPATCH  # forgotten: dispatched again
+
+
+def test_secrets_are_redacted() -> None:
+    token = "xapp-1-A111-222-abcdef0123456789"
+    secret = Secret(token)
+    assert token not in repr(secret) and token not in str(secret)
+    assert repr(secret) == "Secret('xapp-***')"
+    assert secret.reveal() == token
+    text = f"token={token} bot=xoxb-1-2-3 proxy=http://user:pa55@proxy:3128/"
+    assert redact(text) == "token=xapp-*** bot=xoxb-*** proxy=http://***@proxy:3128/"
