@@ -54,7 +54,9 @@ def test_start_opens_one_connection_and_is_connected_after_hello() -> None:
     actions = sup.start(0.0)
     assert opens(actions) == [1]
     assert sup.state is ClientState.CONNECTING
-    assert sup.opened(1, 0.1) == [Transition(1, ConnectionState.CONNECTING, ConnectionState.AWAITING_HELLO, "handshake done")]
+    assert sup.opened(1, 0.1) == [
+        Transition(1, ConnectionState.CONNECTING, ConnectionState.AWAITING_HELLO, "handshake done")
+    ]
     actions = sup.hello(1, 18060.0, 0.2)
     assert Transition(None, ClientState.CONNECTING, ClientState.CONNECTED, "hello received") in actions
     assert sup.connected_ids() == [1]

@@ -1,0 +1,109 @@
+"""Shared fixtures: a local Socket Mode server per test and clients that are always closed."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any, Callable
+
+import pytest
+from slack_sdk.web import WebClient
+
+from slack_socket_mode import SocketModeClient
+from slack_socket_mode.testing import SocketModeServer
+
+#: A fake app-level token; tests assert it never leaks.
+APP_TOKEN = "xapp-1-A111-4242-c0ffee0ddba11c0ffee0ddba11"
+
+#: Multiply every wait by this on slow machines (SLACK_SOCKET_MODE_TIMEOUT_FACTOR=3).
+FACTOR = float(os.environ.get("SLACK_SOCKET_MODE_TIMEOUT_FACTOR", "1"))
+
+
+def timeout(seconds: float) -> float:
+    """A wait bound, scaled for slow machines."""
+    return seconds * FACTOR
+
+
+@pytest.fixture
+def server() -> Iterator[SocketModeServer]:
+    with SocketModeServer(redelivery_delay=None) as s:
+        yield s
+
+
+ClientFactory = Callable[..., SocketModeClient]
+
+
+@pytest.fixture
+def make_client(server: SocketModeServer) -> Iterator[ClientFactory]:
+    clients: list[SocketModeClient] = []
+
+    def make(**options: Any) -> SocketModeClient:
+        options.setdefault("web_client", WebClient(base_url=server.api_url))
+        client = SocketModeClient(app_token=options.pop("app_token", APP_TOKEN), **options)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+def client_threads() -> list[threading.Thread]:
+    """Live threads started by any SocketModeClient."""
+    return [t for t in threading.enumerate() if t.name.startswith("slack_socket_mode-")]
+
+
+class Recorder:
+    """A request listener that records what it saw and acks (with a payload if allowed)."""
+
+    def __init__(self, *, ack: bool = True, payload: dict[str, Any] | None = None) -> None:
+        self.ack = ack
+        self.payload = payload
+        self.seen: list[Any] = []
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
+
+    def __call__(self, client: SocketModeClient, request: Any) -> None:
+        with self.cond:
+            self.seen.append(request)
+            self.cond.notify_all()
+        if self.ack:
+            payload = self.payload if request.accepts_response_payload else None
+            body = {"envelope_id": request.envelope_id}
+            if payload is not None:
+                body["payload"] = payload
+            client.send_socket_mode_response(body)
+
+    def wait_for(self, count: int, seconds: float = 5.0) -> list[Any]:
+        with self.cond:
+            if not self.cond.wait_for(lambda: len(self.seen) >= count, timeout(seconds)):
+                raise AssertionError(f"listener saw {len(self.seen)} requests, expected {count}")
+            return list(self.seen)
+
+    def runs(self, envelope_id: str) -> int:
+        with self.lock:
+            return sum(1 for r in self.seen if r.envelope_id == envelope_id)
+
+
+class Watcher:
+    """Records a client's lifecycle transitions; waits on them with a Condition (no polling)."""
+
+    def __init__(self, client: SocketModeClient) -> None:
+        self.client = client
+        self.transitions: list[Any] = []
+        self.cond = threading.Condition()
+        client.lifecycle_listeners.append(self._on)
+
+    def _on(self, transition: Any) -> None:
+        with self.cond:
+            self.transitions.append(transition)
+            self.cond.notify_all()
+
+    def wait(self, predicate: Callable[[], bool], seconds: float = 5.0, what: str = "condition") -> None:
+        with self.cond:
+            if not self.cond.wait_for(predicate, timeout(seconds)):
+                raise AssertionError(f"timed out waiting for {what}; transitions: {self.transitions}")
+
+    def wait_connected(self, seconds: float = 5.0) -> None:
+        self.wait(self.client.is_connected, seconds, "is_connected()")

@@ -1,0 +1,264 @@
+"""The client against the local Socket Mode server: real sockets on loopback, no mocks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any
+
+import pytest
+from slack_sdk.socket_mode.client import BaseSocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
+
+from slack_socket_mode import ClientState, ConfigurationError, SocketModeClient
+from slack_socket_mode.testing import SocketModeServer
+from slack_socket_mode.testing.samples import envelope_sample_names, load_sample
+
+from .conftest import APP_TOKEN, ClientFactory, Recorder, Watcher, client_threads, timeout
+
+
+def test_connects_and_records_hello(server: SocketModeServer, make_client: ClientFactory) -> None:
+    client = make_client()
+    assert isinstance(client, BaseSocketModeClient)
+    assert not client.is_connected()
+    client.connect()
+    assert client.is_connected()
+    assert client.state is ClientState.CONNECTED
+    assert client.num_connections == 1
+    assert client.approximate_connection_time == 18060
+    assert client.debug_info["approximate_connection_time"] == 18060
+    (conn,) = server.wait_for_connections(1)
+    assert conn.hello_sent
+    assert server.open_calls == 1
+    stats = client.stats()
+    assert stats.connections_open == 1 and stats.connections_opened == 1
+
+
+@pytest.mark.parametrize("name", envelope_sample_names())
+def test_every_sample_is_dispatched_and_acked(server: SocketModeServer, make_client: ClientFactory, name: str) -> None:
+    client = make_client()
+    recorder = Recorder(payload={"text": "ok"})
+    client.socket_mode_request_listeners.append(recorder)
+    client.connect()
+    sample = load_sample(name)
+    envelope_id = server.push(sample)
+    (ack,) = server.wait_for_acks(envelope_ids=[envelope_id])
+    (request,) = recorder.wait_for(1)
+    assert request.envelope_id == envelope_id
+    assert request.type == sample["type"]
+    assert request.payload == sample["payload"]
+    assert request.retry_attempt == sample.get("retry_attempt")
+    if sample.get("accepts_response_payload"):
+        assert ack.payload == {"text": "ok"}
+    else:
+        assert ack.payload is None
+    assert server.duplicate_acks() == []
+
+
+def test_large_messages_arrive_whole(make_client: ClientFactory) -> None:
+    with SocketModeServer(redelivery_delay=None, fragment_size=4096) as server:
+        from slack_sdk.web import WebClient
+
+        client = make_client(web_client=WebClient(base_url=server.api_url))
+        recorder = Recorder()
+        client.socket_mode_request_listeners.append(recorder)
+        client.connect()
+        big = load_sample("interactive_block_actions_70kb")
+        huge = server.make_envelope("events_api", {"event": {"type": "message", "text": "x" * 2_000_000}})
+        ids = [server.push(big), server.push(huge)]
+        server.wait_for_acks(envelope_ids=ids)
+        seen = recorder.wait_for(2)
+        assert seen[0].payload == big["payload"]
+        assert len(seen[1].payload["event"]["text"]) == 2_000_000
+
+
+def test_acks_with_payloads(server: SocketModeServer, make_client: ClientFactory) -> None:
+    client = make_client()
+
+    def slash(client: SocketModeClient, request: SocketModeRequest) -> None:
+        client.send_socket_mode_response(SocketModeResponse(request.envelope_id, {"text": "pong"}))
+
+    client.socket_mode_request_listeners.append(slash)
+    client.connect()
+    envelope_id = server.push(load_sample("slash_commands"))
+    (ack,) = server.wait_for_acks(envelope_ids=[envelope_id])
+    assert ack.payload == {"text": "pong"}
+    assert json.loads(ack.raw) == {"envelope_id": envelope_id, "payload": {"text": "pong"}}
+
+
+def test_both_listener_kinds_fire(server: SocketModeServer, make_client: ClientFactory) -> None:
+    client = make_client()
+    messages: list[tuple[Any, dict[str, Any], str | None]] = []
+    raw: list[str] = []
+    got = threading.Event()
+
+    def on_message(c: Any, message: dict[str, Any], raw_message: str | None) -> None:
+        messages.append((c, message, raw_message))
+        c.send_message(json.dumps({"envelope_id": message["envelope_id"]}))
+        got.set()
+
+    recorder = Recorder(ack=False)
+    client.message_listeners.append(on_message)
+    client.socket_mode_request_listeners.append(recorder)
+    client.on_message_listeners.append(raw.append)
+    client.connect()
+    sample = load_sample("events_api_message")
+    envelope_id = server.push(sample)
+    server.wait_for_acks(envelope_ids=[envelope_id])
+    assert got.wait(timeout(5))
+    (request,) = recorder.wait_for(1)
+    ((c, message, raw_message),) = messages
+    assert c is client
+    assert message == sample
+    assert raw_message is not None and json.loads(raw_message) == sample
+    assert request.envelope_id == envelope_id
+    assert any(envelope_id in text for text in raw)  # raw listeners see every message, hello included
+    assert any('"hello"' in text for text in raw)
+
+
+def test_a_raising_listener_is_isolated(
+    server: SocketModeServer, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = make_client(concurrency=1)
+
+    def broken(client: SocketModeClient, request: SocketModeRequest) -> None:
+        raise RuntimeError("listener bug")
+
+    recorder = Recorder()
+    client.socket_mode_request_listeners.extend([broken, recorder])
+    client.connect()
+    with caplog.at_level(logging.ERROR, logger="slack_socket_mode"):
+        ids = [server.push(load_sample(name)) for name in ("events_api_message", "slash_commands")]
+        server.wait_for_acks(envelope_ids=ids)
+    failures = [r for r in caplog.records if "failed on envelope" in r.getMessage()]
+    assert len(failures) == 2
+    assert ids[0] in failures[0].getMessage() and "events_api" in failures[0].getMessage()
+    assert failures[0].exc_info is not None and "listener bug" in str(failures[0].exc_info[1])
+    assert len(server.all_connections) == 1
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "this is not json",
+        "[1, 2, 3]",
+        '"just a string"',
+        '{"type": "events_api", "payload": {"event": {}}}',
+        '{"type": "some_future_message"}',
+        b"\x00\x01binary",
+        "invalid-utf8",
+    ],
+    ids=["not-json", "array", "string", "no-envelope-id", "unknown-type", "binary", "invalid-utf8"],
+)
+def test_bad_input_is_skipped_and_loses_nothing(
+    server: SocketModeServer, make_client: ClientFactory, bad: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = make_client()
+    recorder = Recorder()
+    client.socket_mode_request_listeners.append(recorder)
+    client.connect()
+    (conn,) = server.wait_for_connections(1)
+    first = server.push(load_sample("events_api_message"))
+    with caplog.at_level(logging.DEBUG, logger="slack_socket_mode"):
+        if isinstance(bad, bytes):
+            server.send_binary(bad)
+        elif bad == "invalid-utf8":
+            server.send_raw_text_bytes(b'{"envelope_id": "\xff\xfe"}')
+        else:
+            server.send_text(bad)
+        after = server.push(load_sample("slash_commands"))
+        server.wait_for_acks(envelope_ids=[first, after])
+    assert [r.envelope_id for r in recorder.wait_for(2)] == [first, after]
+    assert server.connections == [conn]  # the same connection, still open
+    assert server.open_calls == 1
+    assert any("skipped" in r.getMessage() or "ignored" in r.getMessage() for r in caplog.records)
+
+
+def test_disconnect_gets_a_fresh_url_and_a_new_connection(server: SocketModeServer, make_client: ClientFactory) -> None:
+    client = make_client()
+    recorder = Recorder()
+    client.socket_mode_request_listeners.append(recorder)
+    client.connect()
+    (old,) = server.wait_for_connections(1)
+    server.disconnect("refresh_requested")
+    new = server.wait_for_new_connection(1)
+    assert server.open_calls == 2
+    assert old.wait_closed(timeout(5))
+    assert old.closed_by == "client"
+    envelope_id = server.push(load_sample("events_api_message"))
+    (ack,) = server.wait_for_acks(envelope_ids=[envelope_id])
+    assert ack.connection_id == new.id
+    assert client.is_connected()
+    assert client.stats().last_disconnect_reason == "refresh_requested"
+
+
+def test_close_leaves_no_thread_and_is_idempotent(server: SocketModeServer) -> None:
+    from slack_sdk.web import WebClient
+
+    before = client_threads()
+    client = SocketModeClient(app_token=APP_TOKEN, web_client=WebClient(base_url=server.api_url), concurrency=4)
+    recorder = Recorder()
+    client.socket_mode_request_listeners.append(recorder)
+    client.connect()
+    server.wait_for_acks(envelope_ids=[server.push(load_sample("events_api_message"))])
+    assert len(client_threads()) > len(before)
+    (conn,) = server.connections
+    client.close()
+    assert client_threads() == before
+    assert conn.wait_closed(timeout(5)) and conn.close_code_received == 1000
+    client.close()  # idempotent
+    assert client.closed and not client.is_connected()
+
+
+def test_context_manager_closes(server: SocketModeServer) -> None:
+    from slack_sdk.web import WebClient
+
+    with SocketModeClient(app_token=APP_TOKEN, web_client=WebClient(base_url=server.api_url)) as client:
+        client.connect()
+        assert client_threads()
+    assert client_threads() == []
+    assert client.state is ClientState.CLOSED
+
+
+def test_disconnect_then_connect_again(server: SocketModeServer, make_client: ClientFactory) -> None:
+    client = make_client()
+    client.connect()
+    client.disconnect()
+    assert not client.is_connected()
+    assert client.state is ClientState.DISCONNECTED
+    (first,) = server.all_connections
+    assert first.wait_closed(timeout(5))
+    client.connect()
+    assert client.is_connected()
+    assert len(server.all_connections) == 2
+
+
+def test_threads_are_named(server: SocketModeServer, make_client: ClientFactory) -> None:
+    client = make_client()
+    client.socket_mode_request_listeners.append(Recorder())
+    client.connect()
+    server.wait_for_acks(envelope_ids=[server.push(load_sample("events_api_message"))])
+    names = sorted(t.name for t in client_threads())
+    prefix = names[0].rsplit("-", 2)[0]
+    assert any(n.endswith("-session") for n in names)
+    assert any(n.endswith("-health") for n in names)
+    assert any("-reader-" in n for n in names)
+    assert any("-worker" in n for n in names)
+    assert all(n.startswith(prefix) or n.startswith("slack_socket_mode-") for n in names)
+
+
+@pytest.mark.parametrize("token", ["xoxb-1-2-3", "", "secret-value-123", None])
+def test_a_malformed_token_fails_fast_without_echoing_it(token: Any) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        SocketModeClient(app_token=token)
+    if token:
+        assert token not in str(info.value)
+
+
+def test_watcher_sees_lifecycle(server: SocketModeServer, make_client: ClientFactory) -> None:
+    client = make_client()
+    watcher = Watcher(client)
+    client.connect()
+    watcher.wait(lambda: any(t.new is ClientState.CONNECTED for t in watcher.transitions), what="CONNECTED")

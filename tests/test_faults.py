@@ -1,0 +1,278 @@
+"""Faults against the local server while envelopes stream: nothing lost, nothing run twice.
+
+Each test pushes envelopes from a background thread (a steady stream, ~200 per second)
+while a fault happens, then checks that every envelope was acked exactly once and that
+no listener ran twice for one envelope.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+from slack_sdk.web import WebClient
+
+from slack_socket_mode import AuthError, Backoff, ClientState, LinkDisabledError, SocketModeClient
+from slack_socket_mode.testing import SocketModeServer
+
+from .conftest import APP_TOKEN, ClientFactory, Recorder, Watcher, client_threads, timeout
+
+FAST = Backoff(base=0.05, cap=0.2, healthy_after=60.0)
+
+
+class Stream:
+    """Pushes envelopes at about ``rate`` per second until stopped; tolerates moments with no connection."""
+
+    def __init__(self, server: SocketModeServer, rate: float = 200.0) -> None:
+        self.server = server
+        self.interval = 1.0 / rate
+        self.ids: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="test-stream", daemon=True)
+
+    def __enter__(self) -> Stream:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> list[str]:
+        self._stop.set()
+        self._thread.join(timeout(5))
+        return self.ids
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            envelope = self.server.make_envelope("events_api", {"event": {"type": "message", "text": "hi"}})
+            try:
+                self.ids.append(self.server.push(envelope))
+            except RuntimeError:  # no live connection at this instant: Slack would hold it too
+                pass
+            self._stop.wait(self.interval)  # pacing the stream, not waiting for a result
+
+
+def assert_exactly_once(server: SocketModeServer, recorder: Recorder, ids: list[str], seconds: float = 10.0) -> None:
+    server.wait_for_acks(envelope_ids=ids, timeout=timeout(seconds))
+    assert server.unacked() == []
+    assert server.duplicate_acks() == []
+    runs = Counter(r.envelope_id for r in recorder.seen)
+    assert [i for i, n in runs.items() if n > 1] == []
+    assert set(ids) <= set(runs)
+
+
+@pytest.fixture
+def server() -> Any:
+    with SocketModeServer(redelivery_delay=3.0) as s:
+        yield s
+
+
+def started(make_client: ClientFactory, **options: Any) -> tuple[SocketModeClient, Recorder, Watcher]:
+    options.setdefault("reconnect_policy", FAST)
+    client = make_client(**options)
+    recorder = Recorder()
+    client.socket_mode_request_listeners.append(recorder)
+    watcher = Watcher(client)
+    client.connect()
+    return client, recorder, watcher
+
+
+def test_rotation_warning_then_refresh_then_close_has_no_gap(
+    server: SocketModeServer, make_client: ClientFactory
+) -> None:
+    client, recorder, _watcher = started(make_client)
+    (old,) = server.wait_for_connections(1)
+    gaps: list[Any] = []
+    client.lifecycle_listeners.append(lambda t: gaps.append(t) if not client.is_connected() else None)
+    with Stream(server) as stream:
+        server.disconnect("warning", connection=old)
+        new = server.wait_for_new_connection(1)
+        if old.is_open:  # the client may already have closed it, as it should once the new one said hello
+            server.disconnect("refresh_requested", connection=old)
+        assert old.wait_closed(timeout(10))
+        server.wait_for_acks(envelope_ids=[server.push(server.make_envelope(), connection=new)])
+    assert gaps == []  # is_connected() never went false
+    assert old.closed_by == "client"
+    assert client.state is ClientState.CONNECTED
+    assert_exactly_once(server, recorder, stream.ids)
+
+
+def test_tcp_reset_reconnects_at_once(server: SocketModeServer, make_client: ClientFactory) -> None:
+    client, recorder, watcher = started(make_client)
+    with Stream(server) as stream:
+        server.wait_for_acks(count=5)
+        server.reset()
+        server.wait_for_new_connection(1)
+        watcher.wait_connected()
+        server.wait_for_acks(count=len(server.acks) + 5)
+    assert_exactly_once(server, recorder, stream.ids)
+    assert client.stats().connections_opened == 2
+
+
+def test_silent_peer_is_replaced(make_client: ClientFactory) -> None:
+    with SocketModeServer(redelivery_delay=1.0) as server:
+        client, recorder, watcher = started(
+            make_client,
+            web_client=WebClient(base_url=server.api_url),
+            ping_interval=0.3,
+            ping_timeout=0.3,
+            receive_timeout=2.0,
+        )
+        with Stream(server, rate=50) as stream:
+            server.wait_for_acks(count=3)
+            server.silence()
+            server.wait_for_new_connection(1, timeout=timeout(5))
+            watcher.wait_connected()
+            server.wait_for_acks(count=len(server.acks) + 3)
+        # envelopes sent into the silent connection are redelivered on the new one
+        assert_exactly_once(server, recorder, stream.ids)
+        assert client.stats().reconnects.get("no pong", 0) + client.stats().reconnects.get("no frames", 0) >= 1
+
+
+def test_server_close_frame_reconnects(server: SocketModeServer, make_client: ClientFactory) -> None:
+    _client, recorder, watcher = started(make_client)
+    with Stream(server) as stream:
+        server.wait_for_acks(count=3)
+        (old,) = server.connections
+        server.close_connection(old, code=1001)
+        server.wait_for_new_connection(1)
+        watcher.wait_connected()
+        server.wait_for_acks(count=len(server.acks) + 3)
+    assert_exactly_once(server, recorder, stream.ids)
+
+
+def test_rate_limited_waits_for_retry_after(server: SocketModeServer, make_client: ClientFactory) -> None:
+    _client, _recorder, watcher = started(make_client)
+    server.fail_next_opens(status=429, retry_after=1, count=1)
+    opened_before = server.open_calls
+    server.reset()
+    start = time.monotonic()
+    server.wait_for_new_connection(1, timeout=timeout(5))
+    waited = time.monotonic() - start
+    watcher.wait_connected()
+    assert server.open_calls == opened_before + 2  # one refused with 429, one that worked
+    assert waited >= 0.9  # Retry-After honoured (a lower bound, not a speed assertion)
+
+
+@pytest.mark.parametrize("error", ["invalid_auth", "token_revoked"])
+def test_fatal_auth_error_from_connect(server: SocketModeServer, make_client: ClientFactory, error: str) -> None:
+    server.fail_next_opens(error, count=5)
+    client = make_client(reconnect_policy=FAST)
+    errors: list[Exception] = []
+    client.on_error_listeners.append(errors.append)
+    with pytest.raises(AuthError) as info:
+        client.connect()
+    assert info.value.error == error
+    assert APP_TOKEN not in str(info.value)
+    assert client.state is ClientState.FAILED
+    assert server.open_calls == 1  # no further calls
+    assert [type(e) for e in errors] == [AuthError]
+
+
+def test_fatal_auth_error_while_reconnecting_stops_for_good(
+    server: SocketModeServer, make_client: ClientFactory
+) -> None:
+    client, _recorder, watcher = started(make_client)
+    errors: list[Exception] = []
+    client.on_error_listeners.append(errors.append)
+    server.fail_next_opens("token_revoked", count=5)
+    server.reset()
+    watcher.wait(lambda: client.state is ClientState.FAILED, what="FAILED")
+    assert server.open_calls == 2
+    assert any(isinstance(e, AuthError) for e in errors)
+    assert not client.is_connected()
+
+
+def test_link_disabled_stops_with_typed_error(server: SocketModeServer, make_client: ClientFactory) -> None:
+    client, _recorder, watcher = started(make_client)
+    errors: list[Exception] = []
+    client.on_error_listeners.append(errors.append)
+    (conn,) = server.connections
+    server.disconnect("link_disabled")
+    watcher.wait(lambda: client.state is ClientState.FAILED, what="FAILED")
+    assert conn.wait_closed(timeout(5))
+    assert server.open_calls == 1
+    assert [type(e) for e in errors] == [LinkDisabledError]
+
+
+def test_connection_refused_then_recovery(server: SocketModeServer, make_client: ClientFactory) -> None:
+    server.refuse_next_connections(3)
+    _client, recorder, _watcher = started(make_client)
+    assert server.open_calls == 4
+    envelope_id = server.push(server.make_envelope())
+    assert_exactly_once(server, recorder, [envelope_id])
+
+
+def test_redelivery_while_first_handling_runs_is_not_dispatched_again(make_client: ClientFactory) -> None:
+    with SocketModeServer(redelivery_delay=0.2) as server:
+        release = threading.Event()
+        redelivered = threading.Event()
+        runs: Counter[str] = Counter()
+
+        def slow(client: SocketModeClient, request: Any) -> None:
+            runs[request.envelope_id] += 1
+            release.wait(timeout(5))
+            client.send_socket_mode_response({"envelope_id": request.envelope_id})
+
+        def watch(text: str) -> None:
+            if '"retry_attempt":2' in text.replace(" ", ""):
+                redelivered.set()
+
+        client = make_client(web_client=WebClient(base_url=server.api_url), on_message_listeners=[watch])
+        client.socket_mode_request_listeners.append(slow)
+        client.connect()
+        envelope_id = server.push(server.make_envelope())
+        assert redelivered.wait(timeout(5))  # Slack (the server) redelivered twice meanwhile
+        release.set()
+        server.wait_for_acks(envelope_ids=[envelope_id])
+        assert runs[envelope_id] == 1
+        assert len(server.envelope(envelope_id).deliveries) >= 3
+        assert server.duplicate_acks() == []
+        assert client.stats().envelopes_deduplicated >= 2
+
+        # a redelivery after the ack is acked again at once, without running the listener
+        again = dict(server.make_envelope(envelope_id=envelope_id), retry_attempt=3, retry_reason="timeout")
+        server.push(again)
+        server.wait_for_acks(count=2)
+        assert runs[envelope_id] == 1
+        assert server.duplicate_acks() == []
+
+
+def test_three_connections_lose_nothing_when_one_is_killed(
+    server: SocketModeServer, make_client: ClientFactory
+) -> None:
+    client, recorder, watcher = started(make_client, connections=3)
+    conns = server.wait_for_connections(3)
+    watcher.wait(lambda: client.stats().connections_open == 3, what="3 connections")
+    assert client.num_connections == 3
+    with Stream(server) as stream:
+        server.wait_for_acks(count=10)
+        server.reset(conns[1])
+        server.wait_for_new_connection(3)
+        server.wait_for_acks(count=len(server.acks) + 10)
+    assert_exactly_once(server, recorder, stream.ids)
+    assert {a.connection_id for a in server.acks} >= {conns[0].id, conns[2].id}
+
+
+def test_two_hundred_connect_close_cycles_leave_nothing_behind(server: SocketModeServer) -> None:
+    import os
+
+    def fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    web = WebClient(base_url=server.api_url)
+    before_threads = client_threads()
+    # warm up once so lazily created resources (HTTP pools) are counted in the baseline
+    with SocketModeClient(app_token=APP_TOKEN, web_client=web) as c:
+        c.connect()
+    before_fds = fds()
+    for _ in range(200):
+        client = SocketModeClient(app_token=APP_TOKEN, web_client=web)
+        client.connect()
+        client.close()
+    assert client_threads() == before_threads
+    server.wait_for_connections(0)
+    assert fds() <= before_fds + 2
