@@ -81,7 +81,8 @@ _LIVE = (ConnectionState.CONNECTED, ConnectionState.DRAINING)
 class ClientStats:
     """A snapshot of the client's counters (see :meth:`SocketModeClient.stats`).
 
-    Times are seconds. Counts are since the client was created.
+    Times are seconds. Counts are since the client was created. ``queue_depth`` counts
+    envelopes waiting for a worker; ``oldest_wait`` is how long the oldest of them has waited.
     """
 
     state: str
@@ -96,6 +97,7 @@ class ClientStats:
     acks_suppressed: int = 0
     malformed_messages: int = 0
     queue_depth: int = 0
+    oldest_wait: float = 0.0
 
 
 class SocketModeClient(BaseSocketModeClient):
@@ -133,6 +135,10 @@ class SocketModeClient(BaseSocketModeClient):
         drain_timeout: seconds a replaced connection waits for its acks before closing.
         close_timeout: seconds to wait for the server's close frame.
         max_message_size: bytes; a larger inbound message replaces its connection.
+        max_queue: envelopes waiting for or running in a worker; at the bound the reader
+            stops reading (TCP backpressure) until a worker is free. Nothing is dropped.
+        slow_queue_warning: seconds an envelope may wait for a worker before a WARNING
+            (logged once per burst).
         allow_insecure_urls: allow ``ws://`` URLs to non-loopback hosts (never do this with Slack).
         ssl_context: an ``ssl.SSLContext`` for the WebSocket (verification stays on by default).
 
@@ -174,6 +180,8 @@ class SocketModeClient(BaseSocketModeClient):
         drain_timeout: float = 5.0,
         close_timeout: float = 1.0,
         max_message_size: int = 16 * 1024 * 1024,
+        max_queue: int = 10_000,
+        slow_queue_warning: float = 1.0,
         allow_insecure_urls: bool = False,
         ssl_context: Any = None,
         lifecycle_listeners: Optional[list[LifecycleListener]] = None,
@@ -187,6 +195,8 @@ class SocketModeClient(BaseSocketModeClient):
             raise ConfigurationError("connections must be between 1 and 10 (Slack's limit per app)")
         if concurrency < 1:
             raise ConfigurationError("concurrency must be at least 1")
+        if max_queue < 1:
+            raise ConfigurationError("max_queue must be at least 1")
         if max_message_size < 1024:
             raise ConfigurationError("max_message_size must be at least 1024 bytes")
         self._number = next(_client_numbers)
@@ -240,6 +250,11 @@ class SocketModeClient(BaseSocketModeClient):
         self.hello: Optional[Hello] = None
         self._ledger: EnvelopeLedger[Connection] = EnvelopeLedger(dedupe=dedupe)
         self._queued = 0  # envelopes submitted to the workers and not finished
+        self._max_queue = max_queue
+        self._room = threading.Condition(self._lock)  # the reader waits here at max_queue
+        self._waiting_since: deque[float] = deque()  # enqueue times of envelopes no worker has started
+        self._slow_queue_warning = slow_queue_warning
+        self._warned_slow = False
         self._opened = 0
         self._reconnects: Counter[str] = Counter()
         self._last_disconnect_reason: Optional[str] = None
@@ -394,6 +409,7 @@ class SocketModeClient(BaseSocketModeClient):
                 return
             self._closed = True
             self._dispatching = False
+            self._room.notify_all()
             end = time.monotonic() + timeout
             while self._queued > 0 and time.monotonic() < end:
                 self._changed.wait(end - time.monotonic())
@@ -480,6 +496,18 @@ class SocketModeClient(BaseSocketModeClient):
         """Seconds Slack expects the latest connection to last, from its ``hello``."""
         return self.hello.approximate_connection_time if self.hello else None
 
+    @property
+    def queue_depth(self) -> int:
+        """Envelopes received and waiting for a free worker."""
+        return len(self._waiting_since)
+
+    def oldest_wait(self) -> float:
+        """Seconds the oldest envelope still waiting for a worker has waited (0.0 if none)."""
+        try:
+            return max(0.0, time.monotonic() - self._waiting_since[0])
+        except IndexError:
+            return 0.0
+
     def stats(self) -> ClientStats:
         """A consistent snapshot of the counters. Thread-safe."""
         with self._lock:
@@ -496,7 +524,8 @@ class SocketModeClient(BaseSocketModeClient):
                 envelopes_deduplicated=ledger.deduplicated,
                 acks_suppressed=ledger.suppressed_acks,
                 malformed_messages=self._malformed,
-                queue_depth=self._queued,
+                queue_depth=len(self._waiting_since),
+                oldest_wait=self.oldest_wait(),
             )
 
     # ---- carrying out the rules ----------------------------------------------------------------
@@ -636,6 +665,10 @@ class SocketModeClient(BaseSocketModeClient):
                 conn = self._connections.get(cid)
                 if conn is None:
                     continue
+                if conn.backpressured:  # our own pause, not the server's silence: look again later
+                    recheck = now + self._liveness.ping_timeout
+                    next_at = recheck if next_at is None else min(next_at, recheck)
+                    continue
                 verdict = self._liveness.check(now, last_received=conn.last_received, last_ping=conn.last_ping)
                 if verdict.dead is not None:
                     self.logger.warning("connection %d: %s; replacing it", cid, verdict.dead)
@@ -732,8 +765,13 @@ class SocketModeClient(BaseSocketModeClient):
         receipt, ack = self._ledger.receive(envelope.envelope_id, conn, time.monotonic())
         if receipt is Receipt.DISPATCH:
             with self._lock:
+                if self._queued >= self._max_queue:
+                    self._wait_for_room(conn)
+                if not self._dispatching:  # close() began meanwhile: Slack redelivers it elsewhere
+                    return
                 self._queued += 1
-            self.message_workers.submit(self._dispatch, envelope, text)
+                self._waiting_since.append(time.monotonic())
+                self.message_workers.submit(self._dispatch, envelope, text)
             return
         if receipt is Receipt.REACK and ack is not None:
             self.logger.info(
@@ -759,9 +797,39 @@ class SocketModeClient(BaseSocketModeClient):
                 envelope.envelope_id,
             )
 
+    def _wait_for_room(self, conn: Connection) -> None:
+        """Block the reader (lock held) until a worker frees a slot. Pauses liveness meanwhile."""
+        self.logger.warning(
+            "connection %d: %d envelopes queued (max_queue); pausing reads until a worker is free",
+            conn.id,
+            self._queued,
+        )
+        conn.backpressured = True
+        try:
+            while self._queued >= self._max_queue and self._dispatching:
+                self._room.wait()
+        finally:
+            conn.backpressured = False
+            conn.last_received = time.monotonic()  # the pause was ours, not the server's silence
+
     # ---- workers -------------------------------------------------------------------------------
 
     def _dispatch(self, envelope: Envelope, text: str) -> None:
+        started = time.monotonic()
+        try:
+            waited = started - self._waiting_since.popleft()
+        except IndexError:
+            waited = 0.0
+        if waited > self._slow_queue_warning and not self._warned_slow:
+            self._warned_slow = True
+            self.logger.warning(
+                "envelope %s waited %.1f s for a free worker (%d queued); Slack redelivers envelopes not acked "
+                "within 3 s: raise concurrency (now %d), or ack before doing slow work",
+                envelope.envelope_id,
+                waited,
+                len(self._waiting_since),
+                self.concurrency,
+            )
         try:
             self._run_listeners(envelope, text)
         finally:
@@ -769,7 +837,10 @@ class SocketModeClient(BaseSocketModeClient):
             with self._lock:
                 self._queued -= 1
                 if self._queued == 0:
+                    self._warned_slow = False  # the burst is over: warn again on the next one
                     self._changed.notify_all()
+                if self._queued == self._max_queue - 1:
+                    self._room.notify()
             if conn is not None and conn.draining:
                 self._maybe_drained(conn)
 

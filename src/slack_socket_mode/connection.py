@@ -81,6 +81,8 @@ class Connection:
         self.draining = False
         #: the close code the server sent, if it closed the connection
         self.close_code: Optional[int] = None
+        #: True while the reader waits for a free worker (liveness checks are paused)
+        self.backpressured = False
 
     def __repr__(self) -> str:
         state = "ended" if self._ended.is_set() else ("closing" if self._close_sent else "open")

@@ -1,0 +1,164 @@
+"""Dispatch under pressure: graceful close with listeners running, bounded queue, slow-queue warnings."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from slack_socket_mode import SocketModeClient
+from slack_socket_mode.testing import SocketModeServer
+
+from .conftest import ClientFactory, client_threads, timeout
+
+
+class LogEvent(logging.Handler):
+    """Sets an Event when a record containing ``needle`` is logged; counts them."""
+
+    def __init__(self, needle: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.needle = needle
+        self.event = threading.Event()
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.needle in record.getMessage():
+            self.count += 1
+            self.event.set()
+
+
+def capture(needle: str) -> LogEvent:
+    handler = LogEvent(needle)
+    logger = logging.getLogger("slack_socket_mode")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    return handler
+
+
+def release_logger(handler: LogEvent) -> None:
+    logger = logging.getLogger("slack_socket_mode")
+    logger.removeHandler(handler)
+    logger.setLevel(logging.NOTSET)
+
+
+def test_close_waits_for_running_listeners_and_sends_their_acks(
+    server: SocketModeServer, make_client: ClientFactory
+) -> None:
+    started = threading.Event()
+    release = threading.Event()
+    runs: list[str] = []
+
+    def slow(client: SocketModeClient, request: Any) -> None:
+        runs.append(request.envelope_id)
+        started.set()
+        release.wait(timeout(5))
+        client.send_socket_mode_response({"envelope_id": request.envelope_id})
+
+    client = make_client()
+    client.socket_mode_request_listeners.append(slow)
+    client.connect()
+    (conn,) = server.wait_for_connections(1)
+    first = server.push(server.make_envelope())
+    assert started.wait(timeout(5))
+    closing = threading.Thread(target=client.close, kwargs={"timeout": timeout(5)})
+    closing.start()
+    # close() has stopped taking new envelopes: this one is not dispatched (Slack would redeliver it)
+    stopping = capture("not dispatching")
+    try:
+        late = server.push(server.make_envelope())
+        assert stopping.event.wait(timeout(5))
+    finally:
+        release_logger(stopping)
+    release.set()
+    closing.join(timeout(10))
+    assert not closing.is_alive()
+    (ack,) = server.wait_for_acks(envelope_ids=[first])
+    assert conn.wait_closed(timeout(5))
+    assert conn.closed_at is not None and ack.received_at <= conn.closed_at
+    assert conn.close_code_received == 1000
+    assert runs == [first]
+    assert late in server.unacked()
+    assert client_threads() == []
+
+
+def test_close_does_not_wait_longer_than_its_timeout(server: SocketModeServer, make_client: ClientFactory) -> None:
+    release = threading.Event()
+    started = threading.Event()
+
+    def stuck(client: SocketModeClient, request: Any) -> None:
+        started.set()
+        release.wait(timeout(10))
+
+    client = make_client()
+    client.socket_mode_request_listeners.append(stuck)
+    client.connect()
+    server.push(server.make_envelope())
+    assert started.wait(timeout(5))
+    closing = threading.Thread(target=client.close, kwargs={"timeout": 0.2})
+    closing.start()
+    closing.join(timeout(5))
+    assert not closing.is_alive()  # close() returned although the listener is still running
+    release.set()
+
+
+def test_a_full_queue_pauses_reading_without_losing_or_replacing_anything(
+    server: SocketModeServer, make_client: ClientFactory
+) -> None:
+    release = threading.Event()
+
+    def gated(client: SocketModeClient, request: Any) -> None:
+        release.wait(timeout(10))
+        client.send_socket_mode_response({"envelope_id": request.envelope_id})
+
+    paused = capture("pausing reads")
+    try:
+        client = make_client(concurrency=1, max_queue=2, ping_interval=0.05, ping_timeout=0.1, receive_timeout=0.2)
+        client.socket_mode_request_listeners.append(gated)
+        lost = threading.Event()
+        client.lifecycle_listeners.append(lambda t: lost.set() if t.connection_id and t.new.value == "closed" else None)
+        client.connect()
+        (conn,) = server.wait_for_connections(1)
+        ids = [server.push(server.make_envelope()) for _ in range(10)]
+        assert paused.event.wait(timeout(5))
+        assert client.queue_depth <= 1  # one running, at most one waiting
+        # the reader stays paused for 3x receive_timeout: the connection must not be declared dead
+        assert not lost.wait(0.6)
+        release.set()
+        server.wait_for_acks(envelope_ids=ids, timeout=timeout(10))
+    finally:
+        release_logger(paused)
+    assert server.unacked() == [] and server.duplicate_acks() == []
+    assert server.open_calls == 1 and server.connections == [conn]  # not mistaken for a dead connection
+
+
+def test_slow_queue_is_warned_once_per_burst(server: SocketModeServer, make_client: ClientFactory) -> None:
+    gate = threading.Event()
+    sentinels: set[str] = set()
+
+    def gated(client: SocketModeClient, request: Any) -> None:
+        gate.wait(timeout(5))
+        client.send_socket_mode_response({"envelope_id": request.envelope_id})
+
+    def open_gate_at_sentinel(text: str) -> None:
+        # runs on the reader thread, which handles messages in order: the burst before it is queued
+        if any(s in text for s in sentinels):
+            gate.set()
+
+    warned = capture("for a free worker (")
+    try:
+        client = make_client(concurrency=1, slow_queue_warning=0.0, on_message_listeners=[open_gate_at_sentinel])
+        client.socket_mode_request_listeners.append(gated)
+        client.connect()
+        for burst in range(2):
+            gate.clear()
+            ids = [server.push(server.make_envelope()) for _ in range(5)]
+            sentinel = server.make_envelope()
+            sentinels.add(sentinel["envelope_id"])
+            ids.append(server.push(sentinel))
+            server.wait_for_acks(envelope_ids=ids)
+            assert warned.count == burst + 1
+        stats = client.stats()
+    finally:
+        release_logger(warned)
+    assert warned.count == 2
+    assert stats.queue_depth == 0 and stats.oldest_wait == 0.0
