@@ -245,7 +245,8 @@ class SocketModeClient(BaseSocketModeClient):
         self._deferred_acks: list[str] = []
         self._fatal: Optional[FatalError] = None
         self._closed = False
-        self._dispatching = True
+        self._accepting = threading.Event()  # set while new envelopes are dispatched
+        self._accepting.set()
         self._wss_uri: Optional[str] = None
         self.hello: Optional[Hello] = None
         self._ledger: EnvelopeLedger[Connection] = EnvelopeLedger(dedupe=dedupe)
@@ -353,7 +354,7 @@ class SocketModeClient(BaseSocketModeClient):
                 raise SocketModeError("the client is closed; create a new one")
             self._start_threads()
             self._fatal = None
-            self._dispatching = True
+            self._accepting.set()
             self._perform(self._supervisor.start(time.monotonic()))
             deadline = None if timeout is None else time.monotonic() + timeout
             while (
@@ -408,7 +409,7 @@ class SocketModeClient(BaseSocketModeClient):
             if self._closed:
                 return
             self._closed = True
-            self._dispatching = False
+            self._accepting.clear()
             self._room.notify_all()
             end = time.monotonic() + timeout
             while self._queued > 0 and time.monotonic() < end:
@@ -759,7 +760,7 @@ class SocketModeClient(BaseSocketModeClient):
                 self.logger.exception("on_close listener %r failed", listener)
 
     def _on_envelope(self, conn: Connection, envelope: Envelope, text: str) -> None:
-        if not self._dispatching:
+        if not self._accepting.is_set():
             self.logger.info("connection %d: not dispatching envelope %s: closing", conn.id, envelope.envelope_id)
             return
         receipt, ack = self._ledger.receive(envelope.envelope_id, conn, time.monotonic())
@@ -767,7 +768,7 @@ class SocketModeClient(BaseSocketModeClient):
             with self._lock:
                 if self._queued >= self._max_queue:
                     self._wait_for_room(conn)
-                if not self._dispatching:  # close() began meanwhile: Slack redelivers it elsewhere
+                if not self._accepting.is_set():  # close() began meanwhile: Slack redelivers it elsewhere
                     return
                 self._queued += 1
                 self._waiting_since.append(time.monotonic())
@@ -806,7 +807,7 @@ class SocketModeClient(BaseSocketModeClient):
         )
         conn.backpressured = True
         try:
-            while self._queued >= self._max_queue and self._dispatching:
+            while self._queued >= self._max_queue and self._accepting.is_set():
                 self._room.wait()
         finally:
             conn.backpressured = False
