@@ -262,3 +262,21 @@ def test_watcher_sees_lifecycle(server: SocketModeServer, make_client: ClientFac
     watcher = Watcher(client)
     client.connect()
     watcher.wait(lambda: any(t.new is ClientState.CONNECTED for t in watcher.transitions), what="CONNECTED")
+
+
+def test_stats_and_health(server: SocketModeServer, make_client: ClientFactory) -> None:
+    client = make_client()
+    assert not client.health().healthy
+    assert client.health().reason == "not connected (idle)"
+    client.socket_mode_request_listeners.append(Recorder())
+    client.connect()
+    ids = [server.push(server.make_envelope()) for _ in range(20)]
+    server.wait_for_acks(envelope_ids=ids)
+    health = client.health()
+    assert health.healthy and health.reason == "" and health.state == "connected"
+    stats = client.stats()
+    assert stats.envelopes_received == 20 and stats.envelopes_acked == 20
+    assert stats.ack_latency_p50 is not None and stats.ack_latency_p99 is not None
+    assert 0 < stats.ack_latency_p50 <= stats.ack_latency_p99
+    client.disconnect()
+    assert client.health().reason == "not connected (disconnected)"

@@ -9,7 +9,7 @@ See https://api.slack.com/apis/socket-mode for the protocol.
 
 from __future__ import annotations
 
-from .client import ClientStats, SocketModeClient
+from .client import ClientStats, HealthStatus, SocketModeClient
 from .errors import (
     AuthError,
     ConfigurationError,
@@ -38,6 +38,7 @@ __all__ = [
     "ConnectionFailedError",
     "ConnectionState",
     "FatalError",
+    "HealthStatus",
     "InsecureURLError",
     "LinkDisabledError",
     "Liveness",

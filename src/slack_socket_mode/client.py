@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import threading
 import time
 from collections import Counter, deque
@@ -67,7 +68,7 @@ from .policy import Backoff, ReconnectPolicy
 from .redaction import Hidden, Secret, redact
 from .urls import check_socket_url, safe_url
 
-__all__ = ["ClientStats", "SocketModeClient"]
+__all__ = ["ClientStats", "HealthStatus", "SocketModeClient"]
 
 MessageListener = Callable[[Any, dict[str, Any], Optional[str]], None]
 RequestListener = Callable[[Any, SocketModeRequest], None]
@@ -83,6 +84,8 @@ class ClientStats:
 
     Times are seconds. Counts are since the client was created. ``queue_depth`` counts
     envelopes waiting for a worker; ``oldest_wait`` is how long the oldest of them has waited.
+    ``ack_latency_p50/p90/p99`` are percentiles of the time from an envelope's arrival to its
+    ack being sent, over the last 1,024 acks (None before the first ack).
     """
 
     state: str
@@ -98,6 +101,26 @@ class ClientStats:
     malformed_messages: int = 0
     queue_depth: int = 0
     oldest_wait: float = 0.0
+    ack_latency_p50: Optional[float] = None
+    ack_latency_p90: Optional[float] = None
+    ack_latency_p99: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class HealthStatus:
+    """The answer to a health probe (see :meth:`SocketModeClient.health`).
+
+    Attributes:
+        healthy: connected, and no envelope has waited for a worker longer than allowed.
+        reason: why not, in a few words ("" when healthy).
+        state: the client's state (``"connected"``, ``"reconnecting"``, …).
+        oldest_wait: seconds the oldest queued envelope has waited.
+    """
+
+    healthy: bool
+    reason: str
+    state: str
+    oldest_wait: float
 
 
 class SocketModeClient(BaseSocketModeClient):
@@ -256,6 +279,7 @@ class SocketModeClient(BaseSocketModeClient):
         self._waiting_since: deque[float] = deque()  # enqueue times of envelopes no worker has started
         self._slow_queue_warning = slow_queue_warning
         self._warned_slow = False
+        self._ack_latencies: deque[float] = deque(maxlen=1024)
         self._opened = 0
         self._reconnects: Counter[str] = Counter()
         self._last_disconnect_reason: Optional[str] = None
@@ -511,6 +535,7 @@ class SocketModeClient(BaseSocketModeClient):
 
     def stats(self) -> ClientStats:
         """A consistent snapshot of the counters. Thread-safe."""
+        latencies = sorted(self._ack_latencies)
         with self._lock:
             ledger = self._ledger
             return ClientStats(
@@ -527,7 +552,25 @@ class SocketModeClient(BaseSocketModeClient):
                 malformed_messages=self._malformed,
                 queue_depth=len(self._waiting_since),
                 oldest_wait=self.oldest_wait(),
+                ack_latency_p50=_percentile(latencies, 0.50),
+                ack_latency_p90=_percentile(latencies, 0.90),
+                ack_latency_p99=_percentile(latencies, 0.99),
             )
+
+    def health(self, max_queue_wait: float = 2.0) -> HealthStatus:
+        """A health check for a liveness/readiness probe (Kubernetes ``/healthz``).
+
+        Healthy when at least one connection has said ``hello`` and no envelope has waited
+        for a worker longer than ``max_queue_wait`` seconds (Slack redelivers after 3 s).
+        Cheap, lock-free, thread-safe.
+        """
+        state = self.state.value
+        wait = self.oldest_wait()
+        if not self.is_connected():
+            return HealthStatus(False, f"not connected ({state})", state, wait)
+        if wait > max_queue_wait:
+            return HealthStatus(False, f"an envelope has waited {wait:.1f} s for a worker", state, wait)
+        return HealthStatus(True, "", state, wait)
 
     # ---- carrying out the rules ----------------------------------------------------------------
 
@@ -885,6 +928,8 @@ class SocketModeClient(BaseSocketModeClient):
             return
         origin = route.conn
         self._send_on(origin, text)
+        if route.received_at is not None:
+            self._ack_latencies.append(time.monotonic() - route.received_at)
         if origin is not None and origin.draining:
             self._maybe_drained(origin)
 
@@ -921,6 +966,13 @@ class SocketModeClient(BaseSocketModeClient):
         if conn.draining and self._ledger.inflight(conn) == 0:
             with self._lock:
                 self._perform(self._supervisor.drained(conn.id, time.monotonic()))
+
+
+def _percentile(ordered: list[float], q: float) -> Optional[float]:
+    """Nearest-rank percentile of an already sorted list (None if empty)."""
+    if not ordered:
+        return None
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 def _api_error(e: SlackApiError) -> SocketModeError:

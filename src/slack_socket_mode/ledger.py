@@ -59,10 +59,14 @@ class _Entry(Generic[C]):
 
 @dataclass(frozen=True)
 class AckRoute(Generic[C]):
-    """Where an ack should go: ``conn`` (None if unknown), and whether to send it at all."""
+    """Where an ack should go: ``conn`` (None if unknown), and whether to send it at all.
+
+    ``received_at`` is the monotonic time (seconds) of the envelope's first delivery, if known.
+    """
 
     conn: Optional[C]
     send: bool
+    received_at: Optional[float] = None
 
 
 class EnvelopeLedger(Generic[C]):
@@ -133,7 +137,7 @@ class EnvelopeLedger(Generic[C]):
             self.acked += 1
             if not self.dedupe:
                 del self._entries[envelope_id]
-            return AckRoute(entry.conn, True)
+            return AckRoute(entry.conn, True, entry.at)
 
     def handled(self, envelope_id: str) -> Optional[C]:
         """The listeners for ``envelope_id`` returned (whether or not they acked).
