@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Optional
 
@@ -22,7 +23,30 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     demo.add_argument("--quiet", action="store_true", help="print only the summary line")
     demo.add_argument("--verbose", action="store_true", help="log the client's lifecycle at INFO")
+    listen = commands.add_parser(
+        "listen",
+        help="connect with SLACK_APP_TOKEN and print each envelope as it arrives",
+    )
+    listen.add_argument("--json", action="store_true", help="one JSON object per envelope per line")
+    listen.add_argument("--ack", action="store_true", help="ack each envelope (default: print only)")
+    listen.add_argument(
+        "--debug-reconnects",
+        action="store_true",
+        help="ask Slack for short-lived connections (debug_reconnects=true) to watch rotations",
+    )
+    listen.add_argument("--api-url", help="another Web API base URL, e.g. a local server's (default: Slack's)")
+    listen.add_argument("--count", type=int, help="exit after this many envelopes")
     args = parser.parse_args(argv)
+    if args.command == "listen":
+        from .listen import run_listen
+
+        return run_listen(
+            as_json=args.json,
+            ack=args.ack,
+            debug_reconnects=args.debug_reconnects,
+            api_url=args.api_url or os.environ.get("SLACK_API_URL"),
+            count=args.count,
+        )
     if args.command == "demo":
         from .demo import run_demo
 

@@ -163,6 +163,8 @@ class SocketModeClient(BaseSocketModeClient):
         slow_queue_warning: seconds an envelope may wait for a worker before a WARNING
             (logged once per burst).
         allow_insecure_urls: allow ``ws://`` URLs to non-loopback hosts (never do this with Slack).
+        debug_reconnects: add Slack's ``debug_reconnects=true`` to each URL, which makes Slack
+            refresh connections after about 360 seconds: for testing rotations.
         ssl_context: an ``ssl.SSLContext`` for the WebSocket (verification stays on by default).
 
     Raises:
@@ -206,6 +208,7 @@ class SocketModeClient(BaseSocketModeClient):
         max_queue: int = 10_000,
         slow_queue_warning: float = 1.0,
         allow_insecure_urls: bool = False,
+        debug_reconnects: bool = False,
         ssl_context: Any = None,
         lifecycle_listeners: Optional[list[LifecycleListener]] = None,
     ) -> None:
@@ -239,6 +242,7 @@ class SocketModeClient(BaseSocketModeClient):
         self._close_timeout = close_timeout
         self._max_message_size = max_message_size
         self._allow_insecure_urls = allow_insecure_urls
+        self._debug_reconnects = debug_reconnects
         self._connect_options = Hidden(
             _proxy_options(proxy, http_proxy_host, http_proxy_port, http_proxy_auth, proxy_type)
         )
@@ -357,6 +361,8 @@ class SocketModeClient(BaseSocketModeClient):
         if not isinstance(url, str):
             raise ConnectionFailedError("apps.connections.open returned no url", error="no_url")
         check_socket_url(url, allow_insecure=self._allow_insecure_urls)
+        if self._debug_reconnects and "debug_reconnects=" not in url:
+            url += ("&" if "?" in url else "?") + "debug_reconnects=true"
         self._wss_uri = url
         return url
 
