@@ -19,6 +19,7 @@ from .errors import (
     InsecureURLError,
     LinkDisabledError,
     NotConnectedError,
+    ProxyAuthError,
     RateLimitedError,
     SocketModeError,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "LinkDisabledError",
     "Liveness",
     "NotConnectedError",
+    "ProxyAuthError",
     "RateLimitedError",
     "ReconnectPolicy",
     "SocketModeClient",

@@ -28,7 +28,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Callable, Optional, Union
-from urllib.parse import urlsplit
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.socket_mode.client import BaseSocketModeClient
@@ -45,6 +44,7 @@ from .errors import (
     ConnectTimeoutError,
     FatalError,
     NotConnectedError,
+    ProxyAuthError,
     RateLimitedError,
     SocketModeError,
 )
@@ -65,8 +65,9 @@ from .lifecycle import (
 from .liveness import Liveness
 from .messages import Disconnect, Envelope, Hello, Malformed, parse_message
 from .policy import Backoff, ReconnectPolicy
+from .proxies import ProxySettings
 from .redaction import Hidden, Secret, redact
-from .urls import check_socket_url, safe_url
+from .urls import check_socket_url
 
 __all__ = ["ClientStats", "HealthStatus", "SocketModeClient"]
 
@@ -140,7 +141,9 @@ class SocketModeClient(BaseSocketModeClient):
             Slack are always followed).
         ping_interval: seconds between our pings; None disables them.
         concurrency: worker threads that run listeners.
-        proxy: a proxy URL (``http://user:pass@host:port``, ``socks5://…``) for the WebSocket.
+        proxy: a proxy URL (``http://user:pass@host:port``, ``socks5://…``) for the WebSocket,
+            and for the WebClient the client builds when it is an HTTP proxy (see
+            :mod:`slack_socket_mode.proxies`; without it, ``HTTPS_PROXY`` etc. apply).
         proxy_headers, trace_enabled, all_message_trace_enabled, ping_pong_trace_enabled,
         receive_buffer_size: accepted for compatibility with slack_sdk; not used.
         http_proxy_host, http_proxy_port, http_proxy_auth, proxy_type: websocket-client's
@@ -165,7 +168,10 @@ class SocketModeClient(BaseSocketModeClient):
         allow_insecure_urls: allow ``ws://`` URLs to non-loopback hosts (never do this with Slack).
         debug_reconnects: add Slack's ``debug_reconnects=true`` to each URL, which makes Slack
             refresh connections after about 360 seconds: for testing rotations.
-        ssl_context: an ``ssl.SSLContext`` for the WebSocket (verification stays on by default).
+        ssl_context: an ``ssl.SSLContext`` for the WebSocket and for the WebClient the client
+            builds (verification stays on by default).
+        base_url: the Web API base URL for the WebClient the client builds (default Slack's);
+            use ``web_client`` instead to pass your own.
 
     Raises:
         ConfigurationError: invalid options or an app token that is not ``xapp-…``.
@@ -210,6 +216,7 @@ class SocketModeClient(BaseSocketModeClient):
         allow_insecure_urls: bool = False,
         debug_reconnects: bool = False,
         ssl_context: Any = None,
+        base_url: Optional[str] = None,
         lifecycle_listeners: Optional[list[LifecycleListener]] = None,
     ) -> None:
         if not isinstance(app_token, str) or not app_token.startswith("xapp-"):
@@ -229,7 +236,23 @@ class SocketModeClient(BaseSocketModeClient):
         self._prefix = f"slack_socket_mode-{self._number}"
         self._app_token = Secret(app_token)
         self.logger = logger or logging.getLogger("slack_socket_mode")
-        self.web_client = web_client or WebClient()
+        if proxy:
+            self._proxy: Optional[ProxySettings] = ProxySettings.parse(proxy)
+        elif http_proxy_host:
+            self._proxy = ProxySettings.from_websocket_client_options(
+                http_proxy_host, http_proxy_port, http_proxy_auth, proxy_type
+            )
+        else:
+            self._proxy = None  # the environment's proxies apply (see slack_socket_mode.proxies)
+        if web_client is None:
+            web_client = WebClient(
+                base_url=base_url or WebClient.BASE_URL,
+                proxy=self._proxy.url if self._proxy is not None and self._proxy.is_http else None,
+                ssl=ssl_context,
+            )
+        elif base_url is not None:
+            raise ConfigurationError("pass base_url or web_client, not both (set base_url on your WebClient)")
+        self.web_client = web_client
         self._auto_reconnect = auto_reconnect_enabled
         self.ping_interval = ping_interval
         self.concurrency = concurrency
@@ -243,9 +266,7 @@ class SocketModeClient(BaseSocketModeClient):
         self._max_message_size = max_message_size
         self._allow_insecure_urls = allow_insecure_urls
         self._debug_reconnects = debug_reconnects
-        self._connect_options = Hidden(
-            _proxy_options(proxy, http_proxy_host, http_proxy_port, http_proxy_auth, proxy_type)
-        )
+        self._connect_options = Hidden(self._proxy.websocket_options() if self._proxy is not None else {})
         self._sslopt = {"context": ssl_context} if ssl_context is not None else None
 
         self.message_listeners: list[Any] = []
@@ -688,6 +709,11 @@ class SocketModeClient(BaseSocketModeClient):
                 conn.open(self._connect_timeout)
             except SocketModeError as e:
                 error = e
+            except Exception as e:  # a library error we did not foresee must not stall reconnecting
+                self.logger.exception("connection %d: unexpected error while opening", cid)
+                error = ConnectionFailedError(
+                    f"could not open a connection: {type(e).__name__}", error=type(e).__name__
+                )
             with self._lock:
                 now = time.monotonic()
                 if conn is None or error is not None:
@@ -987,6 +1013,12 @@ def _api_error(e: SlackApiError) -> SocketModeError:
     status = getattr(response, "status_code", None)
     error = response.get("error") if hasattr(response, "get") else None
     error = error if isinstance(error, str) else "unknown_error"
+    if status == 407:
+        return ProxyAuthError(
+            "the proxy refused apps.connections.open: HTTP 407 proxy authentication required "
+            "(check the user and password in the proxy URL)",
+            error="proxy_auth_required",
+        )
     if status == 429 or error == "ratelimited":
         headers = getattr(response, "headers", {}) or {}
         raw = headers.get("Retry-After") or headers.get("retry-after") or "30"
@@ -1008,30 +1040,3 @@ def _token_kind(token: object) -> str:
     if not isinstance(token, str):
         return type(token).__name__
     return Secret(token).kind if "-" in token else "a value of another shape"
-
-
-def _proxy_options(
-    proxy: Optional[str],
-    host: Optional[str],
-    port: Optional[int],
-    auth: Optional[tuple[str, str]],
-    proxy_type: Optional[str],
-) -> dict[str, Any]:
-    if proxy:
-        parts = urlsplit(proxy)
-        if not parts.hostname:
-            raise ConfigurationError(f"proxy must be a URL like http://host:port (got {safe_url(proxy)})")
-        host, port = parts.hostname, parts.port
-        if parts.username:
-            auth = (parts.username, parts.password or "")
-        proxy_type = parts.scheme or "http"
-    if not host:
-        return {}
-    options: dict[str, Any] = {
-        "http_proxy_host": host,
-        "http_proxy_port": port,
-        "proxy_type": proxy_type or "http",
-    }
-    if auth:
-        options["http_proxy_auth"] = auth
-    return options

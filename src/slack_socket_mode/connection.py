@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 import websocket
 from websocket import ABNF
 
-from .errors import ConnectionFailedError, NotConnectedError
+from .errors import ConnectionFailedError, NotConnectedError, ProxyAuthError
 from .urls import safe_url
 
 __all__ = ["Connection"]
@@ -116,6 +116,15 @@ class Connection:
             if sock is not None:
                 sock.settimeout(None)  # the reader blocks; close() and abort() unblock it
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except websocket.WebSocketProxyException as e:
+            self._ws.shutdown()
+            if "407" in str(e):
+                raise ProxyAuthError(
+                    "the proxy refused the connection: HTTP 407 proxy authentication required "
+                    "(check the user and password in the proxy URL)",
+                    error="proxy_auth_required",
+                ) from None
+            raise ConnectionFailedError(f"the proxy failed: {_brief(e)}", error="proxy_error") from None
         except websocket.WebSocketBadStatusException as e:
             self._ws.shutdown()
             raise ConnectionFailedError(
@@ -123,7 +132,7 @@ class Connection:
                 error="handshake_rejected",
                 status=e.status_code,
             ) from None
-        except _TRANSPORT_ERRORS as e:
+        except Exception as e:  # OSError, TLS, websocket-client and python-socks errors alike
             self._ws.shutdown()
             raise ConnectionFailedError(
                 f"could not open {self.url}: {type(e).__name__}: {_brief(e)}", error=type(e).__name__

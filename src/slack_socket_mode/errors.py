@@ -11,7 +11,8 @@ Every exception of ours derives from one root, :class:`SocketModeError`::
     └── FatalError                reconnecting has ended; the client will not try again
         ├── AuthError             the app-level token was refused (``invalid_auth``, ``token_revoked``, …)
         ├── LinkDisabledError     Socket Mode was turned off for the app (``disconnect`` reason ``link_disabled``)
-        └── InsecureURLError      apps.connections.open returned a URL the client will not open
+        ├── InsecureURLError      apps.connections.open returned a URL the client will not open
+        └── ProxyAuthError        the proxy refused our credentials (HTTP 407)
 
 A :class:`FatalError` is raised from :meth:`SocketModeClient.connect` when it happens
 there, and is always passed to the client's error listeners. :class:`ConnectionFailedError`
@@ -38,6 +39,7 @@ __all__ = [
     "InsecureURLError",
     "LinkDisabledError",
     "NotConnectedError",
+    "ProxyAuthError",
     "RateLimitedError",
     "SocketModeError",
 ]
@@ -130,3 +132,7 @@ class LinkDisabledError(FatalError):
 
 class InsecureURLError(FatalError):
     """``apps.connections.open`` returned a URL that is not ``wss://`` (``ws://`` is allowed on loopback only)."""
+
+
+class ProxyAuthError(FatalError):
+    """The proxy answered HTTP 407: its user or password in the ``proxy`` URL is wrong."""
