@@ -21,6 +21,7 @@ import itertools
 import json
 import logging
 import math
+import ssl
 import threading
 import time
 from collections import Counter, deque
@@ -268,6 +269,13 @@ class SocketModeClient(BaseSocketModeClient):
         self._debug_reconnects = debug_reconnects
         self._connect_options = Hidden(self._proxy.websocket_options() if self._proxy is not None else {})
         self._sslopt = {"context": ssl_context} if ssl_context is not None else None
+        if ssl_context is not None and (
+            getattr(ssl_context, "verify_mode", None) == ssl.CERT_NONE
+            or not getattr(ssl_context, "check_hostname", True)
+        ):
+            self.logger.warning(
+                "ssl_context: certificate verification is off; anyone on the network path can read and forge envelopes"
+            )
 
         self.message_listeners: list[Any] = []
         self.socket_mode_request_listeners: list[Any] = []

@@ -12,6 +12,7 @@ import logging
 import re
 import socket
 import socketserver
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -233,9 +234,11 @@ class ApiServer:
     Binds ``host`` on an ephemeral port when created; :meth:`start` starts serving.
     """
 
-    def __init__(self, host: str, handler: ApiHandler) -> None:
+    def __init__(self, host: str, handler: ApiHandler, ssl_context: ssl.SSLContext | None = None) -> None:
         self._host = host
         self._httpd = _HTTPServer(host, handler)
+        if ssl_context is not None:  # HTTPS: the handshake runs in accept, on the api thread
+            self._httpd.socket = ssl_context.wrap_socket(self._httpd.socket, server_side=True)
         self.port: int = int(self._httpd.server_address[1])
         self._thread: threading.Thread | None = None
 

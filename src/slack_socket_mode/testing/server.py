@@ -36,6 +36,7 @@ import itertools
 import json
 import logging
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -704,6 +705,10 @@ class SocketModeServer:
         fragment_size: a message longer than this many bytes (UTF-8) is sent as a first
             frame and continuation frames of at most this size each.
         ping_interval: if set, ping every open connection at this period (seconds).
+        ssl_context: a server-side ``ssl.SSLContext``: serve ``wss://`` and ``https://`` (for
+            TLS tests, e.g. with a throwaway CA from ``trustme``). The TLS handshake of a
+            WebSocket runs on its reader thread, so a client that refuses the certificate
+            never blocks the accept loop.
 
     Raises:
         ValueError: an argument is out of range.
@@ -719,6 +724,7 @@ class SocketModeServer:
         approximate_connection_time: int = 18060,
         fragment_size: int = 65536,
         ping_interval: float | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if redelivery_delay is not None and redelivery_delay <= 0:
             raise ValueError("redelivery_delay must be positive or None")
@@ -729,6 +735,7 @@ class SocketModeServer:
         if ping_interval is not None and ping_interval <= 0:
             raise ValueError("ping_interval must be positive or None")
         self.host = host
+        self._ssl_context = ssl_context
         self._redelivery_delay = redelivery_delay
         self._max_retries = max_retries
         self._send_hello = send_hello
@@ -794,7 +801,7 @@ class SocketModeServer:
             listener = socket.create_server((self.host, 0), family=address_family(self.host), backlog=128)
             self._listener = listener
             self._ws_port = int(listener.getsockname()[1])
-            self._api = ApiServer(self.host, self._handle_api)
+            self._api = ApiServer(self.host, self._handle_api, self._ssl_context)
             self._api_port = self._api.port
             self._spawn("accept", self._accept_loop)
             self._api.start()
@@ -904,7 +911,8 @@ class SocketModeServer:
             RuntimeError: before :meth:`start`.
         """
         self._require_started()
-        return f"http://{url_host(self.host)}:{self._api_port}/api/"
+        scheme = "https" if self._ssl_context is not None else "http"
+        return f"{scheme}://{url_host(self.host)}:{self._api_port}/api/"
 
     def new_connection_url(self) -> str:
         """Issue a fresh single-use WebSocket URL without a Web API call.
@@ -921,7 +929,8 @@ class SocketModeServer:
         return self._ws_url(self._ws_port, ticket)
 
     def _ws_url(self, port: int, ticket: str) -> str:
-        return f"ws://{url_host(self.host)}:{port}/link/?ticket={ticket}&app_id={_APP_ID}"
+        scheme = "wss" if self._ssl_context is not None else "ws"
+        return f"{scheme}://{url_host(self.host)}:{port}/link/?ticket={ticket}&app_id={_APP_ID}"
 
     # -- Web API -------------------------------------------------------------------------
 
@@ -1182,6 +1191,9 @@ class SocketModeServer:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
+            if self._ssl_context is not None:
+                # the handshake happens on the reader thread's first recv, not here
+                sock = self._ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
             conn = ServerConnection(self, sock, peer)
             thread = threading.Thread(target=conn._run, name=f"{THREAD_PREFIX}reader", daemon=True)
             conn._thread = thread
