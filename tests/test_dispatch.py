@@ -60,15 +60,18 @@ def test_close_waits_for_running_listeners_and_sends_their_acks(
     (conn,) = server.wait_for_connections(1)
     first = server.push(server.make_envelope())
     assert started.wait(timeout(5))
-    closing = threading.Thread(target=client.close, kwargs={"timeout": timeout(5)})
-    closing.start()
-    # close() has stopped taking new envelopes: this one is not dispatched (Slack would redeliver it)
+    closing_started = capture("close(): no new envelopes")
     stopping = capture("not dispatching")
     try:
+        closing = threading.Thread(target=client.close, kwargs={"timeout": timeout(5)})
+        closing.start()
+        assert closing_started.event.wait(timeout(5))
+        # close() has stopped taking new envelopes: this one is not dispatched (Slack would redeliver it)
         late = server.push(server.make_envelope())
         assert stopping.event.wait(timeout(5))
     finally:
         release_logger(stopping)
+        release_logger(closing_started)
     release.set()
     closing.join(timeout(10))
     assert not closing.is_alive()
@@ -110,7 +113,7 @@ def test_a_full_queue_pauses_reading_without_losing_or_replacing_anything(
         release.wait(timeout(10))
         client.send_socket_mode_response({"envelope_id": request.envelope_id})
 
-    paused = capture("pausing reads")
+    paused = capture("pausing reads while")
     try:
         client = make_client(concurrency=1, max_queue=2, ping_interval=0.05, ping_timeout=0.1, receive_timeout=0.2)
         client.socket_mode_request_listeners.append(gated)

@@ -308,10 +308,15 @@ class SocketModeClient(BaseSocketModeClient):
         self._ledger: EnvelopeLedger[Connection] = EnvelopeLedger(dedupe=dedupe)
         self._queued = 0  # envelopes submitted to the workers and not finished
         self._max_queue = max_queue
-        self._room = threading.Condition(self._lock)  # the reader waits here at max_queue
+        # Queue accounting has its own plain lock: it is taken twice per envelope, and must not
+        # contend with the supervisor's lock.
+        self._queue_lock = threading.Lock()
+        self._room = threading.Condition(self._queue_lock)  # the reader waits here at max_queue
+        self._drained = threading.Condition(self._queue_lock)  # close() waits here for running listeners
         self._waiting_since: deque[float] = deque()  # enqueue times of envelopes no worker has started
         self._slow_queue_warning = slow_queue_warning
         self._warned_slow = False
+        self._warned_full = False
         self._ack_latencies: deque[float] = deque(maxlen=1024)
         self._opened = 0
         self._reconnects: Counter[str] = Counter()
@@ -469,10 +474,18 @@ class SocketModeClient(BaseSocketModeClient):
                 return
             self._closed = True
             self._accepting.clear()
+        with self._queue_lock:
             self._room.notify_all()
             end = time.monotonic() + timeout
+            if self._queued:
+                self.logger.info(
+                    "close(): no new envelopes; waiting up to %g s for %d running or queued",
+                    timeout,
+                    self._queued,
+                )
             while self._queued > 0 and time.monotonic() < end:
-                self._changed.wait(end - time.monotonic())
+                self._drained.wait(end - time.monotonic())
+        with self._lock:
             self._perform(self._supervisor.stop(time.monotonic(), final=True))
             conns = list(self._connections.values())
         self._await_connections(conns)
@@ -848,7 +861,7 @@ class SocketModeClient(BaseSocketModeClient):
             return
         receipt, ack = self._ledger.receive(envelope.envelope_id, conn, time.monotonic())
         if receipt is Receipt.DISPATCH:
-            with self._lock:
+            with self._queue_lock:
                 if self._queued >= self._max_queue:
                     self._wait_for_room(conn)
                 if not self._accepting.is_set():  # close() began meanwhile: Slack redelivers it elsewhere
@@ -882,12 +895,14 @@ class SocketModeClient(BaseSocketModeClient):
             )
 
     def _wait_for_room(self, conn: Connection) -> None:
-        """Block the reader (lock held) until a worker frees a slot. Pauses liveness meanwhile."""
-        self.logger.warning(
-            "connection %d: %d envelopes queued (max_queue); pausing reads until a worker is free",
-            conn.id,
-            self._queued,
-        )
+        """Block the reader (queue lock held) until a worker frees a slot. Pauses liveness meanwhile."""
+        if not self._warned_full:  # once per burst: the flag resets when the queue drains
+            self._warned_full = True
+            self.logger.warning(
+                "connection %d: %d envelopes queued (max_queue); pausing reads while workers catch up",
+                conn.id,
+                self._queued,
+            )
         conn.backpressured = True
         try:
             while self._queued >= self._max_queue and self._accepting.is_set():
@@ -918,11 +933,11 @@ class SocketModeClient(BaseSocketModeClient):
             self._run_listeners(envelope, text)
         finally:
             conn = self._ledger.handled(envelope.envelope_id)
-            with self._lock:
+            with self._queue_lock:
                 self._queued -= 1
                 if self._queued == 0:
-                    self._warned_slow = False  # the burst is over: warn again on the next one
-                    self._changed.notify_all()
+                    self._warned_slow = self._warned_full = False  # the burst is over: warn again on the next
+                    self._drained.notify_all()
                 if self._queued == self._max_queue - 1:
                     self._room.notify()
             if conn is not None and conn.draining:

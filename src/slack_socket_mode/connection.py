@@ -68,7 +68,8 @@ class Connection:
         self._logger = logger
         self._max_message_size = max_message_size
         self._connect_options = connect_options or {}
-        self._ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=True, sslopt=sslopt)
+        # Every write goes through self._send_lock, so websocket-client's own locks are off.
+        self._ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=False, sslopt=sslopt)
         self._send_lock = threading.Lock()
         self._close_sent = False
         self._ended = threading.Event()
