@@ -107,3 +107,17 @@ class Watcher:
 
     def wait_connected(self, seconds: float = 5.0) -> None:
         self.wait(self.client.is_connected, seconds, "is_connected()")
+
+
+def errors_until_timeout(client: SocketModeClient, seconds: float = 1.0) -> list[Exception]:
+    """Call ``connect()`` expecting it to time out; close the client; return what error listeners got."""
+    from slack_socket_mode import ConnectTimeoutError
+
+    errors: list[Exception] = []
+    client.on_error_listeners.append(errors.append)
+    try:
+        with pytest.raises(ConnectTimeoutError):
+            client.connect(timeout=seconds)
+    finally:
+        client.close()
+    return errors

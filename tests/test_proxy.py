@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from slack_sdk.web import WebClient
 
-from slack_socket_mode import ConnectionFailedError, ConnectTimeoutError, ProxyAuthError, SocketModeClient
+from slack_socket_mode import ConnectionFailedError, ProxyAuthError, SocketModeClient
 from slack_socket_mode.errors import ConfigurationError
 from slack_socket_mode.testing import SocketModeServer
 
-from .conftest import APP_TOKEN, Recorder, timeout
+from .conftest import APP_TOKEN, Recorder, errors_until_timeout, timeout
 
 pytestmark = pytest.mark.skipif(shutil.which("pproxy") is None, reason="pproxy is installed by the test extra")
 
@@ -140,18 +140,10 @@ def test_wrong_proxy_password_on_the_websocket_is_a_clear_fatal_error(
 
 def test_an_unreachable_proxy_is_reported_and_retried(server: SocketModeServer) -> None:
     dead = free_port("127.0.0.3")
-    errors: list[Exception] = []
     client = SocketModeClient(
-        APP_TOKEN,
-        web_client=WebClient(base_url=server.api_url),
-        proxy=f"http://user:{PASSWORD}@127.0.0.3:{dead}",
-        on_error_listeners=[errors.append],
+        APP_TOKEN, web_client=WebClient(base_url=server.api_url), proxy=f"http://user:{PASSWORD}@127.0.0.3:{dead}"
     )
-    try:
-        with pytest.raises(ConnectTimeoutError):
-            client.connect(timeout=1.0)
-    finally:
-        client.close()
+    errors = errors_until_timeout(client)
     assert errors and all(isinstance(e, ConnectionFailedError) for e in errors)
     assert "ConnectionRefusedError" in str(errors[0])
     assert all(PASSWORD not in str(e) for e in errors)

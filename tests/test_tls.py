@@ -9,10 +9,10 @@ import pytest
 import trustme
 from slack_sdk.web import WebClient
 
-from slack_socket_mode import ConnectionFailedError, ConnectTimeoutError, SocketModeClient
+from slack_socket_mode import ConnectionFailedError, SocketModeClient
 from slack_socket_mode.testing import SocketModeServer
 
-from .conftest import APP_TOKEN, Recorder, timeout
+from .conftest import APP_TOKEN, Recorder, errors_until_timeout, timeout
 
 
 @pytest.fixture(scope="module")
@@ -62,15 +62,9 @@ def test_untrusted_ca_fails_the_web_api_call_clearly(tls_server: SocketModeServe
 
 
 def test_untrusted_ca_fails_the_websocket_clearly(tls_server: SocketModeServer, ca: trustme.CA) -> None:
-    errors: list[Exception] = []
     web_client = WebClient(base_url=tls_server.api_url, ssl=trusting(ca))  # the Web API leg trusts the CA
     other = trusting(trustme.CA())  # the WebSocket leg does not
-    client = SocketModeClient(APP_TOKEN, web_client=web_client, ssl_context=other, on_error_listeners=[errors.append])
-    try:
-        with pytest.raises(ConnectTimeoutError):
-            client.connect(timeout=1.0)
-    finally:
-        client.close()
+    errors = errors_until_timeout(SocketModeClient(APP_TOKEN, web_client=web_client, ssl_context=other))
     assert errors and all(isinstance(e, ConnectionFailedError) for e in errors)
     assert "CERTIFICATE_VERIFY_FAILED" in str(errors[0]) and "wss://127.0.0.1" in str(errors[0])
     assert "ticket" not in str(errors[0])
@@ -78,14 +72,8 @@ def test_untrusted_ca_fails_the_websocket_clearly(tls_server: SocketModeServer, 
 
 
 def test_certificate_verification_is_on_by_default(tls_server: SocketModeServer, ca: trustme.CA) -> None:
-    errors: list[Exception] = []
     web_client = WebClient(base_url=tls_server.api_url, ssl=trusting(ca))
-    client = SocketModeClient(APP_TOKEN, web_client=web_client, on_error_listeners=[errors.append])
-    try:
-        with pytest.raises(ConnectTimeoutError):
-            client.connect(timeout=1.0)
-    finally:
-        client.close()
+    errors = errors_until_timeout(SocketModeClient(APP_TOKEN, web_client=web_client))
     assert "CERTIFICATE_VERIFY_FAILED" in str(errors[0])
 
 
