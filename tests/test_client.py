@@ -280,3 +280,31 @@ def test_stats_and_health(server: SocketModeServer, make_client: ClientFactory) 
     assert 0 < stats.ack_latency_p50 <= stats.ack_latency_p99
     client.disconnect()
     assert client.health().reason == "not connected (disconnected)"
+
+
+def test_close_interrupts_a_waiting_connect(server: SocketModeServer, make_client: ClientFactory) -> None:
+    server.refuse_next_connections(1000)
+    failed_twice = threading.Event()
+    failures: list[Exception] = []
+
+    def on_error(error: Exception) -> None:
+        failures.append(error)
+        if len(failures) >= 2:
+            failed_twice.set()
+
+    client = make_client(on_error_listeners=[on_error])
+    outcome: list[BaseException] = []
+
+    def connect() -> None:
+        try:
+            client.connect(timeout=None)
+        except BaseException as e:
+            outcome.append(e)
+
+    thread = threading.Thread(target=connect)
+    thread.start()
+    assert failed_twice.wait(timeout(5))  # it is retrying, with no timeout of its own
+    client.close()
+    thread.join(timeout(5))
+    assert len(outcome) == 1 and type(outcome[0]).__name__ == "SocketModeError"
+    assert "interrupted" in str(outcome[0])

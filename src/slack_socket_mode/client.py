@@ -145,10 +145,16 @@ class SocketModeClient(BaseSocketModeClient):
         proxy: a proxy URL (``http://user:pass@host:port``, ``socks5://…``) for the WebSocket,
             and for the WebClient the client builds when it is an HTTP proxy (see
             :mod:`slack_socket_mode.proxies`; without it, ``HTTPS_PROXY`` etc. apply).
-        proxy_headers, trace_enabled, all_message_trace_enabled, ping_pong_trace_enabled,
+        proxy_headers: accepted for compatibility with slack_sdk; not used.
+        trace_enabled: accepted for compatibility with slack_sdk; not used.
+        all_message_trace_enabled: accepted for compatibility with slack_sdk; not used.
+        ping_pong_trace_enabled: accepted for compatibility with slack_sdk; not used.
         receive_buffer_size: accepted for compatibility with slack_sdk; not used.
-        http_proxy_host, http_proxy_port, http_proxy_auth, proxy_type: websocket-client's
-            proxy options, as slack_sdk's websocket-client-based client takes them.
+        http_proxy_host: the proxy's host, as slack_sdk's websocket-client-based client
+            takes it (``proxy`` says the same in one URL).
+        http_proxy_port: the proxy's port, with ``http_proxy_host``.
+        http_proxy_auth: ``(user, password)`` for the proxy, with ``http_proxy_host``.
+        proxy_type: ``"http"`` (the default) or a SOCKS scheme, with ``http_proxy_host``.
         on_message_listeners: called with each raw text message, on the reader thread.
         on_error_listeners: called with each :class:`ConnectionFailedError` and :class:`FatalError`.
         on_close_listeners: called with ``(code, reason)`` when a connection ends.
@@ -411,7 +417,7 @@ class SocketModeClient(BaseSocketModeClient):
         Raises:
             FatalError: (:class:`AuthError`, :class:`LinkDisabledError`, …) retrying cannot help.
             ConnectTimeoutError: no ``hello`` within ``timeout``; the client stops trying.
-            SocketModeError: the client was closed.
+            SocketModeError: the client was closed, or close()/disconnect() interrupted the wait.
         """
         with self._lock:
             if self._closed:
@@ -436,8 +442,11 @@ class SocketModeClient(BaseSocketModeClient):
                 self._changed.wait(remaining)
             fatal = self._fatal
             connected = self._live_count > 0
+            stopped = self.state in (ClientState.CLOSED, ClientState.DISCONNECTED)
         if fatal is not None:
             raise fatal
+        if stopped:
+            raise SocketModeError("connect() was interrupted by close() or disconnect()")
         if not connected:
             self.disconnect()
             raise ConnectTimeoutError(f"no hello from Slack within {timeout:g} s; see the log for each attempt")

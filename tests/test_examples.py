@@ -1,0 +1,172 @@
+"""The examples in examples/ run as real processes against the local Socket Mode server.
+
+Each example is started with ``SLACK_API_URL`` pointing at the server and read line by line:
+no fixed sleeps, every wait ends on a line the example prints, an HTTP answer or a server event.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from slack_socket_mode.testing import SocketModeServer
+
+from .conftest import APP_TOKEN, timeout
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+HEALTH_SERVER = EXAMPLES / "health_server.py"
+
+
+def start_health_server(server: SocketModeServer, **env: str) -> subprocess.Popen[str]:
+    environment = dict(
+        os.environ,
+        SLACK_APP_TOKEN=APP_TOKEN,
+        SLACK_API_URL=server.api_url,
+        HEALTH_HOST="127.0.0.1",
+        HEALTH_PORT="0",  # the example prints the port the OS chose
+        **env,
+    )
+    return subprocess.Popen(
+        [sys.executable, str(HEALTH_SERVER)],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def read_port(proc: subprocess.Popen[str]) -> int:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("serving on "), f"expected 'serving on PORT', got {line!r}"
+    return int(line.split()[-1])
+
+
+def get(port: int, path: str) -> tuple[int, str, str]:
+    """GET http://127.0.0.1:port/path: (status, content type, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout(5))
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.getheader("Content-Type") or "", response.read().decode()
+    finally:
+        conn.close()
+
+
+def stop(proc: subprocess.Popen[str], signum: int = signal.SIGTERM) -> tuple[str, str]:
+    proc.send_signal(signum)
+    return proc.communicate(timeout=timeout(10))
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[str]]]:
+    """Processes a test started; any still running at the end is killed."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=timeout(10))
+
+
+def samples(text: str, name: str) -> dict[str, float]:
+    """The samples of metric ``name`` in Prometheus text: {labels or "": value}."""
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            if key == name or key.startswith(name + "{"):
+                found[key[len(name) :]] = float(value)
+    return found
+
+
+def test_health_server_serves_healthz_and_metrics(
+    server: SocketModeServer, processes: list[subprocess.Popen[str]]
+) -> None:
+    proc = start_health_server(server)
+    processes.append(proc)
+    port = read_port(proc)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "connected"
+
+    status, content_type, body = get(port, "/healthz")
+    assert status == 200 and content_type == "application/json"
+    assert json.loads(body) == {"status": "ok", "state": "connected", "oldest_wait": 0.0}
+
+    envelope_id = server.push_sample("events_api_app_mention")
+    server.wait_for_acks(envelope_ids=[envelope_id], timeout=timeout(5))
+    (first,) = server.all_connections
+    server.disconnect("warning")  # a rotation: counted under reconnects
+    server.wait_for_new_connection(1, timeout=timeout(5))
+    assert first.wait_closed(timeout(5))  # the client closes it once the new one said hello
+
+    status, content_type, metrics = get(port, "/metrics")
+    assert status == 200 and content_type.startswith("text/plain")
+    assert samples(metrics, "slack_socket_mode_envelopes_received_total") == {"": 1.0}
+    assert samples(metrics, "slack_socket_mode_envelopes_acked_total") == {"": 1.0}
+    assert samples(metrics, "slack_socket_mode_envelopes_deduplicated_total") == {"": 0.0}
+    assert samples(metrics, "slack_socket_mode_reconnects_total") == {'{reason="disconnect warning"}': 1.0}
+    assert samples(metrics, "slack_socket_mode_connections_opened_total") == {"": 2.0}
+    assert samples(metrics, "slack_socket_mode_healthy") == {"": 1.0}
+    assert samples(metrics, "slack_socket_mode_state")['{state="connected"}'] == 1.0
+    assert samples(metrics, "slack_socket_mode_queue_depth") == {"": 0.0}
+    assert "slack_socket_mode_connections_open " in metrics
+    assert "slack_socket_mode_num_connections " in metrics
+    assert "slack_socket_mode_queue_oldest_wait_seconds " in metrics
+    assert "# TYPE slack_socket_mode_ack_latency_seconds gauge" in metrics
+    assert get(port, "/nothing-here")[0] == 404
+
+    _, stderr = stop(proc, signal.SIGTERM)
+    assert proc.returncode == 0, stderr
+    assert all(conn.wait_closed(timeout(5)) for conn in server.all_connections)
+    assert server.all_connections[-1].close_code_received == 1000  # a clean close, not a dropped socket
+    assert server.duplicate_acks() == []
+    assert APP_TOKEN not in stderr
+
+
+def test_health_server_is_unhealthy_until_hello_and_stops_on_ctrl_c(processes: list[subprocess.Popen[str]]) -> None:
+    with SocketModeServer(send_hello=False, redelivery_delay=None) as server:
+        proc = start_health_server(server)
+        processes.append(proc)
+        port = read_port(proc)
+        status, content_type, body = get(port, "/healthz")
+        assert status == 503 and content_type == "application/json"
+        answer = json.loads(body)
+        assert answer["status"] == "unhealthy"
+        assert answer["reason"].startswith("not connected")
+        assert samples(get(port, "/metrics")[2], "slack_socket_mode_healthy") == {"": 0.0}
+        _, stderr = stop(proc, signal.SIGINT)  # while connect() still waits for hello
+        assert proc.returncode == 0, stderr
+
+
+def test_health_server_exits_1_when_the_token_is_refused(
+    server: SocketModeServer, processes: list[subprocess.Popen[str]]
+) -> None:
+    server.fail_next_opens("invalid_auth")
+    proc = start_health_server(server)
+    processes.append(proc)
+    read_port(proc)
+    _, stderr = proc.communicate(timeout=timeout(10))
+    assert proc.returncode == 1
+    assert "invalid_auth" in stderr
+    assert APP_TOKEN not in stderr
+
+
+def test_every_example_has_a_smoke_test() -> None:
+    """A new program in examples/ needs a test that runs it (this file, or another that names it).
+
+    Example test modules (``examples/test_*.py``) are tests themselves and are not counted.
+    """
+    tests = "\n".join(path.read_text(encoding="utf-8") for path in (ROOT / "tests").rglob("*.py"))
+    programs = [path for path in sorted(EXAMPLES.glob("*.py")) if not path.name.startswith("test_")]
+    untested = [path.name for path in programs if path.stem not in tests]
+    assert untested == [], f"examples without a test that runs them: {untested}"
