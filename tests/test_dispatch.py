@@ -165,3 +165,29 @@ def test_slow_queue_is_warned_once_per_burst(server: SocketModeServer, make_clie
         release_logger(warned)
     assert warned.count == 2
     assert stats.queue_depth == 0 and stats.oldest_wait == 0.0
+
+
+def test_idle_worker_threads_are_let_go_after_a_burst(server: SocketModeServer, make_client: ClientFactory) -> None:
+    client = make_client(concurrency=6, worker_idle_timeout=0.2)
+    gate = threading.Event()
+    started = threading.Semaphore(0)
+
+    def gated(client: SocketModeClient, request: Any) -> None:
+        started.release()
+        gate.wait(timeout(5))
+        client.send_socket_mode_response({"envelope_id": request.envelope_id})
+
+    client.socket_mode_request_listeners.append(gated)
+    client.connect()
+    ids = [server.push(server.make_envelope()) for _ in range(6)]
+    for _ in range(6):  # six listeners running at once: six worker threads
+        assert started.acquire(timeout=timeout(5))
+    workers = [t for t in client_threads() if "-worker" in t.name]
+    assert len(workers) == 6
+    gate.set()
+    server.wait_for_acks(envelope_ids=ids)
+    for thread in workers:  # let go once idle, without polling: join each with a bound
+        thread.join(timeout(5))
+        assert not thread.is_alive()
+    # and the pool starts threads again on demand
+    server.wait_for_acks(envelope_ids=[server.push(server.make_envelope())])

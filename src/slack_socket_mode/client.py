@@ -172,6 +172,8 @@ class SocketModeClient(BaseSocketModeClient):
             stops reading (TCP backpressure) until a worker is free. Nothing is dropped.
         slow_queue_warning: seconds an envelope may wait for a worker before a WARNING
             (logged once per burst).
+        worker_idle_timeout: seconds without an envelope after which the worker threads a
+            burst started are let go (new ones start on demand).
         allow_insecure_urls: allow ``ws://`` URLs to non-loopback hosts (never do this with Slack).
         debug_reconnects: add Slack's ``debug_reconnects=true`` to each URL, which makes Slack
             refresh connections after about 360 seconds: for testing rotations.
@@ -220,6 +222,7 @@ class SocketModeClient(BaseSocketModeClient):
         max_message_size: int = 16 * 1024 * 1024,
         max_queue: int = 10_000,
         slow_queue_warning: float = 1.0,
+        worker_idle_timeout: float = 30.0,
         allow_insecure_urls: bool = False,
         debug_reconnects: bool = False,
         ssl_context: Any = None,
@@ -321,6 +324,7 @@ class SocketModeClient(BaseSocketModeClient):
         self._drained = threading.Condition(self._queue_lock)  # close() waits here for running listeners
         self._waiting_since: deque[float] = deque()  # enqueue times of envelopes no worker has started
         self._slow_queue_warning = slow_queue_warning
+        self._worker_idle_timeout = worker_idle_timeout
         self._warned_slow = False
         self._warned_full = False
         self._ack_latencies: deque[float] = deque(maxlen=1024)
@@ -329,7 +333,10 @@ class SocketModeClient(BaseSocketModeClient):
         self._last_disconnect_reason: Optional[str] = None
         self._malformed = 0
 
-        self.message_workers = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"{self._prefix}-worker")
+        self.message_workers = self._new_workers()
+        self._busy_workers = False  # True from the first envelope until the idle pool is retired
+        self._retire_scheduled = False  # the health monitor knows a retirement is due
+        self._last_dispatch = 0.0  # monotonic time the last listener run finished
         self._session = IntervalRunner(self._session_step, None, name=f"{self._prefix}-session", logger=self.logger)
         self._health = IntervalRunner(self._health_step, None, name=f"{self._prefix}-health", logger=self.logger)
         self._threads_started = False
@@ -789,7 +796,31 @@ class SocketModeClient(BaseSocketModeClient):
                 next_at = self._supervisor.next_deadline() if next_at is None else next_at
         for conn in pings:
             conn.ping()
+        retire_at = self._retire_idle_workers(now)
+        if retire_at is not None:
+            next_at = retire_at if next_at is None else min(next_at, retire_at)
         return None if next_at is None else max(0.0, next_at - time.monotonic())
+
+    def _new_workers(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=f"{self._prefix}-worker")
+
+    def _retire_idle_workers(self, now: float) -> Optional[float]:
+        """After a burst, let the worker threads go once the client has been idle for a while.
+
+        ``ThreadPoolExecutor`` keeps every thread it ever started; after ``worker_idle_timeout``
+        seconds without an envelope the pool is replaced by an empty one (it starts threads
+        again on demand) and the old one's threads exit. Returns when to look again, or None.
+        """
+        with self._queue_lock:
+            if not self._busy_workers or self._closed:
+                return None
+            due = self._last_dispatch + self._worker_idle_timeout
+            if self._queued or now < due:
+                return max(due, now + 0.001) if not self._queued else now + self._worker_idle_timeout
+            old, self.message_workers = self.message_workers, self._new_workers()
+            self._busy_workers = self._retire_scheduled = False
+        old.shutdown(wait=False)
+        return None
 
     def _await_connections(self, conns: list[Connection]) -> None:
         end = time.monotonic() + self._close_timeout
@@ -876,6 +907,7 @@ class SocketModeClient(BaseSocketModeClient):
                 if not self._accepting.is_set():  # close() began meanwhile: Slack redelivers it elsewhere
                     return
                 self._queued += 1
+                self._busy_workers = True
                 self._waiting_since.append(time.monotonic())
                 self.message_workers.submit(self._dispatch, envelope, text)
             return
@@ -944,6 +976,10 @@ class SocketModeClient(BaseSocketModeClient):
             conn = self._ledger.handled(envelope.envelope_id)
             with self._queue_lock:
                 self._queued -= 1
+                self._last_dispatch = time.monotonic()
+                if self._queued == 0 and not self._retire_scheduled:
+                    self._retire_scheduled = True  # once per burst: the monitor reschedules itself
+                    self._health.wake()
                 if self._queued == 0:
                     self._warned_slow = self._warned_full = False  # the burst is over: warn again on the next
                     self._drained.notify_all()
