@@ -191,3 +191,20 @@ def test_idle_worker_threads_are_let_go_after_a_burst(server: SocketModeServer, 
         assert not thread.is_alive()
     # and the pool starts threads again on demand
     server.wait_for_acks(envelope_ids=[server.push(server.make_envelope())])
+
+
+def test_close_from_a_listener_does_not_wait_for_itself(server: SocketModeServer, make_client: ClientFactory) -> None:
+    client = make_client()
+    closed = threading.Event()
+
+    def closer(client: SocketModeClient, request: Any) -> None:
+        client.send_socket_mode_response({"envelope_id": request.envelope_id})
+        client.close(timeout=timeout(30))  # would wait the whole timeout if it counted itself
+        closed.set()
+
+    client.socket_mode_request_listeners.append(closer)
+    client.connect()
+    envelope_id = server.push(server.make_envelope())
+    assert closed.wait(timeout(5))
+    server.wait_for_acks(envelope_ids=[envelope_id])
+    assert client.closed

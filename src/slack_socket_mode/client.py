@@ -334,6 +334,7 @@ class SocketModeClient(BaseSocketModeClient):
         self._malformed = 0
 
         self.message_workers = self._new_workers()
+        self._in_listener = threading.local()  # .active is True on a worker while it runs listeners
         self._busy_workers = False  # True from the first envelope until the idle pool is retired
         self._retire_scheduled = False  # the health monitor knows a retirement is due
         self._last_dispatch = 0.0  # monotonic time the last listener run finished
@@ -499,7 +500,8 @@ class SocketModeClient(BaseSocketModeClient):
                     timeout,
                     self._queued,
                 )
-            while self._queued > 0 and time.monotonic() < end:
+            own = 1 if getattr(self._in_listener, "active", False) else 0  # close() from a listener
+            while self._queued > own and time.monotonic() < end:
                 self._drained.wait(end - time.monotonic())
         with self._lock:
             self._perform(self._supervisor.stop(time.monotonic(), final=True))
@@ -970,9 +972,11 @@ class SocketModeClient(BaseSocketModeClient):
                 len(self._waiting_since),
                 self.concurrency,
             )
+        self._in_listener.active = True
         try:
             self._run_listeners(envelope, text)
         finally:
+            self._in_listener.active = False
             conn = self._ledger.handled(envelope.envelope_id)
             with self._queue_lock:
                 self._queued -= 1
@@ -980,9 +984,10 @@ class SocketModeClient(BaseSocketModeClient):
                 if self._queued == 0 and not self._retire_scheduled:
                     self._retire_scheduled = True  # once per burst: the monitor reschedules itself
                     self._health.wake()
+                if self._queued <= 1:  # close() waits for 0, or for 1 when called from a listener
+                    self._drained.notify_all()
                 if self._queued == 0:
                     self._warned_slow = self._warned_full = False  # the burst is over: warn again on the next
-                    self._drained.notify_all()
                 if self._queued == self._max_queue - 1:
                     self._room.notify()
             if conn is not None and conn.draining:

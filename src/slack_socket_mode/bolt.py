@@ -1,0 +1,334 @@
+"""Run a Bolt for Python app over this package's Socket Mode client.
+
+A drop-in for Bolt's own Socket Mode handlers (``slack_bolt.adapter.socket_mode.SocketModeHandler``
+and ``slack_bolt.adapter.socket_mode.websocket_client.SocketModeHandler``): change one import::
+
+    # from slack_bolt.adapter.socket_mode import SocketModeHandler
+    from slack_socket_mode.bolt import SocketModeHandler
+
+    SocketModeHandler(app, os.environ["SLACK_APP_TOKEN"]).start()
+
+Needs the ``bolt`` extra: ``pip install "slack-socket-mode[bolt]"``. Each envelope becomes a
+``slack_bolt.request.BoltRequest`` in ``"socket_mode"`` mode, ``App.dispatch`` runs it on one of
+the client's worker threads, and Bolt's response becomes the envelope's ack (see
+:meth:`SocketModeHandler.handle`). See https://api.slack.com/apis/socket-mode and
+https://docs.slack.dev/tools/bolt-python/concepts/socket-mode/.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any, Optional, Union
+
+from slack_sdk.socket_mode.client import BaseSocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
+from slack_sdk.web import WebClient
+
+try:
+    from slack_bolt import App  # the package first: a missing slack_bolt fails here, whatever is cached
+    from slack_bolt.request import BoltRequest
+    from slack_bolt.response import BoltResponse
+    from slack_bolt.util.utils import get_boot_message
+except ImportError as e:  # tests/test_bolt.py hides slack_bolt to check this message
+    raise ImportError(
+        "slack_socket_mode.bolt needs Bolt for Python (the slack_bolt package): pip install 'slack-socket-mode[bolt]'"
+    ) from e
+
+from .client import SocketModeClient
+from .errors import ConfigurationError, FatalError, SocketModeError
+
+__all__ = ["SocketModeHandler"]
+
+RETRY_NUM_HEADER = "x-slack-retry-num"
+RETRY_REASON_HEADER = "x-slack-retry-reason"
+
+
+class _StopSignal(BaseException):
+    """Raised on the main thread by our SIGTERM handler to end :meth:`SocketModeHandler.start`."""
+
+
+class SocketModeHandler:
+    """Connects a ``slack_bolt.App`` to Slack over Socket Mode, with :class:`SocketModeClient`.
+
+    The same constructor arguments and methods as Bolt's Socket Mode handlers: ``start()``,
+    ``connect()``, ``disconnect()``, ``close()`` and ``handle()``; attributes ``app``,
+    ``app_token`` and ``client``.
+
+    Args:
+        app: the Bolt app (``slack_bolt.App``; ``AsyncApp`` is not supported).
+        app_token: the app-level token (``xapp-…``); default: the environment variable
+            ``SLACK_APP_TOKEN``.
+        logger: the client's logger; default ``app.logger``, as in Bolt.
+        web_client: the ``slack_sdk.WebClient`` the client calls ``apps.connections.open``
+            with; default ``app.client`` (so ``WebClient(base_url=…)`` on the app moves both).
+        **client_options: passed to :class:`SocketModeClient` (``concurrency``,
+            ``ping_interval``, ``connections``, ``proxy``, ``ssl_context``, …; see
+            ``docs/configuration.md``). Without ``proxy`` (or ``http_proxy_host``), the web
+            client's ``proxy``, if it has one, is used for the WebSocket too, as Bolt's built-in
+            handler does; pass ``proxy=None`` to leave the WebSocket to the environment's proxy
+            settings instead.
+
+    Raises:
+        ConfigurationError: no app-level token (neither ``app_token`` nor ``SLACK_APP_TOKEN``),
+            a token that is not ``xapp-…``, or invalid ``client_options``.
+        TypeError: ``app`` is not a ``slack_bolt.App``.
+
+    Thread-safety: every method may be called from any thread; ``handle`` runs on the client's
+    worker threads, several at once (``concurrency``), as ``App.dispatch`` allows.
+    """
+
+    app: App
+    client: SocketModeClient
+
+    def __init__(
+        self,
+        app: App,
+        app_token: Optional[str] = None,
+        logger: Optional[logging.Logger] = None,
+        web_client: Optional[WebClient] = None,
+        **client_options: Any,
+    ) -> None:
+        if not isinstance(app, App):
+            raise TypeError(f"app must be a slack_bolt.App (got {type(app).__name__})")
+        token = app_token or os.environ.get("SLACK_APP_TOKEN")
+        if not token:
+            raise ConfigurationError(
+                "no app-level token: pass app_token or set the environment variable SLACK_APP_TOKEN (xapp-…)"
+            )
+        web_client = web_client if web_client is not None else app.client
+        if "proxy" not in client_options and "http_proxy_host" not in client_options and web_client.proxy:
+            client_options["proxy"] = web_client.proxy
+        self.app = app
+        self._stopped = threading.Event()  # set by close(), disconnect() or a fatal error
+        self._stop_requested = False  # close() or disconnect() began (start() may still be connecting)
+        self._fatal: Optional[FatalError] = None
+        self.client = SocketModeClient(
+            app_token=token,
+            logger=logger if logger is not None else app.logger,
+            web_client=web_client,
+            **client_options,
+        )
+        self.client.socket_mode_request_listeners.append(self.handle)
+        self.client.on_error_listeners.append(self._on_error)
+
+    @property
+    def app_token(self) -> str:
+        """The app-level token (kept by the client, never logged or shown in ``repr()``)."""
+        return self.client.app_token
+
+    def __repr__(self) -> str:
+        return f"<SocketModeHandler app={self.app.name!r} client={self.client!r}>"
+
+    # ---- dispatch --------------------------------------------------------------------------
+
+    def handle(self, client: BaseSocketModeClient, req: SocketModeRequest) -> None:
+        """Run one envelope through the app and ack it with the app's response.
+
+        Called by the client on a worker thread for each envelope it dispatches. The
+        ``BoltRequest`` has ``mode="socket_mode"``, the envelope's ``payload`` as its body and,
+        for a redelivery (``retry_attempt`` 1 or more), the headers ``x-slack-retry-num`` and
+        ``x-slack-retry-reason``, as Slack sends them in HTTP mode. The ack, sent with
+        ``client.send_socket_mode_response`` once ``App.dispatch`` returns (that is, once the
+        listener called ``ack()``; lazy listeners keep running in Bolt's executor), is:
+
+        * a bare ``{"envelope_id": …}`` for an empty response body (``ack()``);
+        * ``{"envelope_id": …, "payload": {…}}`` for a JSON object body
+          (``ack(response_action="errors", errors={…})``, ``ack(blocks=[…])``);
+        * ``{"envelope_id": …, "payload": {"text": …}}`` for a text body (``ack("Hi!")``).
+
+        A status other than 200 (no listener matched: 404; a listener raised: 500; failed
+        authorization: 401) sends no ack, as in Bolt: Slack redelivers the envelope up to three
+        times, and the client's dedupe does not dispatch it again in this process.
+
+        Args:
+            client: the Socket Mode client that received the envelope.
+            req: the envelope.
+        """
+        started = time.monotonic()
+        response: BoltResponse = self.app.dispatch(
+            BoltRequest(mode="socket_mode", body=req.payload, headers=_retry_headers(req))
+        )
+        logger = self.client.logger
+        if response.status != 200:
+            logger.info(
+                "envelope %s (%s): the Bolt app answered HTTP %d; not acking it (body: %s)",
+                req.envelope_id,
+                req.type,
+                response.status,
+                response.body[:200],
+            )
+            return
+        client.send_socket_mode_response(
+            SocketModeResponse(envelope_id=req.envelope_id, payload=_ack_payload(response))
+        )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "envelope %s (%s): acked after %.1f ms in the Bolt app",
+                req.envelope_id,
+                req.type,
+                (time.monotonic() - started) * 1000,
+            )
+
+    def _on_error(self, error: Exception) -> None:
+        if isinstance(error, FatalError):
+            self._fatal = error
+            self._stopped.set()
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Connect, and return once Slack said ``hello`` (reconnects then run in the background).
+
+        Raises:
+            FatalError: the app-level token was refused (``AuthError``), Socket Mode is off
+                for the app (``LinkDisabledError``), …
+            ConnectTimeoutError: no ``hello`` within 30 seconds.
+            SocketModeError: the handler was closed.
+        """
+        self.client.connect()
+
+    def disconnect(self) -> None:
+        """Close the connections and stop reconnecting; :meth:`start` returns.
+
+        :meth:`connect` or :meth:`start` may be called again afterwards.
+        """
+        self._stop_requested = True
+        try:
+            self.client.disconnect()
+        finally:
+            self._stopped.set()
+
+    def close(self) -> None:
+        """Shut down for good; :meth:`start` returns.
+
+        Stops dispatching, waits up to 5 seconds for running listeners and sends their acks,
+        closes the connections with close frames, and joins every ``slack_socket_mode-…``
+        thread. Idempotent. Bolt's own listener executor (lazy listeners) is the app's and
+        keeps running.
+        """
+        self._stop_requested = True
+        try:
+            self.client.close()
+        finally:
+            self._stopped.set()
+
+    def start(self) -> None:
+        """Connect, then block until :meth:`close` or :meth:`disconnect` (from another thread, or a
+        listener), a fatal error, SIGINT (Ctrl+C) or SIGTERM.
+
+        A :meth:`close` or :meth:`disconnect` that comes while ``start()`` is still connecting
+        also ends it: ``start()`` returns without waiting.
+
+        Like Bolt's handlers, it announces "Bolt app is running!" (logged by ``app.logger`` at
+        INFO, or written to stdout when that logger does not log INFO). The wait is an
+        ``Event.wait`` (no polling). When called on the main thread, SIGINT and, if it has no
+        handler of its own, SIGTERM end the wait; the handler is then closed (acks for running
+        listeners go out, connections get close frames) and ``start()`` returns normally. The
+        SIGTERM handler is removed again before ``start()`` returns. On Windows, Ctrl+C ends the
+        process at once, as with Bolt.
+
+        Raises:
+            FatalError: at connect, or later when reconnecting ended for good (the token was
+                revoked, Socket Mode was turned off): the handler is closed first.
+            ConnectTimeoutError: no ``hello`` within 30 seconds.
+            SocketModeError: the handler was closed before.
+        """
+        self._stopped.clear()
+        self._stop_requested = False
+        self._fatal = None
+        try:
+            self.connect()
+        except SocketModeError:
+            if self._stop_requested and self._fatal_error() is None:
+                return  # close() or disconnect() was called while connecting: that is a stop too
+            raise
+        self._announce()
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        if on_main_thread and sys.platform == "win32":
+            # A lock wait cannot be interrupted by Ctrl+C on Windows (https://bugs.python.org/issue35935).
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+        watch_sigterm = on_main_thread and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        armed = False
+
+        def on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
+            # Raise, as SIGINT's KeyboardInterrupt does, rather than set the Event here: a handler
+            # taking the Event's lock could deadlock if the signal lands while this thread holds it.
+            nonlocal armed
+            if armed:  # only inside the try below; once: a second SIGTERM while we stop is ignored
+                armed = False
+                raise _StopSignal()
+
+        stopped_by: Optional[str] = None
+        try:
+            try:
+                if watch_sigterm:
+                    armed = True
+                    signal.signal(signal.SIGTERM, on_sigterm)
+                self._stopped.wait()
+                armed = False
+            except KeyboardInterrupt:
+                stopped_by = "SIGINT"
+            except _StopSignal:
+                stopped_by = "SIGTERM"
+        finally:
+            armed = False
+            if watch_sigterm:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if stopped_by is not None:
+            self.client.logger.info("%s received; closing the Socket Mode handler", stopped_by)
+            self.close()
+        else:
+            fatal = self._fatal_error()
+            if fatal is not None:
+                self.close()
+                raise fatal
+
+    def _fatal_error(self) -> Optional[FatalError]:
+        """The fatal error that ended the latest :meth:`start`, if any (set on a client thread)."""
+        return self._fatal
+
+    def _announce(self) -> None:
+        message = get_boot_message()
+        if self.app.logger.isEnabledFor(logging.INFO):
+            self.app.logger.info(message)
+            return
+        try:
+            sys.stdout.write(message + "\n")
+        except UnicodeEncodeError:
+            sys.stdout.write("Bolt app is running!\n")
+        sys.stdout.flush()
+
+
+def _retry_headers(req: SocketModeRequest) -> Optional[dict[str, Union[str, Sequence[str]]]]:
+    """``x-slack-retry-num`` / ``x-slack-retry-reason`` for a redelivery, as in HTTP mode; else None."""
+    if not req.retry_attempt:
+        return None
+    headers: dict[str, Union[str, Sequence[str]]] = {RETRY_NUM_HEADER: str(req.retry_attempt)}
+    if req.retry_reason:
+        headers[RETRY_REASON_HEADER] = req.retry_reason
+    return headers
+
+
+def _ack_payload(response: BoltResponse) -> Optional[dict[str, Any]]:
+    """The ack's ``payload`` for a 200 response: None (bare ack), the JSON object, or ``{"text": body}``."""
+    body = response.body
+    if not body:
+        return None
+    content_type = next(iter(response.headers.get("content-type", [])), "")
+    if content_type.startswith("application/json"):
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            return parsed
+    return {"text": body}
