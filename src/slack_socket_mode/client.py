@@ -697,11 +697,11 @@ class SocketModeClient(BaseSocketModeClient):
         who = "client" if t.connection_id is None else f"connection {t.connection_id}"
         self.logger.info("%s: %s -> %s (%s)", who, old, t.new.value, redact(t.reason))
         if t.connection_id is not None and t.new is ConnectionState.CLOSED:
-            self._forget(t.connection_id, t.reason)
+            self._forget(t.connection_id)
         if self.lifecycle_listeners:
             notify.append(lambda t=t: self._notify_lifecycle(t))  # type: ignore[misc]
 
-    def _forget(self, connection_id: int, reason: str) -> None:
+    def _forget(self, connection_id: int) -> None:
         conn = self._connections.pop(connection_id, None)
         if conn is not None and not conn.ended:
             conn.abort()
