@@ -45,7 +45,7 @@ def test_envelope_samples(name: str) -> None:
         ("[1, 2]", "JSON list, not an object"),
         ('"hello"', "JSON str, not an object"),
         ('{"type": "events_api", "payload": {}}', "events_api envelope without envelope_id"),
-        ('{"envelope_id": 5, "type": "events_api"}', "envelope_id is not a non-empty string"),
+        ('{"envelope_id": 5, "type": "events_api"}', "envelope_id is not a string of 1 to 256 characters"),
         ('{"envelope_id": "e1"}', "envelope e1 has no type"),
         ("[" * 100_000, "not JSON"),
     ],

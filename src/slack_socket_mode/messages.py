@@ -8,8 +8,12 @@ raises on any input. See https://api.slack.com/apis/socket-mode for the messages
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+if TYPE_CHECKING:  # typing.TypeGuard is new in 3.10; annotations are not evaluated at run time
+    from typing import TypeGuard
 
 __all__ = [
     "ENVELOPE_TYPES",
@@ -60,7 +64,8 @@ class Envelope:
         envelope_id: the id the ack must carry.
         type: ``events_api``, ``interactive``, ``slash_commands`` (or a newer type).
         body: the whole message, as listeners receive it.
-        retry_attempt: 0 for a first delivery, 1..3 for Slack's redeliveries.
+        retry_attempt: 0 for a first delivery, 1..3 for Slack's redeliveries (a value that is not a
+            non-negative integer counts as 0).
     """
 
     envelope_id: str
@@ -83,6 +88,11 @@ class Malformed:
     problem: str
 
 
+#: Slack's envelope ids are UUID-like (36 characters); a longer one is not echoed or kept.
+_MAX_ENVELOPE_ID = 256
+#: Values of ``approximate_connection_time`` above this (a year) are ignored.
+_MAX_SECONDS = 365 * 24 * 3600
+
 Message = Union[Hello, Disconnect, Envelope, Other, Malformed]
 
 
@@ -100,14 +110,18 @@ def parse_message(text: str) -> Message:
 def classify(body: dict[str, Any]) -> Message:
     """Classify an already-decoded message object. Never raises. Pure and thread-safe."""
     kind = body.get("type")
+    if not isinstance(kind, str):
+        kind = None
     envelope_id = body.get("envelope_id")
     if envelope_id is not None:
-        if not isinstance(envelope_id, str) or not envelope_id:
-            return Malformed("envelope_id is not a non-empty string")
-        if not isinstance(kind, str):
+        if not isinstance(envelope_id, str) or not envelope_id or len(envelope_id) > _MAX_ENVELOPE_ID:
+            return Malformed(f"envelope_id is not a string of 1 to {_MAX_ENVELOPE_ID} characters")
+        if kind is None:
             return Malformed(f"envelope {envelope_id} has no type")
         attempt = body.get("retry_attempt")
-        return Envelope(envelope_id, kind, body, attempt if isinstance(attempt, int) else 0)
+        if not _is_int(attempt) or attempt < 0:
+            attempt = 0
+        return Envelope(envelope_id, kind, body, attempt)
     if kind in ENVELOPE_TYPES:
         return Malformed(f"{kind} envelope without envelope_id")
     if kind == "hello":
@@ -117,8 +131,8 @@ def classify(body: dict[str, Any]) -> Message:
         num = body.get("num_connections")
         info = body.get("connection_info")
         return Hello(
-            num_connections=num if isinstance(num, int) else None,
-            approximate_connection_time=float(act) if isinstance(act, (int, float)) and act > 0 else None,
+            num_connections=num if _is_int(num) else None,
+            approximate_connection_time=_seconds(act),
             debug_info=debug_info,
             connection_info=info if isinstance(info, dict) else {},
         )
@@ -129,4 +143,19 @@ def classify(body: dict[str, Any]) -> Message:
             reason if isinstance(reason, str) else "unknown",
             debug_info if isinstance(debug_info, dict) else {},
         )
-    return Other(kind if isinstance(kind, str) else None)
+    return Other(kind)
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    """An int that is not a bool (JSON ``true`` decodes to one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _seconds(value: Any) -> Optional[float]:
+    """A positive, finite number of seconds (at most a year), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, int) and not 0 < value <= _MAX_SECONDS:  # before float(): huge ints overflow
+        return None
+    seconds = float(value)
+    return seconds if math.isfinite(seconds) and 0 < seconds <= _MAX_SECONDS else None
