@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 import websocket
 from websocket import ABNF
 
-from .errors import ConnectionFailedError, NotConnectedError, ProxyAuthError
+from .errors import ConnectionFailedError, NotConnectedError, ProxyAuthError, SocketModeError
 from .urls import safe_url
 
 __all__ = ["Connection"]
@@ -110,7 +110,9 @@ class Connection:
         Raises:
             ConnectionFailedError: refused, timed out, TLS failure, or a handshake
                 answered with a non-101 status (``status`` set).
+            ProxyAuthError: the proxy answered HTTP 407.
         """
+        failure: Optional[SocketModeError] = None
         try:
             self._ws.connect(self._url, timeout=timeout, suppress_origin=True, **self._connect_options)
             sock = self._ws.sock
@@ -120,24 +122,28 @@ class Connection:
         except websocket.WebSocketProxyException as e:
             self._ws.shutdown()
             if "407" in str(e):
-                raise ProxyAuthError(
+                failure = ProxyAuthError(
                     "the proxy refused the connection: HTTP 407 proxy authentication required "
                     "(check the user and password in the proxy URL)",
                     error="proxy_auth_required",
-                ) from None
-            raise ConnectionFailedError(f"the proxy failed: {_brief(e)}", error="proxy_error") from None
+                )
+            else:
+                failure = ConnectionFailedError(f"the proxy failed: {_brief(e)}", error="proxy_error")
         except websocket.WebSocketBadStatusException as e:
             self._ws.shutdown()
-            raise ConnectionFailedError(
+            failure = ConnectionFailedError(
                 f"WebSocket handshake with {self.url} was answered with HTTP {e.status_code}",
                 error="handshake_rejected",
                 status=e.status_code,
-            ) from None
+            )
         except Exception as e:  # OSError, TLS, websocket-client and python-socks errors alike
             self._ws.shutdown()
-            raise ConnectionFailedError(
+            failure = ConnectionFailedError(
                 f"could not open {self.url}: {type(e).__name__}: {_brief(e)}", error=type(e).__name__
-            ) from None
+            )
+        if failure is not None:
+            # raised outside the except clauses: no __context__ (the proxy's error may name its credentials)
+            raise failure
         self.last_received = time.monotonic()
 
     def start(self) -> None:
@@ -225,20 +231,38 @@ class Connection:
                 self._logger.exception("connection %d: close handler failed", self.id)
 
     def _read_frames(self) -> str:
-        recv_frame = self._ws.recv_frame
+        """Read frames until the connection ends; return why it ended.
+
+        The size bound holds before a payload is read: the frame's header and announced
+        length are read first (websocket-client's ``frame_buffer`` keeps them, and
+        ``recv_frame`` resumes from there), and a frame that would take the message past
+        ``max_message_size`` ends the connection before a byte of its payload is read or
+        allocated. This costs no syscall and no allocation beyond what ``recv_frame`` does.
+        """
+        # websocket-client's frame_buffer: its header, length and frames are checked here, at our boundary.
+        frames: Any = self._ws.frame_buffer
+        needs_header, recv_header = frames.needs_header, frames.recv_header
+        needs_length, recv_length = frames.needs_length, frames.recv_length
+        recv_frame = frames.recv_frame
         on_text = self._on_text
+        limit = self._max_message_size
         parts: list[bytes] = []
-        size = 0
+        size = 0  # bytes of the message being assembled
         assembling = 0  # opcode of the message being assembled, 0 if none
         while True:
+            if needs_header():
+                recv_header()
+            if needs_length():
+                recv_length()
+            if frames.length > limit - size:
+                refused = self._refuse_frame(frames.header[4], frames.length, size)
+                if refused is not None:
+                    return refused
             frame = recv_frame()
             self.last_received = time.monotonic()
             opcode = frame.opcode
             if opcode == _TEXT and frame.fin and not assembling:  # the common case
-                data = frame.data
-                if len(data) > self._max_message_size:
-                    return self._oversize(len(data))
-                self._deliver(on_text, data)
+                self._deliver(on_text, frame.data)
             elif opcode in (_TEXT, _BINARY, _CONT):
                 if (opcode == _CONT) != bool(assembling):
                     raise websocket.WebSocketProtocolException("unexpected continuation frame")
@@ -246,8 +270,6 @@ class Connection:
                     assembling = opcode
                 parts.append(frame.data)
                 size += len(frame.data)
-                if size > self._max_message_size:
-                    return self._oversize(size)
                 if frame.fin:
                     data, kind = b"".join(parts), assembling
                     parts, size, assembling = [], 0, 0
@@ -267,6 +289,29 @@ class Connection:
                     return f"server closed the connection (code {code})"
                 return "closed by client"
             # _PONG: last_received is all a pong is for
+
+    def _refuse_frame(self, opcode: int, length: int, assembled: int) -> Optional[str]:
+        """Decide on a frame whose header announces more bytes than the message has room for.
+
+        Called by :meth:`_read_frames` (the slow path only) before the payload is read.
+
+        Args:
+            opcode: the frame's opcode.
+            length: the payload length its header announces, in bytes.
+            assembled: bytes of the fragmented message assembled so far (0 if none).
+
+        Returns:
+            None to read the frame after all (a control frame of at most 125 bytes, which is
+            not part of the message), else the reason the connection ends (logged).
+
+        Raises:
+            websocket.WebSocketProtocolException: a control frame announcing more than 125 bytes.
+        """
+        if opcode & 0x8:  # ping, pong, close: not part of the message being assembled
+            if length <= 125:
+                return None
+            raise websocket.WebSocketProtocolException(f"control frame of {length} bytes (at most 125 allowed)")
+        return self._oversize(assembled + length)
 
     def _deliver(self, on_text: Callable[[Connection, str], None], data: bytes) -> None:
         try:
