@@ -21,6 +21,7 @@ import itertools
 import json
 import logging
 import math
+import re
 import ssl
 import threading
 import time
@@ -77,6 +78,8 @@ RequestListener = Callable[[Any, SocketModeRequest], None]
 LifecycleListener = Callable[[Transition], None]
 
 _client_numbers = itertools.count(1)
+#: An app-level token: ``xapp-`` and printable ASCII with no spaces (what may go in a header).
+_APP_TOKEN_RE = re.compile(r"xapp-[\x21-\x7e]+")
 _LIVE = (ConnectionState.CONNECTED, ConnectionState.DRAINING)
 
 
@@ -229,10 +232,12 @@ class SocketModeClient(BaseSocketModeClient):
         base_url: Optional[str] = None,
         lifecycle_listeners: Optional[list[LifecycleListener]] = None,
     ) -> None:
-        if not isinstance(app_token, str) or not app_token.startswith("xapp-"):
+        if isinstance(app_token, str):
+            app_token = app_token.strip()  # a token read from a file or a Kubernetes secret keeps its newline
+        if not isinstance(app_token, str) or not _APP_TOKEN_RE.fullmatch(app_token):
             raise ConfigurationError(
-                "app_token must be an app-level token starting with 'xapp-' "
-                f"(got {_token_kind(app_token)}); create one under Basic Information > App-Level Tokens"
+                "app_token must be an app-level token: 'xapp-' followed by printable characters with no "
+                f"spaces (got {_token_kind(app_token)}); create one under Basic Information > App-Level Tokens"
             )
         if not 1 <= connections <= 10:
             raise ConfigurationError("connections must be between 1 and 10 (Slack's limit per app)")
@@ -396,15 +401,20 @@ class SocketModeClient(BaseSocketModeClient):
             ConnectionFailedError: any other failure (network, ``internal_error``).
             InsecureURLError: the URL is neither ``wss://`` nor ``ws://`` on loopback.
         """
+        # The error is raised after the except clause, so that it keeps no __context__: slack_sdk's
+        # exception holds the response, the request's Authorization header and the WebClient.
+        failure: Optional[SocketModeError] = None
         try:
             response = self.web_client.apps_connections_open(app_token=self.app_token)
         except SlackApiError as e:
-            raise _api_error(e) from None
+            failure = _api_error(e)
         except Exception as e:  # urllib, socket and TLS errors from the Web API call
-            raise ConnectionFailedError(
+            failure = ConnectionFailedError(
                 f"apps.connections.open failed: {type(e).__name__}: {redact(str(e))[:200]}",
                 error=type(e).__name__,
-            ) from None
+            )
+        if failure is not None:
+            raise failure
         url = response.get("url")
         if not isinstance(url, str):
             raise ConnectionFailedError("apps.connections.open returned no url", error="no_url")
@@ -1110,6 +1120,12 @@ def _api_error(e: SlackApiError) -> SocketModeError:
 
 
 def _token_kind(token: object) -> str:
+    """What kind of value ``token`` is, in words that never echo it."""
     if not isinstance(token, str):
         return type(token).__name__
-    return Secret(token).kind if "-" in token else "a value of another shape"
+    if not token:
+        return "an empty string"
+    kind = Secret(token).kind
+    if kind == "xapp":
+        return "an xapp- token with spaces or control characters in it"
+    return f"a {kind}- token" if kind != "secret" else "a value of another shape"

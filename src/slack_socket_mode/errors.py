@@ -19,8 +19,8 @@ there, and is always passed to the client's error listeners. :class:`ConnectionF
 is only ever passed to error listeners: the client retries with backoff.
 
 No exception of ours carries a token: messages name the Slack error code and the HTTP
-status, never the request. Errors from slack_sdk or websocket-client are not chained
-(``__cause__`` is None) because their objects hold the request's headers.
+status, never the request. Errors from slack_sdk or websocket-client are not chained, neither
+as ``__cause__`` nor as ``__context__``, because their objects hold the request's headers.
 """
 
 from __future__ import annotations

@@ -13,8 +13,11 @@ T = TypeVar("T")
 
 __all__ = ["Hidden", "Secret", "redact"]
 
-# xapp- (app-level), xoxb- (bot), xoxp- (user), xoxe- (refresh/config), xoxa/xoxr/xoxs, xwfp- (workflow).
-_TOKEN_RE: Final = re.compile(r"\b(xapp|xox[abeprs]|xwfp)-[A-Za-z0-9\-._~+/]*")
+# xapp- (app-level), xoxb- (bot), xoxp- (user), xoxe- (refresh/config), xoxc-/xoxd- (browser session
+# and its cookie), xoxa/xoxr/xoxs, xwfp- (workflow). No \b before the prefix: a token may follow a word
+# character ("token_xoxb-…", URL-encoded "%22xoxb-…"); redacting too much is the safe side. The value
+# runs over URL-encoding (%2B) and base64 padding too. Case-insensitive: "XAPP-…" is redacted as well.
+_TOKEN_RE: Final = re.compile(r"(xapp|xox[abcdeprs]|xwfp)-[A-Za-z0-9\-._~+/%=]*", re.IGNORECASE)
 # user:password@ in URLs (proxies).
 _USERINFO_RE: Final = re.compile(r"(?<=://)[^/@\s:]+(:[^/@\s]*)?@")
 
@@ -24,8 +27,8 @@ def redact(text: str) -> str:
 
     Thread-safe; pure.
     """
-    if "x" in text:
-        text = _TOKEN_RE.sub(lambda m: f"{m.group(1)}-***", text)
+    if "x" in text or "X" in text:
+        text = _TOKEN_RE.sub(lambda m: f"{m.group(1).lower()}-***", text)
     if "@" in text:
         text = _USERINFO_RE.sub("***@", text)
     return text
@@ -51,7 +54,7 @@ class Secret:
     def kind(self) -> str:
         """The token's prefix (``"xapp"``), or ``"secret"`` if it has no known shape."""
         m = _TOKEN_RE.match(self._value)
-        return m.group(1) if m else "secret"
+        return m.group(1).lower() if m else "secret"
 
     def __repr__(self) -> str:
         return f"Secret('{self.kind}-***')"

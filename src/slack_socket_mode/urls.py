@@ -26,11 +26,22 @@ def check_socket_url(url: str, *, allow_insecure: bool = False) -> str:
     ``wss://`` is always allowed; ``ws://`` only for loopback hosts (local servers such as
     :class:`slack_socket_mode.testing.SocketModeServer`) unless ``allow_insecure`` is True.
     The error message never includes the URL's query (it carries a connection ticket).
+
+    Raises:
+        InsecureURLError: another scheme, ``ws://`` to a host that is not loopback, or a URL
+            that does not parse (a bad port, broken brackets).
     """
-    parts = urlsplit(url)
-    if parts.scheme == "wss":
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number in 0..65535
+    except ValueError:
+        raise InsecureURLError(
+            f"refusing to open {safe_url(url)}: the URL does not parse", error="insecure_url"
+        ) from None  # urllib's error holds no secret; the URL is not in our message
+    scheme = parts.scheme.lower()
+    if scheme == "wss":
         return url
-    if parts.scheme == "ws" and (allow_insecure or is_loopback_host(parts.hostname or "")):
+    if scheme == "ws" and (allow_insecure or is_loopback_host(parts.hostname or "")):
         return url
     raise InsecureURLError(
         f"refusing to open {safe_url(url)}: only wss:// URLs (or ws:// on loopback) are allowed; "
@@ -40,10 +51,14 @@ def check_socket_url(url: str, *, allow_insecure: bool = False) -> str:
 
 
 def safe_url(url: str) -> str:
-    """``url`` without its query, fragment and credentials, for logs."""
-    parts = urlsplit(url)
+    """``url`` without its query, fragment and credentials, for logs. Never raises."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # a URL that does not parse: show only its scheme
+        scheme = url.split(":", 1)[0] if ":" in url else ""
+        return f"{scheme}://<unparsable URL>" if scheme.isalpha() else "<unparsable URL>"
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
-    port = f":{parts.port}" if parts.port else ""
     return f"{parts.scheme}://{host}{port}{parts.path}"
