@@ -1,0 +1,150 @@
+"""The process that runs one client under test.
+
+The suite starts one of these per client and scenario (``spawn``: a fresh interpreter) and
+drives it through :mod:`benchmarks.control`. The process builds the client with its default
+settings, pointed at the local server's Web API, adds one request listener that acks the
+envelope and records that it ran, and connects. It then answers ``sample`` (its own CPU,
+context switches, threads and memory, see :mod:`benchmarks.procinfo`, plus how often the
+listener ran per envelope) and ``close`` (timed).
+
+Clients (``kind``):
+
+* ``ours``: ``slack_socket_mode.SocketModeClient``;
+* ``builtin``: ``slack_sdk.socket_mode.SocketModeClient`` (slack_sdk's builtin client);
+* ``websocket_client``: ``slack_sdk.socket_mode.websocket_client.SocketModeClient``;
+* ``floor``: :class:`benchmarks.floor.FloorClient`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections import Counter
+from multiprocessing.connection import Connection
+from typing import Any, Callable, Optional
+
+from .control import serve
+from .procinfo import sample_self, threads_detail
+
+__all__ = ["APP_TOKEN", "KINDS", "client_main"]
+
+#: The app-level token every client uses (the local server accepts any ``xapp-`` token).
+APP_TOKEN = "xapp-1-A111-1-benchmark"
+
+#: The clients the suite knows, in the order they run.
+KINDS = ("ours", "builtin", "websocket_client", "floor")
+
+
+class _ClientUnderTest:
+    """One client of any kind, its listener's record of runs, and its timings."""
+
+    def __init__(self) -> None:
+        self.client: Any = None
+        self.runs: list[str] = []  # envelope ids, one entry per listener run (list.append is thread-safe)
+        self.closer: Optional[Callable[[], None]] = None
+
+    def start(self, kind: str, api_url: str) -> dict[str, Any]:
+        """Import and build the client, add the listener, connect.
+
+        Returns:
+            monotonic times: ``t_import`` (before the import), ``t_construct`` (before the
+            constructor), ``t_connected`` (when ``connect()`` returned).
+        """
+        runs_append = self.runs.append
+        t_import = time.monotonic()
+        if kind == "floor":
+            from .floor import FloorClient
+
+            t_construct = time.monotonic()
+            floor = FloorClient(APP_TOKEN, api_url, runs_append)
+            floor.connect()
+            self.client = floor
+            self.closer = floor.close
+            return {"t_import": t_import, "t_construct": t_construct, "t_connected": time.monotonic()}
+
+        from slack_sdk.socket_mode.request import SocketModeRequest
+        from slack_sdk.socket_mode.response import SocketModeResponse
+        from slack_sdk.web import WebClient
+
+        client_class: Any
+        if kind == "ours":
+            from slack_socket_mode import SocketModeClient as client_class
+        elif kind == "builtin":
+            from slack_sdk.socket_mode.builtin import SocketModeClient as client_class
+        elif kind == "websocket_client":
+            from slack_sdk.socket_mode.websocket_client import SocketModeClient as client_class
+        else:
+            raise ValueError(f"unknown client kind {kind!r}")
+
+        def listener(client: Any, request: SocketModeRequest) -> None:
+            """Ack at once (the documented pattern), then record the run."""
+            client.send_socket_mode_response(SocketModeResponse(envelope_id=request.envelope_id))
+            runs_append(request.envelope_id)
+
+        t_construct = time.monotonic()
+        client = client_class(app_token=APP_TOKEN, web_client=WebClient(base_url=api_url))
+        client.socket_mode_request_listeners.append(listener)
+        client.connect()
+        self.client = client
+        self.closer = client.close
+        return {"t_import": t_import, "t_construct": t_construct, "t_connected": time.monotonic()}
+
+    def sample(self, detail: str = "") -> dict[str, Any]:
+        """:func:`~benchmarks.procinfo.sample_self` plus listener runs: total, envelopes, run twice.
+
+        Args:
+            detail: ``"first"`` or ``"last"`` adds ``threads_detail`` (switches and CPU per thread,
+                by name), read before or after the process's own figures, so that its cost falls
+                outside a window that this sample opens (``"first"``) or closes (``"last"``).
+        """
+        runs = list(self.runs)
+        counts = Counter(runs)
+        summary: dict[str, Any] = {
+            "runs": len(runs),
+            "envelopes_run": len(counts),
+            "ran_twice": sum(1 for count in counts.values() if count > 1),
+        }
+        if detail == "first":
+            summary["threads_detail"] = threads_detail()
+        result = {**summary, **sample_self()}
+        if detail == "last":
+            result["threads_detail"] = threads_detail()
+        return result
+
+    def close(self) -> dict[str, Any]:
+        """Call the client's ``close()`` and time it.
+
+        Returns:
+            ``{"close_seconds": s, "threads_after": n}``: how long ``close()`` took and the
+            threads left in the process afterwards (the suite's own main thread included).
+        """
+        if self.closer is None:
+            return {"close_seconds": 0.0, "threads_after": sample_self()["threads"]}
+        started = time.monotonic()
+        self.closer()
+        elapsed = time.monotonic() - started
+        time.sleep(0.05)  # let threads that were told to stop finish exiting
+        return {"close_seconds": elapsed, "threads_after": sample_self()["threads"]}
+
+
+def client_main(conn: Connection, log_path: Optional[str] = None) -> None:
+    """Entry point of a client process: serve commands on ``conn`` until ``exit``.
+
+    Args:
+        conn: this process's end of the control pipe.
+        log_path: where to write the clients' WARNING and ERROR log lines (None: nowhere).
+    """
+    root = logging.getLogger()
+    root.handlers[:] = []
+    if log_path:
+        handler: logging.Handler = logging.FileHandler(log_path, encoding="utf-8", delay=True)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(threadName)s %(name)s %(levelname)s %(message)s"))
+        handler.setLevel(logging.WARNING)
+    else:
+        handler = logging.NullHandler()
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    sys.stderr.flush()
+    under_test = _ClientUnderTest()
+    serve(conn, {"start": under_test.start, "sample": under_test.sample, "close": under_test.close})

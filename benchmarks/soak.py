@@ -1,0 +1,648 @@
+"""A soak test: our client under load and random faults against the local Socket Mode server.
+
+Run it from the project root (with the package installed, or ``PYTHONPATH=src``)::
+
+    python -m benchmarks.soak                 # about 2 minutes
+    python -m benchmarks.soak --minutes 30    # longer; --seed N repeats a run's choices
+
+For the whole run, envelopes stream in at ``--rate`` per second while a fault happens every
+few seconds, chosen at random: a rotation (``disconnect`` reason ``warning``), a TCP reset,
+a silent peer (the client pings every 0.5 s, so it notices within about a second), a burst
+of bad frames (non-JSON, binary, invalid UTF-8, envelopes without an id), HTTP 429 from
+``apps.connections.open`` with ``Retry-After``, and a server close frame. A few listeners are
+slow (1 to 4 s) and the server redelivers unacked envelopes after 3 s, as Slack does.
+
+The client runs in a process of its own (``spawn``, driven through :mod:`benchmarks.control`),
+so the threads, open file descriptors and RSS it samples every second are the client's alone,
+not the server's (which keeps a record of every envelope). They should stay flat; the RSS
+rises while the envelope ledger fills up to its bound (settled ids are kept 900 s, at most
+50,000), then levels off.
+
+At the end every envelope sent must be acked (Slack's retries included) and no listener may
+have run twice for one envelope. The exit status is 1 if an envelope was lost or a listener
+ran twice, else 0. The run is bounded: ``--minutes`` of load and faults, then at most
+``--drain`` seconds for the last acks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.web import WebClient
+
+from slack_socket_mode import Backoff, SocketModeClient
+from slack_socket_mode.testing import ServerConnection, SocketModeServer
+
+from .control import Child, serve
+from .procinfo import sample_self
+
+__all__ = ["FAULTS", "Sample", "SoakReport", "SoakSettings", "main", "run_soak"]
+
+#: The faults and their relative weights.
+FAULTS: dict[str, int] = {
+    "rotation": 3,
+    "reset": 3,
+    "silence": 2,
+    "bad_frames": 3,
+    "rate_limited": 1,
+    "server_close": 1,
+}
+
+_APP_TOKEN = "xapp-1-A111-soak-5eed5eed5eed"
+_CLIENT_PREFIX = "slack_socket_mode-"  # the client's threads
+_RECOVERY = 15.0  # seconds a fault may take to heal before it counts as a stall
+
+
+@dataclass(frozen=True)
+class SoakSettings:
+    """What to run. Times are seconds.
+
+    Attributes:
+        duration: how long envelopes stream and faults happen.
+        rate: envelopes pushed per second.
+        slow_fraction: share of envelopes whose listener is slow.
+        slow_range: how long a slow listener works before acking (Slack redelivers after 3 s).
+        fault_gap: the pause between one fault healing and the next one, drawn uniformly.
+        drain: the longest wait, after the load stops, for every envelope's ack.
+        sample_interval: how often threads, descriptors and RSS are sampled.
+        concurrency: the client's worker threads.
+        seed: seeds the choice of faults, junk and slow listeners (None: a random seed).
+    """
+
+    duration: float = 120.0
+    rate: float = 100.0
+    slow_fraction: float = 0.02
+    slow_range: tuple[float, float] = (1.0, 4.0)
+    fault_gap: tuple[float, float] = (1.0, 4.0)
+    drain: float = 30.0
+    sample_interval: float = 1.0
+    concurrency: int = 16
+    seed: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The client's process at one moment.
+
+    Attributes:
+        t: seconds since the client connected.
+        threads: the process's threads.
+        client_threads: threads named ``slack_socket_mode-…``.
+        fds: open file descriptors (None where there is no ``/proc``).
+        rss: resident set size in bytes (None if unknown).
+        ledger: envelope ids the client's ledger holds (bounded: 50,000, 900 s).
+    """
+
+    t: float
+    threads: int
+    client_threads: int
+    fds: Optional[int]
+    rss: Optional[int]
+    ledger: int
+
+
+@dataclass
+class SoakReport:
+    """What a soak run saw. ``ok`` is False if an envelope was lost or a listener ran twice."""
+
+    settings: SoakSettings
+    seed: int
+    elapsed: float = 0.0
+    sent: int = 0
+    acked: int = 0
+    lost: list[str] = field(default_factory=list)
+    acked_twice: int = 0
+    duplicates: list[str] = field(default_factory=list)  #: what happened to each envelope acked twice
+    run_twice: list[str] = field(default_factory=list)
+    redelivered: int = 0
+    deduplicated: int = 0
+    faults: dict[str, int] = field(default_factory=dict)
+    skipped_faults: int = 0
+    stalls: list[str] = field(default_factory=list)
+    junk_frames: int = 0
+    junk_drops: int = 0
+    held_pushes: int = 0
+    reconnects: dict[str, int] = field(default_factory=dict)
+    ack_latency_p50: Optional[float] = None
+    ack_latency_p99: Optional[float] = None
+    samples: list[Sample] = field(default_factory=list)
+    threads_before: int = 0  #: the client process's threads before connect()
+    threads_after: int = 0  #: and after close()
+    client_threads_after: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """No envelope lost and no listener run twice."""
+        return not self.lost and not self.run_twice
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything, as JSON-ready values."""
+        data = asdict(self)
+        data["ok"] = self.ok
+        return data
+
+    def render(self) -> str:
+        """A plain-text summary."""
+        s = self.settings
+        lines = [
+            f"soak: {self.elapsed:.0f} s (seed {self.seed}), {s.rate:g} envelopes/s, "
+            f"{s.slow_fraction:.0%} slow listeners ({s.slow_range[0]:g}-{s.slow_range[1]:g} s), "
+            "server redelivers after 3 s",
+            "faults: "
+            + (", ".join(f"{name} {count}" for name, count in sorted(self.faults.items())) or "none")
+            + f" (skipped {self.skipped_faults}, stalls {len(self.stalls)})",
+            f"envelopes: sent {self.sent}, acked {self.acked}, lost {len(self.lost)}, acked twice {self.acked_twice}, "
+            f"listeners run twice {len(self.run_twice)}; redelivered {self.redelivered}, "
+            f"redeliveries not dispatched {self.deduplicated}",
+            f"bad frames: {self.junk_frames} sent; connections they cost: {self.junk_drops}",
+            f"pushes held while no connection was live: {self.held_pushes}",
+            f"ack latency: p50 {_ms(self.ack_latency_p50)}, p99 {_ms(self.ack_latency_p99)}",
+            "client reconnects: " + (", ".join(f"{k} {v}" for k, v in sorted(self.reconnects.items())) or "none"),
+        ]
+        lines += _resource_lines(self.samples)
+        lines.append(
+            f"after close(): client threads {self.client_threads_after}, "
+            f"threads of the client's process {self.threads_after} (before connect(): {self.threads_before})"
+        )
+        for duplicate in self.duplicates[:5]:
+            lines.append(f"acked twice: {duplicate}")
+        for stall in self.stalls[:10]:
+            lines.append(f"stall: {stall}")
+        if self.lost:
+            lines.append(f"LOST: {', '.join(self.lost[:10])}{' …' if len(self.lost) > 10 else ''}")
+        if self.run_twice:
+            lines.append(f"RUN TWICE: {', '.join(self.run_twice[:10])}{' …' if len(self.run_twice) > 10 else ''}")
+        lines.append("verdict: " + ("OK" if self.ok else "FAILED"))
+        return "\n".join(lines)
+
+
+def _ms(seconds: Optional[float]) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
+
+
+def _resource_lines(samples: list[Sample]) -> list[str]:
+    """Threads, descriptors and RSS: after a warm-up (a quarter of the run), at the end, and the maximum."""
+    if not samples:
+        return []
+    warm_index = min(len(samples) - 1, len(samples) // 4)
+    warm, last = samples[warm_index], samples[-1]
+
+    def span(name: str, values: list[Optional[int]], scale: int = 1, unit: str = "") -> str:
+        known = [v for v in values if v is not None]
+        first, end = values[warm_index], values[-1]
+        if first is None or end is None or not known:
+            return f"{name} -"
+        digits = 1 if scale > 1 else 0
+        return (
+            f"{name} {first / scale:.{digits}f} -> {end / scale:.{digits}f}{unit} (max {max(known) / scale:.{digits}f})"
+        )
+
+    return [
+        f"client process, at {warm.t:.0f} s -> {last.t:.0f} s: "
+        + "; ".join(
+            [
+                span("threads", [x.threads for x in samples]),
+                span("client threads", [x.client_threads for x in samples]),
+                span("fds", [x.fds for x in samples]),
+                span("RSS", [x.rss for x in samples], 1024 * 1024, " MiB"),
+                span("ledger entries", [x.ledger for x in samples]),
+            ]
+        )
+    ]
+
+
+def _client_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t.name.startswith(_CLIENT_PREFIX))
+
+
+def _open_fds() -> Optional[int]:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return None
+
+
+class _Sampler:
+    """Samples this process (the client's) every ``interval`` seconds on its own thread."""
+
+    def __init__(self, client: SocketModeClient, interval: float) -> None:
+        self.samples: list[Sample] = []
+        self._client = client
+        self._interval = interval
+        self._start = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="soak-sampler", daemon=True)
+
+    def sample(self) -> Sample:
+        return Sample(
+            t=round(time.monotonic() - self._start, 2),
+            threads=threading.active_count(),
+            client_threads=_client_threads(),
+            fds=_open_fds(),
+            rss=sample_self().get("rss"),
+            ledger=len(self._client._ledger),  # a benchmark may look inside
+        )
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.samples.append(self.sample())
+
+    def start(self) -> None:
+        self.samples.append(self.sample())
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class _ClientProcess:
+    """The client side, in its own process: connects, runs the listeners, samples itself.
+
+    Commands (see :func:`benchmarks.control.serve`): ``connect``, ``abandon`` (slow listeners
+    stop working at once) and ``finish`` (close the client; return what it saw).
+    """
+
+    def __init__(self, api_url: str, concurrency: int, sample_interval: float) -> None:
+        self.runs: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        self.abandoned = threading.Event()
+        self.threads_before = threading.active_count()
+        self.client = SocketModeClient(
+            app_token=_APP_TOKEN,
+            web_client=WebClient(base_url=api_url),
+            ping_interval=0.5,
+            ping_timeout=0.5,
+            receive_timeout=3.0,
+            reconnect_policy=Backoff(base=0.05, cap=0.5, healthy_after=5.0),
+            concurrency=concurrency,
+        )
+        self.client.socket_mode_request_listeners.append(self.listener)
+        self.sampler = _Sampler(self.client, sample_interval)
+
+    def listener(self, client: SocketModeClient, request: SocketModeRequest) -> None:
+        """Count the run; work as long as the payload says (Slack redelivers meanwhile); ack."""
+        with self.lock:
+            self.runs[request.envelope_id] += 1
+        work = request.payload.get("work") if isinstance(request.payload, dict) else 0
+        if work:
+            self.abandoned.wait(float(work))
+        client.send_socket_mode_response({"envelope_id": request.envelope_id})
+
+    def connect(self) -> None:
+        self.client.connect()
+        self.sampler.start()
+
+    def abandon(self) -> None:
+        self.abandoned.set()
+
+    def finish(self) -> dict[str, Any]:
+        stats = self.client.stats()
+        self.client.close()
+        self.sampler.stop()
+        with self.lock:
+            twice = sorted(i for i, n in self.runs.items() if n > 1)
+        return {
+            "run_twice": twice,
+            "deduplicated": stats.envelopes_deduplicated,
+            "reconnects": dict(stats.reconnects),
+            "ack_latency_p50": stats.ack_latency_p50,
+            "ack_latency_p99": stats.ack_latency_p99,
+            "samples": [asdict(sample) for sample in self.sampler.samples],
+            "threads_before": self.threads_before,
+            "threads_after": threading.active_count(),
+            "client_threads_after": _client_threads(),
+        }
+
+
+def _client_main(conn: Connection, api_url: str, concurrency: int, sample_interval: float, log: Optional[str]) -> None:
+    """The client process's entry point (spawned); its log goes to the file ``log`` at INFO, if given."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    if log is not None:
+        logging.basicConfig(
+            filename=log,
+            filemode="w",
+            level=logging.INFO,
+            format="%(asctime)s %(threadName)s %(name)s %(levelname)s %(message)s",
+        )
+    side = _ClientProcess(api_url, concurrency, sample_interval)
+    serve(conn, {"connect": side.connect, "abandon": side.abandon, "finish": side.finish})
+
+
+class _Load:
+    """Pushes envelopes at ``rate`` per second; holds one while no connection is live, like Slack."""
+
+    def __init__(self, server: SocketModeServer, settings: SoakSettings, rng: random.Random) -> None:
+        self.server = server
+        self.settings = settings
+        self.rng = rng
+        self.sent: list[str] = []
+        self.held = 0
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="soak-load", daemon=True)
+
+    def envelope(self) -> dict[str, Any]:
+        """An events_api envelope; its payload says how long its listener works (0: fast)."""
+        s = self.settings
+        work = round(self.rng.uniform(*s.slow_range), 2) if self.rng.random() < s.slow_fraction else 0
+        return self.server.make_envelope("events_api", {"event": {"type": "message", "text": "soak"}, "work": work})
+
+    def record(self, envelope_id: str) -> None:
+        with self.lock:
+            self.sent.append(envelope_id)
+
+    def _run(self) -> None:
+        interval = 1.0 / self.settings.rate
+        next_at = time.monotonic()
+        pending: Optional[dict[str, Any]] = None
+        while not self._stop.is_set():
+            if pending is None:
+                pending = self.envelope()
+            try:
+                self.record(self.server.push(pending))
+                pending = None
+            except RuntimeError:  # no live connection this instant (a fault): try again shortly
+                self.held += 1
+                self._stop.wait(0.02)
+                continue
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                self._stop.wait(delay)
+            else:
+                next_at = time.monotonic()  # behind schedule: carry on at the rate, no burst
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _junk(rng: random.Random) -> tuple[str, Any]:
+    """One bad frame: ``("text", str)``, ``("binary", bytes)`` or ``("raw", bytes)`` (a text frame, maybe not UTF-8)."""
+    choice = rng.randrange(13)
+    if choice == 0:
+        return "text", "not json at all " + "xoxb-" + "7" * rng.randint(0, 40)
+    if choice == 1:
+        return "text", json.dumps([1, 2, {"envelope_id": "inside-an-array"}])
+    if choice == 2:
+        return "text", '{"type":"events_api","payload":{"event":{}}}'  # no envelope_id
+    if choice == 3:
+        return "text", '{"envelope_id":5,"type":"events_api"}'
+    if choice == 4:
+        return "text", '{"envelope_id":"","type":"slash_commands"}'
+    if choice == 5:
+        return "text", '{"type":"some_future_message","x":' + "[" * 50 + "]" * 50 + "}"
+    if choice == 6:
+        return "binary", rng.randbytes(rng.randint(0, 4096))
+    if choice == 7:
+        return "raw", b'{"envelope_id":"\xff\xfe","type":"events_api"}'
+    if choice == 8:
+        return "text", "x" * rng.randint(10_000, 300_000)
+    if choice == 9:
+        return "text", "[" * 100_000  # deeper than the parser's recursion limit
+    if choice == 10:
+        return "text", '{"type":[]}'  # found by tests/test_fuzz.py: an unhashable type
+    if choice == 11:  # found by tests/test_fuzz.py: an integer too large for a float
+        return "text", '{"type":"hello","debug_info":{"approximate_connection_time":1' + "0" * 400 + "}}"
+    return "text", '{"type":"hello","num_connections":"many","debug_info":[]}'
+
+
+def _send_junk(server: SocketModeServer, conn: ServerConnection, junk: tuple[str, Any]) -> None:
+    kind, data = junk
+    if kind == "text":
+        server.send_text(data, connection=conn)
+    elif kind == "binary":
+        server.send_binary(data, connection=conn)
+    else:
+        server.send_raw_text_bytes(data, connection=conn)
+
+
+class _Driver:
+    """Runs the faults, one at a time, each until the client has recovered."""
+
+    def __init__(self, server: SocketModeServer, load: _Load, report: SoakReport, rng: random.Random) -> None:
+        self.server = server
+        self.load = load
+        self.report = report
+        self.rng = rng
+
+    def wait_connected(self, seconds: float) -> bool:
+        """Wait until the server holds an open connection (it sends ``hello`` as it opens)."""
+        try:
+            self.server.wait_for_connections(1, seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    def run(self, name: str) -> None:
+        """Inflict fault ``name`` on the newest connection and wait for the client to recover."""
+        server = self.server
+        conns = server.connections
+        if not conns:
+            self.report.skipped_faults += 1
+            return
+        conn = conns[-1]
+        before = len(server.all_connections)
+        try:
+            if name == "rotation":
+                server.disconnect("warning", connection=conn)
+                server.wait_for_new_connection(before, _RECOVERY)
+                if not conn.wait_closed(_RECOVERY):  # drained and closed by the client
+                    raise TimeoutError("the rotated connection was not closed")
+            elif name == "reset":
+                server.reset(conn)
+                server.wait_for_new_connection(before, _RECOVERY)
+            elif name == "silence":
+                server.silence(conn)
+                server.wait_for_new_connection(before, _RECOVERY)
+                server.reset(conn)  # the dead path times out at last: free the server's socket
+            elif name == "bad_frames":
+                self.bad_frames(conn, before)
+            elif name == "rate_limited":
+                server.fail_next_opens(status=429, retry_after=1)
+                server.reset(conn)
+                server.wait_for_new_connection(before, _RECOVERY)
+            elif name == "server_close":
+                server.close_connection(conn, code=1001)
+                server.wait_for_new_connection(before, _RECOVERY)
+            else:
+                raise ValueError(f"unknown fault {name!r}")
+        except RuntimeError:  # the connection closed under us (the client replaced it): nothing to inflict
+            self.report.skipped_faults += 1
+            return
+        except TimeoutError as e:
+            self.report.stalls.append(f"{name}: {e}")
+        self.report.faults[name] = self.report.faults.get(name, 0) + 1
+        if not self.wait_connected(_RECOVERY):
+            self.report.stalls.append(f"{name}: the client did not reconnect within {_RECOVERY:g} s")
+
+    def bad_frames(self, conn: ServerConnection, before: int) -> None:
+        """A burst of junk, then an envelope on the same connection: it must be acked there."""
+        for _ in range(self.rng.randint(3, 10)):
+            _send_junk(self.server, conn, _junk(self.rng))
+            self.report.junk_frames += 1
+        marker_envelope = self.load.envelope() | {"payload": {"event": {"type": "marker"}}}
+        try:
+            marker = self.server.push(marker_envelope, connection=conn)
+        except RuntimeError:  # the connection is already gone: the junk cost it
+            self.report.junk_drops += 1
+            return
+        self.load.record(marker)
+        self.server.wait_for_acks(envelope_ids=[marker], timeout=_RECOVERY)
+        if len(self.server.all_connections) != before or not conn.is_open:
+            self.report.junk_drops += 1
+
+
+def run_soak(
+    settings: SoakSettings, progress: Optional[Callable[[str], None]] = None, client_log: Optional[Path] = None
+) -> SoakReport:
+    """Run one soak and return what it saw. Bounded: ``duration`` plus at most ``drain`` plus a few seconds.
+
+    The server, the load and the faults run in this process; the client in a spawned one,
+    which logs to ``client_log`` at INFO if given (else WARNING and above go to stderr).
+    ``progress`` gets a line of figures about every 10 s.
+    """
+    seed = settings.seed if settings.seed is not None else random.SystemRandom().randrange(2**32)
+    report = SoakReport(settings=settings, seed=seed)
+    say = progress or (lambda line: None)
+    start = time.monotonic()
+    with SocketModeServer(redelivery_delay=3.0, max_retries=3) as server:
+        log = str(client_log) if client_log is not None else None
+        child = Child(_client_main, "soak-client", server.api_url, settings.concurrency, settings.sample_interval, log)
+        try:
+            child.call("connect", timeout=60.0)
+            load = _Load(server, settings, random.Random(seed + 1))
+            driver = _Driver(server, load, report, random.Random(seed))
+            load.start()
+            interrupted = False
+            try:
+                _drive(driver, settings, start, say)
+            except KeyboardInterrupt:
+                interrupted = True
+                child.call("abandon")
+                say("interrupted: draining")
+            finally:
+                load.stop()
+            with load.lock:
+                sent = list(load.sent)
+            say(f"load stopped after {time.monotonic() - start:.0f} s; waiting for the last acks")
+            try:
+                server.wait_for_acks(envelope_ids=sent, timeout=0.0 if interrupted else settings.drain)
+            except TimeoutError:
+                pass
+            _collect(report, server, sent)
+            report.held_pushes = load.held
+            seen = child.call("finish", timeout=60.0)
+        finally:
+            child.stop()
+    report.run_twice = seen["run_twice"]
+    report.deduplicated = seen["deduplicated"]
+    report.reconnects = seen["reconnects"]
+    report.ack_latency_p50 = seen["ack_latency_p50"]
+    report.ack_latency_p99 = seen["ack_latency_p99"]
+    report.samples = [Sample(**sample) for sample in seen["samples"]]
+    report.threads_before = seen["threads_before"]
+    report.threads_after = seen["threads_after"]
+    report.client_threads_after = seen["client_threads_after"]
+    report.elapsed = time.monotonic() - start
+    return report
+
+
+def _drive(driver: _Driver, settings: SoakSettings, start: float, say: Callable[[str], None]) -> None:
+    """Faults, one after another with a random pause, until ``settings.duration`` has passed."""
+    end = start + settings.duration
+    next_note = start + 10.0
+    names, weights = list(FAULTS), list(FAULTS.values())
+    pause = threading.Event()  # never set: a pause between faults that ends early at the deadline
+    while time.monotonic() < end:
+        pause.wait(min(driver.rng.uniform(*settings.fault_gap), max(0.0, end - time.monotonic())))
+        if time.monotonic() >= end:
+            return
+        driver.run(driver.rng.choices(names, weights)[0])
+        if time.monotonic() >= next_note:
+            next_note += 10.0
+            report = driver.report
+            say(
+                f"t={time.monotonic() - start:5.0f}s sent={len(driver.load.sent)} "
+                f"acked={len(driver.server.acks)} faults={sum(report.faults.values())} stalls={len(report.stalls)}"
+            )
+
+
+def _collect(report: SoakReport, server: SocketModeServer, sent: list[str]) -> None:
+    """Fill in the envelope counts from the server's records."""
+    unacked = set(server.unacked())
+    report.sent = len(sent)
+    report.lost = [i for i in sent if i in unacked]
+    report.acked = report.sent - len(report.lost)
+    duplicates = server.duplicate_acks()
+    report.acked_twice = len(duplicates)
+    report.duplicates = [_describe_duplicate(server, ack.envelope_id) for ack in duplicates]
+    report.redelivered = sum(1 for i in sent if len(server.envelope(i).deliveries) > 1)
+
+
+def _describe_duplicate(server: SocketModeServer, envelope_id: str) -> str:
+    """When the deliveries and acks of ``envelope_id`` happened (ms after its first delivery)."""
+    try:
+        record = server.envelope(envelope_id)
+    except KeyError:
+        return f"{envelope_id}: never pushed"
+    if not record.deliveries:
+        return f"{envelope_id}: no delivery"
+    t0 = record.deliveries[0].sent_at
+    deliveries = ", ".join(f"#{d.attempt} {1000 * (d.sent_at - t0):.1f}" for d in record.deliveries)
+    acks = ", ".join(f"{1000 * (a.received_at - t0):.1f}" for a in record.acks)
+    return f"{envelope_id}: deliveries at {deliveries} ms; acks at {acks} ms"
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """``python -m benchmarks.soak``: run, print the summary, write the JSON report; 1 on loss or a double run."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=2.0, help="minutes of load and faults (default 2)")
+    parser.add_argument("--rate", type=float, default=100.0, help="envelopes per second (default 100)")
+    parser.add_argument("--seed", type=int, default=None, help="repeat a run's random choices")
+    parser.add_argument("--drain", type=float, default=30.0, help="seconds to wait for the last acks (default 30)")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=Path(__file__).resolve().parent / "results" / "soak.json",
+        help="where to write the full report (default benchmarks/results/soak.json)",
+    )
+    parser.add_argument(
+        "--log",
+        type=Path,
+        default=Path(__file__).resolve().parent / "results" / "soak.log",
+        help="where the client's log goes, at INFO (default benchmarks/results/soak.log)",
+    )
+    args = parser.parse_args(argv)
+    if args.minutes <= 0 or args.rate <= 0:
+        parser.error("--minutes and --rate must be positive")
+    args.log.parent.mkdir(parents=True, exist_ok=True)
+    settings = SoakSettings(duration=args.minutes * 60.0, rate=args.rate, seed=args.seed, drain=args.drain)
+    report = run_soak(settings, progress=lambda line: print(line, file=sys.stderr, flush=True), client_log=args.log)
+    print(report.render())
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+    print(f"full report: {args.json}; client log: {args.log}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
