@@ -119,6 +119,9 @@ class Connection:
             if sock is not None:
                 sock.settimeout(None)  # the reader blocks; close() and abort() unblock it
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # websocket-client's frame parser asks for the header, the length and the payload of
+            # each frame separately; feed it from one large read instead (see _ReadAhead).
+            self._ws.frame_buffer.recv = _ReadAhead(self._ws._recv)
         except websocket.WebSocketProxyException as e:
             self._ws.shutdown()
             if "407" in str(e):
@@ -331,6 +334,45 @@ class Connection:
             self._max_message_size,
         )
         return f"message over max_message_size ({size} bytes)"
+
+
+class _ReadAhead:
+    """The byte source of websocket-client's frame parser, reading ahead from the socket.
+
+    websocket-client's ``frame_buffer`` asks its byte source for exactly the bytes it needs
+    next: 2 bytes of header, then the extended length, then the payload; on a plain socket
+    that is three ``recv`` system calls per frame, each releasing and retaking the GIL. This
+    source reads up to :attr:`CHUNK` bytes at a time and serves the parser's requests from
+    them, so a frame that arrived whole costs one ``recv``, and a burst of small frames one
+    ``recv`` per :attr:`CHUNK` bytes. It only buffers bytes; the framing stays websocket-client's.
+
+    At most ``CHUNK`` bytes are held, whatever the frames announce, so the size bound of
+    :meth:`Connection._read_frames` still holds before a large payload is read. Used by the
+    one thread that reads the connection at a time; not thread-safe.
+    """
+
+    CHUNK = 65536  #: bytes asked of the socket per read
+
+    __slots__ = ("_buffer", "_fill", "_position")
+
+    def __init__(self, fill: Callable[[int], bytes]) -> None:
+        self._fill = fill  # websocket-client's WebSocket._recv: raises on a closed connection
+        self._buffer = b""
+        self._position = 0
+
+    def __call__(self, size: int) -> bytes:
+        """Up to ``size`` bytes (at least one); blocks until some are there."""
+        buffer, position = self._buffer, self._position
+        if position >= len(buffer):
+            buffer = self._fill(self.CHUNK)
+            position = 0
+            if size >= len(buffer):  # the read is all the parser wants: hand it over as it is
+                self._buffer, self._position = b"", 0
+                return buffer
+            self._buffer = buffer
+        chunk = buffer[position : position + size]
+        self._position = position + len(chunk)
+        return chunk
 
 
 def _brief(error: BaseException) -> str:
