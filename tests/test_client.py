@@ -236,15 +236,30 @@ def test_disconnect_then_connect_again(server: SocketModeServer, make_client: Cl
 
 
 def test_threads_are_named(server: SocketModeServer, make_client: ClientFactory) -> None:
+    """Every thread: session, health, the reader, a reader that took over, and a worker."""
     client = make_client()
-    client.socket_mode_request_listeners.append(Recorder())
+    release = threading.Event()
+    recorder = Recorder()
+    calls = iter(range(1_000_000))
+
+    def listener(client: SocketModeClient, request: SocketModeRequest) -> None:
+        if next(calls) == 0:
+            release.wait(timeout(5))  # slow: a new reader takes over, the next envelope goes to a worker
+        recorder(client, request)
+
+    client.socket_mode_request_listeners.append(listener)
     client.connect()
-    server.wait_for_acks(envelope_ids=[server.push(load_sample("events_api_message"))])
+    first = server.push(server.make_envelope())
+    second = server.push(server.make_envelope())
+    server.wait_for_acks(envelope_ids=[second])
     names = sorted(t.name for t in client_threads())
+    release.set()
+    server.wait_for_acks(envelope_ids=[first])
     prefix = names[0].rsplit("-", 2)[0]
     assert any(n.endswith("-session") for n in names)
     assert any(n.endswith("-health") for n in names)
-    assert any("-reader-" in n for n in names)
+    assert any(n.endswith("-reader-1") for n in names)
+    assert any(n.endswith("-reader-1.1") for n in names)
     assert any("-worker" in n for n in names)
     assert all(n.startswith(prefix) or n.startswith("slack_socket_mode-") for n in names)
 

@@ -171,8 +171,10 @@ def test_idle_worker_threads_are_let_go_after_a_burst(server: SocketModeServer, 
     client = make_client(concurrency=6, worker_idle_timeout=0.2)
     gate = threading.Event()
     started = threading.Semaphore(0)
+    ran_on: list[str] = []
 
     def gated(client: SocketModeClient, request: Any) -> None:
+        ran_on.append(threading.current_thread().name)
         started.release()
         gate.wait(timeout(5))
         client.send_socket_mode_response({"envelope_id": request.envelope_id})
@@ -180,10 +182,12 @@ def test_idle_worker_threads_are_let_go_after_a_burst(server: SocketModeServer, 
     client.socket_mode_request_listeners.append(gated)
     client.connect()
     ids = [server.push(server.make_envelope()) for _ in range(6)]
-    for _ in range(6):  # six listeners running at once: six worker threads
+    for _ in range(6):  # six listeners running at once: the reader (which a new one relieved) and five workers
         assert started.acquire(timeout=timeout(5))
+    assert ran_on[0].endswith("-reader-1")
     workers = [t for t in client_threads() if "-worker" in t.name]
-    assert len(workers) == 6
+    assert len(workers) == 5
+    assert sorted(ran_on[1:]) == sorted(t.name for t in workers)
     gate.set()
     server.wait_for_acks(envelope_ids=ids)
     for thread in workers:  # let go once idle, without polling: join each with a bound
@@ -208,3 +212,99 @@ def test_close_from_a_listener_does_not_wait_for_itself(server: SocketModeServer
     assert closed.wait(timeout(5))
     server.wait_for_acks(envelope_ids=[envelope_id])
     assert client.closed
+
+
+# ---- inline dispatch: the reader runs listeners itself; a slow one is taken over -----------------
+
+
+def test_a_fast_listener_runs_on_the_reader_and_starts_no_worker(
+    server: SocketModeServer, make_client: ClientFactory
+) -> None:
+    client = make_client()
+    ran_on: list[str] = []
+
+    def listener(client: SocketModeClient, request: Any) -> None:
+        ran_on.append(threading.current_thread().name)
+        client.send_socket_mode_response({"envelope_id": request.envelope_id})
+
+    client.socket_mode_request_listeners.append(listener)
+    client.connect()
+    ids = [server.push(server.make_envelope()) for _ in range(50)]
+    server.wait_for_acks(envelope_ids=ids)
+    assert len(ran_on) == 50 and {name.rsplit("-", 2)[-2:] == ["reader", "1"] for name in ran_on} == {True}
+    assert not [t for t in client_threads() if "-worker" in t.name]
+    assert server.duplicate_acks() == []
+
+
+def test_with_inline_dispatch_off_every_listener_runs_on_a_worker(
+    server: SocketModeServer, make_client: ClientFactory
+) -> None:
+    client = make_client(inline_dispatch=False)
+    ran_on: list[str] = []
+
+    def listener(client: SocketModeClient, request: Any) -> None:
+        ran_on.append(threading.current_thread().name)
+        client.send_socket_mode_response({"envelope_id": request.envelope_id})
+
+    client.socket_mode_request_listeners.append(listener)
+    client.connect()
+    server.wait_for_acks(envelope_ids=[server.push(server.make_envelope()) for _ in range(20)])
+    assert len(ran_on) == 20 and all("-worker" in name for name in ran_on)
+
+
+def test_a_slow_listener_on_the_reader_does_not_hold_up_the_envelopes_behind_it(
+    server: SocketModeServer, make_client: ClientFactory
+) -> None:
+    """The first listener blocks; a new reader takes over the socket within handoff_after."""
+    client = make_client(handoff_after=0.05)
+    release = threading.Event()
+    runs: list[tuple[str, str]] = []
+    first_started = threading.Event()
+
+    def listener(client: SocketModeClient, request: Any) -> None:
+        runs.append((request.envelope_id, threading.current_thread().name))
+        if len(runs) == 1:
+            first_started.set()
+            release.wait(timeout(10))
+        client.send_socket_mode_response({"envelope_id": request.envelope_id})
+
+    client.socket_mode_request_listeners.append(listener)
+    client.connect()
+    slow = server.push(server.make_envelope())
+    assert first_started.wait(timeout(5))
+    behind = [server.push(server.make_envelope()) for _ in range(20)]
+    server.wait_for_acks(envelope_ids=behind)  # while the first listener still blocks
+    assert not release.is_set() and slow in server.unacked()
+    (old_reader,) = [t for t in client_threads() if t.name.endswith("-reader-1")]
+    assert any(t.name.endswith("-reader-1.1") for t in client_threads())
+    release.set()
+    server.wait_for_acks(envelope_ids=[slow])
+    old_reader.join(timeout(5))  # the relieved reader ends once its listener returned
+    assert not old_reader.is_alive()
+    assert client.is_connected() and len(server.connections) == 1  # the same connection throughout
+    after = [server.push(server.make_envelope()) for _ in range(5)]
+    server.wait_for_acks(envelope_ids=after)
+    assert sorted(e for e, _ in runs) == sorted([slow, *behind, *after])  # each listener ran once
+    assert server.duplicate_acks() == []
+    assert client.stats().reader_takeovers == 1
+
+
+def test_disconnect_from_a_listener_on_the_reader_returns_promptly(
+    server: SocketModeServer, make_client: ClientFactory
+) -> None:
+    client = make_client(close_timeout=5.0)
+    done = threading.Event()
+
+    def listener(client: SocketModeClient, request: Any) -> None:
+        client.send_socket_mode_response({"envelope_id": request.envelope_id})
+        client.disconnect()  # the reader cannot read the server's close reply while it runs this
+        done.set()
+
+    client.socket_mode_request_listeners.append(listener)
+    client.connect()
+    envelope_id = server.push(server.make_envelope())
+    assert done.wait(2.0)  # well under close_timeout: it does not wait for its own reader
+    server.wait_for_acks(envelope_ids=[envelope_id])
+    (conn,) = server.connections
+    assert conn.wait_closed(timeout(5))
+    assert not client.is_connected()

@@ -233,12 +233,39 @@ def test_redelivery_while_first_handling_runs_is_not_dispatched_again(make_clien
         assert server.duplicate_acks() == []
         assert client.stats().envelopes_deduplicated >= 2
 
-        # a redelivery after the ack is acked again at once, without running the listener
+        # a redelivery just after the ack, on its connection, crossed the ack: that ack settles it
+        (conn,) = server.connections
         again = dict(server.make_envelope(envelope_id=envelope_id), retry_attempt=3, retry_reason="timeout")
-        server.push(again)
-        server.wait_for_acks(count=2)
+        server.push(again, connection=conn)
+        marker = server.push(server.make_envelope())  # the client has read the redelivery by the marker's ack
+        server.wait_for_acks(envelope_ids=[marker])
+        assert len(server.envelope(envelope_id).acks) == 1
         assert runs[envelope_id] == 1
         assert server.duplicate_acks() == []
+
+
+def test_redelivery_after_the_ack_on_another_connection_is_acked_again(make_client: ClientFactory) -> None:
+    """The first ack may have been lost with its connection: the redelivery is acked again, at once."""
+    with SocketModeServer() as server:
+        runs: Counter[str] = Counter()
+
+        def listener(client: SocketModeClient, request: Any) -> None:
+            runs[request.envelope_id] += 1
+            client.send_socket_mode_response({"envelope_id": request.envelope_id, "payload": {"text": "once"}})
+
+        client = make_client(web_client=WebClient(base_url=server.api_url), connections=2)
+        client.socket_mode_request_listeners.append(listener)
+        client.connect()
+        first, second = server.wait_for_connections(2)
+        envelope_id = server.push(server.make_envelope(), connection=first)
+        server.wait_for_acks(envelope_ids=[envelope_id])
+        again = dict(server.make_envelope(envelope_id=envelope_id), retry_attempt=1, retry_reason="timeout")
+        server.push(again, connection=second)
+        server.wait_for_acks(count=2)
+        acks = server.envelope(envelope_id).acks
+        assert [a.connection_id for a in acks] == [first.id, second.id]
+        assert all(a.payload == {"text": "once"} for a in acks)
+        assert runs[envelope_id] == 1
 
 
 def test_three_connections_lose_nothing_when_one_is_killed(

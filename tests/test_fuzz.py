@@ -243,6 +243,7 @@ class _Model:
     maybe_forgotten: bool = False  # settled, and the ledger may have evicted it since
     server_pending: int = 0  # deliveries since the last ack that reached Slack
     acks_sent: int = 0
+    acked_at: float = 0.0  # when the last ack was sent
     history: list[str] = field(default_factory=list)
 
 
@@ -269,9 +270,12 @@ class LedgerMachine(RuleBasedStateMachine):
         dedupe=st.booleans(),
         max_entries=st.sampled_from([1, 3, 50_000]),
         max_age=st.sampled_from([0.5, 5.0, 900.0]),
+        crossing_window=st.sampled_from([0.0, 2.0, 10.0]),
     )
-    def configure(self, dedupe: bool, max_entries: int, max_age: float) -> None:
-        self.ledger = EnvelopeLedger(dedupe=dedupe, max_entries=max_entries, max_age=max_age)
+    def configure(self, dedupe: bool, max_entries: int, max_age: float, crossing_window: float) -> None:
+        self.ledger = EnvelopeLedger(
+            dedupe=dedupe, max_entries=max_entries, max_age=max_age, crossing_window=crossing_window
+        )
 
     def _model(self, envelope_id: str) -> _Model:
         return self.models.setdefault(envelope_id, _Model())
@@ -301,8 +305,14 @@ class LedgerMachine(RuleBasedStateMachine):
             m.awaiting, m.conn = True, conn
         elif receipt is Receipt.REACK:
             assert m.state == "acked" and ack == m.ack, m.history
-            m.conn = conn
+            assert conn is not m.conn or self.now - m.acked_at > self.ledger.crossing_window, m.history
+            m.conn, m.acked_at = conn, self.now
             self._slack_receives_ack(envelope_id, m)
+        elif receipt is Receipt.CROSSED:
+            # the ack went out on this connection just before: it crossed this delivery and settles it
+            assert m.state == "acked" and conn is m.conn and ack is None, m.history
+            assert self.now - m.acked_at <= self.ledger.crossing_window, m.history
+            m.server_pending = 0
         else:
             assert receipt is Receipt.IGNORE
             assert m.state == "handled", m.history
@@ -328,7 +338,7 @@ class LedgerMachine(RuleBasedStateMachine):
         m = self._model(envelope_id)
         text = f'{{"envelope_id":"{envelope_id}","n":{m.acks_sent}}}'
         was_inflight = m.state == "inflight"
-        route = self.ledger.ack(envelope_id, text)
+        route = self.ledger.ack(envelope_id, text, self.now)
         m.history.append(f"ack -> send={route.send}")
         if was_inflight:
             assert route.send and route.conn is m.conn and route.received_at is not None, m.history
@@ -337,7 +347,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 assert m.maybe_forgotten, m.history  # a second ack only once the ledger may forget
             self._slack_receives_ack(envelope_id, m)
             if m.state is not None and (m.awaiting or not self.ledger.dedupe):
-                m.state, m.awaiting, m.ack = "acked", False, text
+                m.state, m.awaiting, m.ack, m.acked_at = "acked", False, text, self.now
             if not self.ledger.dedupe:
                 m.state = None
         else:

@@ -117,10 +117,10 @@ def test_ledger_routes_acks_to_the_delivering_connection() -> None:
     ledger: EnvelopeLedger[str] = EnvelopeLedger()
     assert ledger.receive("e1", "c1", 0.0) == (Receipt.DISPATCH, None)
     assert ledger.inflight("c1") == 1
-    route = ledger.ack("e1", '{"envelope_id":"e1"}')
+    route = ledger.ack("e1", '{"envelope_id":"e1"}', 0.0)
     assert route.conn == "c1" and route.send
     assert ledger.inflight("c1") == 0
-    assert not ledger.ack("e1", '{"envelope_id":"e1"}').send  # no second ack
+    assert not ledger.ack("e1", '{"envelope_id":"e1"}', 0.0).send  # no second ack
     assert ledger.suppressed_acks == 1
 
 
@@ -129,7 +129,7 @@ def test_ledger_redelivery_while_in_flight_waits_for_the_one_ack() -> None:
     ledger.receive("e1", "c1", 0.0)
     assert ledger.receive("e1", "c2", 3.0) == (Receipt.WAIT, None)
     assert ledger.inflight("c1") == 0 and ledger.inflight("c2") == 1
-    route = ledger.ack("e1", "ack")
+    route = ledger.ack("e1", "ack", 0.0)
     assert route.conn == "c2" and route.send
     assert ledger.deduplicated == 1
 
@@ -137,9 +137,34 @@ def test_ledger_redelivery_while_in_flight_waits_for_the_one_ack() -> None:
 def test_ledger_redelivery_after_ack_is_acked_again() -> None:
     ledger: EnvelopeLedger[str] = EnvelopeLedger()
     ledger.receive("e1", "c1", 0.0)
-    ledger.ack("e1", '{"envelope_id":"e1","payload":{"text":"hi"}}')
+    ledger.ack("e1", '{"envelope_id":"e1","payload":{"text":"hi"}}', 0.0)
     ledger.handled("e1")
     assert ledger.receive("e1", "c2", 3.0) == (Receipt.REACK, '{"envelope_id":"e1","payload":{"text":"hi"}}')
+
+
+def test_ledger_redelivery_that_crossed_the_ack_on_its_connection_is_settled_by_it() -> None:
+    """Under load Slack redelivers before our ack reaches it; on the same connection the ack settles it."""
+    ledger: EnvelopeLedger[str] = EnvelopeLedger(crossing_window=10.0)
+    ledger.receive("e1", "c1", 0.0)
+    ledger.ack("e1", "ack", 3.5)
+    assert ledger.receive("e1", "c1", 4.0) == (Receipt.CROSSED, None)
+    assert ledger.crossed_acks == 1 and ledger.acked == 1
+    # later than the window, the ack may not have settled it: it is sent again
+    assert ledger.receive("e1", "c1", 14.0) == (Receipt.REACK, "ack")
+    assert ledger.acked == 2
+
+
+def test_ledger_crossing_window_edges() -> None:
+    ledger: EnvelopeLedger[str] = EnvelopeLedger(crossing_window=2.0)
+    ledger.receive("e1", "c1", 0.0)
+    ledger.ack("e1", "ack", 1.0)
+    assert ledger.receive("e1", "c1", 3.0) == (Receipt.CROSSED, None)  # 2.0 s after the ack: within
+    assert ledger.receive("e1", "c1", 3.5) == (Receipt.REACK, "ack")  # 2.5 s: acked again
+    assert ledger.receive("e1", "c1", 4.0) == (Receipt.CROSSED, None)  # the re-ack went out at 3.5
+    assert ledger.receive("e1", "c2", 4.1) == (Receipt.REACK, "ack")  # another connection: always again
+    assert ledger.receive("e1", "c2", 4.2) == (Receipt.CROSSED, None)
+    ledger.sent_on("e1", None)  # the ack could not be sent anywhere (deferred)
+    assert ledger.receive("e1", "c2", 4.3) == (Receipt.REACK, "ack")
 
 
 def test_ledger_handled_without_ack_is_not_dispatched_again() -> None:
@@ -154,7 +179,7 @@ def test_ledger_without_dedupe_dispatches_redeliveries() -> None:
     ledger: EnvelopeLedger[str] = EnvelopeLedger(dedupe=False)
     ledger.receive("e1", "c1", 0.0)
     assert ledger.receive("e1", "c1", 3.0) == (Receipt.DISPATCH, None)
-    ledger.ack("e1", "ack")
+    ledger.ack("e1", "ack", 0.0)
     assert len(ledger) == 0
 
 
@@ -163,7 +188,7 @@ def test_ledger_is_bounded_by_count_and_age_but_keeps_in_flight_entries() -> Non
     ledger.receive("inflight", "c", 0.0)
     for i in range(10):
         ledger.receive(f"e{i}", "c", 1.0)
-        ledger.ack(f"e{i}", "a")
+        ledger.ack(f"e{i}", "a", 0.0)
     assert len(ledger) == 3
     assert ledger.receive("inflight", "c", 2.0)[0] is Receipt.WAIT  # still remembered
     ledger.receive("late", "c", 500.0)  # everything settled is now too old

@@ -7,9 +7,13 @@ Threads (all named ``slack_socket_mode-<n>-…``, all stopped and joined by :met
 * ``health`` — an :class:`IntervalRunner` that sleeps until the next deadline (a ping, a
   pong timeout, a rotation, a backoff timer) and fires it;
 * ``reader-<id>`` — one per connection, blocked in ``recv``; it parses each message and
-  hands envelopes to the workers;
-* ``worker_<k>`` — a ``ThreadPoolExecutor`` of ``concurrency`` threads that run the
-  listeners; a listener's ack is sent from the worker itself.
+  runs the listeners of an envelope itself when no envelope is waiting for a worker (no
+  hand-off: the ack goes out from the thread that read the envelope). If those listeners
+  run longer than ``handoff_after``, the health thread starts ``reader-<id>.<n>`` to go on
+  reading, and the old reader ends once its listeners return;
+* ``worker_<k>`` — a ``ThreadPoolExecutor`` of up to ``concurrency`` threads, started on
+  demand, that run the listeners of envelopes that arrive while others run; a listener's
+  ack is sent from the worker itself.
 
 The rules (what ``hello``, ``disconnect``, a drop or a timeout means) live in
 :mod:`slack_socket_mode.lifecycle`; this module carries them out.
@@ -78,6 +82,9 @@ RequestListener = Callable[[Any, SocketModeRequest], None]
 LifecycleListener = Callable[[Transition], None]
 
 _client_numbers = itertools.count(1)
+#: Seconds after a take-over (a reader's listeners ran past handoff_after) during which
+#: envelopes go to the worker pool: the app's listeners are slow just now.
+_INLINE_PAUSE = 1.0
 #: An app-level token: ``xapp-`` and printable ASCII with no spaces (what may go in a header).
 _APP_TOKEN_RE = re.compile(r"xapp-[\x21-\x7e]+")
 _LIVE = (ConnectionState.CONNECTED, ConnectionState.DRAINING)
@@ -89,6 +96,9 @@ class ClientStats:
 
     Times are seconds. Counts are since the client was created. ``queue_depth`` counts
     envelopes waiting for a worker; ``oldest_wait`` is how long the oldest of them has waited.
+    ``reader_takeovers`` counts the times a reader's own listeners ran past ``handoff_after``
+    and a new reader thread took over the connection. ``acks_crossed`` counts redeliveries
+    settled by an ack already sent on their connection (see :mod:`.ledger`).
     ``ack_latency_p50/p90/p99`` are percentiles of the time from an envelope's arrival to its
     ack being sent, over the last 1,024 acks (None before the first ack).
     """
@@ -103,7 +113,9 @@ class ClientStats:
     envelopes_acked: int = 0
     envelopes_deduplicated: int = 0
     acks_suppressed: int = 0
+    acks_crossed: int = 0
     malformed_messages: int = 0
+    reader_takeovers: int = 0
     queue_depth: int = 0
     oldest_wait: float = 0.0
     ack_latency_p50: Optional[float] = None
@@ -177,6 +189,12 @@ class SocketModeClient(BaseSocketModeClient):
             (logged once per burst).
         worker_idle_timeout: seconds without an envelope after which the worker threads a
             burst started are let go (new ones start on demand).
+        inline_dispatch: let a connection's reader thread run an envelope's listeners itself
+            when no envelope is waiting for a worker (the fastest path: no thread hand-off).
+            False sends every envelope to the worker pool.
+        handoff_after: seconds the reader's own listeners may run before a new reader thread
+            takes over the socket (so a slow listener never holds up the envelopes behind
+            it); for a second after such a takeover, envelopes go to the worker pool.
         allow_insecure_urls: allow ``ws://`` URLs to non-loopback hosts (never do this with Slack).
         debug_reconnects: add Slack's ``debug_reconnects=true`` to each URL, which makes Slack
             refresh connections after about 360 seconds: for testing rotations.
@@ -225,7 +243,9 @@ class SocketModeClient(BaseSocketModeClient):
         max_message_size: int = 16 * 1024 * 1024,
         max_queue: int = 10_000,
         slow_queue_warning: float = 1.0,
-        worker_idle_timeout: float = 30.0,
+        worker_idle_timeout: float = 10.0,
+        inline_dispatch: bool = True,
+        handoff_after: float = 0.01,
         allow_insecure_urls: bool = False,
         debug_reconnects: bool = False,
         ssl_context: Any = None,
@@ -245,6 +265,8 @@ class SocketModeClient(BaseSocketModeClient):
             raise ConfigurationError("concurrency must be at least 1")
         if max_queue < 1:
             raise ConfigurationError("max_queue must be at least 1")
+        if not handoff_after > 0:
+            raise ConfigurationError("handoff_after must be a positive number of seconds")
         if max_message_size < 1024:
             raise ConfigurationError("max_message_size must be at least 1024 bytes")
         self._number = next(_client_numbers)
@@ -330,6 +352,13 @@ class SocketModeClient(BaseSocketModeClient):
         self._waiting_since: deque[float] = deque()  # enqueue times of envelopes no worker has started
         self._slow_queue_warning = slow_queue_warning
         self._worker_idle_timeout = worker_idle_timeout
+        self._inline = inline_dispatch
+        self._handoff_after = handoff_after
+        # Inline listeners are watched by the health thread, which is woken only when the first
+        # starts after a quiet spell; begin/end/take-over of an inline run are serialised here.
+        self._watch_lock = threading.Lock()
+        self._watching = False
+        self._inline_paused_until = 0.0  # after a take-over, the pool takes envelopes for a while
         self._warned_slow = False
         self._warned_full = False
         self._ack_latencies: deque[float] = deque(maxlen=1024)
@@ -337,6 +366,7 @@ class SocketModeClient(BaseSocketModeClient):
         self._reconnects: Counter[str] = Counter()
         self._last_disconnect_reason: Optional[str] = None
         self._malformed = 0
+        self._takeovers = 0
 
         self.message_workers = self._new_workers()
         self._in_listener = threading.local()  # .active is True on a worker while it runs listeners
@@ -625,7 +655,9 @@ class SocketModeClient(BaseSocketModeClient):
                 envelopes_acked=ledger.acked,
                 envelopes_deduplicated=ledger.deduplicated,
                 acks_suppressed=ledger.suppressed_acks,
+                acks_crossed=ledger.crossed_acks,
                 malformed_messages=self._malformed,
+                reader_takeovers=self._takeovers,
                 queue_depth=len(self._waiting_since),
                 oldest_wait=self.oldest_wait(),
                 ack_latency_p50=_percentile(latencies, 0.50),
@@ -808,10 +840,50 @@ class SocketModeClient(BaseSocketModeClient):
                 next_at = self._supervisor.next_deadline() if next_at is None else next_at
         for conn in pings:
             conn.ping()
+        watch_at = self._watch_inline(now)
+        if watch_at is not None:
+            next_at = watch_at if next_at is None else min(next_at, watch_at)
         retire_at = self._retire_idle_workers(now)
         if retire_at is not None:
             next_at = retire_at if next_at is None else min(next_at, retire_at)
         return None if next_at is None else max(0.0, next_at - time.monotonic())
+
+    def _watch_inline(self, now: float) -> Optional[float]:
+        """Give a connection a new reader when its reader's own listeners run past ``handoff_after``.
+
+        Returns when to look again, or None when no reader runs listeners (the watch then
+        sleeps until the next inline run wakes it).
+        """
+        if not self._watching:
+            return None
+        taken: list[tuple[int, float]] = []
+        next_at: Optional[float] = None
+        with self._watch_lock:
+            for conn in list(self._connections.values()):
+                since = conn.inline_since
+                if since is None:
+                    continue
+                due = since + self._handoff_after
+                if now >= due:
+                    paused = self._inline_paused_until
+                    self._inline_paused_until = now + _INLINE_PAUSE  # before the new reader reads
+                    if conn.take_over():
+                        taken.append((conn.id, now - since))
+                    else:
+                        self._inline_paused_until = paused
+                elif next_at is None or due < next_at:
+                    next_at = due
+            if next_at is None:
+                self._watching = False
+        for cid, ran in taken:
+            self._takeovers += 1
+            if self.logger.isEnabledFor(logging.DEBUG):
+                self.logger.debug(
+                    "connection %d: listeners have run on the reader for %.3f s; a new reader goes on reading",
+                    cid,
+                    ran,
+                )
+        return next_at
 
     def _new_workers(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=f"{self._prefix}-worker")
@@ -837,6 +909,9 @@ class SocketModeClient(BaseSocketModeClient):
     def _await_connections(self, conns: list[Connection]) -> None:
         end = time.monotonic() + self._close_timeout
         for conn in conns:
+            if conn.is_reader():  # called by a listener on this connection's reader: it cannot read the reply
+                conn.abort()
+                continue
             if not conn.wait_ended(max(0.0, end - time.monotonic())):
                 conn.abort()
         for conn in conns:
@@ -919,11 +994,32 @@ class SocketModeClient(BaseSocketModeClient):
                 if not self._accepting.is_set():  # close() began meanwhile: Slack redelivers it elsewhere
                     return
                 self._queued += 1
-                self._busy_workers = True
-                self._waiting_since.append(time.monotonic())
-                self.message_workers.submit(self._dispatch, envelope, text)
+                now = time.monotonic()
+                # Run it here, on the reader, when no envelope waits for a worker and a slot is free.
+                inline = (
+                    self._inline
+                    and not self._waiting_since
+                    and self._queued <= self.concurrency
+                    and now >= self._inline_paused_until
+                    and conn.is_reader()
+                )
+                if not inline:
+                    self._busy_workers = True
+                    self._waiting_since.append(now)
+                    self.message_workers.submit(self._dispatch, envelope, text)
+            if inline:
+                self._dispatch_inline(conn, envelope, text, now)
             return
-        if receipt is Receipt.REACK and ack is not None:
+        if receipt is Receipt.CROSSED:
+            if self.logger.isEnabledFor(logging.DEBUG):
+                self.logger.debug(
+                    "connection %d: envelope %s redelivered (retry_attempt %d) as its ack went out on this "
+                    "connection; that ack settles it",
+                    conn.id,
+                    envelope.envelope_id,
+                    envelope.retry_attempt,
+                )
+        elif receipt is Receipt.REACK and ack is not None:
             self.logger.info(
                 "connection %d: envelope %s redelivered (retry_attempt %d) after its ack; acking again",
                 conn.id,
@@ -966,7 +1062,22 @@ class SocketModeClient(BaseSocketModeClient):
 
     # ---- workers -------------------------------------------------------------------------------
 
+    def _dispatch_inline(self, conn: Connection, envelope: Envelope, text: str, now: float) -> None:
+        """Run the listeners on the reader thread, watched by the health thread (see handoff_after)."""
+        with self._watch_lock:
+            conn.begin_inline(now)
+            wake = not self._watching
+            self._watching = True
+        if wake:
+            self._health.wake()
+        try:
+            self._run_and_settle(envelope, text)
+        finally:
+            with self._watch_lock:
+                conn.end_inline()
+
     def _dispatch(self, envelope: Envelope, text: str) -> None:
+        """Run the listeners on a worker thread."""
         started = time.monotonic()
         try:
             waited = started - self._waiting_since.popleft()
@@ -982,6 +1093,10 @@ class SocketModeClient(BaseSocketModeClient):
                 len(self._waiting_since),
                 self.concurrency,
             )
+        self._run_and_settle(envelope, text)
+
+    def _run_and_settle(self, envelope: Envelope, text: str) -> None:
+        """Run the listeners, then account for the envelope (queue, drain, close())."""
         self._in_listener.active = True
         try:
             self._run_listeners(envelope, text)
@@ -1036,35 +1151,39 @@ class SocketModeClient(BaseSocketModeClient):
                     )
 
     def _send_ack(self, envelope_id: str, text: str) -> None:
-        route = self._ledger.ack(envelope_id, text)
+        route = self._ledger.ack(envelope_id, text, time.monotonic())
         if not route.send:
             if self.logger.isEnabledFor(logging.DEBUG):
                 self.logger.debug("envelope %s: a second ack was not sent", envelope_id)
             return
         origin = route.conn
-        self._send_on(origin, text)
+        used = self._send_on(origin, text)
+        if used is not origin:  # the origin could not send: another connection did, or none (deferred)
+            self._ledger.sent_on(envelope_id, used)
         if route.received_at is not None:
             self._ack_latencies.append(time.monotonic() - route.received_at)
         if origin is not None and origin.draining:
             self._maybe_drained(origin)
 
-    def _send_on(self, conn: Optional[Connection], text: str) -> None:
+    def _send_on(self, conn: Optional[Connection], text: str) -> Optional[Connection]:
+        """Send ``text`` on ``conn``, else on the newest connection, else defer it; return the one used."""
         if conn is not None and conn.can_send:
             try:
                 conn.send_text(text)
-                return
+                return conn
             except NotConnectedError:
                 pass
         primary = self._primary()
         if primary is not None and primary is not conn:
             try:
                 primary.send_text(text)
-                return
+                return primary
             except NotConnectedError:
                 pass
         with self._lock:
             self._deferred_acks.append(text)
         self.logger.warning("no open connection: ack deferred until the next hello")
+        return None
 
     def _primary(self) -> Optional[Connection]:
         for conn in self._serving:

@@ -3,6 +3,12 @@
 A :class:`Connection` does the handshake, runs one reader thread that blocks in
 ``recv`` (no polling, no sleeps), reassembles fragmented messages, answers pings, and
 hands each complete text message to the client. Every write goes through one lock.
+
+The client may run an envelope's listeners on the reader thread itself (no hand-off to a
+worker: the ack goes out from the thread that read the envelope). While it does, the
+connection is *inline* (:meth:`begin_inline`); if the listeners take too long, the client
+calls :meth:`take_over` and a new reader thread goes on reading the socket while the old
+one finishes the listeners and then ends. Exactly one thread reads the socket at a time.
 Closing sends a close frame and lets the reader run until the server's close frame
 arrives; the client aborts the socket if that takes too long (a bounded handshake).
 """
@@ -73,7 +79,12 @@ class Connection:
         self._send_lock = threading.Lock()
         self._close_sent = False
         self._ended = threading.Event()
-        self._reader = threading.Thread(target=self._read_loop, name=thread_name, daemon=True)
+        self._thread_name = thread_name
+        self._generation = 0  # which reader thread may read: bumped by take_over()
+        self._reader = threading.Thread(target=self._read_loop, args=(0,), name=thread_name, daemon=True)
+        self._readers = [self._reader]  # every reader thread started, the current one last
+        #: monotonic seconds when the reader began running listeners inline, or None
+        self.inline_since: Optional[float] = None
         #: monotonic seconds when the last frame of any kind arrived
         self.last_received = time.monotonic()
         #: monotonic seconds when our last ping was sent, or None
@@ -153,6 +164,45 @@ class Connection:
         """Start the reader thread."""
         self._reader.start()
 
+    def is_reader(self) -> bool:
+        """True on the thread that reads this connection now."""
+        return threading.current_thread() is self._reader
+
+    def begin_inline(self, now: float) -> None:
+        """The reader is about to run listeners itself (called on the reader thread).
+
+        The caller serialises this with :meth:`end_inline` and :meth:`take_over` (one lock).
+        """
+        self.inline_since = now
+
+    def end_inline(self) -> None:
+        """The reader's listeners returned (called on the thread that ran them)."""
+        self.inline_since = None
+
+    def take_over(self) -> bool:
+        """Start a new reader thread while the current one runs listeners inline.
+
+        The old reader finishes its listeners and ends without reading again; the new one
+        goes on from the next byte (the read-ahead buffer and the frame parser are the
+        connection's, not the thread's). The caller serialises this with
+        :meth:`begin_inline` and :meth:`end_inline`.
+
+        Returns:
+            True if a new reader was started; False if the reader is not inline or the
+            connection has ended.
+        """
+        if self.inline_since is None or self._ended.is_set():
+            return False
+        self.inline_since = None
+        self._generation += 1
+        generation = self._generation
+        self._reader = threading.Thread(
+            target=self._read_loop, args=(generation,), name=f"{self._thread_name}.{generation}", daemon=True
+        )
+        self._readers = [t for t in self._readers if t.is_alive()] + [self._reader]
+        self._reader.start()
+        return True
+
     def send_text(self, text: str) -> None:
         """Send one text frame.
 
@@ -199,11 +249,16 @@ class Connection:
                 pass
 
     def join(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for the reader to end; True if it did."""
-        if self._reader.ident is None:
-            return True
-        self._reader.join(timeout)
-        return not self._reader.is_alive()
+        """Wait up to ``timeout`` seconds for every reader thread to end; True if they did.
+
+        The calling thread is not waited for (a listener running on a reader may call this).
+        """
+        end = time.monotonic() + timeout
+        me = threading.current_thread()
+        for thread in list(self._readers):
+            if thread is not me and thread.ident is not None:
+                thread.join(max(0.0, end - time.monotonic()))
+        return not any(t.is_alive() for t in self._readers if t is not me)
 
     def wait_ended(self, timeout: Optional[float]) -> bool:
         """Wait up to ``timeout`` seconds for the connection to end; True if it did."""
@@ -211,10 +266,10 @@ class Connection:
 
     # ---- reader thread -------------------------------------------------------------------------
 
-    def _read_loop(self) -> None:
-        reason = "closed"
+    def _read_loop(self, generation: int) -> None:
+        reason: Optional[str]
         try:
-            reason = self._read_frames()
+            reason = self._read_frames(generation)
         except _TRANSPORT_ERRORS as e:
             if self._close_sent:
                 reason = "closed by client"
@@ -222,19 +277,20 @@ class Connection:
                 reason = "server closed the TCP connection"
             else:
                 reason = f"{type(e).__name__}: {_brief(e)}"
-        except Exception as e:  # a bug of ours: never let it pass silently
+        except BaseException as e:  # a bug of ours (or a KeyboardInterrupt): never let it pass silently
             self._logger.exception("connection %d: reader failed", self.id)
             reason = f"reader error {type(e).__name__}"
-        finally:
-            self._ws.shutdown()
-            self._ended.set()
-            try:
-                self._on_closed(self, reason)
-            except Exception:
-                self._logger.exception("connection %d: close handler failed", self.id)
+        if reason is None or self._generation != generation:
+            return  # a new reader took over while this one ran listeners: the connection is its now
+        self._ws.shutdown()
+        self._ended.set()
+        try:
+            self._on_closed(self, reason)
+        except Exception:
+            self._logger.exception("connection %d: close handler failed", self.id)
 
-    def _read_frames(self) -> str:
-        """Read frames until the connection ends; return why it ended.
+    def _read_frames(self, generation: int) -> Optional[str]:
+        """Read frames until the connection ends; return why it ended, or None if taken over.
 
         The size bound holds before a payload is read: the frame's header and announced
         length are read first (websocket-client's ``frame_buffer`` keeps them, and
@@ -266,6 +322,8 @@ class Connection:
             opcode = frame.opcode
             if opcode == _TEXT and frame.fin and not assembling:  # the common case
                 self._deliver(on_text, frame.data)
+                if self._generation != generation:  # taken over while running listeners
+                    return None
             elif opcode in (_TEXT, _BINARY, _CONT):
                 if (opcode == _CONT) != bool(assembling):
                     raise websocket.WebSocketProtocolException("unexpected continuation frame")
@@ -278,6 +336,8 @@ class Connection:
                     parts, size, assembling = [], 0, 0
                     if kind == _TEXT:
                         self._deliver(on_text, data)
+                        if self._generation != generation:
+                            return None
                     else:
                         self._logger.warning("connection %d: skipped a binary message of %d bytes", self.id, len(data))
             elif opcode == _PING:

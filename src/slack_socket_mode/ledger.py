@@ -8,7 +8,12 @@ acked and old, so that:
 * an ack goes out on the connection that delivered the envelope (the latest delivery);
 * a redelivery of an envelope whose listeners are still running is not dispatched again:
   the single ack the listeners send settles every delivery;
-* a redelivery of an envelope already acked is acked again at once, with the same payload;
+* a redelivery of an envelope already acked arrives, under load, when Slack sent it before
+  our ack reached it (the two crossed). If it arrives on the connection the ack went out on,
+  within ``crossing_window`` seconds of the ack, the ack settles it and nothing is sent
+  (TCP keeps order, and Slack stops redelivering once it has an ack); otherwise (another
+  connection, where the first ack may have been lost with its connection, or later) it is
+  acked again at once, with the same payload;
 * a redelivery of an envelope whose listeners finished without acking is not dispatched
   again (its listeners chose not to ack it);
 * an ack for an envelope with no delivery waiting is not sent twice.
@@ -39,7 +44,8 @@ class Receipt(enum.Enum):
 
     DISPATCH = "dispatch"  #: new: run the listeners
     WAIT = "wait"  #: listeners are running: the ack they send settles this delivery too
-    REACK = "reack"  #: already acked: send the same ack again now
+    REACK = "reack"  #: already acked on another connection: send the same ack again now
+    CROSSED = "crossed"  #: already acked on this connection: the ack crossed this delivery and settles it
     IGNORE = "ignore"  #: listeners finished without acking: do nothing
 
 
@@ -47,14 +53,16 @@ _INFLIGHT, _HANDLED, _ACKED = 0, 1, 2
 
 
 class _Entry(Generic[C]):
-    __slots__ = ("ack", "at", "awaiting", "conn", "state")
+    __slots__ = ("ack", "acked_at", "at", "awaiting", "conn", "state")
 
     def __init__(self, conn: C, at: float) -> None:
-        self.conn = conn  # the connection of the latest delivery
+        # the connection of the latest delivery; once acked, the one the ack went out on (None: deferred)
+        self.conn: Optional[C] = conn
         self.at = at  # first delivery, monotonic seconds
         self.state = _INFLIGHT
         self.awaiting = True  # a delivery is waiting for an ack
         self.ack: Optional[str] = None  # the ack text sent
+        self.acked_at = 0.0  # when it was sent, monotonic seconds
 
 
 @dataclass(frozen=True)
@@ -72,10 +80,18 @@ class AckRoute(Generic[C]):
 class EnvelopeLedger(Generic[C]):
     """See the module docstring. ``C`` is the caller's connection type (opaque here)."""
 
-    def __init__(self, *, dedupe: bool = True, max_entries: int = 50_000, max_age: float = 900.0) -> None:
-        if max_entries < 1 or max_age <= 0:
-            raise ValueError("max_entries must be >= 1 and max_age > 0 seconds")
+    def __init__(
+        self,
+        *,
+        dedupe: bool = True,
+        max_entries: int = 50_000,
+        max_age: float = 900.0,
+        crossing_window: float = 10.0,
+    ) -> None:
+        if max_entries < 1 or max_age <= 0 or crossing_window < 0:
+            raise ValueError("max_entries must be >= 1, max_age > 0 and crossing_window >= 0 seconds")
         self.dedupe = dedupe
+        self.crossing_window = crossing_window
         self.max_entries = max_entries
         self.max_age = max_age
         self._lock = threading.Lock()
@@ -86,6 +102,7 @@ class EnvelopeLedger(Generic[C]):
         self.acked = 0  #: acks sent (re-acks included)
         self.deduplicated = 0  #: redeliveries not dispatched
         self.suppressed_acks = 0  #: acks not sent because nothing was waiting for them
+        self.crossed_acks = 0  #: redeliveries settled by an ack already sent on their connection
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -110,7 +127,13 @@ class EnvelopeLedger(Generic[C]):
             self.redeliveries += 1
             self.deduplicated += 1
             if entry.state == _ACKED:
+                if entry.conn is conn and now - entry.acked_at <= self.crossing_window:
+                    # Our ack went out on this connection just before this delivery arrived: Slack sent
+                    # it before our ack reached it (TCP keeps order), and that ack settles it too.
+                    self.crossed_acks += 1
+                    return Receipt.CROSSED, None
                 entry.conn = conn
+                entry.acked_at = now  # sent again now, on this connection
                 self.acked += 1
                 return Receipt.REACK, entry.ack
             if entry.state == _INFLIGHT:
@@ -119,8 +142,11 @@ class EnvelopeLedger(Generic[C]):
                 return Receipt.WAIT, None
             return Receipt.IGNORE, None
 
-    def ack(self, envelope_id: str, text: str) -> AckRoute[C]:
-        """The application acks ``envelope_id`` with ``text``: where to send it, and whether to."""
+    def ack(self, envelope_id: str, text: str, now: float) -> AckRoute[C]:
+        """The application acks ``envelope_id`` with ``text`` at ``now`` (monotonic seconds).
+
+        Returns where to send the ack, and whether to (not for a second ack of one delivery).
+        """
         with self._lock:
             entry = self._entries.get(envelope_id)
             if entry is None:
@@ -134,10 +160,18 @@ class EnvelopeLedger(Generic[C]):
                 self._count(entry.conn, -1)
             entry.state = _ACKED
             entry.ack = text
+            entry.acked_at = now
             self.acked += 1
             if not self.dedupe:
                 del self._entries[envelope_id]
             return AckRoute(entry.conn, True, entry.at)
+
+    def sent_on(self, envelope_id: str, conn: Optional[C]) -> None:
+        """The ack for ``envelope_id`` went out on ``conn`` (None: deferred), not where :meth:`ack` routed it."""
+        with self._lock:
+            entry = self._entries.get(envelope_id)
+            if entry is not None and entry.state == _ACKED:
+                entry.conn = conn
 
     def handled(self, envelope_id: str) -> Optional[C]:
         """The listeners for ``envelope_id`` returned (whether or not they acked).
@@ -166,7 +200,7 @@ class EnvelopeLedger(Generic[C]):
             self._count(conn, +1)
         entry.conn = conn
 
-    def _count(self, conn: C, delta: int) -> None:
+    def _count(self, conn: Optional[C], delta: int) -> None:
         key = id(conn)
         n = self._inflight.get(key, 0) + delta
         if n > 0:
