@@ -82,6 +82,8 @@ RequestListener = Callable[[Any, SocketModeRequest], None]
 LifecycleListener = Callable[[Transition], None]
 
 _client_numbers = itertools.count(1)
+#: ``json.dumps(…, separators=(",", ":"))`` without building an encoder per call.
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
 #: Seconds after a take-over (a reader's listeners ran past handoff_after) during which
 #: envelopes go to the worker pool: the app's listeners are slow just now.
 _INLINE_PAUSE = 1.0
@@ -589,7 +591,7 @@ class SocketModeClient(BaseSocketModeClient):
         envelope_id = body.get("envelope_id")
         if not isinstance(envelope_id, str):
             raise ValueError("a Socket Mode response needs an envelope_id")
-        self._send_ack(envelope_id, json.dumps(body, separators=(",", ":")))
+        self._send_ack(envelope_id, _compact_json(body))
 
     def enqueue_message(self, message: str) -> None:
         """Handle ``message`` as if the newest connection had received it (for tests and tools)."""
@@ -986,15 +988,17 @@ class SocketModeClient(BaseSocketModeClient):
         if not self._accepting.is_set():
             self.logger.info("connection %d: not dispatching envelope %s: closing", conn.id, envelope.envelope_id)
             return
-        receipt, ack = self._ledger.receive(envelope.envelope_id, conn, time.monotonic())
+        received = time.monotonic()
+        receipt, ack = self._ledger.receive(envelope.envelope_id, conn, received)
         if receipt is Receipt.DISPATCH:
             with self._queue_lock:
+                now = received
                 if self._queued >= self._max_queue:
                     self._wait_for_room(conn)
+                    now = time.monotonic()
                 if not self._accepting.is_set():  # close() began meanwhile: Slack redelivers it elsewhere
                     return
                 self._queued += 1
-                now = time.monotonic()
                 # Run it here, on the reader, when no envelope waits for a worker and a slot is free.
                 inline = (
                     self._inline
@@ -1151,7 +1155,8 @@ class SocketModeClient(BaseSocketModeClient):
                     )
 
     def _send_ack(self, envelope_id: str, text: str) -> None:
-        route = self._ledger.ack(envelope_id, text, time.monotonic())
+        now = time.monotonic()
+        route = self._ledger.ack(envelope_id, text, now)
         if not route.send:
             if self.logger.isEnabledFor(logging.DEBUG):
                 self.logger.debug("envelope %s: a second ack was not sent", envelope_id)
@@ -1161,7 +1166,7 @@ class SocketModeClient(BaseSocketModeClient):
         if used is not origin:  # the origin could not send: another connection did, or none (deferred)
             self._ledger.sent_on(envelope_id, used)
         if route.received_at is not None:
-            self._ack_latencies.append(time.monotonic() - route.received_at)
+            self._ack_latencies.append(now - route.received_at)
         if origin is not None and origin.draining:
             self._maybe_drained(origin)
 
