@@ -217,10 +217,9 @@ def test_close_from_a_listener_does_not_wait_for_itself(server: SocketModeServer
 # ---- inline dispatch: the reader runs listeners itself; a slow one is taken over -----------------
 
 
-def test_a_fast_listener_runs_on_the_reader_and_starts_no_worker(
-    server: SocketModeServer, make_client: ClientFactory
-) -> None:
-    client = make_client()
+def connected_recording_threads(make_client: ClientFactory, **options: Any) -> list[str]:
+    """A connected client whose listener acks at once; returns the names of the threads it ran on."""
+    client = make_client(**options)
     ran_on: list[str] = []
 
     def listener(client: SocketModeClient, request: Any) -> None:
@@ -229,6 +228,13 @@ def test_a_fast_listener_runs_on_the_reader_and_starts_no_worker(
 
     client.socket_mode_request_listeners.append(listener)
     client.connect()
+    return ran_on
+
+
+def test_a_fast_listener_runs_on_the_reader_and_starts_no_worker(
+    server: SocketModeServer, make_client: ClientFactory
+) -> None:
+    ran_on = connected_recording_threads(make_client)
     ids = [server.push(server.make_envelope()) for _ in range(50)]
     server.wait_for_acks(envelope_ids=ids)
     assert len(ran_on) == 50 and {name.rsplit("-", 2)[-2:] == ["reader", "1"] for name in ran_on} == {True}
@@ -239,15 +245,7 @@ def test_a_fast_listener_runs_on_the_reader_and_starts_no_worker(
 def test_with_inline_dispatch_off_every_listener_runs_on_a_worker(
     server: SocketModeServer, make_client: ClientFactory
 ) -> None:
-    client = make_client(inline_dispatch=False)
-    ran_on: list[str] = []
-
-    def listener(client: SocketModeClient, request: Any) -> None:
-        ran_on.append(threading.current_thread().name)
-        client.send_socket_mode_response({"envelope_id": request.envelope_id})
-
-    client.socket_mode_request_listeners.append(listener)
-    client.connect()
+    ran_on = connected_recording_threads(make_client, inline_dispatch=False)
     server.wait_for_acks(envelope_ids=[server.push(server.make_envelope()) for _ in range(20)])
     assert len(ran_on) == 20 and all("-worker" in name for name in ran_on)
 
