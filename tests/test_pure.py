@@ -203,3 +203,17 @@ def test_secrets_are_redacted() -> None:
     assert secret.reveal() == token
     text = f"token={token} bot=xoxb-1-2-3 proxy=http://user:pa55@proxy:3128/"
     assert redact(text) == "token=xapp-*** bot=xoxb-*** proxy=http://***@proxy:3128/"
+
+
+def test_records_are_equal_only_to_their_own_kind() -> None:
+    """NamedTuple records: ``Open(1) == Drain(1)`` would be true for plain tuples."""
+    from slack_socket_mode.lifecycle import Drain, Open
+    from slack_socket_mode.messages import Malformed, Other
+
+    assert Open(1) == Open(1) and hash(Open(1)) == hash(Open(1))
+    assert Open(1) != Drain(1)
+    assert (Open(1) == Drain(1)) is False
+    assert Other("x") != Malformed("x")
+    assert Open(1) != (1,)
+    assert (1,) != Open(1)  # noqa: SIM300 -- the reflected comparison is the point
+    assert {Open(1), Drain(1), Open(1)} == {Open(1), Drain(1)}

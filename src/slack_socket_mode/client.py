@@ -31,9 +31,8 @@ import threading
 import time
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Union
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.socket_mode.client import BaseSocketModeClient
@@ -71,9 +70,12 @@ from .lifecycle import (
 from .liveness import Liveness
 from .messages import Disconnect, Envelope, Hello, Malformed, parse_message
 from .policy import Backoff, ReconnectPolicy
-from .proxies import ProxySettings
+from .records import record
 from .redaction import Hidden, Secret, redact
 from .urls import check_socket_url
+
+if TYPE_CHECKING:  # imported when a proxy is configured: most apps have none
+    from .proxies import ProxySettings
 
 __all__ = ["ClientStats", "HealthStatus", "SocketModeClient"]
 
@@ -92,8 +94,8 @@ _APP_TOKEN_RE = re.compile(r"xapp-[\x21-\x7e]+")
 _LIVE = (ConnectionState.CONNECTED, ConnectionState.DRAINING)
 
 
-@dataclass(frozen=True)
-class ClientStats:
+@record
+class ClientStats(NamedTuple):
     """A snapshot of the client's counters (see :meth:`SocketModeClient.stats`).
 
     Times are seconds. Counts are since the client was created. ``queue_depth`` counts
@@ -102,31 +104,32 @@ class ClientStats:
     and a new reader thread took over the connection. ``acks_crossed`` counts redeliveries
     settled by an ack already sent on their connection (see :mod:`.ledger`).
     ``ack_latency_p50/p90/p99`` are percentiles of the time from an envelope's arrival to its
-    ack being sent, over the last 1,024 acks (None before the first ack).
+    ack being sent, over the last 1,024 acks (None before the first ack). A ``NamedTuple``:
+    ``stats()._asdict()`` gives a dict (for metrics exporters).
     """
 
     state: str
     connections_open: int
     num_connections: Optional[int]
     connections_opened: int
-    reconnects: dict[str, int] = field(default_factory=dict)
-    last_disconnect_reason: Optional[str] = None
-    envelopes_received: int = 0
-    envelopes_acked: int = 0
-    envelopes_deduplicated: int = 0
-    acks_suppressed: int = 0
-    acks_crossed: int = 0
-    malformed_messages: int = 0
-    reader_takeovers: int = 0
-    queue_depth: int = 0
-    oldest_wait: float = 0.0
-    ack_latency_p50: Optional[float] = None
-    ack_latency_p90: Optional[float] = None
-    ack_latency_p99: Optional[float] = None
+    reconnects: dict[str, int]
+    last_disconnect_reason: Optional[str]
+    envelopes_received: int
+    envelopes_acked: int
+    envelopes_deduplicated: int
+    acks_suppressed: int
+    acks_crossed: int
+    malformed_messages: int
+    reader_takeovers: int
+    queue_depth: int
+    oldest_wait: float
+    ack_latency_p50: Optional[float]
+    ack_latency_p90: Optional[float]
+    ack_latency_p99: Optional[float]
 
 
-@dataclass(frozen=True)
-class HealthStatus:
+@record
+class HealthStatus(NamedTuple):
     """The answer to a health probe (see :meth:`SocketModeClient.health`).
 
     Attributes:
@@ -275,14 +278,15 @@ class SocketModeClient(BaseSocketModeClient):
         self._prefix = f"slack_socket_mode-{self._number}"
         self._app_token = Secret(app_token)
         self.logger = logger or logging.getLogger("slack_socket_mode")
+        self._proxy: Optional[ProxySettings] = None  # the environment's proxies apply (see .proxies)
+        if proxy or http_proxy_host:
+            from .proxies import ProxySettings  # noqa: PLC0415 -- only apps with a proxy pay for it
         if proxy:
-            self._proxy: Optional[ProxySettings] = ProxySettings.parse(proxy)
+            self._proxy = ProxySettings.parse(proxy)
         elif http_proxy_host:
             self._proxy = ProxySettings.from_websocket_client_options(
                 http_proxy_host, http_proxy_port, http_proxy_auth, proxy_type
             )
-        else:
-            self._proxy = None  # the environment's proxies apply (see slack_socket_mode.proxies)
         if web_client is None:
             web_client = WebClient(
                 base_url=base_url or WebClient.BASE_URL,

@@ -31,8 +31,9 @@ from __future__ import annotations
 import enum
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Generic, Optional, TypeVar
+from typing import Any, Generic, NamedTuple, Optional, TypeVar
+
+from .records import record
 
 __all__ = ["AckRoute", "EnvelopeLedger", "Receipt"]
 
@@ -65,14 +66,16 @@ class _Entry(Generic[C]):
         self.acked_at = 0.0  # when it was sent, monotonic seconds
 
 
-@dataclass(frozen=True)
-class AckRoute(Generic[C]):
+@record
+class AckRoute(NamedTuple):
     """Where an ack should go: ``conn`` (None if unknown), and whether to send it at all.
 
-    ``received_at`` is the monotonic time (seconds) of the envelope's first delivery, if known.
+    ``conn`` is the ledger's connection type ``C`` (a NamedTuple cannot be generic before
+    Python 3.11). ``received_at`` is the monotonic time (seconds) of the envelope's first
+    delivery, if known.
     """
 
-    conn: Optional[C]
+    conn: Any
     send: bool
     received_at: Optional[float] = None
 
@@ -142,7 +145,7 @@ class EnvelopeLedger(Generic[C]):
                 return Receipt.WAIT, None
             return Receipt.IGNORE, None
 
-    def ack(self, envelope_id: str, text: str, now: float) -> AckRoute[C]:
+    def ack(self, envelope_id: str, text: str, now: float) -> AckRoute:
         """The application acks ``envelope_id`` with ``text`` at ``now`` (monotonic seconds).
 
         Returns where to send the ack, and whether to (not for a second ack of one delivery).

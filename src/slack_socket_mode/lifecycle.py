@@ -19,11 +19,11 @@ Not thread-safe: the client calls it under one lock.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import Optional, Union
+from typing import NamedTuple, Optional, Union
 
 from .errors import FatalError, LinkDisabledError
 from .policy import ReconnectPolicy
+from .records import record
 
 __all__ = [
     "Abort",
@@ -67,8 +67,8 @@ _RUNNING = frozenset({ClientState.CONNECTING, ClientState.CONNECTED, ClientState
 _LIVE = frozenset({ConnectionState.CONNECTED, ConnectionState.DRAINING})
 
 
-@dataclass(frozen=True)
-class Transition:
+@record
+class Transition(NamedTuple):
     """A state change, for the INFO log and lifecycle listeners.
 
     ``connection_id`` is None for the client's own state.
@@ -80,38 +80,38 @@ class Transition:
     reason: str
 
 
-@dataclass(frozen=True)
-class Open:
+@record
+class Open(NamedTuple):
     """Open connection ``connection_id``: get a fresh URL, handshake, report back."""
 
     connection_id: int
 
 
-@dataclass(frozen=True)
-class Drain:
+@record
+class Drain(NamedTuple):
     """Let connection ``connection_id`` finish acking what it delivered; report :meth:`Supervisor.drained`."""
 
     connection_id: int
 
 
-@dataclass(frozen=True)
-class Close:
+@record
+class Close(NamedTuple):
     """Send a close frame on ``connection_id`` and wait for the server's."""
 
     connection_id: int
     reason: str
 
 
-@dataclass(frozen=True)
-class Abort:
+@record
+class Abort(NamedTuple):
     """Shut ``connection_id``'s socket down now, without a close handshake."""
 
     connection_id: int
     reason: str
 
 
-@dataclass(frozen=True)
-class Fail:
+@record
+class Fail(NamedTuple):
     """Reconnecting is over: deliver ``error`` to the application."""
 
     error: FatalError
@@ -131,14 +131,18 @@ def rotation_delay(approximate_connection_time: Optional[float]) -> Optional[flo
     return max(approximate_connection_time * 0.9, approximate_connection_time - 60.0)
 
 
-@dataclass
 class _Conn:
-    id: int
-    state: ConnectionState
-    hello_at: Optional[float] = None
-    rotate_at: Optional[float] = None
-    replace_reason: Optional[str] = None  # set when it is to be replaced
-    deadline: Optional[float] = None  # for AWAITING_HELLO, DRAINING and CLOSING
+    """The supervisor's record of one connection (mutable; owned by the supervisor)."""
+
+    __slots__ = ("deadline", "hello_at", "id", "replace_reason", "rotate_at", "state")
+
+    def __init__(self, id: int, state: ConnectionState) -> None:
+        self.id = id
+        self.state = state
+        self.hello_at: Optional[float] = None
+        self.rotate_at: Optional[float] = None
+        self.replace_reason: Optional[str] = None  # set when it is to be replaced
+        self.deadline: Optional[float] = None  # for AWAITING_HELLO, DRAINING and CLOSING
 
 
 class Supervisor:

@@ -10,13 +10,15 @@ answer, so a pong queued behind a burst of envelopes does not cause a false alar
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
+
+from .records import record
 
 __all__ = ["Liveness", "LivenessVerdict"]
 
 
-@dataclass(frozen=True)
-class LivenessVerdict:
+@record
+class LivenessVerdict(NamedTuple):
     """What to do with one connection now.
 
     Attributes:

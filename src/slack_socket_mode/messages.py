@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Union
+
+from .records import record
 
 if TYPE_CHECKING:  # typing.TypeGuard is new in 3.10; annotations are not evaluated at run time
     from typing import TypeGuard
@@ -31,8 +32,8 @@ __all__ = [
 ENVELOPE_TYPES = frozenset({"events_api", "interactive", "slash_commands"})
 
 
-@dataclass(frozen=True)
-class Hello:
+@record
+class Hello(NamedTuple):
     """The first message on every connection.
 
     Attributes:
@@ -44,20 +45,20 @@ class Hello:
 
     num_connections: Optional[int]
     approximate_connection_time: Optional[float]
-    debug_info: dict[str, Any] = field(default_factory=dict)
-    connection_info: dict[str, Any] = field(default_factory=dict)
+    debug_info: dict[str, Any]
+    connection_info: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class Disconnect:
+@record
+class Disconnect(NamedTuple):
     """Slack is about to close the connection (``warning``, ``refresh_requested``, ``link_disabled``, …)."""
 
     reason: str
-    debug_info: dict[str, Any] = field(default_factory=dict)
+    debug_info: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class Envelope:
+@record
+class Envelope(NamedTuple):
     """An envelope to dispatch to the listeners and ack.
 
     Attributes:
@@ -74,15 +75,15 @@ class Envelope:
     retry_attempt: int
 
 
-@dataclass(frozen=True)
-class Other:
+@record
+class Other(NamedTuple):
     """A well-formed message we do not act on (logged at DEBUG)."""
 
     type: Optional[str]
 
 
-@dataclass(frozen=True)
-class Malformed:
+@record
+class Malformed(NamedTuple):
     """A frame that is not a valid Socket Mode message; ``problem`` says why (no payload echoed)."""
 
     problem: str
