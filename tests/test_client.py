@@ -323,3 +323,19 @@ def test_close_interrupts_a_waiting_connect(server: SocketModeServer, make_clien
     thread.join(timeout(5))
     assert len(outcome) == 1 and type(outcome[0]).__name__ == "SocketModeError"
     assert "interrupted" in str(outcome[0])
+
+
+def test_an_ack_without_payload_is_the_compact_json_of_its_envelope_id(
+    server: SocketModeServer, make_client: ClientFactory
+) -> None:
+    """The common ack is written without an encoder; it must be exactly what json.dumps gives."""
+    client = make_client()
+    client.socket_mode_request_listeners.append(
+        lambda client, request: client.send_socket_mode_response(SocketModeResponse(envelope_id=request.envelope_id))
+    )
+    client.connect()
+    odd = 'é"\\\u2028\x01-id'
+    envelope_id = server.push(server.make_envelope(envelope_id=odd))
+    (ack,) = server.wait_for_acks(envelope_ids=[envelope_id])
+    assert ack.raw == json.dumps({"envelope_id": odd}, separators=(",", ":"))
+    assert json.loads(ack.raw) == {"envelope_id": odd}

@@ -86,6 +86,8 @@ LifecycleListener = Callable[[Transition], None]
 _client_numbers = itertools.count(1)
 #: ``json.dumps(…, separators=(",", ":"))`` without building an encoder per call.
 _compact_json = json.JSONEncoder(separators=(",", ":")).encode
+#: A str as a JSON string, escaped as json.dumps does by default (ensure_ascii).
+_json_string: Callable[[str], str] = json.encoder.encode_basestring_ascii
 #: Seconds after a take-over (a reader's listeners ran past handoff_after) during which
 #: envelopes go to the worker pool: the app's listeners are slow just now.
 _INLINE_PAUSE = 1.0
@@ -591,8 +593,15 @@ class SocketModeClient(BaseSocketModeClient):
         Raises:
             ValueError: the response has no ``envelope_id``.
         """
-        body = response.to_dict() if isinstance(response, SocketModeResponse) else response
-        envelope_id = body.get("envelope_id")
+        if isinstance(response, SocketModeResponse):
+            envelope_id: Any = response.envelope_id
+            if response.payload is None and isinstance(envelope_id, str):  # the common ack, without a payload
+                self._send_ack(envelope_id, '{"envelope_id":' + _json_string(envelope_id) + "}")
+                return
+            body = response.to_dict()
+        else:
+            body = response
+            envelope_id = body.get("envelope_id")
         if not isinstance(envelope_id, str):
             raise ValueError("a Socket Mode response needs an envelope_id")
         self._send_ack(envelope_id, _compact_json(body))
@@ -1117,7 +1126,7 @@ class SocketModeClient(BaseSocketModeClient):
                 if self._queued == 0 and not self._retire_scheduled:
                     self._retire_scheduled = True  # once per burst: the monitor reschedules itself
                     self._health.wake()
-                if self._queued <= 1:  # close() waits for 0, or for 1 when called from a listener
+                if self._queued <= 1 and self._closed:  # close() waits for 0, or 1 when called from a listener
                     self._drained.notify_all()
                 if self._queued == 0:
                     self._warned_slow = self._warned_full = False  # the burst is over: warn again on the next

@@ -99,6 +99,7 @@ class EnvelopeLedger(Generic[C]):
         self.max_age = max_age
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, _Entry[C]] = OrderedDict()
+        self._evict_due = 0.0  # monotonic time before which no entry is old enough to forget
         self._inflight: dict[int, int] = {}  # id(conn) -> envelopes delivered on it and not acked
         self.received = 0  #: first deliveries
         self.redeliveries = 0  #: deliveries of an envelope already in the ledger
@@ -120,7 +121,7 @@ class EnvelopeLedger(Generic[C]):
                     self._entries[envelope_id] = entry
                     self._count(conn, +1)
                     self.received += 1
-                    if self.dedupe:
+                    if self.dedupe and (now >= self._evict_due or len(self._entries) > self.max_entries):
                         self._evict(now)
                 else:
                     self._move(entry, conn)
@@ -217,6 +218,7 @@ class EnvelopeLedger(Generic[C]):
         for _ in range(len(entries)):
             envelope_id, entry = next(iter(entries.items()))
             if len(entries) <= self.max_entries and entry.at > oldest:
+                self._evict_due = entry.at + self.max_age  # nothing is too old before then
                 return
             if entry.state == _INFLIGHT:
                 entries.move_to_end(envelope_id)  # never forget what is in flight
