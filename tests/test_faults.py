@@ -316,3 +316,41 @@ def test_two_hundred_connect_close_cycles_leave_nothing_behind(server: SocketMod
     assert client_threads() == before_threads
     server.wait_for_connections(0)
     assert fds() <= before_fds + 2
+
+
+def test_an_aborted_connection_delivers_nothing_it_had_read_ahead(make_client: ClientFactory) -> None:
+    """The reader reads up to 64 KiB at a time; once its connection is given up, those frames are dropped.
+
+    The first listener blocks on the reader (no take-over: handoff_after is long), so the
+    reader reads no pong and the health thread replaces the connection. The envelopes that
+    arrived with the first are redelivered by the server on the new connection and run there.
+    """
+    with SocketModeServer(redelivery_delay=0.5) as server:
+        release = threading.Event()
+        ran_on: dict[str, list[str]] = {}
+        lock = threading.Lock()
+
+        def listener(client: SocketModeClient, request: Any) -> None:
+            with lock:
+                first = not ran_on
+                ran_on.setdefault(request.envelope_id, []).append(threading.current_thread().name)
+            if first:
+                release.wait(timeout(10))
+            client.send_socket_mode_response({"envelope_id": request.envelope_id})
+
+        client = make_client(
+            web_client=WebClient(base_url=server.api_url), handoff_after=30.0, ping_interval=0.2, ping_timeout=0.3
+        )
+        client.socket_mode_request_listeners.append(listener)
+        client.connect()
+        (old,) = server.connections
+        ids = server.push_many([server.make_envelope() for _ in range(20)], connection=old)
+        assert old.wait_closed(timeout(5))  # no pong while the reader runs the first listener: replaced
+        server.wait_for_new_connection(1)
+        release.set()
+        server.wait_for_acks(envelope_ids=ids)
+        first, *rest = ids
+        assert ran_on[first] == [ran_on[first][0]] and ran_on[first][0].endswith("-reader-1")
+        for envelope_id in rest:  # each ran once, and not on the aborted connection's reader
+            (thread,) = ran_on[envelope_id]
+            assert not thread.endswith("-reader-1"), (envelope_id, thread)

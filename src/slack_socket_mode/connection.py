@@ -79,6 +79,7 @@ class Connection:
         self._ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=False, sslopt=sslopt)
         self._send_lock = threading.Lock()
         self._close_sent = False
+        self._aborted = False
         self._ended = threading.Event()
         self._thread_name = thread_name
         self._generation = 0  # which reader thread may read: bumped by take_over()
@@ -241,7 +242,12 @@ class Connection:
                 self.abort()
 
     def abort(self) -> None:
-        """Shut the socket down now; the reader wakes up and ends. Idempotent."""
+        """Shut the socket down now; the reader wakes up and ends. Idempotent.
+
+        Messages already read ahead from the socket are dropped, not delivered: the client
+        gave up on this connection, and Slack redelivers what it did not ack.
+        """
+        self._aborted = True
         sock = self._ws.sock
         if sock is not None:
             try:
@@ -310,6 +316,8 @@ class Connection:
         size = 0  # bytes of the message being assembled
         assembling = 0  # opcode of the message being assembled, 0 if none
         while True:
+            if self._aborted:  # read-ahead may hold frames: an aborted connection delivers none of them
+                return "aborted"
             if needs_header():
                 recv_header()
             if needs_length():
