@@ -93,8 +93,10 @@ def run_demo(*, quiet: bool = False, verbose: bool = False) -> int:
                 if i == 1:  # the next sample is Slack's redelivery of the first: it comes on the new connection
                     out("-- Slack asks for a rotation (disconnect: warning); the client replaces the connection --")
                     before = len(server.all_connections)
+                    (old,) = server.connections
                     server.disconnect("warning")
                     server.wait_for_new_connection(before, timeout=5)
+                    old.wait_closed(timeout=5)  # drained and closed once the new one said hello
                 sample = load_sample(name)
                 envelope_id = server.push(sample)
                 server.wait_for_acks(count=len(ids) + 1, timeout=5)  # every push is acked once
