@@ -227,7 +227,6 @@ class _Conn:
 
     def __init__(self, number: int) -> None:
         self.number = number
-        self.open = True  # what the ledger's is_open says of it
 
     def __repr__(self) -> str:
         return f"<conn {self.number}>"
@@ -275,11 +274,7 @@ class LedgerMachine(RuleBasedStateMachine):
     )
     def configure(self, dedupe: bool, max_entries: int, max_age: float, crossing_window: float) -> None:
         self.ledger = EnvelopeLedger(
-            dedupe=dedupe,
-            max_entries=max_entries,
-            max_age=max_age,
-            crossing_window=crossing_window,
-            is_open=lambda conn: conn.open,
+            dedupe=dedupe, max_entries=max_entries, max_age=max_age, crossing_window=crossing_window
         )
 
     def _model(self, envelope_id: str) -> _Model:
@@ -310,26 +305,17 @@ class LedgerMachine(RuleBasedStateMachine):
             m.awaiting, m.conn = True, conn
         elif receipt is Receipt.REACK:
             assert m.state == "acked" and ack == m.ack, m.history
-            assert not self._crossed(m, conn), m.history
+            assert conn is not m.conn or self.now - m.acked_at > self.ledger.crossing_window, m.history
             m.conn, m.acked_at = conn, self.now
             self._slack_receives_ack(envelope_id, m)
         elif receipt is Receipt.CROSSED:
             # the ack went out on this connection just before: it crossed this delivery and settles it
-            assert m.state == "acked" and ack is None and self._crossed(m, conn), m.history
+            assert m.state == "acked" and conn is m.conn and ack is None, m.history
+            assert self.now - m.acked_at <= self.ledger.crossing_window, m.history
             m.server_pending = 0
         else:
             assert receipt is Receipt.IGNORE
             assert m.state == "handled", m.history
-
-    def _crossed(self, m: _Model, conn: _Conn) -> bool:
-        """The model's rule: the last ack is recent and its connection is this one or still open."""
-        recent = self.now - m.acked_at <= self.ledger.crossing_window
-        return m.conn is not None and recent and (m.conn is conn or m.conn.open)
-
-    @rule(which=st.integers(min_value=0, max_value=2))
-    def connection_goes_and_comes(self, which: int) -> None:
-        """A connection ends (what was sent on it may be lost), or a new one takes its place."""
-        self.conns[which].open = not self.conns[which].open
 
     def _note_eviction(self, envelope_id: str) -> None:
         """A first delivery may evict settled entries (over max_entries or older than max_age)."""

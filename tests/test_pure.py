@@ -167,17 +167,6 @@ def test_ledger_crossing_window_edges() -> None:
     assert ledger.receive("e1", "c2", 4.3) == (Receipt.REACK, "ack")
 
 
-def test_ledger_redelivery_on_another_connection_is_settled_while_the_acks_connection_is_open() -> None:
-    """During a rotation Slack redelivers on the new connection; the ack went out on the old one."""
-    open_conns = {"old", "new"}
-    ledger: EnvelopeLedger[str] = EnvelopeLedger(is_open=lambda conn: conn in open_conns)
-    ledger.receive("e1", "old", 0.0)
-    ledger.ack("e1", "ack", 3.0)
-    assert ledger.receive("e1", "new", 3.1) == (Receipt.CROSSED, None)  # the old one still carries the ack
-    open_conns.discard("old")  # it ended: the ack may have been lost with it
-    assert ledger.receive("e1", "new", 6.1) == (Receipt.REACK, "ack")
-
-
 def test_ledger_handled_without_ack_is_not_dispatched_again() -> None:
     ledger: EnvelopeLedger[str] = EnvelopeLedger()
     ledger.receive("e1", "c1", 0.0)

@@ -349,7 +349,7 @@ class SocketModeClient(BaseSocketModeClient):
         self._accepting.set()
         self._wss_uri: Optional[str] = None
         self.hello: Optional[Hello] = None
-        self._ledger: EnvelopeLedger[Connection] = EnvelopeLedger(dedupe=dedupe, is_open=_still_open)
+        self._ledger: EnvelopeLedger[Connection] = EnvelopeLedger(dedupe=dedupe)
         self._queued = 0  # envelopes submitted to the workers and not finished
         self._max_queue = max_queue
         # Queue accounting has its own plain lock: it is taken twice per envelope, and must not
@@ -1218,11 +1218,6 @@ class SocketModeClient(BaseSocketModeClient):
         if conn.draining and self._ledger.inflight(conn) == 0:
             with self._lock:
                 self._perform(self._supervisor.drained(conn.id, time.monotonic()))
-
-
-def _still_open(conn: Connection) -> bool:
-    """True while what was sent on ``conn`` is on its way to Slack (its socket is not shut down)."""
-    return not conn.ended
 
 
 def _percentile(ordered: list[float], q: float) -> Optional[float]:

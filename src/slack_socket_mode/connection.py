@@ -4,14 +4,13 @@ A :class:`Connection` does the handshake, runs one reader thread that blocks in
 ``recv`` (no polling, no sleeps), reassembles fragmented messages, answers pings, and
 hands each complete text message to the client. Every write goes through one lock.
 
-Closing sends a close frame and lets the reader run until the server's close frame
-arrives; the client aborts the socket if that takes too long (a bounded handshake).
-
 The client may run an envelope's listeners on the reader thread itself (no hand-off to a
 worker: the ack goes out from the thread that read the envelope). While it does, the
 connection is *inline* (:meth:`begin_inline`); if the listeners take too long, the client
 calls :meth:`take_over` and a new reader thread goes on reading the socket while the old
 one finishes the listeners and then ends. Exactly one thread reads the socket at a time.
+Closing sends a close frame and lets the reader run until the server's close frame
+arrives; the client aborts the socket if that takes too long (a bounded handshake).
 """
 
 from __future__ import annotations

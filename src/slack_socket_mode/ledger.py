@@ -9,11 +9,11 @@ acked and old, so that:
 * a redelivery of an envelope whose listeners are still running is not dispatched again:
   the single ack the listeners send settles every delivery;
 * a redelivery of an envelope already acked arrives, under load, when Slack sent it before
-  our ack reached it (the two crossed). If it arrives within ``crossing_window`` seconds of
-  the ack, and the connection the ack went out on is this one or still open (``is_open``),
-  the ack settles it and nothing is sent: the ack is on its way, in order (TCP), and Slack
-  stops redelivering once it has an ack. Otherwise (the ack's connection is gone, and the
-  ack may have gone with it; or it is later) it is acked again at once, with the same payload;
+  our ack reached it (the two crossed). If it arrives on the connection the ack went out on,
+  within ``crossing_window`` seconds of the ack, the ack settles it and nothing is sent
+  (TCP keeps order, and Slack stops redelivering once it has an ack); otherwise (another
+  connection, where the first ack may have been lost with its connection, or later) it is
+  acked again at once, with the same payload;
 * a redelivery of an envelope whose listeners finished without acking is not dispatched
   again (its listeners chose not to ack it);
 * an ack for an envelope with no delivery waiting is not sent twice.
@@ -31,7 +31,7 @@ from __future__ import annotations
 import enum
 import threading
 from collections import OrderedDict
-from typing import Any, Callable, Generic, NamedTuple, Optional, TypeVar
+from typing import Any, Generic, NamedTuple, Optional, TypeVar
 
 from .records import record
 
@@ -90,13 +90,11 @@ class EnvelopeLedger(Generic[C]):
         max_entries: int = 50_000,
         max_age: float = 900.0,
         crossing_window: float = 10.0,
-        is_open: Callable[[C], bool] = lambda conn: False,
     ) -> None:
         if max_entries < 1 or max_age <= 0 or crossing_window < 0:
             raise ValueError("max_entries must be >= 1, max_age > 0 and crossing_window >= 0 seconds")
         self.dedupe = dedupe
         self.crossing_window = crossing_window
-        self._is_open = is_open  # called under the ledger's lock: must be quick and not lock
         self.max_entries = max_entries
         self.max_age = max_age
         self._lock = threading.Lock()
@@ -133,14 +131,9 @@ class EnvelopeLedger(Generic[C]):
             self.redeliveries += 1
             self.deduplicated += 1
             if entry.state == _ACKED:
-                sent_on = entry.conn
-                if (
-                    sent_on is not None
-                    and now - entry.acked_at <= self.crossing_window
-                    and (sent_on is conn or self._is_open(sent_on))
-                ):
-                    # Our ack went out just before this delivery arrived, on a connection that still
-                    # carries it: Slack sent this before our ack reached it, and that ack settles it too.
+                if entry.conn is conn and now - entry.acked_at <= self.crossing_window:
+                    # Our ack went out on this connection just before this delivery arrived: Slack sent
+                    # it before our ack reached it (TCP keeps order), and that ack settles it too.
                     self.crossed_acks += 1
                     return Receipt.CROSSED, None
                 entry.conn = conn
