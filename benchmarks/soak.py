@@ -425,7 +425,9 @@ def _junk(rng: random.Random) -> tuple[str, Any]:
     return "text", '{"type":"hello","num_connections":"many","debug_info":[]}'
 
 
-def _send_junk(server: SocketModeServer, conn: ServerConnection, junk: tuple[str, Any]) -> None:
+def send_junk(server: SocketModeServer, conn: ServerConnection, junk: tuple[str, Any]) -> None:
+    """Send one bad frame: ``("text", str)``, ``("binary", bytes)`` or ``("raw", bytes)`` (a text frame
+    whose bytes may not be UTF-8). Also used by tests/test_fuzz.py."""
     kind, data = junk
     if kind == "text":
         server.send_text(data, connection=conn)
@@ -497,7 +499,7 @@ class _Driver:
     def bad_frames(self, conn: ServerConnection, before: int) -> None:
         """A burst of junk, then an envelope on the same connection: it must be acked there."""
         for _ in range(self.rng.randint(3, 10)):
-            _send_junk(self.server, conn, _junk(self.rng))
+            send_junk(self.server, conn, _junk(self.rng))
             self.report.junk_frames += 1
         marker_envelope = self.load.envelope() | {"payload": {"event": {"type": "marker"}}}
         try:

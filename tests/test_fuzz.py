@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import pytest
+from benchmarks.soak import send_junk
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -446,16 +447,6 @@ junk_frames: st.SearchStrategy[Junk] = st.one_of(
 )
 
 
-def _send_junk(server: SocketModeServer, conn: ServerConnection, junk: Junk) -> None:
-    kind, data = junk
-    if kind == "text":
-        server.send_text(data, connection=conn)
-    elif kind == "binary":
-        server.send_binary(data, connection=conn)
-    else:
-        server.send_raw_text_bytes(data, connection=conn)
-
-
 def _the_connection(session: Session) -> ServerConnection:
     """The one open connection, once the client is connected (an earlier failing example may have cost one)."""
     session.watcher.wait_connected(timeout(10))
@@ -491,7 +482,7 @@ def test_junk_between_envelopes_costs_no_connection_and_no_envelope(session: Ses
     ids: list[str] = []
     for junk in frames:
         ids.append(server.push(server.make_envelope("events_api", {"event": {"type": "message"}}), connection=conn))
-        _send_junk(server, conn, junk)
+        send_junk(server, conn, junk)
     ids.append(server.push(server.make_envelope("slash_commands", {"command": "/fuzz"}), connection=conn))
     _wait_acked_on(server, conn, ids)
     assert server.connections == [conn] and conn.is_open

@@ -178,6 +178,23 @@ def live_connections(client: SocketModeClient) -> list[Any]:
 # ---- 1. secrets ---------------------------------------------------------------------------------
 
 
+def refused_client(
+    server: SocketModeServer, make_client: ClientFactory
+) -> tuple[SocketModeClient, AuthError, list[Exception]]:
+    """A client (with the bot token in its WebClient) whose connect() the Web API refused with invalid_auth.
+
+    Returns the client, the AuthError connect() raised, and the errors its error listeners got.
+    """
+    server.fail_next_opens("invalid_auth")
+    errors: list[Exception] = []
+    client = make_client(
+        web_client=WebClient(base_url=server.api_url, token=BOT_TOKEN), on_error_listeners=[errors.append]
+    )
+    with pytest.raises(AuthError) as raised:
+        client.connect()
+    return client, raised.value, errors
+
+
 def test_debug_logs_reprs_and_errors_never_show_a_secret(
     server: SocketModeServer, make_client: ClientFactory, debug_logs: LogCapture
 ) -> None:
@@ -230,15 +247,9 @@ def test_debug_logs_reprs_and_errors_never_show_a_secret(
     audit_objects()
 
     # a fatal error, on a second client
-    server.fail_next_opens("invalid_auth")
-    fatal_errors: list[Exception] = []
-    second = make_client(
-        web_client=WebClient(base_url=server.api_url, token=BOT_TOKEN), on_error_listeners=[fatal_errors.append]
-    )
-    with pytest.raises(AuthError) as raised:
-        second.connect()
+    second, refused, fatal_errors = refused_client(server, make_client)
     assert second.state is ClientState.FAILED
-    texts.extend(("the AuthError raised", text) for text in exception_texts(raised.value))
+    texts.extend(("the AuthError raised", text) for text in exception_texts(refused))
     texts.append(("repr(vars(second client))", repr(vars(second))))
     second.close()
 
@@ -289,14 +300,8 @@ def test_errors_do_not_keep_the_token_reachable(server: SocketModeServer, make_c
     ``__context__``, and its response holds the request's ``Authorization`` header (and the
     WebClient, with its bot token). Error trackers and debuggers walk that.
     """
-    server.fail_next_opens("invalid_auth")
-    errors: list[Exception] = []
-    client = make_client(
-        web_client=WebClient(base_url=server.api_url, token=BOT_TOKEN), on_error_listeners=[errors.append]
-    )
-    with pytest.raises(AuthError) as raised:
-        client.connect()
-    for error in [raised.value, *errors]:
+    _, refused, errors = refused_client(server, make_client)
+    for error in [refused, *errors]:
         found = sorted({name for text in reachable_strings(error) for name in leaks(text)})
         assert not found, f"{type(error).__name__} keeps {', '.join(found)} reachable (via __context__)"
 

@@ -880,12 +880,9 @@ class SocketModeClient(BaseSocketModeClient):
                     continue
                 due = since + self._handoff_after
                 if now >= due:
-                    paused = self._inline_paused_until
-                    self._inline_paused_until = now + _INLINE_PAUSE  # before the new reader reads
+                    self._inline_paused_until = now + _INLINE_PAUSE  # set before the new reader reads
                     if conn.take_over():
                         taken.append((conn.id, now - since))
-                    else:
-                        self._inline_paused_until = paused
                 elif next_at is None or due < next_at:
                     next_at = due
             if next_at is None:

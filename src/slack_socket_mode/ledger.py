@@ -45,7 +45,7 @@ class Receipt(enum.Enum):
 
     DISPATCH = "dispatch"  #: new: run the listeners
     WAIT = "wait"  #: listeners are running: the ack they send settles this delivery too
-    REACK = "reack"  #: already acked on another connection: send the same ack again now
+    REACK = "reack"  #: already acked, on another connection or long ago: send the same ack again now
     CROSSED = "crossed"  #: already acked on this connection: the ack crossed this delivery and settles it
     IGNORE = "ignore"  #: listeners finished without acking: do nothing
 

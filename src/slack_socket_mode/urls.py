@@ -38,10 +38,9 @@ def check_socket_url(url: str, *, allow_insecure: bool = False) -> str:
         raise InsecureURLError(
             f"refusing to open {safe_url(url)}: the URL does not parse", error="insecure_url"
         ) from None  # urllib's error holds no secret; the URL is not in our message
-    scheme = parts.scheme.lower()
-    if scheme == "wss":
+    if parts.scheme == "wss":  # urlsplit lower-cases the scheme
         return url
-    if scheme == "ws" and (allow_insecure or is_loopback_host(parts.hostname or "")):
+    if parts.scheme == "ws" and (allow_insecure or is_loopback_host(parts.hostname or "")):
         return url
     raise InsecureURLError(
         f"refusing to open {safe_url(url)}: only wss:// URLs (or ws:// on loopback) are allowed; "
