@@ -40,6 +40,7 @@ from slack_socket_mode.messages import (
     Malformed,
     Other,
     parse_message,
+    plain_ack,
 )
 from slack_socket_mode.testing import ServerConnection, SocketModeServer
 
@@ -220,6 +221,14 @@ def test_disconnects_are_classified_with_their_reason(reason: str) -> None:
     assert message == Disconnect(reason, {"host": "x"})
 
 
+@fuzz_settings(200)
+@given(envelope_id=st.text())
+def test_the_plain_ack_is_the_json_of_its_envelope_id(envelope_id: str) -> None:
+    text = plain_ack(envelope_id)
+    assert text == json.dumps({"envelope_id": envelope_id}, separators=(",", ":"))
+    assert json.loads(text) == {"envelope_id": envelope_id}
+
+
 # ---- (b) the envelope ledger ----------------------------------------------------------------
 
 
@@ -334,10 +343,11 @@ class LedgerMachine(RuleBasedStateMachine):
             assert m.state is None or m.maybe_forgotten, (envelope_id, m.history)
         m.server_pending = 0
 
-    @rule(envelope_id=_IDS)
-    def app_acks(self, envelope_id: str) -> None:
+    @rule(envelope_id=_IDS, plain=st.booleans())
+    def app_acks(self, envelope_id: str, plain: bool) -> None:
         m = self._model(envelope_id)
-        text = f'{{"envelope_id":"{envelope_id}","n":{m.acks_sent}}}'
+        # None: the plain ack, which the ledger does not keep and rebuilds for a re-ack
+        text = None if plain else f'{{"envelope_id":"{envelope_id}","n":{m.acks_sent}}}'
         was_inflight = m.state == "inflight"
         route = self.ledger.ack(envelope_id, text, self.now)
         m.history.append(f"ack -> send={route.send}")
@@ -348,7 +358,8 @@ class LedgerMachine(RuleBasedStateMachine):
                 assert m.maybe_forgotten, m.history  # a second ack only once the ledger may forget
             self._slack_receives_ack(envelope_id, m)
             if m.state is not None and (m.awaiting or not self.ledger.dedupe):
-                m.state, m.awaiting, m.ack, m.acked_at = "acked", False, text, self.now
+                m.state, m.awaiting, m.acked_at = "acked", False, self.now
+                m.ack = plain_ack(envelope_id) if text is None else text
             if not self.ledger.dedupe:
                 m.state = None
         else:
@@ -383,6 +394,8 @@ class LedgerMachine(RuleBasedStateMachine):
             assert len(self.ledger) == len(self._inflight())
         else:
             assert len(self.ledger) <= len(self.models)
+            # the eviction order holds each remembered envelope once, and nothing else
+            assert sorted(self.ledger._order) == sorted(self.ledger._entries)
 
 
 LedgerMachine.TestCase.settings = fuzz_settings(150, stateful_step_count=40)

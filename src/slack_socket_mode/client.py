@@ -68,7 +68,7 @@ from .lifecycle import (
     Transition,
 )
 from .liveness import Liveness
-from .messages import Disconnect, Envelope, Hello, Malformed, parse_message
+from .messages import Disconnect, Envelope, Hello, Malformed, parse_message, plain_ack
 from .policy import Backoff, ReconnectPolicy
 from .records import record
 from .redaction import Hidden, Secret, redact
@@ -86,8 +86,6 @@ LifecycleListener = Callable[[Transition], None]
 _client_numbers = itertools.count(1)
 #: ``json.dumps(…, separators=(",", ":"))`` without building an encoder per call.
 _compact_json = json.JSONEncoder(separators=(",", ":")).encode
-#: A str as a JSON string, escaped as json.dumps does by default (ensure_ascii).
-_json_string: Callable[[str], str] = json.encoder.encode_basestring_ascii
 #: Seconds after a take-over (a reader's listeners ran past handoff_after) during which
 #: envelopes go to the worker pool: the app's listeners are slow just now.
 _INLINE_PAUSE = 1.0
@@ -596,7 +594,7 @@ class SocketModeClient(BaseSocketModeClient):
         if isinstance(response, SocketModeResponse):
             envelope_id: Any = response.envelope_id
             if response.payload is None and isinstance(envelope_id, str):  # the common ack, without a payload
-                self._send_ack(envelope_id, '{"envelope_id":' + _json_string(envelope_id) + "}")
+                self._send_ack(envelope_id, None)
                 return
             body = response.to_dict()
         else:
@@ -1164,7 +1162,8 @@ class SocketModeClient(BaseSocketModeClient):
                         envelope.type,
                     )
 
-    def _send_ack(self, envelope_id: str, text: str) -> None:
+    def _send_ack(self, envelope_id: str, text: Optional[str]) -> None:
+        """Route and send the ack ``text`` (None: the plain ack, without a payload)."""
         now = time.monotonic()
         route = self._ledger.ack(envelope_id, text, now)
         if not route.send:
@@ -1172,7 +1171,7 @@ class SocketModeClient(BaseSocketModeClient):
                 self.logger.debug("envelope %s: a second ack was not sent", envelope_id)
             return
         origin = route.conn
-        used = self._send_on(origin, text)
+        used = self._send_on(origin, plain_ack(envelope_id) if text is None else text)
         if used is not origin:  # the origin could not send: another connection did, or none (deferred)
             self._ledger.sent_on(envelope_id, used)
         if route.received_at is not None:

@@ -1,8 +1,9 @@
-"""What a Socket Mode text frame means, with no I/O.
+"""What a Socket Mode text frame means, with no I/O; and the plain ack's text.
 
 :func:`parse_message` turns the text of one frame into one of :class:`Hello`,
 :class:`Disconnect`, :class:`Envelope`, :class:`Other` or :class:`Malformed`. It never
-raises on any input. See https://api.slack.com/apis/socket-mode for the messages.
+raises on any input. :func:`plain_ack` writes the ack without a payload. See
+https://api.slack.com/apis/socket-mode for the messages.
 """
 
 from __future__ import annotations
@@ -25,11 +26,24 @@ __all__ = [
     "Message",
     "Other",
     "parse_message",
+    "plain_ack",
 ]
 
 #: The envelope types Slack documents; an object with another type and an ``envelope_id``
 #: is still an envelope (Slack may add types) and is dispatched like these.
 ENVELOPE_TYPES = frozenset({"events_api", "interactive", "slash_commands"})
+
+#: A str as a JSON string, escaped as json.dumps does by default (ensure_ascii).
+_json_string = json.encoder.encode_basestring_ascii
+
+
+def plain_ack(envelope_id: str) -> str:
+    """The text of an ack without a payload, ``{"envelope_id":"…"}``, built without a JSON encoder.
+
+    Thread-safe (pure). The same text as ``json.dumps({"envelope_id": envelope_id},
+    separators=(",", ":"))``.
+    """
+    return '{"envelope_id":' + _json_string(envelope_id) + "}"
 
 
 @record
