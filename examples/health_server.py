@@ -50,6 +50,7 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web import WebClient
 
 from slack_socket_mode import ClientState, SocketModeClient, SocketModeError
+from slack_socket_mode.stopping import StopWaiter
 
 logger = logging.getLogger("health_server")
 
@@ -198,24 +199,25 @@ def main() -> int:
     threading.Thread(target=httpd.serve_forever, name="health-http", daemon=True).start()
     print(f"serving on {httpd.server_address[1]}", flush=True)
 
-    stop = threading.Event()
     failures: list[SocketModeError] = []
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    # SIGTERM (Kubernetes) or SIGINT (Ctrl-C) ends the wait below; so does a failed connect().
+    # A StopWaiter rather than an Event set by a signal handler: a signal that lands as an Event's
+    # wait begins can be lost, and the process would then never stop.
+    with StopWaiter([signal.SIGTERM, signal.SIGINT]) as stop:
 
-    def connect() -> None:
-        try:
-            client.connect(timeout=connect_timeout)
-        except SocketModeError as e:
-            if not client.closed:  # close() during connect() is a stop, not a failure
-                failures.append(e)
-            stop.set()
-            return
-        print("connected", flush=True)
+        def connect() -> None:
+            try:
+                client.connect(timeout=connect_timeout)
+            except SocketModeError as e:
+                if not client.closed:  # close() during connect() is a stop, not a failure
+                    failures.append(e)
+                stop.stop()
+                return
+            print("connected", flush=True)
 
-    # connect() in a thread, so that SIGTERM stops the bot even while it is still connecting
-    threading.Thread(target=connect, name="connect", daemon=True).start()
-    stop.wait()  # signal handlers run on this thread and interrupt the wait
+        # connect() in a thread, so that SIGTERM stops the bot even while it is still connecting
+        threading.Thread(target=connect, name="connect", daemon=True).start()
+        stop.wait()
     client.close()
     httpd.shutdown()
     httpd.server_close()

@@ -73,6 +73,18 @@ def test_listen_stops_on_ctrl_c(server: SocketModeServer) -> None:
     assert conn.wait_closed(timeout(5)) and conn.close_code_received == 1000
 
 
+def test_listen_stops_on_ctrl_c_while_still_connecting() -> None:
+    with SocketModeServer(send_hello=False, redelivery_delay=None) as server:
+        proc = listen(server)
+        server.wait_for_connections(1, timeout=timeout(10))  # handshake done, no hello: connect() waits
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=timeout(10))
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err
+        (conn,) = server.all_connections
+        assert conn.wait_closed(timeout(5))
+
+
 def test_debug_reconnects_reaches_the_url(server: SocketModeServer) -> None:
     from slack_sdk.web import WebClient
 

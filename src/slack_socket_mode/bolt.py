@@ -25,7 +25,6 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from types import FrameType
 from typing import Any, Optional, Union
 
 from slack_sdk.socket_mode.client import BaseSocketModeClient
@@ -45,15 +44,12 @@ except ImportError as e:  # tests/test_bolt.py hides slack_bolt to check this me
 
 from .client import SocketModeClient
 from .errors import ConfigurationError, FatalError, SocketModeError
+from .stopping import StopWaiter, default_stop_signals
 
 __all__ = ["SocketModeHandler"]
 
 RETRY_NUM_HEADER = "x-slack-retry-num"
 RETRY_REASON_HEADER = "x-slack-retry-reason"
-
-
-class _StopSignal(BaseException):
-    """Raised on the main thread by our SIGTERM handler to end :meth:`SocketModeHandler.start`."""
 
 
 class SocketModeHandler:
@@ -108,7 +104,7 @@ class SocketModeHandler:
         if "proxy" not in client_options and "http_proxy_host" not in client_options and web_client.proxy:
             client_options["proxy"] = web_client.proxy
         self.app = app
-        self._stopped = threading.Event()  # set by close(), disconnect() or a fatal error
+        self._waiter: Optional[StopWaiter] = None  # start()'s wait: ended by close(), disconnect() or a fatal error
         self._stop_requested = False  # close() or disconnect() began (start() may still be connecting)
         self._fatal: Optional[FatalError] = None
         self.client = SocketModeClient(
@@ -181,7 +177,12 @@ class SocketModeHandler:
     def _on_error(self, error: Exception) -> None:
         if isinstance(error, FatalError):
             self._fatal = error
-            self._stopped.set()
+            self._end_wait()
+
+    def _end_wait(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            waiter.stop()
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -205,7 +206,7 @@ class SocketModeHandler:
         try:
             self.client.disconnect()
         finally:
-            self._stopped.set()
+            self._end_wait()
 
     def close(self) -> None:
         """Shut down for good; :meth:`start` returns.
@@ -219,7 +220,7 @@ class SocketModeHandler:
         try:
             self.client.close()
         finally:
-            self._stopped.set()
+            self._end_wait()
 
     def start(self) -> None:
         """Connect, then block until :meth:`close` or :meth:`disconnect` (from another thread, or a
@@ -229,12 +230,13 @@ class SocketModeHandler:
         also ends it: ``start()`` returns without waiting.
 
         Like Bolt's handlers, it announces "Bolt app is running!" (logged by ``app.logger`` at
-        INFO, or written to stdout when that logger does not log INFO). The wait is an
-        ``Event.wait`` (no polling). When called on the main thread, SIGINT and, if it has no
-        handler of its own, SIGTERM end the wait; the handler is then closed (acks for running
-        listeners go out, connections get close frames) and ``start()`` returns normally. The
-        SIGTERM handler is removed again before ``start()`` returns. On Windows, Ctrl+C ends the
-        process at once, as with Bolt.
+        INFO, or written to stdout when that logger does not log INFO). The wait is a
+        :class:`~slack_socket_mode.stopping.StopWaiter` (no polling, and a signal that lands
+        as the wait begins is not lost). When called on the main thread, SIGINT and SIGTERM
+        end the wait unless the application installed handlers of its own for them; the
+        handler is then closed (acks for running listeners go out, connections get close
+        frames) and ``start()`` returns normally. The signal handlers are put back before
+        ``start()`` returns. On Windows, Ctrl+C ends the process at once, as with Bolt.
 
         Raises:
             FatalError: at connect, or later when reconnecting ended for good (the token was
@@ -242,7 +244,6 @@ class SocketModeHandler:
             ConnectTimeoutError: no ``hello`` within 30 seconds.
             SocketModeError: the handler was closed before.
         """
-        self._stopped.clear()
         self._stop_requested = False
         self._fatal = None
         try:
@@ -256,35 +257,19 @@ class SocketModeHandler:
         if on_main_thread and sys.platform == "win32":
             # A lock wait cannot be interrupted by Ctrl+C on Windows (https://bugs.python.org/issue35935).
             signal.signal(signal.SIGINT, signal.SIG_DFL)
-        watch_sigterm = on_main_thread and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
-        armed = False
-
-        def on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
-            # Raise, as SIGINT's KeyboardInterrupt does, rather than set the Event here: a handler
-            # taking the Event's lock could deadlock if the signal lands while this thread holds it.
-            nonlocal armed
-            if armed:  # only inside the try below; once: a second SIGTERM while we stop is ignored
-                armed = False
-                raise _StopSignal()
-
-        stopped_by: Optional[str] = None
+        signals = default_stop_signals() if on_main_thread and sys.platform != "win32" else ()
+        signum: Optional[int] = None
         try:
-            try:
-                if watch_sigterm:
-                    armed = True
-                    signal.signal(signal.SIGTERM, on_sigterm)
-                self._stopped.wait()
-                armed = False
-            except KeyboardInterrupt:
-                stopped_by = "SIGINT"
-            except _StopSignal:
-                stopped_by = "SIGTERM"
-        finally:
-            armed = False
-            if watch_sigterm:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        if stopped_by is not None:
-            self.client.logger.info("%s received; closing the Socket Mode handler", stopped_by)
+            with StopWaiter(signals) as waiter:
+                self._waiter = waiter
+                # close(), disconnect() or a fatal error before the line above did not reach the waiter
+                if not self._stop_requested and self._fatal_error() is None:
+                    signum = waiter.wait()
+                self._waiter = None
+        except KeyboardInterrupt:  # Ctrl-C just before the waiter took SIGINT over
+            signum = signal.SIGINT
+        if signum is not None:
+            self.client.logger.info("%s received; closing the Socket Mode handler", signal.Signals(signum).name)
             self.close()
         else:
             fatal = self._fatal_error()

@@ -21,6 +21,7 @@ from slack_sdk.web import WebClient
 from .client import SocketModeClient
 from .errors import SocketModeError
 from .lifecycle import ClientState, Transition
+from .stopping import StopWaiter
 
 __all__ = ["describe", "run_listen"]
 
@@ -66,7 +67,8 @@ def run_listen(
         return 2
     web_client = WebClient(base_url=api_url) if api_url else WebClient()
     seen = 0
-    done = threading.Event()
+    # Ctrl-C, --count or a fatal error ends it; a signal that lands as the wait begins is not lost
+    done = StopWaiter([signal.SIGINT] if _main_thread() else [])
     lock = threading.Lock()
 
     def say(stream: TextIO, line: str) -> None:
@@ -83,13 +85,13 @@ def run_listen(
         with lock:
             seen += 1
             if count is not None and seen >= count:
-                done.set()
+                done.stop()
 
     def on_transition(t: Transition) -> None:
         if t.connection_id is None and t.new in (ClientState.CONNECTED, ClientState.RECONNECTING):
             say(err, f"# {t.new.value} ({t.reason})")
         if t.connection_id is None and t.new is ClientState.FAILED:
-            done.set()
+            done.stop()
 
     try:
         client = SocketModeClient(
@@ -100,24 +102,41 @@ def run_listen(
             lifecycle_listeners=[on_transition],
         )
     except SocketModeError as e:
+        done.close()
         print(f"slack-socket-mode listen: {e}", file=err)
         return 2
     client.socket_mode_request_listeners.append(on_request)
     client.on_error_listeners.append(lambda e: say(err, f"# error: {e}"))
-    previous = signal.signal(signal.SIGINT, lambda *_: done.set()) if _main_thread() else None
-    try:
-        client.connect(timeout=30)
+    failure: list[str] = []  # why connect() failed, if it did
+
+    def connect() -> None:
+        connected = False
+        try:
+            client.connect(timeout=30)
+            connected = True
+        except SocketModeError as e:
+            if not client.closed:  # close() on Ctrl-C interrupts connect(): that is not a failure
+                failure.append(str(e))
+        except BaseException as e:  # a bug: say so, and do not leave the main thread waiting
+            failure.append(f"unexpected error while connecting: {type(e).__name__}")
+            raise
+        finally:
+            if not connected:
+                done.stop()
         hint = "acking each envelope" if ack else "not acking (Slack will redeliver; pass --ack to ack)"
         say(err, f"# listening, {hint}; Ctrl-C to stop")
-        done.wait()  # set by Ctrl-C (signal handlers interrupt the wait), --count, or a fatal error
-        return 1 if client.state is ClientState.FAILED else 0
-    except SocketModeError as e:
-        print(f"slack-socket-mode listen: {e}", file=err)
+
+    # connect() on its own thread, so that Ctrl-C stops it even while it is still connecting
+    connecting = threading.Thread(target=connect, name="slack_socket_mode-listen-connect", daemon=True)
+    with done:
+        connecting.start()
+        done.wait()
+    client.close()
+    connecting.join(5.0)
+    if failure:
+        print(f"slack-socket-mode listen: {failure[0]}", file=err)
         return 1
-    finally:
-        client.close()
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+    return 1 if client.state is ClientState.FAILED else 0
 
 
 def request_dict(request: SocketModeRequest) -> dict[str, Any]:
