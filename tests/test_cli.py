@@ -104,6 +104,7 @@ def test_listen_without_token_or_with_a_bad_one(server: SocketModeServer) -> Non
     proc = listen(server)
     _, err = proc.communicate(timeout=timeout(10))
     assert proc.returncode == 1 and "invalid_auth" in err
+    assert "# listening" not in err
     assert APP_TOKEN not in err
 
 

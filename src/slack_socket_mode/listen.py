@@ -110,19 +110,17 @@ def run_listen(
     failure: list[str] = []  # why connect() failed, if it did
 
     def connect() -> None:
-        connected = False
         try:
             client.connect(timeout=30)
-            connected = True
         except SocketModeError as e:
             if not client.closed:  # close() on Ctrl-C interrupts connect(): that is not a failure
                 failure.append(str(e))
+            done.stop()
+            return
         except BaseException as e:  # a bug: say so, and do not leave the main thread waiting
             failure.append(f"unexpected error while connecting: {type(e).__name__}")
+            done.stop()
             raise
-        finally:
-            if not connected:
-                done.stop()
         hint = "acking each envelope" if ack else "not acking (Slack will redeliver; pass --ack to ack)"
         say(err, f"# listening, {hint}; Ctrl-C to stop")
 

@@ -67,6 +67,7 @@ class StopWaiter:
 
     Raises:
         OSError: the socket pair cannot be made (out of file descriptors).
+        RuntimeError: ``__enter__`` or :meth:`wait` on a closed waiter.
     """
 
     def __init__(self, signals: Iterable[int] = ()) -> None:
