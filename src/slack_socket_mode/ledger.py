@@ -212,10 +212,13 @@ class EnvelopeLedger(Generic[C]):
         return self._inflight.get(id(conn), 0)
 
     def _move(self, entry: _Entry[C], conn: C) -> None:
-        if entry.state == _INFLIGHT and entry.conn is not conn:
+        """A redelivery of an in-flight entry arrived on ``conn``: its ack goes there now.
+
+        Only in-flight entries are redelivered here: with ``dedupe`` the others are answered
+        from the ledger, and without it they are forgotten once acked or handled.
+        """
+        if entry.conn is not conn:
             self._count(entry.conn, -1)
-            self._count(conn, +1)
-        elif entry.state != _INFLIGHT:
             self._count(conn, +1)
         entry.conn = conn
 
