@@ -22,10 +22,10 @@ At the end every envelope sent must be acked (Slack's retries included) and no l
 have run twice for one envelope. Acked is not the whole story: the report counts the envelopes
 acked on their first delivery apart from those rescued by a redelivery (first acked only after
 the server sent it again), and sorts the rescued by why: a slow listener (it may run past 3 s),
-a fault that took the connection of the first delivery (a reset, a silent peer, a server close),
-or nothing the soak did, which is a first delivery the client lost. The exit status is 1 if an
-envelope was lost or a listener ran twice, else 0. The run is bounded: ``--minutes`` of load and
-faults, then at most ``--drain`` seconds for the last acks.
+a fault that took the connection of the first delivery (a reset, a silent peer, a server close,
+a connection the client gave up on), or nothing, which is a first delivery the client lost. The
+exit status is 1 if an envelope was lost or a listener ran twice, else 0. The run is bounded:
+``--minutes`` of load and faults, then at most ``--drain`` seconds for the last acks.
 """
 
 from __future__ import annotations
@@ -641,6 +641,8 @@ def _why_redelivered(conn: Optional[ServerConnection], slow: bool) -> str:
         return "silent peer"
     if conn.closed_by in ("reset", "server", "error"):
         return f"connection {'closed by the server' if conn.closed_by == 'server' else conn.closed_by}"
+    if conn.closed_by == "client" and conn.close_code_received is None:
+        return "connection given up by the client"  # aborted without a close frame: a liveness verdict
     return "no fault"
 
 
