@@ -119,6 +119,8 @@ def test_ledger_routes_acks_to_the_delivering_connection() -> None:
     assert ledger.inflight("c1") == 1
     route = ledger.ack("e1", '{"envelope_id":"e1"}', 0.0)
     assert route.conn == "c1" and route.send
+    assert ledger.inflight("c1") == 1  # until the ack is written
+    ledger.written("c1")
     assert ledger.inflight("c1") == 0
     assert not ledger.ack("e1", '{"envelope_id":"e1"}', 0.0).send  # no second ack
     assert ledger.suppressed_acks == 1
@@ -392,6 +394,7 @@ def test_ledger_keeps_no_count_for_a_connection_with_nothing_in_flight() -> None
         ledger.receive(f"e{number}", f"c{number}", 0.0)
         ledger.receive(f"e{number}", "c9", 1.0)  # moved to c9
         ledger.ack(f"e{number}", None, 2.0)
+        ledger.written("c9")
     assert ledger._inflight == {}  # one dict entry per connection ever seen would be a leak
 
 
@@ -415,3 +418,22 @@ def test_ledger_at_its_bound_keeps_exactly_max_entries() -> None:
         ledger.ack(f"e{number}", None, float(number))
     assert len(ledger) == 2
     assert ledger.receive("e1", "c9", 3.0)[0] is Receipt.REACK  # the second oldest is still remembered
+
+
+def test_ledger_a_connection_stays_busy_until_the_ack_routed_to_it_is_written() -> None:
+    """Between routing an ack and writing it, a draining connection must not look idle and close."""
+    ledger: EnvelopeLedger[str] = EnvelopeLedger()
+    ledger.receive("e1", "c1", 0.0)
+    ledger.receive("e2", "c1", 0.0)
+    route = ledger.ack("e1", None, 0.1)  # routed to c1, not written yet
+    assert ledger.inflight("c1") == 2
+    ledger.handled("e2")  # e2's listeners return without acking
+    assert ledger.inflight("c1") == 1  # e1's ack is still on its way
+    ledger.written(route.conn)
+    assert ledger.inflight("c1") == 0
+    ledger.handled("e1")
+    late = ledger.ack("e2", None, 0.2)  # acked after its listeners returned: c1 is busy again until written
+    assert late.send and late.conn == "c1" and ledger.inflight("c1") == 1
+    ledger.written("c1")
+    assert ledger.inflight("c1") == 0
+    assert ledger.ack("unknown", None, 0.3).conn is None  # nothing counted: nothing to report written
