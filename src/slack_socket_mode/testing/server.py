@@ -289,7 +289,9 @@ class ServerConnection:
                 chunks = self._take_output()
             ok = self._write_chunks(chunks)
             if ok and self._outbox:
-                ok = self._drain()
+                # What the reader queued meanwhile (say, the reply to a close frame): the message
+                # itself was written, even if the connection closes before this goes out.
+                self._drain()
         if self._outbox:  # the reader queued output while we held the write lock
             self._flush_outbox()
         return ok
@@ -319,7 +321,7 @@ class ServerConnection:
                     chunks = self._take_output()
                 ok = self._write_chunks(chunks)
                 if ok and self._outbox:
-                    ok = self._drain()
+                    self._drain()  # the reader's output: this slice was written whatever becomes of it
             if self._outbox:
                 self._flush_outbox()
             if not ok:
