@@ -133,7 +133,10 @@ def test_a_draining_connection_takes_envelopes_and_acks_on_itself_before_it_clos
                 release.wait(timeout(10))
             client.send_socket_mode_response({"envelope_id": request.envelope_id})
 
-        client = make_client(web_client=WebClient(base_url=server.api_url), reconnect_policy=FAST)
+        # The drain's deadline is far: the connection must close because its last ack was written.
+        client = make_client(
+            web_client=WebClient(base_url=server.api_url), reconnect_policy=FAST, drain_timeout=timeout(60)
+        )
         client.socket_mode_request_listeners.append(listener)
         watcher = Watcher(client)
         client.connect()
