@@ -17,10 +17,11 @@ acked and old, so that:
   rebuilt from the ``envelope_id``);
 * a redelivery of an envelope whose listeners finished without acking is not dispatched
   again (its listeners chose not to ack it);
-* an ack for an envelope with no delivery waiting is not sent twice;
-* a connection being drained counts as busy until the ack of every envelope it delivered
-  has been written (:meth:`EnvelopeLedger.inflight`): an ack routed to it but not yet
-  written keeps it open, so it is not closed between the two.
+* an ack for an envelope with no delivery waiting is not sent twice.
+
+A connection counts as busy (:meth:`EnvelopeLedger.inflight`) until the ack of every envelope
+it delivered has been written: an ack routed to it but not yet written keeps a draining
+connection open, so that it is not closed between the two.
 
 Bounds: settled entries are forgotten after ``max_age`` seconds or when more than
 ``max_entries`` are held (oldest first); an envelope forgotten that way and delivered
@@ -227,13 +228,10 @@ class EnvelopeLedger(Generic[C]):
         return self._inflight.get(id(conn), 0)
 
     def _move(self, entry: _Entry[C], conn: C) -> None:
-        """A redelivery of an in-flight entry arrived on ``conn``: its ack goes there now.
-
-        Only in-flight entries are redelivered here: with ``dedupe`` the others are answered
-        from the ledger, and without it they are forgotten once acked or handled.
-        """
-        if entry.conn is not conn:
+        if entry.state == _INFLIGHT and entry.conn is not conn:
             self._count(entry.conn, -1)
+            self._count(conn, +1)
+        elif entry.state != _INFLIGHT:
             self._count(conn, +1)
         entry.conn = conn
 
