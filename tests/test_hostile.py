@@ -1,0 +1,342 @@
+"""Hostile and broken peers (issue 12): every wait bounded, every rule enforced at every hop.
+
+Each test puts the client against a peer that misbehaves one way: the local server where it can
+(a peer that stops reading is :meth:`SocketModeServer.silence`), else a raw socket peer of our
+own on loopback (:class:`RawPeer`): one that trickles its answer a byte at a time, never
+answers, or redirects the handshake. Real sockets; no mocks; waits are bounded and scaled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any, Callable
+
+import pytest
+from slack_sdk.web import WebClient
+
+from slack_socket_mode import Backoff, ConnectionFailedError, SocketModeClient
+from slack_socket_mode.testing import SocketModeServer
+
+from .conftest import APP_TOKEN, ClientFactory, Recorder, Watcher, client_threads, timeout
+
+FAST = Backoff(base=0.05, cap=0.2, healthy_after=60.0)
+
+Handler = Callable[[socket.socket, threading.Event], None]
+
+
+class RawPeer:
+    """A TCP server on loopback that runs ``handler(sock, stopping)`` on a thread per connection.
+
+    The handler may misbehave as it likes; :meth:`close` (or leaving the ``with`` block) sets
+    ``stopping``, closes every socket and joins every thread.
+    """
+
+    def __init__(self, handler: Handler) -> None:
+        self._handler = handler
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self.accepted = 0
+        self._stopping = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._acceptor = threading.Thread(target=self._accept, name="test-raw-peer", daemon=True)
+
+    def __enter__(self) -> RawPeer:
+        self._acceptor.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def url(self, scheme: str = "ws", path: str = "/link/?ticket=t1") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
+
+    def close(self) -> None:
+        self._stopping.set()
+        try:
+            self._listener.close()
+        except OSError:
+            pass
+        with self._lock:
+            sockets, threads = list(self._sockets), list(self._threads)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        for thread in [self._acceptor, *threads]:
+            thread.join(timeout(5))
+
+    def _accept(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                sock, _ = self._listener.accept()
+            except OSError:
+                return
+            thread = threading.Thread(target=self._serve, args=(sock,), name="test-raw-peer-conn", daemon=True)
+            with self._lock:
+                self.accepted += 1
+                self._sockets.append(sock)
+                self._threads.append(thread)
+            thread.start()
+
+    def _serve(self, sock: socket.socket) -> None:
+        try:
+            self._handler(sock, self._stopping)
+        except OSError:
+            pass
+
+
+def read_request(sock: socket.socket) -> bytes:
+    """Read an HTTP request's head (up to the blank line)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def trickle(sock: socket.socket, stopping: threading.Event, data: bytes, every: float) -> None:
+    """Send ``data`` one byte per ``every`` seconds (a peer that holds a reader with a per-read timeout)."""
+    for byte in data:
+        if stopping.wait(every):
+            return
+        sock.sendall(bytes([byte]))
+
+
+def web_api(ws_url: str) -> Handler:
+    """An ``apps.connections.open`` that answers with ``ws_url`` (one request per connection)."""
+
+    def handler(sock: socket.socket, stopping: threading.Event) -> None:
+        read_request(sock)
+        body = json.dumps({"ok": True, "url": ws_url}).encode()
+        sock.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+
+    return handler
+
+
+@pytest.fixture
+def peers() -> Iterator[Callable[[Handler], RawPeer]]:
+    started: list[RawPeer] = []
+
+    def make(handler: Handler) -> RawPeer:
+        peer = RawPeer(handler).__enter__()
+        started.append(peer)
+        return peer
+
+    yield make
+    for peer in started:
+        peer.close()
+
+
+def closes_within(client: SocketModeClient, close_timeout: float, seconds: float) -> bool:
+    """Call ``client.close(close_timeout)`` on a thread; True if it returned within ``seconds``."""
+    closer = threading.Thread(target=client.close, args=(close_timeout,), name="test-close", daemon=True)
+    closer.start()
+    closer.join(seconds)
+    return not closer.is_alive()
+
+
+# ---- 1. a peer that stops reading -----------------------------------------------------------------
+
+
+def test_a_peer_that_stops_reading_is_replaced_and_close_returns(make_client: ClientFactory) -> None:
+    """Large acks fill the socket while the peer reads nothing: the writer holds the send lock.
+
+    On main the health thread blocked on that lock in ``ping()``: no liveness check ran, the
+    connection was never replaced, and ``close()`` never returned.
+    """
+    with SocketModeServer(redelivery_delay=None) as server:
+        big = {"text": "x" * 1_000_000}
+        client = make_client(
+            web_client=WebClient(base_url=server.api_url),
+            reconnect_policy=FAST,
+            ping_interval=0.2,
+            receive_timeout=60.0,  # the replacement must come from the write bound, not from silence
+            write_timeout=1.0,
+        )
+        started = threading.Event()
+
+        def acks_a_lot(client: SocketModeClient, request: Any) -> None:
+            started.set()
+            client.send_socket_mode_response({"envelope_id": request.envelope_id, "payload": big})
+
+        client.socket_mode_request_listeners.append(acks_a_lot)
+        watcher = Watcher(client)
+        client.connect()
+        (first,) = server.connections
+        server.silence(first)  # it reads nothing more; what it sent before still arrives
+        for _ in range(64):
+            client.enqueue_message(json.dumps(server.make_envelope("view_submission_like", {"view": {}})))
+        assert started.wait(timeout(5))
+        server.wait_for_new_connection(1, timeout=timeout(8))
+        watcher.wait_connected(seconds=8)
+        reconnects = client.stats().reconnects
+        assert reconnects.get("write timeout", 0) + reconnects.get("aborted", 0) >= 1, reconnects
+        assert closes_within(client, 2.0, timeout(4)), "close() did not return against a peer that stopped reading"
+        assert [t.name for t in client_threads() if t.name.startswith(client._prefix)] == []
+
+
+# ---- 2. one deadline for the whole open attempt ------------------------------------------------
+
+
+def test_a_handshake_that_trickles_is_cut_off_at_the_deadline(
+    peers: Callable[[Handler], RawPeer], make_client: ClientFactory
+) -> None:
+    """The upgrade response comes one byte every 0.2 s: each read is quick, the whole never ends."""
+
+    def trickling(sock: socket.socket, stopping: threading.Event) -> None:
+        read_request(sock)
+        trickle(sock, stopping, b"HTTP/1.1 101 Switching Protocols\r\n" * 100, 0.2)
+
+    ws = peers(trickling)
+    api = peers(web_api(ws.url()))
+    errors: list[Exception] = []
+    client = make_client(
+        web_client=WebClient(base_url=f"http://127.0.0.1:{api.port}/api/"),
+        connect_timeout=1.0,
+        reconnect_policy=FAST,
+        on_error_listeners=[errors.append],
+    )
+    waiter = threading.Event()
+    client.on_error_listeners.append(lambda e: waiter.set())
+    connecting = threading.Thread(target=lambda: _connect_quietly(client, 30.0), name="test-connect", daemon=True)
+    connecting.start()
+    assert waiter.wait(timeout(4)), "the trickling handshake was not cut off"
+    assert isinstance(errors[0], ConnectionFailedError) and errors[0].error == "open_aborted"
+    assert closes_within(client, 1.0, timeout(3))
+    connecting.join(timeout(3))
+    assert [t.name for t in client_threads() if t.name.startswith(client._prefix)] == []
+
+
+def test_a_web_api_that_never_answers_costs_connect_timeout_not_30_s(
+    peers: Callable[[Handler], RawPeer],
+) -> None:
+    def mute(sock: socket.socket, stopping: threading.Event) -> None:
+        read_request(sock)
+        stopping.wait()
+
+    api = peers(mute)
+    errors: list[Exception] = []
+    waiter = threading.Event()
+    client = SocketModeClient(
+        APP_TOKEN,
+        base_url=f"http://127.0.0.1:{api.port}/api/",
+        connect_timeout=1.0,
+        reconnect_policy=FAST,
+        on_error_listeners=[errors.append, lambda e: waiter.set()],
+    )
+    try:
+        connecting = threading.Thread(target=lambda: _connect_quietly(client, 30.0), name="test-connect", daemon=True)
+        connecting.start()
+        assert waiter.wait(timeout(4)), "no error within 4 s from a Web API that never answers"
+        assert isinstance(errors[0], ConnectionFailedError)
+    finally:
+        assert closes_within(client, 2.0, timeout(4))
+
+
+def _connect_quietly(client: SocketModeClient, seconds: float) -> None:
+    try:
+        client.connect(timeout=seconds)
+    except Exception:
+        pass
+
+
+# ---- 3. redirects ---------------------------------------------------------------------------------
+
+
+def test_a_redirect_in_the_handshake_is_refused_and_named(
+    peers: Callable[[Handler], RawPeer], make_client: ClientFactory, server: SocketModeServer
+) -> None:
+    """A loopback ``ws://`` URL that answers 301 to a URL the client must not reach on its own."""
+    target = server.new_connection_url().replace("127.0.0.1", "localhost")  # stands for another host
+
+    def redirecting(sock: socket.socket, stopping: threading.Event) -> None:
+        read_request(sock)
+        sock.sendall(f"HTTP/1.1 301 Moved Permanently\r\nLocation: {target}\r\nContent-Length: 0\r\n\r\n".encode())
+
+    ws = peers(redirecting)
+    api = peers(web_api(ws.url()))
+    errors: list[Exception] = []
+    waiter = threading.Event()
+    client = make_client(
+        web_client=WebClient(base_url=f"http://127.0.0.1:{api.port}/api/"),
+        reconnect_policy=FAST,
+        on_error_listeners=[errors.append, lambda e: waiter.set()],
+    )
+    threading.Thread(target=lambda: _connect_quietly(client, 30.0), name="test-connect", daemon=True).start()
+    assert waiter.wait(timeout(4))
+    client.close()
+    error = errors[0]
+    assert isinstance(error, ConnectionFailedError) and error.error == "redirect_refused" and error.status == 301
+    assert f"localhost:{server.ws_port}/link/" in str(error)  # the URL refused, named
+    assert "ticket" not in str(error)  # without its query
+    assert server.all_connections == []  # never went there
+
+
+# ---- 4. a malformed envelope ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("payload", [None, 5, [1, 2]], ids=["null", "number", "list"])
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "pool"])
+def test_a_malformed_envelope_is_skipped_and_nothing_after_it_is_lost(
+    server: SocketModeServer,
+    make_client: ClientFactory,
+    caplog: pytest.LogCaptureFixture,
+    payload: Any,
+    inline: bool,
+) -> None:
+    client = make_client(inline_dispatch=inline)
+    recorder = Recorder()
+    client.socket_mode_request_listeners.append(recorder)
+    client.connect()
+    caplog.set_level(logging.WARNING, logger="slack_socket_mode")
+    bad = {"envelope_id": "bad-envelope-1", "type": "events_api", "payload": payload, "accepts_response_payload": False}
+    good = server.make_envelope("events_api", {"event": {"type": "message", "text": "after"}})
+    server.send_text(json.dumps(bad))
+    good_id = server.push(good)
+    server.wait_for_acks(envelope_ids=[good_id], timeout=timeout(5))
+    assert [r.envelope_id for r in recorder.seen] == [good_id]
+    assert len(server.all_connections) == 1 and client.is_connected()  # not a transport error
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("bad-envelope-1" in line for line in warnings), warnings
+    assert client.stats().malformed_messages == 1
+
+
+# ---- 7. concurrency=1 ---------------------------------------------------------------------------------
+
+
+def test_concurrency_one_runs_one_listener_at_a_time(server: SocketModeServer, make_client: ClientFactory) -> None:
+    """A slow listener on the reader (inline) and the next envelope on the worker must not overlap."""
+    client = make_client(concurrency=1, handoff_after=0.01)
+    lock = threading.Lock()
+    running = [0]
+    most = [0]
+    work = threading.Event()  # never set: its wait is the listener's work
+
+    def slow(client: SocketModeClient, request: Any) -> None:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        work.wait(0.1)
+        with lock:
+            running[0] -= 1
+        client.send_socket_mode_response({"envelope_id": request.envelope_id})
+
+    client.socket_mode_request_listeners.append(slow)
+    client.connect()
+    ids = [server.push(server.make_envelope("events_api", {"n": n})) for n in range(6)]
+    server.wait_for_acks(envelope_ids=ids, timeout=timeout(10))
+    assert most[0] == 1, f"{most[0]} listeners ran at once with concurrency=1"
