@@ -3,7 +3,8 @@
 Each test puts the client against a peer that misbehaves one way: the local server where it can
 (a peer that stops reading is :meth:`SocketModeServer.silence`), else a raw socket peer of our
 own on loopback (:class:`RawPeer`): one that trickles its answer a byte at a time, never
-answers, or redirects the handshake. Real sockets; no mocks; waits are bounded and scaled.
+answers, or redirects the handshake (``tests/conftest.py``). Real sockets; no mocks; waits are
+bounded and scaled.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
@@ -21,124 +21,21 @@ from slack_sdk.web import WebClient
 from slack_socket_mode import Backoff, ConnectionFailedError, SocketModeClient
 from slack_socket_mode.testing import SocketModeServer
 
-from .conftest import APP_TOKEN, ClientFactory, Recorder, Watcher, client_threads, timeout
+from .conftest import (
+    APP_TOKEN,
+    ClientFactory,
+    Handler,
+    RawPeer,
+    Recorder,
+    Watcher,
+    client_threads,
+    read_request,
+    timeout,
+    trickle,
+    web_api,
+)
 
 FAST = Backoff(base=0.05, cap=0.2, healthy_after=60.0)
-
-Handler = Callable[[socket.socket, threading.Event], None]
-
-
-class RawPeer:
-    """A TCP server on loopback that runs ``handler(sock, stopping)`` on a thread per connection.
-
-    The handler may misbehave as it likes; :meth:`close` (or leaving the ``with`` block) sets
-    ``stopping``, closes every socket and joins every thread.
-    """
-
-    def __init__(self, handler: Handler) -> None:
-        self._handler = handler
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._listener.getsockname()[1]
-        self.accepted = 0
-        self._stopping = threading.Event()
-        self._sockets: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
-        self._acceptor = threading.Thread(target=self._accept, name="test-raw-peer", daemon=True)
-
-    def __enter__(self) -> RawPeer:
-        self._acceptor.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def url(self, scheme: str = "ws", path: str = "/link/?ticket=t1") -> str:
-        return f"{scheme}://127.0.0.1:{self.port}{path}"
-
-    def close(self) -> None:
-        self._stopping.set()
-        try:
-            self._listener.close()
-        except OSError:
-            pass
-        with self._lock:
-            sockets, threads = list(self._sockets), list(self._threads)
-        for sock in sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
-        for thread in [self._acceptor, *threads]:
-            thread.join(timeout(5))
-
-    def _accept(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except OSError:
-                return
-            thread = threading.Thread(target=self._serve, args=(sock,), name="test-raw-peer-conn", daemon=True)
-            with self._lock:
-                self.accepted += 1
-                self._sockets.append(sock)
-                self._threads.append(thread)
-            thread.start()
-
-    def _serve(self, sock: socket.socket) -> None:
-        try:
-            self._handler(sock, self._stopping)
-        except OSError:
-            pass
-
-
-def read_request(sock: socket.socket) -> bytes:
-    """Read an HTTP request's head (up to the blank line)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def trickle(sock: socket.socket, stopping: threading.Event, data: bytes, every: float) -> None:
-    """Send ``data`` one byte per ``every`` seconds (a peer that holds a reader with a per-read timeout)."""
-    for byte in data:
-        if stopping.wait(every):
-            return
-        sock.sendall(bytes([byte]))
-
-
-def web_api(ws_url: str) -> Handler:
-    """An ``apps.connections.open`` that answers with ``ws_url`` (one request per connection)."""
-
-    def handler(sock: socket.socket, stopping: threading.Event) -> None:
-        read_request(sock)
-        body = json.dumps({"ok": True, "url": ws_url}).encode()
-        sock.sendall(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
-            + f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
-
-    return handler
-
-
-@pytest.fixture
-def peers() -> Iterator[Callable[[Handler], RawPeer]]:
-    started: list[RawPeer] = []
-
-    def make(handler: Handler) -> RawPeer:
-        peer = RawPeer(handler).__enter__()
-        started.append(peer)
-        return peer
-
-    yield make
-    for peer in started:
-        peer.close()
 
 
 def closes_within(client: SocketModeClient, close_timeout: float, seconds: float) -> bool:

@@ -779,6 +779,7 @@ class SocketModeClient(BaseSocketModeClient):
 
         Socket calls (close frames, aborts) are queued in ``_pending_io``, never made here.
         """
+        assert getattr(self._rules_depth, "n", 0) > 0, "_perform is called inside _rules()"
         notify: list[Callable[[], None]] = []
         while actions:
             more: list[Action] = []
@@ -1178,6 +1179,7 @@ class SocketModeClient(BaseSocketModeClient):
 
     def _wait_for_room(self, conn: Connection) -> None:
         """Block the reader (queue lock held) until a worker frees a slot. Pauses liveness meanwhile."""
+        assert self._queue_lock.locked(), "_wait_for_room waits on _room: the queue lock must be held"
         if not self._warned_full:  # once per burst: the flag resets when the queue drains
             self._warned_full = True
             self.logger.warning(
