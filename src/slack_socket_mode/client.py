@@ -597,8 +597,8 @@ class SocketModeClient(BaseSocketModeClient):
             self._perform(self._supervisor.stop(time.monotonic(), final=True))
             conns = list(self._connections.values())
         self._await_connections(conns, final_end - min(0.5, timeout / 4))
-        self._session.stop(max(0.0, final_end - time.monotonic()))
-        self._health.stop(max(0.0, final_end - time.monotonic()))
+        self._health.stop(0.0)  # both asked to stop first: one that is slow to end costs the other nothing
+        self._session.stop(0.0)
         self.message_workers.shutdown(wait=False, cancel_futures=True)
         me = threading.current_thread()
         ours = [t for t in threading.enumerate() if t.name.startswith(f"{self._prefix}-") and t is not me]
