@@ -1,15 +1,14 @@
-"""Shared fixtures: a local Socket Mode server per test and clients that are always closed."""
+"""Shared fixtures: a local Socket Mode server per test, clients that are always closed, raw peers."""
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import threading
 from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
+from benchmarks.peers import Handler, RawPeer
 from slack_sdk.web import WebClient
 
 from slack_socket_mode import SocketModeClient
@@ -123,110 +122,6 @@ def errors_until_timeout(client: SocketModeClient, seconds: float = 1.0) -> list
     finally:
         client.close()
     return errors
-
-
-# ---- raw peers: what the local server cannot do (trickle, redirect, echo, never answer) ----------
-
-Handler = Callable[[socket.socket, threading.Event], None]
-
-
-class RawPeer:
-    """A TCP server on loopback that runs ``handler(sock, stopping)`` on a thread per connection.
-
-    The handler may misbehave as it likes; :meth:`close` (or leaving the ``with`` block) sets
-    ``stopping``, closes every socket and joins every thread.
-    """
-
-    def __init__(self, handler: Handler) -> None:
-        self._handler = handler
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._listener.getsockname()[1]
-        self.accepted = 0
-        self._stopping = threading.Event()
-        self._sockets: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
-        self._acceptor = threading.Thread(target=self._accept, name="test-raw-peer", daemon=True)
-
-    def __enter__(self) -> RawPeer:
-        self._acceptor.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def url(self, scheme: str = "ws", path: str = "/link/?ticket=t1") -> str:
-        return f"{scheme}://127.0.0.1:{self.port}{path}"
-
-    def close(self) -> None:
-        self._stopping.set()
-        try:
-            self._listener.close()
-        except OSError:
-            pass
-        with self._lock:
-            sockets, threads = list(self._sockets), list(self._threads)
-        for sock in sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
-        for thread in [self._acceptor, *threads]:
-            thread.join(timeout(5))
-
-    def _accept(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                sock, _ = self._listener.accept()
-            except OSError:
-                return
-            thread = threading.Thread(target=self._serve, args=(sock,), name="test-raw-peer-conn", daemon=True)
-            with self._lock:
-                self.accepted += 1
-                self._sockets.append(sock)
-                self._threads.append(thread)
-            thread.start()
-
-    def _serve(self, sock: socket.socket) -> None:
-        try:
-            self._handler(sock, self._stopping)
-        except OSError:
-            pass
-
-
-def read_request(sock: socket.socket) -> bytes:
-    """Read an HTTP request's head (up to the blank line)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def trickle(sock: socket.socket, stopping: threading.Event, data: bytes, every: float) -> None:
-    """Send ``data`` one byte per ``every`` seconds (a peer that holds a reader with a per-read timeout)."""
-    for byte in data:
-        if stopping.wait(every):
-            return
-        sock.sendall(bytes([byte]))
-
-
-def web_api(ws_url: str) -> Handler:
-    """An ``apps.connections.open`` that answers with ``ws_url`` (one request per connection)."""
-
-    def handler(sock: socket.socket, stopping: threading.Event) -> None:
-        read_request(sock)
-        body = json.dumps({"ok": True, "url": ws_url}).encode()
-        sock.sendall(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
-            + f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
-
-    return handler
 
 
 @pytest.fixture

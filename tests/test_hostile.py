@@ -16,6 +16,7 @@ import threading
 from typing import Any, Callable
 
 import pytest
+from benchmarks.peers import Handler, RawPeer, read_request, redirecting, trickling, web_api
 from slack_sdk.web import WebClient
 
 from slack_socket_mode import Backoff, ConnectionFailedError, SocketModeClient
@@ -24,15 +25,10 @@ from slack_socket_mode.testing import SocketModeServer
 from .conftest import (
     APP_TOKEN,
     ClientFactory,
-    Handler,
-    RawPeer,
     Recorder,
     Watcher,
     client_threads,
-    read_request,
     timeout,
-    trickle,
-    web_api,
 )
 
 FAST = Backoff(base=0.05, cap=0.2, healthy_after=60.0)
@@ -94,11 +90,7 @@ def test_a_handshake_that_trickles_is_cut_off_at_the_deadline(
 ) -> None:
     """The upgrade response comes one byte every 0.2 s: each read is quick, the whole never ends."""
 
-    def trickling(sock: socket.socket, stopping: threading.Event) -> None:
-        read_request(sock)
-        trickle(sock, stopping, b"HTTP/1.1 101 Switching Protocols\r\n" * 100, 0.2)
-
-    ws = peers(trickling)
+    ws = peers(trickling(0.2))
     api = peers(web_api(ws.url()))
     errors: list[Exception] = []
     client = make_client(
@@ -160,11 +152,7 @@ def test_a_redirect_in_the_handshake_is_refused_and_named(
     """A loopback ``ws://`` URL that answers 301 to a URL the client must not reach on its own."""
     target = server.new_connection_url().replace("127.0.0.1", "localhost")  # stands for another host
 
-    def redirecting(sock: socket.socket, stopping: threading.Event) -> None:
-        read_request(sock)
-        sock.sendall(f"HTTP/1.1 301 Moved Permanently\r\nLocation: {target}\r\nContent-Length: 0\r\n\r\n".encode())
-
-    ws = peers(redirecting)
+    ws = peers(redirecting(target))
     api = peers(web_api(ws.url()))
     errors: list[Exception] = []
     waiter = threading.Event()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import socket
 import struct
 import threading
 import traceback
@@ -22,6 +21,7 @@ from types import FunctionType, ModuleType
 from typing import Any, Callable, Optional
 
 import pytest
+from benchmarks.peers import Handler, RawPeer, echoing, web_api
 from slack_sdk.web import WebClient
 
 from slack_socket_mode import (
@@ -41,15 +41,11 @@ from slack_socket_mode.urls import check_socket_url, safe_url
 from .conftest import (
     APP_TOKEN,
     ClientFactory,
-    Handler,
-    RawPeer,
     Recorder,
     Watcher,
     client_threads,
     errors_until_timeout,
-    read_request,
     timeout,
-    web_api,
 )
 
 FAST = Backoff(base=0.05, cap=0.2, healthy_after=60.0)
@@ -555,26 +551,6 @@ def test_connect_refuses_an_insecure_url_from_the_web_api(debug_logs: LogCapture
 
 
 # ---- 2b. peers that echo the request (issue 12, cause 6) -------------------------------------------
-
-
-def echoing(status: str, *, as_json: bool) -> Handler:
-    """A peer that answers every request with ``status`` and a body that echoes the request's head.
-
-    ``as_json``: the body is ``{"ok": false, "error": <the head>}`` (a Web API error that quotes the
-    request); else an HTML page with it (a proxy's 502 page that shows what it was sent).
-    """
-
-    def handler(sock: socket.socket, stopping: threading.Event) -> None:
-        head = read_request(sock).decode("latin-1")
-        body = (json.dumps({"ok": False, "error": head}) if as_json else f"<html><pre>{head}</pre></html>").encode()
-        kind = "application/json" if as_json else "text/html"
-        sock.sendall(
-            f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {len(body)}\r\n"
-            "Connection: close\r\n\r\n".encode()
-            + body
-        )
-
-    return handler
 
 
 def frame_strings(error: BaseException) -> Iterator[str]:
