@@ -18,10 +18,11 @@ Who may block where (the bounds on a peer that stops reading or trickles):
   write itself is watched: the client's health thread reads :meth:`write_overdue` and aborts
   a connection whose write has run longer than ``write_timeout`` (an abort shuts the socket
   down, which makes the blocked ``send`` fail at once). Such a connection is dead.
-* Pings, pongs and close frames are written only when they cannot block
-  (:meth:`_write_control`: the send lock is free and the socket is writable); otherwise a
-  ping is skipped, a pong is dropped, and a close frame becomes an abort. So the health
-  thread and the reader never wait on a peer's reading.
+* Pings, pongs and close frames are written only when they cannot block on the peer
+  (:meth:`_write_control`: the socket is writable). A ping (the health thread's) is skipped
+  if the send lock is taken; a pong (the reader's) waits for it up to ``write_timeout``; a
+  close frame waits 50 ms, then becomes an abort. So the health thread never waits on a
+  connection, and the reader never on a peer's reading.
 * The handshake (:meth:`open`) runs on the client's session thread with a per-read timeout;
   a peer that trickles bytes is cut off by :meth:`abort`, which the client calls when the
   open attempt's one deadline passes (or on ``close()``), from another thread.
@@ -50,6 +51,8 @@ __all__ = ["Connection"]
 _TEXT, _BINARY, _CONT = ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY, ABNF.OPCODE_CONT
 _CLOSE, _PING, _PONG = ABNF.OPCODE_CLOSE, ABNF.OPCODE_PING, ABNF.OPCODE_PONG
 
+#: Seconds a close frame waits for an ack being written before the connection is aborted instead.
+_CLOSE_LOCK_WAIT = 0.05
 #: Raised by websocket-client and the socket layer when a connection fails.
 _TRANSPORT_ERRORS = (OSError, websocket.WebSocketException, struct.error, ValueError)
 
@@ -305,23 +308,26 @@ class Connection:
         return False
 
     def close(self, code: int = 1000, reason: str = "") -> None:
-        """Send a close frame (once) if that cannot block, else abort. Never blocks.
+        """Send a close frame (once) if that cannot block, else abort.
 
+        Waits at most :data:`_CLOSE_LOCK_WAIT` for an ack being written; never on the peer.
         The reader ends when the server answers or on :meth:`abort`.
         """
         if self._close_sent or self._ended.is_set():
             return
         payload = struct.pack("!H", code) + reason.encode("utf-8")[:123]
-        if not self._write_control(_CLOSE, payload, closing=True) and not self._close_sent:
+        if not self._write_control(_CLOSE, payload, closing=True, wait=_CLOSE_LOCK_WAIT) and not self._close_sent:
             self.abort()
 
-    def _write_control(self, opcode: int, payload: bytes, *, closing: bool = False) -> bool:
-        """Write a control frame only if it cannot block: the send lock is free and the socket writable.
+    def _write_control(self, opcode: int, payload: bytes, *, closing: bool = False, wait: float = 0.0) -> bool:
+        """Write a control frame only if it cannot block on the peer: the socket must be writable.
 
-        A control frame is at most 127 bytes; a writable socket has room for it. With ``closing``,
-        marks the close frame sent. Returns True if the frame went out.
+        A control frame is at most 127 bytes; a writable socket has room for it. The send lock
+        is waited for at most ``wait`` seconds (0: not at all). With ``closing``, marks the
+        close frame sent. Returns True if the frame went out.
         """
-        if not self._send_lock.acquire(blocking=False):
+        locked = self._send_lock.acquire(timeout=wait) if wait > 0 else self._send_lock.acquire(blocking=False)
+        if not locked:
             return False
         try:
             if self._close_sent or self._aborted:
@@ -450,8 +456,8 @@ class Connection:
                             return None
                     else:
                         self._logger.warning("connection %d: skipped a binary message of %d bytes", self.id, len(data))
-            elif opcode == _PING:
-                self._write_control(_PONG, frame.data)  # dropped if it would block: a peer that does not read
+            elif opcode == _PING:  # a pong waits for an ack being written, never for a peer that does not read
+                self._write_control(_PONG, frame.data, wait=self._write_timeout)
             elif opcode == _CLOSE:
                 code = struct.unpack("!H", frame.data[:2])[0] if len(frame.data) >= 2 else 1005
                 self.close_code = code
