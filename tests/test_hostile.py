@@ -13,6 +13,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from typing import Any, Callable
 
 import pytest
@@ -80,6 +81,43 @@ def test_a_peer_that_stops_reading_is_replaced_and_close_returns(make_client: Cl
         assert reconnects.get("write timeout", 0) + reconnects.get("aborted", 0) >= 1, reconnects
         assert closes_within(client, 2.0, timeout(4)), "close() did not return against a peer that stopped reading"
         assert [t.name for t in client_threads() if t.name.startswith(client._prefix)] == []
+
+
+def test_closing_a_connection_whose_writer_is_stuck_never_holds_the_client_lock(make_client: ClientFactory) -> None:
+    """On main, disconnect() wrote the close frame under the client's lock, behind the stuck writer:
+    the lock stayed taken, and every other call on the client (stats() here) waited with it."""
+    with SocketModeServer(redelivery_delay=None) as server:
+        client = make_client(
+            web_client=WebClient(base_url=server.api_url),
+            write_timeout=60.0,  # the watchdog stays out of it: only the close path is tested
+            ping_interval=None,
+            receive_timeout=60.0,
+        )
+        big = {"text": "x" * 4_000_000}
+        client.socket_mode_request_listeners.append(
+            lambda c, r: c.send_socket_mode_response({"envelope_id": r.envelope_id, "payload": big})
+        )
+        client.connect()
+        server.silence()
+        for _ in range(16):  # 64 MB of acks: far more than the socket buffers hold
+            client.enqueue_message(json.dumps(server.make_envelope("interactive", {"view": {}})))
+        (conn,) = client._connections.values()  # private: the test waits until a write is stuck
+        stuck = threading.Event()  # never set: its wait paces the check
+        end = threading.Event()
+        for _ in range(int(timeout(10) / 0.05)):
+            deadline = conn.write_deadline()
+            if deadline is not None and time.monotonic() - (deadline - 60.0) > 0.5:
+                break
+            stuck.wait(0.05)
+        else:
+            pytest.fail("no write got stuck")
+        closer = threading.Thread(target=client.disconnect, name="test-disconnect", daemon=True)
+        closer.start()
+        prober = threading.Thread(target=lambda: (client.stats(), end.set()), name="test-stats", daemon=True)
+        prober.start()
+        assert end.wait(timeout(3)), "stats() waited for the client's lock while a close frame was being written"
+        closer.join(timeout(5))
+        assert not closer.is_alive(), "disconnect() did not return"
 
 
 # ---- 2. one deadline for the whole open attempt ------------------------------------------------
