@@ -950,8 +950,9 @@ class SocketModeClient(BaseSocketModeClient):
                     actions += self._supervisor.dead(writer.id, reason, now) or [Abort(writer.id, reason)]
                     continue
                 due = writer.write_deadline()
-                if due is not None:
-                    next_at = due if next_at is None else min(next_at, due)
+                if due is None:  # a write that starts while this thread sleeps is seen within write_timeout
+                    due = now + self._write_timeout
+                next_at = due if next_at is None else min(next_at, due)
             for cid in self._supervisor.connected_ids():
                 conn = self._connections.get(cid)
                 if conn is None:
