@@ -232,6 +232,21 @@ def test_replay_pushes_first_deliveries_in_order_and_reports_each(
     assert server.duplicate_acks() == []
 
 
+def test_a_second_replay_on_one_server_reports_only_its_own_deliveries_and_acks(
+    server: SocketModeServer, make_client: ClientFactory, tmp_path: Path
+) -> None:
+    once = envelope()
+    path = write_recording(tmp_path / "r.jsonl", [(0.0, once)])
+    client = make_client(dedupe=False)  # runs and acks the envelope again when it comes again
+    client.socket_mode_request_listeners.append(Recorder())
+    client.connect()
+    server.replay(path, speed=None)
+    (again,) = server.replay(path, speed=None).envelopes
+    assert len(server.envelope(once["envelope_id"]).deliveries) == 2
+    assert (again.acked, again.redeliveries) == (True, 0)
+    assert again.ack_time is not None and again.ack_time > 0  # its own ack, not the first replay's
+
+
 def test_an_envelope_not_acked_is_redelivered_by_the_rules_and_reported(
     make_client: ClientFactory, tmp_path: Path
 ) -> None:
