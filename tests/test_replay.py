@@ -210,15 +210,35 @@ def test_replay_pushes_first_deliveries_in_order_and_reports_each(
     began_retrying = envelope("events_api_message", retry_attempt=2, retry_reason="timeout")
     path = write_recording(
         tmp_path / "r.jsonl",
-        [(0.0, load_sample("hello")), (0.01, mention), (0.02, command), (0.03, redelivered), (0.04, began_retrying)],
+        [
+            (0.0, load_sample("hello")),
+            (0.01, mention),
+            (0.02, command),
+            (0.03, redelivered),
+            (0.04, began_retrying),
+            (0.05, {"type": "something_new"}),
+            (0.06, {}),
+        ],
+        raw={8: json.dumps({"t": 0.06, "connection": 1, "text": "not JSON at all"})},
     )
+    texts: list[str] = []
+    last_sent = threading.Event()
+
+    def on_text(text: str) -> None:
+        texts.append(text)
+        if text == "not JSON at all":
+            last_sent.set()
+
     raw = RawEnvelopes()
-    client = make_client(on_message_listeners=[raw])
+    client = make_client(on_message_listeners=[raw, on_text])
     client.socket_mode_request_listeners.append(Recorder(payload={"text": "hi"}))
     client.connect()
     report = server.replay(path, speed=None)
     assert raw.envelopes == [mention, command, began_retrying]  # the recorded redelivery is not pushed
     assert report.recorded_redeliveries == 1
+    assert report.other_messages == 2  # sent as recorded; the hello was not (the server sent its own)
+    assert last_sent.wait(timeout(5))
+    assert texts.count('{"type":"something_new"}') == 1
     assert [(e.envelope_id, e.type, e.line) for e in report.envelopes] == [
         (mention["envelope_id"], "events_api", 3),
         (command["envelope_id"], "slash_commands", 4),
@@ -433,6 +453,13 @@ def test_command_runs_a_bolt_app_factory_and_a_listener(tmp_path: Path) -> None:
     assert "2 errors logged by the app" in proc.stdout
     assert "RuntimeError: a bug after the ack" in proc.stdout
     assert proc.stdout.count(", 1 errors") == 2  # each in the slowest list, by its envelope_id
+
+
+def test_listen_says_when_it_cannot_write_the_recording(server: SocketModeServer, tmp_path: Path) -> None:
+    proc = listen(server, "--record", str(tmp_path / "no" / "such" / "dir.jsonl"))
+    _, err = proc.communicate(timeout=timeout(10))
+    assert proc.returncode == 2 and "cannot write the recording" in err and "No such file or directory" in err
+    assert server.open_calls == 0
 
 
 @pytest.mark.parametrize(
