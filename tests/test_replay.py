@@ -443,16 +443,19 @@ def test_command_runs_a_bolt_app_factory_and_a_listener(tmp_path: Path) -> None:
     assert payloads == {mention["envelope_id"]: None, command["envelope_id"]: {"text": "Hi <@U111>!"}}
 
     listener = """
+        import logging
+
         def handle(client, request):
             client.send_socket_mode_response({"envelope_id": request.envelope_id})
-            raise RuntimeError("a bug after the ack")
+            logging.getLogger("my_bot").error("could not save it")  # names no envelope: counted by thread
+            raise RuntimeError("a bug after the ack")  # the client's log line names the envelope
     """
     (tmp_path / "listener.py").write_text(textwrap.dedent(listener), encoding="utf-8")
     proc = run_cli(tmp_path, "replay", path, "--app", "listener:handle", "--speed", "10")
     assert proc.returncode == 0, proc.stderr
-    assert "2 errors logged by the app" in proc.stdout
-    assert "RuntimeError: a bug after the ack" in proc.stdout
-    assert proc.stdout.count(", 1 errors") == 2  # each in the slowest list, by its envelope_id
+    assert "4 errors logged by the app" in proc.stdout
+    assert "error x2: could not save it" in proc.stdout and "RuntimeError: a bug after the ack" in proc.stdout
+    assert proc.stdout.count(", 2 errors") == 2  # each envelope in the slowest list, with both of its errors
 
 
 def test_listen_says_when_it_cannot_write_the_recording(server: SocketModeServer, tmp_path: Path) -> None:

@@ -52,6 +52,29 @@ REPLAY_BOT_TOKEN = "xoxb-replay-local"
 _SLOWEST = 5
 _ID_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z-]{7,}")
 
+# The envelope a request listener is running for, on that listener's thread: an error logged
+# there (Bolt logs its listeners' exceptions) is counted against it.
+_handling = threading.local()
+
+
+def _attribute_errors(client: Any) -> None:
+    """Wrap the client's request listeners so that errors logged while they run name the envelope."""
+    listeners = getattr(client, "socket_mode_request_listeners", None)
+    if not isinstance(listeners, list):
+        return
+
+    def attributed(listener: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+        def run(client: Any, request: Any) -> None:
+            _handling.envelope_id = getattr(request, "envelope_id", None)
+            try:
+                listener(client, request)
+            finally:
+                _handling.envelope_id = None
+
+        return run
+
+    listeners[:] = [attributed(listener) for listener in listeners]
+
 
 class AppError(Exception):
     """``--app`` names nothing this command can run (the message says why)."""
@@ -131,6 +154,7 @@ def _run_bolt(app: Any, api_url: str) -> ReplayApp:
 
     app.client.base_url = api_url  # the app's own Web API calls go to the local server, never to Slack
     handler = SocketModeHandler(app, app_token=REPLAY_TOKEN, web_client=WebClient(base_url=api_url))
+    _attribute_errors(handler.client)
     handler.connect()
     return ReplayApp(f"Bolt app {app.name!r}", handler.close)
 
@@ -157,6 +181,7 @@ def load_app(spec: str, api_url: str) -> ReplayApp:
     if _is_listener(obj):
         client = SocketModeClient(app_token=REPLAY_TOKEN, web_client=web_client)
         client.socket_mode_request_listeners.append(obj)
+        _attribute_errors(client)
         client.connect()
         return ReplayApp(f"listener {spec}", client.close)
     try:
@@ -168,12 +193,17 @@ def load_app(spec: str, api_url: str) -> ReplayApp:
         return _run_bolt(built, api_url)
     if not (callable(getattr(built, "connect", None)) and callable(getattr(built, "close", None))):
         raise AppError(f"the factory {spec} returned a {type(built).__name__}, not a SocketModeClient or a Bolt App")
+    _attribute_errors(built)
     built.connect()
     return ReplayApp(f"client from {spec}", built.close)
 
 
 class _ErrorLog(logging.Handler):
-    """Counts the errors logged while the replay runs (listeners that raised), by envelope if it says."""
+    """Counts the errors logged while the replay runs (listeners that raised), by envelope where known.
+
+    The envelope is the one a request listener runs for on the logging thread, else an id the
+    message names.
+    """
 
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
@@ -192,9 +222,13 @@ class _ErrorLog(logging.Handler):
         from .redaction import redact  # noqa: PLC0415
 
         message = redact(message)
+        current = getattr(_handling, "envelope_id", None)
         with self.lock_:
             self.messages[message[:300]] += 1
-            for candidate in _ID_RE.findall(message):
+            if isinstance(current, str):
+                self.by_envelope[current] += 1
+                return
+            for candidate in _ID_RE.findall(message):  # our client's log line names the envelope
                 self.by_envelope[candidate] += 1
 
     @property
