@@ -27,7 +27,10 @@ from slack_socket_mode.testing.samples import envelope_sample_names, load_sample
 from .conftest import APP_TOKEN, ClientFactory, Recorder, timeout
 from .test_cli import listen, wait_listening
 
+pytest_plugins = ["pytester"]
+
 ROOT = Path(__file__).resolve().parent.parent
+PLUGIN = "slack_socket_mode.testing.pytest_plugin"
 HEADER = json.dumps({"format": FORMAT, "version": 1, "started_at": "2026-12-05T17:00:00.000Z", "redacted": True})
 BOT_TOKEN = "xoxb-1111-2222-SecretBotToken"
 HOOK_SECRET = "Hk9SecretHookPart"
@@ -104,6 +107,13 @@ def late(client, request):  # acks the slash command after Slack's 3 s
 """
 
 
+@pytest.fixture
+def run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """pytester with plugin autoloading off: only our plugin is loaded, by ``-p`` (as documented)."""
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    return pytester
+
+
 def run_cli(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "slack_socket_mode", *args],
@@ -142,7 +152,7 @@ def record_session(server: SocketModeServer, path: Path) -> list[str]:
     return ids
 
 
-def test_record_with_listen_then_replay_with_the_command_and_the_fixture(tmp_path: Path) -> None:
+def test_record_with_listen_then_replay_with_the_command_and_the_fixture(tmp_path: Path, run: pytest.Pytester) -> None:
     recording = tmp_path / "session.jsonl"
     with SocketModeServer(redelivery_delay=None) as server:
         ids = record_session(server, recording)
@@ -176,20 +186,38 @@ def test_record_with_listen_then_replay_with_the_command_and_the_fixture(tmp_pat
     seen = [json.loads(line) for line in seen_file.read_text(encoding="utf-8").splitlines()]
     assert seen == recorded  # identical envelopes, in the recorded order
 
-    # the pytest fixture, at the recorded pace
-    with SocketModeServer(redelivery_delay=3.0) as server:
-        raw = RawEnvelopes()
-        with SocketModeClient(
-            app_token=APP_TOKEN,
-            web_client=_web_client(server),
-            on_message_listeners=[raw],
-        ) as client:
-            client.socket_mode_request_listeners.append(Recorder())
-            client.connect()
-            fixture_report = server.replay(str(recording))
-        assert raw.envelopes == recorded
-        assert [e.envelope_id for e in fixture_report.envelopes] == ids
-        assert fixture_report.retried == [] and fixture_report.disconnects == 1
+    # the pytest fixture, at the recorded pace, in a test suite of its own
+    expected = tmp_path / "expected.json"
+    expected.write_text(json.dumps(recorded), encoding="utf-8")
+    run.makepyfile(test_replayed=FIXTURE_TEST.format(recording=str(recording), expected=str(expected)))
+    run.runpytest("-p", PLUGIN).assert_outcomes(passed=1)
+
+
+FIXTURE_TEST = """
+import json
+from slack_socket_mode import SocketModeClient
+
+def test_the_recording_through_the_fixture(socket_mode_server, socket_mode_web_client):
+    seen = []
+
+    def raw(text):  # every text message, as the client received it
+        message = json.loads(text)
+        if "envelope_id" in message:
+            seen.append(message)
+
+    def ack(client, request):
+        client.send_socket_mode_response({{"envelope_id": request.envelope_id}})
+
+    with SocketModeClient(
+        app_token="xapp-1-test", web_client=socket_mode_web_client, on_message_listeners=[raw]
+    ) as client:
+        client.socket_mode_request_listeners.append(ack)
+        client.connect()
+        report = socket_mode_server.replay({recording!r})
+    assert report.retried == [] and report.disconnects == 1
+    with open({expected!r}, encoding="utf-8") as file:
+        assert seen == json.load(file)  # identical envelopes, in the recorded order
+"""
 
 
 def _web_client(server: SocketModeServer) -> Any:
