@@ -1695,6 +1695,7 @@ class SocketModeServer:
                 it was pushed. See :class:`~slack_socket_mode.recording.RecordingError`.
             TimeoutError: the app had no live connection within ``connect_timeout`` seconds.
             ValueError: ``speed`` is not positive or ``None``.
+            OSError: the recording cannot be read.
         """
         from .replay import ACK_DEADLINE, replay_recording  # noqa: PLC0415 - loaded by the first replay
 
