@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -491,6 +492,37 @@ def test_listen_says_when_it_cannot_write_the_recording(server: SocketModeServer
     _, err = proc.communicate(timeout=timeout(10))
     assert proc.returncode == 2 and "cannot write the recording" in err and "No such file or directory" in err
     assert server.open_calls == 0
+
+
+def test_command_reports_progress_through_a_quiet_spell_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    (tmp_path / "recorded_app.py").write_text(textwrap.dedent(APP_MODULE), encoding="utf-8")
+    path = write_recording(tmp_path / "r.jsonl", [(0.0, envelope()), (600.0, envelope())])  # 10 minutes apart
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "slack_socket_mode", "replay", path, "--app", "recorded_app:late"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # about one a second while it waits for the second envelope
+            if line.startswith("# replay: line 3/3, 1 envelopes pushed, 1 acked"):  # waits for line 3
+                break
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=timeout(10))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130 and "interrupted" in err
+
+
+def test_command_refuses_a_speed_that_is_not_positive(tmp_path: Path) -> None:
+    path = write_recording(tmp_path / "r.jsonl", [(0.0, envelope())])
+    for speed in ("0", "-1", "fast"):
+        proc = run_cli(tmp_path, "replay", path, "--app", "x:y", "--speed", speed)
+        assert proc.returncode == 2 and "--speed" in proc.stderr
 
 
 @pytest.mark.parametrize(

@@ -292,10 +292,13 @@ class _Replay:
         if self.first_t is None:
             self.first_t = entry.t  # the replay starts with the first message, however late it came
         due = self.started + (entry.t - self.first_t) / self.speed
-        delay = due - time.monotonic()
-        if delay > 0:
+        if due > time.monotonic():
             self.flush()
-            self.cancel.wait(delay)
+        while True:  # in steps, so that progress goes on through a long quiet spell
+            delay = due - time.monotonic()
+            if delay <= 0 or self.cancel.wait(min(delay, PROGRESS_INTERVAL)):
+                return
+            self.report_progress()
 
     def handle(self, entry: RecordedMessage) -> None:
         envelope_id = entry.envelope_id
@@ -398,9 +401,9 @@ class _Replay:
             if not missing or remaining <= 0:
                 return
             try:
-                self.server.wait_for_acks(received + len(missing), timeout=remaining)
+                self.server.wait_for_acks(received + len(missing), timeout=min(remaining, PROGRESS_INTERVAL))
             except TimeoutError:
-                return  # the report says which ones were not acked
+                self.report_progress()  # and check again: the report says which ones were never acked
 
     def acked(self, envelope_id: str) -> bool:
         """Whether an ack for ``envelope_id`` arrived during this replay."""
