@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, TextIO
 from slack_sdk.web import WebClient
 
 from .recording import RecordingError
+from .redaction import redact
 
 if TYPE_CHECKING:
     from .testing.replay import ReplayProgress, ReplayReport
@@ -219,8 +220,6 @@ class _ErrorLog(logging.Handler):
         if record.exc_info and record.exc_info[1] is not None:
             error = record.exc_info[1]
             message = f"{message}: {type(error).__name__}: {error}"
-        from .redaction import redact  # noqa: PLC0415
-
         message = redact(message)
         current = getattr(_handling, "envelope_id", None)
         with self.lock_:
@@ -278,8 +277,7 @@ def _summary(report: ReplayReport, app: str, errors: _ErrorLog, out: TextIO, slo
         file=out,
     )
     print(
-        f"ack time p50 {_ms(report.ack_time_percentile(0.5) if envelopes else None)}, "
-        f"p99 {_ms(report.ack_time_percentile(0.99) if envelopes else None)}; "
+        f"ack time p50 {_ms(report.ack_time_percentile(0.5))}, p99 {_ms(report.ack_time_percentile(0.99))}; "
         f"{sum(e.redeliveries for e in envelopes)} redeliveries; "
         f"{report.disconnects} disconnects; {errors.total} errors logged by the app",
         file=out,
@@ -333,7 +331,7 @@ def run_replay(
             try:
                 running = load_app(app, server.api_url)
             except Exception as e:  # an app that cannot start: say why, in one line
-                print(f"{name}: cannot run {app}: {type(e).__name__}: {e}", file=err)
+                print(redact(f"{name}: cannot run {app}: {type(e).__name__}: {e}"), file=err)
                 return 2
             try:
                 report = replay_recording(
