@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from typing import Optional
@@ -48,6 +49,12 @@ def main(argv: Optional[list[str]] = None) -> int:
             count=args.count,
         )
     if args.command == "demo":
+        if importlib.util.find_spec("websockets") is None:
+            print(
+                "slack-socket-mode demo needs the local test server's extra: pip install 'slack-socket-mode[testing]'",
+                file=sys.stderr,
+            )
+            return 2
         from .demo import run_demo
 
         return run_demo(quiet=args.quiet, verbose=args.verbose)
