@@ -444,3 +444,19 @@ def test_bolt_example_runs_with_only_the_import_changed(server: SocketModeServer
     assert conn.wait_closed(timeout(5)) and conn.close_code_received == 1000  # a clean close
     assert server.duplicate_acks() == []
     assert APP_TOKEN not in stderr
+
+
+def test_default_auto_reconnect_enabled_set_on_the_handlers_client_is_honoured(
+    server: SocketModeServer, app: App, handlers: HandlerFactory
+) -> None:
+    from slack_socket_mode import ClientState
+
+    from .conftest import Watcher
+
+    handler = handlers(app)
+    handler.client.default_auto_reconnect_enabled = False  # as slack_bolt's own tests and users do
+    handler.connect()
+    watcher = Watcher(handler.client)
+    server.close_connection()
+    watcher.wait(lambda: handler.client.state is ClientState.DISCONNECTED, what="the client to stop")
+    assert len(server.all_connections) == 1 and server.open_calls == 1

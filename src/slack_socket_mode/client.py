@@ -1079,9 +1079,10 @@ class SocketModeClient(BaseSocketModeClient):
                 self._reconnects[reason.split(" (", maxsplit=1)[0]] += 1
                 if not self._auto_reconnect and self._supervisor.state not in (ClientState.CLOSED,):
                     self.logger.warning("connection %d lost (%s); auto_reconnect_enabled is off", conn.id, reason)
-                    self._perform(self._supervisor.lost(conn.id, reason, time.monotonic()))
-                    if self._live_count == 0:
+                    others = [i for i in self._supervisor.connected_ids() if i != conn.id and i in self._connections]
+                    if not others:  # stop first: lost() alone would plan a replacement the session thread may start
                         self._perform(self._supervisor.stop(time.monotonic(), final=False))
+                    self._perform(self._supervisor.lost(conn.id, reason, time.monotonic()))
                 else:
                     self._perform(self._supervisor.lost(conn.id, reason, time.monotonic()))
             else:
