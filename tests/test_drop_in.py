@@ -69,6 +69,23 @@ def test_setting_wss_uri_makes_the_next_connection_use_it(server: SocketModeServ
     assert server.open_calls == 1
 
 
+def test_a_set_wss_uri_is_opened_again_by_a_later_connect(server: SocketModeServer, make_client: Any) -> None:
+    # slack_sdk's connect() opens wss_uri while it is set (its tests connect, disconnect, connect)
+    from slack_socket_mode import ConnectionFailedError
+
+    errors: list[Exception] = []
+    client = make_client(on_error_listeners=[errors.append])
+    client.wss_uri = server.new_connection_url()
+    client.connect(timeout=timeout(10))
+    client.disconnect()
+    client.connect(timeout=timeout(10))  # the same URL again: the local server refuses a used ticket
+    assert [(type(e), getattr(e, "status", None)) for e in errors] == [(ConnectionFailedError, 403)]
+    assert server.open_calls == 1  # then a fresh URL, and wss_uri is no longer opened again
+    client.disconnect()
+    client.connect(timeout=timeout(10))
+    assert len(errors) == 1 and server.open_calls == 2
+
+
 def test_an_insecure_wss_uri_is_refused_when_set(make_client: Any) -> None:
     client = make_client()
     with pytest.raises(InsecureURLError):

@@ -377,6 +377,7 @@ class SocketModeClient(BaseSocketModeClient):
         self._accepting.set()
         self._wss_uri: Optional[str] = None
         self._next_url: Optional[str] = None  # set by the wss_uri setter: the next connection's URL
+        self._set_url: Optional[str] = None  # the URL last given to the wss_uri setter
         self.hello: Optional[Hello] = None
         self._ledger: EnvelopeLedger[Connection] = EnvelopeLedger(dedupe=dedupe)
         self._queued = 0  # envelopes submitted to the workers and not finished
@@ -426,7 +427,9 @@ class SocketModeClient(BaseSocketModeClient):
         """The URL of the newest connection attempt, or None.
 
         Setting it (as slack_sdk's and Bolt's tests do) makes the next connection open that URL
-        instead of calling ``apps.connections.open``; later connections get fresh URLs as usual.
+        instead of calling ``apps.connections.open``; reconnects get fresh URLs as usual. As in
+        slack_sdk, a later :meth:`connect` opens it again while it is still the newest URL (no
+        fresh one was issued since).
         A ``ws://`` URL must name a loopback host (``127.0.0.1``, ``localhost``, ``0.0.0.0``)
         unless ``allow_insecure_urls``.
 
@@ -440,7 +443,7 @@ class SocketModeClient(BaseSocketModeClient):
         if url is not None:
             check_socket_url(url, allow_insecure=self._allow_insecure_urls)
         with self._lock:
-            self._wss_uri = url
+            self._wss_uri = self._set_url = url
             self._next_url = url
 
     @property
@@ -555,6 +558,8 @@ class SocketModeClient(BaseSocketModeClient):
                 raise SocketModeError("the client is closed; create a new one")
             self._start_threads()
             self._auto_reconnect = bool(self.default_auto_reconnect_enabled)
+            if self._set_url is not None and self._set_url == self._wss_uri and self._live_count == 0:
+                self._next_url = self._set_url  # slack_sdk's connect() opens wss_uri while it is set
             self._fatal = None
             self._accepting.set()
             self._perform(self._supervisor.start(time.monotonic()))
