@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import os
 import sys
@@ -84,6 +85,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     replay.add_argument("--slowest", type=int, default=5, metavar="N", help="list the N slowest envelopes (5)")
     args = parser.parse_args(argv)
+    if args.command in ("demo", "replay") and importlib.util.find_spec("websockets") is None:
+        print(
+            f"slack-socket-mode {args.command} needs the local test server's extra: "
+            "pip install 'slack-socket-mode[testing]'",
+            file=sys.stderr,
+        )
+        return 2
     if args.command == "replay":
         from .replay import run_replay
 

@@ -17,21 +17,27 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import struct
 import threading
 import time
 from typing import Any, Callable, Optional
+from urllib.parse import urlsplit
 
 import websocket
 from websocket import ABNF
 
 from .errors import ConnectionFailedError, NotConnectedError, ProxyAuthError, SocketModeError
+from .redaction import redact
 from .urls import safe_url
 
 __all__ = ["Connection"]
 
 _TEXT, _BINARY, _CONT = ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY, ABNF.OPCODE_CONT
 _CLOSE, _PING, _PONG = ABNF.OPCODE_CLOSE, ABNF.OPCODE_PING, ABNF.OPCODE_PONG
+
+#: Opens a TCP connection to ``(host, port)`` within ``timeout`` seconds (a proxy tunnel).
+OpenSocket = Callable[[str, int, float], socket.socket]
 
 #: Raised by websocket-client and the socket layer when a connection fails.
 _TRANSPORT_ERRORS = (OSError, websocket.WebSocketException, struct.error, ValueError)
@@ -49,6 +55,12 @@ class Connection:
         max_message_size: bytes; a larger message makes the connection be replaced.
         connect_options: keyword arguments for ``websocket.WebSocket.connect`` (proxy settings).
         sslopt: websocket-client's TLS options (``{"context": ssl_context}``).
+        open_socket: opens the TCP connection instead of websocket-client (an HTTP proxy
+            tunnel with extra headers, see :meth:`.ProxySettings.open_tunnel`); TLS is then
+            started here, with ``sslopt``'s context.
+        trace_limit: log each text message sent and received at DEBUG (redacted), cut to
+            this many characters; None logs none (the hot path then costs one check).
+        trace_pings: log each ping and pong sent and received at DEBUG.
 
     Thread-safety: :meth:`send_text`, :meth:`ping`, :meth:`close` and :meth:`abort` may be
     called from any thread; :meth:`open` and :meth:`start` once, by the owner.
@@ -66,6 +78,9 @@ class Connection:
         max_message_size: int,
         connect_options: Optional[dict[str, Any]] = None,
         sslopt: Optional[dict[str, Any]] = None,
+        open_socket: Optional[OpenSocket] = None,
+        trace_limit: Optional[int] = None,
+        trace_pings: bool = False,
     ) -> None:
         self.id = connection_id
         self._url = url
@@ -74,6 +89,10 @@ class Connection:
         self._logger = logger
         self._max_message_size = max_message_size
         self._connect_options = connect_options or {}
+        self._sslopt = sslopt
+        self._open_socket = open_socket
+        self._trace_limit = trace_limit
+        self._trace_pings = trace_pings
         # Every write goes through self._send_lock, so websocket-client's own locks are off.
         self._ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=False, sslopt=sslopt)
         self._send_lock = threading.Lock()
@@ -126,7 +145,10 @@ class Connection:
         """
         failure: Optional[SocketModeError] = None
         try:
-            self._ws.connect(self._url, timeout=timeout, suppress_origin=True, **self._connect_options)
+            if self._open_socket is not None:
+                self._ws.connect(self._url, timeout=timeout, suppress_origin=True, socket=self._tunnel(timeout))
+            else:
+                self._ws.connect(self._url, timeout=timeout, suppress_origin=True, **self._connect_options)
             sock = self._ws.sock
             if sock is not None:
                 sock.settimeout(None)  # the reader blocks; close() and abort() unblock it
@@ -134,6 +156,9 @@ class Connection:
             # websocket-client's frame parser asks for the header, the length and the payload of
             # each frame separately; feed it from one large read instead (see _ReadAhead).
             self._ws.frame_buffer.recv = _ReadAhead(self._ws._recv)
+        except SocketModeError as e:  # from open_socket: the proxy refused the tunnel
+            self._ws.shutdown()
+            failure = e
         except websocket.WebSocketProxyException as e:
             self._ws.shutdown()
             if "407" in str(e):
@@ -160,6 +185,22 @@ class Connection:
             # raised outside the except clauses: no __context__ (the proxy's error may name its credentials)
             raise failure
         self.last_received = time.monotonic()
+
+    def _tunnel(self, timeout: float) -> socket.socket:
+        """Open the TCP connection with ``open_socket``, and start TLS on it for ``wss://``."""
+        assert self._open_socket is not None
+        parts = urlsplit(self._url)
+        secure = parts.scheme == "wss"
+        host = parts.hostname or ""
+        sock = self._open_socket(host, parts.port or (443 if secure else 80), timeout)
+        if not secure:
+            return sock
+        context = (self._sslopt or {}).get("context") or ssl.create_default_context()
+        try:
+            return context.wrap_socket(sock, server_hostname=host)
+        except BaseException:
+            sock.close()
+            raise
 
     def start(self) -> None:
         """Start the reader thread."""
@@ -210,6 +251,8 @@ class Connection:
         Raises:
             NotConnectedError: the connection is closing or closed.
         """
+        if self._trace_limit is not None:
+            self._trace("sending", text)
         with self._send_lock:
             if self._close_sent:
                 raise NotConnectedError(f"connection {self.id} is closing")
@@ -224,6 +267,8 @@ class Connection:
             if self._close_sent:
                 return
             self.last_ping = time.monotonic()
+            if self._trace_pings:
+                self._logger.debug("connection %d: sending a ping", self.id)
             try:
                 self._ws.ping()
             except _TRANSPORT_ERRORS:
@@ -349,6 +394,8 @@ class Connection:
                     else:
                         self._logger.warning("connection %d: skipped a binary message of %d bytes", self.id, len(data))
             elif opcode == _PING:
+                if self._trace_pings:
+                    self._logger.debug("connection %d: received a ping; sending a pong", self.id)
                 with self._send_lock:
                     if not self._close_sent:
                         self._ws.pong(frame.data)
@@ -359,7 +406,8 @@ class Connection:
                     self.close(code if code not in (1005, 1006) else 1000)
                     return f"server closed the connection (code {code})"
                 return "closed by client"
-            # _PONG: last_received is all a pong is for
+            elif self._trace_pings:  # _PONG: last_received is all a pong is for
+                self._logger.debug("connection %d: received a pong", self.id)
 
     def _refuse_frame(self, opcode: int, length: int, assembled: int) -> Optional[str]:
         """Decide on a frame whose header announces more bytes than the message has room for.
@@ -392,7 +440,17 @@ class Connection:
                 "connection %d: skipped a text message of %d bytes that is not UTF-8", self.id, len(data)
             )
             return
+        if self._trace_limit is not None:
+            self._trace("received", text)
         on_text(self, text)
+
+    def _trace(self, verb: str, text: str) -> None:
+        """Log a text message at DEBUG, tokens redacted, cut to ``trace_limit`` characters."""
+        limit = self._trace_limit
+        if limit is None or not self._logger.isEnabledFor(logging.DEBUG):
+            return
+        shown = redact(text[:limit]) + (f"… ({len(text)} characters)" if len(text) > limit else "")
+        self._logger.debug("connection %d: %s %s", self.id, verb, shown)
 
     def _oversize(self, size: int) -> str:
         self._logger.error(
