@@ -412,6 +412,8 @@ def test_a_token_with_whitespace_never_reaches_a_log(
         "ws://localhost/link/",
         "ws://LocalHost:9/link/",
         "ws://example.com@127.0.0.1/link/",  # the host is 127.0.0.1 (example.com is a user name)
+        "ws://0.0.0.0:3011/link",  # as a destination, the unspecified address is this host (slack_sdk's tests use it)
+        "ws://[::]:3011/link",
     ],
 )
 def test_wss_and_loopback_ws_urls_are_allowed(url: str) -> None:
@@ -425,7 +427,7 @@ INSECURE = [
     "ws://127.0.0.1@example.com/link/?ticket=SECRET",  # the host is example.com
     "ws://127.0.0.1.example.com/link/?ticket=SECRET",
     "ws://localhost.example.com/link/?ticket=SECRET",
-    "ws://0.0.0.0/link/?ticket=SECRET",
+    "ws://0.0.0.1/link/?ticket=SECRET",  # 0.0.0.0/8 other than 0.0.0.0 itself: not this host
     "ws://127.0.0.1./link/?ticket=SECRET",  # a trailing dot: not an address, so refused (the safe side)
     "ws://2130706433/link/?ticket=SECRET",  # 127.0.0.1 as one number: not recognised, so refused
     "ws:///link/?ticket=SECRET",

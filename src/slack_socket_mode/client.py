@@ -110,6 +110,9 @@ _INLINE_PAUSE = 1.0
 #: An app-level token: ``xapp-`` and printable ASCII with no spaces (what may go in a header).
 _APP_TOKEN_RE = re.compile(r"xapp-[\x21-\x7e]+")
 _LIVE = (ConnectionState.CONNECTED, ConnectionState.DRAINING)
+#: Characters of each message logged by ``trace_enabled`` (``all_message_trace_enabled``: all of it).
+_TRACE_SOME = 1000
+_TRACE_ALL = 1 << 62
 
 
 @record
@@ -175,20 +178,25 @@ class SocketModeClient(BaseSocketModeClient):
         logger: where to log (default ``logging.getLogger("slack_socket_mode")``).
         web_client: the ``slack_sdk.WebClient`` used for ``apps.connections.open`` and
             exposed to listeners as ``client.web_client``; ``WebClient(base_url=…)``
-            points the client at another API host.
+            points the client at another API host, and its ``ssl`` context is used for the
+            WebSocket too when ``ssl_context`` is not given (as slack_sdk does).
         auto_reconnect_enabled: reopen a connection that dropped (rotations requested by
-            Slack are always followed).
+            Slack are always followed). Kept in ``default_auto_reconnect_enabled``, which
+            each :meth:`connect` copies to ``auto_reconnect_enabled`` (both settable, as in slack_sdk).
         ping_interval: seconds between our pings; None disables them.
         concurrency: how many envelopes' listeners may run at once, on the readers (inline) and
             the worker threads together; ``concurrency=1`` runs one listener at a time.
         proxy: a proxy URL (``http://user:pass@host:port``, ``socks5://…``) for the WebSocket,
             and for the WebClient the client builds when it is an HTTP proxy (see
             :mod:`slack_socket_mode.proxies`; without it, ``HTTPS_PROXY`` etc. apply).
-        proxy_headers: accepted for compatibility with slack_sdk; not used.
-        trace_enabled: accepted for compatibility with slack_sdk; not used.
-        all_message_trace_enabled: accepted for compatibility with slack_sdk; not used.
-        ping_pong_trace_enabled: accepted for compatibility with slack_sdk; not used.
-        receive_buffer_size: accepted for compatibility with slack_sdk; not used.
+        proxy_headers: extra headers for the ``CONNECT`` request of an HTTP ``proxy`` (as in
+            slack_sdk); ignored with a WARNING without one.
+        trace_enabled: log every text message sent and received (up to 1,000 characters) and
+            every ping and pong, at DEBUG on ``logger``, tokens redacted.
+        all_message_trace_enabled: log every text message whole, at DEBUG, tokens redacted.
+        ping_pong_trace_enabled: log every ping and pong, at DEBUG.
+        receive_buffer_size: bytes; at least 16, as slack_sdk requires; reads are otherwise
+            sized by the client (64 KiB).
         http_proxy_host: the proxy's host, as slack_sdk's websocket-client-based client
             takes it (``proxy`` says the same in one URL).
         http_proxy_port: the proxy's port, with ``http_proxy_host``.
@@ -298,6 +306,8 @@ class SocketModeClient(BaseSocketModeClient):
             raise ConfigurationError("handoff_after must be a positive number of seconds")
         if max_message_size < 1024:
             raise ConfigurationError("max_message_size must be at least 1024 bytes")
+        if receive_buffer_size < 16:
+            raise ConfigurationError("receive_buffer_size must be at least 16 bytes (as in slack_sdk)")
         self._number = next(_client_numbers)
         self._prefix = f"slack_socket_mode-{self._number}"
         self._app_token = Secret(app_token)
@@ -311,6 +321,16 @@ class SocketModeClient(BaseSocketModeClient):
             self._proxy = ProxySettings.from_websocket_client_options(
                 http_proxy_host, http_proxy_port, http_proxy_auth, proxy_type
             )
+        self._proxy_headers = Hidden(dict(proxy_headers) if proxy_headers else None)
+        if proxy_headers:
+            if self._proxy is not None and self._proxy.is_http:
+                self._proxy = self._proxy.with_headers(proxy_headers)
+            else:
+                self.logger.warning(
+                    "proxy_headers are sent only to an http:// proxy given with proxy= or http_proxy_host=; ignored"
+                )
+        if ssl_context is None and web_client is not None:
+            ssl_context = getattr(web_client, "ssl", None)  # slack_sdk connects with web_client.ssl too
         if web_client is None:
             web_logger = logging.getLogger(f"{self.logger.name}.web_client")
             if not any(isinstance(f, RedactingFilter) for f in web_logger.filters):
@@ -325,7 +345,16 @@ class SocketModeClient(BaseSocketModeClient):
         elif base_url is not None:
             raise ConfigurationError("pass base_url or web_client, not both (set base_url on your WebClient)")
         self.web_client = web_client
+        self.default_auto_reconnect_enabled = auto_reconnect_enabled
         self._auto_reconnect = auto_reconnect_enabled
+        self.receive_buffer_size = receive_buffer_size
+        self.trace_enabled = trace_enabled
+        self.all_message_trace_enabled = all_message_trace_enabled
+        self.ping_pong_trace_enabled = ping_pong_trace_enabled
+        self._trace_limit: Optional[int] = (
+            _TRACE_ALL if all_message_trace_enabled else (_TRACE_SOME if trace_enabled else None)
+        )
+        self._trace_pings = trace_enabled or ping_pong_trace_enabled
         self.ping_interval = ping_interval
         self.concurrency = concurrency
         try:
@@ -340,6 +369,7 @@ class SocketModeClient(BaseSocketModeClient):
         self._allow_insecure_urls = allow_insecure_urls
         self._debug_reconnects = debug_reconnects
         self._connect_options = Hidden(self._proxy.websocket_options() if self._proxy is not None else {})
+        self._open_socket = self._proxy.open_tunnel if self._proxy is not None and self._proxy.has_headers else None
         self._sslopt = {"context": ssl_context} if ssl_context is not None else None
         if ssl_context is not None and (
             getattr(ssl_context, "verify_mode", None) == ssl.CERT_NONE
@@ -382,6 +412,8 @@ class SocketModeClient(BaseSocketModeClient):
         self._accepting = threading.Event()  # set while new envelopes are dispatched
         self._accepting.set()
         self._wss_uri: Optional[str] = None
+        self._next_url: Optional[str] = None  # set by the wss_uri setter: the next connection's URL
+        self._set_url: Optional[str] = None  # the URL last given to the wss_uri setter
         self.hello: Optional[Hello] = None
         self._ledger: EnvelopeLedger[Connection] = EnvelopeLedger(dedupe=dedupe)
         self._queued = 0  # envelopes submitted to the workers and not finished
@@ -428,10 +460,40 @@ class SocketModeClient(BaseSocketModeClient):
         """The app-level token (not stored in ``vars(client)``; never logged)."""
         return self._app_token.reveal()
 
-    @property
-    def wss_uri(self) -> Optional[str]:  # type: ignore[override]
-        """The URL of the newest connection attempt, or None."""
+    @property  # type: ignore[override]
+    def wss_uri(self) -> Optional[str]:
+        """The URL of the newest connection attempt, or None.
+
+        Setting it (as slack_sdk's and Bolt's tests do) makes the next connection open that URL
+        instead of calling ``apps.connections.open``; reconnects get fresh URLs as usual. As in
+        slack_sdk, a later :meth:`connect` opens it again while it is still the newest URL (no
+        fresh one was issued since).
+        A ``ws://`` URL must name a loopback host (``127.0.0.1``, ``localhost``, ``0.0.0.0``)
+        unless ``allow_insecure_urls``.
+
+        Raises:
+            InsecureURLError: (on set) the URL is neither ``wss://`` nor ``ws://`` on loopback.
+        """
         return self._wss_uri
+
+    @wss_uri.setter
+    def wss_uri(self, url: Optional[str]) -> None:
+        if url is not None:
+            check_socket_url(url, allow_insecure=self._allow_insecure_urls)
+        with self._lock:
+            self._wss_uri = self._set_url = url
+            self._next_url = url
+
+    @property
+    def proxy(self) -> Optional[str]:
+        """The proxy URL, credentials included (not stored in ``vars(client)``; never logged), or None."""
+        return self._proxy.url if self._proxy is not None else None
+
+    @property
+    def proxy_headers(self) -> Optional[dict[str, str]]:
+        """A copy of the extra ``CONNECT`` headers (not stored in ``vars(client)``; never logged), or None."""
+        headers = self._proxy_headers.value
+        return dict(headers) if headers is not None else None
 
     @property
     def closed(self) -> bool:  # type: ignore[override]
@@ -440,8 +502,26 @@ class SocketModeClient(BaseSocketModeClient):
 
     @property
     def auto_reconnect_enabled(self) -> bool:
-        """Whether a dropped connection is reopened (read-only; set it in the constructor)."""
+        """Whether a dropped connection is reopened.
+
+        Settable at any time, from any thread; :meth:`connect` resets it to
+        ``default_auto_reconnect_enabled``, as slack_sdk does. Rotations Slack asks for
+        (``disconnect``) are followed either way.
+        """
         return self._auto_reconnect
+
+    @auto_reconnect_enabled.setter
+    def auto_reconnect_enabled(self, enabled: bool) -> None:
+        with self._lock:
+            self._auto_reconnect = bool(enabled)
+
+    def session_id(self) -> Optional[str]:
+        """An identifier of the newest open connection (``"slack_socket_mode-1-3"``), or None.
+
+        Unique in the process; it names the connection's reader thread in logs as well.
+        """
+        conn = self._primary()
+        return None if conn is None else f"{self._prefix}-{conn.id}"
 
     @property
     def state(self) -> ClientState:
@@ -516,6 +596,9 @@ class SocketModeClient(BaseSocketModeClient):
             if self._closed:
                 raise SocketModeError("the client is closed; create a new one")
             self._start_threads()
+            self._auto_reconnect = bool(self.default_auto_reconnect_enabled)
+            if self._set_url is not None and self._set_url == self._wss_uri and self._live_count == 0:
+                self._next_url = self._set_url  # slack_sdk's connect() opens wss_uri while it is set
             self._fatal = None
             self._accepting.set()
             self._perform(self._supervisor.start(time.monotonic()))
@@ -657,11 +740,28 @@ class SocketModeClient(BaseSocketModeClient):
         self._send_ack(envelope_id, _compact_json(body))
 
     def enqueue_message(self, message: str) -> None:
-        """Handle ``message`` as if the newest connection had received it (for tests and tools)."""
+        """Handle ``message`` as if a connection had received it (for tests and tools).
+
+        While connected, the newest connection handles it like a message it read (envelopes
+        are deduplicated and their acks routed to it). Before :meth:`connect`, an envelope's
+        listeners run on a worker thread, as slack_sdk's client runs them from its queue;
+        their acks wait for the next ``hello``. Other messages are ignored then.
+
+        Raises:
+            SocketModeError: the client is closed.
+        """
         conn = self._primary()
-        if conn is None:
-            raise NotConnectedError("no open Socket Mode connection")
-        self._on_text(conn, message)
+        if conn is not None:
+            self._on_text(conn, message)
+            return
+        parsed = parse_message(message)
+        if not isinstance(parsed, Envelope):
+            self.logger.info("enqueue_message: not connected; ignored a message (%s)", type(parsed).__name__)
+            return
+        with self._queue_lock:
+            if self._closed:
+                raise SocketModeError("the client is closed; create a new one")
+            self.message_workers.submit(self._run_listeners, parsed, message)
 
     def process_message(self) -> None:
         """Not used: messages are dispatched as they arrive. Kept for slack_sdk compatibility."""
@@ -877,7 +977,10 @@ class SocketModeClient(BaseSocketModeClient):
             conn: Optional[Connection] = None
             error: Optional[Exception] = None
             try:
-                url = self.issue_new_wss_url()
+                with self._lock:
+                    url, self._next_url = self._next_url, None
+                if url is None:
+                    url = self.issue_new_wss_url()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise ConnectionFailedError(
@@ -895,6 +998,9 @@ class SocketModeClient(BaseSocketModeClient):
                     connect_options=self._connect_options.value,
                     sslopt=self._sslopt,
                     write_timeout=self._write_timeout,
+                    open_socket=self._open_socket,
+                    trace_limit=self._trace_limit,
+                    trace_pings=self._trace_pings,
                 )
                 with self._lock:
                     self._opening[cid] = conn
@@ -925,7 +1031,9 @@ class SocketModeClient(BaseSocketModeClient):
                     self._opened += 1
                     conn.start()
                     self._perform(self._supervisor.opened(cid, now))
-                    continue
+            if conn is not None and error is None:  # opened: the application's listeners run without the lock
+                self._notify_open(conn)
+                continue
             if not isinstance(failure, FatalError):  # a FatalError reached the listeners through Fail
                 self._notify_error(failure)
 
@@ -1052,11 +1160,8 @@ class SocketModeClient(BaseSocketModeClient):
     # ---- reader threads ------------------------------------------------------------------------
 
     def _on_text(self, conn: Connection, text: str) -> None:
-        for listener in self.on_message_listeners:
-            try:
-                listener(text)
-            except Exception:
-                self.logger.exception("on_message listener %r failed", listener)
+        if self.on_message_listeners:
+            self._notify_message(text)
         message = parse_message(text)
         if type(message) is Envelope:
             self._on_envelope(conn, message, text)
@@ -1101,18 +1206,37 @@ class SocketModeClient(BaseSocketModeClient):
                 self._reconnects[reason.split(" (", maxsplit=1)[0]] += 1
                 if not self._auto_reconnect and self._supervisor.state not in (ClientState.CLOSED,):
                     self.logger.warning("connection %d lost (%s); auto_reconnect_enabled is off", conn.id, reason)
-                    self._perform(self._supervisor.lost(conn.id, reason, time.monotonic()))
-                    if self._live_count == 0:
+                    others = [i for i in self._supervisor.connected_ids() if i != conn.id and i in self._connections]
+                    if not others:  # stop first: lost() alone would plan a replacement the session thread may start
                         self._perform(self._supervisor.stop(time.monotonic(), final=False))
+                    self._perform(self._supervisor.lost(conn.id, reason, time.monotonic()))
                 else:
                     self._perform(self._supervisor.lost(conn.id, reason, time.monotonic()))
             else:
                 self._perform(self._supervisor.lost(conn.id, reason, time.monotonic()))
+        self._notify_close(code, reason)
+
+    # ---- slack_sdk's listeners (slack_socket_mode.websocket_client calls them its own way) -------
+
+    def _notify_message(self, text: str) -> None:
+        """Call the ``on_message`` listeners with a text message (on the reader thread)."""
+        for listener in list(self.on_message_listeners):
+            try:
+                listener(text)
+            except Exception:
+                self.logger.exception("on_message listener %r failed", listener)
+
+    def _notify_close(self, code: int, reason: str) -> None:
+        """Call the ``on_close`` listeners once a connection ended (on its reader thread)."""
         for listener in list(self.on_close_listeners):
             try:
                 listener(code, reason)
             except Exception:
                 self.logger.exception("on_close listener %r failed", listener)
+
+    def _notify_open(self, conn: Connection) -> None:
+        """A connection finished its handshake (on the session thread). slack_sdk's built-in client has no
+        ``on_open`` listeners; :mod:`slack_socket_mode.websocket_client` calls its own here."""
 
     def _on_envelope(self, conn: Connection, envelope: Envelope, text: str) -> None:
         if not self._accepting.is_set():

@@ -35,15 +35,18 @@ from __future__ import annotations
 import logging
 import select
 import socket
+import ssl
 import struct
 import threading
 import time
 from typing import Any, Callable, Optional
+from urllib.parse import urlsplit
 
 import websocket
 from websocket import ABNF
 
 from .errors import ConnectionFailedError, NotConnectedError, ProxyAuthError, SocketModeError
+from .redaction import redact
 from .urls import safe_url
 
 __all__ = ["Connection"]
@@ -53,6 +56,9 @@ _CLOSE, _PING, _PONG = ABNF.OPCODE_CLOSE, ABNF.OPCODE_PING, ABNF.OPCODE_PONG
 
 #: Seconds a close frame waits for an ack being written before the connection is aborted instead.
 _CLOSE_LOCK_WAIT = 0.05
+#: Opens a TCP connection to ``(host, port)`` within ``timeout`` seconds (a proxy tunnel).
+OpenSocket = Callable[[str, int, float], socket.socket]
+
 #: Raised by websocket-client and the socket layer when a connection fails.
 _TRANSPORT_ERRORS = (OSError, websocket.WebSocketException, struct.error, ValueError)
 
@@ -71,6 +77,12 @@ class Connection:
         sslopt: websocket-client's TLS options (``{"context": ssl_context}``).
         write_timeout: seconds a write (an ack) may take, waiting for the send lock included,
             before the connection is given up (see the module's bounds).
+        open_socket: opens the TCP connection instead of websocket-client (an HTTP proxy
+            tunnel with extra headers, see :meth:`.ProxySettings.open_tunnel`); TLS is then
+            started here, with ``sslopt``'s context.
+        trace_limit: log each text message sent and received at DEBUG (redacted), cut to
+            this many characters; None logs none (the hot path then costs one check).
+        trace_pings: log each ping and pong sent and received at DEBUG.
 
     Thread-safety: :meth:`send_text`, :meth:`ping`, :meth:`close`, :meth:`abort` and
     :meth:`write_overdue` may be called from any thread; :meth:`open` and :meth:`start` once,
@@ -90,6 +102,9 @@ class Connection:
         connect_options: Optional[dict[str, Any]] = None,
         sslopt: Optional[dict[str, Any]] = None,
         write_timeout: float = 5.0,
+        open_socket: Optional[OpenSocket] = None,
+        trace_limit: Optional[int] = None,
+        trace_pings: bool = False,
     ) -> None:
         self.id = connection_id
         self._url = url
@@ -99,6 +114,10 @@ class Connection:
         self._max_message_size = max_message_size
         self._connect_options = connect_options or {}
         self._write_timeout = write_timeout
+        self._sslopt = sslopt
+        self._open_socket = open_socket
+        self._trace_limit = trace_limit
+        self._trace_pings = trace_pings
         # Every write goes through self._send_lock, so websocket-client's own locks are off.
         self._ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=False, sslopt=sslopt)
         # Lock order: the last of all (docs/threading.md, "Locks"): guards the socket's write side
@@ -158,9 +177,14 @@ class Connection:
         try:
             if self._aborted:
                 raise websocket.WebSocketTimeoutException("aborted before the handshake")
-            self._ws.connect(
-                self._url, timeout=timeout, suppress_origin=True, redirect_limit=0, **self._connect_options
-            )
+            if self._open_socket is not None:
+                self._ws.connect(
+                    self._url, timeout=timeout, suppress_origin=True, redirect_limit=0, socket=self._tunnel(timeout)
+                )
+            else:
+                self._ws.connect(
+                    self._url, timeout=timeout, suppress_origin=True, redirect_limit=0, **self._connect_options
+                )
             if self._aborted:  # the deadline passed as the handshake ended
                 raise websocket.WebSocketTimeoutException("the open attempt's deadline passed")
             sock = self._ws.sock
@@ -170,6 +194,9 @@ class Connection:
             # websocket-client's frame parser asks for the header, the length and the payload of
             # each frame separately; feed it from one large read instead (see _ReadAhead).
             self._ws.frame_buffer.recv = _ReadAhead(self._ws._recv)
+        except SocketModeError as e:  # from open_socket: the proxy refused the tunnel
+            self._ws.shutdown()
+            failure = e
         except websocket.WebSocketProxyException as e:
             self._ws.shutdown()
             if "407" in str(e):
@@ -214,6 +241,22 @@ class Connection:
             error="redirect_refused",
             status=status,
         )
+
+    def _tunnel(self, timeout: float) -> socket.socket:
+        """Open the TCP connection with ``open_socket``, and start TLS on it for ``wss://``."""
+        assert self._open_socket is not None
+        parts = urlsplit(self._url)
+        secure = parts.scheme == "wss"
+        host = parts.hostname or ""
+        sock = self._open_socket(host, parts.port or (443 if secure else 80), timeout)
+        if not secure:
+            return sock
+        context = (self._sslopt or {}).get("context") or ssl.create_default_context()
+        try:
+            return context.wrap_socket(sock, server_hostname=host)
+        except BaseException:
+            sock.close()
+            raise
 
     def start(self) -> None:
         """Start the reader thread."""
@@ -267,6 +310,8 @@ class Connection:
         Raises:
             NotConnectedError: the connection is closing, closed, or was given up.
         """
+        if self._trace_limit is not None:
+            self._trace("sending", text)
         if not self._send_lock.acquire(timeout=self._write_timeout):
             self.abort()
             raise NotConnectedError(f"connection {self.id}: a write waited {self._write_timeout:g} s; given up")
@@ -303,6 +348,8 @@ class Connection:
         """Send a ping if that cannot block; True if it was sent (a failure is left to the reader)."""
         now = time.monotonic()
         if self._write_control(_PING, b""):
+            if self._trace_pings:
+                self._logger.debug("connection %d: sending a ping", self.id)
             self.last_ping = now
             return True
         return False
@@ -457,6 +504,8 @@ class Connection:
                     else:
                         self._logger.warning("connection %d: skipped a binary message of %d bytes", self.id, len(data))
             elif opcode == _PING:  # a pong waits for an ack being written, never for a peer that does not read
+                if self._trace_pings:
+                    self._logger.debug("connection %d: received a ping; sending a pong", self.id)
                 self._write_control(_PONG, frame.data, wait=self._write_timeout)
             elif opcode == _CLOSE:
                 code = struct.unpack("!H", frame.data[:2])[0] if len(frame.data) >= 2 else 1005
@@ -465,7 +514,8 @@ class Connection:
                     self.close(code if code not in (1005, 1006) else 1000)
                     return f"server closed the connection (code {code})"
                 return "closed by client"
-            # _PONG: last_received is all a pong is for
+            elif self._trace_pings:  # _PONG: last_received is all a pong is for
+                self._logger.debug("connection %d: received a pong", self.id)
 
     def _refuse_frame(self, opcode: int, length: int, assembled: int) -> Optional[str]:
         """Decide on a frame whose header announces more bytes than the message has room for.
@@ -498,10 +548,20 @@ class Connection:
                 "connection %d: skipped a text message of %d bytes that is not UTF-8", self.id, len(data)
             )
             return
+        if self._trace_limit is not None:
+            self._trace("received", text)
         try:
             on_text(self, text)
         except Exception:  # a bug of ours on one message is not a transport error: log it and read on
             self._logger.exception("connection %d: handling a message of %d characters failed", self.id, len(text))
+
+    def _trace(self, verb: str, text: str) -> None:
+        """Log a text message at DEBUG, tokens redacted, cut to ``trace_limit`` characters."""
+        limit = self._trace_limit
+        if limit is None or not self._logger.isEnabledFor(logging.DEBUG):
+            return
+        shown = redact(text[:limit]) + (f"… ({len(text)} characters)" if len(text) > limit else "")
+        self._logger.debug("connection %d: %s %s", self.id, verb, shown)
 
     def _oversize(self, size: int) -> str:
         self._logger.error(

@@ -3,7 +3,8 @@
 Every exception of ours derives from one root, :class:`SocketModeError`::
 
     SocketModeError
-    ├── ConfigurationError        bad options or a malformed app-level token (also a ValueError)
+    ├── ConfigurationError        bad options or a malformed app-level token (also a ValueError and
+    │                             slack_sdk's SlackClientConfigurationError)
     ├── NotConnectedError         nothing to send on (also slack_sdk's SlackClientNotConnectedError)
     ├── ConnectTimeoutError       connect() saw no ``hello`` in time (also a TimeoutError)
     ├── ConnectionFailedError     one attempt to open a connection failed; reconnecting goes on
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 from typing import Optional, TypeVar
 
-from slack_sdk.errors import SlackClientNotConnectedError
+from slack_sdk.errors import SlackClientConfigurationError, SlackClientNotConnectedError
 
 __all__ = [
     "FATAL_API_ERRORS",
@@ -68,8 +69,12 @@ class SocketModeError(Exception):
     """Root of every exception raised by slack_socket_mode."""
 
 
-class ConfigurationError(SocketModeError, ValueError):
-    """An option passed to the client is invalid (raised at construction)."""
+class ConfigurationError(SocketModeError, ValueError, SlackClientConfigurationError):
+    """An option passed to the client is invalid (raised at construction).
+
+    Also slack_sdk's ``SlackClientConfigurationError``, which slack_sdk's clients raise for the same
+    mistakes (``receive_buffer_size`` below 16), so an ``except`` written for slack_sdk still catches it.
+    """
 
 
 class NotConnectedError(SocketModeError, SlackClientNotConnectedError):
