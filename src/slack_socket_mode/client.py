@@ -385,6 +385,7 @@ class SocketModeClient(BaseSocketModeClient):
         self.on_error_listeners = list(on_error_listeners or [])
         self.on_close_listeners = list(on_close_listeners or [])
         self.lifecycle_listeners: list[LifecycleListener] = list(lifecycle_listeners or [])
+        # slack_sdk's attribute, kept for code that takes it; this client never does (no place in the order).
         self.connect_operation_lock = threading.Lock()
 
         # Lock order 1 (first): guards the supervisor, _connections, _opening, _open_queue,
