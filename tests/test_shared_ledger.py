@@ -124,6 +124,17 @@ def replicas(server: SocketModeServer) -> Iterator[Replicas]:
     r.close()
 
 
+def wait_done(store: RedisLedger, key: str, seconds: float = 5.0) -> str:
+    """Wait until ``key`` is recorded done (the listeners returned after their ack); return the record."""
+    deadline = time.monotonic() + timeout(seconds)
+    while True:  # the record is written by another thread just after the ack: nothing to wait on but Redis
+        value = store.state(key)
+        if value is not None and value.startswith("d:"):
+            return value
+        assert time.monotonic() < deadline, f"{key} not done: {value}"
+        time.sleep(0.01)
+
+
 def redelivery(envelope: dict[str, Any], attempt: int) -> dict[str, Any]:
     return {**envelope, "retry_attempt": attempt, "retry_reason": "timeout"}
 
@@ -144,6 +155,7 @@ def test_a_redelivery_to_another_replica_waits_for_the_claim_then_gets_the_same_
     assert server.envelope(eid).acks == []
     a.gate.set()
     server.wait_for_acks(envelope_ids=[eid], timeout=timeout(5))
+    wait_done(replicas.stores[0], f"envelope:{eid}")
     # A later redelivery to B finds it done: acked at once with A's payload, not run.
     server.push(redelivery(envelope, 2), connection=replicas.connections[1])
     replicas.logs[1].wait_for("was handled by another replica; acking it as it did")
@@ -161,6 +173,7 @@ def test_events_api_retries_with_a_new_envelope_id_are_not_run_again(
     first = server.make_envelope("events_api", {"event_id": "Ev0TEST1", "event": {"type": "app_mention"}})
     server.push(first, connection=replicas.connections[0])
     server.wait_for_acks(envelope_ids=[first["envelope_id"]], timeout=timeout(5))
+    wait_done(replicas.stores[0], "event:Ev0TEST1")
     # The Events API retries the same event_id in a new envelope, to the other replica.
     again = server.make_envelope("events_api", {"event_id": "Ev0TEST1", "event": {"type": "app_mention"}})
     server.push(again, connection=replicas.connections[1])
@@ -216,7 +229,7 @@ def test_a_dead_replicas_claim_expires_and_the_next_redelivery_runs(
     server.push(redelivery(envelope, 1), connection=replicas.connections[1])
     server.wait_for_acks(envelope_ids=[eid], timeout=timeout(5))
     assert b.runs == [eid] and a.runs == []
-    assert replicas.stores[1].state(f"envelope:{eid}") == 'd:{"ack":true}'
+    assert wait_done(replicas.stores[1], f"envelope:{eid}") == 'd:{"ack":true}'
 
 
 def test_redis_outage_falls_back_to_the_local_ledger_and_recovers(
