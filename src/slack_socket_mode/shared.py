@@ -280,7 +280,7 @@ class SharedLedger:
         with self._lock:
             was, self._outage = self._outage, None
         if was is not None:
-            self.logger.warning("shared ledger reachable again")
+            self.logger.info("shared ledger reachable again")
 
     def _renew_loop(self) -> None:
         """Renew every claim held, every third of a lease, while there are any."""
