@@ -25,6 +25,10 @@ returned (None: no payload), after the task was published; without it they are a
 empty, and the task answers through the payload's ``response_url`` (a slash command) or
 ``chat.postMessage``. A ``block_suggestion`` cannot be answered later: pass ``respond``.
 
+On RabbitMQ each publish waits about a millisecond for its confirm: build the client with
+``inline_dispatch=False`` so that the worker threads (``concurrency``) publish in parallel
+rather than each connection's reader one at a time (``python -m benchmarks.scale_out``).
+
 **In the worker**, :func:`once_per_envelope` makes a task's effect happen once per envelope
 across Celery retries, ``acks_late`` redeliveries (a worker that died mid-task) and Slack's
 redeliveries: the task claims the envelope in the shared store (keys ``effect:envelope:<id>``
