@@ -207,6 +207,30 @@ def test_the_lease_is_renewed_while_listeners_run(server: SocketModeServer) -> N
         replicas.close()
 
 
+def test_a_lease_lost_while_listeners_run_is_reported_once_and_the_envelope_still_recorded_done(
+    server: SocketModeServer,
+) -> None:
+    lease = 0.3
+    replicas = Replicas(server, redis_url(), lease=lease)
+    try:
+        a = replicas.listeners[0]
+        a.gate.clear()
+        envelope = server.make_envelope("interactive", {"type": "block_actions"})
+        eid = envelope["envelope_id"]
+        server.push(envelope, connection=replicas.connections[0])
+        a.wait_runs(1)
+        replicas.stores[0].redis.delete(f"slack_socket_mode:{replicas.namespace}:envelope:{eid}")  # taken away
+        replicas.logs[0].wait_for("lease in the shared ledger was lost")
+        time.sleep(lease * 2)  # a few more renewal periods: the lost claim is not renewed, nor reported, again
+        assert replicas.logs[0].count("lease in the shared ledger was lost") == 1
+        assert replicas.stores[0].state(f"envelope:{eid}") is None
+        a.gate.set()
+        server.wait_for_acks(envelope_ids=[eid], timeout=timeout(5))
+        assert wait_done(replicas.stores[0], f"envelope:{eid}") == 'd:{"ack":true}'
+    finally:
+        replicas.close()
+
+
 def test_a_dead_replicas_claim_expires_and_the_next_redelivery_runs(
     server: SocketModeServer, replicas: Replicas
 ) -> None:

@@ -159,14 +159,14 @@ class RedisLedger:
                 for key in keys:
                     pipe.set(self._base + key, value, px=self._done_ms)
                 pipe.execute()
-        except (redis.ConnectionError, redis.TimeoutError) as e:
+        except redis.RedisError as e:  # unreachable, timed out, or refused (READONLY, auth)
             raise _unavailable(e) from None
 
     def state(self, key: str) -> Optional[str]:
         """The raw value of a logical key (``envelope:<id>``), or None: for tests and debugging."""
         try:
             value: Optional[bytes] = self.redis.get(self._base + key)  # type: ignore[assignment]
-        except (redis.ConnectionError, redis.TimeoutError) as e:
+        except redis.RedisError as e:  # unreachable, timed out, or refused (READONLY, auth)
             raise _unavailable(e) from None
         return None if value is None else value.decode()
 
@@ -178,7 +178,7 @@ class RedisLedger:
     def _call(self, script: Any, keys: Sequence[str], args: list[Any]) -> Any:
         try:
             return script(keys=[self._base + k for k in keys], args=args)
-        except (redis.ConnectionError, redis.TimeoutError) as e:
+        except redis.RedisError as e:  # unreachable, timed out, or refused (READONLY, auth)
             raise _unavailable(e) from None
 
 

@@ -158,6 +158,7 @@ class SharedLedger:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)  # the lease thread waits here
         self._claims: dict[str, tuple[str, ...]] = {}  # envelope_id -> keys claimed and not yet done
+        self._lost: set[str] = set()  # claims in _claims whose lease was lost: no longer renewed
         self._down_until = 0.0  # monotonic time before which the store is not asked again
         self._outage: Optional[str] = None  # why the store is unreachable, while it is
         self._stopping = False
@@ -180,8 +181,8 @@ class SharedLedger:
         if not self._store_down():
             try:
                 result = self.store.claim(keys, self.owner)
-            except StoreUnavailableError as e:
-                self._went_down(e)
+            except Exception as e:
+                self._failed(e)
             else:
                 self._came_back()
                 return self._admitted(envelope, keys, result)
@@ -199,23 +200,25 @@ class SharedLedger:
         """
         with self._lock:
             keys = self._claims.pop(envelope_id, None)
+            self._lost.discard(envelope_id)
         if keys is None or self._store_down():
             return  # not claimed (store down at admission), or down now: the claim expires with its lease
         try:
             self.store.done(keys, _done_record(acked, ack_text))
-        except StoreUnavailableError as e:
-            self._went_down(e)
+        except Exception as e:
+            self._failed(e)
 
     def release(self, envelope_id: str) -> None:
         """A claimed envelope will not be run (the client is closing): let another replica have it."""
         with self._lock:
             keys = self._claims.pop(envelope_id, None)
+            self._lost.discard(envelope_id)
         if keys is None or self._store_down():
             return
         try:
             self.store.release(keys, self.owner)
-        except StoreUnavailableError as e:
-            self._went_down(e)
+        except Exception as e:
+            self._failed(e)
 
     def status(self) -> str:
         """``"ok"``, or why the store is not used just now (for ``health()`` and ``stats()``)."""
@@ -261,6 +264,12 @@ class SharedLedger:
         with self._lock:
             return self._outage is not None and time.monotonic() < self._down_until
 
+    def _failed(self, error: Exception) -> None:
+        """A store call failed: unreachable (a :class:`StoreUnavailableError`), or a store error we do not know."""
+        if not isinstance(error, StoreUnavailableError):  # logged as an outage: a store that fails is not used
+            error = StoreUnavailableError(f"{type(error).__name__}: {redact(str(error))[:160]}")
+        self._went_down(error)
+
     def _went_down(self, error: StoreUnavailableError) -> None:
         with self._lock:
             first = self._outage is None
@@ -294,21 +303,22 @@ class SharedLedger:
                     self._wake.wait(remaining)
                 if self._stopping:
                     return
-                held = list(self._claims.items())
+                held = [(e, keys) for e, keys in self._claims.items() if e not in self._lost]
             if self._store_down():
                 continue
             for envelope_id, keys in held:
                 try:
                     kept = self.store.renew(keys, self.owner)
-                except StoreUnavailableError as e:
-                    self._went_down(e)
+                except Exception as e:
+                    self._failed(e)
                     break
                 self._came_back()
                 if not kept:
                     with self._lock:
-                        still = self._claims.get(envelope_id) is not None
+                        still = envelope_id in self._claims
                         if still:
                             self.leases_lost += 1
+                            self._lost.add(envelope_id)
                     if still:
                         self.logger.warning(
                             "envelope %s: its lease in the shared ledger was lost while its listeners ran; "
