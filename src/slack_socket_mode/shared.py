@@ -38,7 +38,7 @@ import enum
 import json
 import logging
 import os
-import socket
+import platform
 import threading
 import time
 import uuid
@@ -152,7 +152,7 @@ class SharedLedger:
         self.store = store
         self.logger = logger
         #: who we are in the store: host, process and a random part (a restarted process is someone else)
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self.owner = f"{platform.node()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self._thread_name = thread_name
         # Guards _claims, _down_until, _outage and the counters; no store call is made under it.
         self._lock = threading.Lock()
