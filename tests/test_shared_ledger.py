@@ -329,3 +329,26 @@ def test_redis_outage_with_the_skip_policy_neither_runs_nor_acks(
         client.close()
         log.close()
         store.close()
+
+
+def test_a_released_claim_is_dropped_in_redis_by_the_lease_thread() -> None:
+    from slack_socket_mode.messages import parse_message
+    from slack_socket_mode.shared import Admission, SharedLedger
+
+    url, namespace = redis_url(), unique_namespace()
+    store = RedisLedger(url, namespace=namespace, lease=30.0)  # only a release frees it within the test
+    shared = SharedLedger(store, logger=logging.getLogger("test_shared_ledger.release"), thread_name="test-lease")
+    try:
+        envelope = parse_message('{"envelope_id": "e-released", "type": "interactive", "payload": {}}')
+        assert shared.admit(envelope) == (Admission.RUN, None)  # type: ignore[arg-type]
+        assert store.state("envelope:e-released") == f"c:{shared.owner}"
+        shared.release("e-released")  # returns at once; the lease thread makes the store call
+        deadline = time.monotonic() + timeout(5)
+        while store.state("envelope:e-released") is not None:
+            assert time.monotonic() < deadline, "the claim was not dropped"
+            time.sleep(0.01)
+        assert shared.admit(envelope) == (Admission.RUN, None)  # type: ignore[arg-type]
+    finally:
+        shared.close()
+        store.close()
+        delete_keys(url, f"slack_socket_mode:{namespace}:*")

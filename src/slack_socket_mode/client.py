@@ -1028,7 +1028,7 @@ class SocketModeClient(BaseSocketModeClient):
                     now = time.monotonic()
                 if not self._accepting.is_set():  # close() began meanwhile: Slack redelivers it elsewhere
                     if self._shared is not None:
-                        self._shared.release(envelope.envelope_id)
+                        self._shared.release(envelope.envelope_id)  # no store call here: the lease thread makes it
                     return
                 self._queued += 1
                 # Run it here, on the reader, when no envelope waits for a worker and a slot is free.

@@ -159,6 +159,7 @@ class SharedLedger:
         self._wake = threading.Condition(self._lock)  # the lease thread waits here
         self._claims: dict[str, tuple[str, ...]] = {}  # envelope_id -> keys claimed and not yet done
         self._lost: set[str] = set()  # claims in _claims whose lease was lost: no longer renewed
+        self._releases: list[tuple[str, ...]] = []  # claims to drop in the store (the lease thread does it)
         self._down_until = 0.0  # monotonic time before which the store is not asked again
         self._outage: Optional[str] = None  # why the store is unreachable, while it is
         self._stopping = False
@@ -209,16 +210,17 @@ class SharedLedger:
             self._failed(e)
 
     def release(self, envelope_id: str) -> None:
-        """A claimed envelope will not be run (the client is closing): let another replica have it."""
+        """A claimed envelope will not be run (the client is closing): let another replica have it.
+
+        Never blocks (the caller may hold a lock): the lease thread drops the claim in the store
+        soon after; if it cannot (closed first), the claim expires with its lease.
+        """
         with self._lock:
             keys = self._claims.pop(envelope_id, None)
             self._lost.discard(envelope_id)
-        if keys is None or self._store_down():
-            return
-        try:
-            self.store.release(keys, self.owner)
-        except Exception as e:
-            self._failed(e)
+            if keys is not None:
+                self._releases.append(keys)
+                self._wake.notify_all()
 
     def status(self) -> str:
         """``"ok"``, or why the store is not used just now (for ``health()`` and ``stats()``)."""
@@ -296,15 +298,18 @@ class SharedLedger:
         period = self.store.lease / 3
         while True:
             with self._lock:
-                while not self._claims and not self._stopping:
+                while not self._claims and not self._releases and not self._stopping:
                     self._wake.wait()
                 deadline = time.monotonic() + period  # new claims do not postpone it; close() cuts it short
-                while not self._stopping and (remaining := deadline - time.monotonic()) > 0:
+                while not self._stopping and not self._releases and (remaining := deadline - time.monotonic()) > 0:
                     self._wake.wait(remaining)
-                if self._stopping:
-                    return
+                releases, self._releases = self._releases, []
+                stopping = self._stopping
                 held = [(e, keys) for e, keys in self._claims.items() if e not in self._lost]
-            if self._store_down():
+            self._drop(releases)
+            if stopping:
+                return
+            if self._store_down() or time.monotonic() < deadline:  # woken early for releases only
                 continue
             for envelope_id, keys in held:
                 try:
@@ -325,6 +330,15 @@ class SharedLedger:
                             "another replica may run it too",
                             envelope_id,
                         )
+
+    def _drop(self, releases: list[tuple[str, ...]]) -> None:
+        for keys in releases:
+            if self._store_down():
+                return  # the claims expire with their lease
+            try:
+                self.store.release(keys, self.owner)
+            except Exception as e:
+                self._failed(e)
 
 
 def _done_record(acked: bool, ack_text: Optional[str]) -> str:
