@@ -83,6 +83,8 @@ _BATCH_COUNT = 1024  # and records this many deliveries per lock acquisition
 _APP_ID = "A111"
 
 if TYPE_CHECKING:
+    from .replay import ReplayReport
+
     _LoggerAdapter = logging.LoggerAdapter[logging.Logger]
 else:
     _LoggerAdapter = logging.LoggerAdapter
@@ -1690,6 +1692,44 @@ class SocketModeServer:
                 if remaining <= 0:
                     raise TimeoutError(f"timed out after {timeout:g} s waiting for {describe()}")
                 self._cond.wait(remaining)
+
+    # -- replay --------------------------------------------------------------------------
+
+    def replay(
+        self, path: str, *, speed: float | None = 1.0, skip_bad_lines: bool = False, connect_timeout: float = 10.0
+    ) -> ReplayReport:
+        """Replay a recording (``slack-socket-mode listen --record``) to the connected app.
+
+        Pushes the recording's envelopes in order at the recorded pace divided by ``speed``
+        (``None``: as fast as the socket takes them), sends a ``disconnect`` where the
+        recording had one, redelivers by this server's rules, waits for the acks (as long as
+        redeliveries go on) and reports. See :mod:`slack_socket_mode.testing.replay`.
+
+        Returns:
+            A :class:`~slack_socket_mode.testing.replay.ReplayReport`: per envelope delivered,
+            acked, ack time, ack payload, redeliveries.
+
+        Raises:
+            RecordingError: a bad header, or a bad line (without ``skip_bad_lines``): nothing after
+                it was pushed. See :class:`~slack_socket_mode.recording.RecordingError`.
+            TimeoutError: the app had no live connection within ``connect_timeout`` seconds.
+            ValueError: ``speed`` is not positive or ``None``.
+            OSError: the recording cannot be read.
+        """
+        from .replay import ACK_DEADLINE, replay_recording  # noqa: PLC0415 - loaded by the first replay
+
+        delay = self._redelivery_delay
+        report = replay_recording(
+            self,
+            path,
+            speed=speed,
+            skip_bad_lines=skip_bad_lines,
+            connect_timeout=connect_timeout,
+            settle_timeout=delay * (self._max_retries + 1) if delay is not None else ACK_DEADLINE,
+        )
+        if report.error is not None:
+            raise report.error
+        return report
 
     # -- faults --------------------------------------------------------------------------
 
