@@ -352,3 +352,21 @@ def test_a_released_claim_is_dropped_in_redis_by_the_lease_thread() -> None:
         shared.close()
         store.close()
         delete_keys(url, f"slack_socket_mode:{namespace}:*")
+
+
+def test_a_done_record_after_close_is_written_by_the_caller() -> None:
+    from slack_socket_mode.messages import parse_message
+    from slack_socket_mode.shared import Admission, SharedLedger
+
+    url, namespace = redis_url(), unique_namespace()
+    store = RedisLedger(url, namespace=namespace)
+    shared = SharedLedger(store, logger=logging.getLogger("test_shared_ledger.late"), thread_name="test-lease")
+    try:
+        envelope = parse_message('{"envelope_id": "e-late", "type": "interactive", "payload": {}}')
+        assert shared.admit(envelope) == (Admission.RUN, None)  # type: ignore[arg-type]
+        shared.close()  # close(timeout) ran out while this envelope's listeners still ran
+        shared.finish("e-late", True, '{"envelope_id":"e-late","payload":{"text":"late"}}')
+        assert store.state("envelope:e-late") == 'd:{"ack":true,"payload":{"text":"late"}}'
+    finally:
+        store.close()
+        delete_keys(url, f"slack_socket_mode:{namespace}:*")

@@ -10,7 +10,8 @@ cannot see a redelivery that lands elsewhere; a :class:`SharedStore` (for exampl
   of :attr:`SharedStore.lease` seconds, renewed every third of it by the
   ``slack_socket_mode-<n>-lease`` thread while the listeners run;
 * when the listeners return it records the envelope **done**, with the ack's payload, for
-  :attr:`SharedStore.done_ttl` seconds;
+  :attr:`SharedStore.done_ttl` seconds (the lease thread writes it, so that the thread that ran
+  the listeners does not wait for the store);
 * a delivery that finds the envelope done is acked at once, identically, without running;
 * a delivery that finds a live claim of another replica is neither run nor acked: if that
   replica dies, its lease expires and Slack's next redelivery (3 s later) runs it.
@@ -160,6 +161,7 @@ class SharedLedger:
         self._claims: dict[str, tuple[str, ...]] = {}  # envelope_id -> keys claimed and not yet done
         self._lost: set[str] = set()  # claims in _claims whose lease was lost: no longer renewed
         self._releases: list[tuple[str, ...]] = []  # claims to drop in the store (the lease thread does it)
+        self._dones: list[tuple[tuple[str, ...], str]] = []  # done records to write (the lease thread does it)
         self._down_until = 0.0  # monotonic time before which the store is not asked again
         self._outage: Optional[str] = None  # why the store is unreachable, while it is
         self._stopping = False
@@ -197,17 +199,23 @@ class SharedLedger:
     def finish(self, envelope_id: str, acked: bool, ack_text: Optional[str]) -> None:
         """The listeners of ``envelope_id`` returned: record it done (with its ack) and stop renewing.
 
-        ``ack_text`` is the ack sent (None for the plain ack, or when ``acked`` is False). Never raises.
+        ``ack_text`` is the ack sent (None for the plain ack, or when ``acked`` is False). Never
+        raises, and does not wait for the store: the lease thread writes the done record (so the
+        thread that ran the listeners, often a connection's reader, goes back to reading at once);
+        once :meth:`close` stopped that thread, the caller writes it.
         """
         with self._lock:
             keys = self._claims.pop(envelope_id, None)
             self._lost.discard(envelope_id)
-        if keys is None or self._store_down():
-            return  # not claimed (store down at admission), or down now: the claim expires with its lease
-        try:
-            self.store.done(keys, _done_record(acked, ack_text))
-        except Exception as e:
-            self._failed(e)
+            if keys is None:
+                return  # not claimed: the store was down at admission
+            done_record = _done_record(acked, ack_text)
+            if not self._stopping:
+                self._dones.append((keys, done_record))
+                if len(self._dones) == 1:
+                    self._wake.notify_all()
+                return
+        self._record([(keys, done_record)])
 
     def release(self, envelope_id: str) -> None:
         """A claimed envelope will not be run (the client is closing): let another replica have it.
@@ -251,7 +259,8 @@ class SharedLedger:
                 if self._thread is None and not self._stopping:
                     self._thread = threading.Thread(target=self._renew_loop, name=self._thread_name, daemon=True)
                     self._thread.start()
-                self._wake.notify_all()
+                if len(self._claims) == 1:
+                    self._wake.notify_all()  # the lease thread waits without a timeout while nothing is claimed
             return Admission.RUN, None
         if result.outcome is Claim.HELD:
             with self._lock:
@@ -294,42 +303,63 @@ class SharedLedger:
             self.logger.info("shared ledger reachable again")
 
     def _renew_loop(self) -> None:
-        """Renew every claim held, every third of a lease, while there are any."""
+        """Write done records and drop released claims as they come; renew every claim every third of a lease."""
         period = self.store.lease / 3
+        next_renewal = time.monotonic() + period  # kept across wake-ups: a stream of done records never delays it
         while True:
             with self._lock:
-                while not self._claims and not self._releases and not self._stopping:
-                    self._wake.wait()
-                deadline = time.monotonic() + period  # new claims do not postpone it; close() cuts it short
-                while not self._stopping and not self._releases and (remaining := deadline - time.monotonic()) > 0:
+                while not (self._stopping or self._releases or self._dones):
+                    if not self._claims:
+                        self._wake.wait()
+                        continue
+                    remaining = next_renewal - time.monotonic()
+                    if remaining <= 0:
+                        break
                     self._wake.wait(remaining)
                 releases, self._releases = self._releases, []
+                dones, self._dones = self._dones, []
                 stopping = self._stopping
-                held = [(e, keys) for e, keys in self._claims.items() if e not in self._lost]
+                due = bool(self._claims) and time.monotonic() >= next_renewal
+                held = [(e, keys) for e, keys in self._claims.items() if e not in self._lost] if due else []
             self._drop(releases)
+            self._record(dones)
             if stopping:
                 return
-            if self._store_down() or time.monotonic() < deadline:  # woken early for releases only
+            if not due:
                 continue
-            for envelope_id, keys in held:
-                try:
-                    kept = self.store.renew(keys, self.owner)
-                except Exception as e:
-                    self._failed(e)
-                    break
-                self._came_back()
-                if not kept:
-                    with self._lock:
-                        still = envelope_id in self._claims
-                        if still:
-                            self.leases_lost += 1
-                            self._lost.add(envelope_id)
+            next_renewal = time.monotonic() + period
+            if not self._store_down():
+                self._renew(held)
+
+    def _renew(self, held: list[tuple[str, tuple[str, ...]]]) -> None:
+        for envelope_id, keys in held:
+            try:
+                kept = self.store.renew(keys, self.owner)
+            except Exception as e:
+                self._failed(e)
+                return
+            self._came_back()
+            if not kept:
+                with self._lock:
+                    still = envelope_id in self._claims
                     if still:
-                        self.logger.warning(
-                            "envelope %s: its lease in the shared ledger was lost while its listeners ran; "
-                            "another replica may run it too",
-                            envelope_id,
-                        )
+                        self.leases_lost += 1
+                        self._lost.add(envelope_id)
+                if still:
+                    self.logger.warning(
+                        "envelope %s: its lease in the shared ledger was lost while its listeners ran; "
+                        "another replica may run it too",
+                        envelope_id,
+                    )
+
+    def _record(self, dones: list[tuple[tuple[str, ...], str]]) -> None:
+        for keys, done_record in dones:
+            if self._store_down():
+                return  # the claims expire with their lease
+            try:
+                self.store.done(keys, done_record)
+            except Exception as e:
+                self._failed(e)
 
     def _drop(self, releases: list[tuple[str, ...]]) -> None:
         for keys in releases:
