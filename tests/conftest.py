@@ -14,6 +14,8 @@ from slack_sdk.web import WebClient
 from slack_socket_mode import SocketModeClient
 from slack_socket_mode.testing import SocketModeServer
 
+from .services import own_redis  # noqa: F401 -- a fixture for outage tests
+
 #: A fake app-level token; tests assert it never leaks.
 APP_TOKEN = "xapp-1-A111-4242-c0ffee0ddba11c0ffee0ddba11"
 

@@ -90,6 +90,7 @@ from .messages import Disconnect, Envelope, Hello, Malformed, parse_message, pla
 from .policy import Backoff, ReconnectPolicy
 from .records import record
 from .redaction import Hidden, RedactingFilter, Secret, redact
+from .shared import Admission, SharedLedger, SharedStore
 from .urls import check_socket_url
 
 if TYPE_CHECKING:  # imported when a proxy is configured: most apps have none
@@ -147,6 +148,8 @@ class ClientStats(NamedTuple):
     ack_latency_p50: Optional[float]
     ack_latency_p90: Optional[float]
     ack_latency_p99: Optional[float]
+    #: the shared ledger's state: "" (none), "ok", or "unavailable (…): why" (see :mod:`.shared`)
+    shared_ledger: str = ""
 
 
 @record
@@ -158,12 +161,16 @@ class HealthStatus(NamedTuple):
         reason: why not, in a few words ("" when healthy).
         state: the client's state (``"connected"``, ``"reconnecting"``, …).
         oldest_wait: seconds the oldest queued envelope has waited.
+        shared_ledger: the shared ledger's state: "" (none), "ok", or "unavailable (…): why".
+            An unavailable shared ledger does not make the client unhealthy: it goes on
+            dispatching as its ``on_unavailable`` policy says.
     """
 
     healthy: bool
     reason: str
     state: str
     oldest_wait: float
+    shared_ledger: str = ""
 
 
 class SocketModeClient(BaseSocketModeClient):
@@ -209,7 +216,10 @@ class SocketModeClient(BaseSocketModeClient):
         ping_timeout: seconds to wait for a pong before replacing a connection.
         receive_timeout: seconds without any frame before replacing a connection.
         reconnect_policy: backoff for reconnects (default :class:`Backoff`).
-        dedupe: do not dispatch a redelivered envelope again (see :mod:`.ledger`).
+        dedupe: do not dispatch a redelivered envelope again (see :mod:`.ledger`); or a
+            :class:`~slack_socket_mode.shared.SharedStore` such as
+            :class:`slack_socket_mode.redis.RedisLedger`, shared by the app's replicas, so that a
+            redelivery to another process is not run again either (see :mod:`.shared`).
         connect_timeout: seconds for one open attempt: the URL request plus the WebSocket
             handshake, one deadline (a peer that trickles bytes is cut off at it). The WebClient
             the client builds times out after this long too.
@@ -271,7 +281,7 @@ class SocketModeClient(BaseSocketModeClient):
         ping_timeout: float = 3.0,
         receive_timeout: float = 10.0,
         reconnect_policy: Optional[ReconnectPolicy] = None,
-        dedupe: bool = True,
+        dedupe: Union[bool, SharedStore] = True,
         connect_timeout: float = 10.0,
         hello_timeout: float = 10.0,
         drain_timeout: float = 5.0,
@@ -416,7 +426,13 @@ class SocketModeClient(BaseSocketModeClient):
         self._next_url: Optional[str] = None  # set by the wss_uri setter: the next connection's URL
         self._set_url: Optional[str] = None  # the URL last given to the wss_uri setter
         self.hello: Optional[Hello] = None
-        self._ledger: EnvelopeLedger[Connection] = EnvelopeLedger(dedupe=dedupe)
+        self._ledger: EnvelopeLedger[Connection] = EnvelopeLedger(dedupe=bool(dedupe))
+        self._shared: Optional[SharedLedger] = None
+        if not isinstance(dedupe, bool):
+            try:
+                self._shared = SharedLedger(dedupe, logger=self.logger, thread_name=f"{self._prefix}-lease")
+            except ValueError as e:
+                raise ConfigurationError(str(e)) from None
         self._queued = 0  # envelopes submitted to the workers and not finished
         self._max_queue = max_queue
         # Lock order 2: queue accounting (_queued, _waiting_since, _busy_workers, …). It is taken
@@ -677,6 +693,8 @@ class SocketModeClient(BaseSocketModeClient):
             own = 1 if getattr(self._in_listener, "active", False) else 0  # close() from a listener
             while self._queued > own and time.monotonic() < end:
                 self._drained.wait(end - time.monotonic())
+        if self._shared is not None:  # within close()'s one deadline: half of what is left, at most 1 s
+            self._shared.close(min(1.0, max(0.0, (final_end - time.monotonic()) / 2)))
         with self._rules():
             self._perform(self._supervisor.stop(time.monotonic(), final=True))
             conns = list(self._connections.values())
@@ -829,6 +847,7 @@ class SocketModeClient(BaseSocketModeClient):
                 ack_latency_p50=_percentile(latencies, 0.50),
                 ack_latency_p90=_percentile(latencies, 0.90),
                 ack_latency_p99=_percentile(latencies, 0.99),
+                shared_ledger=self._shared.status() if self._shared is not None else "",
             )
 
     def health(self, max_queue_wait: float = 2.0) -> HealthStatus:
@@ -840,11 +859,12 @@ class SocketModeClient(BaseSocketModeClient):
         """
         state = self.state.value
         wait = self.oldest_wait()
+        shared = self._shared.status() if self._shared is not None else ""
         if not self.is_connected():
-            return HealthStatus(False, f"not connected ({state})", state, wait)
+            return HealthStatus(False, f"not connected ({state})", state, wait, shared)
         if wait > max_queue_wait:
-            return HealthStatus(False, f"an envelope has waited {wait:.1f} s for a worker", state, wait)
-        return HealthStatus(True, "", state, wait)
+            return HealthStatus(False, f"an envelope has waited {wait:.1f} s for a worker", state, wait, shared)
+        return HealthStatus(True, "", state, wait, shared)
 
     # ---- carrying out the rules ----------------------------------------------------------------
 
@@ -1246,12 +1266,16 @@ class SocketModeClient(BaseSocketModeClient):
         received = time.monotonic()
         receipt, ack = self._ledger.receive(envelope.envelope_id, conn, received)
         if receipt is Receipt.DISPATCH:
+            if self._shared is not None and not self._admit_shared(conn, envelope):
+                return
             with self._queue_lock:
                 now = received
                 if self._queued >= self._max_queue:
                     self._wait_for_room(conn)
                     now = time.monotonic()
                 if not self._accepting.is_set():  # close() began meanwhile: Slack redelivers it elsewhere
+                    if self._shared is not None:
+                        self._shared.release(envelope.envelope_id)  # no store call here: the lease thread makes it
                     return
                 self._queued += 1
                 # Run it here, on the reader, when no envelope waits for a worker and a slot is free.
@@ -1302,6 +1326,33 @@ class SocketModeClient(BaseSocketModeClient):
                 conn.id,
                 envelope.envelope_id,
             )
+
+    def _admit_shared(self, conn: Connection, envelope: Envelope) -> bool:
+        """Ask the shared ledger about a first delivery; True to run it (see :mod:`.shared`)."""
+        assert self._shared is not None
+        admission, ack = self._shared.admit(envelope)
+        if admission is Admission.RUN:
+            return True
+        if admission is Admission.ACK and ack is not None:
+            self.logger.info(
+                "connection %d: envelope %s (retry_attempt %d) was handled by another replica; acking it as it did",
+                conn.id,
+                envelope.envelope_id,
+                envelope.retry_attempt,
+            )
+            self._send_ack(envelope.envelope_id, ack)
+            return False
+        self.logger.info(
+            "connection %d: envelope %s (retry_attempt %d) %s; neither running nor acking it",
+            conn.id,
+            envelope.envelope_id,
+            envelope.retry_attempt,
+            "was handled by another replica without an ack"
+            if admission is Admission.SETTLED
+            else "is held by another replica, or the shared ledger is unavailable",
+        )
+        self._ledger.release(envelope.envelope_id)
+        return False
 
     def _wait_for_room(self, conn: Connection) -> None:
         """Block the reader (queue lock held) until a worker frees a slot. Pauses liveness meanwhile."""
@@ -1368,6 +1419,8 @@ class SocketModeClient(BaseSocketModeClient):
             self._run_listeners(envelope, text)
         finally:
             self._in_listener.active = False
+            if self._shared is not None:
+                self._shared.finish(envelope.envelope_id, *self._ledger.ack_of(envelope.envelope_id))
             conn = self._ledger.handled(envelope.envelope_id)
             with self._queue_lock:
                 self._queued -= 1

@@ -56,6 +56,9 @@ from websockets.server import ServerProtocol
 from ._webapi import THREAD_PREFIX, ApiCall, ApiReply, ApiServer, address_family, url_host, wake_listener
 from .samples import load_sample
 
+if TYPE_CHECKING:
+    from .app_model import AppModel
+
 __all__ = [
     "Ack",
     "ApiCall",
@@ -248,6 +251,7 @@ class ServerConnection:
         self._thread: threading.Thread | None = None
         self._fragments: list[bytes] = []
         self._fragment_opcode: Opcode | None = None
+        self._refused = False  # beyond the app's connection limit: sent too_many_websockets, not hello
 
     def __repr__(self) -> str:
         state = "open" if self.is_open else f"closed by {self.closed_by}" if self._closed else "connecting"
@@ -555,6 +559,8 @@ class ServerConnection:
                 chunks = self._take_output()
             self._write_chunks(chunks)
         threading.current_thread().name = f"{THREAD_PREFIX}reader-{self.id}"
+        if self._refused:
+            server.close_connection(self, 1000, "too_many_websockets")
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("connection %s opened from %s", self.id, self.peer)
         if len(events) > 1:
@@ -709,6 +715,9 @@ class SocketModeServer:
         fragment_size: a message longer than this many bytes (UTF-8) is sent as a first
             frame and continuation frames of at most this size each.
         ping_interval: if set, ping every open connection at this period (seconds).
+        app: an :class:`~slack_socket_mode.testing.app_model.AppModel`: one app shared by
+            several client processes (deliveries to a random connection, at most
+            ``max_connections`` open, ``too_many_websockets`` beyond). None: round-robin, no limit.
         ssl_context: a server-side ``ssl.SSLContext``: serve ``wss://`` and ``https://`` (for
             TLS tests, e.g. with a throwaway CA from ``trustme``). The TLS handshake of a
             WebSocket runs on its reader thread, so a client that refuses the certificate
@@ -729,6 +738,7 @@ class SocketModeServer:
         fragment_size: int = 65536,
         ping_interval: float | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        app: AppModel | None = None,
     ) -> None:
         if redelivery_delay is not None and redelivery_delay <= 0:
             raise ValueError("redelivery_delay must be positive or None")
@@ -745,6 +755,7 @@ class SocketModeServer:
         self._send_hello = send_hello
         self._fragment_size = fragment_size
         self._ping_interval = ping_interval
+        self._app = app
         hello = load_sample("hello")
         hello["debug_info"]["approximate_connection_time"] = approximate_connection_time
         #: The ``hello`` sent on each new connection; ``num_connections`` is replaced by the
@@ -1158,10 +1169,14 @@ class SocketModeServer:
             conn.id = self._next_id
             self._next_id += 1
             conn.opened_at = time.monotonic()
-            conn.hello_sent = self._send_hello
             conn._accepted = True
-            self._open.append(conn)
             self._all.append(conn)
+            if self._app is not None and not self._app.admits(len(self._open)):
+                conn.disconnect_sent = conn._refused = True  # never open, never sent an envelope
+                self._cond.notify_all()
+                return self._app.refusal()
+            conn.hello_sent = self._send_hello
+            self._open.append(conn)
             hello = None
             if self._send_hello:
                 fields = dict(self.hello_template)
@@ -1347,6 +1362,13 @@ class SocketModeServer:
             raise RuntimeError("no live connection to send to")
         return live
 
+    def _choose_locked(self, targets: list[ServerConnection]) -> ServerConnection:
+        """The next connection to send to: round-robin, or at random with an :class:`AppModel`."""
+        if self._app is not None:
+            return self._app.choose(targets)
+        self._round_robin += 1
+        return targets[self._round_robin % len(targets)]
+
     def _record_locked(self, item: _Item, conn: ServerConnection) -> tuple[_Envelope, Delivery]:
         envelope_id, text, _, attempt = item
         record = self._records.get(envelope_id)
@@ -1390,8 +1412,7 @@ class SocketModeServer:
                     targets = [conn for conn in targets if conn not in tried]
                     if not targets:
                         raise RuntimeError("no live connection to send to")
-                self._round_robin += 1
-                conn = targets[self._round_robin % len(targets)]
+                conn = self._choose_locked(targets)
                 record, delivery = self._record_locked(item, conn)
             if self._redelivery_delay is not None:
                 self._schedule(delivery.sent_at + self._redelivery_delay, self._redelivery_due, (envelope_id, delivery))
@@ -1408,8 +1429,7 @@ class SocketModeServer:
         with self._lock:
             targets = self._targets_for_send_locked(connection)
             for item in items:
-                self._round_robin += 1
-                conn = targets[self._round_robin % len(targets)]
+                conn = self._choose_locked(targets)
                 record, delivery = self._record_locked(item, conn)
                 groups.setdefault(conn, []).append((item, record, delivery))
         delay = self._redelivery_delay
@@ -1470,8 +1490,7 @@ class SocketModeServer:
                 targets = [conn for conn in targets if conn not in tried]
                 if not targets:
                     raise RuntimeError("no live connection to send to")
-                self._round_robin += 1
-                conn = targets[self._round_robin % len(targets)]
+                conn = self._choose_locked(targets)
             if conn._send_data(data, text):
                 return
             if connection is not None:
