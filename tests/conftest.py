@@ -1,4 +1,4 @@
-"""Shared fixtures: a local Socket Mode server per test and clients that are always closed."""
+"""Shared fixtures: a local Socket Mode server per test, clients that are always closed, raw peers."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
+from benchmarks.peers import Handler, RawPeer
 from slack_sdk.web import WebClient
 
 from slack_socket_mode import SocketModeClient
@@ -123,3 +124,17 @@ def errors_until_timeout(client: SocketModeClient, seconds: float = 1.0) -> list
     finally:
         client.close()
     return errors
+
+
+@pytest.fixture
+def peers() -> Iterator[Callable[[Handler], RawPeer]]:
+    started: list[RawPeer] = []
+
+    def make(handler: Handler) -> RawPeer:
+        peer = RawPeer(handler).__enter__()
+        started.append(peer)
+        return peer
+
+    yield make
+    for peer in started:
+        peer.close()

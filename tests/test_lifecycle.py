@@ -6,6 +6,8 @@ import pytest
 
 from slack_socket_mode.errors import AuthError, ConnectionFailedError, LinkDisabledError, RateLimitedError
 from slack_socket_mode.lifecycle import (
+    MIN_CONNECTION_TIME,
+    MIN_OPEN_INTERVAL,
     Abort,
     Action,
     ClientState,
@@ -73,19 +75,19 @@ def test_connections_are_opened_one_at_a_time_up_to_the_target() -> None:
 @pytest.mark.parametrize("reason", ["warning", "refresh_requested", "something_new"])
 def test_disconnect_is_make_before_break(reason: str) -> None:
     sup, [old] = started()
-    actions = sup.disconnect(old, reason, 10.0)
+    actions = sup.disconnect(old, reason, 100.0)
     assert opens(actions) == [2]
     # the old connection keeps serving until the new one says hello
     assert sup.connection_state(old) is ConnectionState.CONNECTED
     assert sup.connected_ids() == [old]
-    sup.opened(2, 10.1)
-    assert of(Drain, sup.hello(2, None, 10.2)) == [Drain(old)]
+    sup.opened(2, 100.1)
+    assert of(Drain, sup.hello(2, None, 100.2)) == [Drain(old)]
     assert sup.connection_state(old) is ConnectionState.DRAINING
     assert sup.serving_ids() == [2]
-    assert of(Close, sup.drained(old, 10.3)) == [Close(old, f"disconnect {reason}")]
-    actions = sup.lost(old, "closed by client", 10.4)
+    assert of(Close, sup.drained(old, 100.3)) == [Close(old, f"disconnect {reason}")]
+    actions = sup.lost(old, "closed by client", 100.4)
     assert opens(actions) == [] and sup.state is ClientState.CONNECTED
-    assert sup.attempt == 0  # a rotation is not a failure
+    assert sup.attempt == 0  # a rotation of a connection that stayed up healthy_after is not a failure
 
 
 def test_refresh_after_warning_on_a_draining_connection_does_nothing() -> None:
@@ -110,7 +112,8 @@ def test_a_drain_that_takes_too_long_is_closed_at_its_deadline() -> None:
 
 def test_rotation_before_approximate_connection_time_runs_out() -> None:
     assert rotation_delay(18060.0) == 18000.0
-    assert rotation_delay(2.0) == pytest.approx(1.8)
+    assert rotation_delay(60.0) == pytest.approx(54.0)
+    assert rotation_delay(2.0) == rotation_delay(0.001) == rotation_delay(MIN_CONNECTION_TIME)  # clamped
     assert rotation_delay(None) is None
     sup = Supervisor(NO_JITTER)
     sup.start(0.0)
@@ -257,3 +260,90 @@ def test_every_transition_is_reported() -> None:
         (1, ConnectionState.CONNECTED),
         (None, ClientState.CONNECTED),
     ]
+
+
+# ---- reconnect storms (issue 12, cause 5): the rule in lifecycle.py's docstring --------------------
+
+
+def _opens_per_second(sup: Supervisor, peer: str, seconds: float = 120.0) -> float:
+    """Drive a peer that ends every connection right after ``hello``; return open attempts per second.
+
+    ``peer``: ``"disconnect"`` (a ``disconnect`` after every hello, then the drop), ``"tiny-act"``
+    (``approximate_connection_time`` of 0.001 s) or ``"drop"`` (a reset after every hello).
+    The clock jumps to each next deadline, as the health thread would wake.
+    """
+    now, count = 0.0, 0
+    todo = opens(sup.start(now))
+    while now < seconds:
+        while todo:
+            cid = todo.pop(0)
+            count += 1
+            more = sup.opened(cid, now)
+            more += sup.hello(cid, 0.001 if peer == "tiny-act" else None, now)
+            if peer == "disconnect":
+                more += sup.disconnect(cid, "refresh_requested", now)
+            elif peer == "drop":
+                more += sup.lost(cid, "server closed the TCP connection", now)
+            for old in sup.connected_ids():  # a replaced connection drains and goes as soon as it may
+                more += sup.drained(old, now)
+                if sup.connection_state(old) is ConnectionState.CLOSING:
+                    more += sup.lost(old, "closed by client", now)
+            todo += opens(more)
+        due = sup.next_deadline()
+        assert due is not None and due > now, "the supervisor must always have a next deadline here"
+        now = due
+        todo += opens(sup.tick(now))
+    return count / seconds
+
+
+@pytest.mark.parametrize("peer", ["disconnect", "tiny-act", "drop"])
+def test_no_peer_can_make_a_reconnect_storm(peer: str) -> None:
+    """On main: ~200 opens per second against these peers (2,475 in 12 s); now backoff decides."""
+    rate = _opens_per_second(Supervisor(Backoff(base=0.5, cap=30.0, healthy_after=60.0, jitter=False)), peer)
+    assert rate < 0.2, f"{rate:.2f} open attempts per second against a {peer!r} peer"
+
+
+def test_the_floor_holds_per_connection_slot_even_with_no_backoff() -> None:
+    """A policy that never waits (a user's) still cannot open more than ``connections`` per interval."""
+
+    class Never:
+        healthy_after = 60.0
+
+        def delay(self, attempt: int) -> float:
+            return 0.0
+
+    for connections in (1, 3):
+        sup = Supervisor(Never(), connections=connections)
+        rate = _opens_per_second(sup, "disconnect", seconds=60.0)
+        assert rate <= connections / MIN_OPEN_INTERVAL + 0.1
+
+
+def test_replacements_of_healthy_connections_stay_immediate() -> None:
+    """Slack's own rotations (hours apart) never wait: the backoff counts only short-lived connections."""
+    sup, [cid] = started()
+    for n in range(5):
+        now = 3600.0 * (n + 1)
+        assert opens(sup.disconnect(cid, "warning", now)) == [cid + 1]
+        sup.opened(cid + 1, now)
+        sup.hello(cid + 1, 3600.0, now)
+        sup.drained(cid, now)
+        sup.lost(cid, "closed by client", now)
+        cid += 1
+    assert sup.attempt == 0
+
+
+def test_an_open_attempt_past_its_deadline_is_aborted_until_it_reports_back() -> None:
+    sup = Supervisor(NO_JITTER, open_timeout=10.0)
+    sup.start(0.0)
+    assert sup.next_deadline() == 10.0
+    assert of(Abort, sup.tick(9.9)) == []
+    assert of(Abort, sup.tick(10.0)) == [Abort(1, "open attempt took more than 10 s")]
+    assert of(Abort, sup.tick(10.0 + 0.5)) == [Abort(1, "open attempt took more than 10 s")]  # again
+    sup.open_failed(1, ConnectionFailedError("aborted", error="open_aborted"), 10.6)
+    assert sup.connection_state(1) is ConnectionState.CLOSED
+
+
+def test_stop_aborts_an_open_attempt_under_way() -> None:
+    sup = Supervisor(NO_JITTER)
+    sup.start(0.0)
+    assert of(Abort, sup.stop(1.0, final=True)) == [Abort(1, "close() called")]

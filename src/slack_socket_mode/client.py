@@ -17,6 +17,21 @@ Threads (all named ``slack_socket_mode-<n>-…``, all stopped and joined by :met
 
 The rules (what ``hello``, ``disconnect``, a drop or a timeout means) live in
 :mod:`slack_socket_mode.lifecycle`; this module carries them out.
+
+Locks, in the one order in which they may be taken (a thread holding one may take only
+those below it; docs/threading.md, "Locks"):
+
+1. ``_lock`` (an ``RLock``; ``_changed`` is its condition) — the supervisor, the connection
+   tables, the deferred acks. No socket call is made while it is held: the close frames and
+   aborts the rules ask for are queued and carried out once it is released (:meth:`_rules`).
+2. ``_queue_lock`` (``_room`` and ``_drained`` are its conditions) — queue accounting.
+3. ``_watch_lock`` — inline runs: begin, end and take-over of a reader's listeners.
+4. the ledger's lock (:class:`~slack_socket_mode.ledger.EnvelopeLedger`) — one envelope's record.
+5. a connection's send lock (:class:`~slack_socket_mode.connection.Connection`) — its socket's
+   write side; nothing is taken while it is held.
+
+``_slots`` (a semaphore of ``concurrency``) is not a lock: it counts running listeners, and is
+only waited for with no lock held.
 """
 
 from __future__ import annotations
@@ -30,7 +45,9 @@ import ssl
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Union
 
@@ -52,6 +69,7 @@ from .errors import (
     ProxyAuthError,
     RateLimitedError,
     SocketModeError,
+    detached,
 )
 from .interval_runner import IntervalRunner
 from .ledger import EnvelopeLedger, Receipt
@@ -71,7 +89,7 @@ from .liveness import Liveness
 from .messages import Disconnect, Envelope, Hello, Malformed, parse_message, plain_ack
 from .policy import Backoff, ReconnectPolicy
 from .records import record
-from .redaction import Hidden, Secret, redact
+from .redaction import Hidden, RedactingFilter, Secret, redact
 from .shared import Admission, SharedLedger, SharedStore
 from .urls import check_socket_url
 
@@ -173,7 +191,8 @@ class SocketModeClient(BaseSocketModeClient):
             Slack are always followed). Kept in ``default_auto_reconnect_enabled``, which
             each :meth:`connect` copies to ``auto_reconnect_enabled`` (both settable, as in slack_sdk).
         ping_interval: seconds between our pings; None disables them.
-        concurrency: worker threads that run listeners.
+        concurrency: how many envelopes' listeners may run at once, on the readers (inline) and
+            the worker threads together; ``concurrency=1`` runs one listener at a time.
         proxy: a proxy URL (``http://user:pass@host:port``, ``socks5://…``) for the WebSocket,
             and for the WebClient the client builds when it is an HTTP proxy (see
             :mod:`slack_socket_mode.proxies`; without it, ``HTTPS_PROXY`` etc. apply).
@@ -201,7 +220,9 @@ class SocketModeClient(BaseSocketModeClient):
             :class:`~slack_socket_mode.shared.SharedStore` such as
             :class:`slack_socket_mode.redis.RedisLedger`, shared by the app's replicas, so that a
             redelivery to another process is not run again either (see :mod:`.shared`).
-        connect_timeout: seconds for one URL request plus WebSocket handshake.
+        connect_timeout: seconds for one open attempt: the URL request plus the WebSocket
+            handshake, one deadline (a peer that trickles bytes is cut off at it). The WebClient
+            the client builds times out after this long too.
         hello_timeout: seconds a new connection may take to send ``hello``.
         drain_timeout: seconds a replaced connection waits for its acks before closing.
         close_timeout: seconds to wait for the server's close frame.
@@ -225,6 +246,8 @@ class SocketModeClient(BaseSocketModeClient):
             builds (verification stays on by default).
         base_url: the Web API base URL for the WebClient the client builds (default Slack's);
             use ``web_client`` instead to pass your own.
+        write_timeout: seconds a write (an ack) may take before its connection is given up
+            and replaced (a peer that stopped reading).
 
     Raises:
         ConfigurationError: invalid options or an app token that is not ``xapp-…``.
@@ -274,6 +297,7 @@ class SocketModeClient(BaseSocketModeClient):
         ssl_context: Any = None,
         base_url: Optional[str] = None,
         lifecycle_listeners: Optional[list[LifecycleListener]] = None,
+        write_timeout: float = 5.0,
     ) -> None:
         if isinstance(app_token, str):
             app_token = app_token.strip()  # a token read from a file or a Kubernetes secret keeps its newline
@@ -318,10 +342,15 @@ class SocketModeClient(BaseSocketModeClient):
         if ssl_context is None and web_client is not None:
             ssl_context = getattr(web_client, "ssl", None)  # slack_sdk connects with web_client.ssl too
         if web_client is None:
+            web_logger = logging.getLogger(f"{self.logger.name}.web_client")
+            if not any(isinstance(f, RedactingFilter) for f in web_logger.filters):
+                web_logger.addFilter(RedactingFilter())  # a peer's answer may echo the request's headers
             web_client = WebClient(
                 base_url=base_url or WebClient.BASE_URL,
                 proxy=self._proxy.url if self._proxy is not None and self._proxy.is_http else None,
                 ssl=ssl_context,
+                timeout=max(1, math.ceil(connect_timeout)),  # slack_sdk's own is 30 s per attempt
+                logger=web_logger,
             )
         elif base_url is not None:
             raise ConfigurationError("pass base_url or web_client, not both (set base_url on your WebClient)")
@@ -344,6 +373,7 @@ class SocketModeClient(BaseSocketModeClient):
             raise ConfigurationError(str(e)) from None
         self._policy: ReconnectPolicy = reconnect_policy if reconnect_policy is not None else Backoff()
         self._connect_timeout = connect_timeout
+        self._write_timeout = write_timeout
         self._close_timeout = close_timeout
         self._max_message_size = max_message_size
         self._allow_insecure_urls = allow_insecure_urls
@@ -365,18 +395,25 @@ class SocketModeClient(BaseSocketModeClient):
         self.on_error_listeners = list(on_error_listeners or [])
         self.on_close_listeners = list(on_close_listeners or [])
         self.lifecycle_listeners: list[LifecycleListener] = list(lifecycle_listeners or [])
+        # slack_sdk's attribute, kept for code that takes it; this client never does (no place in the order).
         self.connect_operation_lock = threading.Lock()
 
+        # Lock order 1 (first): guards the supervisor, _connections, _opening, _open_queue,
+        # _deferred_acks, _pending_io and the counters below. No socket call while held (see _rules).
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
+        self._rules_depth = threading.local()  # .n: how deep this thread is in _rules()
+        self._pending_io: list[tuple[Connection, Optional[str]]] = []  # (conn, close reason or None: abort)
         self._supervisor = Supervisor(
             self._policy,
             connections=connections,
             hello_timeout=hello_timeout,
             drain_timeout=drain_timeout,
             close_timeout=close_timeout,
+            open_timeout=connect_timeout,
         )
         self._connections: dict[int, Connection] = {}
+        self._opening: dict[int, Connection] = {}  # handshakes under way on the session thread
         self._serving: list[Connection] = []  # newest first; replaced whole, read without the lock
         self._live_count = 0
         self._open_queue: deque[int] = deque()
@@ -398,9 +435,11 @@ class SocketModeClient(BaseSocketModeClient):
                 raise ConfigurationError(str(e)) from None
         self._queued = 0  # envelopes submitted to the workers and not finished
         self._max_queue = max_queue
-        # Queue accounting has its own plain lock: it is taken twice per envelope, and must not
-        # contend with the supervisor's lock.
+        # Lock order 2: queue accounting (_queued, _waiting_since, _busy_workers, …). It is taken
+        # twice per envelope, and must not contend with the supervisor's lock.
         self._queue_lock = threading.Lock()
+        # Not a lock: one permit per listener run, inline or on a worker (concurrency counts both).
+        self._slots = threading.Semaphore(concurrency)
         self._room = threading.Condition(self._queue_lock)  # the reader waits here at max_queue
         self._drained = threading.Condition(self._queue_lock)  # close() waits here for running listeners
         self._waiting_since: deque[float] = deque()  # enqueue times of envelopes no worker has started
@@ -408,8 +447,8 @@ class SocketModeClient(BaseSocketModeClient):
         self._worker_idle_timeout = worker_idle_timeout
         self._inline = inline_dispatch
         self._handoff_after = handoff_after
-        # Inline listeners are watched by the health thread, which is woken only when the first
-        # starts after a quiet spell; begin/end/take-over of an inline run are serialised here.
+        # Lock order 3: inline listeners are watched by the health thread, which is woken only when
+        # the first starts after a quiet spell; begin/end/take-over of an inline run are serialised here.
         self._watch_lock = threading.Lock()
         self._watching = False
         self._inline_paused_until = 0.0  # after a take-over, the pool takes envelopes for a while
@@ -548,6 +587,7 @@ class SocketModeClient(BaseSocketModeClient):
         if failure is not None:
             raise failure
         url = response.get("url")
+        del response  # the request's headers: not in this frame's locals when an error below is raised
         if not isinstance(url, str):
             raise ConnectionFailedError("apps.connections.open returned no url", error="no_url")
         check_socket_url(url, allow_insecure=self._allow_insecure_urls)
@@ -569,7 +609,7 @@ class SocketModeClient(BaseSocketModeClient):
             ConnectTimeoutError: no ``hello`` within ``timeout``; the client stops trying.
             SocketModeError: the client was closed, or close()/disconnect() interrupted the wait.
         """
-        with self._lock:
+        with self._rules():
             if self._closed:
                 raise SocketModeError("the client is closed; create a new one")
             self._start_threads()
@@ -610,7 +650,7 @@ class SocketModeClient(BaseSocketModeClient):
             self.connect()
             return
         if force:
-            with self._lock:
+            with self._rules():
                 self._perform(self._supervisor.refresh("connect_to_new_endpoint(force=True)", time.monotonic()))
 
     def disconnect(self) -> None:
@@ -619,18 +659,23 @@ class SocketModeClient(BaseSocketModeClient):
         :meth:`connect` may be called again afterwards. Returns within ``close_timeout`` seconds
         plus a little.
         """
-        with self._lock:
+        with self._rules():
             self._perform(self._supervisor.stop(time.monotonic(), final=False))
             conns = list(self._connections.values())
-        self._await_connections(conns)
+        self._await_connections(conns, time.monotonic() + self._close_timeout)
 
     def close(self, timeout: float = 5.0) -> None:
         """Shut down for good: finish running listeners, send their acks, close, join threads.
 
-        Stops dispatching new envelopes (Slack redelivers them elsewhere), waits up to
-        ``timeout`` seconds for running listeners, closes every connection with a close
-        frame, and joins every thread the client started. Idempotent.
+        Stops dispatching new envelopes (Slack redelivers them elsewhere), waits for running
+        listeners, closes every connection with a close frame (an abort if the peer does not
+        read or answer in time), cuts short an open attempt under way, and joins every thread
+        the client started. Returns within ``timeout`` seconds whatever the peer does: the
+        listeners get what is left after ``close_timeout`` (at most half of ``timeout``) is kept
+        for the close handshake; a thread still running at the end (a listener that does not
+        return, a Web API call that does not answer) is named in a WARNING. Idempotent.
         """
+        final_end = time.monotonic() + timeout
         with self._lock:
             if self._closed:
                 return
@@ -638,7 +683,7 @@ class SocketModeClient(BaseSocketModeClient):
             self._accepting.clear()
         with self._queue_lock:
             self._room.notify_all()
-            end = time.monotonic() + timeout
+            end = final_end - min(self._close_timeout + 0.5, timeout / 2)
             if self._queued:
                 self.logger.info(
                     "close(): no new envelopes; waiting up to %g s for %d running or queued",
@@ -648,19 +693,27 @@ class SocketModeClient(BaseSocketModeClient):
             own = 1 if getattr(self._in_listener, "active", False) else 0  # close() from a listener
             while self._queued > own and time.monotonic() < end:
                 self._drained.wait(end - time.monotonic())
-        if self._shared is not None:
-            self._shared.close(1.0)
-        with self._lock:
+        if self._shared is not None:  # within close()'s one deadline: half of what is left, at most 1 s
+            self._shared.close(min(1.0, max(0.0, (final_end - time.monotonic()) / 2)))
+        with self._rules():
             self._perform(self._supervisor.stop(time.monotonic(), final=True))
             conns = list(self._connections.values())
-        self._await_connections(conns)
-        self._session.stop(1.0)
-        self._health.stop(1.0)
+        self._await_connections(conns, final_end - min(0.5, timeout / 4))
+        self._health.stop(0.0)  # both asked to stop first: one that is slow to end costs the other nothing
+        self._session.stop(0.0)
         self.message_workers.shutdown(wait=False, cancel_futures=True)
-        end = time.monotonic() + 1.0
-        for thread in threading.enumerate():
-            if thread.name.startswith(f"{self._prefix}-") and thread is not threading.current_thread():
-                thread.join(max(0.0, end - time.monotonic()))
+        me = threading.current_thread()
+        ours = [t for t in threading.enumerate() if t.name.startswith(f"{self._prefix}-") and t is not me]
+        for thread in ours:
+            thread.join(max(0.0, final_end - time.monotonic()))
+        running = [t.name for t in ours if t.is_alive()]
+        if running:
+            self.logger.warning(
+                "close(): %d thread(s) still running after %g s (they end on their own): %s",
+                len(running),
+                timeout,
+                ", ".join(running),
+            )
 
     def send_message(self, message: str) -> None:
         """Send a text message; an ack (``{"envelope_id": …}``) is routed like :meth:`send_socket_mode_response`.
@@ -821,8 +874,33 @@ class SocketModeClient(BaseSocketModeClient):
             self._session.start()
             self._health.start()
 
+    @contextmanager
+    def _rules(self) -> Iterator[None]:
+        """Hold ``_lock`` to consult the rules; carry out the socket calls they asked for once it is released.
+
+        Close frames and aborts queued by :meth:`_perform` are made after the outermost
+        ``_rules`` of this thread releases the lock (nested uses leave them to it). Neither
+        blocks: a close frame is written only if the socket can take it, else the
+        connection is aborted.
+        """
+        depth = getattr(self._rules_depth, "n", 0)
+        self._rules_depth.n = depth + 1
+        io: list[tuple[Connection, Optional[str]]] = []
+        try:
+            with self._lock:
+                yield
+                if depth == 0:
+                    io, self._pending_io = self._pending_io, []
+        finally:
+            self._rules_depth.n = depth
+        _carry_out(io)
+
     def _perform(self, actions: list[Action]) -> None:
-        """Carry out the supervisor's actions. Called with the lock held."""
+        """Carry out the supervisor's actions. Called with the lock held, inside :meth:`_rules`.
+
+        Socket calls (close frames, aborts) are queued in ``_pending_io``, never made here.
+        """
+        assert getattr(self._rules_depth, "n", 0) > 0, "_perform is called inside _rules()"
         notify: list[Callable[[], None]] = []
         while actions:
             more: list[Action] = []
@@ -841,12 +919,12 @@ class SocketModeClient(BaseSocketModeClient):
                 elif isinstance(action, Close):
                     conn = self._connections.get(action.connection_id)
                     if conn is not None:
-                        conn.close(1000, action.reason)
+                        self._pending_io.append((conn, action.reason))
                 elif isinstance(action, Abort):
-                    conn = self._connections.get(action.connection_id)
+                    conn = self._connections.get(action.connection_id) or self._opening.get(action.connection_id)
                     if conn is not None:
                         self.logger.warning("connection %d: aborting (%s)", conn.id, action.reason)
-                        conn.abort()
+                        self._pending_io.append((conn, None))
                 elif isinstance(action, Fail):
                     self._fatal = action.error
                     self.logger.error("Socket Mode stopped: %s", action.error)
@@ -859,12 +937,18 @@ class SocketModeClient(BaseSocketModeClient):
         self._changed.notify_all()
         self._health.wake()
         if notify:
-            # listeners are the application's code: run them without our lock
+            # listeners are the application's code: run them without our lock (and make the
+            # socket calls due so far first: a listener may wait for their outcome)
+            io, self._pending_io = self._pending_io, []
+            depth = getattr(self._rules_depth, "n", 0)
             self._lock.release()
+            self._rules_depth.n = 0
             try:
+                _carry_out(io)
                 for call in notify:
                     call()
             finally:
+                self._rules_depth.n = depth
                 self._lock.acquire()
 
     def _log_transition(self, t: Transition, notify: list[Callable[[], None]]) -> None:
@@ -879,7 +963,7 @@ class SocketModeClient(BaseSocketModeClient):
     def _forget(self, connection_id: int) -> None:
         conn = self._connections.pop(connection_id, None)
         if conn is not None and not conn.ended:
-            conn.abort()
+            self._pending_io.append((conn, None))
 
     def _notify_lifecycle(self, t: Transition) -> None:
         for listener in list(self.lifecycle_listeners):
@@ -896,14 +980,21 @@ class SocketModeClient(BaseSocketModeClient):
                 self.logger.exception("error listener %r failed", listener)
 
     def _session_step(self) -> Optional[float]:
-        """Open the connections the supervisor asked for (blocking calls, one at a time)."""
+        """Open the connections the supervisor asked for (blocking calls, one at a time).
+
+        One deadline, ``connect_timeout``, covers the Web API call and the handshake: the
+        handshake gets what the call left, and the health thread aborts a handshake still under
+        way at the deadline (the supervisor's ``Abort`` for a ``CONNECTING`` connection reaches
+        it through ``_opening``), as does ``close()``.
+        """
         while True:
-            with self._lock:
+            with self._rules():
                 if not self._open_queue:
                     return None
                 cid = self._open_queue.popleft()
                 if self._supervisor.connection_state(cid) is not ConnectionState.CONNECTING:
                     continue
+            deadline = time.monotonic() + self._connect_timeout
             conn: Optional[Connection] = None
             error: Optional[Exception] = None
             try:
@@ -911,6 +1002,12 @@ class SocketModeClient(BaseSocketModeClient):
                     url, self._next_url = self._next_url, None
                 if url is None:
                     url = self.issue_new_wss_url()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ConnectionFailedError(
+                        f"apps.connections.open took more than connect_timeout ({self._connect_timeout:g} s)",
+                        error="open_timeout",
+                    )
                 conn = Connection(
                     cid,
                     url,
@@ -921,20 +1018,29 @@ class SocketModeClient(BaseSocketModeClient):
                     max_message_size=self._max_message_size,
                     connect_options=self._connect_options.value,
                     sslopt=self._sslopt,
+                    write_timeout=self._write_timeout,
                     open_socket=self._open_socket,
                     trace_limit=self._trace_limit,
                     trace_pings=self._trace_pings,
                 )
+                with self._lock:
+                    self._opening[cid] = conn
+                    stopping = self._closed or self._supervisor.state not in _RUNNING_CLIENT
+                if stopping:
+                    conn.abort()
                 self.logger.info("connection %d: opening %s", cid, conn.url)
-                conn.open(self._connect_timeout)
+                conn.open(remaining)
             except SocketModeError as e:
-                error = e
+                error = detached(e)  # the one error boundary: nothing the request held stays reachable
             except Exception as e:  # a library error we did not foresee must not stall reconnecting
-                self.logger.exception("connection %d: unexpected error while opening", cid)
+                self.logger.error(
+                    "connection %d: unexpected error while opening: %s: %s", cid, type(e).__name__, redact(str(e))[:200]
+                )
                 error = ConnectionFailedError(
                     f"could not open a connection: {type(e).__name__}", error=type(e).__name__
                 )
-            with self._lock:
+            with self._rules():
+                self._opening.pop(cid, None)
                 now = time.monotonic()
                 if conn is None or error is not None:
                     failure = error or ConnectionFailedError("could not open a connection", error="unknown")
@@ -953,12 +1059,29 @@ class SocketModeClient(BaseSocketModeClient):
                 self._notify_error(failure)
 
     def _health_step(self) -> Optional[float]:
-        """Fire due deadlines; ping; replace dead connections. Returns seconds until the next one."""
+        """Fire due deadlines; ping; replace dead connections. Returns seconds until the next one.
+
+        Never waits on a connection's I/O: a ping is sent only if it cannot block
+        (:meth:`Connection.ping`), and a write that has run past ``write_timeout`` gets its
+        connection aborted and replaced.
+        """
         now = time.monotonic()
         pings: list[Connection] = []
-        with self._lock:
+        with self._rules():
             actions = self._supervisor.tick(now)
             next_at = self._supervisor.next_deadline()
+            for writer in list(self._connections.values()):
+                overdue = writer.write_overdue(now)
+                if overdue is not None:
+                    reason = f"a write has not finished in {overdue:.1f} s (the peer does not read)"
+                    self.logger.warning("connection %d: %s; replacing it", writer.id, reason)
+                    self._reconnects["write timeout"] += 1
+                    actions += self._supervisor.dead(writer.id, reason, now) or [Abort(writer.id, reason)]
+                    continue
+                due = writer.write_deadline()
+                if due is None:  # a write that starts while this thread sleeps is seen within write_timeout
+                    due = now + self._write_timeout
+                next_at = due if next_at is None else min(next_at, due)
             for cid in self._supervisor.connected_ids():
                 conn = self._connections.get(cid)
                 if conn is None:
@@ -1044,8 +1167,8 @@ class SocketModeClient(BaseSocketModeClient):
         old.shutdown(wait=False)
         return None
 
-    def _await_connections(self, conns: list[Connection]) -> None:
-        end = time.monotonic() + self._close_timeout
+    def _await_connections(self, conns: list[Connection], end: float) -> None:
+        """Wait until ``end`` (monotonic seconds) for ``conns`` to end, aborting those that have not."""
         for conn in conns:
             if conn.is_reader():  # called by a listener on this connection's reader: it cannot read the reply
                 conn.abort()
@@ -1053,7 +1176,7 @@ class SocketModeClient(BaseSocketModeClient):
             if not conn.wait_ended(max(0.0, end - time.monotonic())):
                 conn.abort()
         for conn in conns:
-            conn.join(0.5)
+            conn.join(max(0.05, end - time.monotonic()))
 
     # ---- reader threads ------------------------------------------------------------------------
 
@@ -1067,7 +1190,7 @@ class SocketModeClient(BaseSocketModeClient):
             self._on_hello(conn, message)
         elif isinstance(message, Disconnect):
             self.logger.info("connection %d: disconnect (reason %s)", conn.id, message.reason)
-            with self._lock:
+            with self._rules():
                 self._last_disconnect_reason = message.reason
                 self._reconnects[f"disconnect {message.reason}"] += 1
                 self._perform(self._supervisor.disconnect(conn.id, message.reason, time.monotonic()))
@@ -1080,7 +1203,7 @@ class SocketModeClient(BaseSocketModeClient):
             self.logger.debug("connection %d: ignored a message of type %s", conn.id, message.type)
 
     def _on_hello(self, conn: Connection, hello: Hello) -> None:
-        with self._lock:
+        with self._rules():
             self.hello = hello
             self.logger.info(
                 "connection %d: hello (num_connections=%s, approximate_connection_time=%s s)",
@@ -1098,7 +1221,7 @@ class SocketModeClient(BaseSocketModeClient):
 
     def _on_closed(self, conn: Connection, reason: str) -> None:
         code = conn.close_code if conn.close_code is not None else 1006
-        with self._lock:
+        with self._rules():
             state = self._supervisor.connection_state(conn.id)
             if state not in (ConnectionState.DRAINING, ConnectionState.CLOSING, ConnectionState.CLOSED):
                 self._reconnects[reason.split(" (", maxsplit=1)[0]] += 1
@@ -1162,6 +1285,7 @@ class SocketModeClient(BaseSocketModeClient):
                     and self._queued <= self.concurrency
                     and now >= self._inline_paused_until
                     and conn.is_reader()
+                    and self._slots.acquire(blocking=False)  # a free slot of concurrency (released below)
                 )
                 if not inline:
                     self._busy_workers = True
@@ -1232,6 +1356,7 @@ class SocketModeClient(BaseSocketModeClient):
 
     def _wait_for_room(self, conn: Connection) -> None:
         """Block the reader (queue lock held) until a worker frees a slot. Pauses liveness meanwhile."""
+        assert self._queue_lock.locked(), "_wait_for_room waits on _room: the queue lock must be held"
         if not self._warned_full:  # once per burst: the flag resets when the queue drains
             self._warned_full = True
             self.logger.warning(
@@ -1262,6 +1387,7 @@ class SocketModeClient(BaseSocketModeClient):
         finally:
             with self._watch_lock:
                 conn.end_inline()
+            self._slots.release()
 
     def _dispatch(self, envelope: Envelope, text: str) -> None:
         """Run the listeners on a worker thread."""
@@ -1280,7 +1406,11 @@ class SocketModeClient(BaseSocketModeClient):
                 len(self._waiting_since),
                 self.concurrency,
             )
-        self._run_and_settle(envelope, text)
+        self._slots.acquire()  # inline runs count towards concurrency too: wait for one of them to end
+        try:
+            self._run_and_settle(envelope, text)
+        finally:
+            self._slots.release()
 
     def _run_and_settle(self, envelope: Envelope, text: str) -> None:
         """Run the listeners, then account for the envelope (queue, drain, close())."""
@@ -1320,7 +1450,16 @@ class SocketModeClient(BaseSocketModeClient):
                     envelope.type,
                 )
         if self.socket_mode_request_listeners:
-            request = SocketModeRequest.from_dict(body)
+            try:
+                request = SocketModeRequest.from_dict(body)
+            except (ValueError, TypeError) as e:  # parse_message refuses such shapes; a caller may not have
+                self.logger.warning(
+                    "envelope %s (%s): request listeners skipped: %s",
+                    redact(envelope.envelope_id),
+                    redact(envelope.type)[:64],
+                    type(e).__name__,
+                )
+                return
             if request is None:
                 self.logger.warning(
                     "envelope %s (%s) has no payload; request listeners skipped",
@@ -1389,8 +1528,20 @@ class SocketModeClient(BaseSocketModeClient):
 
     def _maybe_drained(self, conn: Connection) -> None:
         if conn.draining and self._ledger.inflight(conn) == 0:
-            with self._lock:
+            with self._rules():
                 self._perform(self._supervisor.drained(conn.id, time.monotonic()))
+
+
+_RUNNING_CLIENT = (ClientState.CONNECTING, ClientState.CONNECTED, ClientState.RECONNECTING)
+
+
+def _carry_out(io: list[tuple[Connection, Optional[str]]]) -> None:
+    """Make the socket calls the rules asked for (never with the client's lock held; none blocks)."""
+    for conn, close_reason in io:
+        if close_reason is None:
+            conn.abort()
+        else:
+            conn.close(1000, close_reason)
 
 
 def _percentile(ordered: list[float], q: float) -> Optional[float]:
@@ -1405,7 +1556,7 @@ def _api_error(e: SlackApiError) -> SocketModeError:
     response = e.response
     status = getattr(response, "status_code", None)
     error = response.get("error") if hasattr(response, "get") else None
-    error = error if isinstance(error, str) else "unknown_error"
+    error = redact(error)[:100] if isinstance(error, str) else "unknown_error"  # the peer's text
     if status == 407:
         return ProxyAuthError(
             "the proxy refused apps.connections.open: HTTP 407 proxy authentication required "

@@ -20,13 +20,15 @@ there, and is always passed to the client's error listeners. :class:`ConnectionF
 is only ever passed to error listeners: the client retries with backoff.
 
 No exception of ours carries a token: messages name the Slack error code and the HTTP
-status, never the request. Errors from slack_sdk or websocket-client are not chained, neither
-as ``__cause__`` nor as ``__context__``, because their objects hold the request's headers.
+status, never the request, and text a peer sent is redacted. Errors from slack_sdk or
+websocket-client are not chained, neither as ``__cause__`` nor as ``__context__``, because
+their objects hold the request's headers; and an error the client hands to the application
+carries no traceback (:func:`detached`), whose frames would hold them too.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, TypeVar
 
 from slack_sdk.errors import SlackClientConfigurationError, SlackClientNotConnectedError
 
@@ -43,6 +45,7 @@ __all__ = [
     "ProxyAuthError",
     "RateLimitedError",
     "SocketModeError",
+    "detached",
 ]
 
 #: Web API error codes from ``apps.connections.open`` after which retrying cannot help.
@@ -141,3 +144,20 @@ class InsecureURLError(FatalError):
 
 class ProxyAuthError(FatalError):
     """The proxy answered HTTP 407: its user or password in the ``proxy`` URL is wrong."""
+
+
+_E = TypeVar("_E", bound=BaseException)
+
+
+def detached(error: _E) -> _E:
+    """``error`` with no traceback and nothing chained, as it crosses the client's one error boundary.
+
+    A traceback's frames hold the locals of every call it passed through: slack_sdk's response,
+    with the request's ``Authorization`` header, among them. Errors handed to the application
+    (raised from ``connect()``, passed to error listeners) are detached first. Returns ``error``.
+    """
+    error.__traceback__ = None
+    error.__cause__ = None
+    error.__context__ = None
+    error.__suppress_context__ = True
+    return error

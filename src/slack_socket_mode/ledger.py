@@ -101,6 +101,8 @@ class EnvelopeLedger(Generic[C]):
         self.crossing_window = crossing_window
         self.max_entries = max_entries
         self.max_age = max_age
+        # Lock order 4 (docs/threading.md, "Locks"): guards every field below. Held for a dict
+        # operation or two; nothing is called and no other lock is taken while it is held.
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry[C]] = {}
         # With dedupe, the keys of _entries, oldest first: a dict and a deque of keys take half

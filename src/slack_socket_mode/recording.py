@@ -208,6 +208,9 @@ class RecordingWriter:
         self._file = file
         self._redact = redact_secrets
         self._clock = clock
+        # A leaf lock outside the client's order (docs/threading.md, "Locks"): taken by a reader
+        # (listen's client records each message before acting on it) with no lock of the client's
+        # held, and nothing is taken under it.
         self._lock = threading.Lock()  # guards the file, _closed and the order of t
         self._closed = False
         self._count = 0

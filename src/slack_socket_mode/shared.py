@@ -156,6 +156,8 @@ class SharedLedger:
         self.owner = f"{platform.node()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self._thread_name = thread_name
         # Guards _claims, _down_until, _outage and the counters; no store call is made under it.
+        # Lock order 4 (docs/threading.md, "Locks"): a leaf like the ledger's, taken under the
+        # client's _lock (stats) or _queue_lock (release); nothing is taken under it.
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)  # the lease thread waits here
         self._claims: dict[str, tuple[str, ...]] = {}  # envelope_id -> keys claimed and not yet done

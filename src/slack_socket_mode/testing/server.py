@@ -295,7 +295,9 @@ class ServerConnection:
                 chunks = self._take_output()
             ok = self._write_chunks(chunks)
             if ok and self._outbox:
-                ok = self._drain()
+                # The message went out; a failure to write the reader's queued output (a close
+                # reply to a client that already hung up) does not undo its delivery.
+                self._drain()
         if self._outbox:  # the reader queued output while we held the write lock
             self._flush_outbox()
         return ok
@@ -325,7 +327,7 @@ class ServerConnection:
                     chunks = self._take_output()
                 ok = self._write_chunks(chunks)
                 if ok and self._outbox:
-                    ok = self._drain()
+                    self._drain()  # these messages went out, whatever becomes of the reader's output
             if self._outbox:
                 self._flush_outbox()
             if not ok:
@@ -778,7 +780,8 @@ class SocketModeServer:
         self._records: dict[str, _Envelope] = {}
         self._api_calls: list[ApiCall] = []
         self._open_calls = 0
-        self._open_failures: deque[tuple[str, int, int | None]] = deque()
+        self._open_failures: deque[tuple[str, int, int | None, bool]] = deque()
+        self._open_urls: deque[str] = deque()  # handed out before this server's own (see send_next_opens_to)
         self._refusals = 0
 
         self._timer_cond = threading.Condition(threading.Lock())
@@ -981,26 +984,48 @@ class SocketModeServer:
         return self._wait(ready, timeout, lambda: f"{count} {method} call(s); got {len(ready() or [])}")
 
     def fail_next_opens(
-        self, error: str | None = None, *, count: int = 1, status: int = 200, retry_after: int | None = None
+        self,
+        error: str | None = None,
+        *,
+        count: int = 1,
+        status: int = 200,
+        retry_after: int | None = None,
+        echo: bool = False,
     ) -> None:
         """Make the next ``count`` ``apps.connections.open`` calls fail.
 
         With ``status`` 200 they answer ``{"ok": false, "error": error}``; with 429 they
         answer HTTP 429 ``{"ok": false, "error": "ratelimited"}``; any other status answers
         that status with ``{"ok": false, "error": error}``. A ``Retry-After`` header is added
-        when ``retry_after`` (seconds) is given. Calls with a missing or non-``xapp-`` token
-        fail their own way and do not use these up.
+        when ``retry_after`` (seconds) is given. With ``echo``, the error text quotes the
+        request's ``Authorization`` header back, token and all (a broken Web API that echoes
+        the request: the client must redact it everywhere). Calls with a missing or
+        non-``xapp-`` token fail their own way and do not use these up.
 
         Args:
             error: the error code; default ``"invalid_auth"`` (``"ratelimited"`` for 429).
             count: how many calls fail.
             status: the HTTP status.
             retry_after: the ``Retry-After`` header value, in seconds.
+            echo: quote the request's ``Authorization`` header in the error text.
         """
         if error is None:
             error = "ratelimited" if status == 429 else "invalid_auth"
         with self._lock:
-            self._open_failures.extend([(error, status, retry_after)] * count)
+            self._open_failures.extend([(error, status, retry_after, echo)] * count)
+
+    def send_next_opens_to(self, url: str, *, count: int = 1) -> None:
+        """Make the next ``count`` ``apps.connections.open`` calls answer with ``url``.
+
+        For a peer of the test's own at that URL: one that trickles its handshake, redirects
+        it, or misbehaves in another way this server does not.
+
+        Args:
+            url: the WebSocket URL to hand out.
+            count: how many calls answer with it.
+        """
+        with self._lock:
+            self._open_urls.extend([url] * count)
 
     def refuse_next_connections(self, count: int = 1) -> None:
         """Make the next ``count`` ``apps.connections.open`` calls return a URL nobody listens on.
@@ -1041,9 +1066,13 @@ class SocketModeServer:
         if not token.startswith("xapp-"):
             return ApiReply(200, {"ok": False, "error": "invalid_auth"})
         if self._open_failures:
-            error, status, retry_after = self._open_failures.popleft()
+            error, status, retry_after, echo = self._open_failures.popleft()
             headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+            if echo:
+                error = f"{error}: you sent Authorization: Bearer {token}"
             return ApiReply(status, {"ok": False, "error": "ratelimited" if status == 429 else error}, headers)
+        if self._open_urls:
+            return ApiReply(200, {"ok": True, "url": self._open_urls.popleft()})
         ticket = str(uuid.uuid4())
         if self._refusals > 0:
             self._refusals -= 1
