@@ -9,7 +9,11 @@ For the whole run, envelopes stream in at ``--rate`` per second while a fault ha
 few seconds, chosen at random: a rotation (``disconnect`` reason ``warning``), a TCP reset,
 a silent peer (the client pings every 0.5 s, so it notices within about a second), a burst
 of bad frames (non-JSON, binary, invalid UTF-8, envelopes without an id), HTTP 429 from
-``apps.connections.open`` with ``Retry-After``, and a server close frame. A few listeners are
+``apps.connections.open`` with ``Retry-After``, a server close frame, and hostile peers
+(:mod:`benchmarks.peers`): the next open attempt meets a handshake that trickles a byte every
+0.5 s (cut off at the client's ``connect_timeout``, 2 s here), a handshake answered with a
+redirect (refused), or a Web API error that echoes the request's ``Authorization`` header
+(redacted; the client's log is checked for the token at the end). A few listeners are
 slow (1 to 4 s) and the server redelivers unacked envelopes after 3 s, as Slack does.
 
 The client runs in a process of its own (``spawn``, driven through :mod:`benchmarks.control`),
@@ -40,6 +44,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -52,6 +57,7 @@ from slack_socket_mode import Backoff, SocketModeClient
 from slack_socket_mode.testing import ServerConnection, SocketModeServer
 
 from .control import Child, serve
+from .peers import RawPeer, redirecting, trickling
 from .procinfo import sample_self
 
 __all__ = ["FAULTS", "Sample", "SoakReport", "SoakSettings", "main", "run_soak"]
@@ -64,6 +70,9 @@ FAULTS: dict[str, int] = {
     "bad_frames": 3,
     "rate_limited": 1,
     "server_close": 1,
+    "trickle": 1,
+    "redirect": 1,
+    "echo": 1,
 }
 
 _APP_TOKEN = "xapp-1-A111-soak-5eed5eed5eed"
@@ -151,11 +160,12 @@ class SoakReport:
     threads_before: int = 0  #: the client process's threads before connect()
     threads_after: int = 0  #: and after close()
     client_threads_after: int = 0
+    token_in_logs: int = 0  #: the client process's log records that show the app-level token
 
     @property
     def ok(self) -> bool:
-        """No envelope lost and no listener run twice."""
-        return not self.lost and not self.run_twice
+        """No envelope lost, no listener run twice, and no token in the client's log."""
+        return not self.lost and not self.run_twice and not self.token_in_logs
 
     def to_json(self) -> dict[str, Any]:
         """Everything, as JSON-ready values."""
@@ -182,6 +192,7 @@ class SoakReport:
             f"pushes held while no connection was live: {self.held_pushes}",
             f"ack latency: p50 {_ms(self.ack_latency_p50)}, p99 {_ms(self.ack_latency_p99)}",
             "client reconnects: " + (", ".join(f"{k} {v}" for k, v in sorted(self.reconnects.items())) or "none"),
+            f"client log records showing the app-level token: {self.token_in_logs}",
         ]
         lines += _resource_lines(self.samples)
         lines.append(
@@ -301,11 +312,14 @@ class _ClientProcess:
             ping_interval=0.5,
             ping_timeout=0.5,
             receive_timeout=3.0,
+            connect_timeout=2.0,
             reconnect_policy=Backoff(base=0.05, cap=0.5, healthy_after=5.0),
             concurrency=concurrency,
         )
         self.client.socket_mode_request_listeners.append(self.listener)
         self.sampler = _Sampler(self.client, sample_interval)
+        self.leaks = _TokenLeaks(_APP_TOKEN)
+        logging.getLogger().addHandler(self.leaks)
 
     def listener(self, client: SocketModeClient, request: SocketModeRequest) -> None:
         """Count the run; work as long as the payload says (Slack redelivers meanwhile); ack."""
@@ -339,7 +353,22 @@ class _ClientProcess:
             "threads_before": self.threads_before,
             "threads_after": threading.active_count(),
             "client_threads_after": _client_threads(),
+            "token_in_logs": self.leaks.count,
         }
+
+
+class _TokenLeaks(logging.Handler):
+    """Counts log records (message and traceback, as emitted) that contain ``token``."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.token = token
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage() + (logging.Formatter().formatException(record.exc_info) if record.exc_info else "")
+        if self.token in text:
+            self.count += 1
 
 
 def _client_main(conn: Connection, api_url: str, concurrency: int, sample_interval: float, log: Optional[str]) -> None:
@@ -457,11 +486,14 @@ def send_junk(server: SocketModeServer, conn: ServerConnection, junk: tuple[str,
 class _Driver:
     """Runs the faults, one at a time, each until the client has recovered."""
 
-    def __init__(self, server: SocketModeServer, load: _Load, report: SoakReport, rng: random.Random) -> None:
+    def __init__(
+        self, server: SocketModeServer, load: _Load, report: SoakReport, rng: random.Random, peers: dict[str, RawPeer]
+    ) -> None:
         self.server = server
         self.load = load
         self.report = report
         self.rng = rng
+        self.peers = peers  # "trickle", "redirect": hostile WebSocket peers the next open may be sent to
 
     def wait_connected(self, seconds: float) -> bool:
         """Wait until the server holds an open connection (it sends ``hello`` as it opens)."""
@@ -501,6 +533,14 @@ class _Driver:
                 server.wait_for_new_connection(before, _RECOVERY)
             elif name == "server_close":
                 server.close_connection(conn, code=1001)
+                server.wait_for_new_connection(before, _RECOVERY)
+            elif name in ("trickle", "redirect"):  # the next attempt meets the peer; the one after, this server
+                server.send_next_opens_to(self.peers[name].url())
+                server.reset(conn)
+                server.wait_for_new_connection(before, _RECOVERY)
+            elif name == "echo":
+                server.fail_next_opens("internal_error", echo=True)
+                server.reset(conn)
                 server.wait_for_new_connection(before, _RECOVERY)
             else:
                 raise ValueError(f"unknown fault {name!r}")
@@ -543,13 +583,16 @@ def run_soak(
     report = SoakReport(settings=settings, seed=seed)
     say = progress or (lambda line: None)
     start = time.monotonic()
-    with SocketModeServer(redelivery_delay=_REDELIVERY_DELAY, max_retries=3) as server:
+    with ExitStack() as stack:
+        server = stack.enter_context(SocketModeServer(redelivery_delay=_REDELIVERY_DELAY, max_retries=3))
+        trickler = stack.enter_context(RawPeer(trickling(0.5)))
+        redirector = stack.enter_context(RawPeer(redirecting(server.new_connection_url())))
         log = str(client_log) if client_log is not None else None
         child = Child(_client_main, "soak-client", server.api_url, settings.concurrency, settings.sample_interval, log)
         try:
             child.call("connect", timeout=60.0)
             load = _Load(server, settings, random.Random(seed + 1))
-            driver = _Driver(server, load, report, random.Random(seed))
+            driver = _Driver(server, load, report, random.Random(seed), {"trickle": trickler, "redirect": redirector})
             load.start()
             interrupted = False
             try:
@@ -581,6 +624,7 @@ def run_soak(
     report.threads_before = seen["threads_before"]
     report.threads_after = seen["threads_after"]
     report.client_threads_after = seen["client_threads_after"]
+    report.token_in_logs = seen["token_in_logs"]
     report.elapsed = time.monotonic() - start
     return report
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: a local Socket Mode server per test and clients that are always closed."""
+"""Shared fixtures: a local Socket Mode server per test, clients that are always closed, raw peers."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ from collections.abc import Collection, Iterable, Iterator
 from typing import Any, Callable
 
 import pytest
+from benchmarks.peers import Handler, RawPeer
 from slack_sdk.web import WebClient
 
 from slack_socket_mode import SocketModeClient
 from slack_socket_mode.testing import SocketModeServer
+
+from .services import own_redis  # noqa: F401 -- a fixture for outage tests
 
 #: A fake app-level token; tests assert it never leaks.
 APP_TOKEN = "xapp-1-A111-4242-c0ffee0ddba11c0ffee0ddba11"
@@ -159,3 +162,17 @@ def errors_until_timeout(client: SocketModeClient, seconds: float = 1.0) -> list
     finally:
         client.close()
     return errors
+
+
+@pytest.fixture
+def peers() -> Iterator[Callable[[Handler], RawPeer]]:
+    started: list[RawPeer] = []
+
+    def make(handler: Handler) -> RawPeer:
+        peer = RawPeer(handler).__enter__()
+        started.append(peer)
+        return peer
+
+    yield make
+    for peer in started:
+        peer.close()

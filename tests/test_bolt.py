@@ -257,7 +257,32 @@ def test_redelivery_reaches_bolt_as_retry_headers(server: SocketModeServer, app:
     server.wait_for_acks(envelope_ids=ids, timeout=timeout(5))
     seen = dict((text, (hdrs, mode)) for text, hdrs, mode in headers.wait_for(2))
     assert seen["redelivery"] == ({"x-slack-retry-num": ["1"], "x-slack-retry-reason": ["timeout"]}, "socket_mode")
-    assert seen["first delivery"] == ({}, "socket_mode")  # as in HTTP mode: no retry headers the first time
+    # Bolt's own handlers set both headers whenever the envelope has the fields: 0 and "" on a first delivery
+    assert first["retry_attempt"] == 0 and first["retry_reason"] == ""
+    assert seen["first delivery"] == ({"x-slack-retry-num": ["0"], "x-slack-retry-reason": [""]}, "socket_mode")
+
+
+def test_an_envelope_without_retry_fields_has_no_retry_headers(
+    server: SocketModeServer, app: App, handlers: HandlerFactory
+) -> None:
+    headers = Seen()
+
+    @app.middleware
+    def record(request: BoltRequest, next: Callable[[], Any]) -> Any:
+        headers.add(dict(request.headers))
+        return next()
+
+    @app.shortcut("do-something")
+    def shortcut(ack: Ack) -> None:
+        ack()
+
+    handlers(app).connect()
+    shortcut_envelope = load_sample("interactive_shortcut")
+    shortcut_envelope["payload"]["callback_id"] = "do-something"
+    assert "retry_attempt" not in shortcut_envelope and "retry_reason" not in shortcut_envelope
+    server.wait_for_acks(envelope_ids=[server.push(shortcut_envelope)], timeout=timeout(5))
+    (seen,) = headers.wait_for(1)
+    assert "x-slack-retry-num" not in seen and "x-slack-retry-reason" not in seen
 
 
 def test_unhandled_request_is_not_acked(server: SocketModeServer, app: App, handlers: HandlerFactory) -> None:
@@ -419,3 +444,19 @@ def test_bolt_example_runs_with_only_the_import_changed(server: SocketModeServer
     assert conn.wait_closed(timeout(5)) and conn.close_code_received == 1000  # a clean close
     assert server.duplicate_acks() == []
     assert APP_TOKEN not in stderr
+
+
+def test_default_auto_reconnect_enabled_set_on_the_handlers_client_is_honoured(
+    server: SocketModeServer, app: App, handlers: HandlerFactory
+) -> None:
+    from slack_socket_mode import ClientState
+
+    from .conftest import Watcher
+
+    handler = handlers(app)
+    handler.client.default_auto_reconnect_enabled = False  # as slack_bolt's own tests and users do
+    handler.connect()
+    watcher = Watcher(handler.client)
+    server.close_connection()
+    watcher.wait(lambda: handler.client.state is ClientState.DISCONNECTED, what="the client to stop")
+    assert len(server.all_connections) == 1 and server.open_calls == 1

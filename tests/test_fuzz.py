@@ -28,6 +28,7 @@ from benchmarks.soak import send_junk
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web import WebClient
 
 from slack_socket_mode import Backoff, SocketModeClient
@@ -174,7 +175,12 @@ def test_every_valid_envelope_is_classified_as_one(
     if attempt is not None:
         body["retry_attempt"] = attempt
     message = parse_message(_dumps(body))
+    if not isinstance(payload, (dict, str)):  # SocketModeRequest refuses it: bad input, skipped with its id
+        assert type(message) is Malformed
+        assert "payload" in message.problem
+        return
     assert type(message) is Envelope
+    assert SocketModeRequest.from_dict(message.body) is not None  # what listeners get never raises
     assert message.envelope_id == envelope_id
     assert message.type == kind
     counts = isinstance(attempt, int) and not isinstance(attempt, bool) and attempt >= 0

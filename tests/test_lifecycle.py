@@ -6,6 +6,8 @@ import pytest
 
 from slack_socket_mode.errors import AuthError, ConnectionFailedError, LinkDisabledError, RateLimitedError
 from slack_socket_mode.lifecycle import (
+    MIN_CONNECTION_TIME,
+    MIN_OPEN_INTERVAL,
     Abort,
     Action,
     ClientState,
@@ -73,19 +75,19 @@ def test_connections_are_opened_one_at_a_time_up_to_the_target() -> None:
 @pytest.mark.parametrize("reason", ["warning", "refresh_requested", "something_new"])
 def test_disconnect_is_make_before_break(reason: str) -> None:
     sup, [old] = started()
-    actions = sup.disconnect(old, reason, 10.0)
+    actions = sup.disconnect(old, reason, 100.0)
     assert opens(actions) == [2]
     # the old connection keeps serving until the new one says hello
     assert sup.connection_state(old) is ConnectionState.CONNECTED
     assert sup.connected_ids() == [old]
-    sup.opened(2, 10.1)
-    assert of(Drain, sup.hello(2, None, 10.2)) == [Drain(old)]
+    sup.opened(2, 100.1)
+    assert of(Drain, sup.hello(2, None, 100.2)) == [Drain(old)]
     assert sup.connection_state(old) is ConnectionState.DRAINING
     assert sup.serving_ids() == [2]
-    assert of(Close, sup.drained(old, 10.3)) == [Close(old, f"disconnect {reason}")]
-    actions = sup.lost(old, "closed by client", 10.4)
+    assert of(Close, sup.drained(old, 100.3)) == [Close(old, f"disconnect {reason}")]
+    actions = sup.lost(old, "closed by client", 100.4)
     assert opens(actions) == [] and sup.state is ClientState.CONNECTED
-    assert sup.attempt == 0  # a rotation is not a failure
+    assert sup.attempt == 0  # a rotation of a connection that stayed up healthy_after is not a failure
 
 
 def test_refresh_after_warning_on_a_draining_connection_does_nothing() -> None:
@@ -110,7 +112,8 @@ def test_a_drain_that_takes_too_long_is_closed_at_its_deadline() -> None:
 
 def test_rotation_before_approximate_connection_time_runs_out() -> None:
     assert rotation_delay(18060.0) == 18000.0
-    assert rotation_delay(2.0) == pytest.approx(1.8)
+    assert rotation_delay(60.0) == pytest.approx(54.0)
+    assert rotation_delay(2.0) == rotation_delay(0.001) == rotation_delay(MIN_CONNECTION_TIME)  # clamped
     assert rotation_delay(None) is None
     sup = Supervisor(NO_JITTER)
     sup.start(0.0)
@@ -259,6 +262,93 @@ def test_every_transition_is_reported() -> None:
     ]
 
 
+# ---- reconnect storms (issue 12, cause 5): the rule in lifecycle.py's docstring --------------------
+
+
+def _opens_per_second(sup: Supervisor, peer: str, seconds: float = 120.0) -> float:
+    """Drive a peer that ends every connection right after ``hello``; return open attempts per second.
+
+    ``peer``: ``"disconnect"`` (a ``disconnect`` after every hello, then the drop), ``"tiny-act"``
+    (``approximate_connection_time`` of 0.001 s) or ``"drop"`` (a reset after every hello).
+    The clock jumps to each next deadline, as the health thread would wake.
+    """
+    now, count = 0.0, 0
+    todo = opens(sup.start(now))
+    while now < seconds:
+        while todo:
+            cid = todo.pop(0)
+            count += 1
+            more = sup.opened(cid, now)
+            more += sup.hello(cid, 0.001 if peer == "tiny-act" else None, now)
+            if peer == "disconnect":
+                more += sup.disconnect(cid, "refresh_requested", now)
+            elif peer == "drop":
+                more += sup.lost(cid, "server closed the TCP connection", now)
+            for old in sup.connected_ids():  # a replaced connection drains and goes as soon as it may
+                more += sup.drained(old, now)
+                if sup.connection_state(old) is ConnectionState.CLOSING:
+                    more += sup.lost(old, "closed by client", now)
+            todo += opens(more)
+        due = sup.next_deadline()
+        assert due is not None and due > now, "the supervisor must always have a next deadline here"
+        now = due
+        todo += opens(sup.tick(now))
+    return count / seconds
+
+
+@pytest.mark.parametrize("peer", ["disconnect", "tiny-act", "drop"])
+def test_no_peer_can_make_a_reconnect_storm(peer: str) -> None:
+    """On main: ~200 opens per second against these peers (2,475 in 12 s); now backoff decides."""
+    rate = _opens_per_second(Supervisor(Backoff(base=0.5, cap=30.0, healthy_after=60.0, jitter=False)), peer)
+    assert rate < 0.2, f"{rate:.2f} open attempts per second against a {peer!r} peer"
+
+
+def test_the_floor_holds_per_connection_slot_even_with_no_backoff() -> None:
+    """A policy that never waits (a user's) still cannot open more than ``connections`` per interval."""
+
+    class Never:
+        healthy_after = 60.0
+
+        def delay(self, attempt: int) -> float:
+            return 0.0
+
+    for connections in (1, 3):
+        sup = Supervisor(Never(), connections=connections)
+        rate = _opens_per_second(sup, "disconnect", seconds=60.0)
+        assert rate <= connections / MIN_OPEN_INTERVAL + 0.1
+
+
+def test_replacements_of_healthy_connections_stay_immediate() -> None:
+    """Slack's own rotations (hours apart) never wait: the backoff counts only short-lived connections."""
+    sup, [cid] = started()
+    for n in range(5):
+        now = 3600.0 * (n + 1)
+        assert opens(sup.disconnect(cid, "warning", now)) == [cid + 1]
+        sup.opened(cid + 1, now)
+        sup.hello(cid + 1, 3600.0, now)
+        sup.drained(cid, now)
+        sup.lost(cid, "closed by client", now)
+        cid += 1
+    assert sup.attempt == 0
+
+
+def test_an_open_attempt_past_its_deadline_is_aborted_until_it_reports_back() -> None:
+    sup = Supervisor(NO_JITTER, open_timeout=10.0)
+    sup.start(0.0)
+    assert sup.next_deadline() == 10.0
+    assert of(Abort, sup.tick(9.9)) == []
+    assert of(Abort, sup.tick(10.0)) == [Abort(1, "open attempt took more than 10 s")]
+    assert of(Abort, sup.tick(10.0 + 0.5)) == [Abort(1, "open attempt took more than 10 s")]  # again
+    sup.open_failed(1, ConnectionFailedError("aborted", error="open_aborted"), 10.6)
+    assert sup.connection_state(1) is ConnectionState.CLOSED
+
+
+def test_stop_aborts_an_open_attempt_under_way() -> None:
+    sup = Supervisor(NO_JITTER)
+    sup.start(0.0)
+    assert of(Abort, sup.stop(1.0, final=True)) == [Abort(1, "close() called")]
+
+
 # ---- Guarantees that mutation testing found unchecked (docs/developing.md#mutation-testing) ----------
 
 
@@ -275,91 +365,117 @@ def _line(action: Action) -> str:
     return f"{type(action).__name__} {action.connection_id}"
 
 
+#: The transcript of test_the_life_story_of_a_client_every_state_and_every_reason.
+EXPECTED_STORY = [
+    "client idle->connecting: connect() called",
+    "1 new->connecting: opening",
+    "Open 1",
+    "1 connecting->awaiting_hello: handshake done",
+    "1 awaiting_hello->connected: hello received",
+    "client connecting->connected: hello received",
+    "2 new->connecting: opening",
+    "Open 2",
+    "2 connecting->awaiting_hello: handshake done",
+    "2 awaiting_hello->connected: hello received",
+    "1 connected->draining: replaced (disconnect warning)",
+    "Drain 1",
+    "1 draining->closing: drained",
+    "Close 1: disconnect warning",
+    "1 closing->closed: closed by client",
+    "Abort 2: no pong within 3 s",
+    "2 connected->closed: no pong within 3 s",
+    "client connected->reconnecting: connection 2 lost: no pong within 3 s",
+    "3 new->connecting: opening",
+    "Open 3",
+    "3 connecting->closed: open failed: ConnectionFailedError (ECONNREFUSED)",
+    "4 new->connecting: opening",
+    "Open 4",
+    "4 connecting->closed: open failed: OSError",
+    "5 new->connecting: opening",
+    "Open 5",
+    "5 connecting->awaiting_hello: handshake done",
+    "Abort 5: no hello within 10 s",
+    "5 awaiting_hello->closed: no hello within 10 s",
+    "6 new->connecting: opening",
+    "Open 6",
+    "6 connecting->awaiting_hello: handshake done",
+    "6 awaiting_hello->connected: hello received",
+    "client reconnecting->connected: hello received",
+    "7 new->connecting: opening",
+    "Open 7",
+    "7 connecting->awaiting_hello: handshake done",
+    "7 awaiting_hello->connected: hello received",
+    "6 connected->draining: replaced (connect_to_new_endpoint(force=True))",
+    "Drain 6",
+    "6 draining->closing: drained",
+    "Close 6: connect_to_new_endpoint(force=True)",
+    "Abort 6: no close frame within 1 s",
+    "6 closing->closed: aborted",
+    "client connected->disconnected: disconnect() called",
+    "7 connected->closing: disconnect() called",
+    "Close 7: disconnect() called",
+    "7 closing->closed: closed by client",
+    "client disconnected->connecting: connect() called",
+    "8 new->connecting: opening",
+    "Open 8",
+    "8 connecting->awaiting_hello: handshake done",
+    "8 awaiting_hello->connected: hello received",
+    "client connecting->connected: hello received",
+    "8 connected->closed: server closed the TCP connection",
+    "client connected->reconnecting: connection 8 lost: server closed the TCP connection",
+    "9 new->connecting: opening",
+    "Open 9",
+    "9 connecting->closed: open failed: AuthError (token_revoked)",
+    "client reconnecting->failed: AuthError: token_revoked",
+    "Fail AuthError(token_revoked)",
+]
+
+
 def test_the_life_story_of_a_client_every_state_and_every_reason() -> None:
     """Every transition, with its reason: what a lifecycle listener and the INFO log see."""
     sup = Supervisor(NO_JITTER)
     log: list[Action] = []
-    log += sup.start(0.0)
-    log += sup.opened(1, 0.1) + sup.hello(1, None, 0.2)
-    log += sup.disconnect(1, "warning", 1.0)
-    log += sup.opened(2, 1.1) + sup.hello(2, None, 1.2)
-    log += sup.drained(1, 1.3) + sup.lost(1, "closed by client", 1.4)
-    log += sup.dead(2, "no pong within 3 s", 2.0)
-    log += sup.open_failed(3, ConnectionFailedError("refused", error="ECONNREFUSED"), 2.1)
-    log += sup.tick(3.1)
-    log += sup.open_failed(4, OSError("boom"), 3.2)
-    log += sup.tick(5.2) + sup.opened(5, 5.3) + sup.tick(15.3)
-    log += sup.tick(19.3) + sup.opened(6, 19.4) + sup.hello(6, None, 19.5)
-    log += sup.refresh("connect_to_new_endpoint(force=True)", 20.0)
-    log += sup.opened(7, 20.1) + sup.hello(7, None, 20.2)
-    log += sup.tick(25.2) + sup.tick(26.2) + sup.lost(6, "aborted", 26.3)
-    log += sup.stop(30.0, final=False) + sup.lost(7, "closed by client", 30.1)
-    log += sup.start(40.0) + sup.opened(8, 40.1) + sup.hello(8, None, 40.2)
-    log += sup.lost(8, "server closed the TCP connection", 41.0)
-    log += sup.open_failed(9, AuthError("revoked", error="token_revoked"), 41.1)
-    assert [_line(a) for a in log] == [
-        "client idle->connecting: connect() called",
-        "1 new->connecting: opening",
-        "Open 1",
-        "1 connecting->awaiting_hello: handshake done",
-        "1 awaiting_hello->connected: hello received",
-        "client connecting->connected: hello received",
-        "2 new->connecting: opening",
-        "Open 2",
-        "2 connecting->awaiting_hello: handshake done",
-        "2 awaiting_hello->connected: hello received",
-        "1 connected->draining: replaced (disconnect warning)",
-        "Drain 1",
-        "1 draining->closing: drained",
-        "Close 1: disconnect warning",
-        "1 closing->closed: closed by client",
-        "Abort 2: no pong within 3 s",
-        "2 connected->closed: no pong within 3 s",
-        "client connected->reconnecting: connection 2 lost: no pong within 3 s",
-        "3 new->connecting: opening",
-        "Open 3",
-        "3 connecting->closed: open failed: ConnectionFailedError (ECONNREFUSED)",
-        "4 new->connecting: opening",
-        "Open 4",
-        "4 connecting->closed: open failed: OSError",
-        "5 new->connecting: opening",
-        "Open 5",
-        "5 connecting->awaiting_hello: handshake done",
-        "Abort 5: no hello within 10 s",
-        "5 awaiting_hello->closed: no hello within 10 s",
-        "6 new->connecting: opening",
-        "Open 6",
-        "6 connecting->awaiting_hello: handshake done",
-        "6 awaiting_hello->connected: hello received",
-        "client reconnecting->connected: hello received",
-        "7 new->connecting: opening",
-        "Open 7",
-        "7 connecting->awaiting_hello: handshake done",
-        "7 awaiting_hello->connected: hello received",
-        "6 connected->draining: replaced (connect_to_new_endpoint(force=True))",
-        "Drain 6",
-        "6 draining->closing: drained",
-        "Close 6: connect_to_new_endpoint(force=True)",
-        "Abort 6: no close frame within 1 s",
-        "6 closing->closed: aborted",
-        "client connected->disconnected: disconnect() called",
-        "7 connected->closing: disconnect() called",
-        "Close 7: disconnect() called",
-        "7 closing->closed: closed by client",
-        "client disconnected->connecting: connect() called",
-        "8 new->connecting: opening",
-        "Open 8",
-        "8 connecting->awaiting_hello: handshake done",
-        "8 awaiting_hello->connected: hello received",
-        "client connecting->connected: hello received",
-        "8 connected->closed: server closed the TCP connection",
-        "client connected->reconnecting: connection 8 lost: server closed the TCP connection",
-        "9 new->connecting: opening",
-        "Open 9",
-        "9 connecting->closed: open failed: AuthError (token_revoked)",
-        "client reconnecting->failed: AuthError: token_revoked",
-        "Fail AuthError(token_revoked)",
-    ]
+    now = 0.0
+
+    def until_opening() -> int:
+        """Let time pass deadline by deadline, as the health thread would, until an open is under way."""
+        nonlocal now, log
+        while True:
+            ids = [c for c in range(1, 20) if sup.connection_state(c) is ConnectionState.CONNECTING]
+            if ids:
+                return ids[0]
+            due = sup.next_deadline()
+            assert due is not None
+            now = max(now, due)
+            log += sup.tick(now)
+
+    def at(seconds: float) -> float:
+        nonlocal now
+        now += seconds
+        return now
+
+    log += sup.start(now)
+    log += sup.opened(until_opening(), at(0.1)) + sup.hello(1, None, at(0.1))
+    log += sup.disconnect(1, "warning", at(10.0))
+    log += sup.opened(until_opening(), at(0.1)) + sup.hello(2, None, at(0.1))
+    log += sup.drained(1, at(0.1)) + sup.lost(1, "closed by client", at(0.1))
+    log += sup.dead(2, "no pong within 3 s", at(10.0))
+    log += sup.open_failed(until_opening(), ConnectionFailedError("refused", error="ECONNREFUSED"), at(0.1))
+    log += sup.open_failed(until_opening(), OSError("boom"), at(0.1))
+    log += sup.opened(until_opening(), at(0.1)) + sup.tick(at(10.0))  # no hello within 10 s
+    six = until_opening()
+    log += sup.opened(six, at(0.1)) + sup.hello(six, None, at(0.1))
+    log += sup.refresh("connect_to_new_endpoint(force=True)", at(0.1))
+    seven = until_opening()
+    log += sup.opened(seven, at(0.1)) + sup.hello(seven, None, at(0.1))
+    log += sup.tick(at(sup.drain_timeout)) + sup.tick(at(sup.close_timeout)) + sup.lost(six, "aborted", at(0.1))
+    log += sup.stop(at(1.0), final=False) + sup.lost(seven, "closed by client", at(0.1))
+    log += sup.start(at(10.0))
+    eight = until_opening()
+    log += sup.opened(eight, at(0.1)) + sup.hello(eight, None, at(0.1))
+    log += sup.lost(eight, "server closed the TCP connection", at(1.0))
+    log += sup.open_failed(until_opening(), AuthError("revoked", error="token_revoked"), at(0.1))
+    assert [_line(a) for a in log] == EXPECTED_STORY
 
 
 def test_link_disabled_and_close_tell_their_own_story() -> None:
@@ -381,6 +497,7 @@ def test_link_disabled_and_close_tell_their_own_story() -> None:
     closing.start(0.0)
     assert [_line(a) for a in closing.stop(0.1, final=True) + closing.opened(1, 0.2)] == [
         "client connecting->closed: close() called",
+        "Abort 1: close() called",
         "1 connecting->closing: client is stopping",
         "Close 1: client is stopping",
     ]
@@ -481,7 +598,7 @@ def test_a_connection_up_for_exactly_healthy_after_was_healthy() -> None:
 
 def test_backoff_without_retry_after_has_no_minimum() -> None:
     fast = Backoff(base=0.1, cap=1.0, healthy_after=60.0, jitter=False)
-    sup = Supervisor(fast)
+    sup = Supervisor(fast, min_open_interval=0.01)  # the floor per slot aside: backoff alone
     sup.start(0.0)
     sup.opened(1, 0.0)
     sup.hello(1, None, 0.0)

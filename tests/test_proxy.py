@@ -211,3 +211,72 @@ def test_slack_sdk_websocket_client_proxy_options_are_accepted(server: SocketMod
         client.connect(timeout=timeout(10))
         http_proxy.wait_for(rf"-> 127\.0\.0\.2:{server.ws_port}\b")
         assert PASSWORD not in repr(vars(client))
+
+
+def basic_auth(user: str, password: str) -> str:
+    import base64
+
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_proxy_headers_are_sent_on_the_websockets_connect(server: SocketModeServer, http_proxy: Proxy) -> None:
+    # slack_sdk users authenticate to the proxy with proxy_headers: without them this proxy answers 407
+    url = f"http://127.0.0.3:{http_proxy.port}"
+    headers = {"Proxy-Authorization": basic_auth("user", PASSWORD)}
+    with SocketModeClient(
+        APP_TOKEN, web_client=WebClient(base_url=server.api_url), proxy=url, proxy_headers=headers
+    ) as client:
+        client.socket_mode_request_listeners.append(Recorder())
+        client.connect(timeout=timeout(10))
+        server.wait_for_acks(envelope_ids=[server.push(server.make_envelope())])
+        http_proxy.wait_for(rf"-> 127\.0\.0\.2:{server.ws_port}\b")  # the WebSocket went through the tunnel
+        assert client.proxy_headers == headers
+        assert PASSWORD not in repr(vars(client)) and basic_auth("user", PASSWORD) not in repr(vars(client))
+
+
+def test_wrong_proxy_headers_are_a_clear_fatal_error(server: SocketModeServer, http_proxy: Proxy) -> None:
+    client = SocketModeClient(
+        APP_TOKEN,
+        web_client=WebClient(base_url=server.api_url),
+        proxy=f"http://127.0.0.3:{http_proxy.port}",
+        proxy_headers={"Proxy-Authorization": basic_auth("user", "wrong")},
+    )
+    try:
+        with pytest.raises(ProxyAuthError) as info:
+            client.connect(timeout=timeout(10))
+    finally:
+        client.close()
+    assert "407" in str(info.value) and info.value.__context__ is None
+    assert server.all_connections == []
+
+
+def test_proxy_headers_over_wss_through_the_tunnel(http_proxy: Proxy) -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.2").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    with SocketModeServer(host="127.0.0.2", redelivery_delay=None, ssl_context=server_context) as tls_server:
+        client = SocketModeClient(
+            APP_TOKEN,
+            web_client=WebClient(base_url=tls_server.api_url, ssl=client_context),
+            proxy=f"http://127.0.0.3:{http_proxy.port}",
+            proxy_headers={"Proxy-Authorization": basic_auth("user", PASSWORD)},
+        )
+        with client:
+            client.socket_mode_request_listeners.append(Recorder())
+            client.connect(timeout=timeout(10))
+            assert client.wss_uri is not None and client.wss_uri.startswith("wss://")
+            tls_server.wait_for_acks(envelope_ids=[tls_server.push(tls_server.make_envelope())])
+            http_proxy.wait_for(rf"-> 127\.0\.0\.2:{tls_server.ws_port}\b")
+
+
+def test_proxy_headers_without_an_http_proxy_are_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="slack_socket_mode"):
+        SocketModeClient(APP_TOKEN, proxy_headers={"X-Team": "a"}).close()
+    warned = [r for r in caplog.records if "proxy_headers" in r.getMessage()]
+    assert len(warned) == 1 and "ignored" in warned[0].getMessage()

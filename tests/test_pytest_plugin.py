@@ -131,6 +131,17 @@ def test_the_documented_bolt_app_test_passes(run: pytest.Pytester) -> None:
     assert server_threads() == []
 
 
+def test_the_documented_replay_test_passes(run: pytest.Pytester) -> None:
+    """examples/test_replay_bolt_app.py: a recording replayed through the fixture to the Bolt app."""
+    for name in ("bolt_app.py", "test_replay_bolt_app.py", "recordings/bolt_app_session.jsonl"):
+        target = run.path / name
+        target.parent.mkdir(exist_ok=True)
+        target.write_text((ROOT / "examples" / name).read_text(encoding="utf-8"), encoding="utf-8")
+    result = run.runpytest("-p", PLUGIN)
+    result.assert_outcomes(passed=2)
+    assert server_threads() == []
+
+
 def test_pytest_loads_the_plugin_from_the_declared_entry_point(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

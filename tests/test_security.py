@@ -18,9 +18,10 @@ from collections import Counter, deque
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FunctionType, ModuleType
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import pytest
+from benchmarks.peers import Handler, RawPeer, echoing, web_api
 from slack_sdk.web import WebClient
 
 from slack_socket_mode import (
@@ -37,7 +38,15 @@ from slack_socket_mode.redaction import Hidden, Secret, redact
 from slack_socket_mode.testing import ServerConnection, SocketModeServer
 from slack_socket_mode.urls import check_socket_url, safe_url
 
-from .conftest import APP_TOKEN, ClientFactory, Recorder, Watcher, client_threads, errors_until_timeout, timeout
+from .conftest import (
+    APP_TOKEN,
+    ClientFactory,
+    Recorder,
+    Watcher,
+    client_threads,
+    errors_until_timeout,
+    timeout,
+)
 
 FAST = Backoff(base=0.05, cap=0.2, healthy_after=60.0)
 
@@ -403,6 +412,8 @@ def test_a_token_with_whitespace_never_reaches_a_log(
         "ws://localhost/link/",
         "ws://LocalHost:9/link/",
         "ws://example.com@127.0.0.1/link/",  # the host is 127.0.0.1 (example.com is a user name)
+        "ws://0.0.0.0:3011/link",  # as a destination, the unspecified address is this host (slack_sdk's tests use it)
+        "ws://[::]:3011/link",
     ],
 )
 def test_wss_and_loopback_ws_urls_are_allowed(url: str) -> None:
@@ -416,7 +427,7 @@ INSECURE = [
     "ws://127.0.0.1@example.com/link/?ticket=SECRET",  # the host is example.com
     "ws://127.0.0.1.example.com/link/?ticket=SECRET",
     "ws://localhost.example.com/link/?ticket=SECRET",
-    "ws://0.0.0.0/link/?ticket=SECRET",
+    "ws://0.0.0.1/link/?ticket=SECRET",  # 0.0.0.0/8 other than 0.0.0.0 itself: not this host
     "ws://127.0.0.1./link/?ticket=SECRET",  # a trailing dot: not an address, so refused (the safe side)
     "ws://2130706433/link/?ticket=SECRET",  # 127.0.0.1 as one number: not recognised, so refused
     "ws:///link/?ticket=SECRET",
@@ -539,6 +550,86 @@ def test_connect_refuses_an_insecure_url_from_the_web_api(debug_logs: LogCapture
             assert "SECRET" not in text
     ours = [line for line in debug_logs.lines() if line.startswith("slack_socket_mode")]
     assert ours and not [line for line in ours if "SECRET" in line]
+
+
+# ---- 2b. peers that echo the request (issue 12, cause 6) -------------------------------------------
+
+
+def frame_strings(error: BaseException) -> Iterator[str]:
+    """Strings reachable from the locals of every frame of ``error``'s traceback (and its chain's)."""
+    for chained in (error, error.__cause__, error.__context__):
+        tb = chained.__traceback__ if chained is not None else None
+        while tb is not None:
+            locals_ = {k: v for k, v in tb.tb_frame.f_locals.items() if k != "self"}
+            yield from reachable_strings(locals_, depth=6)
+            tb = tb.tb_next
+
+
+def audit(where: str, errors: list[Exception], transitions: list[Any], lines: list[str]) -> None:
+    """No secret in any error (text, objects, traceback frames), transition or log line."""
+    for error in errors:
+        for text in exception_texts(error):
+            assert_clean(f"{where}: the {type(error).__name__}", text)
+        found = sorted({name for text in [*reachable_strings(error), *frame_strings(error)] for name in leaks(text)})
+        assert not found, f"{where}: {type(error).__name__} keeps {', '.join(found)} reachable"
+    for t in transitions:
+        assert_clean(f"{where}: lifecycle transition", repr(t))
+    for line in lines:
+        assert_clean(f"{where}: a log line", line)
+
+
+@pytest.mark.parametrize(
+    ("status", "as_json"),
+    [("200 OK", True), ("500 Internal Server Error", True), ("502 Bad Gateway", False)],
+    ids=["ok-false-echo", "500-json-echo", "502-html-echo"],
+)
+def test_a_web_api_that_echoes_the_request_leaks_nothing(
+    peers: Callable[[Handler], RawPeer], debug_logs: LogCapture, status: str, as_json: bool
+) -> None:
+    """The Web API quotes our request back: its ``Authorization: Bearer xapp-…`` header with it."""
+    api = peers(echoing(status, as_json=as_json))
+    errors: list[Exception] = []
+    client = SocketModeClient(
+        app_token=APP_TOKEN,
+        base_url=f"http://127.0.0.1:{api.port}/api/",  # the WebClient the client builds (its logger redacts)
+        reconnect_policy=FAST,
+        on_error_listeners=[errors.append],
+    )
+    watcher = Watcher(client)
+    errors += errors_until_timeout(client, timeout(1))
+    assert errors, "the echoing Web API should have failed every attempt"
+    lines = debug_logs.lines()
+    audit("Web API echo", errors, watcher.transitions, lines)
+    assert any("slack_socket_mode.web_client" in line for line in lines)  # slack_sdk's own lines were audited
+
+
+@pytest.mark.parametrize("path", ["web-api", "websocket"])
+def test_a_proxy_that_echoes_the_request_leaks_nothing(
+    peers: Callable[[Handler], RawPeer], server: SocketModeServer, debug_logs: LogCapture, path: str
+) -> None:
+    """An HTTP proxy answers 502 with a page showing what it was sent: Proxy-Authorization, Authorization."""
+    proxy = peers(echoing("502 Bad Gateway", as_json=False))
+    proxy_url = f"http://user:{PROXY_PASSWORD}@127.0.0.1:{proxy.port}/"
+    options: dict[str, Any] = (
+        {"base_url": server.api_url} if path == "web-api" else {"web_client": WebClient(base_url=server.api_url)}
+    )
+    errors: list[Exception] = []
+    client = SocketModeClient(
+        app_token=APP_TOKEN, proxy=proxy_url, reconnect_policy=FAST, on_error_listeners=[errors.append], **options
+    )
+    watcher = Watcher(client)
+    errors += errors_until_timeout(client, timeout(1))
+    assert errors and proxy.accepted > 0, "every attempt should have gone through the echoing proxy and failed"
+    audit("proxy echo", errors, watcher.transitions, debug_logs.lines())
+
+
+def test_an_error_raised_from_connect_keeps_no_frame_with_the_request(peers: Callable[[Handler], RawPeer]) -> None:
+    """On main the InsecureURLError's traceback held slack_sdk's response, with the Authorization header."""
+    api = peers(web_api("ws://example.com/link/?ticket=t"))
+    client = SocketModeClient(app_token=APP_TOKEN, web_client=WebClient(base_url=f"http://127.0.0.1:{api.port}/api/"))
+    with client, pytest.raises(InsecureURLError) as raised:
+        client.connect(timeout=timeout(5))
+    audit("InsecureURLError from connect()", [raised.value], [], [])
 
 
 # ---- 3. bounds ----------------------------------------------------------------------------------

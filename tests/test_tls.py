@@ -63,10 +63,42 @@ def test_untrusted_ca_fails_the_websocket_clearly(tls_server: SocketModeServer, 
     assert tls_server.open_calls >= 1 and tls_server.all_connections == []
 
 
-def test_certificate_verification_is_on_by_default(tls_server: SocketModeServer, ca: trustme.CA) -> None:
-    web_client = WebClient(base_url=tls_server.api_url, ssl=trusting(ca))
-    errors = errors_until_timeout(SocketModeClient(APP_TOKEN, web_client=web_client))
+def test_certificate_verification_is_on_by_default(tls_server: SocketModeServer) -> None:
+    errors = errors_until_timeout(SocketModeClient(APP_TOKEN, web_client=WebClient(base_url=tls_server.api_url)))
     assert "CERTIFICATE_VERIFY_FAILED" in str(errors[0])
+
+
+def test_the_web_clients_ssl_context_is_used_for_the_websocket(tls_server: SocketModeServer, ca: trustme.CA) -> None:
+    # slack_sdk connects with web_client.ssl: a private CA given to the WebClient covers the WebSocket too
+    web_client = WebClient(base_url=tls_server.api_url, ssl=trusting(ca))
+    with SocketModeClient(APP_TOKEN, web_client=web_client) as client:
+        client.socket_mode_request_listeners.append(Recorder())
+        client.connect(timeout=timeout(10))
+        assert client.wss_uri is not None and client.wss_uri.startswith("wss://")
+        tls_server.wait_for_acks(envelope_ids=[tls_server.push(tls_server.make_envelope())])
+
+
+def test_ssl_context_still_overrides_the_web_clients(tls_server: SocketModeServer, ca: trustme.CA) -> None:
+    web_client = WebClient(base_url=tls_server.api_url, ssl=trusting(ca))
+    errors = errors_until_timeout(
+        SocketModeClient(APP_TOKEN, web_client=web_client, ssl_context=trusting(trustme.CA()))
+    )
+    assert errors and "CERTIFICATE_VERIFY_FAILED" in str(errors[0])
+
+
+def test_a_bolt_handler_uses_the_apps_web_client_ssl(tls_server: SocketModeServer, ca: trustme.CA) -> None:
+    from slack_bolt import App
+
+    from slack_socket_mode.bolt import SocketModeHandler
+
+    web_client = WebClient(token="xoxb-111-222-xyz", base_url=tls_server.api_url, ssl=trusting(ca))
+    app = App(client=web_client, signing_secret="not-used", token_verification_enabled=False)
+    handler = SocketModeHandler(app, APP_TOKEN)
+    try:
+        handler.connect()
+        assert handler.client.is_connected()
+    finally:
+        handler.close()
 
 
 def test_a_context_without_verification_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:

@@ -131,8 +131,9 @@ class SocketModeHandler:
 
         Called by the client on a worker thread for each envelope it dispatches. The
         ``BoltRequest`` has ``mode="socket_mode"``, the envelope's ``payload`` as its body and,
-        for a redelivery (``retry_attempt`` 1 or more), the headers ``x-slack-retry-num`` and
-        ``x-slack-retry-reason``, as Slack sends them in HTTP mode. The ack, sent with
+        whenever the envelope carries ``retry_attempt`` / ``retry_reason`` (``events_api``
+        envelopes do, 0 and "" on a first delivery), the headers ``x-slack-retry-num`` /
+        ``x-slack-retry-reason``, exactly as Bolt's own Socket Mode handlers set them. The ack, sent with
         ``client.send_socket_mode_response`` once ``App.dispatch`` returns (that is, once the
         listener called ``ack()``; lazy listeners keep running in Bolt's executor), is:
 
@@ -294,13 +295,14 @@ class SocketModeHandler:
 
 
 def _retry_headers(req: SocketModeRequest) -> Optional[dict[str, Union[str, Sequence[str]]]]:
-    """``x-slack-retry-num`` / ``x-slack-retry-reason`` for a redelivery, as in HTTP mode; else None."""
-    if not req.retry_attempt:
-        return None
-    headers: dict[str, Union[str, Sequence[str]]] = {RETRY_NUM_HEADER: str(req.retry_attempt)}
-    if req.retry_reason:
+    """``x-slack-retry-num`` / ``x-slack-retry-reason`` whenever the envelope has ``retry_attempt`` /
+    ``retry_reason`` (0 and "" included, as Bolt's own handlers set them); None when it has neither."""
+    headers: dict[str, Union[str, Sequence[str]]] = {}
+    if req.retry_attempt is not None:
+        headers[RETRY_NUM_HEADER] = str(req.retry_attempt)
+    if req.retry_reason is not None:
         headers[RETRY_REASON_HEADER] = req.retry_reason
-    return headers
+    return headers or None
 
 
 def _ack_payload(response: BoltResponse) -> Optional[dict[str, Any]]:

@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import math
 import os
 import sys
 from typing import Optional
 
 __all__ = ["main"]
+
+
+def _speed(text: str) -> Optional[float]:
+    """``--speed``: a positive number, or ``max`` (None: as fast as possible)."""
+    if text.strip().lower() == "max":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or 'max': {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError("must be a positive number, or 'max'")
+    return value
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -36,7 +51,59 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     listen.add_argument("--api-url", help="another Web API base URL, e.g. a local server's (default: Slack's)")
     listen.add_argument("--count", type=int, help="exit after this many envelopes")
+    listen.add_argument(
+        "--record",
+        metavar="FILE",
+        help="also write every message received (hello, envelopes, disconnects) to FILE, secrets redacted",
+    )
+    listen.add_argument(
+        "--no-redact",
+        action="store_true",
+        help="with --record: keep tokens and response URL secrets in the recording (do not commit it)",
+    )
+    replay = commands.add_parser(
+        "replay",
+        help="run an app against a recording (listen --record) on a local server; report acks and ack times",
+    )
+    replay.add_argument("file", metavar="FILE", help="the recording")
+    replay.add_argument(
+        "--app",
+        required=True,
+        metavar="MODULE:ATTR",
+        help="a Bolt App, a listener function (client, request) or a SocketModeClient factory",
+    )
+    replay.add_argument(
+        "--speed",
+        type=_speed,
+        default=1.0,
+        help="1 (default): the recorded pace; 2: twice as fast; max: as fast as the socket takes them",
+    )
+    replay.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    replay.add_argument("--quiet", action="store_true", help="no progress line on standard error")
+    replay.add_argument(
+        "--skip-bad-lines", action="store_true", help="skip a bad line of the recording instead of stopping there"
+    )
+    replay.add_argument("--slowest", type=int, default=5, metavar="N", help="list the N slowest envelopes (5)")
     args = parser.parse_args(argv)
+    if args.command in ("demo", "replay") and importlib.util.find_spec("websockets") is None:
+        print(
+            f"slack-socket-mode {args.command} needs the local test server's extra: "
+            "pip install 'slack-socket-mode[testing]'",
+            file=sys.stderr,
+        )
+        return 2
+    if args.command == "replay":
+        from .replay import run_replay
+
+        return run_replay(
+            args.file,
+            args.app,
+            speed=args.speed,
+            as_json=args.json,
+            quiet=args.quiet,
+            skip_bad_lines=args.skip_bad_lines,
+            slowest=args.slowest,
+        )
     if args.command == "listen":
         from .listen import run_listen
 
@@ -46,6 +113,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             debug_reconnects=args.debug_reconnects,
             api_url=args.api_url or os.environ.get("SLACK_API_URL"),
             count=args.count,
+            record=args.record,
+            redact_recording=not args.no_redact,
         )
     if args.command == "demo":
         from .demo import run_demo

@@ -17,6 +17,21 @@ Threads (all named ``slack_socket_mode-<n>-…``, all stopped and joined by :met
 
 The rules (what ``hello``, ``disconnect``, a drop or a timeout means) live in
 :mod:`slack_socket_mode.lifecycle`; this module carries them out.
+
+Locks, in the one order in which they may be taken (a thread holding one may take only
+those below it; docs/threading.md, "Locks"):
+
+1. ``_lock`` (an ``RLock``; ``_changed`` is its condition) — the supervisor, the connection
+   tables, the deferred acks. No socket call is made while it is held: the close frames and
+   aborts the rules ask for are queued and carried out once it is released (:meth:`_rules`).
+2. ``_queue_lock`` (``_room`` and ``_drained`` are its conditions) — queue accounting.
+3. ``_watch_lock`` — inline runs: begin, end and take-over of a reader's listeners.
+4. the ledger's lock (:class:`~slack_socket_mode.ledger.EnvelopeLedger`) — one envelope's record.
+5. a connection's send lock (:class:`~slack_socket_mode.connection.Connection`) — its socket's
+   write side; nothing is taken while it is held.
+
+``_slots`` (a semaphore of ``concurrency``) is not a lock: it counts running listeners, and is
+only waited for with no lock held.
 """
 
 from __future__ import annotations
@@ -30,7 +45,9 @@ import ssl
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Union
 
@@ -52,6 +69,7 @@ from .errors import (
     ProxyAuthError,
     RateLimitedError,
     SocketModeError,
+    detached,
 )
 from .interval_runner import IntervalRunner
 from .ledger import EnvelopeLedger, Receipt
@@ -71,7 +89,8 @@ from .liveness import Liveness
 from .messages import Disconnect, Envelope, Hello, Malformed, parse_message, plain_ack
 from .policy import Backoff, ReconnectPolicy
 from .records import record
-from .redaction import Hidden, Secret, redact
+from .redaction import Hidden, RedactingFilter, Secret, redact
+from .shared import Admission, SharedLedger, SharedStore
 from .urls import check_socket_url
 
 if TYPE_CHECKING:  # imported when a proxy is configured: most apps have none
@@ -92,6 +111,9 @@ _INLINE_PAUSE = 1.0
 #: An app-level token: ``xapp-`` and printable ASCII with no spaces (what may go in a header).
 _APP_TOKEN_RE = re.compile(r"xapp-[\x21-\x7e]+")
 _LIVE = (ConnectionState.CONNECTED, ConnectionState.DRAINING)
+#: Characters of each message logged by ``trace_enabled`` (``all_message_trace_enabled``: all of it).
+_TRACE_SOME = 1000
+_TRACE_ALL = 1 << 62
 
 
 @record
@@ -126,6 +148,8 @@ class ClientStats(NamedTuple):
     ack_latency_p50: Optional[float]
     ack_latency_p90: Optional[float]
     ack_latency_p99: Optional[float]
+    #: the shared ledger's state: "" (none), "ok", or "unavailable (…): why" (see :mod:`.shared`)
+    shared_ledger: str = ""
 
 
 @record
@@ -137,12 +161,16 @@ class HealthStatus(NamedTuple):
         reason: why not, in a few words ("" when healthy).
         state: the client's state (``"connected"``, ``"reconnecting"``, …).
         oldest_wait: seconds the oldest queued envelope has waited.
+        shared_ledger: the shared ledger's state: "" (none), "ok", or "unavailable (…): why".
+            An unavailable shared ledger does not make the client unhealthy: it goes on
+            dispatching as its ``on_unavailable`` policy says.
     """
 
     healthy: bool
     reason: str
     state: str
     oldest_wait: float
+    shared_ledger: str = ""
 
 
 class SocketModeClient(BaseSocketModeClient):
@@ -157,19 +185,25 @@ class SocketModeClient(BaseSocketModeClient):
         logger: where to log (default ``logging.getLogger("slack_socket_mode")``).
         web_client: the ``slack_sdk.WebClient`` used for ``apps.connections.open`` and
             exposed to listeners as ``client.web_client``; ``WebClient(base_url=…)``
-            points the client at another API host.
+            points the client at another API host, and its ``ssl`` context is used for the
+            WebSocket too when ``ssl_context`` is not given (as slack_sdk does).
         auto_reconnect_enabled: reopen a connection that dropped (rotations requested by
-            Slack are always followed).
+            Slack are always followed). Kept in ``default_auto_reconnect_enabled``, which
+            each :meth:`connect` copies to ``auto_reconnect_enabled`` (both settable, as in slack_sdk).
         ping_interval: seconds between our pings; None disables them.
-        concurrency: worker threads that run listeners.
+        concurrency: how many envelopes' listeners may run at once, on the readers (inline) and
+            the worker threads together; ``concurrency=1`` runs one listener at a time.
         proxy: a proxy URL (``http://user:pass@host:port``, ``socks5://…``) for the WebSocket,
             and for the WebClient the client builds when it is an HTTP proxy (see
             :mod:`slack_socket_mode.proxies`; without it, ``HTTPS_PROXY`` etc. apply).
-        proxy_headers: accepted for compatibility with slack_sdk; not used.
-        trace_enabled: accepted for compatibility with slack_sdk; not used.
-        all_message_trace_enabled: accepted for compatibility with slack_sdk; not used.
-        ping_pong_trace_enabled: accepted for compatibility with slack_sdk; not used.
-        receive_buffer_size: accepted for compatibility with slack_sdk; not used.
+        proxy_headers: extra headers for the ``CONNECT`` request of an HTTP ``proxy`` (as in
+            slack_sdk); ignored with a WARNING without one.
+        trace_enabled: log every text message sent and received (up to 1,000 characters) and
+            every ping and pong, at DEBUG on ``logger``, tokens redacted.
+        all_message_trace_enabled: log every text message whole, at DEBUG, tokens redacted.
+        ping_pong_trace_enabled: log every ping and pong, at DEBUG.
+        receive_buffer_size: bytes; at least 16, as slack_sdk requires; reads are otherwise
+            sized by the client (64 KiB).
         http_proxy_host: the proxy's host, as slack_sdk's websocket-client-based client
             takes it (``proxy`` says the same in one URL).
         http_proxy_port: the proxy's port, with ``http_proxy_host``.
@@ -182,8 +216,13 @@ class SocketModeClient(BaseSocketModeClient):
         ping_timeout: seconds to wait for a pong before replacing a connection.
         receive_timeout: seconds without any frame before replacing a connection.
         reconnect_policy: backoff for reconnects (default :class:`Backoff`).
-        dedupe: do not dispatch a redelivered envelope again (see :mod:`.ledger`).
-        connect_timeout: seconds for one URL request plus WebSocket handshake.
+        dedupe: do not dispatch a redelivered envelope again (see :mod:`.ledger`); or a
+            :class:`~slack_socket_mode.shared.SharedStore` such as
+            :class:`slack_socket_mode.redis.RedisLedger`, shared by the app's replicas, so that a
+            redelivery to another process is not run again either (see :mod:`.shared`).
+        connect_timeout: seconds for one open attempt: the URL request plus the WebSocket
+            handshake, one deadline (a peer that trickles bytes is cut off at it). The WebClient
+            the client builds times out after this long too.
         hello_timeout: seconds a new connection may take to send ``hello``.
         drain_timeout: seconds a replaced connection waits for its acks before closing.
         close_timeout: seconds to wait for the server's close frame.
@@ -207,6 +246,8 @@ class SocketModeClient(BaseSocketModeClient):
             builds (verification stays on by default).
         base_url: the Web API base URL for the WebClient the client builds (default Slack's);
             use ``web_client`` instead to pass your own.
+        write_timeout: seconds a write (an ack) may take before its connection is given up
+            and replaced (a peer that stopped reading).
 
     Raises:
         ConfigurationError: invalid options or an app token that is not ``xapp-…``.
@@ -240,7 +281,7 @@ class SocketModeClient(BaseSocketModeClient):
         ping_timeout: float = 3.0,
         receive_timeout: float = 10.0,
         reconnect_policy: Optional[ReconnectPolicy] = None,
-        dedupe: bool = True,
+        dedupe: Union[bool, SharedStore] = True,
         connect_timeout: float = 10.0,
         hello_timeout: float = 10.0,
         drain_timeout: float = 5.0,
@@ -256,6 +297,7 @@ class SocketModeClient(BaseSocketModeClient):
         ssl_context: Any = None,
         base_url: Optional[str] = None,
         lifecycle_listeners: Optional[list[LifecycleListener]] = None,
+        write_timeout: float = 5.0,
     ) -> None:
         if isinstance(app_token, str):
             app_token = app_token.strip()  # a token read from a file or a Kubernetes secret keeps its newline
@@ -274,6 +316,8 @@ class SocketModeClient(BaseSocketModeClient):
             raise ConfigurationError("handoff_after must be a positive number of seconds")
         if max_message_size < 1024:
             raise ConfigurationError("max_message_size must be at least 1024 bytes")
+        if receive_buffer_size < 16:
+            raise ConfigurationError("receive_buffer_size must be at least 16 bytes (as in slack_sdk)")
         self._number = next(_client_numbers)
         self._prefix = f"slack_socket_mode-{self._number}"
         self._app_token = Secret(app_token)
@@ -287,16 +331,40 @@ class SocketModeClient(BaseSocketModeClient):
             self._proxy = ProxySettings.from_websocket_client_options(
                 http_proxy_host, http_proxy_port, http_proxy_auth, proxy_type
             )
+        self._proxy_headers = Hidden(dict(proxy_headers) if proxy_headers else None)
+        if proxy_headers:
+            if self._proxy is not None and self._proxy.is_http:
+                self._proxy = self._proxy.with_headers(proxy_headers)
+            else:
+                self.logger.warning(
+                    "proxy_headers are sent only to an http:// proxy given with proxy= or http_proxy_host=; ignored"
+                )
+        if ssl_context is None and web_client is not None:
+            ssl_context = getattr(web_client, "ssl", None)  # slack_sdk connects with web_client.ssl too
         if web_client is None:
+            web_logger = logging.getLogger(f"{self.logger.name}.web_client")
+            if not any(isinstance(f, RedactingFilter) for f in web_logger.filters):
+                web_logger.addFilter(RedactingFilter())  # a peer's answer may echo the request's headers
             web_client = WebClient(
                 base_url=base_url or WebClient.BASE_URL,
                 proxy=self._proxy.url if self._proxy is not None and self._proxy.is_http else None,
                 ssl=ssl_context,
+                timeout=max(1, math.ceil(connect_timeout)),  # slack_sdk's own is 30 s per attempt
+                logger=web_logger,
             )
         elif base_url is not None:
             raise ConfigurationError("pass base_url or web_client, not both (set base_url on your WebClient)")
         self.web_client = web_client
+        self.default_auto_reconnect_enabled = auto_reconnect_enabled
         self._auto_reconnect = auto_reconnect_enabled
+        self.receive_buffer_size = receive_buffer_size
+        self.trace_enabled = trace_enabled
+        self.all_message_trace_enabled = all_message_trace_enabled
+        self.ping_pong_trace_enabled = ping_pong_trace_enabled
+        self._trace_limit: Optional[int] = (
+            _TRACE_ALL if all_message_trace_enabled else (_TRACE_SOME if trace_enabled else None)
+        )
+        self._trace_pings = trace_enabled or ping_pong_trace_enabled
         self.ping_interval = ping_interval
         self.concurrency = concurrency
         try:
@@ -305,11 +373,13 @@ class SocketModeClient(BaseSocketModeClient):
             raise ConfigurationError(str(e)) from None
         self._policy: ReconnectPolicy = reconnect_policy if reconnect_policy is not None else Backoff()
         self._connect_timeout = connect_timeout
+        self._write_timeout = write_timeout
         self._close_timeout = close_timeout
         self._max_message_size = max_message_size
         self._allow_insecure_urls = allow_insecure_urls
         self._debug_reconnects = debug_reconnects
         self._connect_options = Hidden(self._proxy.websocket_options() if self._proxy is not None else {})
+        self._open_socket = self._proxy.open_tunnel if self._proxy is not None and self._proxy.has_headers else None
         self._sslopt = {"context": ssl_context} if ssl_context is not None else None
         if ssl_context is not None and (
             getattr(ssl_context, "verify_mode", None) == ssl.CERT_NONE
@@ -325,18 +395,25 @@ class SocketModeClient(BaseSocketModeClient):
         self.on_error_listeners = list(on_error_listeners or [])
         self.on_close_listeners = list(on_close_listeners or [])
         self.lifecycle_listeners: list[LifecycleListener] = list(lifecycle_listeners or [])
+        # slack_sdk's attribute, kept for code that takes it; this client never does (no place in the order).
         self.connect_operation_lock = threading.Lock()
 
+        # Lock order 1 (first): guards the supervisor, _connections, _opening, _open_queue,
+        # _deferred_acks, _pending_io and the counters below. No socket call while held (see _rules).
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
+        self._rules_depth = threading.local()  # .n: how deep this thread is in _rules()
+        self._pending_io: list[tuple[Connection, Optional[str]]] = []  # (conn, close reason or None: abort)
         self._supervisor = Supervisor(
             self._policy,
             connections=connections,
             hello_timeout=hello_timeout,
             drain_timeout=drain_timeout,
             close_timeout=close_timeout,
+            open_timeout=connect_timeout,
         )
         self._connections: dict[int, Connection] = {}
+        self._opening: dict[int, Connection] = {}  # handshakes under way on the session thread
         self._serving: list[Connection] = []  # newest first; replaced whole, read without the lock
         self._live_count = 0
         self._open_queue: deque[int] = deque()
@@ -346,13 +423,23 @@ class SocketModeClient(BaseSocketModeClient):
         self._accepting = threading.Event()  # set while new envelopes are dispatched
         self._accepting.set()
         self._wss_uri: Optional[str] = None
+        self._next_url: Optional[str] = None  # set by the wss_uri setter: the next connection's URL
+        self._set_url: Optional[str] = None  # the URL last given to the wss_uri setter
         self.hello: Optional[Hello] = None
-        self._ledger: EnvelopeLedger[Connection] = EnvelopeLedger(dedupe=dedupe)
+        self._ledger: EnvelopeLedger[Connection] = EnvelopeLedger(dedupe=bool(dedupe))
+        self._shared: Optional[SharedLedger] = None
+        if not isinstance(dedupe, bool):
+            try:
+                self._shared = SharedLedger(dedupe, logger=self.logger, thread_name=f"{self._prefix}-lease")
+            except ValueError as e:
+                raise ConfigurationError(str(e)) from None
         self._queued = 0  # envelopes submitted to the workers and not finished
         self._max_queue = max_queue
-        # Queue accounting has its own plain lock: it is taken twice per envelope, and must not
-        # contend with the supervisor's lock.
+        # Lock order 2: queue accounting (_queued, _waiting_since, _busy_workers, …). It is taken
+        # twice per envelope, and must not contend with the supervisor's lock.
         self._queue_lock = threading.Lock()
+        # Not a lock: one permit per listener run, inline or on a worker (concurrency counts both).
+        self._slots = threading.Semaphore(concurrency)
         self._room = threading.Condition(self._queue_lock)  # the reader waits here at max_queue
         self._drained = threading.Condition(self._queue_lock)  # close() waits here for running listeners
         self._waiting_since: deque[float] = deque()  # enqueue times of envelopes no worker has started
@@ -360,8 +447,8 @@ class SocketModeClient(BaseSocketModeClient):
         self._worker_idle_timeout = worker_idle_timeout
         self._inline = inline_dispatch
         self._handoff_after = handoff_after
-        # Inline listeners are watched by the health thread, which is woken only when the first
-        # starts after a quiet spell; begin/end/take-over of an inline run are serialised here.
+        # Lock order 3: inline listeners are watched by the health thread, which is woken only when
+        # the first starts after a quiet spell; begin/end/take-over of an inline run are serialised here.
         self._watch_lock = threading.Lock()
         self._watching = False
         self._inline_paused_until = 0.0  # after a take-over, the pool takes envelopes for a while
@@ -390,10 +477,40 @@ class SocketModeClient(BaseSocketModeClient):
         """The app-level token (not stored in ``vars(client)``; never logged)."""
         return self._app_token.reveal()
 
-    @property
-    def wss_uri(self) -> Optional[str]:  # type: ignore[override]
-        """The URL of the newest connection attempt, or None."""
+    @property  # type: ignore[override]
+    def wss_uri(self) -> Optional[str]:
+        """The URL of the newest connection attempt, or None.
+
+        Setting it (as slack_sdk's and Bolt's tests do) makes the next connection open that URL
+        instead of calling ``apps.connections.open``; reconnects get fresh URLs as usual. As in
+        slack_sdk, a later :meth:`connect` opens it again while it is still the newest URL (no
+        fresh one was issued since).
+        A ``ws://`` URL must name a loopback host (``127.0.0.1``, ``localhost``, ``0.0.0.0``)
+        unless ``allow_insecure_urls``.
+
+        Raises:
+            InsecureURLError: (on set) the URL is neither ``wss://`` nor ``ws://`` on loopback.
+        """
         return self._wss_uri
+
+    @wss_uri.setter
+    def wss_uri(self, url: Optional[str]) -> None:
+        if url is not None:
+            check_socket_url(url, allow_insecure=self._allow_insecure_urls)
+        with self._lock:
+            self._wss_uri = self._set_url = url
+            self._next_url = url
+
+    @property
+    def proxy(self) -> Optional[str]:
+        """The proxy URL, credentials included (not stored in ``vars(client)``; never logged), or None."""
+        return self._proxy.url if self._proxy is not None else None
+
+    @property
+    def proxy_headers(self) -> Optional[dict[str, str]]:
+        """A copy of the extra ``CONNECT`` headers (not stored in ``vars(client)``; never logged), or None."""
+        headers = self._proxy_headers.value
+        return dict(headers) if headers is not None else None
 
     @property
     def closed(self) -> bool:  # type: ignore[override]
@@ -402,8 +519,26 @@ class SocketModeClient(BaseSocketModeClient):
 
     @property
     def auto_reconnect_enabled(self) -> bool:
-        """Whether a dropped connection is reopened (read-only; set it in the constructor)."""
+        """Whether a dropped connection is reopened.
+
+        Settable at any time, from any thread; :meth:`connect` resets it to
+        ``default_auto_reconnect_enabled``, as slack_sdk does. Rotations Slack asks for
+        (``disconnect``) are followed either way.
+        """
         return self._auto_reconnect
+
+    @auto_reconnect_enabled.setter
+    def auto_reconnect_enabled(self, enabled: bool) -> None:
+        with self._lock:
+            self._auto_reconnect = bool(enabled)
+
+    def session_id(self) -> Optional[str]:
+        """An identifier of the newest open connection (``"slack_socket_mode-1-3"``), or None.
+
+        Unique in the process; it names the connection's reader thread in logs as well.
+        """
+        conn = self._primary()
+        return None if conn is None else f"{self._prefix}-{conn.id}"
 
     @property
     def state(self) -> ClientState:
@@ -452,6 +587,7 @@ class SocketModeClient(BaseSocketModeClient):
         if failure is not None:
             raise failure
         url = response.get("url")
+        del response  # the request's headers: not in this frame's locals when an error below is raised
         if not isinstance(url, str):
             raise ConnectionFailedError("apps.connections.open returned no url", error="no_url")
         check_socket_url(url, allow_insecure=self._allow_insecure_urls)
@@ -473,10 +609,13 @@ class SocketModeClient(BaseSocketModeClient):
             ConnectTimeoutError: no ``hello`` within ``timeout``; the client stops trying.
             SocketModeError: the client was closed, or close()/disconnect() interrupted the wait.
         """
-        with self._lock:
+        with self._rules():
             if self._closed:
                 raise SocketModeError("the client is closed; create a new one")
             self._start_threads()
+            self._auto_reconnect = bool(self.default_auto_reconnect_enabled)
+            if self._set_url is not None and self._set_url == self._wss_uri and self._live_count == 0:
+                self._next_url = self._set_url  # slack_sdk's connect() opens wss_uri while it is set
             self._fatal = None
             self._accepting.set()
             self._perform(self._supervisor.start(time.monotonic()))
@@ -511,7 +650,7 @@ class SocketModeClient(BaseSocketModeClient):
             self.connect()
             return
         if force:
-            with self._lock:
+            with self._rules():
                 self._perform(self._supervisor.refresh("connect_to_new_endpoint(force=True)", time.monotonic()))
 
     def disconnect(self) -> None:
@@ -520,18 +659,23 @@ class SocketModeClient(BaseSocketModeClient):
         :meth:`connect` may be called again afterwards. Returns within ``close_timeout`` seconds
         plus a little.
         """
-        with self._lock:
+        with self._rules():
             self._perform(self._supervisor.stop(time.monotonic(), final=False))
             conns = list(self._connections.values())
-        self._await_connections(conns)
+        self._await_connections(conns, time.monotonic() + self._close_timeout)
 
     def close(self, timeout: float = 5.0) -> None:
         """Shut down for good: finish running listeners, send their acks, close, join threads.
 
-        Stops dispatching new envelopes (Slack redelivers them elsewhere), waits up to
-        ``timeout`` seconds for running listeners, closes every connection with a close
-        frame, and joins every thread the client started. Idempotent.
+        Stops dispatching new envelopes (Slack redelivers them elsewhere), waits for running
+        listeners, closes every connection with a close frame (an abort if the peer does not
+        read or answer in time), cuts short an open attempt under way, and joins every thread
+        the client started. Returns within ``timeout`` seconds whatever the peer does: the
+        listeners get what is left after ``close_timeout`` (at most half of ``timeout``) is kept
+        for the close handshake; a thread still running at the end (a listener that does not
+        return, a Web API call that does not answer) is named in a WARNING. Idempotent.
         """
+        final_end = time.monotonic() + timeout
         with self._lock:
             if self._closed:
                 return
@@ -539,7 +683,7 @@ class SocketModeClient(BaseSocketModeClient):
             self._accepting.clear()
         with self._queue_lock:
             self._room.notify_all()
-            end = time.monotonic() + timeout
+            end = final_end - min(self._close_timeout + 0.5, timeout / 2)
             if self._queued:
                 self.logger.info(
                     "close(): no new envelopes; waiting up to %g s for %d running or queued",
@@ -549,17 +693,27 @@ class SocketModeClient(BaseSocketModeClient):
             own = 1 if getattr(self._in_listener, "active", False) else 0  # close() from a listener
             while self._queued > own and time.monotonic() < end:
                 self._drained.wait(end - time.monotonic())
-        with self._lock:
+        if self._shared is not None:  # within close()'s one deadline: half of what is left, at most 1 s
+            self._shared.close(min(1.0, max(0.0, (final_end - time.monotonic()) / 2)))
+        with self._rules():
             self._perform(self._supervisor.stop(time.monotonic(), final=True))
             conns = list(self._connections.values())
-        self._await_connections(conns)
-        self._session.stop(1.0)
-        self._health.stop(1.0)
+        self._await_connections(conns, final_end - min(0.5, timeout / 4))
+        self._health.stop(0.0)  # both asked to stop first: one that is slow to end costs the other nothing
+        self._session.stop(0.0)
         self.message_workers.shutdown(wait=False, cancel_futures=True)
-        end = time.monotonic() + 1.0
-        for thread in threading.enumerate():
-            if thread.name.startswith(f"{self._prefix}-") and thread is not threading.current_thread():
-                thread.join(max(0.0, end - time.monotonic()))
+        me = threading.current_thread()
+        ours = [t for t in threading.enumerate() if t.name.startswith(f"{self._prefix}-") and t is not me]
+        for thread in ours:
+            thread.join(max(0.0, final_end - time.monotonic()))
+        running = [t.name for t in ours if t.is_alive()]
+        if running:
+            self.logger.warning(
+                "close(): %d thread(s) still running after %g s (they end on their own): %s",
+                len(running),
+                timeout,
+                ", ".join(running),
+            )
 
     def send_message(self, message: str) -> None:
         """Send a text message; an ack (``{"envelope_id": …}``) is routed like :meth:`send_socket_mode_response`.
@@ -605,11 +759,28 @@ class SocketModeClient(BaseSocketModeClient):
         self._send_ack(envelope_id, _compact_json(body))
 
     def enqueue_message(self, message: str) -> None:
-        """Handle ``message`` as if the newest connection had received it (for tests and tools)."""
+        """Handle ``message`` as if a connection had received it (for tests and tools).
+
+        While connected, the newest connection handles it like a message it read (envelopes
+        are deduplicated and their acks routed to it). Before :meth:`connect`, an envelope's
+        listeners run on a worker thread, as slack_sdk's client runs them from its queue;
+        their acks wait for the next ``hello``. Other messages are ignored then.
+
+        Raises:
+            SocketModeError: the client is closed.
+        """
         conn = self._primary()
-        if conn is None:
-            raise NotConnectedError("no open Socket Mode connection")
-        self._on_text(conn, message)
+        if conn is not None:
+            self._on_text(conn, message)
+            return
+        parsed = parse_message(message)
+        if not isinstance(parsed, Envelope):
+            self.logger.info("enqueue_message: not connected; ignored a message (%s)", type(parsed).__name__)
+            return
+        with self._queue_lock:
+            if self._closed:
+                raise SocketModeError("the client is closed; create a new one")
+            self.message_workers.submit(self._run_listeners, parsed, message)
 
     def process_message(self) -> None:
         """Not used: messages are dispatched as they arrive. Kept for slack_sdk compatibility."""
@@ -676,6 +847,7 @@ class SocketModeClient(BaseSocketModeClient):
                 ack_latency_p50=_percentile(latencies, 0.50),
                 ack_latency_p90=_percentile(latencies, 0.90),
                 ack_latency_p99=_percentile(latencies, 0.99),
+                shared_ledger=self._shared.status() if self._shared is not None else "",
             )
 
     def health(self, max_queue_wait: float = 2.0) -> HealthStatus:
@@ -687,11 +859,12 @@ class SocketModeClient(BaseSocketModeClient):
         """
         state = self.state.value
         wait = self.oldest_wait()
+        shared = self._shared.status() if self._shared is not None else ""
         if not self.is_connected():
-            return HealthStatus(False, f"not connected ({state})", state, wait)
+            return HealthStatus(False, f"not connected ({state})", state, wait, shared)
         if wait > max_queue_wait:
-            return HealthStatus(False, f"an envelope has waited {wait:.1f} s for a worker", state, wait)
-        return HealthStatus(True, "", state, wait)
+            return HealthStatus(False, f"an envelope has waited {wait:.1f} s for a worker", state, wait, shared)
+        return HealthStatus(True, "", state, wait, shared)
 
     # ---- carrying out the rules ----------------------------------------------------------------
 
@@ -701,8 +874,33 @@ class SocketModeClient(BaseSocketModeClient):
             self._session.start()
             self._health.start()
 
+    @contextmanager
+    def _rules(self) -> Iterator[None]:
+        """Hold ``_lock`` to consult the rules; carry out the socket calls they asked for once it is released.
+
+        Close frames and aborts queued by :meth:`_perform` are made after the outermost
+        ``_rules`` of this thread releases the lock (nested uses leave them to it). Neither
+        blocks: a close frame is written only if the socket can take it, else the
+        connection is aborted.
+        """
+        depth = getattr(self._rules_depth, "n", 0)
+        self._rules_depth.n = depth + 1
+        io: list[tuple[Connection, Optional[str]]] = []
+        try:
+            with self._lock:
+                yield
+                if depth == 0:
+                    io, self._pending_io = self._pending_io, []
+        finally:
+            self._rules_depth.n = depth
+        _carry_out(io)
+
     def _perform(self, actions: list[Action]) -> None:
-        """Carry out the supervisor's actions. Called with the lock held."""
+        """Carry out the supervisor's actions. Called with the lock held, inside :meth:`_rules`.
+
+        Socket calls (close frames, aborts) are queued in ``_pending_io``, never made here.
+        """
+        assert getattr(self._rules_depth, "n", 0) > 0, "_perform is called inside _rules()"
         notify: list[Callable[[], None]] = []
         while actions:
             more: list[Action] = []
@@ -721,12 +919,12 @@ class SocketModeClient(BaseSocketModeClient):
                 elif isinstance(action, Close):
                     conn = self._connections.get(action.connection_id)
                     if conn is not None:
-                        conn.close(1000, action.reason)
+                        self._pending_io.append((conn, action.reason))
                 elif isinstance(action, Abort):
-                    conn = self._connections.get(action.connection_id)
+                    conn = self._connections.get(action.connection_id) or self._opening.get(action.connection_id)
                     if conn is not None:
                         self.logger.warning("connection %d: aborting (%s)", conn.id, action.reason)
-                        conn.abort()
+                        self._pending_io.append((conn, None))
                 elif isinstance(action, Fail):
                     self._fatal = action.error
                     self.logger.error("Socket Mode stopped: %s", action.error)
@@ -739,12 +937,18 @@ class SocketModeClient(BaseSocketModeClient):
         self._changed.notify_all()
         self._health.wake()
         if notify:
-            # listeners are the application's code: run them without our lock
+            # listeners are the application's code: run them without our lock (and make the
+            # socket calls due so far first: a listener may wait for their outcome)
+            io, self._pending_io = self._pending_io, []
+            depth = getattr(self._rules_depth, "n", 0)
             self._lock.release()
+            self._rules_depth.n = 0
             try:
+                _carry_out(io)
                 for call in notify:
                     call()
             finally:
+                self._rules_depth.n = depth
                 self._lock.acquire()
 
     def _log_transition(self, t: Transition, notify: list[Callable[[], None]]) -> None:
@@ -759,7 +963,7 @@ class SocketModeClient(BaseSocketModeClient):
     def _forget(self, connection_id: int) -> None:
         conn = self._connections.pop(connection_id, None)
         if conn is not None and not conn.ended:
-            conn.abort()
+            self._pending_io.append((conn, None))
 
     def _notify_lifecycle(self, t: Transition) -> None:
         for listener in list(self.lifecycle_listeners):
@@ -776,18 +980,34 @@ class SocketModeClient(BaseSocketModeClient):
                 self.logger.exception("error listener %r failed", listener)
 
     def _session_step(self) -> Optional[float]:
-        """Open the connections the supervisor asked for (blocking calls, one at a time)."""
+        """Open the connections the supervisor asked for (blocking calls, one at a time).
+
+        One deadline, ``connect_timeout``, covers the Web API call and the handshake: the
+        handshake gets what the call left, and the health thread aborts a handshake still under
+        way at the deadline (the supervisor's ``Abort`` for a ``CONNECTING`` connection reaches
+        it through ``_opening``), as does ``close()``.
+        """
         while True:
-            with self._lock:
+            with self._rules():
                 if not self._open_queue:
                     return None
                 cid = self._open_queue.popleft()
                 if self._supervisor.connection_state(cid) is not ConnectionState.CONNECTING:
                     continue
+            deadline = time.monotonic() + self._connect_timeout
             conn: Optional[Connection] = None
             error: Optional[Exception] = None
             try:
-                url = self.issue_new_wss_url()
+                with self._lock:
+                    url, self._next_url = self._next_url, None
+                if url is None:
+                    url = self.issue_new_wss_url()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ConnectionFailedError(
+                        f"apps.connections.open took more than connect_timeout ({self._connect_timeout:g} s)",
+                        error="open_timeout",
+                    )
                 conn = Connection(
                     cid,
                     url,
@@ -798,17 +1018,29 @@ class SocketModeClient(BaseSocketModeClient):
                     max_message_size=self._max_message_size,
                     connect_options=self._connect_options.value,
                     sslopt=self._sslopt,
+                    write_timeout=self._write_timeout,
+                    open_socket=self._open_socket,
+                    trace_limit=self._trace_limit,
+                    trace_pings=self._trace_pings,
                 )
+                with self._lock:
+                    self._opening[cid] = conn
+                    stopping = self._closed or self._supervisor.state not in _RUNNING_CLIENT
+                if stopping:
+                    conn.abort()
                 self.logger.info("connection %d: opening %s", cid, conn.url)
-                conn.open(self._connect_timeout)
+                conn.open(remaining)
             except SocketModeError as e:
-                error = e
+                error = detached(e)  # the one error boundary: nothing the request held stays reachable
             except Exception as e:  # a library error we did not foresee must not stall reconnecting
-                self.logger.exception("connection %d: unexpected error while opening", cid)
+                self.logger.error(
+                    "connection %d: unexpected error while opening: %s: %s", cid, type(e).__name__, redact(str(e))[:200]
+                )
                 error = ConnectionFailedError(
                     f"could not open a connection: {type(e).__name__}", error=type(e).__name__
                 )
-            with self._lock:
+            with self._rules():
+                self._opening.pop(cid, None)
                 now = time.monotonic()
                 if conn is None or error is not None:
                     failure = error or ConnectionFailedError("could not open a connection", error="unknown")
@@ -820,17 +1052,36 @@ class SocketModeClient(BaseSocketModeClient):
                     self._opened += 1
                     conn.start()
                     self._perform(self._supervisor.opened(cid, now))
-                    continue
+            if conn is not None and error is None:  # opened: the application's listeners run without the lock
+                self._notify_open(conn)
+                continue
             if not isinstance(failure, FatalError):  # a FatalError reached the listeners through Fail
                 self._notify_error(failure)
 
     def _health_step(self) -> Optional[float]:
-        """Fire due deadlines; ping; replace dead connections. Returns seconds until the next one."""
+        """Fire due deadlines; ping; replace dead connections. Returns seconds until the next one.
+
+        Never waits on a connection's I/O: a ping is sent only if it cannot block
+        (:meth:`Connection.ping`), and a write that has run past ``write_timeout`` gets its
+        connection aborted and replaced.
+        """
         now = time.monotonic()
         pings: list[Connection] = []
-        with self._lock:
+        with self._rules():
             actions = self._supervisor.tick(now)
             next_at = self._supervisor.next_deadline()
+            for writer in list(self._connections.values()):
+                overdue = writer.write_overdue(now)
+                if overdue is not None:
+                    reason = f"a write has not finished in {overdue:.1f} s (the peer does not read)"
+                    self.logger.warning("connection %d: %s; replacing it", writer.id, reason)
+                    self._reconnects["write timeout"] += 1
+                    actions += self._supervisor.dead(writer.id, reason, now) or [Abort(writer.id, reason)]
+                    continue
+                due = writer.write_deadline()
+                if due is None:  # a write that starts while this thread sleeps is seen within write_timeout
+                    due = now + self._write_timeout
+                next_at = due if next_at is None else min(next_at, due)
             for cid in self._supervisor.connected_ids():
                 conn = self._connections.get(cid)
                 if conn is None:
@@ -916,8 +1167,8 @@ class SocketModeClient(BaseSocketModeClient):
         old.shutdown(wait=False)
         return None
 
-    def _await_connections(self, conns: list[Connection]) -> None:
-        end = time.monotonic() + self._close_timeout
+    def _await_connections(self, conns: list[Connection], end: float) -> None:
+        """Wait until ``end`` (monotonic seconds) for ``conns`` to end, aborting those that have not."""
         for conn in conns:
             if conn.is_reader():  # called by a listener on this connection's reader: it cannot read the reply
                 conn.abort()
@@ -925,16 +1176,13 @@ class SocketModeClient(BaseSocketModeClient):
             if not conn.wait_ended(max(0.0, end - time.monotonic())):
                 conn.abort()
         for conn in conns:
-            conn.join(0.5)
+            conn.join(max(0.05, end - time.monotonic()))
 
     # ---- reader threads ------------------------------------------------------------------------
 
     def _on_text(self, conn: Connection, text: str) -> None:
-        for listener in self.on_message_listeners:
-            try:
-                listener(text)
-            except Exception:
-                self.logger.exception("on_message listener %r failed", listener)
+        if self.on_message_listeners:
+            self._notify_message(text)
         message = parse_message(text)
         if type(message) is Envelope:
             self._on_envelope(conn, message, text)
@@ -942,7 +1190,7 @@ class SocketModeClient(BaseSocketModeClient):
             self._on_hello(conn, message)
         elif isinstance(message, Disconnect):
             self.logger.info("connection %d: disconnect (reason %s)", conn.id, message.reason)
-            with self._lock:
+            with self._rules():
                 self._last_disconnect_reason = message.reason
                 self._reconnects[f"disconnect {message.reason}"] += 1
                 self._perform(self._supervisor.disconnect(conn.id, message.reason, time.monotonic()))
@@ -955,7 +1203,7 @@ class SocketModeClient(BaseSocketModeClient):
             self.logger.debug("connection %d: ignored a message of type %s", conn.id, message.type)
 
     def _on_hello(self, conn: Connection, hello: Hello) -> None:
-        with self._lock:
+        with self._rules():
             self.hello = hello
             self.logger.info(
                 "connection %d: hello (num_connections=%s, approximate_connection_time=%s s)",
@@ -973,24 +1221,43 @@ class SocketModeClient(BaseSocketModeClient):
 
     def _on_closed(self, conn: Connection, reason: str) -> None:
         code = conn.close_code if conn.close_code is not None else 1006
-        with self._lock:
+        with self._rules():
             state = self._supervisor.connection_state(conn.id)
             if state not in (ConnectionState.DRAINING, ConnectionState.CLOSING, ConnectionState.CLOSED):
                 self._reconnects[reason.split(" (", maxsplit=1)[0]] += 1
                 if not self._auto_reconnect and self._supervisor.state not in (ClientState.CLOSED,):
                     self.logger.warning("connection %d lost (%s); auto_reconnect_enabled is off", conn.id, reason)
-                    self._perform(self._supervisor.lost(conn.id, reason, time.monotonic()))
-                    if self._live_count == 0:
+                    others = [i for i in self._supervisor.connected_ids() if i != conn.id and i in self._connections]
+                    if not others:  # stop first: lost() alone would plan a replacement the session thread may start
                         self._perform(self._supervisor.stop(time.monotonic(), final=False))
+                    self._perform(self._supervisor.lost(conn.id, reason, time.monotonic()))
                 else:
                     self._perform(self._supervisor.lost(conn.id, reason, time.monotonic()))
             else:
                 self._perform(self._supervisor.lost(conn.id, reason, time.monotonic()))
+        self._notify_close(code, reason)
+
+    # ---- slack_sdk's listeners (slack_socket_mode.websocket_client calls them its own way) -------
+
+    def _notify_message(self, text: str) -> None:
+        """Call the ``on_message`` listeners with a text message (on the reader thread)."""
+        for listener in list(self.on_message_listeners):
+            try:
+                listener(text)
+            except Exception:
+                self.logger.exception("on_message listener %r failed", listener)
+
+    def _notify_close(self, code: int, reason: str) -> None:
+        """Call the ``on_close`` listeners once a connection ended (on its reader thread)."""
         for listener in list(self.on_close_listeners):
             try:
                 listener(code, reason)
             except Exception:
                 self.logger.exception("on_close listener %r failed", listener)
+
+    def _notify_open(self, conn: Connection) -> None:
+        """A connection finished its handshake (on the session thread). slack_sdk's built-in client has no
+        ``on_open`` listeners; :mod:`slack_socket_mode.websocket_client` calls its own here."""
 
     def _on_envelope(self, conn: Connection, envelope: Envelope, text: str) -> None:
         if not self._accepting.is_set():
@@ -999,12 +1266,16 @@ class SocketModeClient(BaseSocketModeClient):
         received = time.monotonic()
         receipt, ack = self._ledger.receive(envelope.envelope_id, conn, received)
         if receipt is Receipt.DISPATCH:
+            if self._shared is not None and not self._admit_shared(conn, envelope):
+                return
             with self._queue_lock:
                 now = received
                 if self._queued >= self._max_queue:
                     self._wait_for_room(conn)
                     now = time.monotonic()
                 if not self._accepting.is_set():  # close() began meanwhile: Slack redelivers it elsewhere
+                    if self._shared is not None:
+                        self._shared.release(envelope.envelope_id)  # no store call here: the lease thread makes it
                     return
                 self._queued += 1
                 # Run it here, on the reader, when no envelope waits for a worker and a slot is free.
@@ -1014,6 +1285,7 @@ class SocketModeClient(BaseSocketModeClient):
                     and self._queued <= self.concurrency
                     and now >= self._inline_paused_until
                     and conn.is_reader()
+                    and self._slots.acquire(blocking=False)  # a free slot of concurrency (released below)
                 )
                 if not inline:
                     self._busy_workers = True
@@ -1055,8 +1327,36 @@ class SocketModeClient(BaseSocketModeClient):
                 envelope.envelope_id,
             )
 
+    def _admit_shared(self, conn: Connection, envelope: Envelope) -> bool:
+        """Ask the shared ledger about a first delivery; True to run it (see :mod:`.shared`)."""
+        assert self._shared is not None
+        admission, ack = self._shared.admit(envelope)
+        if admission is Admission.RUN:
+            return True
+        if admission is Admission.ACK and ack is not None:
+            self.logger.info(
+                "connection %d: envelope %s (retry_attempt %d) was handled by another replica; acking it as it did",
+                conn.id,
+                envelope.envelope_id,
+                envelope.retry_attempt,
+            )
+            self._send_ack(envelope.envelope_id, ack)
+            return False
+        self.logger.info(
+            "connection %d: envelope %s (retry_attempt %d) %s; neither running nor acking it",
+            conn.id,
+            envelope.envelope_id,
+            envelope.retry_attempt,
+            "was handled by another replica without an ack"
+            if admission is Admission.SETTLED
+            else "is held by another replica, or the shared ledger is unavailable",
+        )
+        self._ledger.release(envelope.envelope_id)
+        return False
+
     def _wait_for_room(self, conn: Connection) -> None:
         """Block the reader (queue lock held) until a worker frees a slot. Pauses liveness meanwhile."""
+        assert self._queue_lock.locked(), "_wait_for_room waits on _room: the queue lock must be held"
         if not self._warned_full:  # once per burst: the flag resets when the queue drains
             self._warned_full = True
             self.logger.warning(
@@ -1087,6 +1387,7 @@ class SocketModeClient(BaseSocketModeClient):
         finally:
             with self._watch_lock:
                 conn.end_inline()
+            self._slots.release()
 
     def _dispatch(self, envelope: Envelope, text: str) -> None:
         """Run the listeners on a worker thread."""
@@ -1105,7 +1406,11 @@ class SocketModeClient(BaseSocketModeClient):
                 len(self._waiting_since),
                 self.concurrency,
             )
-        self._run_and_settle(envelope, text)
+        self._slots.acquire()  # inline runs count towards concurrency too: wait for one of them to end
+        try:
+            self._run_and_settle(envelope, text)
+        finally:
+            self._slots.release()
 
     def _run_and_settle(self, envelope: Envelope, text: str) -> None:
         """Run the listeners, then account for the envelope (queue, drain, close())."""
@@ -1114,6 +1419,8 @@ class SocketModeClient(BaseSocketModeClient):
             self._run_listeners(envelope, text)
         finally:
             self._in_listener.active = False
+            if self._shared is not None:
+                self._shared.finish(envelope.envelope_id, *self._ledger.ack_of(envelope.envelope_id))
             conn = self._ledger.handled(envelope.envelope_id)
             with self._queue_lock:
                 self._queued -= 1
@@ -1143,7 +1450,16 @@ class SocketModeClient(BaseSocketModeClient):
                     envelope.type,
                 )
         if self.socket_mode_request_listeners:
-            request = SocketModeRequest.from_dict(body)
+            try:
+                request = SocketModeRequest.from_dict(body)
+            except (ValueError, TypeError) as e:  # parse_message refuses such shapes; a caller may not have
+                self.logger.warning(
+                    "envelope %s (%s): request listeners skipped: %s",
+                    redact(envelope.envelope_id),
+                    redact(envelope.type)[:64],
+                    type(e).__name__,
+                )
+                return
             if request is None:
                 self.logger.warning(
                     "envelope %s (%s) has no payload; request listeners skipped",
@@ -1216,8 +1532,20 @@ class SocketModeClient(BaseSocketModeClient):
 
     def _maybe_drained(self, conn: Connection) -> None:
         if conn.draining and self._ledger.inflight(conn) == 0:
-            with self._lock:
+            with self._rules():
                 self._perform(self._supervisor.drained(conn.id, time.monotonic()))
+
+
+_RUNNING_CLIENT = (ClientState.CONNECTING, ClientState.CONNECTED, ClientState.RECONNECTING)
+
+
+def _carry_out(io: list[tuple[Connection, Optional[str]]]) -> None:
+    """Make the socket calls the rules asked for (never with the client's lock held; none blocks)."""
+    for conn, close_reason in io:
+        if close_reason is None:
+            conn.abort()
+        else:
+            conn.close(1000, close_reason)
 
 
 def _percentile(ordered: list[float], q: float) -> Optional[float]:
@@ -1232,7 +1560,7 @@ def _api_error(e: SlackApiError) -> SocketModeError:
     response = e.response
     status = getattr(response, "status_code", None)
     error = response.get("error") if hasattr(response, "get") else None
-    error = error if isinstance(error, str) else "unknown_error"
+    error = redact(error)[:100] if isinstance(error, str) else "unknown_error"  # the peer's text
     if status == 407:
         return ProxyAuthError(
             "the proxy refused apps.connections.open: HTTP 407 proxy authentication required "

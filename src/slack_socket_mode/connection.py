@@ -11,27 +11,53 @@ calls :meth:`take_over` and a new reader thread goes on reading the socket while
 one finishes the listeners and then ends. Exactly one thread reads the socket at a time.
 Closing sends a close frame and lets the reader run until the server's close frame
 arrives; the client aborts the socket if that takes too long (a bounded handshake).
+
+Who may block where (the bounds on a peer that stops reading or trickles):
+
+* An ack (:meth:`send_text`) waits at most ``write_timeout`` for the send lock, and the
+  write itself is watched: the client's health thread reads :meth:`write_overdue` and aborts
+  a connection whose write has run longer than ``write_timeout`` (an abort shuts the socket
+  down, which makes the blocked ``send`` fail at once). Such a connection is dead.
+* Pings, pongs and close frames are written only when they cannot block on the peer
+  (:meth:`_write_control`: the socket is writable). A ping (the health thread's) is skipped
+  if the send lock is taken; a pong (the reader's) waits for it up to ``write_timeout``; a
+  close frame waits 50 ms, then becomes an abort. So the health thread never waits on a
+  connection, and the reader never on a peer's reading.
+* The handshake (:meth:`open`) runs on the client's session thread with a per-read timeout;
+  a peer that trickles bytes is cut off by :meth:`abort`, which the client calls when the
+  open attempt's one deadline passes (or on ``close()``), from another thread.
+* Redirects in the handshake are refused (Slack never redirects): the URL the peer tried to
+  send the client to is named in the error, without its query.
 """
 
 from __future__ import annotations
 
 import logging
+import select
 import socket
+import ssl
 import struct
 import threading
 import time
 from typing import Any, Callable, Optional
+from urllib.parse import urlsplit
 
 import websocket
 from websocket import ABNF
 
 from .errors import ConnectionFailedError, NotConnectedError, ProxyAuthError, SocketModeError
+from .redaction import redact
 from .urls import safe_url
 
 __all__ = ["Connection"]
 
 _TEXT, _BINARY, _CONT = ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY, ABNF.OPCODE_CONT
 _CLOSE, _PING, _PONG = ABNF.OPCODE_CLOSE, ABNF.OPCODE_PING, ABNF.OPCODE_PONG
+
+#: Seconds a close frame waits for an ack being written before the connection is aborted instead.
+_CLOSE_LOCK_WAIT = 0.05
+#: Opens a TCP connection to ``(host, port)`` within ``timeout`` seconds (a proxy tunnel).
+OpenSocket = Callable[[str, int, float], socket.socket]
 
 #: Raised by websocket-client and the socket layer when a connection fails.
 _TRANSPORT_ERRORS = (OSError, websocket.WebSocketException, struct.error, ValueError)
@@ -49,9 +75,18 @@ class Connection:
         max_message_size: bytes; a larger message makes the connection be replaced.
         connect_options: keyword arguments for ``websocket.WebSocket.connect`` (proxy settings).
         sslopt: websocket-client's TLS options (``{"context": ssl_context}``).
+        write_timeout: seconds a write (an ack) may take, waiting for the send lock included,
+            before the connection is given up (see the module's bounds).
+        open_socket: opens the TCP connection instead of websocket-client (an HTTP proxy
+            tunnel with extra headers, see :meth:`.ProxySettings.open_tunnel`); TLS is then
+            started here, with ``sslopt``'s context.
+        trace_limit: log each text message sent and received at DEBUG (redacted), cut to
+            this many characters; None logs none (the hot path then costs one check).
+        trace_pings: log each ping and pong sent and received at DEBUG.
 
-    Thread-safety: :meth:`send_text`, :meth:`ping`, :meth:`close` and :meth:`abort` may be
-    called from any thread; :meth:`open` and :meth:`start` once, by the owner.
+    Thread-safety: :meth:`send_text`, :meth:`ping`, :meth:`close`, :meth:`abort` and
+    :meth:`write_overdue` may be called from any thread; :meth:`open` and :meth:`start` once,
+    by the owner.
     """
 
     def __init__(
@@ -66,6 +101,10 @@ class Connection:
         max_message_size: int,
         connect_options: Optional[dict[str, Any]] = None,
         sslopt: Optional[dict[str, Any]] = None,
+        write_timeout: float = 5.0,
+        open_socket: Optional[OpenSocket] = None,
+        trace_limit: Optional[int] = None,
+        trace_pings: bool = False,
     ) -> None:
         self.id = connection_id
         self._url = url
@@ -74,10 +113,20 @@ class Connection:
         self._logger = logger
         self._max_message_size = max_message_size
         self._connect_options = connect_options or {}
+        self._write_timeout = write_timeout
+        self._sslopt = sslopt
+        self._open_socket = open_socket
+        self._trace_limit = trace_limit
+        self._trace_pings = trace_pings
         # Every write goes through self._send_lock, so websocket-client's own locks are off.
         self._ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=False, sslopt=sslopt)
+        # Lock order: the last of all (docs/threading.md, "Locks"): guards the socket's write side
+        # (frames go out whole, one at a time), _close_sent and _writing_since. Nothing else is
+        # taken while it is held, and it is never held by the client's health thread or a reader
+        # for longer than a write that cannot block (_write_control).
         self._send_lock = threading.Lock()
         self._close_sent = False
+        self._writing_since: Optional[float] = None  # monotonic start of the write in progress
         self._aborted = False
         self._ended = threading.Event()
         self._thread_name = thread_name
@@ -108,8 +157,8 @@ class Connection:
 
     @property
     def can_send(self) -> bool:
-        """True until a close frame was sent or the connection ended."""
-        return not self._close_sent and not self._ended.is_set()
+        """True until a close frame was sent, the connection was aborted or it ended."""
+        return not self._close_sent and not self._aborted and not self._ended.is_set()
 
     @property
     def ended(self) -> bool:
@@ -126,7 +175,18 @@ class Connection:
         """
         failure: Optional[SocketModeError] = None
         try:
-            self._ws.connect(self._url, timeout=timeout, suppress_origin=True, **self._connect_options)
+            if self._aborted:
+                raise websocket.WebSocketTimeoutException("aborted before the handshake")
+            if self._open_socket is not None:
+                self._ws.connect(
+                    self._url, timeout=timeout, suppress_origin=True, redirect_limit=0, socket=self._tunnel(timeout)
+                )
+            else:
+                self._ws.connect(
+                    self._url, timeout=timeout, suppress_origin=True, redirect_limit=0, **self._connect_options
+                )
+            if self._aborted:  # the deadline passed as the handshake ended
+                raise websocket.WebSocketTimeoutException("the open attempt's deadline passed")
             sock = self._ws.sock
             if sock is not None:
                 sock.settimeout(None)  # the reader blocks; close() and abort() unblock it
@@ -134,6 +194,9 @@ class Connection:
             # websocket-client's frame parser asks for the header, the length and the payload of
             # each frame separately; feed it from one large read instead (see _ReadAhead).
             self._ws.frame_buffer.recv = _ReadAhead(self._ws._recv)
+        except SocketModeError as e:  # from open_socket: the proxy refused the tunnel
+            self._ws.shutdown()
+            failure = e
         except websocket.WebSocketProxyException as e:
             self._ws.shutdown()
             if "407" in str(e):
@@ -153,13 +216,47 @@ class Connection:
             )
         except Exception as e:  # OSError, TLS, websocket-client and python-socks errors alike
             self._ws.shutdown()
-            failure = ConnectionFailedError(
-                f"could not open {self.url}: {type(e).__name__}: {_brief(e)}", error=type(e).__name__
+            failure = self._redirect_refused() or ConnectionFailedError(
+                f"could not open {self.url}: {type(e).__name__}: {_brief(e)}"
+                + (" (aborted: the open attempt's deadline passed, or the client is closing)" if self._aborted else ""),
+                error="open_aborted" if self._aborted else type(e).__name__,
             )
         if failure is not None:
             # raised outside the except clauses: no __context__ (the proxy's error may name its credentials)
             raise failure
         self.last_received = time.monotonic()
+
+    def _redirect_refused(self) -> Optional[ConnectionFailedError]:
+        """The error for a handshake answered with a redirect (refused: Slack never redirects), or None."""
+        response = getattr(self._ws, "handshake_response", None)
+        status = getattr(response, "status", None)
+        if not isinstance(status, int) or not 300 <= status < 400:
+            return None
+        headers = getattr(response, "headers", None) or {}
+        location = headers.get("location") if isinstance(headers, dict) else None
+        target = safe_url(location) if isinstance(location, str) else "nowhere (no Location header)"
+        return ConnectionFailedError(
+            f"WebSocket handshake with {self.url} was answered with HTTP {status}, a redirect to {target}; "
+            "refused (Slack never redirects)",
+            error="redirect_refused",
+            status=status,
+        )
+
+    def _tunnel(self, timeout: float) -> socket.socket:
+        """Open the TCP connection with ``open_socket``, and start TLS on it for ``wss://``."""
+        assert self._open_socket is not None
+        parts = urlsplit(self._url)
+        secure = parts.scheme == "wss"
+        host = parts.hostname or ""
+        sock = self._open_socket(host, parts.port or (443 if secure else 80), timeout)
+        if not secure:
+            return sock
+        context = (self._sslopt or {}).get("context") or ssl.create_default_context()
+        try:
+            return context.wrap_socket(sock, server_hostname=host)
+        except BaseException:
+            sock.close()
+            raise
 
     def start(self) -> None:
         """Start the reader thread."""
@@ -205,40 +302,96 @@ class Connection:
         return True
 
     def send_text(self, text: str) -> None:
-        """Send one text frame.
+        """Send one text frame, waiting at most ``write_timeout`` for the send lock.
+
+        The write itself is bounded by its owner's watchdog (:meth:`write_overdue`); a write that
+        fails, or a lock that stays taken, gives the connection up (:meth:`abort`).
 
         Raises:
-            NotConnectedError: the connection is closing or closed.
+            NotConnectedError: the connection is closing, closed, or was given up.
         """
-        with self._send_lock:
-            if self._close_sent:
+        if self._trace_limit is not None:
+            self._trace("sending", text)
+        if not self._send_lock.acquire(timeout=self._write_timeout):
+            self.abort()
+            raise NotConnectedError(f"connection {self.id}: a write waited {self._write_timeout:g} s; given up")
+        try:
+            if self._close_sent or self._aborted:
                 raise NotConnectedError(f"connection {self.id} is closing")
+            self._writing_since = time.monotonic()
             try:
                 self._ws.send(text)
             except _TRANSPORT_ERRORS as e:
+                self.abort()
                 raise NotConnectedError(f"connection {self.id} failed: {type(e).__name__}") from None
+            finally:
+                self._writing_since = None
+        finally:
+            self._send_lock.release()
 
-    def ping(self) -> None:
-        """Send a ping; a failure is left to the reader to notice."""
-        with self._send_lock:
-            if self._close_sent:
-                return
-            self.last_ping = time.monotonic()
-            try:
-                self._ws.ping()
-            except _TRANSPORT_ERRORS:
-                pass
+    def write_overdue(self, now: float) -> Optional[float]:
+        """Seconds the write in progress has run if that is more than ``write_timeout``, else None.
+
+        Lock-free (the health thread calls it and must not wait on this connection's I/O).
+        """
+        since = self._writing_since
+        if since is not None and now - since > self._write_timeout:
+            return now - since
+        return None
+
+    def write_deadline(self) -> Optional[float]:
+        """When the write in progress becomes overdue (monotonic seconds), or None. Lock-free."""
+        since = self._writing_since
+        return None if since is None else since + self._write_timeout
+
+    def ping(self) -> bool:
+        """Send a ping if that cannot block; True if it was sent (a failure is left to the reader)."""
+        now = time.monotonic()
+        if self._write_control(_PING, b""):
+            if self._trace_pings:
+                self._logger.debug("connection %d: sending a ping", self.id)
+            self.last_ping = now
+            return True
+        return False
 
     def close(self, code: int = 1000, reason: str = "") -> None:
-        """Send a close frame (once). The reader ends when the server answers or on :meth:`abort`."""
-        with self._send_lock:
-            if self._close_sent or self._ended.is_set():
-                return
-            self._close_sent = True
+        """Send a close frame (once) if that cannot block, else abort.
+
+        Waits at most :data:`_CLOSE_LOCK_WAIT` for an ack being written; never on the peer.
+        The reader ends when the server answers or on :meth:`abort`.
+        """
+        if self._close_sent or self._ended.is_set():
+            return
+        payload = struct.pack("!H", code) + reason.encode("utf-8")[:123]
+        if not self._write_control(_CLOSE, payload, closing=True, wait=_CLOSE_LOCK_WAIT) and not self._close_sent:
+            self.abort()
+
+    def _write_control(self, opcode: int, payload: bytes, *, closing: bool = False, wait: float = 0.0) -> bool:
+        """Write a control frame only if it cannot block on the peer: the socket must be writable.
+
+        A control frame is at most 127 bytes; a writable socket has room for it. The send lock
+        is waited for at most ``wait`` seconds (0: not at all). With ``closing``, marks the
+        close frame sent. Returns True if the frame went out.
+        """
+        locked = self._send_lock.acquire(timeout=wait) if wait > 0 else self._send_lock.acquire(blocking=False)
+        if not locked:
+            return False
+        try:
+            if self._close_sent or self._aborted:
+                return False
+            sock = self._ws.sock
+            if sock is None or not _writable(sock):
+                return False
+            if closing:
+                self._close_sent = True
             try:
-                self._ws.send_close(code, reason.encode("utf-8")[:123])
+                self._ws.send(payload, opcode)
             except _TRANSPORT_ERRORS:
                 self.abort()
+                return False
+            return True
+        finally:
+            self._send_lock.release()
 
     def abort(self) -> None:
         """Shut the socket down now; the reader wakes up and ends. Idempotent.
@@ -279,6 +432,8 @@ class Connection:
         except _TRANSPORT_ERRORS as e:
             if self._close_sent:
                 reason = "closed by client"
+            elif self._aborted:
+                reason = "aborted"
             elif isinstance(e, websocket.WebSocketConnectionClosedException):
                 reason = "server closed the TCP connection"
             else:
@@ -348,10 +503,10 @@ class Connection:
                             return None
                     else:
                         self._logger.warning("connection %d: skipped a binary message of %d bytes", self.id, len(data))
-            elif opcode == _PING:
-                with self._send_lock:
-                    if not self._close_sent:
-                        self._ws.pong(frame.data)
+            elif opcode == _PING:  # a pong waits for an ack being written, never for a peer that does not read
+                if self._trace_pings:
+                    self._logger.debug("connection %d: received a ping; sending a pong", self.id)
+                self._write_control(_PONG, frame.data, wait=self._write_timeout)
             elif opcode == _CLOSE:
                 code = struct.unpack("!H", frame.data[:2])[0] if len(frame.data) >= 2 else 1005
                 self.close_code = code
@@ -359,7 +514,8 @@ class Connection:
                     self.close(code if code not in (1005, 1006) else 1000)
                     return f"server closed the connection (code {code})"
                 return "closed by client"
-            # _PONG: last_received is all a pong is for
+            elif self._trace_pings:  # _PONG: last_received is all a pong is for
+                self._logger.debug("connection %d: received a pong", self.id)
 
     def _refuse_frame(self, opcode: int, length: int, assembled: int) -> Optional[str]:
         """Decide on a frame whose header announces more bytes than the message has room for.
@@ -392,7 +548,20 @@ class Connection:
                 "connection %d: skipped a text message of %d bytes that is not UTF-8", self.id, len(data)
             )
             return
-        on_text(self, text)
+        if self._trace_limit is not None:
+            self._trace("received", text)
+        try:
+            on_text(self, text)
+        except Exception:  # a bug of ours on one message is not a transport error: log it and read on
+            self._logger.exception("connection %d: handling a message of %d characters failed", self.id, len(text))
+
+    def _trace(self, verb: str, text: str) -> None:
+        """Log a text message at DEBUG, tokens redacted, cut to ``trace_limit`` characters."""
+        limit = self._trace_limit
+        if limit is None or not self._logger.isEnabledFor(logging.DEBUG):
+            return
+        shown = redact(text[:limit]) + (f"… ({len(text)} characters)" if len(text) > limit else "")
+        self._logger.debug("connection %d: %s %s", self.id, verb, shown)
 
     def _oversize(self, size: int) -> str:
         self._logger.error(
@@ -441,6 +610,18 @@ class _ReadAhead:
         chunk = buffer[position : position + size]
         self._position = position + len(chunk)
         return chunk
+
+
+def _writable(sock: Any) -> bool:
+    """True if ``sock`` has room to write now (a poll that does not wait)."""
+    try:
+        if hasattr(select, "poll"):  # no FD_SETSIZE limit
+            poller = select.poll()
+            poller.register(sock, select.POLLOUT)
+            return any(events & select.POLLOUT for _, events in poller.poll(0))
+        return bool(select.select([], [sock], [], 0)[1])
+    except (OSError, ValueError):  # closed meanwhile
+        return False
 
 
 def _brief(error: BaseException) -> str:

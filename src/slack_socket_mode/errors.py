@@ -3,7 +3,8 @@
 Every exception of ours derives from one root, :class:`SocketModeError`::
 
     SocketModeError
-    ├── ConfigurationError        bad options or a malformed app-level token (also a ValueError)
+    ├── ConfigurationError        bad options or a malformed app-level token (also a ValueError and
+    │                             slack_sdk's SlackClientConfigurationError)
     ├── NotConnectedError         nothing to send on (also slack_sdk's SlackClientNotConnectedError)
     ├── ConnectTimeoutError       connect() saw no ``hello`` in time (also a TimeoutError)
     ├── ConnectionFailedError     one attempt to open a connection failed; reconnecting goes on
@@ -19,15 +20,17 @@ there, and is always passed to the client's error listeners. :class:`ConnectionF
 is only ever passed to error listeners: the client retries with backoff.
 
 No exception of ours carries a token: messages name the Slack error code and the HTTP
-status, never the request. Errors from slack_sdk or websocket-client are not chained, neither
-as ``__cause__`` nor as ``__context__``, because their objects hold the request's headers.
+status, never the request, and text a peer sent is redacted. Errors from slack_sdk or
+websocket-client are not chained, neither as ``__cause__`` nor as ``__context__``, because
+their objects hold the request's headers; and an error the client hands to the application
+carries no traceback (:func:`detached`), whose frames would hold them too.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, TypeVar
 
-from slack_sdk.errors import SlackClientNotConnectedError
+from slack_sdk.errors import SlackClientConfigurationError, SlackClientNotConnectedError
 
 __all__ = [
     "FATAL_API_ERRORS",
@@ -42,6 +45,7 @@ __all__ = [
     "ProxyAuthError",
     "RateLimitedError",
     "SocketModeError",
+    "detached",
 ]
 
 #: Web API error codes from ``apps.connections.open`` after which retrying cannot help.
@@ -65,8 +69,12 @@ class SocketModeError(Exception):
     """Root of every exception raised by slack_socket_mode."""
 
 
-class ConfigurationError(SocketModeError, ValueError):
-    """An option passed to the client is invalid (raised at construction)."""
+class ConfigurationError(SocketModeError, ValueError, SlackClientConfigurationError):
+    """An option passed to the client is invalid (raised at construction).
+
+    Also slack_sdk's ``SlackClientConfigurationError``, which slack_sdk's clients raise for the same
+    mistakes (``receive_buffer_size`` below 16), so an ``except`` written for slack_sdk still catches it.
+    """
 
 
 class NotConnectedError(SocketModeError, SlackClientNotConnectedError):
@@ -136,3 +144,20 @@ class InsecureURLError(FatalError):
 
 class ProxyAuthError(FatalError):
     """The proxy answered HTTP 407: its user or password in the ``proxy`` URL is wrong."""
+
+
+_E = TypeVar("_E", bound=BaseException)
+
+
+def detached(error: _E) -> _E:
+    """``error`` with no traceback and nothing chained, as it crosses the client's one error boundary.
+
+    A traceback's frames hold the locals of every call it passed through: slack_sdk's response,
+    with the request's ``Authorization`` header, among them. Errors handed to the application
+    (raised from ``connect()``, passed to error listeners) are detached first. Returns ``error``.
+    """
+    error.__traceback__ = None
+    error.__cause__ = None
+    error.__context__ = None
+    error.__suppress_context__ = True
+    return error

@@ -17,7 +17,9 @@ acked and old, so that:
   rebuilt from the ``envelope_id``);
 * a redelivery of an envelope whose listeners finished without acking is not dispatched
   again (its listeners chose not to ack it);
-* an ack for an envelope with no delivery waiting is not sent twice.
+* an ack for an envelope with no delivery waiting is not sent twice;
+* an envelope given up with :meth:`~EnvelopeLedger.release` (a shared ledger found another replica
+  running it) is dispatched again if it is delivered again.
 
 A connection counts as busy (:meth:`EnvelopeLedger.inflight`) until the ack of every envelope
 it delivered has been written: an ack routed to it but not yet written keeps a draining
@@ -56,7 +58,7 @@ class Receipt(enum.Enum):
     IGNORE = "ignore"  #: listeners finished without acking: do nothing
 
 
-_INFLIGHT, _HANDLED, _ACKED = 0, 1, 2
+_INFLIGHT, _HANDLED, _ACKED, _RELEASED = 0, 1, 2, 3
 
 
 class _Entry(Generic[C]):
@@ -103,6 +105,8 @@ class EnvelopeLedger(Generic[C]):
         self.crossing_window = crossing_window
         self.max_entries = max_entries
         self.max_age = max_age
+        # Lock order 4 (docs/threading.md, "Locks"): guards every field below. Held for a dict
+        # operation or two; nothing is called and no other lock is taken while it is held.
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry[C]] = {}
         # With dedupe, the keys of _entries, oldest first: a dict and a deque of keys take half
@@ -128,7 +132,7 @@ class EnvelopeLedger(Generic[C]):
         """
         with self._lock:
             entry = self._entries.get(envelope_id)
-            if entry is None or not self.dedupe:
+            if entry is None or not self.dedupe or entry.state == _RELEASED:
                 if entry is None:
                     entry = _Entry(conn, now)
                     self._entries[envelope_id] = entry
@@ -218,6 +222,30 @@ class EnvelopeLedger(Generic[C]):
             if not self.dedupe:
                 del self._entries[envelope_id]
             return entry.conn
+
+    def release(self, envelope_id: str) -> None:
+        """Forget that ``envelope_id`` was delivered, without an ack: its next delivery is dispatched.
+
+        For a delivery that was neither run nor acked here (another replica holds it).
+        """
+        with self._lock:
+            entry = self._entries.get(envelope_id)
+            if entry is None or entry.state != _INFLIGHT:
+                return
+            self._count(entry.conn, -1)
+            entry.awaiting = False
+            if self.dedupe:
+                entry.state = _RELEASED
+            else:
+                del self._entries[envelope_id]
+
+    def ack_of(self, envelope_id: str) -> tuple[bool, Optional[str]]:
+        """Whether ``envelope_id`` was acked, and the ack's text (None for the plain ack, or none)."""
+        with self._lock:
+            entry = self._entries.get(envelope_id)
+            if entry is None or entry.state != _ACKED:
+                return False, None
+            return True, entry.ack
 
     def inflight(self, conn: C) -> int:
         """How many envelopes delivered on ``conn`` are neither handled nor acked with the ack written.

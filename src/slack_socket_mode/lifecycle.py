@@ -13,6 +13,22 @@ Rotation is make-before-break: a connection Slack wants to refresh (``disconnect
 said ``hello``; only then is it drained (acks for its in-flight envelopes still go out on
 it) and closed. See https://api.slack.com/apis/socket-mode#disconnect.
 
+Reconnect storms are impossible, whatever the peer says (the rule, in three parts):
+
+1. **A floor per connection slot.** At most ``connections`` open attempts start in any
+   :data:`MIN_OPEN_INTERVAL` seconds: with one connection, at most one attempt a second.
+2. **A sane connection time.** ``approximate_connection_time`` below
+   :data:`MIN_CONNECTION_TIME` is taken as that minimum, so a ``hello`` saying 0.001 s
+   cannot make the client rotate at once (see :func:`rotation_delay`).
+3. **Replacements count towards backoff.** A connection replaced (``disconnect``, a rotation)
+   or lost before it stayed up ``policy.healthy_after`` seconds is one more attempt: a peer that
+   sends ``disconnect`` after every ``hello`` meets the same exponential backoff as one that
+   refuses connections.
+
+Every open attempt also has one deadline (``open_timeout``: the Web API call and the
+handshake); a ``CONNECTING`` connection past it is aborted, and again every
+:data:`ABORT_RETRY` seconds until the client reports the attempt over.
+
 Not thread-safe: the client calls it under one lock.
 """
 
@@ -37,7 +53,17 @@ __all__ = [
     "Supervisor",
     "Transition",
     "rotation_delay",
+    "ABORT_RETRY",
+    "MIN_CONNECTION_TIME",
+    "MIN_OPEN_INTERVAL",
 ]
+
+#: Seconds: at most ``connections`` open attempts start within any interval this long.
+MIN_OPEN_INTERVAL = 1.0
+#: Seconds: the least ``approximate_connection_time`` believed (Slack's is about an hour).
+MIN_CONNECTION_TIME = 60.0
+#: Seconds between aborts of an open attempt that is past its deadline and not over yet.
+ABORT_RETRY = 0.5
 
 
 class ConnectionState(enum.Enum):
@@ -124,10 +150,13 @@ def rotation_delay(approximate_connection_time: Optional[float]) -> Optional[flo
     """Seconds after ``hello`` at which to replace a connection proactively.
 
     A minute before Slack's ``approximate_connection_time`` runs out (or at 90 % of it,
-    whichever is later), so the replacement is up before Slack's own ``warning``.
+    whichever is later), so the replacement is up before Slack's own ``warning``. A time
+    below :data:`MIN_CONNECTION_TIME` is taken as that minimum (a peer cannot make the
+    client rotate in a tight loop).
     """
     if approximate_connection_time is None:
         return None
+    approximate_connection_time = max(approximate_connection_time, MIN_CONNECTION_TIME)
     return max(approximate_connection_time * 0.9, approximate_connection_time - 60.0)
 
 
@@ -142,7 +171,7 @@ class _Conn:
         self.hello_at: Optional[float] = None
         self.rotate_at: Optional[float] = None
         self.replace_reason: Optional[str] = None  # set when it is to be replaced
-        self.deadline: Optional[float] = None  # for AWAITING_HELLO, DRAINING and CLOSING
+        self.deadline: Optional[float] = None  # for CONNECTING, AWAITING_HELLO, DRAINING and CLOSING
 
 
 class Supervisor:
@@ -154,6 +183,10 @@ class Supervisor:
         hello_timeout: seconds a new connection may take to say ``hello``.
         drain_timeout: seconds a replaced connection may wait for its acks before closing.
         close_timeout: seconds to wait for the server's close frame before aborting.
+        open_timeout: seconds one open attempt (the Web API call and the WebSocket handshake)
+            may take before it is aborted; None for no deadline.
+        min_open_interval: seconds; at most ``connections`` open attempts start within any
+            interval this long (see the module's rule).
 
     Not thread-safe.
     """
@@ -166,12 +199,17 @@ class Supervisor:
         hello_timeout: float = 10.0,
         drain_timeout: float = 5.0,
         close_timeout: float = 1.0,
+        open_timeout: Optional[float] = None,
+        min_open_interval: float = MIN_OPEN_INTERVAL,
     ) -> None:
         self.policy = policy
         self.target = connections
         self.hello_timeout = hello_timeout
         self.drain_timeout = drain_timeout
         self.close_timeout = close_timeout
+        self.open_timeout = open_timeout
+        self.min_open_interval = min_open_interval
+        self._open_starts: list[float] = []  # when the latest ``target`` attempts started, oldest first
         self.state = ClientState.IDLE
         self.attempt = 0  # consecutive failed or short-lived attempts
         self.next_open_at = 0.0
@@ -207,7 +245,7 @@ class Supervisor:
             if c.rotate_at is not None and c.replace_reason is None and c.state is ConnectionState.CONNECTED
         ]
         if self.state in _RUNNING and self._wanted() > 0 and not self._opening():
-            times.append(self.next_open_at)
+            times.append(max(self.next_open_at, self._open_floor()))
         return min(times) if times else None
 
     # ---- inputs --------------------------------------------------------------------------------
@@ -289,6 +327,8 @@ class Supervisor:
         if reason == "too_many_websockets":
             # The app holds too many connections (perhaps in other processes): do not rush.
             self._back_off(now, minimum=0.0, at_least_one=True)
+        elif c.replace_reason is None:
+            self._count_replacement(c, now)
         if c.replace_reason is None:
             c.replace_reason = f"disconnect {reason}"
         return self._plan(now)
@@ -327,10 +367,14 @@ class Supervisor:
                 and c.replace_reason is None
                 and (c.rotate_at is not None and now >= c.rotate_at)
             ):
+                self._count_replacement(c, now)
                 c.replace_reason = "approximate_connection_time nearly spent"
             if c.deadline is None or now < c.deadline:
                 continue
-            if c.state is ConnectionState.AWAITING_HELLO:
+            if c.state is ConnectionState.CONNECTING:
+                c.deadline = now + ABORT_RETRY  # until the client reports the attempt over
+                self._out.append(Abort(c.id, f"open attempt took more than {self.open_timeout:g} s"))
+            elif c.state is ConnectionState.AWAITING_HELLO:
                 self._out.append(Abort(c.id, f"no hello within {self.hello_timeout:g} s"))
                 self._lost(c.id, f"no hello within {self.hello_timeout:g} s", now)
             elif c.state is ConnectionState.DRAINING:
@@ -357,6 +401,19 @@ class Supervisor:
         self._back_off(now, minimum=0.0)
         self._update_client_state(f"connection {c.id} lost: {reason}")
         return True
+
+    def _count_replacement(self, c: _Conn, now: float) -> None:
+        """A replacement for ``c`` is due: it counts as an attempt unless ``c`` stayed up ``healthy_after``."""
+        if c.hello_at is not None and now - c.hello_at >= self.policy.healthy_after:
+            self.attempt = 0  # a healthy connection's rotation is routine: the next open is immediate
+        else:
+            self._back_off(now, minimum=0.0)
+
+    def _open_floor(self) -> float:
+        """The earliest time the next open attempt may start (the floor per connection slot)."""
+        if len(self._open_starts) < self.target:
+            return 0.0
+        return self._open_starts[-self.target] + self.min_open_interval
 
     def _drained(self, connection_id: int, now: float) -> None:
         c = self._conns.get(connection_id)
@@ -386,8 +443,11 @@ class Supervisor:
 
     def _plan(self, now: float) -> list[Action]:
         if self.state in _RUNNING:
-            if self._wanted() > 0 and not self._opening() and now >= self.next_open_at:
+            if self._wanted() > 0 and not self._opening() and now >= self.next_open_at and now >= self._open_floor():
                 c = _Conn(self._next_id, ConnectionState.CONNECTING)
+                if self.open_timeout is not None:
+                    c.deadline = now + self.open_timeout
+                self._open_starts = [*self._open_starts[-self.target + 1 :], now] if self.target > 1 else [now]
                 self._next_id += 1
                 self._conns[c.id] = c
                 self._emit(c.id, None, ConnectionState.CONNECTING, "opening")
@@ -425,7 +485,9 @@ class Supervisor:
 
     def _close_all(self, now: float, reason: str) -> None:
         for c in list(self._conns.values()):
-            if c.state in (
+            if c.state is ConnectionState.CONNECTING:  # the open attempt is cut short; it reports back
+                self._out.append(Abort(c.id, reason))
+            elif c.state in (
                 ConnectionState.AWAITING_HELLO,
                 ConnectionState.CONNECTED,
                 ConnectionState.DRAINING,

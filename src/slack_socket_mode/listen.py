@@ -3,6 +3,10 @@
 Like a payments CLI's ``listen``: the first thing to run to see what Slack sends your app.
 Connects with the app-level token in ``SLACK_APP_TOKEN``; acks only with ``--ack`` (without
 it, Slack redelivers each envelope up to three times, and each redelivery is printed too).
+With ``--record FILE`` it also writes every message of the session (``hello``, envelopes,
+``disconnect``) to a recording (:mod:`slack_socket_mode.recording`), secrets redacted, for
+``slack-socket-mode replay`` and :meth:`SocketModeServer.replay
+<slack_socket_mode.testing.SocketModeServer.replay>`.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web import WebClient
 
 from .client import SocketModeClient
+from .connection import Connection
 from .errors import SocketModeError
 from .lifecycle import ClientState, Transition
+from .recording import RecordingWriter
 from .stopping import StopWaiter
 
 __all__ = ["describe", "run_listen"]
@@ -53,18 +59,54 @@ def run_listen(
     debug_reconnects: bool = False,
     api_url: Optional[str] = None,
     count: Optional[int] = None,
+    record: Optional[str] = None,
+    redact_recording: bool = True,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> int:
     """Listen until interrupted (or ``count`` envelopes); returns the exit status.
 
+    With ``record``, every text message received (``hello``, envelopes, ``disconnect``) is also
+    written to that file as a recording (see :mod:`slack_socket_mode.recording`), redacted
+    unless ``redact_recording`` is false.
+
     Exit status: 0 on Ctrl-C or after ``count`` envelopes, 1 on a fatal error
-    (bad token, Socket Mode disabled), 2 when ``SLACK_APP_TOKEN`` is missing.
+    (bad token, Socket Mode disabled), 2 when ``SLACK_APP_TOKEN`` is missing or the
+    recording cannot be created.
     """
     token = os.environ.get("SLACK_APP_TOKEN")
     if not token:
         print("slack-socket-mode listen: set SLACK_APP_TOKEN to an app-level token (xapp-...)", file=err)
         return 2
+    recording: Optional[TextIO] = None
+    writer: Optional[RecordingWriter] = None
+    if record is not None:
+        try:
+            recording = open(record, "w", encoding="utf-8")  # noqa: SIM115 - closed after the client
+        except OSError as e:
+            print(f"slack-socket-mode listen: cannot write the recording {record}: {e.strerror}", file=err)
+            return 2
+        writer = RecordingWriter(recording, redact_secrets=redact_recording, recorder=_recorder_name())
+    try:
+        return _listen(token, writer, as_json, ack, debug_reconnects, api_url, count, out, err)
+    finally:
+        if writer is not None and recording is not None:
+            writer.close()
+            recording.close()
+            print(f"# recorded {writer.count} message(s) to {record}", file=err)
+
+
+def _listen(
+    token: str,
+    writer: Optional[RecordingWriter],
+    as_json: bool,
+    ack: bool,
+    debug_reconnects: bool,
+    api_url: Optional[str],
+    count: Optional[int],
+    out: TextIO,
+    err: TextIO,
+) -> int:
     web_client = WebClient(base_url=api_url) if api_url else WebClient()
     seen = 0
     # Ctrl-C, --count or a fatal error ends it; a signal that lands as the wait begins is not lost
@@ -87,17 +129,23 @@ def run_listen(
             if count is not None and seen >= count:
                 done.stop()
 
+    failure: list[str] = []  # why the client failed, if it did
+
     def on_transition(t: Transition) -> None:
         if t.connection_id is None and t.new in (ClientState.CONNECTED, ClientState.RECONNECTING):
             say(err, f"# {t.new.value} ({t.reason})")
         if t.connection_id is None and t.new is ClientState.FAILED:
+            # Noted here: once done.stop() wakes the main thread, its close() may end connect()
+            # before connect() can report the failure itself.
+            failure.append(t.reason)
             done.stop()
 
     try:
-        client = SocketModeClient(
+        client = _RecordingClient(
+            writer,
             app_token=token,
             web_client=web_client,
-            dedupe=False,  # show Slack's redeliveries as they come
+            dedupe=False,  # show (and record) Slack's redeliveries as they come
             debug_reconnects=debug_reconnects,
             lifecycle_listeners=[on_transition],
         )
@@ -107,7 +155,6 @@ def run_listen(
         return 2
     client.socket_mode_request_listeners.append(on_request)
     client.on_error_listeners.append(lambda e: say(err, f"# error: {e}"))
-    failure: list[str] = []  # why connect() failed, if it did
 
     def connect() -> None:
         try:
@@ -147,6 +194,33 @@ def request_dict(request: SocketModeRequest) -> dict[str, Any]:
         "retry_reason": request.retry_reason,
         "payload": request.payload,
     }
+
+
+class _RecordingClient(SocketModeClient):
+    """The client of ``listen``: with a recording, each text message is recorded with its connection's number.
+
+    The public message hooks (``on_message_listeners``) carry no connection, so this hooks the
+    one place every text message passes, before the client acts on it (a ``disconnect`` is
+    recorded before the rotation it starts).
+    """
+
+    def __init__(self, recording: Optional[RecordingWriter], **options: Any) -> None:
+        super().__init__(**options)
+        self._recording = recording
+
+    def _on_text(self, conn: Connection, text: str) -> None:
+        if self._recording is not None:
+            try:
+                self._recording.write(conn.id, text)
+            except OSError as e:  # a full disk: say so, keep listening
+                self.logger.error("could not record a message: %s", e)
+        super()._on_text(conn, text)
+
+
+def _recorder_name() -> str:
+    from . import __version__  # noqa: PLC0415 - the package imports this module's siblings
+
+    return f"slack-socket-mode listen {__version__}"
 
 
 def _main_thread() -> bool:

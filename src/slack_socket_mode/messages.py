@@ -2,7 +2,10 @@
 
 :func:`parse_message` turns the text of one frame into one of :class:`Hello`,
 :class:`Disconnect`, :class:`Envelope`, :class:`Other` or :class:`Malformed`. It never
-raises on any input. :func:`plain_ack` writes the ack without a payload. See
+raises on any input. An envelope whose shape ``SocketModeRequest`` would refuse (a
+``payload`` that is ``null``, a number, a list) is :class:`Malformed`, never an exception.
+Text from the peer that ends up in a message (a ``disconnect`` reason, an envelope id in a
+problem) is redacted. :func:`plain_ack` writes the ack without a payload. See
 https://api.slack.com/apis/socket-mode for the messages.
 """
 
@@ -13,6 +16,7 @@ import math
 from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Union
 
 from .records import record
+from .redaction import redact
 
 if TYPE_CHECKING:  # typing.TypeGuard is new in 3.10; annotations are not evaluated at run time
     from typing import TypeGuard
@@ -108,6 +112,9 @@ _MAX_ENVELOPE_ID = 256
 #: Values of ``approximate_connection_time`` above this (a year) are ignored.
 _MAX_SECONDS = 365 * 24 * 3600
 
+#: A ``disconnect`` reason longer than this is cut (Slack's are a few words).
+_MAX_REASON = 100
+
 Message = Union[Hello, Disconnect, Envelope, Other, Malformed]
 
 
@@ -132,7 +139,13 @@ def classify(body: dict[str, Any]) -> Message:
         if not isinstance(envelope_id, str) or not envelope_id or len(envelope_id) > _MAX_ENVELOPE_ID:
             return Malformed(f"envelope_id is not a string of 1 to {_MAX_ENVELOPE_ID} characters")
         if kind is None:
-            return Malformed(f"envelope {envelope_id} has no type")
+            return Malformed(f"envelope {redact(envelope_id)} has no type")
+        payload = body.get("payload")
+        if "payload" in body and not isinstance(payload, (dict, str)):  # what SocketModeRequest refuses
+            return Malformed(
+                f"envelope {redact(envelope_id)} ({redact(kind)[:64]}) has a payload that is JSON "
+                f"{_json_type(payload)}, not an object"
+            )
         attempt = body.get("retry_attempt")
         if not _is_int(attempt) or attempt < 0:
             attempt = 0
@@ -155,10 +168,21 @@ def classify(body: dict[str, Any]) -> Message:
         reason = body.get("reason")
         debug_info = body.get("debug_info")
         return Disconnect(
-            reason if isinstance(reason, str) else "unknown",
+            redact(reason)[:_MAX_REASON] if isinstance(reason, str) else "unknown",  # it reaches logs and listeners
             debug_info if isinstance(debug_info, dict) else {},
         )
     return Other(kind)
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type (``null``, ``number``, ``array``, …)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return "array" if isinstance(value, list) else type(value).__name__
 
 
 def _is_int(value: Any) -> TypeGuard[int]:

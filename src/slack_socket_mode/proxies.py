@@ -7,16 +7,24 @@ python-socks). Without it, the environment applies: websocket-client reads ``htt
 slack_sdk's WebClient reads ``HTTPS_PROXY`` / ``HTTP_PROXY``; hosts listed in ``NO_PROXY``
 are reached directly by the WebSocket. Credentials live in a :class:`Hidden` value and
 never appear in logs, reprs or exceptions.
+
+``proxy_headers`` (as slack_sdk takes them) are sent on the HTTP proxy's ``CONNECT``:
+websocket-client cannot add headers there, so the tunnel is opened with the standard
+library's ``http.client`` (``HTTPConnection.set_tunnel``) and handed to websocket-client
+as an open socket (:meth:`ProxySettings.open_tunnel`).
 """
 
 from __future__ import annotations
 
+import base64
+import http.client
 import importlib.util
-from dataclasses import dataclass, field
+import socket
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 from urllib.parse import unquote, urlsplit
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, ConnectionFailedError, ProxyAuthError
 from .redaction import Hidden
 from .urls import safe_url
 
@@ -40,6 +48,7 @@ class ProxySettings:
     port: int
     _url: Hidden[str] = field(repr=False)
     _auth: Hidden[Optional[tuple[str, str]]] = field(repr=False)
+    _headers: Hidden[dict[str, str]] = field(repr=False, default_factory=lambda: Hidden({}))
 
     @classmethod
     def parse(cls, url: str) -> ProxySettings:
@@ -87,6 +96,61 @@ class ProxySettings:
             if auth is None
             else cls(scheme, host, port, Hidden(f"{scheme}://{netloc}"), Hidden(auth))
         )
+
+    def with_headers(self, headers: dict[str, str]) -> ProxySettings:
+        """These settings, with extra headers for the ``CONNECT`` request (HTTP proxies only).
+
+        Raises:
+            ConfigurationError: a header name or value is not a string, or holds a line break.
+        """
+        for name, value in headers.items():
+            if not isinstance(name, str) or not isinstance(value, str) or any(c in name + value for c in "\r\n"):
+                raise ConfigurationError("proxy_headers must map header names to values (strings, no line breaks)")
+        return replace(self, _headers=Hidden(dict(headers)))
+
+    @property
+    def has_headers(self) -> bool:
+        """True when ``CONNECT`` carries extra headers (the tunnel is then :meth:`open_tunnel`'s)."""
+        return bool(self._headers.value)
+
+    def open_tunnel(self, host: str, port: int, timeout: float) -> socket.socket:
+        """Open a ``CONNECT`` tunnel to ``host:port`` through this HTTP proxy, with the extra headers.
+
+        The proxy's credentials, if any, go in ``Proxy-Authorization`` unless the headers set
+        it. Uses ``http.client``'s tunnel; the returned socket is connected to ``host:port``
+        (TLS, if any, is the caller's) and has ``timeout`` set.
+
+        Raises:
+            ProxyAuthError: the proxy answered HTTP 407.
+            ConnectionFailedError: the proxy could not be reached or refused the tunnel.
+        """
+        headers = dict(self._headers.value)
+        auth = self._auth.value
+        if auth is not None and not any(name.lower() == "proxy-authorization" for name in headers):
+            basic = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
+            headers["Proxy-Authorization"] = f"Basic {basic}"
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        conn.set_tunnel(host, port, headers=headers)
+        failure: Optional[Exception] = None
+        try:
+            conn.connect()
+        except OSError as e:  # http.client reports a refused CONNECT as OSError("Tunnel connection failed: 407 …")
+            conn.close()
+            text = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            if " 407" in text:
+                failure = ProxyAuthError(
+                    "the proxy refused the connection: HTTP 407 proxy authentication required "
+                    "(check proxy_headers, or the user and password in the proxy URL)",
+                    error="proxy_auth_required",
+                )
+            else:
+                failure = ConnectionFailedError(f"the proxy failed: {text}", error="proxy_error")
+        if failure is not None:
+            raise failure  # outside the except clause: no __context__ (the request held the headers)
+        sock = conn.sock
+        conn.sock = None  # the socket is the caller's now
+        assert sock is not None
+        return sock
 
     @property
     def is_http(self) -> bool:

@@ -6,12 +6,13 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Final, Generic, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["Hidden", "Secret", "redact"]
+__all__ = ["Hidden", "RedactingFilter", "Secret", "redact"]
 
 # xapp- (app-level), xoxb- (bot), xoxp- (user), xoxe- (refresh/config), xoxc-/xoxd- (browser session
 # and its cookie), xoxa/xoxr/xoxs, xwfp- (workflow). No \b before the prefix: a token may follow a word
@@ -23,15 +24,25 @@ _TOKEN_RE: Final = re.compile(
 )
 # user:password@ in URLs (proxies).
 _USERINFO_RE: Final = re.compile(r"(?<=://)[^/@\s:]+(:[^/@\s]*)?@")
+# HTTP credentials, as a peer may echo a request's headers (a proxy's 502 page, a Web API error):
+# "Authorization: Basic dXNlcjpwYXNz", "Proxy-Authorization: Bearer …". Either case. The value must
+# hold a digit or one of +/=% (base64 and tokens do; "Basic Information" in prose does not).
+_CREDENTIALS_RE: Final = re.compile(
+    r"\b([bB][aA][sS][iI][cC]|[bB][eE][aA][rR][eE][rR])(?:\s+|%20|\+)"
+    r"(?=[A-Za-z\-._~]*[0-9+/=%*])[A-Za-z0-9\-._~+/%=*]+"
+)
 
 
 def redact(text: str) -> str:
-    """Return ``text`` with Slack tokens replaced by ``<kind>-***`` and URL credentials by ``***@``.
+    """Return ``text`` with secrets replaced: Slack tokens by ``<kind>-***``, URL credentials by
+    ``***@``, ``Basic``/``Bearer`` credentials by ``Basic ***``.
 
     Thread-safe; pure.
     """
     if "x" in text or "X" in text:
         text = _TOKEN_RE.sub(lambda m: f"{m.group(1).lower()}-***", text)
+    if "asic" in text or "earer" in text or "ASIC" in text or "EARER" in text:
+        text = _CREDENTIALS_RE.sub(lambda m: f"{m.group(1)} ***", text)
     if "@" in text:
         text = _USERINFO_RE.sub("***@", text)
     return text
@@ -86,3 +97,25 @@ class Hidden(Generic[T]):
         return "<hidden>"
 
     __str__ = __repr__
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts a record's message (with its arguments) and its exception text.
+
+    The client puts one on the logger it gives the ``WebClient`` it builds: slack_sdk logs
+    requests and responses at DEBUG, and a peer's answer may echo the request's headers.
+    Thread-safe.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite ``record`` in place; never drops it."""
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: keep the template only
+            message = str(record.msg)
+        record.msg, record.args = redact(message), None
+        if record.exc_info:
+            formatter = logging.Formatter()
+            record.exc_text = redact(formatter.formatException(record.exc_info))
+            record.exc_info = None
+        return True

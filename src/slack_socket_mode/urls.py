@@ -11,13 +11,18 @@ __all__ = ["check_socket_url", "is_loopback_host", "safe_url"]
 
 
 def is_loopback_host(host: str) -> bool:
-    """True for ``localhost``, 127.0.0.0/8 and ``::1``."""
+    """True for ``localhost``, 127.0.0.0/8, ``::1``, and the unspecified addresses ``0.0.0.0`` and ``::``.
+
+    As a destination, an unspecified address is this host: Linux and macOS connect it to
+    loopback (``ws://0.0.0.0:3011`` is what slack_sdk's own tests use).
+    """
     if host.lower() == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    return address.is_loopback or address.is_unspecified
 
 
 def check_socket_url(url: str, *, allow_insecure: bool = False) -> str:

@@ -20,6 +20,14 @@ Example::
         (ack,) = socket_mode_server.wait_for_acks(envelope_ids=[envelope_id])
         handler.close()
 
+``socket_mode_server.replay(path, speed=...)`` replays a recording made with
+``slack-socket-mode listen --record`` and returns a report per envelope (see
+``examples/test_replay_bolt_app.py`` and ``docs/how-to/record-replay.md``)::
+
+    def test_the_app_acks_every_recorded_envelope_within_3_seconds(socket_mode_server, handler):
+        report = socket_mode_server.replay("tests/recordings/monday.jsonl", speed=None)
+        assert report.retried == []  # nothing Slack would have redelivered
+
 The server needs the ``testing`` extra (``pip install "slack-socket-mode[testing]"``); it is
 imported only when a test asks for a fixture, so having this package installed never breaks a
 pytest run. With plugin autoloading off (``PYTEST_DISABLE_PLUGIN_AUTOLOAD``), load it with

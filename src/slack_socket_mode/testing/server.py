@@ -56,6 +56,9 @@ from websockets.server import ServerProtocol
 from ._webapi import THREAD_PREFIX, ApiCall, ApiReply, ApiServer, address_family, url_host, wake_listener
 from .samples import load_sample
 
+if TYPE_CHECKING:
+    from .app_model import AppModel
+
 __all__ = [
     "Ack",
     "ApiCall",
@@ -80,6 +83,8 @@ _BATCH_COUNT = 1024  # and records this many deliveries per lock acquisition
 _APP_ID = "A111"
 
 if TYPE_CHECKING:
+    from .replay import ReplayReport
+
     _LoggerAdapter = logging.LoggerAdapter[logging.Logger]
 else:
     _LoggerAdapter = logging.LoggerAdapter
@@ -246,6 +251,7 @@ class ServerConnection:
         self._thread: threading.Thread | None = None
         self._fragments: list[bytes] = []
         self._fragment_opcode: Opcode | None = None
+        self._refused = False  # beyond the app's connection limit: sent too_many_websockets, not hello
 
     def __repr__(self) -> str:
         state = "open" if self.is_open else f"closed by {self.closed_by}" if self._closed else "connecting"
@@ -289,8 +295,8 @@ class ServerConnection:
                 chunks = self._take_output()
             ok = self._write_chunks(chunks)
             if ok and self._outbox:
-                # What the reader queued meanwhile (say, the reply to a close frame): the message
-                # itself was written, even if the connection closes before this goes out.
+                # The message went out; a failure to write the reader's queued output (a close
+                # reply to a client that already hung up) does not undo its delivery.
                 self._drain()
         if self._outbox:  # the reader queued output while we held the write lock
             self._flush_outbox()
@@ -321,7 +327,7 @@ class ServerConnection:
                     chunks = self._take_output()
                 ok = self._write_chunks(chunks)
                 if ok and self._outbox:
-                    self._drain()  # the reader's output: this slice was written whatever becomes of it
+                    self._drain()  # these messages went out, whatever becomes of the reader's output
             if self._outbox:
                 self._flush_outbox()
             if not ok:
@@ -553,6 +559,8 @@ class ServerConnection:
                 chunks = self._take_output()
             self._write_chunks(chunks)
         threading.current_thread().name = f"{THREAD_PREFIX}reader-{self.id}"
+        if self._refused:
+            server.close_connection(self, 1000, "too_many_websockets")
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("connection %s opened from %s", self.id, self.peer)
         if len(events) > 1:
@@ -707,6 +715,9 @@ class SocketModeServer:
         fragment_size: a message longer than this many bytes (UTF-8) is sent as a first
             frame and continuation frames of at most this size each.
         ping_interval: if set, ping every open connection at this period (seconds).
+        app: an :class:`~slack_socket_mode.testing.app_model.AppModel`: one app shared by
+            several client processes (deliveries to a random connection, at most
+            ``max_connections`` open, ``too_many_websockets`` beyond). None: round-robin, no limit.
         ssl_context: a server-side ``ssl.SSLContext``: serve ``wss://`` and ``https://`` (for
             TLS tests, e.g. with a throwaway CA from ``trustme``). The TLS handshake of a
             WebSocket runs on its reader thread, so a client that refuses the certificate
@@ -727,6 +738,7 @@ class SocketModeServer:
         fragment_size: int = 65536,
         ping_interval: float | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        app: AppModel | None = None,
     ) -> None:
         if redelivery_delay is not None and redelivery_delay <= 0:
             raise ValueError("redelivery_delay must be positive or None")
@@ -743,6 +755,7 @@ class SocketModeServer:
         self._send_hello = send_hello
         self._fragment_size = fragment_size
         self._ping_interval = ping_interval
+        self._app = app
         hello = load_sample("hello")
         hello["debug_info"]["approximate_connection_time"] = approximate_connection_time
         #: The ``hello`` sent on each new connection; ``num_connections`` is replaced by the
@@ -767,7 +780,8 @@ class SocketModeServer:
         self._records: dict[str, _Envelope] = {}
         self._api_calls: list[ApiCall] = []
         self._open_calls = 0
-        self._open_failures: deque[tuple[str, int, int | None]] = deque()
+        self._open_failures: deque[tuple[str, int, int | None, bool]] = deque()
+        self._open_urls: deque[str] = deque()  # handed out before this server's own (see send_next_opens_to)
         self._refusals = 0
 
         self._timer_cond = threading.Condition(threading.Lock())
@@ -970,26 +984,48 @@ class SocketModeServer:
         return self._wait(ready, timeout, lambda: f"{count} {method} call(s); got {len(ready() or [])}")
 
     def fail_next_opens(
-        self, error: str | None = None, *, count: int = 1, status: int = 200, retry_after: int | None = None
+        self,
+        error: str | None = None,
+        *,
+        count: int = 1,
+        status: int = 200,
+        retry_after: int | None = None,
+        echo: bool = False,
     ) -> None:
         """Make the next ``count`` ``apps.connections.open`` calls fail.
 
         With ``status`` 200 they answer ``{"ok": false, "error": error}``; with 429 they
         answer HTTP 429 ``{"ok": false, "error": "ratelimited"}``; any other status answers
         that status with ``{"ok": false, "error": error}``. A ``Retry-After`` header is added
-        when ``retry_after`` (seconds) is given. Calls with a missing or non-``xapp-`` token
-        fail their own way and do not use these up.
+        when ``retry_after`` (seconds) is given. With ``echo``, the error text quotes the
+        request's ``Authorization`` header back, token and all (a broken Web API that echoes
+        the request: the client must redact it everywhere). Calls with a missing or
+        non-``xapp-`` token fail their own way and do not use these up.
 
         Args:
             error: the error code; default ``"invalid_auth"`` (``"ratelimited"`` for 429).
             count: how many calls fail.
             status: the HTTP status.
             retry_after: the ``Retry-After`` header value, in seconds.
+            echo: quote the request's ``Authorization`` header in the error text.
         """
         if error is None:
             error = "ratelimited" if status == 429 else "invalid_auth"
         with self._lock:
-            self._open_failures.extend([(error, status, retry_after)] * count)
+            self._open_failures.extend([(error, status, retry_after, echo)] * count)
+
+    def send_next_opens_to(self, url: str, *, count: int = 1) -> None:
+        """Make the next ``count`` ``apps.connections.open`` calls answer with ``url``.
+
+        For a peer of the test's own at that URL: one that trickles its handshake, redirects
+        it, or misbehaves in another way this server does not.
+
+        Args:
+            url: the WebSocket URL to hand out.
+            count: how many calls answer with it.
+        """
+        with self._lock:
+            self._open_urls.extend([url] * count)
 
     def refuse_next_connections(self, count: int = 1) -> None:
         """Make the next ``count`` ``apps.connections.open`` calls return a URL nobody listens on.
@@ -1030,9 +1066,13 @@ class SocketModeServer:
         if not token.startswith("xapp-"):
             return ApiReply(200, {"ok": False, "error": "invalid_auth"})
         if self._open_failures:
-            error, status, retry_after = self._open_failures.popleft()
+            error, status, retry_after, echo = self._open_failures.popleft()
             headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+            if echo:
+                error = f"{error}: you sent Authorization: Bearer {token}"
             return ApiReply(status, {"ok": False, "error": "ratelimited" if status == 429 else error}, headers)
+        if self._open_urls:
+            return ApiReply(200, {"ok": True, "url": self._open_urls.popleft()})
         ticket = str(uuid.uuid4())
         if self._refusals > 0:
             self._refusals -= 1
@@ -1129,10 +1169,14 @@ class SocketModeServer:
             conn.id = self._next_id
             self._next_id += 1
             conn.opened_at = time.monotonic()
-            conn.hello_sent = self._send_hello
             conn._accepted = True
-            self._open.append(conn)
             self._all.append(conn)
+            if self._app is not None and not self._app.admits(len(self._open)):
+                conn.disconnect_sent = conn._refused = True  # never open, never sent an envelope
+                self._cond.notify_all()
+                return self._app.refusal()
+            conn.hello_sent = self._send_hello
+            self._open.append(conn)
             hello = None
             if self._send_hello:
                 fields = dict(self.hello_template)
@@ -1317,6 +1361,13 @@ class SocketModeServer:
             raise RuntimeError("no live connection to send to")
         return live
 
+    def _choose_locked(self, targets: list[ServerConnection]) -> ServerConnection:
+        """The next connection to send to: round-robin, or at random with an :class:`AppModel`."""
+        if self._app is not None:
+            return self._app.choose(targets)
+        self._round_robin += 1
+        return targets[self._round_robin % len(targets)]
+
     def _record_locked(self, item: _Item, conn: ServerConnection) -> tuple[_Envelope, Delivery]:
         envelope_id, text, _, attempt = item
         record = self._records.get(envelope_id)
@@ -1360,8 +1411,7 @@ class SocketModeServer:
                     targets = [conn for conn in targets if conn not in tried]
                     if not targets:
                         raise RuntimeError("no live connection to send to")
-                self._round_robin += 1
-                conn = targets[self._round_robin % len(targets)]
+                conn = self._choose_locked(targets)
                 record, delivery = self._record_locked(item, conn)
             if self._redelivery_delay is not None:
                 self._schedule(delivery.sent_at + self._redelivery_delay, self._redelivery_due, (envelope_id, delivery))
@@ -1378,8 +1428,7 @@ class SocketModeServer:
         with self._lock:
             targets = self._targets_for_send_locked(connection)
             for item in items:
-                self._round_robin += 1
-                conn = targets[self._round_robin % len(targets)]
+                conn = self._choose_locked(targets)
                 record, delivery = self._record_locked(item, conn)
                 groups.setdefault(conn, []).append((item, record, delivery))
         delay = self._redelivery_delay
@@ -1440,8 +1489,7 @@ class SocketModeServer:
                 targets = [conn for conn in targets if conn not in tried]
                 if not targets:
                     raise RuntimeError("no live connection to send to")
-                self._round_robin += 1
-                conn = targets[self._round_robin % len(targets)]
+                conn = self._choose_locked(targets)
             if conn._send_data(data, text):
                 return
             if connection is not None:
@@ -1672,6 +1720,44 @@ class SocketModeServer:
                 if remaining <= 0:
                     raise TimeoutError(f"timed out after {timeout:g} s waiting for {describe()}")
                 self._cond.wait(remaining)
+
+    # -- replay --------------------------------------------------------------------------
+
+    def replay(
+        self, path: str, *, speed: float | None = 1.0, skip_bad_lines: bool = False, connect_timeout: float = 10.0
+    ) -> ReplayReport:
+        """Replay a recording (``slack-socket-mode listen --record``) to the connected app.
+
+        Pushes the recording's envelopes in order at the recorded pace divided by ``speed``
+        (``None``: as fast as the socket takes them), sends a ``disconnect`` where the
+        recording had one, redelivers by this server's rules, waits for the acks (as long as
+        redeliveries go on) and reports. See :mod:`slack_socket_mode.testing.replay`.
+
+        Returns:
+            A :class:`~slack_socket_mode.testing.replay.ReplayReport`: per envelope delivered,
+            acked, ack time, ack payload, redeliveries.
+
+        Raises:
+            RecordingError: a bad header, or a bad line (without ``skip_bad_lines``): nothing after
+                it was pushed. See :class:`~slack_socket_mode.recording.RecordingError`.
+            TimeoutError: the app had no live connection within ``connect_timeout`` seconds.
+            ValueError: ``speed`` is not positive or ``None``.
+            OSError: the recording cannot be read.
+        """
+        from .replay import ACK_DEADLINE, replay_recording  # noqa: PLC0415 - loaded by the first replay
+
+        delay = self._redelivery_delay
+        report = replay_recording(
+            self,
+            path,
+            speed=speed,
+            skip_bad_lines=skip_bad_lines,
+            connect_timeout=connect_timeout,
+            settle_timeout=delay * (self._max_retries + 1) if delay is not None else ACK_DEADLINE,
+        )
+        if report.error is not None:
+            raise report.error
+        return report
 
     # -- faults --------------------------------------------------------------------------
 

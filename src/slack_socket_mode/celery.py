@@ -1,0 +1,265 @@
+"""Hand envelopes to Celery workers: ack only once the broker has the task; run its effect once.
+
+Needs the ``celery`` extra (``pip install "slack-socket-mode[celery]"``), and for
+:func:`once_per_envelope` a shared store such as :class:`slack_socket_mode.redis.RedisLedger`.
+
+**In the Socket Mode process**, :class:`CeleryHandoff` is a request listener::
+
+    handoff = CeleryHandoff(celery_app, "bot.handle_envelope")
+    client.socket_mode_request_listeners.append(handoff)
+
+For each envelope it publishes one task whose only argument is a dict with the envelope's
+``envelope_id``, ``type``, ``payload``, ``accepts_response_payload``, ``retry_attempt`` and
+``retry_reason``, and acks **only after the broker confirmed the publish**: on RabbitMQ,
+publisher confirms (``broker_transport_options={"confirm_publish": True}``, required here),
+on Redis, the ``LPUSH`` returning. If the publish fails or times out, it logs why and does
+not ack: Slack redelivers the envelope (up to 3 times) and the next delivery publishes again.
+So the task is delivered **at least once**; it may be published twice (a publish confirmed
+after our timeout, a redelivery that reached another replica), which is why the worker side
+runs the effect once per envelope.
+
+Envelopes whose ack must carry the response (``slash_commands`` with
+``accepts_response_payload``, ``block_suggestion`` and ``view_submission`` interactions):
+with ``respond=`` they are answered in-process, the ack carrying what ``respond(request)``
+returned (None: no payload), after the task was published; without it they are acked
+empty, and the task answers through the payload's ``response_url`` (a slash command) or
+``chat.postMessage``. A ``block_suggestion`` cannot be answered later: pass ``respond``.
+
+On RabbitMQ each publish waits about a millisecond for its confirm: build the client with
+``inline_dispatch=False`` so that the worker threads (``concurrency``) publish in parallel
+rather than each connection's reader one at a time (``python -m benchmarks.scale_out``).
+
+**In the worker**, :func:`once_per_envelope` makes a task's effect happen once per envelope
+across Celery retries, ``acks_late`` redeliveries (a worker that died mid-task) and Slack's
+redeliveries: the task claims the envelope in the shared store (keys ``effect:envelope:<id>``
+and, for ``events_api``, ``effect:event:<event_id>``) with a lease renewed while the effect
+runs, records it done when the effect returns, and releases the claim if it raises (so a
+Celery retry runs it again). A task that finds the envelope done returns None without running;
+one that finds it claimed by a live worker raises :class:`EnvelopeBusy` (retry it later: if
+that worker dies, its lease expires). What is *not* covered: an effect that completed
+outside the store (an API call made) by a worker that died before recording it done runs
+again; make the effect idempotent, or keep the lease window in mind.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from typing import Any, Callable, Optional, TypeVar
+
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
+
+from .errors import ConfigurationError, SocketModeError
+from .redaction import redact
+from .shared import Claim, SharedStore, StoreUnavailableError
+
+__all__ = ["CeleryHandoff", "EnvelopeBusy", "envelope_task_argument", "needs_response", "once_per_envelope"]
+
+T = TypeVar("T")
+
+#: ``interactive`` payload types whose ack carries the answer.
+_RESPONSE_INTERACTIONS = frozenset({"block_suggestion", "view_submission"})
+
+
+class EnvelopeBusy(SocketModeError):
+    """Another worker holds a live claim on this envelope's effect: retry the task later."""
+
+
+def needs_response(request: SocketModeRequest) -> bool:
+    """Whether the ack of ``request`` must carry the response (Slack waits for it in the ack)."""
+    if request.type == "slash_commands":
+        return bool(request.accepts_response_payload)
+    if request.type == "interactive":
+        return request.payload.get("type") in _RESPONSE_INTERACTIONS
+    return False
+
+
+def envelope_task_argument(
+    request: SocketModeRequest, retry_attempt: int = 0, retry_reason: str = ""
+) -> dict[str, Any]:
+    """The task's argument: a JSON-serialisable dict of the envelope (its fields as Slack sent them)."""
+    return {
+        "envelope_id": request.envelope_id,
+        "type": request.type,
+        "payload": request.payload,
+        "accepts_response_payload": bool(request.accepts_response_payload),
+        "retry_attempt": retry_attempt,
+        "retry_reason": retry_reason,
+    }
+
+
+class CeleryHandoff:
+    """A request listener that publishes each envelope as a Celery task and acks once it is published.
+
+    Args:
+        app: the ``celery.Celery`` app (its broker receives the tasks).
+        task_name: the registered name of the worker's task.
+        respond: called in-process with the request for envelopes whose ack carries the
+            response (see :func:`needs_response`); returns the ack's payload, or None.
+        publish_timeout: seconds for one publish (socket write and, on RabbitMQ, the
+            confirm). Connecting to the broker is bounded by the app's
+            ``broker_connection_timeout``; keep both well under Slack's 3 s.
+        queue: the queue to publish to (default: the app's routing).
+        logger: where to log (default ``logging.getLogger("slack_socket_mode.celery")``).
+
+    Raises:
+        ConfigurationError: a RabbitMQ broker without ``confirm_publish``.
+
+    Thread-safe: the client calls it from several worker threads; Celery's producer pool is.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        task_name: str,
+        *,
+        respond: Optional[Callable[[SocketModeRequest], Optional[dict[str, Any]]]] = None,
+        publish_timeout: float = 2.0,
+        queue: Optional[str] = None,
+        logger: Optional[logging.Logger] = None,
+    ) -> None:
+        broker = str(app.conf.broker_url or "")
+        options = app.conf.broker_transport_options or {}
+        if broker.split(":", 1)[0] in ("amqp", "amqps", "pyamqp") and not options.get("confirm_publish"):
+            raise ConfigurationError(
+                "CeleryHandoff acks only after the broker confirmed the publish: on RabbitMQ set "
+                "broker_transport_options={'confirm_publish': True} on the Celery app"
+            )
+        if not publish_timeout > 0:
+            raise ConfigurationError("publish_timeout must be a positive number of seconds")
+        self.app = app
+        self.task_name = task_name
+        self.respond = respond
+        self.publish_timeout = publish_timeout
+        self.queue = queue
+        self.logger = logger or logging.getLogger("slack_socket_mode.celery")
+        self._lock = threading.Lock()  # guards the counters
+        self.published = 0  #: envelopes published and acked
+        self.failed = 0  #: publishes that failed or timed out (not acked)
+
+    def __repr__(self) -> str:
+        return f"<CeleryHandoff task={self.task_name!r}>"
+
+    def __call__(self, client: Any, request: SocketModeRequest) -> None:
+        """Publish, then ack (with the in-process response, if any); on failure log and do not ack."""
+        argument = envelope_task_argument(request, int(request.retry_attempt or 0), str(request.retry_reason or ""))
+        options: dict[str, Any] = {
+            "args": [argument],
+            "retry": True,  # once more on a stale connection (a broker restarted), no longer
+            "retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.1},
+            "timeout": self.publish_timeout,
+            "confirm_timeout": self.publish_timeout,
+        }
+        if self.queue is not None:
+            options["queue"] = self.queue
+        started = time.monotonic()
+        try:
+            self.app.send_task(self.task_name, **options)
+        except Exception as e:  # the broker's errors (kombu, amqp, redis, socket): do not ack
+            with self._lock:
+                self.failed += 1
+            self.logger.warning(
+                "envelope %s (%s): publishing task %s failed after %.2f s (%s: %s); not acking it, "
+                "so Slack redelivers it",
+                request.envelope_id,
+                request.type,
+                self.task_name,
+                time.monotonic() - started,
+                type(e).__name__,
+                redact(str(e))[:200],
+            )
+            return
+        with self._lock:
+            self.published += 1
+        payload = None
+        if self.respond is not None and needs_response(request):
+            payload = self.respond(request)
+        client.send_socket_mode_response(SocketModeResponse(request.envelope_id, payload))
+
+
+def once_per_envelope(
+    store: SharedStore, *, on_busy: Optional[Callable[[], Any]] = None
+) -> Callable[[Callable[..., T]], Callable[..., Optional[T]]]:
+    """Decorate a task function whose first argument is the envelope dict: its effect runs once per envelope.
+
+    ``store`` is typically ``RedisLedger(url, namespace=..., lease=...)``: a lease longer
+    than the effect usually runs (it is renewed every third of it meanwhile). ``on_busy``
+    (for example ``lambda: task.retry(countdown=5)``) is called when another worker holds
+    a live claim; by default :class:`EnvelopeBusy` is raised (use Celery's
+    ``autoretry_for=(EnvelopeBusy,)``).
+
+    The wrapped function returns the effect's result, or None when the envelope was already done.
+
+    Raises:
+        EnvelopeBusy: another worker holds a live claim (without ``on_busy``).
+        StoreUnavailableError: the store cannot be reached (Celery retries, if told to).
+    """
+
+    def decorate(effect: Callable[..., T]) -> Callable[..., Optional[T]]:
+        @functools.wraps(effect)
+        def wrapper(envelope: dict[str, Any], *args: Any, **kwargs: Any) -> Optional[T]:
+            keys = _effect_keys(envelope)
+            owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+            outcome = store.claim(keys, owner).outcome
+            if outcome is Claim.DONE:
+                return None
+            if outcome is Claim.HELD:
+                if on_busy is not None:
+                    return on_busy()  # type: ignore[no-any-return]
+                raise EnvelopeBusy(f"envelope {envelope.get('envelope_id')}: another worker is running its effect")
+            renewer = _Renewer(store, keys, owner)
+            try:
+                result = effect(envelope, *args, **kwargs)
+            except BaseException:
+                renewer.stop()
+                try:
+                    store.release(keys, owner)  # let a retry run it
+                except StoreUnavailableError:
+                    pass  # the claim expires with its lease
+                raise
+            renewer.stop()
+            store.done(keys, '{"ack":true}')
+            return result
+
+        return wrapper
+
+    return decorate
+
+
+def _effect_keys(envelope: dict[str, Any]) -> tuple[str, ...]:
+    envelope_id = envelope.get("envelope_id")
+    if not isinstance(envelope_id, str) or not envelope_id:
+        raise ValueError("the task's first argument must be an envelope dict with an envelope_id")
+    keys = [f"effect:envelope:{envelope_id}"]
+    payload = envelope.get("payload")
+    event_id = payload.get("event_id") if isinstance(payload, dict) else None
+    if envelope.get("type") == "events_api" and isinstance(event_id, str) and event_id:
+        keys.append(f"effect:event:{event_id}")
+    return tuple(keys)
+
+
+class _Renewer:
+    """Renews one claim every third of a lease on its own thread until stopped."""
+
+    def __init__(self, store: SharedStore, keys: tuple[str, ...], owner: str) -> None:
+        self._store, self._keys, self._owner = store, keys, owner
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="slack_socket_mode-effect-lease", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._store.lease / 3):
+            try:
+                self._store.renew(self._keys, self._owner)
+            except StoreUnavailableError:
+                continue  # try again next period; the lease may lapse meanwhile
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(self._store.lease)

@@ -1,0 +1,137 @@
+"""Real services for tests (Redis, RabbitMQ, a redis-server of our own): found, or skipped with a reason.
+
+Each service is found through an environment variable with a default:
+``SLACK_SOCKET_MODE_REDIS_URL`` (``redis://127.0.0.1:6379``) and ``SLACK_SOCKET_MODE_AMQP_URL``
+(``amqp://guest:guest@127.0.0.1:5672//``). When one is missing the test is skipped with a
+one-line reason, unless ``SLACK_SOCKET_MODE_REQUIRE_SERVICES=1`` (CI sets it), which makes
+the same situation a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+REDIS_URL = os.environ.get("SLACK_SOCKET_MODE_REDIS_URL", "redis://127.0.0.1:6379")
+AMQP_URL = os.environ.get("SLACK_SOCKET_MODE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+#: The Redis database number the tests use (not the default 0 an app on this machine may use).
+REDIS_DB = 13
+
+
+def missing(reason: str) -> None:
+    """Skip the test, or fail it when CI requires the services."""
+    if os.environ.get("SLACK_SOCKET_MODE_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{reason} (SLACK_SOCKET_MODE_REQUIRE_SERVICES=1)")
+    pytest.skip(reason)
+
+
+def require_module(name: str, extra: str) -> None:
+    """Skip (or, in CI, fail) the whole test module when ``name`` cannot be imported."""
+    try:
+        __import__(name)
+    except ImportError:
+        if os.environ.get("SLACK_SOCKET_MODE_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{name} is not installed ({extra}; SLACK_SOCKET_MODE_REQUIRE_SERVICES=1)", pytrace=False)
+        pytest.skip(f"{name} is not installed ({extra})", allow_module_level=True)
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def redis_url(db: int = REDIS_DB) -> str:
+    """The tests' Redis URL (their own database number); skips if redis-py or Redis is missing."""
+    if not _reachable(REDIS_URL, 6379):
+        missing(f"no Redis at {REDIS_URL} (set SLACK_SOCKET_MODE_REDIS_URL)")
+    return urlsplit(REDIS_URL)._replace(path=f"/{db}").geturl()
+
+
+def amqp_url() -> str:
+    """The tests' RabbitMQ URL; skips if RabbitMQ is missing."""
+    if not _reachable(AMQP_URL, 5672):
+        missing(f"no RabbitMQ at {AMQP_URL} (set SLACK_SOCKET_MODE_AMQP_URL)")
+    return AMQP_URL
+
+
+def unique_namespace(prefix: str = "t") -> str:
+    """A namespace no other test (or earlier run) uses."""
+    return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+def delete_keys(url: str, pattern: str) -> None:
+    """Delete the keys a test left (by pattern) so runs do not fill the tests' database."""
+    import redis
+
+    client: Any = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """A ``redis-server`` of the test's own on a free loopback port, to stop and restart (outage tests)."""
+
+    def __init__(self, tmp: str) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            missing("redis-server is not on PATH")
+        self.binary = str(binary)
+        self.tmp = tmp
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            cwd=self.tmp,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while not _reachable(self.url, self.port):  # the server is ready once it accepts
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"redis-server did not start on port {self.port}")
+            time.sleep(0.02)  # polling a port that is not yet bound: nothing to wait on
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
+
+
+@pytest.fixture
+def own_redis(tmp_path: Any) -> Iterator[RedisServer]:
+    server = RedisServer(str(tmp_path))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

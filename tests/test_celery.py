@@ -1,0 +1,221 @@
+"""The hand-off to Celery, with a real worker process on Redis and on RabbitMQ (publisher confirms)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from slack_sdk.web import WebClient
+
+from slack_socket_mode import SocketModeClient
+from slack_socket_mode.testing import SocketModeServer
+
+from .conftest import APP_TOKEN, timeout
+from .services import amqp_url, delete_keys, free_port, redis_url, require_module, unique_namespace
+
+require_module("celery", "the celery extra")
+import redis  # noqa: E402
+
+from slack_socket_mode.celery import CeleryHandoff  # noqa: E402
+from slack_socket_mode.errors import ConfigurationError  # noqa: E402
+
+from .celery_app import make_app  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Worker:
+    """A ``celery worker`` process (solo pool) of tests/celery_app.py; its log read by a thread."""
+
+    def __init__(self, broker: str, queue_name: str, store_url: str, namespace: str) -> None:
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "TEST_CELERY_BROKER": broker,
+            "TEST_CELERY_QUEUE": queue_name,
+            "TEST_REDIS_URL": store_url,
+            "TEST_NAMESPACE": namespace,
+        }
+        self.process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "celery", "-A", "tests.celery_app", "worker", "--pool=solo"),
+                *("--loglevel=INFO", "--without-heartbeat", "--without-gossip", "--without-mingle", "-Q", queue_name),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.log: list[str] = []
+        self._reader = threading.Thread(target=self._read, name="test-celery-worker-log", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.log.append(line.rstrip())
+            self.lines.put(line)
+
+    def wait_ready(self, seconds: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout(seconds)
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError("the Celery worker did not start:\n" + "\n".join(self.log[-20:])) from None
+            if " ready." in line:
+                return
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(10)
+        self._reader.join(5)
+
+
+class Setup:
+    """One broker, one queue, one worker, one namespace for effects and claims."""
+
+    def __init__(self, broker: str) -> None:
+        self.store_url = redis_url()
+        self.namespace = unique_namespace("celery")
+        self.queue = f"slack_socket_mode_test_{self.namespace}"
+        self.broker = broker
+        self.app = make_app(broker, self.queue)
+        self.effects: Any = redis.Redis.from_url(self.store_url, decode_responses=True)
+        self.worker = Worker(broker, self.queue, self.store_url, self.namespace)
+
+    def effect_counts(self) -> dict[str, int]:
+        key = f"slack_socket_mode:{self.namespace}:effects"
+        return {k: int(v) for k, v in self.effects.hgetall(key).items()}
+
+    def wait_effects(self, ids: list[str], seconds: float = 20.0) -> dict[str, int]:
+        deadline = time.monotonic() + timeout(seconds)
+        while True:  # the worker writes to Redis: poll it
+            counts = self.effect_counts()
+            if all(eid in counts for eid in ids):
+                return counts
+            assert time.monotonic() < deadline, f"{sum(1 for e in ids if e not in counts)} effects missing"
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.worker.stop()
+        delete_keys(self.store_url, f"slack_socket_mode:{self.namespace}:*")
+        self.effects.close()
+
+
+def _broker(kind: str) -> str:
+    if kind == "redis":
+        return redis_url(db=14)  # the broker's own database
+    return amqp_url()
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def celery_setup(request: Any) -> Iterator[Setup]:
+    setup = Setup(_broker(request.param))
+    try:
+        setup.worker.wait_ready()
+        yield setup
+    finally:
+        setup.close()
+
+
+def test_envelopes_are_acked_after_the_publish_and_their_effects_run_once(
+    server: SocketModeServer, celery_setup: Setup
+) -> None:
+    handoff = CeleryHandoff(celery_setup.app, "tests.handle", respond=lambda request: {"text": "on it"})
+    client = SocketModeClient(APP_TOKEN, web_client=WebClient(base_url=server.api_url))
+    client.socket_mode_request_listeners.append(handoff)
+    try:
+        client.connect(timeout(5))
+        ids = [server.push(server.make_envelope("events_api", {"event_id": f"Ev{n}"})) for n in range(20)]
+        flaky = server.push(server.make_envelope("interactive", {"type": "block_actions", "fail_times": 2}))
+        command = server.push(
+            server.make_envelope("slash_commands", {"command": "/deploy"}, accepts_response_payload=True)
+        )
+        acks = server.wait_for_acks(envelope_ids=[*ids, flaky, command], timeout=timeout(10))
+        assert acks[-1].payload == {"text": "on it"}  # answered in-process, after the publish
+        assert all(ack.payload is None for ack in acks[:-1])
+        # The same envelope published again (a redelivery that reached another replica, an
+        # Events API retry in a new envelope): the effect does not run again.
+        again = {"envelope_id": ids[0], "type": "events_api", "payload": {"event_id": "Ev0"}}
+        retry = {"envelope_id": "another-envelope", "type": "events_api", "payload": {"event_id": "Ev1"}}
+        celery_setup.app.send_task("tests.handle", args=[again])
+        celery_setup.app.send_task("tests.handle", args=[retry])
+        marker = server.make_envelope("events_api", {"event_id": "EvLast"})
+        server.push(marker)
+        everything = [*ids, flaky, command, marker["envelope_id"]]
+        counts = celery_setup.wait_effects(everything)
+        assert counts == dict.fromkeys(everything, 1)
+        assert handoff.published == len(everything) and handoff.failed == 0
+    finally:
+        client.close()
+
+
+def test_a_worker_killed_mid_task_on_rabbitmq_its_redelivered_task_runs_once_the_lease_expires() -> None:
+    setup = Setup(amqp_url())
+    second: Worker | None = None
+    try:
+        setup.worker.wait_ready()
+        envelope = {"envelope_id": "stalled-1", "type": "interactive", "payload": {"stall_first": True}}
+        setup.app.send_task("tests.handle", args=[envelope])
+        store_keys = f"slack_socket_mode:{setup.namespace}:stalls"
+        deadline = time.monotonic() + timeout(10)
+        while not setup.effects.hget(store_keys, "stalled-1"):  # the worker is in the effect, lease held
+            assert time.monotonic() < deadline, "the worker never started the task"
+            time.sleep(0.02)
+        setup.worker.process.kill()  # acks_late: RabbitMQ requeues the unacked task
+        second = Worker(setup.broker, setup.queue, setup.store_url, setup.namespace)
+        second.wait_ready()
+        counts = setup.wait_effects(["stalled-1"])
+        assert counts == {"stalled-1": 1}
+        assert setup.effects.hget(store_keys, "stalled-1") == "2"  # the task ran twice; its effect once
+        assert any("EnvelopeBusy" in line for line in second.log)  # it waited for the dead worker's lease
+    finally:
+        if second is not None:
+            second.stop()
+        setup.close()
+
+
+@pytest.mark.parametrize("kind", ["redis", "rabbitmq"])
+def test_a_failed_publish_is_not_acked_and_says_why(
+    server: SocketModeServer, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    _broker(kind)  # skips when the service is missing, like the others
+    port = free_port()  # nothing listens there: the broker is down
+    broker = f"redis://127.0.0.1:{port}/0" if kind == "redis" else f"amqp://guest:guest@127.0.0.1:{port}//"
+    handoff = CeleryHandoff(make_app(broker, "unused"), "tests.handle", publish_timeout=0.5)
+    client = SocketModeClient(APP_TOKEN, web_client=WebClient(base_url=server.api_url))
+    client.socket_mode_request_listeners.append(handoff)
+    caplog.set_level(logging.WARNING, logger="slack_socket_mode.celery")
+    try:
+        client.connect(timeout(5))
+        eid = server.push(server.make_envelope("events_api", {"event_id": "EvDown"}))
+        deadline = time.monotonic() + timeout(10)
+        while handoff.failed == 0:  # the publish fails within its bounded retries
+            assert time.monotonic() < deadline, "the publish neither failed nor succeeded"
+            time.sleep(0.02)
+        client.close()  # waits for the listener: had it acked, the ack would be on the server now
+        assert server.envelope(eid).acks == []
+        assert handoff.published == 0
+        assert any(f"envelope {eid}" in r.getMessage() and "not acking" in r.getMessage() for r in caplog.records)
+    finally:
+        client.close()
+
+
+def test_rabbitmq_without_publisher_confirms_is_refused() -> None:
+    from celery import Celery
+
+    with pytest.raises(ConfigurationError, match="confirm_publish"):
+        CeleryHandoff(Celery(broker="amqp://guest:guest@127.0.0.1:5672//"), "tests.handle")

@@ -1,0 +1,265 @@
+"""Hostile and broken peers (issue 12): every wait bounded, every rule enforced at every hop.
+
+Each test puts the client against a peer that misbehaves one way: the local server where it can
+(a peer that stops reading is :meth:`SocketModeServer.silence`), else a raw socket peer of our
+own on loopback (:class:`RawPeer`): one that trickles its answer a byte at a time, never
+answers, or redirects the handshake (``tests/conftest.py``). Real sockets; no mocks; waits are
+bounded and scaled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from typing import Any, Callable
+
+import pytest
+from benchmarks.peers import Handler, RawPeer, read_request, redirecting, trickling, web_api
+from slack_sdk.web import WebClient
+
+from slack_socket_mode import Backoff, ConnectionFailedError, SocketModeClient
+from slack_socket_mode.testing import SocketModeServer
+
+from .conftest import (
+    APP_TOKEN,
+    ClientFactory,
+    Recorder,
+    Watcher,
+    client_threads,
+    timeout,
+)
+
+FAST = Backoff(base=0.05, cap=0.2, healthy_after=60.0)
+
+
+def closes_within(client: SocketModeClient, close_timeout: float, seconds: float) -> bool:
+    """Call ``client.close(close_timeout)`` on a thread; True if it returned within ``seconds``."""
+    closer = threading.Thread(target=client.close, args=(close_timeout,), name="test-close", daemon=True)
+    closer.start()
+    closer.join(seconds)
+    return not closer.is_alive()
+
+
+# ---- 1. a peer that stops reading -----------------------------------------------------------------
+
+
+def test_a_peer_that_stops_reading_is_replaced_and_close_returns(make_client: ClientFactory) -> None:
+    """Large acks fill the socket while the peer reads nothing: the writer holds the send lock.
+
+    On main the health thread blocked on that lock in ``ping()``: no liveness check ran, the
+    connection was never replaced, and ``close()`` never returned.
+    """
+    with SocketModeServer(redelivery_delay=None) as server:
+        big = {"text": "x" * 1_000_000}
+        client = make_client(
+            web_client=WebClient(base_url=server.api_url),
+            reconnect_policy=FAST,
+            ping_interval=0.2,
+            receive_timeout=60.0,  # the replacement must come from the write bound, not from silence
+            write_timeout=1.0,
+        )
+        started = threading.Event()
+
+        def acks_a_lot(client: SocketModeClient, request: Any) -> None:
+            started.set()
+            client.send_socket_mode_response({"envelope_id": request.envelope_id, "payload": big})
+
+        client.socket_mode_request_listeners.append(acks_a_lot)
+        watcher = Watcher(client)
+        client.connect()
+        (first,) = server.connections
+        server.silence(first)  # it reads nothing more; what it sent before still arrives
+        for _ in range(64):
+            client.enqueue_message(json.dumps(server.make_envelope("view_submission_like", {"view": {}})))
+        assert started.wait(timeout(5))
+        server.wait_for_new_connection(1, timeout=timeout(8))
+        watcher.wait_connected(seconds=8)
+        reconnects = client.stats().reconnects
+        assert reconnects.get("write timeout", 0) + reconnects.get("aborted", 0) >= 1, reconnects
+        assert closes_within(client, 2.0, timeout(4)), "close() did not return against a peer that stopped reading"
+        assert [t.name for t in client_threads() if t.name.startswith(client._prefix)] == []
+
+
+def test_closing_a_connection_whose_writer_is_stuck_never_holds_the_client_lock(make_client: ClientFactory) -> None:
+    """On main, disconnect() wrote the close frame under the client's lock, behind the stuck writer:
+    the lock stayed taken, and every other call on the client (stats() here) waited with it."""
+    with SocketModeServer(redelivery_delay=None) as server:
+        client = make_client(
+            web_client=WebClient(base_url=server.api_url),
+            write_timeout=60.0,  # the watchdog stays out of it: only the close path is tested
+            ping_interval=None,
+            receive_timeout=60.0,
+        )
+        big = {"text": "x" * 4_000_000}
+        client.socket_mode_request_listeners.append(
+            lambda c, r: c.send_socket_mode_response({"envelope_id": r.envelope_id, "payload": big})
+        )
+        client.connect()
+        server.silence()
+        for _ in range(16):  # 64 MB of acks: far more than the socket buffers hold
+            client.enqueue_message(json.dumps(server.make_envelope("interactive", {"view": {}})))
+        (conn,) = client._connections.values()  # private: the test waits until a write is stuck
+        stuck = threading.Event()  # never set: its wait paces the check
+        end = threading.Event()
+        for _ in range(int(timeout(10) / 0.05)):
+            deadline = conn.write_deadline()
+            if deadline is not None and time.monotonic() - (deadline - 60.0) > 0.5:
+                break
+            stuck.wait(0.05)
+        else:
+            pytest.fail("no write got stuck")
+        closer = threading.Thread(target=client.disconnect, name="test-disconnect", daemon=True)
+        closer.start()
+        prober = threading.Thread(target=lambda: (client.stats(), end.set()), name="test-stats", daemon=True)
+        prober.start()
+        assert end.wait(timeout(3)), "stats() waited for the client's lock while a close frame was being written"
+        closer.join(timeout(5))
+        assert not closer.is_alive(), "disconnect() did not return"
+
+
+# ---- 2. one deadline for the whole open attempt ------------------------------------------------
+
+
+def test_a_handshake_that_trickles_is_cut_off_at_the_deadline(
+    peers: Callable[[Handler], RawPeer], make_client: ClientFactory
+) -> None:
+    """The upgrade response comes one byte every 0.2 s: each read is quick, the whole never ends."""
+
+    ws = peers(trickling(0.2))
+    api = peers(web_api(ws.url()))
+    errors: list[Exception] = []
+    client = make_client(
+        web_client=WebClient(base_url=f"http://127.0.0.1:{api.port}/api/"),
+        connect_timeout=1.0,
+        reconnect_policy=FAST,
+        on_error_listeners=[errors.append],
+    )
+    waiter = threading.Event()
+    client.on_error_listeners.append(lambda e: waiter.set())
+    connecting = threading.Thread(target=lambda: _connect_quietly(client, 30.0), name="test-connect", daemon=True)
+    connecting.start()
+    assert waiter.wait(timeout(4)), "the trickling handshake was not cut off"
+    assert isinstance(errors[0], ConnectionFailedError) and errors[0].error == "open_aborted"
+    assert closes_within(client, 1.0, timeout(3))
+    connecting.join(timeout(3))
+    assert [t.name for t in client_threads() if t.name.startswith(client._prefix)] == []
+
+
+def test_a_web_api_that_never_answers_costs_connect_timeout_not_30_s(
+    peers: Callable[[Handler], RawPeer],
+) -> None:
+    def mute(sock: socket.socket, stopping: threading.Event) -> None:
+        read_request(sock)
+        stopping.wait()
+
+    api = peers(mute)
+    errors: list[Exception] = []
+    waiter = threading.Event()
+    client = SocketModeClient(
+        APP_TOKEN,
+        base_url=f"http://127.0.0.1:{api.port}/api/",
+        connect_timeout=1.0,
+        reconnect_policy=FAST,
+        on_error_listeners=[errors.append, lambda e: waiter.set()],
+    )
+    try:
+        connecting = threading.Thread(target=lambda: _connect_quietly(client, 30.0), name="test-connect", daemon=True)
+        connecting.start()
+        assert waiter.wait(timeout(4)), "no error within 4 s from a Web API that never answers"
+        assert isinstance(errors[0], ConnectionFailedError)
+    finally:
+        assert closes_within(client, 2.0, timeout(4))
+
+
+def _connect_quietly(client: SocketModeClient, seconds: float) -> None:
+    try:
+        client.connect(timeout=seconds)
+    except Exception:
+        pass
+
+
+# ---- 3. redirects ---------------------------------------------------------------------------------
+
+
+def test_a_redirect_in_the_handshake_is_refused_and_named(
+    peers: Callable[[Handler], RawPeer], make_client: ClientFactory, server: SocketModeServer
+) -> None:
+    """A loopback ``ws://`` URL that answers 301 to a URL the client must not reach on its own."""
+    target = server.new_connection_url().replace("127.0.0.1", "localhost")  # stands for another host
+
+    ws = peers(redirecting(target))
+    api = peers(web_api(ws.url()))
+    errors: list[Exception] = []
+    waiter = threading.Event()
+    client = make_client(
+        web_client=WebClient(base_url=f"http://127.0.0.1:{api.port}/api/"),
+        reconnect_policy=FAST,
+        on_error_listeners=[errors.append, lambda e: waiter.set()],
+    )
+    threading.Thread(target=lambda: _connect_quietly(client, 30.0), name="test-connect", daemon=True).start()
+    assert waiter.wait(timeout(4))
+    client.close()
+    error = errors[0]
+    assert isinstance(error, ConnectionFailedError) and error.error == "redirect_refused" and error.status == 301
+    assert f"localhost:{server.ws_port}/link/" in str(error)  # the URL refused, named
+    assert "ticket" not in str(error)  # without its query
+    assert server.all_connections == []  # never went there
+
+
+# ---- 4. a malformed envelope ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("payload", [None, 5, [1, 2]], ids=["null", "number", "list"])
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "pool"])
+def test_a_malformed_envelope_is_skipped_and_nothing_after_it_is_lost(
+    server: SocketModeServer,
+    make_client: ClientFactory,
+    caplog: pytest.LogCaptureFixture,
+    payload: Any,
+    inline: bool,
+) -> None:
+    client = make_client(inline_dispatch=inline)
+    recorder = Recorder()
+    client.socket_mode_request_listeners.append(recorder)
+    client.connect()
+    caplog.set_level(logging.WARNING, logger="slack_socket_mode")
+    bad = {"envelope_id": "bad-envelope-1", "type": "events_api", "payload": payload, "accepts_response_payload": False}
+    good = server.make_envelope("events_api", {"event": {"type": "message", "text": "after"}})
+    server.send_text(json.dumps(bad))
+    good_id = server.push(good)
+    server.wait_for_acks(envelope_ids=[good_id], timeout=timeout(5))
+    assert [r.envelope_id for r in recorder.seen] == [good_id]
+    assert len(server.all_connections) == 1 and client.is_connected()  # not a transport error
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("bad-envelope-1" in line for line in warnings), warnings
+    assert client.stats().malformed_messages == 1
+
+
+# ---- 7. concurrency=1 ---------------------------------------------------------------------------------
+
+
+def test_concurrency_one_runs_one_listener_at_a_time(server: SocketModeServer, make_client: ClientFactory) -> None:
+    """A slow listener on the reader (inline) and the next envelope on the worker must not overlap."""
+    client = make_client(concurrency=1, handoff_after=0.01)
+    lock = threading.Lock()
+    running = [0]
+    most = [0]
+    work = threading.Event()  # never set: its wait is the listener's work
+
+    def slow(client: SocketModeClient, request: Any) -> None:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        work.wait(0.1)
+        with lock:
+            running[0] -= 1
+        client.send_socket_mode_response({"envelope_id": request.envelope_id})
+
+    client.socket_mode_request_listeners.append(slow)
+    client.connect()
+    ids = [server.push(server.make_envelope("events_api", {"n": n})) for n in range(6)]
+    server.wait_for_acks(envelope_ids=ids, timeout=timeout(10))
+    assert most[0] == 1, f"{most[0]} listeners ran at once with concurrency=1"

@@ -1,0 +1,229 @@
+"""Replicas: separate client processes of one app against one local server that applies Slack's limits.
+
+The server (:class:`~slack_socket_mode.testing.app_model.AppModel`) sends each envelope to a
+random open connection of the app, redelivers an unacked one after 3 s to a random one, and
+refuses an 11th connection with ``too_many_websockets``. The replicas share a RedisLedger; their
+listeners count completions in a Redis hash (tests/replica_main.py).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from slack_sdk.web import WebClient
+
+from slack_socket_mode import SocketModeClient
+from slack_socket_mode.testing import SocketModeServer
+from slack_socket_mode.testing.app_model import AppModel
+
+from .conftest import APP_TOKEN, Recorder, timeout
+from .services import delete_keys, redis_url, require_module, unique_namespace
+
+require_module("redis", "the redis extra")
+import redis  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Replica:
+    """A replica process (tests/replica_main.py); its stdout lines are read by a thread into a queue."""
+
+    def __init__(self, server: SocketModeServer, url: str, namespace: str, completions: str, connections: int) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.replica_main",
+                "--api-url",
+                server.api_url,
+                "--redis-url",
+                url,
+                "--namespace",
+                namespace,
+                "--completions",
+                completions,
+                "--connections",
+                str(connections),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, name="test-replica-stdout", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line.strip())
+        self.lines.put("<eof>")
+
+    def expect(self, line: str, seconds: float = 20.0) -> None:
+        try:
+            got = self.lines.get(timeout=timeout(seconds))
+        except queue.Empty:
+            raise AssertionError(f"replica did not print {line!r} within {seconds} s") from None
+        assert got == line, f"replica printed {got!r}, expected {line!r}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(10)
+        self._reader.join(5)
+
+
+class App:
+    """The replicas of one app: their server, their Redis namespace and their completions."""
+
+    def __init__(self, server: SocketModeServer) -> None:
+        self.server = server
+        self.url = redis_url()
+        self.namespace = unique_namespace("replicas")
+        self.completions_key = f"slack_socket_mode:{self.namespace}:test-completions"
+        self.redis: Any = redis.Redis.from_url(self.url, decode_responses=True)
+        self.replicas: list[Replica] = []
+
+    def start(self, connections: int) -> Replica:
+        replica = Replica(self.server, self.url, self.namespace, self.completions_key, connections)
+        self.replicas.append(replica)
+        return replica
+
+    def completions(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self.redis.hgetall(self.completions_key).items()}
+
+    def close(self) -> None:
+        for replica in self.replicas:
+            replica.stop()
+        delete_keys(self.url, f"slack_socket_mode:{self.namespace}:*")
+        self.redis.close()
+
+
+@pytest.fixture
+def model() -> AppModel:
+    return AppModel()
+
+
+@pytest.fixture
+def slack(model: AppModel) -> Iterator[SocketModeServer]:
+    with SocketModeServer(app=model, redelivery_delay=3.0) as s:
+        yield s
+
+
+@pytest.fixture
+def app(slack: SocketModeServer) -> Iterator[App]:
+    a = App(slack)
+    yield a
+    a.close()
+
+
+def push_paced(server: SocketModeServer, count: int, per_second: float, ids: list[str], work: float = 0.0) -> None:
+    """Push ``count`` envelopes at about ``per_second``, in batches of 20 (pacing is the point here).
+
+    With ``work``, one envelope in 60 makes its listener work that many seconds.
+    """
+    start = time.monotonic()
+    for n in range(0, count, 20):
+        due = start + n / per_second
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        batch = [
+            server.make_envelope("events_api", {"event_id": f"Ev{len(ids) + i}", "work": work if i == n % 60 else 0})
+            for i in range(20)
+        ]
+        ids += server.push_many(batch)
+
+
+def test_a_replica_killed_mid_run_loses_nothing_and_runs_nothing_twice(slack: SocketModeServer, app: App) -> None:
+    for n in range(3):
+        app.start(connections=2).expect("ready")
+        slack.wait_for_connections(2 * (n + 1), timeout(10))
+    killed = {conn.id for conn in slack.connections[:2]}  # the first replica's connections
+    ids: list[str] = []
+    # One envelope in 60 keeps its listener busy past Slack's 3 s: Slack redelivers it, often to
+    # another replica, which must neither run it nor ack it while the first one still runs it.
+    push_paced(slack, 300, 300.0, ids, work=3.5)
+    app.replicas[0].process.send_signal(signal.SIGKILL)
+    push_paced(slack, 300, 300.0, ids, work=3.5)
+    # Slack redelivers what the dead replica had not acked, 3 s later, to the live connections.
+    slack.wait_for_acks(envelope_ids=ids, timeout=timeout(20))
+    completions = app.completions()
+    lost = [eid for eid in ids if eid not in completions]
+    twice = [eid for eid in ids if completions.get(eid, 0) > 1]
+    assert lost == []
+    # Completions twice only in the documented window: the dead replica ran the listener's effect
+    # and died before recording it done. Such an envelope was delivered to it and never acked by it.
+    for eid in twice:
+        record = slack.envelope(eid)
+        assert any(d.connection_id in killed for d in record.deliveries), eid
+        assert not any(a.connection_id in killed for a in record.acks), eid
+    redelivered = [eid for eid in ids if len(slack.envelope(eid).deliveries) > 1]
+    assert len(twice) <= len(redelivered)
+    print(f"600 envelopes, {len(redelivered)} redelivered, {len(twice)} completed twice")
+
+
+def test_a_rolling_deploy_over_the_connection_limit_backs_off_and_loses_nothing(
+    slack: SocketModeServer, app: App, model: AppModel
+) -> None:
+    for n in range(3):
+        app.start(connections=3).expect("ready")
+        slack.wait_for_connections(3 * (n + 1), timeout(10))
+    ids: list[str] = []
+    push_paced(slack, 100, 200.0, ids)
+    # The new version starts before an old one stops: 12 connections wanted, 10 allowed.
+    new = app.start(connections=3)
+    new.expect("ready")  # its first connection took the 10th place
+    slack.wait_until(lambda: model.refused >= 1, timeout(10), "a refusal")
+    push_paced(slack, 100, 200.0, ids)
+    old = app.replicas[0]
+    old.process.send_signal(signal.SIGTERM)  # the old pod's grace period: close(timeout)
+    old.expect("closed")
+    # The new replica's refused connections back off and get the places the old one freed.
+    slack.wait_for_connections(9, timeout(20))
+    push_paced(slack, 100, 200.0, ids)
+    slack.wait_for_acks(envelope_ids=ids, timeout=timeout(20))
+    completions = app.completions()
+    assert [eid for eid in ids if eid not in completions] == []
+    assert [eid for eid in ids if completions[eid] > 1] == []
+    # Never more than 10 open at once: each connection's open span overlaps fewer than 10 others'.
+    spans = [(c.opened_at, c.closed_at or float("inf")) for c in slack.all_connections if c.hello_sent]
+    assert max(sum(1 for a, b in spans if a <= start < b) for start, _ in spans) <= 10
+
+
+def test_the_eleventh_connection_gets_too_many_websockets_until_a_place_frees() -> None:
+    model = AppModel()
+    with SocketModeServer(app=model, redelivery_delay=None) as slack:
+        first = SocketModeClient(APP_TOKEN, web_client=WebClient(base_url=slack.api_url), connections=10)
+        second = SocketModeClient(APP_TOKEN, web_client=WebClient(base_url=slack.api_url))
+        recorder = Recorder()
+        second.socket_mode_request_listeners.append(recorder)
+        try:
+            first.connect(timeout(5))
+            slack.wait_for_connections(10, timeout(10))
+            connecting = threading.Thread(target=second.connect, kwargs={"timeout": timeout(30)}, daemon=True)
+            connecting.start()
+            slack.wait_until(lambda: model.refused >= 2, timeout(10), "two refusals (backoff, then again)")
+            assert not second.is_connected()
+            refused = [c for c in slack.all_connections if c.disconnect_sent and not c.hello_sent]
+            assert len(refused) >= 2 and len(slack.connections) == 10
+            first.close()
+            connecting.join(timeout(30))
+            assert second.is_connected()
+            eid = slack.push(slack.make_envelope("interactive"))
+            slack.wait_for_acks(envelope_ids=[eid], timeout=timeout(5))
+            assert recorder.runs(eid) == 1
+        finally:
+            first.close()
+            second.close()

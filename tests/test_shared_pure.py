@@ -1,0 +1,55 @@
+"""The shared ledger's rules with no store and no sockets: keys, done records, and the local ledger's release."""
+
+from __future__ import annotations
+
+import json
+
+from slack_socket_mode.ledger import EnvelopeLedger, Receipt
+from slack_socket_mode.messages import parse_message, plain_ack
+from slack_socket_mode.shared import _ack_from_record, _done_record, envelope_keys
+
+
+def test_a_released_delivery_is_dispatched_when_delivered_again() -> None:
+    ledger: EnvelopeLedger[str] = EnvelopeLedger()
+    assert ledger.receive("e1", "conn-a", 0.0) == (Receipt.DISPATCH, None)
+    ledger.release("e1")
+    assert ledger.inflight("conn-a") == 0
+    assert ledger.ack("e1", None, 0.1).send is False  # nothing waits for an ack here any more
+    assert ledger.receive("e1", "conn-b", 3.0) == (Receipt.DISPATCH, None)
+    assert ledger.inflight("conn-b") == 1
+    assert ledger.ack("e1", None, 3.1).send is True
+    assert ledger.ack_of("e1") == (True, None)
+
+
+def test_ack_of_says_whether_and_how_an_envelope_was_acked() -> None:
+    ledger: EnvelopeLedger[str] = EnvelopeLedger()
+    ledger.receive("e1", "c", 0.0)
+    assert ledger.ack_of("e1") == (False, None)
+    text = '{"envelope_id":"e1","payload":{"text":"hi"}}'
+    ledger.ack("e1", text, 0.1)
+    assert ledger.ack_of("e1") == (True, text)
+    ledger.receive("e2", "c", 0.0)
+    ledger.handled("e2")
+    assert ledger.ack_of("e2") == (False, None)
+    assert ledger.ack_of("never") == (False, None)
+
+
+def test_keys_are_the_envelope_id_and_for_events_api_the_event_id() -> None:
+    event = parse_message(
+        json.dumps({"envelope_id": "e1", "type": "events_api", "payload": {"event_id": "Ev1"}, "retry_attempt": 0})
+    )
+    interactive = parse_message(json.dumps({"envelope_id": "e2", "type": "interactive", "payload": {}}))
+    no_event_id = parse_message(json.dumps({"envelope_id": "e3", "type": "events_api", "payload": {"x": 1}}))
+    assert envelope_keys(event) == ("envelope:e1", "event:Ev1")  # type: ignore[arg-type]
+    assert envelope_keys(interactive) == ("envelope:e2",)  # type: ignore[arg-type]
+    assert envelope_keys(no_event_id) == ("envelope:e3",)  # type: ignore[arg-type]
+
+
+def test_a_done_record_gives_the_same_ack_for_any_envelope_id() -> None:
+    with_payload = _done_record(True, '{"envelope_id":"e1","payload":{"options":[1,2]}}')
+    expected = {"envelope_id": "e9", "payload": {"options": [1, 2]}}
+    assert json.loads(_ack_from_record("e9", with_payload) or "") == expected
+    assert _ack_from_record("e9", _done_record(True, None)) == plain_ack("e9")
+    assert _ack_from_record("e9", _done_record(True, '{"envelope_id":"e1"}')) == plain_ack("e9")
+    assert _ack_from_record("e9", _done_record(False, None)) is None
+    assert _ack_from_record("e9", "not json") == plain_ack("e9")  # it ran: the plain ack settles it
