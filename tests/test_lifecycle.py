@@ -564,7 +564,7 @@ def test_a_connection_waiting_for_hello_counts_toward_the_target() -> None:
     first = connected(sup)
     sup.opened(2, 0.1)  # awaiting hello
     assert sup.serving_ids() == [first]
-    assert opens(sup.tick(0.2)) == []  # no third connection while the second says hello
+    assert opens(sup.tick(1.5)) == []  # no third connection while the second says hello (past the open floor)
 
 
 def test_with_two_connections_a_replaced_one_drains_only_once_its_replacement_said_hello() -> None:
@@ -651,7 +651,7 @@ def test_connections_waiting_for_hello_count_one_each() -> None:
     sup.opened(2, 0.1)
     assert opens(sup.tick(0.2)) == [3]  # one serving, one awaiting hello: a third is wanted
     sup.opened(3, 0.3)
-    assert opens(sup.tick(0.4)) == []  # one serving, two awaiting hello: enough
+    assert opens(sup.tick(1.5)) == []  # one serving, two awaiting hello: enough (past the open floor)
 
 
 def test_losing_the_last_connection_while_it_drains_says_why() -> None:
@@ -666,3 +666,19 @@ def test_losing_the_last_connection_while_it_drains_says_why() -> None:
         "1 draining->closed: closed by client",
         "client connected->reconnecting: closed by client",
     ]
+
+
+def test_an_open_attempt_is_aborted_again_only_every_abort_retry() -> None:
+    from slack_socket_mode.lifecycle import ABORT_RETRY
+
+    sup = Supervisor(NO_JITTER, open_timeout=10.0)
+    sup.start(0.0)
+    assert of(Abort, sup.tick(10.0)) != []
+    assert of(Abort, sup.tick(10.0 + ABORT_RETRY / 2)) == []  # not before the retry is due
+    assert of(Abort, sup.tick(10.0 + ABORT_RETRY)) != []
+
+
+def test_a_connection_replaced_after_exactly_healthy_after_does_not_count_toward_backoff() -> None:
+    sup, [cid] = started()  # hello at 0.0
+    sup.disconnect(cid, "warning", 60.0)  # healthy_after is 60 s
+    assert sup.attempt == 0

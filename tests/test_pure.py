@@ -437,3 +437,13 @@ def test_ledger_a_connection_stays_busy_until_the_ack_routed_to_it_is_written() 
     ledger.written("c1")
     assert ledger.inflight("c1") == 0
     assert ledger.ack("unknown", None, 0.3).conn is None  # nothing counted: nothing to report written
+
+
+@pytest.mark.parametrize(
+    ("payload", "kind"), [("null", "null"), ("true", "boolean"), ("1", "number"), ("1.5", "number"), ("[]", "array")]
+)
+def test_an_envelope_whose_payload_is_not_an_object_says_what_json_it_is(payload: str, kind: str) -> None:
+    text = '{"envelope_id": "e1", "type": "' + "k" * 70 + '", "payload": ' + payload + "}"
+    assert parse_message(text) == Malformed(
+        f"envelope e1 ({'k' * 64}) has a payload that is JSON {kind}, not an object"
+    )
