@@ -8,6 +8,7 @@ from slack_socket_mode.errors import AuthError, ConnectionFailedError, LinkDisab
 from slack_socket_mode.lifecycle import (
     MIN_CONNECTION_TIME,
     MIN_OPEN_INTERVAL,
+    OPEN_BURST,
     Abort,
     Action,
     ClientState,
@@ -316,6 +317,27 @@ def test_the_floor_holds_per_connection_slot_even_with_no_backoff() -> None:
         sup = Supervisor(Never(), connections=connections)
         rate = _opens_per_second(sup, "disconnect", seconds=60.0)
         assert rate <= connections / MIN_OPEN_INTERVAL + 0.1
+
+
+def test_a_reset_right_after_connect_is_repaired_at_once_and_the_floor_takes_the_third() -> None:
+    """The floor allows a burst of OPEN_BURST per slot: one early fault costs no wait; a storm still does."""
+
+    class Never:
+        healthy_after = 60.0
+
+        def delay(self, attempt: int) -> float:
+            return 0.0
+
+    sup = Supervisor(Never())
+    assert opens(sup.start(0.0)) == [1]
+    sup.opened(1, 0.0)
+    sup.hello(1, None, 0.0)
+    assert opens(sup.lost(1, "reset", 0.3)) == [2]  # the second attempt in the window: at once
+    sup.opened(2, 0.3)
+    sup.hello(2, None, 0.3)
+    assert opens(sup.lost(2, "reset", 0.6)) == []  # a third within 2 s waits for the floor
+    assert sup.next_deadline() == pytest.approx(OPEN_BURST * MIN_OPEN_INTERVAL)
+    assert opens(sup.tick(OPEN_BURST * MIN_OPEN_INTERVAL)) == [3]
 
 
 def test_replacements_of_healthy_connections_stay_immediate() -> None:

@@ -15,8 +15,10 @@ it) and closed. See https://api.slack.com/apis/socket-mode#disconnect.
 
 Reconnect storms are impossible, whatever the peer says (the rule, in three parts):
 
-1. **A floor per connection slot.** At most ``connections`` open attempts start in any
-   :data:`MIN_OPEN_INTERVAL` seconds: with one connection, at most one attempt a second.
+1. **A floor per connection slot.** Open attempts start at most ``connections`` per
+   :data:`MIN_OPEN_INTERVAL` seconds on average, in bursts of at most :data:`OPEN_BURST` per
+   slot: with one connection, at most two attempts in any two seconds. The burst lets one
+   fault right after a connect (a reset) be repaired at once; a storm still meets the floor.
 2. **A sane connection time.** ``approximate_connection_time`` below
    :data:`MIN_CONNECTION_TIME` is taken as that minimum, so a ``hello`` saying 0.001 s
    cannot make the client rotate at once (see :func:`rotation_delay`).
@@ -56,10 +58,14 @@ __all__ = [
     "ABORT_RETRY",
     "MIN_CONNECTION_TIME",
     "MIN_OPEN_INTERVAL",
+    "OPEN_BURST",
 ]
 
-#: Seconds: at most ``connections`` open attempts start within any interval this long.
+#: Seconds: on average at most ``connections`` open attempts start within an interval this long.
 MIN_OPEN_INTERVAL = 1.0
+#: Open attempts per connection slot that may start back to back: at most
+#: ``OPEN_BURST * connections`` start within any ``OPEN_BURST * MIN_OPEN_INTERVAL`` seconds.
+OPEN_BURST = 2
 #: Seconds: the least ``approximate_connection_time`` believed (Slack's is about an hour).
 MIN_CONNECTION_TIME = 60.0
 #: Seconds between aborts of an open attempt that is past its deadline and not over yet.
@@ -185,8 +191,9 @@ class Supervisor:
         close_timeout: seconds to wait for the server's close frame before aborting.
         open_timeout: seconds one open attempt (the Web API call and the WebSocket handshake)
             may take before it is aborted; None for no deadline.
-        min_open_interval: seconds; at most ``connections`` open attempts start within any
-            interval this long (see the module's rule).
+        min_open_interval: seconds; on average at most ``connections`` open attempts start
+            within an interval this long, in bursts of :data:`OPEN_BURST` per slot (see the
+            module's rule).
 
     Not thread-safe.
     """
@@ -209,7 +216,8 @@ class Supervisor:
         self.close_timeout = close_timeout
         self.open_timeout = open_timeout
         self.min_open_interval = min_open_interval
-        self._open_starts: list[float] = []  # when the latest ``target`` attempts started, oldest first
+        self._open_window = OPEN_BURST * connections  # attempts remembered for the floor
+        self._open_starts: list[float] = []  # when the latest ``_open_window`` attempts started, oldest first
         self.state = ClientState.IDLE
         self.attempt = 0  # consecutive failed or short-lived attempts
         self.next_open_at = 0.0
@@ -411,9 +419,9 @@ class Supervisor:
 
     def _open_floor(self) -> float:
         """The earliest time the next open attempt may start (the floor per connection slot)."""
-        if len(self._open_starts) < self.target:
+        if len(self._open_starts) < self._open_window:
             return 0.0
-        return self._open_starts[-self.target] + self.min_open_interval
+        return self._open_starts[-self._open_window] + OPEN_BURST * self.min_open_interval
 
     def _drained(self, connection_id: int, now: float) -> None:
         c = self._conns.get(connection_id)
@@ -447,7 +455,7 @@ class Supervisor:
                 c = _Conn(self._next_id, ConnectionState.CONNECTING)
                 if self.open_timeout is not None:
                     c.deadline = now + self.open_timeout
-                self._open_starts = [*self._open_starts[-self.target + 1 :], now] if self.target > 1 else [now]
+                self._open_starts = [*self._open_starts[1 - self._open_window :], now]
                 self._next_id += 1
                 self._conns[c.id] = c
                 self._emit(c.id, None, ConnectionState.CONNECTING, "opening")
