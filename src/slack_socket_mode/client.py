@@ -49,7 +49,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.socket_mode.client import BaseSocketModeClient
@@ -88,9 +88,9 @@ from .lifecycle import (
 from .liveness import Liveness
 from .messages import Disconnect, Envelope, Hello, Malformed, parse_message, plain_ack
 from .policy import Backoff, ReconnectPolicy
-from .records import record
 from .redaction import Hidden, RedactingFilter, Secret, redact
 from .shared import Admission, SharedLedger, SharedStore
+from .stats import ClientStats, HealthStatus, percentile
 from .urls import check_socket_url
 
 if TYPE_CHECKING:  # imported when a proxy is configured: most apps have none
@@ -114,63 +114,6 @@ _LIVE = (ConnectionState.CONNECTED, ConnectionState.DRAINING)
 #: Characters of each message logged by ``trace_enabled`` (``all_message_trace_enabled``: all of it).
 _TRACE_SOME = 1000
 _TRACE_ALL = 1 << 62
-
-
-@record
-class ClientStats(NamedTuple):
-    """A snapshot of the client's counters (see :meth:`SocketModeClient.stats`).
-
-    Times are seconds. Counts are since the client was created. ``queue_depth`` counts
-    envelopes waiting for a worker; ``oldest_wait`` is how long the oldest of them has waited.
-    ``reader_takeovers`` counts the times a reader's own listeners ran past ``handoff_after``
-    and a new reader thread took over the connection. ``acks_crossed`` counts redeliveries
-    settled by an ack already sent on their connection (see :mod:`.ledger`).
-    ``ack_latency_p50/p90/p99`` are percentiles of the time from an envelope's arrival to its
-    ack being sent, over the last 1,024 acks (None before the first ack). A ``NamedTuple``:
-    ``stats()._asdict()`` gives a dict (for metrics exporters).
-    """
-
-    state: str
-    connections_open: int
-    num_connections: Optional[int]
-    connections_opened: int
-    reconnects: dict[str, int]
-    last_disconnect_reason: Optional[str]
-    envelopes_received: int
-    envelopes_acked: int
-    envelopes_deduplicated: int
-    acks_suppressed: int
-    acks_crossed: int
-    malformed_messages: int
-    reader_takeovers: int
-    queue_depth: int
-    oldest_wait: float
-    ack_latency_p50: Optional[float]
-    ack_latency_p90: Optional[float]
-    ack_latency_p99: Optional[float]
-    #: the shared ledger's state: "" (none), "ok", or "unavailable (…): why" (see :mod:`.shared`)
-    shared_ledger: str = ""
-
-
-@record
-class HealthStatus(NamedTuple):
-    """The answer to a health probe (see :meth:`SocketModeClient.health`).
-
-    Attributes:
-        healthy: connected, and no envelope has waited for a worker longer than allowed.
-        reason: why not, in a few words ("" when healthy).
-        state: the client's state (``"connected"``, ``"reconnecting"``, …).
-        oldest_wait: seconds the oldest queued envelope has waited.
-        shared_ledger: the shared ledger's state: "" (none), "ok", or "unavailable (…): why".
-            An unavailable shared ledger does not make the client unhealthy: it goes on
-            dispatching as its ``on_unavailable`` policy says.
-    """
-
-    healthy: bool
-    reason: str
-    state: str
-    oldest_wait: float
-    shared_ledger: str = ""
 
 
 class SocketModeClient(BaseSocketModeClient):
@@ -844,9 +787,9 @@ class SocketModeClient(BaseSocketModeClient):
                 reader_takeovers=self._takeovers,
                 queue_depth=len(self._waiting_since),
                 oldest_wait=self.oldest_wait(),
-                ack_latency_p50=_percentile(latencies, 0.50),
-                ack_latency_p90=_percentile(latencies, 0.90),
-                ack_latency_p99=_percentile(latencies, 0.99),
+                ack_latency_p50=percentile(latencies, 0.50),
+                ack_latency_p90=percentile(latencies, 0.90),
+                ack_latency_p99=percentile(latencies, 0.99),
                 shared_ledger=self._shared.status() if self._shared is not None else "",
             )
 
@@ -1542,13 +1485,6 @@ def _carry_out(io: list[tuple[Connection, Optional[str]]]) -> None:
             conn.abort()
         else:
             conn.close(1000, close_reason)
-
-
-def _percentile(ordered: list[float], q: float) -> Optional[float]:
-    """Nearest-rank percentile of an already sorted list (None if empty)."""
-    if not ordered:
-        return None
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 def _api_error(e: SlackApiError) -> SocketModeError:
