@@ -41,7 +41,6 @@ import json
 import logging
 import math
 import re
-import ssl
 import threading
 import time
 from collections import Counter, deque
@@ -51,7 +50,6 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
-from slack_sdk.errors import SlackApiError
 from slack_sdk.socket_mode.client import BaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
@@ -59,17 +57,12 @@ from slack_sdk.web import WebClient
 
 from .connection import Connection
 from .errors import (
-    FATAL_API_ERRORS,
-    AuthError,
     ConfigurationError,
     ConnectionFailedError,
     ConnectTimeoutError,
     FatalError,
     NotConnectedError,
-    ProxyAuthError,
-    RateLimitedError,
     SocketModeError,
-    detached,
 )
 from .interval_runner import IntervalRunner
 from .ledger import EnvelopeLedger, Receipt
@@ -87,6 +80,7 @@ from .lifecycle import (
 )
 from .liveness import Liveness
 from .messages import Disconnect, Envelope, Hello, Malformed, parse_message, plain_ack
+from .opening import Connector, open_error
 from .policy import Backoff, ReconnectPolicy
 from .redaction import Hidden, RedactingFilter, Secret, redact
 from .shared import Admission, SharedLedger, SharedStore
@@ -111,9 +105,6 @@ _INLINE_PAUSE = 1.0
 #: An app-level token: ``xapp-`` and printable ASCII with no spaces (what may go in a header).
 _APP_TOKEN_RE = re.compile(r"xapp-[\x21-\x7e]+")
 _LIVE = (ConnectionState.CONNECTED, ConnectionState.DRAINING)
-#: Characters of each message logged by ``trace_enabled`` (``all_message_trace_enabled``: all of it).
-_TRACE_SOME = 1000
-_TRACE_ALL = 1 << 62
 
 
 class SocketModeClient(BaseSocketModeClient):
@@ -304,10 +295,6 @@ class SocketModeClient(BaseSocketModeClient):
         self.trace_enabled = trace_enabled
         self.all_message_trace_enabled = all_message_trace_enabled
         self.ping_pong_trace_enabled = ping_pong_trace_enabled
-        self._trace_limit: Optional[int] = (
-            _TRACE_ALL if all_message_trace_enabled else (_TRACE_SOME if trace_enabled else None)
-        )
-        self._trace_pings = trace_enabled or ping_pong_trace_enabled
         self.ping_interval = ping_interval
         self.concurrency = concurrency
         try:
@@ -318,19 +305,19 @@ class SocketModeClient(BaseSocketModeClient):
         self._connect_timeout = connect_timeout
         self._write_timeout = write_timeout
         self._close_timeout = close_timeout
-        self._max_message_size = max_message_size
-        self._allow_insecure_urls = allow_insecure_urls
-        self._debug_reconnects = debug_reconnects
-        self._connect_options = Hidden(self._proxy.websocket_options() if self._proxy is not None else {})
-        self._open_socket = self._proxy.open_tunnel if self._proxy is not None and self._proxy.has_headers else None
-        self._sslopt = {"context": ssl_context} if ssl_context is not None else None
-        if ssl_context is not None and (
-            getattr(ssl_context, "verify_mode", None) == ssl.CERT_NONE
-            or not getattr(ssl_context, "check_hostname", True)
-        ):
-            self.logger.warning(
-                "ssl_context: certificate verification is off; anyone on the network path can read and forge envelopes"
-            )
+        self._connector = Connector(
+            prefix=self._prefix,
+            logger=self.logger,
+            proxy=self._proxy,
+            ssl_context=ssl_context,
+            max_message_size=max_message_size,
+            write_timeout=write_timeout,
+            trace_enabled=trace_enabled,
+            all_message_trace_enabled=all_message_trace_enabled,
+            ping_pong_trace_enabled=ping_pong_trace_enabled,
+            allow_insecure_urls=allow_insecure_urls,
+            debug_reconnects=debug_reconnects,
+        )
 
         self.message_listeners: list[Any] = []
         self.socket_mode_request_listeners: list[Any] = []
@@ -439,7 +426,7 @@ class SocketModeClient(BaseSocketModeClient):
     @wss_uri.setter
     def wss_uri(self, url: Optional[str]) -> None:
         if url is not None:
-            check_socket_url(url, allow_insecure=self._allow_insecure_urls)
+            check_socket_url(url, allow_insecure=self._connector.allow_insecure_urls)
         with self._lock:
             self._wss_uri = self._set_url = url
             self._next_url = url
@@ -515,27 +502,7 @@ class SocketModeClient(BaseSocketModeClient):
             ConnectionFailedError: any other failure (network, ``internal_error``).
             InsecureURLError: the URL is neither ``wss://`` nor ``ws://`` on loopback.
         """
-        # The error is raised after the except clause, so that it keeps no __context__: slack_sdk's
-        # exception holds the response, the request's Authorization header and the WebClient.
-        failure: Optional[SocketModeError] = None
-        try:
-            response = self.web_client.apps_connections_open(app_token=self.app_token)
-        except SlackApiError as e:
-            failure = _api_error(e)
-        except Exception as e:  # urllib, socket and TLS errors from the Web API call
-            failure = ConnectionFailedError(
-                f"apps.connections.open failed: {type(e).__name__}: {redact(str(e))[:200]}",
-                error=type(e).__name__,
-            )
-        if failure is not None:
-            raise failure
-        url = response.get("url")
-        del response  # the request's headers: not in this frame's locals when an error below is raised
-        if not isinstance(url, str):
-            raise ConnectionFailedError("apps.connections.open returned no url", error="no_url")
-        check_socket_url(url, allow_insecure=self._allow_insecure_urls)
-        if self._debug_reconnects and "debug_reconnects=" not in url:
-            url += ("&" if "?" in url else "?") + "debug_reconnects=true"
+        url = self._connector.issue_url(self.web_client, self._app_token)
         self._wss_uri = url
         return url
 
@@ -951,21 +918,7 @@ class SocketModeClient(BaseSocketModeClient):
                         f"apps.connections.open took more than connect_timeout ({self._connect_timeout:g} s)",
                         error="open_timeout",
                     )
-                conn = Connection(
-                    cid,
-                    url,
-                    on_text=self._on_text,
-                    on_closed=self._on_closed,
-                    logger=self.logger,
-                    thread_name=f"{self._prefix}-reader-{cid}",
-                    max_message_size=self._max_message_size,
-                    connect_options=self._connect_options.value,
-                    sslopt=self._sslopt,
-                    write_timeout=self._write_timeout,
-                    open_socket=self._open_socket,
-                    trace_limit=self._trace_limit,
-                    trace_pings=self._trace_pings,
-                )
+                conn = self._connector.connection(cid, url, on_text=self._on_text, on_closed=self._on_closed)
                 with self._lock:
                     self._opening[cid] = conn
                     stopping = self._closed or self._supervisor.state not in _RUNNING_CLIENT
@@ -973,15 +926,8 @@ class SocketModeClient(BaseSocketModeClient):
                     conn.abort()
                 self.logger.info("connection %d: opening %s", cid, conn.url)
                 conn.open(remaining)
-            except SocketModeError as e:
-                error = detached(e)  # the one error boundary: nothing the request held stays reachable
-            except Exception as e:  # a library error we did not foresee must not stall reconnecting
-                self.logger.error(
-                    "connection %d: unexpected error while opening: %s: %s", cid, type(e).__name__, redact(str(e))[:200]
-                )
-                error = ConnectionFailedError(
-                    f"could not open a connection: {type(e).__name__}", error=type(e).__name__
-                )
+            except Exception as e:  # mapped at the one boundary; a surprise must not stall reconnecting
+                error = open_error(cid, e, self.logger)
             with self._rules():
                 self._opening.pop(cid, None)
                 now = time.monotonic()
@@ -1485,35 +1431,6 @@ def _carry_out(io: list[tuple[Connection, Optional[str]]]) -> None:
             conn.abort()
         else:
             conn.close(1000, close_reason)
-
-
-def _api_error(e: SlackApiError) -> SocketModeError:
-    """Translate a Web API error from apps.connections.open (never keeping the request)."""
-    response = e.response
-    status = getattr(response, "status_code", None)
-    error = response.get("error") if hasattr(response, "get") else None
-    error = redact(error)[:100] if isinstance(error, str) else "unknown_error"  # the peer's text
-    if status == 407:
-        return ProxyAuthError(
-            "the proxy refused apps.connections.open: HTTP 407 proxy authentication required "
-            "(check the user and password in the proxy URL)",
-            error="proxy_auth_required",
-        )
-    if status == 429 or error == "ratelimited":
-        headers = getattr(response, "headers", {}) or {}
-        raw = headers.get("Retry-After") or headers.get("retry-after") or "30"
-        try:
-            retry_after = max(0.0, float(raw))
-        except ValueError:
-            retry_after = 30.0
-        return RateLimitedError(
-            f"apps.connections.open is rate limited; retrying after {retry_after:g} s",
-            retry_after=retry_after,
-            status=status,
-        )
-    if error in FATAL_API_ERRORS:
-        return AuthError(f"apps.connections.open refused the app-level token: {error}", error=error)
-    return ConnectionFailedError(f"apps.connections.open failed: {error} (HTTP {status})", error=error, status=status)
 
 
 def _token_kind(token: object) -> str:
