@@ -55,6 +55,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web import WebClient
 
+from .acks import AckRouter
 from .connection import Connection
 from .errors import (
     ConfigurationError,
@@ -79,7 +80,7 @@ from .lifecycle import (
     Transition,
 )
 from .liveness import Liveness
-from .messages import Disconnect, Envelope, Hello, Malformed, parse_message, plain_ack
+from .messages import Disconnect, Envelope, Hello, Malformed, parse_message
 from .opening import Connector, open_error
 from .policy import Backoff, ReconnectPolicy
 from .redaction import Hidden, RedactingFilter, Secret, redact
@@ -328,8 +329,8 @@ class SocketModeClient(BaseSocketModeClient):
         # slack_sdk's attribute, kept for code that takes it; this client never does (no place in the order).
         self.connect_operation_lock = threading.Lock()
 
-        # Lock order 1 (first): guards the supervisor, _connections, _opening, _open_queue,
-        # _deferred_acks, _pending_io and the counters below. No socket call while held (see _rules).
+        # Lock order 1 (first): guards the supervisor, _connections, _opening, _open_queue, _pending_io,
+        # the AckRouter's deferred acks and the counters below. No socket call while held (see _rules).
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._rules_depth = threading.local()  # .n: how deep this thread is in _rules()
@@ -347,7 +348,6 @@ class SocketModeClient(BaseSocketModeClient):
         self._serving: list[Connection] = []  # newest first; replaced whole, read without the lock
         self._live_count = 0
         self._open_queue: deque[int] = deque()
-        self._deferred_acks: list[str] = []
         self._fatal: Optional[FatalError] = None
         self._closed = False
         self._accepting = threading.Event()  # set while new envelopes are dispatched
@@ -357,6 +357,9 @@ class SocketModeClient(BaseSocketModeClient):
         self._set_url: Optional[str] = None  # the URL last given to the wss_uri setter
         self.hello: Optional[Hello] = None
         self._ledger: EnvelopeLedger[Connection] = EnvelopeLedger(dedupe=bool(dedupe))
+        self._acks = AckRouter(
+            self._ledger, lock=self._lock, primary=self._primary, drained=self._maybe_drained, logger=self.logger
+        )
         self._shared: Optional[SharedLedger] = None
         if not isinstance(dedupe, bool):
             try:
@@ -384,7 +387,6 @@ class SocketModeClient(BaseSocketModeClient):
         self._inline_paused_until = 0.0  # after a take-over, the pool takes envelopes for a while
         self._warned_slow = False
         self._warned_full = False
-        self._ack_latencies: deque[float] = deque(maxlen=1024)
         self._opened = 0
         self._reconnects: Counter[str] = Counter()
         self._last_disconnect_reason: Optional[str] = None
@@ -637,7 +639,7 @@ class SocketModeClient(BaseSocketModeClient):
             except ValueError:
                 body = None
             if isinstance(body, dict) and isinstance(body.get("envelope_id"), str):
-                self._send_ack(body["envelope_id"], message)
+                self._acks.send_ack(body["envelope_id"], message)
                 return
         conn = self._primary()
         if conn is None:
@@ -658,7 +660,7 @@ class SocketModeClient(BaseSocketModeClient):
         if isinstance(response, SocketModeResponse):
             envelope_id: Any = response.envelope_id
             if response.payload is None and isinstance(envelope_id, str):  # the common ack, without a payload
-                self._send_ack(envelope_id, None)
+                self._acks.send_ack(envelope_id, None)
                 return
             body = response.to_dict()
         else:
@@ -666,7 +668,7 @@ class SocketModeClient(BaseSocketModeClient):
             envelope_id = body.get("envelope_id")
         if not isinstance(envelope_id, str):
             raise ValueError("a Socket Mode response needs an envelope_id")
-        self._send_ack(envelope_id, _compact_json(body))
+        self._acks.send_ack(envelope_id, _compact_json(body))
 
     def enqueue_message(self, message: str) -> None:
         """Handle ``message`` as if a connection had received it (for tests and tools).
@@ -735,7 +737,7 @@ class SocketModeClient(BaseSocketModeClient):
 
     def stats(self) -> ClientStats:
         """A consistent snapshot of the counters. Thread-safe."""
-        latencies = sorted(self._ack_latencies)
+        latencies = sorted(self._acks.latencies)
         with self._lock:
             ledger = self._ledger
             return ClientStats(
@@ -1101,7 +1103,7 @@ class SocketModeClient(BaseSocketModeClient):
                 hello.approximate_connection_time,
             )
             self._perform(self._supervisor.hello(conn.id, hello.approximate_connection_time, time.monotonic()))
-            deferred, self._deferred_acks = self._deferred_acks, []
+            deferred = self._acks.take_deferred()
         for text in deferred:
             try:
                 conn.send_text(text)
@@ -1199,7 +1201,7 @@ class SocketModeClient(BaseSocketModeClient):
                 envelope.envelope_id,
                 envelope.retry_attempt,
             )
-            self._send_on(conn, ack)
+            self._acks.send_on(conn, ack)
         elif receipt is Receipt.WAIT:
             self.logger.info(
                 "connection %d: envelope %s redelivered (retry_attempt %d) while its listeners run; "
@@ -1229,7 +1231,7 @@ class SocketModeClient(BaseSocketModeClient):
                 envelope.envelope_id,
                 envelope.retry_attempt,
             )
-            self._send_ack(envelope.envelope_id, ack)
+            self._acks.send_ack(envelope.envelope_id, ack)
             return False
         self.logger.info(
             "connection %d: envelope %s (retry_attempt %d) %s; neither running nor acking it",
@@ -1366,43 +1368,6 @@ class SocketModeClient(BaseSocketModeClient):
                         envelope.envelope_id,
                         envelope.type,
                     )
-
-    def _send_ack(self, envelope_id: str, text: Optional[str]) -> None:
-        """Route and send the ack ``text`` (None: the plain ack, without a payload)."""
-        now = time.monotonic()
-        route = self._ledger.ack(envelope_id, text, now)
-        if not route.send:
-            if self.logger.isEnabledFor(logging.DEBUG):
-                self.logger.debug("envelope %s: a second ack was not sent", envelope_id)
-            return
-        origin = route.conn
-        used = self._send_on(origin, plain_ack(envelope_id) if text is None else text)
-        if used is not origin:  # the origin could not send: another connection did, or none (deferred)
-            self._ledger.sent_on(envelope_id, used)
-        if route.received_at is not None:
-            self._ack_latencies.append(now - route.received_at)
-        if origin is not None and origin.draining:
-            self._maybe_drained(origin)
-
-    def _send_on(self, conn: Optional[Connection], text: str) -> Optional[Connection]:
-        """Send ``text`` on ``conn``, else on the newest connection, else defer it; return the one used."""
-        if conn is not None and conn.can_send:
-            try:
-                conn.send_text(text)
-                return conn
-            except NotConnectedError:
-                pass
-        primary = self._primary()
-        if primary is not None and primary is not conn:
-            try:
-                primary.send_text(text)
-                return primary
-            except NotConnectedError:
-                pass
-        with self._lock:
-            self._deferred_acks.append(text)
-        self.logger.warning("no open connection: ack deferred until the next hello")
-        return None
 
     def _primary(self) -> Optional[Connection]:
         for conn in self._serving:
