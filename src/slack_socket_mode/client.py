@@ -24,8 +24,9 @@ those below it; docs/threading.md, "Locks"):
 1. ``_lock`` (an ``RLock``; ``_changed`` is its condition) — the supervisor, the connection
    tables, the deferred acks. No socket call is made while it is held: the close frames and
    aborts the rules ask for are queued and carried out once it is released (:meth:`_rules`).
-2. ``_queue_lock`` (``_room`` and ``_drained`` are its conditions) — queue accounting.
-3. ``_watch_lock`` — inline runs: begin, end and take-over of a reader's listeners.
+2. the dispatcher's ``_queue_lock`` (``_room`` and ``_drained`` are its conditions) — queue
+   accounting (:class:`~slack_socket_mode.dispatch.Dispatcher`).
+3. the dispatcher's ``_watch_lock`` — inline runs: begin, end and take-over of a reader's listeners.
 4. the ledger's lock (:class:`~slack_socket_mode.ledger.EnvelopeLedger`) — one envelope's record.
 5. a connection's send lock (:class:`~slack_socket_mode.connection.Connection`) — its socket's
    write side; nothing is taken while it is held.
@@ -57,6 +58,7 @@ from slack_sdk.web import WebClient
 
 from .acks import AckRouter
 from .connection import Connection
+from .dispatch import Dispatcher
 from .errors import (
     ConfigurationError,
     ConnectionFailedError,
@@ -66,7 +68,7 @@ from .errors import (
     SocketModeError,
 )
 from .interval_runner import IntervalRunner
-from .ledger import EnvelopeLedger, Receipt
+from .ledger import EnvelopeLedger
 from .lifecycle import (
     Abort,
     Action,
@@ -84,7 +86,7 @@ from .messages import Disconnect, Envelope, Hello, Malformed, parse_message
 from .opening import Connector, open_error
 from .policy import Backoff, ReconnectPolicy
 from .redaction import Hidden, RedactingFilter, Secret, redact
-from .shared import Admission, SharedLedger, SharedStore
+from .shared import SharedLedger, SharedStore
 from .stats import ClientStats, HealthStatus, percentile
 from .urls import check_socket_url
 
@@ -100,9 +102,6 @@ LifecycleListener = Callable[[Transition], None]
 _client_numbers = itertools.count(1)
 #: ``json.dumps(…, separators=(",", ":"))`` without building an encoder per call.
 _compact_json = json.JSONEncoder(separators=(",", ":")).encode
-#: Seconds after a take-over (a reader's listeners ran past handoff_after) during which
-#: envelopes go to the worker pool: the app's listeners are slow just now.
-_INLINE_PAUSE = 1.0
 #: An app-level token: ``xapp-`` and printable ASCII with no spaces (what may go in a header).
 _APP_TOKEN_RE = re.compile(r"xapp-[\x21-\x7e]+")
 _LIVE = (ConnectionState.CONNECTED, ConnectionState.DRAINING)
@@ -350,8 +349,6 @@ class SocketModeClient(BaseSocketModeClient):
         self._open_queue: deque[int] = deque()
         self._fatal: Optional[FatalError] = None
         self._closed = False
-        self._accepting = threading.Event()  # set while new envelopes are dispatched
-        self._accepting.set()
         self._wss_uri: Optional[str] = None
         self._next_url: Optional[str] = None  # set by the wss_uri setter: the next connection's URL
         self._set_url: Optional[str] = None  # the URL last given to the wss_uri setter
@@ -366,40 +363,29 @@ class SocketModeClient(BaseSocketModeClient):
                 self._shared = SharedLedger(dedupe, logger=self.logger, thread_name=f"{self._prefix}-lease")
             except ValueError as e:
                 raise ConfigurationError(str(e)) from None
-        self._queued = 0  # envelopes submitted to the workers and not finished
-        self._max_queue = max_queue
-        # Lock order 2: queue accounting (_queued, _waiting_since, _busy_workers, …). It is taken
-        # twice per envelope, and must not contend with the supervisor's lock.
-        self._queue_lock = threading.Lock()
-        # Not a lock: one permit per listener run, inline or on a worker (concurrency counts both).
-        self._slots = threading.Semaphore(concurrency)
-        self._room = threading.Condition(self._queue_lock)  # the reader waits here at max_queue
-        self._drained = threading.Condition(self._queue_lock)  # close() waits here for running listeners
-        self._waiting_since: deque[float] = deque()  # enqueue times of envelopes no worker has started
-        self._slow_queue_warning = slow_queue_warning
-        self._worker_idle_timeout = worker_idle_timeout
-        self._inline = inline_dispatch
-        self._handoff_after = handoff_after
-        # Lock order 3: inline listeners are watched by the health thread, which is woken only when
-        # the first starts after a quiet spell; begin/end/take-over of an inline run are serialised here.
-        self._watch_lock = threading.Lock()
-        self._watching = False
-        self._inline_paused_until = 0.0  # after a take-over, the pool takes envelopes for a while
-        self._warned_slow = False
-        self._warned_full = False
+        self._session = IntervalRunner(self._session_step, None, name=f"{self._prefix}-session", logger=self.logger)
+        self._health = IntervalRunner(self._health_step, None, name=f"{self._prefix}-health", logger=self.logger)
+        self._dispatcher = Dispatcher(
+            self,
+            acks=self._acks,
+            shared=self._shared,
+            connections=lambda: list(self._connections.values()),
+            wake_health=self._health.wake,
+            after_drain=self._maybe_drained,
+            prefix=self._prefix,
+            logger=self.logger,
+            concurrency=concurrency,
+            max_queue=max_queue,
+            slow_queue_warning=slow_queue_warning,
+            worker_idle_timeout=worker_idle_timeout,
+            inline_dispatch=inline_dispatch,
+            handoff_after=handoff_after,
+        )
         self._opened = 0
         self._reconnects: Counter[str] = Counter()
         self._last_disconnect_reason: Optional[str] = None
         self._malformed = 0
-        self._takeovers = 0
 
-        self.message_workers = self._new_workers()
-        self._in_listener = threading.local()  # .active is True on a worker while it runs listeners
-        self._busy_workers = False  # True from the first envelope until the idle pool is retired
-        self._retire_scheduled = False  # the health monitor knows a retirement is due
-        self._last_dispatch = 0.0  # monotonic time the last listener run finished
-        self._session = IntervalRunner(self._session_step, None, name=f"{self._prefix}-session", logger=self.logger)
-        self._health = IntervalRunner(self._health_step, None, name=f"{self._prefix}-health", logger=self.logger)
         self._threads_started = False
 
     # ---- slack_sdk's public interface ----------------------------------------------------------
@@ -529,7 +515,7 @@ class SocketModeClient(BaseSocketModeClient):
             if self._set_url is not None and self._set_url == self._wss_uri and self._live_count == 0:
                 self._next_url = self._set_url  # slack_sdk's connect() opens wss_uri while it is set
             self._fatal = None
-            self._accepting.set()
+            self._dispatcher.accepting.set()
             self._perform(self._supervisor.start(time.monotonic()))
             deadline = None if timeout is None else time.monotonic() + timeout
             while (
@@ -592,19 +578,9 @@ class SocketModeClient(BaseSocketModeClient):
             if self._closed:
                 return
             self._closed = True
-            self._accepting.clear()
-        with self._queue_lock:
-            self._room.notify_all()
-            end = final_end - min(self._close_timeout + 0.5, timeout / 2)
-            if self._queued:
-                self.logger.info(
-                    "close(): no new envelopes; waiting up to %g s for %d running or queued",
-                    timeout,
-                    self._queued,
-                )
-            own = 1 if getattr(self._in_listener, "active", False) else 0  # close() from a listener
-            while self._queued > own and time.monotonic() < end:
-                self._drained.wait(end - time.monotonic())
+            self._dispatcher.stop_accepting()
+        end = final_end - min(self._close_timeout + 0.5, timeout / 2)
+        self._dispatcher.wait_for_listeners(end, timeout)
         if self._shared is not None:  # within close()'s one deadline: half of what is left, at most 1 s
             self._shared.close(min(1.0, max(0.0, (final_end - time.monotonic()) / 2)))
         with self._rules():
@@ -613,7 +589,7 @@ class SocketModeClient(BaseSocketModeClient):
         self._await_connections(conns, final_end - min(0.5, timeout / 4))
         self._health.stop(0.0)  # both asked to stop first: one that is slow to end costs the other nothing
         self._session.stop(0.0)
-        self.message_workers.shutdown(wait=False, cancel_futures=True)
+        self._dispatcher.shutdown()
         me = threading.current_thread()
         ours = [t for t in threading.enumerate() if t.name.startswith(f"{self._prefix}-") and t is not me]
         for thread in ours:
@@ -689,10 +665,7 @@ class SocketModeClient(BaseSocketModeClient):
         if not isinstance(parsed, Envelope):
             self.logger.info("enqueue_message: not connected; ignored a message (%s)", type(parsed).__name__)
             return
-        with self._queue_lock:
-            if self._closed:
-                raise SocketModeError("the client is closed; create a new one")
-            self.message_workers.submit(self._run_listeners, parsed, message)
+        self._dispatcher.submit_unconnected(parsed, message)
 
     def process_message(self) -> None:
         """Not used: messages are dispatched as they arrive. Kept for slack_sdk compatibility."""
@@ -704,7 +677,7 @@ class SocketModeClient(BaseSocketModeClient):
         """Run every listener for ``message`` on the calling thread (slack_sdk compatibility)."""
         parsed = parse_message(raw_message)
         if isinstance(parsed, Envelope):
-            self._run_listeners(parsed, raw_message)
+            self._dispatcher.run_listeners(parsed, raw_message)
 
     # ---- visible state -------------------------------------------------------------------------
 
@@ -726,14 +699,16 @@ class SocketModeClient(BaseSocketModeClient):
     @property
     def queue_depth(self) -> int:
         """Envelopes received and waiting for a free worker."""
-        return len(self._waiting_since)
+        return self._dispatcher.queue_depth
 
     def oldest_wait(self) -> float:
         """Seconds the oldest envelope still waiting for a worker has waited (0.0 if none)."""
-        try:
-            return max(0.0, time.monotonic() - self._waiting_since[0])
-        except IndexError:
-            return 0.0
+        return self._dispatcher.oldest_wait()
+
+    @property
+    def message_workers(self) -> ThreadPoolExecutor:  # type: ignore[override]
+        """The worker pool (slack_sdk's attribute); replaced by an empty one after an idle spell."""
+        return self._dispatcher.workers
 
     def stats(self) -> ClientStats:
         """A consistent snapshot of the counters. Thread-safe."""
@@ -753,8 +728,8 @@ class SocketModeClient(BaseSocketModeClient):
                 acks_suppressed=ledger.suppressed_acks,
                 acks_crossed=ledger.crossed_acks,
                 malformed_messages=self._malformed,
-                reader_takeovers=self._takeovers,
-                queue_depth=len(self._waiting_since),
+                reader_takeovers=self._dispatcher.takeovers,
+                queue_depth=self._dispatcher.queue_depth,
                 oldest_wait=self.oldest_wait(),
                 ack_latency_p50=percentile(latencies, 0.50),
                 ack_latency_p90=percentile(latencies, 0.90),
@@ -995,68 +970,13 @@ class SocketModeClient(BaseSocketModeClient):
                 next_at = self._supervisor.next_deadline() if next_at is None else next_at
         for conn in pings:
             conn.ping()
-        watch_at = self._watch_inline(now)
+        watch_at = self._dispatcher.watch_inline(now)
         if watch_at is not None:
             next_at = watch_at if next_at is None else min(next_at, watch_at)
-        retire_at = self._retire_idle_workers(now)
+        retire_at = self._dispatcher.retire_idle_workers(now)
         if retire_at is not None:
             next_at = retire_at if next_at is None else min(next_at, retire_at)
         return None if next_at is None else max(0.0, next_at - time.monotonic())
-
-    def _watch_inline(self, now: float) -> Optional[float]:
-        """Give a connection a new reader when its reader's own listeners run past ``handoff_after``.
-
-        Returns when to look again, or None when no reader runs listeners (the watch then
-        sleeps until the next inline run wakes it).
-        """
-        if not self._watching:
-            return None
-        taken: list[tuple[int, float]] = []
-        next_at: Optional[float] = None
-        with self._watch_lock:
-            for conn in list(self._connections.values()):
-                since = conn.inline_since
-                if since is None:
-                    continue
-                due = since + self._handoff_after
-                if now >= due:
-                    self._inline_paused_until = now + _INLINE_PAUSE  # set before the new reader reads
-                    if conn.take_over():
-                        taken.append((conn.id, now - since))
-                elif next_at is None or due < next_at:
-                    next_at = due
-            if next_at is None:
-                self._watching = False
-        for cid, ran in taken:
-            self._takeovers += 1
-            if self.logger.isEnabledFor(logging.DEBUG):
-                self.logger.debug(
-                    "connection %d: listeners have run on the reader for %.3f s; a new reader goes on reading",
-                    cid,
-                    ran,
-                )
-        return next_at
-
-    def _new_workers(self) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=f"{self._prefix}-worker")
-
-    def _retire_idle_workers(self, now: float) -> Optional[float]:
-        """After a burst, let the worker threads go once the client has been idle for a while.
-
-        ``ThreadPoolExecutor`` keeps every thread it ever started; after ``worker_idle_timeout``
-        seconds without an envelope the pool is replaced by an empty one (it starts threads
-        again on demand) and the old one's threads exit. Returns when to look again, or None.
-        """
-        with self._queue_lock:
-            if not self._busy_workers or self._closed:
-                return None
-            due = self._last_dispatch + self._worker_idle_timeout
-            if self._queued or now < due:
-                return max(due, now + 0.001) if not self._queued else now + self._worker_idle_timeout
-            old, self.message_workers = self.message_workers, self._new_workers()
-            self._busy_workers = self._retire_scheduled = False
-        old.shutdown(wait=False)
-        return None
 
     def _await_connections(self, conns: list[Connection], end: float) -> None:
         """Wait until ``end`` (monotonic seconds) for ``conns`` to end, aborting those that have not."""
@@ -1076,7 +996,7 @@ class SocketModeClient(BaseSocketModeClient):
             self._notify_message(text)
         message = parse_message(text)
         if type(message) is Envelope:
-            self._on_envelope(conn, message, text)
+            self._dispatcher.on_envelope(conn, message, text)
         elif isinstance(message, Hello):
             self._on_hello(conn, message)
         elif isinstance(message, Disconnect):
@@ -1149,225 +1069,6 @@ class SocketModeClient(BaseSocketModeClient):
     def _notify_open(self, conn: Connection) -> None:
         """A connection finished its handshake (on the session thread). slack_sdk's built-in client has no
         ``on_open`` listeners; :mod:`slack_socket_mode.websocket_client` calls its own here."""
-
-    def _on_envelope(self, conn: Connection, envelope: Envelope, text: str) -> None:
-        if not self._accepting.is_set():
-            self.logger.info("connection %d: not dispatching envelope %s: closing", conn.id, envelope.envelope_id)
-            return
-        received = time.monotonic()
-        receipt, ack = self._ledger.receive(envelope.envelope_id, conn, received)
-        if receipt is Receipt.DISPATCH:
-            if self._shared is not None and not self._admit_shared(conn, envelope):
-                return
-            with self._queue_lock:
-                now = received
-                if self._queued >= self._max_queue:
-                    self._wait_for_room(conn)
-                    now = time.monotonic()
-                if not self._accepting.is_set():  # close() began meanwhile: Slack redelivers it elsewhere
-                    if self._shared is not None:
-                        self._shared.release(envelope.envelope_id)  # no store call here: the lease thread makes it
-                    return
-                self._queued += 1
-                # Run it here, on the reader, when no envelope waits for a worker and a slot is free.
-                inline = (
-                    self._inline
-                    and not self._waiting_since
-                    and self._queued <= self.concurrency
-                    and now >= self._inline_paused_until
-                    and conn.is_reader()
-                    and self._slots.acquire(blocking=False)  # a free slot of concurrency (released below)
-                )
-                if not inline:
-                    self._busy_workers = True
-                    self._waiting_since.append(now)
-                    self.message_workers.submit(self._dispatch, envelope, text)
-            if inline:
-                self._dispatch_inline(conn, envelope, text, now)
-            return
-        if receipt is Receipt.CROSSED:
-            if self.logger.isEnabledFor(logging.DEBUG):
-                self.logger.debug(
-                    "connection %d: envelope %s redelivered (retry_attempt %d) as its ack went out on this "
-                    "connection; that ack settles it",
-                    conn.id,
-                    envelope.envelope_id,
-                    envelope.retry_attempt,
-                )
-        elif receipt is Receipt.REACK and ack is not None:
-            self.logger.info(
-                "connection %d: envelope %s redelivered (retry_attempt %d) after its ack; acking again",
-                conn.id,
-                envelope.envelope_id,
-                envelope.retry_attempt,
-            )
-            self._acks.send_on(conn, ack)
-        elif receipt is Receipt.WAIT:
-            self.logger.info(
-                "connection %d: envelope %s redelivered (retry_attempt %d) while its listeners run; "
-                "not dispatching it again",
-                conn.id,
-                envelope.envelope_id,
-                envelope.retry_attempt,
-            )
-        elif receipt is Receipt.IGNORE:
-            self.logger.warning(
-                "connection %d: envelope %s redelivered, but its listeners already ran without acking it; "
-                "not dispatching it again",
-                conn.id,
-                envelope.envelope_id,
-            )
-
-    def _admit_shared(self, conn: Connection, envelope: Envelope) -> bool:
-        """Ask the shared ledger about a first delivery; True to run it (see :mod:`.shared`)."""
-        assert self._shared is not None
-        admission, ack = self._shared.admit(envelope)
-        if admission is Admission.RUN:
-            return True
-        if admission is Admission.ACK and ack is not None:
-            self.logger.info(
-                "connection %d: envelope %s (retry_attempt %d) was handled by another replica; acking it as it did",
-                conn.id,
-                envelope.envelope_id,
-                envelope.retry_attempt,
-            )
-            self._acks.send_ack(envelope.envelope_id, ack)
-            return False
-        self.logger.info(
-            "connection %d: envelope %s (retry_attempt %d) %s; neither running nor acking it",
-            conn.id,
-            envelope.envelope_id,
-            envelope.retry_attempt,
-            "was handled by another replica without an ack"
-            if admission is Admission.SETTLED
-            else "is held by another replica, or the shared ledger is unavailable",
-        )
-        self._ledger.release(envelope.envelope_id)
-        return False
-
-    def _wait_for_room(self, conn: Connection) -> None:
-        """Block the reader (queue lock held) until a worker frees a slot. Pauses liveness meanwhile."""
-        assert self._queue_lock.locked(), "_wait_for_room waits on _room: the queue lock must be held"
-        if not self._warned_full:  # once per burst: the flag resets when the queue drains
-            self._warned_full = True
-            self.logger.warning(
-                "connection %d: %d envelopes queued (max_queue); pausing reads while workers catch up",
-                conn.id,
-                self._queued,
-            )
-        conn.backpressured = True
-        try:
-            while self._queued >= self._max_queue and self._accepting.is_set():
-                self._room.wait()
-        finally:
-            conn.backpressured = False
-            conn.last_received = time.monotonic()  # the pause was ours, not the server's silence
-
-    # ---- workers -------------------------------------------------------------------------------
-
-    def _dispatch_inline(self, conn: Connection, envelope: Envelope, text: str, now: float) -> None:
-        """Run the listeners on the reader thread, watched by the health thread (see handoff_after)."""
-        with self._watch_lock:
-            conn.begin_inline(now)
-            wake = not self._watching
-            self._watching = True
-        if wake:
-            self._health.wake()
-        try:
-            self._run_and_settle(envelope, text)
-        finally:
-            with self._watch_lock:
-                conn.end_inline()
-            self._slots.release()
-
-    def _dispatch(self, envelope: Envelope, text: str) -> None:
-        """Run the listeners on a worker thread."""
-        started = time.monotonic()
-        try:
-            waited = started - self._waiting_since.popleft()
-        except IndexError:
-            waited = 0.0
-        if waited > self._slow_queue_warning and not self._warned_slow:
-            self._warned_slow = True
-            self.logger.warning(
-                "envelope %s waited %.1f s for a free worker (%d queued); Slack redelivers envelopes not acked "
-                "within 3 s: raise concurrency (now %d), or ack before doing slow work",
-                envelope.envelope_id,
-                waited,
-                len(self._waiting_since),
-                self.concurrency,
-            )
-        self._slots.acquire()  # inline runs count towards concurrency too: wait for one of them to end
-        try:
-            self._run_and_settle(envelope, text)
-        finally:
-            self._slots.release()
-
-    def _run_and_settle(self, envelope: Envelope, text: str) -> None:
-        """Run the listeners, then account for the envelope (queue, drain, close())."""
-        self._in_listener.active = True
-        try:
-            self._run_listeners(envelope, text)
-        finally:
-            self._in_listener.active = False
-            if self._shared is not None:
-                self._shared.finish(envelope.envelope_id, *self._ledger.ack_of(envelope.envelope_id))
-            conn = self._ledger.handled(envelope.envelope_id)
-            with self._queue_lock:
-                self._queued -= 1
-                self._last_dispatch = time.monotonic()
-                if self._queued == 0 and not self._retire_scheduled:
-                    self._retire_scheduled = True  # once per burst: the monitor reschedules itself
-                    self._health.wake()
-                if self._queued <= 1 and self._closed:  # close() waits for 0, or 1 when called from a listener
-                    self._drained.notify_all()
-                if self._queued == 0:
-                    self._warned_slow = self._warned_full = False  # the burst is over: warn again on the next
-                if self._queued == self._max_queue - 1:
-                    self._room.notify()
-            if conn is not None and conn.draining:
-                self._maybe_drained(conn)
-
-    def _run_listeners(self, envelope: Envelope, text: str) -> None:
-        body = envelope.body
-        for listener in self.message_listeners:
-            try:
-                listener(self, body, text)
-            except Exception:
-                self.logger.exception(
-                    "message listener %r failed on envelope %s (%s)",
-                    listener,
-                    envelope.envelope_id,
-                    envelope.type,
-                )
-        if self.socket_mode_request_listeners:
-            try:
-                request = SocketModeRequest.from_dict(body)
-            except (ValueError, TypeError) as e:  # parse_message refuses such shapes; a caller may not have
-                self.logger.warning(
-                    "envelope %s (%s): request listeners skipped: %s",
-                    redact(envelope.envelope_id),
-                    redact(envelope.type)[:64],
-                    type(e).__name__,
-                )
-                return
-            if request is None:
-                self.logger.warning(
-                    "envelope %s (%s) has no payload; request listeners skipped",
-                    envelope.envelope_id,
-                    envelope.type,
-                )
-                return
-            for rl in self.socket_mode_request_listeners:
-                try:
-                    rl(self, request)
-                except Exception:
-                    self.logger.exception(
-                        "request listener %r failed on envelope %s (%s)",
-                        rl,
-                        envelope.envelope_id,
-                        envelope.type,
-                    )
 
     def _primary(self) -> Optional[Connection]:
         for conn in self._serving:
