@@ -1033,19 +1033,12 @@ class SocketModeClient(BaseSocketModeClient):
     def _on_closed(self, conn: Connection, reason: str) -> None:
         code = conn.close_code if conn.close_code is not None else 1006
         with self._rules():
-            state = self._supervisor.connection_state(conn.id)
-            if state not in (ConnectionState.DRAINING, ConnectionState.CLOSING, ConnectionState.CLOSED):
+            unexpected = self._supervisor.lost_unexpectedly(conn.id)
+            if unexpected:
                 self._reconnects[reason.split(" (", maxsplit=1)[0]] += 1
-                if not self._auto_reconnect and self._supervisor.state not in (ClientState.CLOSED,):
+                if not self._auto_reconnect and self._supervisor.state is not ClientState.CLOSED:
                     self.logger.warning("connection %d lost (%s); auto_reconnect_enabled is off", conn.id, reason)
-                    others = [i for i in self._supervisor.connected_ids() if i != conn.id and i in self._connections]
-                    if not others:  # stop first: lost() alone would plan a replacement the session thread may start
-                        self._perform(self._supervisor.stop(time.monotonic(), final=False))
-                    self._perform(self._supervisor.lost(conn.id, reason, time.monotonic()))
-                else:
-                    self._perform(self._supervisor.lost(conn.id, reason, time.monotonic()))
-            else:
-                self._perform(self._supervisor.lost(conn.id, reason, time.monotonic()))
+            self._perform(self._supervisor.lost(conn.id, reason, time.monotonic(), reconnect=self._auto_reconnect))
         self._notify_close(code, reason)
 
     # ---- slack_sdk's listeners (slack_socket_mode.websocket_client calls them its own way) -------
