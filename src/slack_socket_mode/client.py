@@ -44,10 +44,7 @@ import math
 import re
 import threading
 import time
-from collections import Counter, deque
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
@@ -61,31 +58,23 @@ from .connection import Connection
 from .dispatch import Dispatcher
 from .errors import (
     ConfigurationError,
-    ConnectionFailedError,
     ConnectTimeoutError,
-    FatalError,
     NotConnectedError,
     SocketModeError,
 )
-from .interval_runner import IntervalRunner
 from .ledger import EnvelopeLedger
 from .lifecycle import (
-    Abort,
-    Action,
     ClientState,
-    Close,
     ConnectionState,
-    Drain,
-    Fail,
-    Open,
     Supervisor,
     Transition,
 )
 from .liveness import Liveness
 from .messages import Disconnect, Envelope, Hello, Malformed, parse_message
-from .opening import Connector, open_error
+from .opening import Connector
 from .policy import Backoff, ReconnectPolicy
-from .redaction import Hidden, RedactingFilter, Secret, redact
+from .redaction import Hidden, RedactingFilter, Secret
+from .session import Session
 from .shared import SharedLedger, SharedStore
 from .stats import ClientStats, HealthStatus, percentile
 from .urls import check_socket_url
@@ -290,7 +279,6 @@ class SocketModeClient(BaseSocketModeClient):
             raise ConfigurationError("pass base_url or web_client, not both (set base_url on your WebClient)")
         self.web_client = web_client
         self.default_auto_reconnect_enabled = auto_reconnect_enabled
-        self._auto_reconnect = auto_reconnect_enabled
         self.receive_buffer_size = receive_buffer_size
         self.trace_enabled = trace_enabled
         self.all_message_trace_enabled = all_message_trace_enabled
@@ -302,8 +290,6 @@ class SocketModeClient(BaseSocketModeClient):
         except ValueError as e:
             raise ConfigurationError(str(e)) from None
         self._policy: ReconnectPolicy = reconnect_policy if reconnect_policy is not None else Backoff()
-        self._connect_timeout = connect_timeout
-        self._write_timeout = write_timeout
         self._close_timeout = close_timeout
         self._connector = Connector(
             prefix=self._prefix,
@@ -328,13 +314,17 @@ class SocketModeClient(BaseSocketModeClient):
         # slack_sdk's attribute, kept for code that takes it; this client never does (no place in the order).
         self.connect_operation_lock = threading.Lock()
 
-        # Lock order 1 (first): guards the supervisor, _connections, _opening, _open_queue, _pending_io,
-        # the AckRouter's deferred acks and the counters below. No socket call while held (see _rules).
-        self._lock = threading.RLock()
-        self._changed = threading.Condition(self._lock)
-        self._rules_depth = threading.local()  # .n: how deep this thread is in _rules()
-        self._pending_io: list[tuple[Connection, Optional[str]]] = []  # (conn, close reason or None: abort)
-        self._supervisor = Supervisor(
+        self._wss_uri: Optional[str] = None
+        self._set_url: Optional[str] = None  # the URL last given to the wss_uri setter
+        self.hello: Optional[Hello] = None
+        self._ledger: EnvelopeLedger[Connection] = EnvelopeLedger(dedupe=bool(dedupe))
+        self._shared: Optional[SharedLedger] = None
+        if not isinstance(dedupe, bool):
+            try:
+                self._shared = SharedLedger(dedupe, logger=self.logger, thread_name=f"{self._prefix}-lease")
+            except ValueError as e:
+                raise ConfigurationError(str(e)) from None
+        supervisor = Supervisor(
             self._policy,
             connections=connections,
             hello_timeout=hello_timeout,
@@ -342,36 +332,30 @@ class SocketModeClient(BaseSocketModeClient):
             close_timeout=close_timeout,
             open_timeout=connect_timeout,
         )
-        self._connections: dict[int, Connection] = {}
-        self._opening: dict[int, Connection] = {}  # handshakes under way on the session thread
-        self._serving: list[Connection] = []  # newest first; replaced whole, read without the lock
-        self._live_count = 0
-        self._open_queue: deque[int] = deque()
-        self._fatal: Optional[FatalError] = None
-        self._closed = False
-        self._wss_uri: Optional[str] = None
-        self._next_url: Optional[str] = None  # set by the wss_uri setter: the next connection's URL
-        self._set_url: Optional[str] = None  # the URL last given to the wss_uri setter
-        self.hello: Optional[Hello] = None
-        self._ledger: EnvelopeLedger[Connection] = EnvelopeLedger(dedupe=bool(dedupe))
-        self._acks = AckRouter(
-            self._ledger, lock=self._lock, primary=self._primary, drained=self._maybe_drained, logger=self.logger
+        self._session = Session(
+            self,
+            supervisor=supervisor,
+            connector=self._connector,
+            ledger=self._ledger,
+            liveness=self._liveness,
+            on_text=self._on_text,
+            prefix=self._prefix,
+            logger=self.logger,
+            connect_timeout=connect_timeout,
+            write_timeout=write_timeout,
+            auto_reconnect=auto_reconnect_enabled,
         )
-        self._shared: Optional[SharedLedger] = None
-        if not isinstance(dedupe, bool):
-            try:
-                self._shared = SharedLedger(dedupe, logger=self.logger, thread_name=f"{self._prefix}-lease")
-            except ValueError as e:
-                raise ConfigurationError(str(e)) from None
-        self._session = IntervalRunner(self._session_step, None, name=f"{self._prefix}-session", logger=self.logger)
-        self._health = IntervalRunner(self._health_step, None, name=f"{self._prefix}-health", logger=self.logger)
+        session = self._session
+        self._acks = AckRouter(
+            self._ledger, lock=session.lock, primary=session.primary, drained=session.maybe_drained, logger=self.logger
+        )
         self._dispatcher = Dispatcher(
             self,
             acks=self._acks,
             shared=self._shared,
-            connections=lambda: list(self._connections.values()),
-            wake_health=self._health.wake,
-            after_drain=self._maybe_drained,
+            connections=lambda: list(session.connections.values()),
+            wake_health=session.wake_health,
+            after_drain=session.maybe_drained,
             prefix=self._prefix,
             logger=self.logger,
             concurrency=concurrency,
@@ -381,12 +365,7 @@ class SocketModeClient(BaseSocketModeClient):
             inline_dispatch=inline_dispatch,
             handoff_after=handoff_after,
         )
-        self._opened = 0
-        self._reconnects: Counter[str] = Counter()
-        self._last_disconnect_reason: Optional[str] = None
-        self._malformed = 0
-
-        self._threads_started = False
+        session.attach(self._acks, self._dispatcher)
 
     # ---- slack_sdk's public interface ----------------------------------------------------------
 
@@ -415,9 +394,9 @@ class SocketModeClient(BaseSocketModeClient):
     def wss_uri(self, url: Optional[str]) -> None:
         if url is not None:
             check_socket_url(url, allow_insecure=self._connector.allow_insecure_urls)
-        with self._lock:
+        with self._session.lock:
             self._wss_uri = self._set_url = url
-            self._next_url = url
+            self._session.next_url = url
 
     @property
     def proxy(self) -> Optional[str]:
@@ -433,7 +412,7 @@ class SocketModeClient(BaseSocketModeClient):
     @property
     def closed(self) -> bool:  # type: ignore[override]
         """True once :meth:`close` was called."""
-        return self._closed
+        return self._session.closed
 
     @property
     def auto_reconnect_enabled(self) -> bool:
@@ -443,28 +422,28 @@ class SocketModeClient(BaseSocketModeClient):
         ``default_auto_reconnect_enabled``, as slack_sdk does. Rotations Slack asks for
         (``disconnect``) are followed either way.
         """
-        return self._auto_reconnect
+        return self._session.auto_reconnect
 
     @auto_reconnect_enabled.setter
     def auto_reconnect_enabled(self, enabled: bool) -> None:
-        with self._lock:
-            self._auto_reconnect = bool(enabled)
+        with self._session.lock:
+            self._session.auto_reconnect = bool(enabled)
 
     def session_id(self) -> Optional[str]:
         """An identifier of the newest open connection (``"slack_socket_mode-1-3"``), or None.
 
         Unique in the process; it names the connection's reader thread in logs as well.
         """
-        conn = self._primary()
+        conn = self._session.primary()
         return None if conn is None else f"{self._prefix}-{conn.id}"
 
     @property
     def state(self) -> ClientState:
         """The client's :class:`~slack_socket_mode.lifecycle.ClientState`."""
-        return self._supervisor.state
+        return self._session.supervisor.state
 
     def __repr__(self) -> str:
-        return f"<SocketModeClient {self._prefix} state={self.state.value} connections={self._live_count}>"
+        return f"<SocketModeClient {self._prefix} state={self.state.value} connections={self._session.live_count}>"
 
     def __enter__(self) -> SocketModeClient:
         return self
@@ -479,7 +458,7 @@ class SocketModeClient(BaseSocketModeClient):
 
     def is_connected(self) -> bool:
         """True while at least one connection has said ``hello`` and is open."""
-        return self._live_count > 0
+        return self._session.live_count > 0
 
     def issue_new_wss_url(self) -> str:
         """Call ``apps.connections.open`` and return the new single-use URL.
@@ -507,20 +486,20 @@ class SocketModeClient(BaseSocketModeClient):
             ConnectTimeoutError: no ``hello`` within ``timeout``; the client stops trying.
             SocketModeError: the client was closed, or close()/disconnect() interrupted the wait.
         """
-        with self._rules():
-            if self._closed:
+        with self._session.rules():
+            if self._session.closed:
                 raise SocketModeError("the client is closed; create a new one")
-            self._start_threads()
-            self._auto_reconnect = bool(self.default_auto_reconnect_enabled)
-            if self._set_url is not None and self._set_url == self._wss_uri and self._live_count == 0:
-                self._next_url = self._set_url  # slack_sdk's connect() opens wss_uri while it is set
-            self._fatal = None
+            self._session.start_threads()
+            self._session.auto_reconnect = bool(self.default_auto_reconnect_enabled)
+            if self._set_url is not None and self._set_url == self._wss_uri and self._session.live_count == 0:
+                self._session.next_url = self._set_url  # slack_sdk's connect() opens wss_uri while it is set
+            self._session.fatal = None
             self._dispatcher.accepting.set()
-            self._perform(self._supervisor.start(time.monotonic()))
+            self._session.perform(self._session.supervisor.start(time.monotonic()))
             deadline = None if timeout is None else time.monotonic() + timeout
             while (
-                self._live_count == 0
-                and self._fatal is None
+                self._session.live_count == 0
+                and self._session.fatal is None
                 and self.state
                 not in (
                     ClientState.CLOSED,
@@ -530,9 +509,9 @@ class SocketModeClient(BaseSocketModeClient):
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     break
-                self._changed.wait(remaining)
-            fatal = self._fatal
-            connected = self._live_count > 0
+                self._session.changed.wait(remaining)
+            fatal = self._session.fatal
+            connected = self._session.live_count > 0
             stopped = self.state in (ClientState.CLOSED, ClientState.DISCONNECTED)
         if fatal is not None:
             raise fatal
@@ -548,8 +527,10 @@ class SocketModeClient(BaseSocketModeClient):
             self.connect()
             return
         if force:
-            with self._rules():
-                self._perform(self._supervisor.refresh("connect_to_new_endpoint(force=True)", time.monotonic()))
+            with self._session.rules():
+                self._session.perform(
+                    self._session.supervisor.refresh("connect_to_new_endpoint(force=True)", time.monotonic())
+                )
 
     def disconnect(self) -> None:
         """Close every connection (close frames, bounded handshake) and stop reconnecting.
@@ -557,10 +538,10 @@ class SocketModeClient(BaseSocketModeClient):
         :meth:`connect` may be called again afterwards. Returns within ``close_timeout`` seconds
         plus a little.
         """
-        with self._rules():
-            self._perform(self._supervisor.stop(time.monotonic(), final=False))
-            conns = list(self._connections.values())
-        self._await_connections(conns, time.monotonic() + self._close_timeout)
+        with self._session.rules():
+            self._session.perform(self._session.supervisor.stop(time.monotonic(), final=False))
+            conns = list(self._session.connections.values())
+        self._session.await_connections(conns, time.monotonic() + self._close_timeout)
 
     def close(self, timeout: float = 5.0) -> None:
         """Shut down for good: finish running listeners, send their acks, close, join threads.
@@ -574,21 +555,20 @@ class SocketModeClient(BaseSocketModeClient):
         return, a Web API call that does not answer) is named in a WARNING. Idempotent.
         """
         final_end = time.monotonic() + timeout
-        with self._lock:
-            if self._closed:
+        with self._session.lock:
+            if self._session.closed:
                 return
-            self._closed = True
+            self._session.closed = True
             self._dispatcher.stop_accepting()
         end = final_end - min(self._close_timeout + 0.5, timeout / 2)
         self._dispatcher.wait_for_listeners(end, timeout)
         if self._shared is not None:  # within close()'s one deadline: half of what is left, at most 1 s
             self._shared.close(min(1.0, max(0.0, (final_end - time.monotonic()) / 2)))
-        with self._rules():
-            self._perform(self._supervisor.stop(time.monotonic(), final=True))
-            conns = list(self._connections.values())
-        self._await_connections(conns, final_end - min(0.5, timeout / 4))
-        self._health.stop(0.0)  # both asked to stop first: one that is slow to end costs the other nothing
-        self._session.stop(0.0)
+        with self._session.rules():
+            self._session.perform(self._session.supervisor.stop(time.monotonic(), final=True))
+            conns = list(self._session.connections.values())
+        self._session.await_connections(conns, final_end - min(0.5, timeout / 4))
+        self._session.stop_threads()
         self._dispatcher.shutdown()
         me = threading.current_thread()
         ours = [t for t in threading.enumerate() if t.name.startswith(f"{self._prefix}-") and t is not me]
@@ -617,7 +597,7 @@ class SocketModeClient(BaseSocketModeClient):
             if isinstance(body, dict) and isinstance(body.get("envelope_id"), str):
                 self._acks.send_ack(body["envelope_id"], message)
                 return
-        conn = self._primary()
+        conn = self._session.primary()
         if conn is None:
             raise NotConnectedError("no open Socket Mode connection")
         conn.send_text(message)
@@ -657,7 +637,7 @@ class SocketModeClient(BaseSocketModeClient):
         Raises:
             SocketModeError: the client is closed.
         """
-        conn = self._primary()
+        conn = self._session.primary()
         if conn is not None:
             self._on_text(conn, message)
             return
@@ -713,21 +693,21 @@ class SocketModeClient(BaseSocketModeClient):
     def stats(self) -> ClientStats:
         """A consistent snapshot of the counters. Thread-safe."""
         latencies = sorted(self._acks.latencies)
-        with self._lock:
+        with self._session.lock:
             ledger = self._ledger
             return ClientStats(
                 state=self.state.value,
-                connections_open=self._live_count,
+                connections_open=self._session.live_count,
                 num_connections=self.num_connections,
-                connections_opened=self._opened,
-                reconnects=dict(self._reconnects),
-                last_disconnect_reason=self._last_disconnect_reason,
+                connections_opened=self._session.opened,
+                reconnects=dict(self._session.reconnects),
+                last_disconnect_reason=self._session.last_disconnect_reason,
                 envelopes_received=ledger.received,
                 envelopes_acked=ledger.acked,
                 envelopes_deduplicated=ledger.deduplicated,
                 acks_suppressed=ledger.suppressed_acks,
                 acks_crossed=ledger.crossed_acks,
-                malformed_messages=self._malformed,
+                malformed_messages=self._session.malformed,
                 reader_takeovers=self._dispatcher.takeovers,
                 queue_depth=self._dispatcher.queue_depth,
                 oldest_wait=self.oldest_wait(),
@@ -753,242 +733,6 @@ class SocketModeClient(BaseSocketModeClient):
             return HealthStatus(False, f"an envelope has waited {wait:.1f} s for a worker", state, wait, shared)
         return HealthStatus(True, "", state, wait, shared)
 
-    # ---- carrying out the rules ----------------------------------------------------------------
-
-    def _start_threads(self) -> None:
-        if not self._threads_started:
-            self._threads_started = True
-            self._session.start()
-            self._health.start()
-
-    @contextmanager
-    def _rules(self) -> Iterator[None]:
-        """Hold ``_lock`` to consult the rules; carry out the socket calls they asked for once it is released.
-
-        Close frames and aborts queued by :meth:`_perform` are made after the outermost
-        ``_rules`` of this thread releases the lock (nested uses leave them to it). Neither
-        blocks: a close frame is written only if the socket can take it, else the
-        connection is aborted.
-        """
-        depth = getattr(self._rules_depth, "n", 0)
-        self._rules_depth.n = depth + 1
-        io: list[tuple[Connection, Optional[str]]] = []
-        try:
-            with self._lock:
-                yield
-                if depth == 0:
-                    io, self._pending_io = self._pending_io, []
-        finally:
-            self._rules_depth.n = depth
-        _carry_out(io)
-
-    def _perform(self, actions: list[Action]) -> None:
-        """Carry out the supervisor's actions. Called with the lock held, inside :meth:`_rules`.
-
-        Socket calls (close frames, aborts) are queued in ``_pending_io``, never made here.
-        """
-        assert getattr(self._rules_depth, "n", 0) > 0, "_perform is called inside _rules()"
-        notify: list[Callable[[], None]] = []
-        while actions:
-            more: list[Action] = []
-            for action in actions:
-                if isinstance(action, Transition):
-                    self._log_transition(action, notify)
-                elif isinstance(action, Open):
-                    self._open_queue.append(action.connection_id)
-                    self._session.wake()
-                elif isinstance(action, Drain):
-                    conn = self._connections.get(action.connection_id)
-                    if conn is not None:
-                        conn.draining = True
-                        if self._ledger.inflight(conn) == 0:
-                            more += self._supervisor.drained(conn.id, time.monotonic())
-                elif isinstance(action, Close):
-                    conn = self._connections.get(action.connection_id)
-                    if conn is not None:
-                        self._pending_io.append((conn, action.reason))
-                elif isinstance(action, Abort):
-                    conn = self._connections.get(action.connection_id) or self._opening.get(action.connection_id)
-                    if conn is not None:
-                        self.logger.warning("connection %d: aborting (%s)", conn.id, action.reason)
-                        self._pending_io.append((conn, None))
-                elif isinstance(action, Fail):
-                    self._fatal = action.error
-                    self.logger.error("Socket Mode stopped: %s", action.error)
-                    error = action.error
-                    notify.append(lambda error=error: self._notify_error(error))  # type: ignore[misc]
-            actions = more
-        ids = self._supervisor.serving_ids()
-        self._serving = [self._connections[i] for i in ids if i in self._connections]
-        self._live_count = sum(1 for i in self._supervisor.connected_ids() if i in self._connections)
-        self._changed.notify_all()
-        self._health.wake()
-        if notify:
-            # listeners are the application's code: run them without our lock (and make the
-            # socket calls due so far first: a listener may wait for their outcome)
-            io, self._pending_io = self._pending_io, []
-            depth = getattr(self._rules_depth, "n", 0)
-            self._lock.release()
-            self._rules_depth.n = 0
-            try:
-                _carry_out(io)
-                for call in notify:
-                    call()
-            finally:
-                self._rules_depth.n = depth
-                self._lock.acquire()
-
-    def _log_transition(self, t: Transition, notify: list[Callable[[], None]]) -> None:
-        old = t.old.value if t.old is not None else "new"
-        who = "client" if t.connection_id is None else f"connection {t.connection_id}"
-        self.logger.info("%s: %s -> %s (%s)", who, old, t.new.value, redact(t.reason))
-        if t.connection_id is not None and t.new is ConnectionState.CLOSED:
-            self._forget(t.connection_id)
-        if self.lifecycle_listeners:
-            notify.append(lambda t=t: self._notify_lifecycle(t))  # type: ignore[misc]
-
-    def _forget(self, connection_id: int) -> None:
-        conn = self._connections.pop(connection_id, None)
-        if conn is not None and not conn.ended:
-            self._pending_io.append((conn, None))
-
-    def _notify_lifecycle(self, t: Transition) -> None:
-        for listener in list(self.lifecycle_listeners):
-            try:
-                listener(t)
-            except Exception:
-                self.logger.exception("lifecycle listener %r failed", listener)
-
-    def _notify_error(self, error: Exception) -> None:
-        for listener in list(self.on_error_listeners):
-            try:
-                listener(error)
-            except Exception:
-                self.logger.exception("error listener %r failed", listener)
-
-    def _session_step(self) -> Optional[float]:
-        """Open the connections the supervisor asked for (blocking calls, one at a time).
-
-        One deadline, ``connect_timeout``, covers the Web API call and the handshake: the
-        handshake gets what the call left, and the health thread aborts a handshake still under
-        way at the deadline (the supervisor's ``Abort`` for a ``CONNECTING`` connection reaches
-        it through ``_opening``), as does ``close()``.
-        """
-        while True:
-            with self._rules():
-                if not self._open_queue:
-                    return None
-                cid = self._open_queue.popleft()
-                if self._supervisor.connection_state(cid) is not ConnectionState.CONNECTING:
-                    continue
-            deadline = time.monotonic() + self._connect_timeout
-            conn: Optional[Connection] = None
-            error: Optional[Exception] = None
-            try:
-                with self._lock:
-                    url, self._next_url = self._next_url, None
-                if url is None:
-                    url = self.issue_new_wss_url()
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise ConnectionFailedError(
-                        f"apps.connections.open took more than connect_timeout ({self._connect_timeout:g} s)",
-                        error="open_timeout",
-                    )
-                conn = self._connector.connection(cid, url, on_text=self._on_text, on_closed=self._on_closed)
-                with self._lock:
-                    self._opening[cid] = conn
-                    stopping = self._closed or self._supervisor.state not in _RUNNING_CLIENT
-                if stopping:
-                    conn.abort()
-                self.logger.info("connection %d: opening %s", cid, conn.url)
-                conn.open(remaining)
-            except Exception as e:  # mapped at the one boundary; a surprise must not stall reconnecting
-                error = open_error(cid, e, self.logger)
-            with self._rules():
-                self._opening.pop(cid, None)
-                now = time.monotonic()
-                if conn is None or error is not None:
-                    failure = error or ConnectionFailedError("could not open a connection", error="unknown")
-                    level = logging.ERROR if isinstance(failure, FatalError) else logging.WARNING
-                    self.logger.log(level, "connection %d: %s", cid, failure)
-                    self._perform(self._supervisor.open_failed(cid, failure, now))
-                else:
-                    self._connections[cid] = conn
-                    self._opened += 1
-                    conn.start()
-                    self._perform(self._supervisor.opened(cid, now))
-            if conn is not None and error is None:  # opened: the application's listeners run without the lock
-                self._notify_open(conn)
-                continue
-            if not isinstance(failure, FatalError):  # a FatalError reached the listeners through Fail
-                self._notify_error(failure)
-
-    def _health_step(self) -> Optional[float]:
-        """Fire due deadlines; ping; replace dead connections. Returns seconds until the next one.
-
-        Never waits on a connection's I/O: a ping is sent only if it cannot block
-        (:meth:`Connection.ping`), and a write that has run past ``write_timeout`` gets its
-        connection aborted and replaced.
-        """
-        now = time.monotonic()
-        pings: list[Connection] = []
-        with self._rules():
-            actions = self._supervisor.tick(now)
-            next_at = self._supervisor.next_deadline()
-            for writer in list(self._connections.values()):
-                overdue = writer.write_overdue(now)
-                if overdue is not None:
-                    reason = f"a write has not finished in {overdue:.1f} s (the peer does not read)"
-                    self.logger.warning("connection %d: %s; replacing it", writer.id, reason)
-                    self._reconnects["write timeout"] += 1
-                    actions += self._supervisor.dead(writer.id, reason, now) or [Abort(writer.id, reason)]
-                    continue
-                due = writer.write_deadline()
-                if due is None:  # a write that starts while this thread sleeps is seen within write_timeout
-                    due = now + self._write_timeout
-                next_at = due if next_at is None else min(next_at, due)
-            for cid in self._supervisor.connected_ids():
-                conn = self._connections.get(cid)
-                if conn is None:
-                    continue
-                if conn.backpressured:  # our own pause, not the server's silence: look again later
-                    recheck = now + self._liveness.ping_timeout
-                    next_at = recheck if next_at is None else min(next_at, recheck)
-                    continue
-                verdict = self._liveness.check(now, last_received=conn.last_received, last_ping=conn.last_ping)
-                if verdict.dead is not None:
-                    self.logger.warning("connection %d: %s; replacing it", cid, verdict.dead)
-                    self._reconnects["no pong" if "pong" in verdict.dead else "no frames"] += 1
-                    actions += self._supervisor.dead(cid, verdict.dead, now)
-                    continue
-                if verdict.ping:
-                    pings.append(conn)
-                next_at = verdict.next_check if next_at is None else min(next_at, verdict.next_check)
-            if actions:
-                self._perform(actions)
-                next_at = self._supervisor.next_deadline() if next_at is None else next_at
-        for conn in pings:
-            conn.ping()
-        watch_at = self._dispatcher.watch_inline(now)
-        if watch_at is not None:
-            next_at = watch_at if next_at is None else min(next_at, watch_at)
-        retire_at = self._dispatcher.retire_idle_workers(now)
-        if retire_at is not None:
-            next_at = retire_at if next_at is None else min(next_at, retire_at)
-        return None if next_at is None else max(0.0, next_at - time.monotonic())
-
-    def _await_connections(self, conns: list[Connection], end: float) -> None:
-        """Wait until ``end`` (monotonic seconds) for ``conns`` to end, aborting those that have not."""
-        for conn in conns:
-            if conn.is_reader():  # called by a listener on this connection's reader: it cannot read the reply
-                conn.abort()
-                continue
-            if not conn.wait_ended(max(0.0, end - time.monotonic())):
-                conn.abort()
-        for conn in conns:
-            conn.join(max(0.05, end - time.monotonic()))
-
     # ---- reader threads ------------------------------------------------------------------------
 
     def _on_text(self, conn: Connection, text: str) -> None:
@@ -998,50 +742,25 @@ class SocketModeClient(BaseSocketModeClient):
         if type(message) is Envelope:
             self._dispatcher.on_envelope(conn, message, text)
         elif isinstance(message, Hello):
-            self._on_hello(conn, message)
+            self._session.on_hello(conn, message)
         elif isinstance(message, Disconnect):
-            self.logger.info("connection %d: disconnect (reason %s)", conn.id, message.reason)
-            with self._rules():
-                self._last_disconnect_reason = message.reason
-                self._reconnects[f"disconnect {message.reason}"] += 1
-                self._perform(self._supervisor.disconnect(conn.id, message.reason, time.monotonic()))
+            self._session.on_disconnect(conn, message.reason)
         elif isinstance(message, Malformed):
-            self._malformed += 1
+            self._session.malformed += 1
             self.logger.warning(
                 "connection %d: skipped a message of %d characters: %s", conn.id, len(text), message.problem
             )
         elif self.logger.isEnabledFor(logging.DEBUG):
             self.logger.debug("connection %d: ignored a message of type %s", conn.id, message.type)
 
-    def _on_hello(self, conn: Connection, hello: Hello) -> None:
-        with self._rules():
-            self.hello = hello
-            self.logger.info(
-                "connection %d: hello (num_connections=%s, approximate_connection_time=%s s)",
-                conn.id,
-                hello.num_connections,
-                hello.approximate_connection_time,
-            )
-            self._perform(self._supervisor.hello(conn.id, hello.approximate_connection_time, time.monotonic()))
-            deferred = self._acks.take_deferred()
-        for text in deferred:
-            try:
-                conn.send_text(text)
-            except NotConnectedError:
-                self.logger.warning("connection %d: could not send a deferred ack", conn.id)
-
-    def _on_closed(self, conn: Connection, reason: str) -> None:
-        code = conn.close_code if conn.close_code is not None else 1006
-        with self._rules():
-            unexpected = self._supervisor.lost_unexpectedly(conn.id)
-            if unexpected:
-                self._reconnects[reason.split(" (", maxsplit=1)[0]] += 1
-                if not self._auto_reconnect and self._supervisor.state is not ClientState.CLOSED:
-                    self.logger.warning("connection %d lost (%s); auto_reconnect_enabled is off", conn.id, reason)
-            self._perform(self._supervisor.lost(conn.id, reason, time.monotonic(), reconnect=self._auto_reconnect))
-        self._notify_close(code, reason)
-
     # ---- slack_sdk's listeners (slack_socket_mode.websocket_client calls them its own way) -------
+
+    def _notify_error(self, error: Exception) -> None:
+        for listener in list(self.on_error_listeners):
+            try:
+                listener(error)
+            except Exception:
+                self.logger.exception("error listener %r failed", listener)
 
     def _notify_message(self, text: str) -> None:
         """Call the ``on_message`` listeners with a text message (on the reader thread)."""
@@ -1062,34 +781,6 @@ class SocketModeClient(BaseSocketModeClient):
     def _notify_open(self, conn: Connection) -> None:
         """A connection finished its handshake (on the session thread). slack_sdk's built-in client has no
         ``on_open`` listeners; :mod:`slack_socket_mode.websocket_client` calls its own here."""
-
-    def _primary(self) -> Optional[Connection]:
-        for conn in self._serving:
-            if conn.can_send:
-                return conn
-        with self._lock:
-            for cid in reversed(self._supervisor.connected_ids()):
-                conn_ = self._connections.get(cid)
-                if conn_ is not None and conn_.can_send:
-                    return conn_
-        return None
-
-    def _maybe_drained(self, conn: Connection) -> None:
-        if conn.draining and self._ledger.inflight(conn) == 0:
-            with self._rules():
-                self._perform(self._supervisor.drained(conn.id, time.monotonic()))
-
-
-_RUNNING_CLIENT = (ClientState.CONNECTING, ClientState.CONNECTED, ClientState.RECONNECTING)
-
-
-def _carry_out(io: list[tuple[Connection, Optional[str]]]) -> None:
-    """Make the socket calls the rules asked for (never with the client's lock held; none blocks)."""
-    for conn, close_reason in io:
-        if close_reason is None:
-            conn.abort()
-        else:
-            conn.close(1000, close_reason)
 
 
 def _token_kind(token: object) -> str:
