@@ -188,7 +188,7 @@ class Session:
 
         Socket calls (close frames, aborts) are queued in ``_pending_io``, never made here.
         """
-        assert getattr(self._rules_depth, "n", 0) > 0, "_perform is called inside _rules()"
+        assert getattr(self._rules_depth, "n", 0) > 0, "perform() is called inside rules()"
         notify: list[Callable[[], None]] = []
         while actions:
             more: list[Action] = []
