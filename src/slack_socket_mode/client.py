@@ -311,6 +311,9 @@ class SocketModeClient(BaseSocketModeClient):
         self.on_error_listeners = list(on_error_listeners or [])
         self.on_close_listeners = list(on_close_listeners or [])
         self.lifecycle_listeners: list[LifecycleListener] = list(lifecycle_listeners or [])
+        #: Called with ``(connection number, text)`` for each text message a connection reads, on its
+        #: reader, before the client acts on it (``listen --record`` records with it); None: nothing.
+        self.message_tap: Optional[Callable[[int, str], None]] = None
         # slack_sdk's attribute, kept for code that takes it; this client never does (no place in the order).
         self.connect_operation_lock = threading.Lock()
 
@@ -736,6 +739,10 @@ class SocketModeClient(BaseSocketModeClient):
     # ---- reader threads ------------------------------------------------------------------------
 
     def _on_text(self, conn: Connection, text: str) -> None:
+        """Route one text message a connection read (on its reader thread)."""
+        tap = self.message_tap
+        if tap is not None:
+            tap(conn.id, text)
         if self.on_message_listeners:
             self._notify_message(text)
         message = parse_message(text)
