@@ -40,8 +40,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import math
-import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -69,18 +67,17 @@ from .lifecycle import (
     Supervisor,
     Transition,
 )
-from .liveness import Liveness
 from .messages import Disconnect, Envelope, Hello, Malformed, parse_message
 from .opening import Connector
-from .policy import Backoff, ReconnectPolicy
-from .redaction import Hidden, RedactingFilter, Secret
+from .options import check_options
+from .policy import ReconnectPolicy
 from .session import Session
 from .shared import SharedLedger, SharedStore
 from .stats import ClientStats, HealthStatus, percentile
 from .urls import check_socket_url
 
 if TYPE_CHECKING:  # imported when a proxy is configured: most apps have none
-    from .proxies import ProxySettings
+    pass
 
 __all__ = ["ClientStats", "HealthStatus", "SocketModeClient"]
 
@@ -91,8 +88,6 @@ LifecycleListener = Callable[[Transition], None]
 _client_numbers = itertools.count(1)
 #: ``json.dumps(…, separators=(",", ":"))`` without building an encoder per call.
 _compact_json = json.JSONEncoder(separators=(",", ":")).encode
-#: An app-level token: ``xapp-`` and printable ASCII with no spaces (what may go in a header).
-_APP_TOKEN_RE = re.compile(r"xapp-[\x21-\x7e]+")
 _LIVE = (ConnectionState.CONNECTED, ConnectionState.DRAINING)
 
 
@@ -222,62 +217,40 @@ class SocketModeClient(BaseSocketModeClient):
         lifecycle_listeners: Optional[list[LifecycleListener]] = None,
         write_timeout: float = 5.0,
     ) -> None:
-        if isinstance(app_token, str):
-            app_token = app_token.strip()  # a token read from a file or a Kubernetes secret keeps its newline
-        if not isinstance(app_token, str) or not _APP_TOKEN_RE.fullmatch(app_token):
-            raise ConfigurationError(
-                "app_token must be an app-level token: 'xapp-' followed by printable characters with no "
-                f"spaces (got {_token_kind(app_token)}); create one under Basic Information > App-Level Tokens"
-            )
-        if not 1 <= connections <= 10:
-            raise ConfigurationError("connections must be between 1 and 10 (Slack's limit per app)")
-        if concurrency < 1:
-            raise ConfigurationError("concurrency must be at least 1")
-        if max_queue < 1:
-            raise ConfigurationError("max_queue must be at least 1")
-        if not handoff_after > 0:
-            raise ConfigurationError("handoff_after must be a positive number of seconds")
-        if max_message_size < 1024:
-            raise ConfigurationError("max_message_size must be at least 1024 bytes")
-        if receive_buffer_size < 16:
-            raise ConfigurationError("receive_buffer_size must be at least 16 bytes (as in slack_sdk)")
+        self.logger = logger or logging.getLogger("slack_socket_mode")
+        options = check_options(
+            app_token,
+            logger=self.logger,
+            web_client=web_client,
+            base_url=base_url,
+            ssl_context=ssl_context,
+            proxy=proxy,
+            proxy_headers=proxy_headers,
+            http_proxy_host=http_proxy_host,
+            http_proxy_port=http_proxy_port,
+            http_proxy_auth=http_proxy_auth,
+            proxy_type=proxy_type,
+            connections=connections,
+            concurrency=concurrency,
+            max_queue=max_queue,
+            handoff_after=handoff_after,
+            max_message_size=max_message_size,
+            receive_buffer_size=receive_buffer_size,
+            connect_timeout=connect_timeout,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            receive_timeout=receive_timeout,
+            reconnect_policy=reconnect_policy,
+        )
         self._number = next(_client_numbers)
         self._prefix = f"slack_socket_mode-{self._number}"
-        self._app_token = Secret(app_token)
-        self.logger = logger or logging.getLogger("slack_socket_mode")
-        self._proxy: Optional[ProxySettings] = None  # the environment's proxies apply (see .proxies)
-        if proxy or http_proxy_host:
-            from .proxies import ProxySettings  # noqa: PLC0415 -- only apps with a proxy pay for it
-        if proxy:
-            self._proxy = ProxySettings.parse(proxy)
-        elif http_proxy_host:
-            self._proxy = ProxySettings.from_websocket_client_options(
-                http_proxy_host, http_proxy_port, http_proxy_auth, proxy_type
-            )
-        self._proxy_headers = Hidden(dict(proxy_headers) if proxy_headers else None)
-        if proxy_headers:
-            if self._proxy is not None and self._proxy.is_http:
-                self._proxy = self._proxy.with_headers(proxy_headers)
-            else:
-                self.logger.warning(
-                    "proxy_headers are sent only to an http:// proxy given with proxy= or http_proxy_host=; ignored"
-                )
-        if ssl_context is None and web_client is not None:
-            ssl_context = getattr(web_client, "ssl", None)  # slack_sdk connects with web_client.ssl too
-        if web_client is None:
-            web_logger = logging.getLogger(f"{self.logger.name}.web_client")
-            if not any(isinstance(f, RedactingFilter) for f in web_logger.filters):
-                web_logger.addFilter(RedactingFilter())  # a peer's answer may echo the request's headers
-            web_client = WebClient(
-                base_url=base_url or WebClient.BASE_URL,
-                proxy=self._proxy.url if self._proxy is not None and self._proxy.is_http else None,
-                ssl=ssl_context,
-                timeout=max(1, math.ceil(connect_timeout)),  # slack_sdk's own is 30 s per attempt
-                logger=web_logger,
-            )
-        elif base_url is not None:
-            raise ConfigurationError("pass base_url or web_client, not both (set base_url on your WebClient)")
-        self.web_client = web_client
+        self._app_token = options.app_token
+        self._proxy = options.proxy
+        self._proxy_headers = options.proxy_headers
+        self._liveness = options.liveness
+        self._policy = options.policy
+        ssl_context = options.ssl_context
+        self.web_client = options.web_client
         self.default_auto_reconnect_enabled = auto_reconnect_enabled
         self.receive_buffer_size = receive_buffer_size
         self.trace_enabled = trace_enabled
@@ -285,11 +258,6 @@ class SocketModeClient(BaseSocketModeClient):
         self.ping_pong_trace_enabled = ping_pong_trace_enabled
         self.ping_interval = ping_interval
         self.concurrency = concurrency
-        try:
-            self._liveness = Liveness(ping_interval, ping_timeout, receive_timeout)
-        except ValueError as e:
-            raise ConfigurationError(str(e)) from None
-        self._policy: ReconnectPolicy = reconnect_policy if reconnect_policy is not None else Backoff()
         self._close_timeout = close_timeout
         self._connector = Connector(
             prefix=self._prefix,
@@ -788,15 +756,3 @@ class SocketModeClient(BaseSocketModeClient):
     def _notify_open(self, conn: Connection) -> None:
         """A connection finished its handshake (on the session thread). slack_sdk's built-in client has no
         ``on_open`` listeners; :mod:`slack_socket_mode.websocket_client` calls its own here."""
-
-
-def _token_kind(token: object) -> str:
-    """What kind of value ``token`` is, in words that never echo it."""
-    if not isinstance(token, str):
-        return type(token).__name__
-    if not token:
-        return "an empty string"
-    kind = Secret(token).kind
-    if kind == "xapp":
-        return "an xapp- token with spaces or control characters in it"
-    return f"a {kind}- token" if kind != "secret" else "a value of another shape"
