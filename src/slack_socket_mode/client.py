@@ -457,33 +457,10 @@ class SocketModeClient(BaseSocketModeClient):
             ConnectTimeoutError: no ``hello`` within ``timeout``; the client stops trying.
             SocketModeError: the client was closed, or close()/disconnect() interrupted the wait.
         """
-        with self._session.rules():
-            if self._session.closed:
-                raise SocketModeError("the client is closed; create a new one")
-            self._session.start_threads()
-            self._session.auto_reconnect = bool(self.default_auto_reconnect_enabled)
-            if self._set_url is not None and self._set_url == self._wss_uri and self._session.live_count == 0:
-                self._session.next_url = self._set_url  # slack_sdk's connect() opens wss_uri while it is set
-            self._session.fatal = None
-            self._dispatcher.accepting.set()
-            self._session.perform(self._session.supervisor.start(time.monotonic()))
-            deadline = None if timeout is None else time.monotonic() + timeout
-            while (
-                self._session.live_count == 0
-                and self._session.fatal is None
-                and self.state
-                not in (
-                    ClientState.CLOSED,
-                    ClientState.DISCONNECTED,
-                )
-            ):
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    break
-                self._session.changed.wait(remaining)
-            fatal = self._session.fatal
-            connected = self._session.live_count > 0
-            stopped = self.state in (ClientState.CLOSED, ClientState.DISCONNECTED)
+        reopen = self._set_url if self._set_url is not None and self._set_url == self._wss_uri else None
+        fatal, connected, stopped = self._session.start(
+            timeout, auto_reconnect=bool(self.default_auto_reconnect_enabled), reopen_url=reopen
+        )
         if fatal is not None:
             raise fatal
         if stopped:

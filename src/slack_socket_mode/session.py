@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Callable, Optional
 
 from .connection import Connection
-from .errors import ConnectionFailedError, FatalError, NotConnectedError
+from .errors import ConnectionFailedError, FatalError, NotConnectedError, SocketModeError
 from .interval_runner import IntervalRunner
 from .ledger import EnvelopeLedger
 from .lifecycle import (
@@ -155,6 +155,48 @@ class Session:
             self.last_disconnect_reason = reason
             self.reconnects[f"disconnect {reason}"] += 1
             self.perform(self.supervisor.disconnect(conn.id, reason, time.monotonic()))
+
+    def start(
+        self, timeout: Optional[float], *, auto_reconnect: bool, reopen_url: Optional[str]
+    ) -> tuple[Optional[FatalError], bool, bool]:
+        """connect(): start the threads and the rules, and wait up to ``timeout`` s for the first ``hello``.
+
+        ``reopen_url`` is the URL the app set (``wss_uri``) while it is still the newest: it is
+        opened again, as slack_sdk's ``connect()`` does. Returns ``(fatal error or None, connected,
+        stopped by close() or disconnect())``.
+
+        Raises:
+            SocketModeError: the client is closed.
+        """
+        with self.rules():
+            if self.closed:
+                raise SocketModeError("the client is closed; create a new one")
+            self.start_threads()
+            self.auto_reconnect = auto_reconnect
+            if reopen_url is not None and self.live_count == 0:
+                self.next_url = reopen_url  # slack_sdk's connect() opens wss_uri while it is set
+            self.fatal = None
+            if self._dispatcher is not None:
+                self._dispatcher.accepting.set()
+            self.perform(self.supervisor.start(time.monotonic()))
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while (
+                self.live_count == 0
+                and self.fatal is None
+                and self.supervisor.state
+                not in (
+                    ClientState.CLOSED,
+                    ClientState.DISCONNECTED,
+                )
+            ):
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                self.changed.wait(remaining)
+            fatal = self.fatal
+            connected = self.live_count > 0
+            stopped = self.supervisor.state in (ClientState.CLOSED, ClientState.DISCONNECTED)
+        return fatal, connected, stopped
 
     def start_threads(self) -> None:
         if not self._threads_started:
