@@ -59,8 +59,12 @@ class Dispatcher:
         after_drain: called with a draining connection once one of its envelopes was handled.
         prefix: the client's thread-name prefix; workers are ``<prefix>-worker_<k>``.
         logger: where to log.
-        concurrency, max_queue, slow_queue_warning, worker_idle_timeout, inline_dispatch,
-            handoff_after: the client's options of those names.
+        concurrency: how many listener runs at once, inline and on workers together.
+        max_queue: envelopes waiting for or running in a worker; at the bound the reader waits.
+        slow_queue_warning: seconds an envelope may wait for a worker before a WARNING.
+        worker_idle_timeout: seconds without an envelope before the pool's threads are let go.
+        inline_dispatch: let a reader run an envelope's listeners itself when nothing waits.
+        handoff_after: seconds a reader's own listeners may run before a new reader takes over.
 
     Thread-safety: :meth:`on_envelope` is called by readers, :meth:`watch_inline` and
     :meth:`retire_idle_workers` by the ``health`` thread, the rest by any thread.
