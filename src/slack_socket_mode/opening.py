@@ -14,13 +14,15 @@ No thread and no lock of the client's is used here: the ``session`` thread calls
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from typing import TYPE_CHECKING, Any, Callable, Optional
+from urllib.parse import urlsplit
 
+import websocket
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import WebClient
 
-from .connection import Connection
 from .errors import (
     FATAL_API_ERRORS,
     AuthError,
@@ -31,12 +33,13 @@ from .errors import (
     detached,
 )
 from .redaction import Hidden, Secret, redact
-from .urls import check_socket_url
+from .urls import check_socket_url, safe_url
 
-if TYPE_CHECKING:  # imported when a proxy is configured: most apps have none
-    from .proxies import ProxySettings
+if TYPE_CHECKING:
+    from .connection import Connection, OpenSocket
+    from .proxies import ProxySettings  # imported when a proxy is configured: most apps have none
 
-__all__ = ["Connector", "api_error", "open_error"]
+__all__ = ["Connector", "api_error", "brief", "handshake_error", "open_error", "tunnel"]
 
 #: Characters of each message logged by ``trace_enabled`` (``all_message_trace_enabled``: all of it).
 _TRACE_SOME = 1000
@@ -139,6 +142,8 @@ class Connector:
         on_closed: Callable[[Connection, str], None],
     ) -> Connection:
         """A new :class:`Connection` to ``url``, not yet open (its reader is ``<prefix>-reader-<id>``)."""
+        from .connection import Connection  # noqa: PLC0415 -- connection.py uses this module's error mapping
+
         return Connection(
             connection_id,
             url,
@@ -198,3 +203,77 @@ def api_error(e: SlackApiError) -> SocketModeError:
     if error in FATAL_API_ERRORS:
         return AuthError(f"apps.connections.open refused the app-level token: {error}", error=error)
     return ConnectionFailedError(f"apps.connections.open failed: {error} (HTTP {status})", error=error, status=status)
+
+
+def handshake_error(e: Exception, ws: websocket.WebSocket, url: str, *, aborted: bool) -> SocketModeError:
+    """Map an error of a WebSocket handshake to ours (call it inside the ``except`` clause; raise it outside).
+
+    Args:
+        e: what the handshake raised (websocket-client, the socket layer, TLS, the proxy).
+        ws: the websocket-client ``WebSocket`` (its ``handshake_response`` tells a redirect).
+        url: the URL without its query, for the message.
+        aborted: the attempt was aborted (its deadline passed, or the client is closing).
+    """
+    if isinstance(e, SocketModeError):  # from open_socket: the proxy refused the tunnel
+        return e
+    if isinstance(e, websocket.WebSocketProxyException):
+        if "407" in str(e):
+            return ProxyAuthError(
+                "the proxy refused the connection: HTTP 407 proxy authentication required "
+                "(check the user and password in the proxy URL)",
+                error="proxy_auth_required",
+            )
+        return ConnectionFailedError(f"the proxy failed: {brief(e)}", error="proxy_error")
+    if isinstance(e, websocket.WebSocketBadStatusException):
+        return ConnectionFailedError(
+            f"WebSocket handshake with {url} was answered with HTTP {e.status_code}",
+            error="handshake_rejected",
+            status=e.status_code,
+        )
+    return _redirect_refused(ws, url) or ConnectionFailedError(
+        f"could not open {url}: {type(e).__name__}: {brief(e)}"
+        + (" (aborted: the open attempt's deadline passed, or the client is closing)" if aborted else ""),
+        error="open_aborted" if aborted else type(e).__name__,
+    )
+
+
+def _redirect_refused(ws: websocket.WebSocket, url: str) -> Optional[ConnectionFailedError]:
+    """The error for a handshake answered with a redirect (refused: Slack never redirects), or None."""
+    response = getattr(ws, "handshake_response", None)
+    status = getattr(response, "status", None)
+    if not isinstance(status, int) or not 300 <= status < 400:
+        return None
+    headers = getattr(response, "headers", None) or {}
+    location = headers.get("location") if isinstance(headers, dict) else None
+    target = safe_url(location) if isinstance(location, str) else "nowhere (no Location header)"
+    return ConnectionFailedError(
+        f"WebSocket handshake with {url} was answered with HTTP {status}, a redirect to {target}; "
+        "refused (Slack never redirects)",
+        error="redirect_refused",
+        status=status,
+    )
+
+
+def tunnel(
+    open_socket: Optional[OpenSocket], url: str, sslopt: Optional[dict[str, Any]], timeout: float
+) -> socket.socket:
+    """Open the TCP connection to ``url``'s host with ``open_socket``, and start TLS on it for ``wss://``."""
+    assert open_socket is not None
+    parts = urlsplit(url)
+    secure = parts.scheme == "wss"
+    host = parts.hostname or ""
+    sock = open_socket(host, parts.port or (443 if secure else 80), timeout)
+    if not secure:
+        return sock
+    context = (sslopt or {}).get("context") or ssl.create_default_context()
+    try:
+        return context.wrap_socket(sock, server_hostname=host)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def brief(error: BaseException) -> str:
+    """The first line of ``error``'s text, at most 200 characters (for a message; redact what a peer sent)."""
+    text = str(error).splitlines()[0] if str(error) else ""
+    return text[:200]
