@@ -1,29 +1,28 @@
 """The Socket Mode client: a drop-in for ``slack_sdk.socket_mode.SocketModeClient``.
 
-Threads (all named ``slack_socket_mode-<n>-…``, all stopped and joined by :meth:`close`):
+This module is the facade: slack_sdk's constructor, methods and listener hooks, and the routing
+of each text message a connection reads. The work is done by one module per job:
 
-* ``session`` — an :class:`IntervalRunner` woken when a connection must be opened; it gets
-  a fresh URL from ``apps.connections.open`` and does the WebSocket handshake;
-* ``health`` — an :class:`IntervalRunner` that sleeps until the next deadline (a ping, a
-  pong timeout, a rotation, a backoff timer) and fires it;
-* ``reader-<id>`` — one per connection, blocked in ``recv``; it parses each message and
-  runs the listeners of an envelope itself when no envelope is waiting for a worker (no
-  hand-off: the ack goes out from the thread that read the envelope). If those listeners
-  run longer than ``handoff_after``, the health thread starts ``reader-<id>.<n>`` to go on
-  reading, and the old reader ends once its listeners return;
-* ``worker_<k>`` — a ``ThreadPoolExecutor`` of up to ``concurrency`` threads, started on
-  demand, that run the listeners of envelopes that arrive while others run; a listener's
-  ack is sent from the worker itself.
+* :mod:`.options` — checks the constructor's options (:class:`~.options.ClientOptions`);
+* :mod:`.session` — carries out the rules (:mod:`.lifecycle`), owns the client's lock and the
+  one connection table, and runs the ``session`` and ``health`` threads;
+* :mod:`.opening` — gets a URL from ``apps.connections.open`` and makes each connection; the one
+  place an open attempt's errors (Web API, handshake, transport) are mapped and detached;
+* :mod:`.dispatch` — runs each envelope's listeners on its reader (no hand-off) or on the
+  ``worker_<k>`` pool, with the queue, backpressure and the reader's take-over;
+* :mod:`.acks` — sends each ack where the :mod:`.ledger` says, once;
+* :mod:`.stats` — the records :meth:`SocketModeClient.stats` and :meth:`SocketModeClient.health` return.
 
-The rules (what ``hello``, ``disconnect``, a drop or a timeout means) live in
-:mod:`slack_socket_mode.lifecycle`; this module carries them out.
+Threads (all named ``slack_socket_mode-<n>-…``, all stopped and joined by :meth:`SocketModeClient.close`):
+``session`` and ``health`` (:mod:`.session`), ``reader-<id>`` and ``reader-<id>.<n>``
+(:mod:`.connection`), ``worker_<k>`` (:mod:`.dispatch`), ``lease`` (:mod:`.shared`, with a shared ledger).
 
 Locks, in the one order in which they may be taken (a thread holding one may take only
 those below it; docs/threading.md, "Locks"):
 
-1. ``_lock`` (an ``RLock``; ``_changed`` is its condition) — the supervisor, the connection
-   tables, the deferred acks. No socket call is made while it is held: the close frames and
-   aborts the rules ask for are queued and carried out once it is released (:meth:`_rules`).
+1. the session's ``lock`` (an ``RLock``; ``changed`` is its condition) — the supervisor, the
+   connection table, the deferred acks. No socket call is made while it is held: the close frames
+   and aborts the rules ask for are queued and carried out once it is released (``Session.rules()``).
 2. the dispatcher's ``_queue_lock`` (``_room`` and ``_drained`` are its conditions) — queue
    accounting (:class:`~slack_socket_mode.dispatch.Dispatcher`).
 3. the dispatcher's ``_watch_lock`` — inline runs: begin, end and take-over of a reader's listeners.
@@ -31,8 +30,7 @@ those below it; docs/threading.md, "Locks"):
 5. a connection's send lock (:class:`~slack_socket_mode.connection.Connection`) — its socket's
    write side; nothing is taken while it is held.
 
-``_slots`` (a semaphore of ``concurrency``) is not a lock: it counts running listeners, and is
-only waited for with no lock held.
+The facade itself holds no lock of its own.
 """
 
 from __future__ import annotations
