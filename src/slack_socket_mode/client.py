@@ -632,9 +632,13 @@ class SocketModeClient(BaseSocketModeClient):
         return self._dispatcher.oldest_wait()
 
     @property
-    def message_workers(self) -> ThreadPoolExecutor:  # type: ignore[override]
+    def message_workers(self) -> ThreadPoolExecutor:
         """The worker pool (slack_sdk's attribute); replaced by an empty one after an idle spell."""
         return self._dispatcher.workers
+
+    @message_workers.setter
+    def message_workers(self, workers: ThreadPoolExecutor) -> None:
+        self._dispatcher.workers = workers  # writable, as the attribute it replaces was
 
     def stats(self) -> ClientStats:
         """A consistent snapshot of the counters. Thread-safe."""
