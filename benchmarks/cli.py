@@ -20,7 +20,15 @@ from .client_process import KINDS
 from .control import BenchmarkError, Child
 from .procinfo import machine_info
 from .report import evaluate_targets, render
-from .scenarios import FLOOR_SCENARIOS, SCENARIOS, Settings, combine_closed_loop, run_scenario
+from .scenarios import (
+    FLOOR_SCENARIOS,
+    ROUND_SCENARIOS,
+    SCENARIOS,
+    Settings,
+    combine_closed_loop,
+    combine_mix,
+    run_scenario,
+)
 from .server_process import server_main
 
 __all__ = ["main"]
@@ -89,7 +97,7 @@ def _summary(scenario: str, result: dict[str, Any]) -> str:
     """A few words on a scenario's result, for the progress line."""
     if result.get("failed"):
         return "FAILED: " + str(result["failed"]).strip().splitlines()[-1]
-    if scenario == "closed_loop":
+    if scenario in ROUND_SCENARIOS:
         return f"p50 {result['rtt_ms']['p50']:.3f} ms, {result['cpu_per_envelope_us']:.0f} µs CPU/envelope"
     if scenario == "burst":
         rate = result["rate"] or 0.0
@@ -112,8 +120,7 @@ def _schedule(settings: Settings, scenarios: list[str], kinds: list[str]) -> lis
     """(scenario, client) in the order they run: scenario by scenario; closed-loop rounds interleaved."""
     order: list[tuple[str, str]] = []
     for scenario in scenarios:
-        rounds = settings.closed_rounds if scenario == "closed_loop" else 1
-        for _ in range(rounds):
+        for _ in range(settings.rounds(scenario)):
             order += [(scenario, kind) for kind in kinds if kind != "floor" or scenario in FLOOR_SCENARIOS]
     return order
 
@@ -141,13 +148,16 @@ def run(settings: Settings, scenarios: list[str], kinds: list[str], log_dir: Opt
                     server = Child(server_main, "server")
             result["elapsed"] = time.monotonic() - started
             parts.setdefault((scenario, kind), []).append(result)
-            shown = combine_closed_loop([result]) if scenario == "closed_loop" and not result.get("failed") else result
+            shown = (
+                combine_closed_loop([result]) if scenario in ROUND_SCENARIOS and not result.get("failed") else result
+            )
             _progress(f"{scenario:12} {kind:17} {result['elapsed']:5.1f} s  {_summary(scenario, shown)}")
     finally:
         server.stop()
     results: dict[str, dict[str, Any]] = {}
     for (scenario, kind), runs in parts.items():
-        results.setdefault(scenario, {})[kind] = combine_closed_loop(runs) if scenario == "closed_loop" else runs[0]
+        combine = {"closed_loop": combine_closed_loop, "closed_loop_mix": combine_mix}.get(scenario)
+        results.setdefault(scenario, {})[kind] = combine(runs) if combine is not None else runs[0]
     return results
 
 

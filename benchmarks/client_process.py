@@ -3,7 +3,8 @@
 The suite starts one of these per client and scenario (``spawn``: a fresh interpreter) and
 drives it through :mod:`benchmarks.control`. The process builds the client with its default
 settings, pointed at the local server's Web API, adds one request listener that acks the
-envelope and records that it ran, and connects. It then answers ``sample`` (its own CPU,
+envelope (a slash command with a payload) and records that it ran, and connects. It then
+answers ``pin`` (to run on given cores only), ``sample`` (its own CPU,
 context switches, threads and memory, see :mod:`benchmarks.procinfo`, plus how often the
 listener ran per envelope) and ``close`` (timed).
 
@@ -25,7 +26,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Callable, Optional
 
 from .control import serve
-from .procinfo import sample_self, threads_detail
+from .procinfo import pin_process, sample_self, threads_detail
 
 __all__ = ["APP_TOKEN", "KINDS", "client_main"]
 
@@ -77,9 +78,15 @@ class _ClientUnderTest:
         else:
             raise ValueError(f"unknown client kind {kind!r}")
 
+        from .floor import SLASH_COMMAND_REPLY
+
         def listener(client: Any, request: SocketModeRequest) -> None:
-            """Ack at once (the documented pattern), then record the run."""
-            client.send_socket_mode_response(SocketModeResponse(envelope_id=request.envelope_id))
+            """Ack at once (the documented pattern; a slash command with a reply), then record the run."""
+            if request.type == "slash_commands":
+                response = SocketModeResponse(envelope_id=request.envelope_id, payload=SLASH_COMMAND_REPLY)
+            else:
+                response = SocketModeResponse(envelope_id=request.envelope_id)
+            client.send_socket_mode_response(response)
             runs_append(request.envelope_id)
 
         t_construct = time.monotonic()
@@ -147,4 +154,4 @@ def client_main(conn: Connection, log_path: Optional[str] = None) -> None:
     root.setLevel(logging.WARNING)
     sys.stderr.flush()
     under_test = _ClientUnderTest()
-    serve(conn, {"start": under_test.start, "sample": under_test.sample, "close": under_test.close})
+    serve(conn, {"start": under_test.start, "sample": under_test.sample, "close": under_test.close, "pin": pin_process})

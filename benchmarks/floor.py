@@ -1,7 +1,8 @@
 """The one-thread floor: the least any Socket Mode client can do per envelope in Python.
 
 One thread on websocket-client's low-level ``websocket.WebSocket`` does nothing but
-``recv``, ``json.loads`` and send the ack. No listeners, no hand-off to a worker, no
+``recv``, ``json.loads`` and send the ack (with :data:`SLASH_COMMAND_REPLY` as the payload
+for a slash command, as every client in the suite acks one). No listeners, no hand-off to a worker, no
 reconnects, no pings of its own (websocket-client answers the server's pings inside
 ``recv``). Every client in the suite is compared with it.
 """
@@ -11,11 +12,14 @@ from __future__ import annotations
 import json
 import threading
 import urllib.request
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import websocket
 
-__all__ = ["FloorClient"]
+__all__ = ["SLASH_COMMAND_REPLY", "FloorClient"]
+
+#: The ack payload every client in the suite sends for a slash command (the mixed workload).
+SLASH_COMMAND_REPLY: dict[str, Any] = {"response_type": "ephemeral", "text": "Done: your request was queued."}
 
 
 class FloorClient:
@@ -63,10 +67,14 @@ class FloorClient:
                 return
             if not text:  # a close frame (or an empty message): stop
                 return
-            envelope_id = loads(text).get("envelope_id")
+            envelope = loads(text)
+            envelope_id = envelope.get("envelope_id")
             if envelope_id is not None:
+                ack: dict[str, Any] = {"envelope_id": envelope_id}
+                if envelope.get("type") == "slash_commands":
+                    ack["payload"] = SLASH_COMMAND_REPLY
                 try:
-                    send(dumps({"envelope_id": envelope_id}))
+                    send(dumps(ack))
                 except Exception:
                     return
                 on_envelope(envelope_id)

@@ -55,6 +55,7 @@ def fill(entries: int) -> EnvelopeLedger[object]:
         ledger.receive(envelope_id, conn, time.monotonic())
         text = None if n % 10 else '{"envelope_id":"' + envelope_id + '","payload":{"text":"Thanks!"}}'
         ledger.ack(envelope_id, text, time.monotonic())
+        ledger.written(conn)
         ledger.handled(envelope_id)
     assert len(ledger) == entries
     return ledger

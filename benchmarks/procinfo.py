@@ -18,7 +18,7 @@ import time
 from importlib import metadata
 from typing import Any, Optional
 
-__all__ = ["cpu_seconds", "delta", "machine_info", "sample_self", "threads_detail"]
+__all__ = ["cpu_seconds", "delta", "machine_info", "pin_process", "sample_self", "threads_detail"]
 
 
 def _status_fields() -> dict[str, str]:
@@ -86,6 +86,28 @@ def threads_detail() -> dict[str, dict[str, float]]:
                 vcsw = int(line.split()[1])
         detail[thread.name] = {"vcsw": vcsw, "cpu": on_cpu_ns / 1e9}
     return detail
+
+
+def pin_process(cpus: Optional[list[int]]) -> Optional[list[int]]:
+    """Pin every thread of this process (and the threads it starts later) to ``cpus``.
+
+    ``os.sched_setaffinity`` on Linux sets one thread's affinity; new threads inherit their
+    creator's, so each existing thread (``/proc/self/task``) is set. ``None`` allows every core
+    again.
+
+    Returns:
+        The cores the calling thread may now run on, or None where affinity is not supported
+        (not Linux) or the machine has a single core.
+    """
+    if not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2:
+        return None
+    wanted = set(cpus) if cpus is not None else set(range(os.cpu_count() or 1))
+    for task in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(task), wanted)
+        except (ProcessLookupError, OSError):
+            pass  # a thread that just ended
+    return sorted(os.sched_getaffinity(0))
 
 
 def cpu_seconds() -> float:

@@ -101,6 +101,33 @@ def evaluate_targets(results: Results) -> list[dict[str, Any]]:
         floor("closed_loop", "cpu_per_envelope_us"),
         False,
     )
+    ratio_target(
+        "mixed closed loop p50 (median of rounds)",
+        1.2,
+        ours("closed_loop_mix", "p50_ms_median"),
+        floor("closed_loop_mix", "p50_ms_median"),
+        False,
+    )
+    ratio_target(
+        "mixed closed loop CPU per envelope (median of rounds)",
+        1.5,
+        ours("closed_loop_mix", "cpu_us_median"),
+        floor("closed_loop_mix", "cpu_us_median"),
+        False,
+    )
+    mix_p50 = ours("closed_loop_mix", "p50_ms_median")
+    builtin_p50 = _get(results, "closed_loop_mix", "builtin", "p50_ms_median")
+    if mix_p50 is None or builtin_p50 is None:
+        targets.append(_target("mixed closed loop p50", "< slack_sdk builtin", "n/a", None))
+    else:
+        targets.append(
+            _target(
+                "mixed closed loop p50",
+                "< slack_sdk builtin",
+                f"{mix_p50:.3f} ms vs {builtin_p50:.3f} ms",
+                mix_p50 < builtin_p50,
+            )
+        )
     ratio_target("burst acks per second", 0.5, ours("burst", "rate"), floor("burst", "rate"), True)
     burst = results.get("burst", {}).get("ours")
     if burst and "acked" in burst:
@@ -340,6 +367,19 @@ def _rows(results: Results, settings: dict[str, Any]) -> list[tuple[str, Optiona
         ("server CPU / wall", server_share("closed_loop")),
         ("other processes' CPU", plain("closed_loop", "other_cpu_cores", fmt=cores)),
         ("CPU stolen by the hypervisor", plain("closed_loop", "steal_cores", fmt=cores)),
+        (
+            f"closed_loop_mix|1b. Mixed closed loop ({settings.get('mix_count', 0):,} envelopes, "
+            f"{settings.get('mix_rounds', 0)} interleaved rounds, pinned)",
+            None,
+        ),
+        ("round trip p50 (median of rounds)", speed_ms("closed_loop_mix", "p50_ms_median")),
+        ("round trip p50 per round", plain("closed_loop_mix", "per_round_p50_ms", fmt=_ms_list)),
+        ("round trip p99 (all rounds)", speed_ms("closed_loop_mix", "rtt_ms", "p99")),
+        ("client CPU per envelope (median)", speed_us("closed_loop_mix", "cpu_us_median")),
+        ("envelopes measured", plain("closed_loop_mix", "done", fmt=lambda v: f"{v:,}")),
+        ("cores (server, client)", plain("closed_loop_mix", "pinned", fmt=_cores_pair)),
+        ("server CPU / wall", server_share("closed_loop_mix")),
+        ("other processes' CPU", plain("closed_loop_mix", "other_cpu_cores", fmt=cores)),
         (f"burst|2. Burst ({burst_n:,} envelopes, redelivery after {settings['redelivery_delay']:g} s)", None),
         ("acked per second", burst_rate),
         (f"lost (not acked in {settings['burst_bound']:g} s)", plain("burst", "lost", fmt=lambda v: f"{v:,}")),
@@ -377,6 +417,18 @@ def _rows(results: Results, settings: dict[str, Any]) -> list[tuple[str, Optiona
         ("silent|7. Silent connection", None),
         ("silence to next hello", to_hello("silent")),
     ]
+
+
+def _ms_list(values: Any) -> str:
+    """A list of milliseconds, compactly."""
+    return ", ".join("-" if v is None else f"{v:.3f}" for v in values) + " ms"
+
+
+def _cores_pair(pinned: Any) -> str:
+    """``0 / 1`` for a server pinned to core 0 and a client to core 1; ``not pinned`` otherwise."""
+    if not pinned or pinned[0] is None or pinned[1] is None:
+        return "not pinned"
+    return f"{','.join(map(str, pinned[0]))} / {','.join(map(str, pinned[1]))}"
 
 
 def _is_ping_thread(thread_name: str) -> bool:

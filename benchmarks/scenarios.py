@@ -20,13 +20,24 @@ from .client_process import client_main
 from .control import BenchmarkError, Child
 from .procinfo import delta
 
-__all__ = ["FLOOR_SCENARIOS", "SCENARIOS", "Settings", "combine_closed_loop", "run_scenario"]
+__all__ = [
+    "FLOOR_SCENARIOS",
+    "ROUND_SCENARIOS",
+    "SCENARIOS",
+    "Settings",
+    "combine_closed_loop",
+    "combine_mix",
+    "run_scenario",
+]
 
 #: Scenario names, in the order they run.
-SCENARIOS = ("closed_loop", "burst", "idle", "connect", "rotation", "reset", "silent")
+SCENARIOS = ("closed_loop", "closed_loop_mix", "burst", "idle", "connect", "rotation", "reset", "silent")
 
 #: The floor only does these.
-FLOOR_SCENARIOS = ("closed_loop", "burst", "idle", "connect")
+FLOOR_SCENARIOS = ("closed_loop", "closed_loop_mix", "burst", "idle", "connect")
+
+#: Scenarios run in rounds, interleaved across clients (see :func:`rounds`).
+ROUND_SCENARIOS = ("closed_loop", "closed_loop_mix")
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,11 @@ class Settings:
     closed_count: int = 2000
     closed_cap: float = 20.0
     closed_rounds: int = 2
+    mix_warmup: int = 200
+    mix_count: int = 3000
+    mix_cap: float = 45.0
+    mix_rounds: int = 3
+    mix_pin: bool = True
     burst_count: int = 20_000
     burst_bound: float = 30.0
     idle_traffic: int = 200
@@ -61,6 +77,9 @@ class Settings:
             closed_count=300,
             closed_cap=5.0,
             closed_rounds=1,
+            mix_warmup=50,
+            mix_count=600,
+            mix_cap=15.0,
             burst_count=3000,
             burst_bound=8.0,
             idle_traffic=50,
@@ -73,6 +92,10 @@ class Settings:
             reset_cap=10.0,
             silent_cap=10.0,
         )
+
+    def rounds(self, scenario: str) -> int:
+        """How many interleaved rounds ``scenario`` runs per client (1 for most)."""
+        return {"closed_loop": self.closed_rounds, "closed_loop_mix": self.mix_rounds}.get(scenario, 1)
 
     def as_dict(self) -> dict[str, Any]:
         """The settings as a plain dict (for the JSON report)."""
@@ -141,22 +164,32 @@ class Session:
         kind: the client kind (see :data:`benchmarks.client_process.KINDS`).
         settings: the run's settings.
         log_path: where the client process writes its WARNING/ERROR log lines.
+        pin: run the server process on the first core and the client process on the second
+            (``os.sched_setaffinity``), so that neither waits for the other's core; ignored on
+            a machine with one core or without affinity.
     """
 
-    def __init__(self, server: Child, kind: str, settings: Settings, log_path: Optional[Path]) -> None:
+    def __init__(
+        self, server: Child, kind: str, settings: Settings, log_path: Optional[Path], pin: bool = False
+    ) -> None:
         self.server = server
         self.kind = kind
         self.settings = settings
         self.log_path = log_path
+        self.pin = pin
+        self.pinned: Optional[tuple[Any, Any]] = None  # (server cores, client cores) when pinned
         self.client: Optional[Child] = None
         self.connect_seconds: Optional[float] = None
         self.connect_returned: Optional[float] = None
 
     def __enter__(self) -> Session:
-        """Start the server and the client; wait for the client's first hello."""
+        """Start the server and the client (pinned if asked); wait for the client's first hello."""
+        server_cores = self.server.call("pin", timeout=10.0, cpus=[0] if self.pin else None)
         api = self.server.call("start", timeout=30.0, redelivery_delay=self.settings.redelivery_delay)
         try:
             self.client = Child(client_main, f"{self.kind} client", str(self.log_path) if self.log_path else None)
+            if self.pin:
+                self.pinned = (server_cores, self.client.call("pin", timeout=10.0, cpus=[1]))
             started = self.client.call("start", timeout=60.0, kind=self.kind, api_url=api["api_url"])
             hello = self.server.call("wait_connection", timeout=30.0, after=0)
             if hello is None:
@@ -263,6 +296,49 @@ def combine_closed_loop(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "elapsed": sum(r.get("elapsed", 0.0) for r in rounds),
         "rtts_ms": [round(rtt * 1000.0, 4) for rtt in rtts],
     }
+
+
+def _closed_loop_mix(session: Session) -> dict[str, Any]:
+    """Scenario 1b, one round: the closed loop on the mixed workload, server and client pinned apart.
+
+    60 % ``events_api`` message/app_mention, 20 % ``block_actions``, 20 % slash commands acked
+    with a payload (see :data:`benchmarks.server_process.MIX`). The suite runs ``mix_rounds``
+    rounds interleaved across clients; :func:`combine_mix` takes medians over the rounds.
+    """
+    s = session.settings
+    count = max(1, s.mix_count // s.mix_rounds)
+    cap = s.mix_cap / s.mix_rounds
+    warm: dict[str, Any] = session.server.call("closed_loop", timeout=cap + 30.0, count=s.mix_warmup, cap=cap, mix=True)
+    before = session.sample()
+    loop = session.server.call("closed_loop", timeout=cap + 30.0, count=count, cap=cap, mix=True)
+    after = session.sample()
+    return {
+        "rtts": loop["rtts"],
+        "done": loop["done"],
+        "count": count,
+        "capped": loop["capped"],
+        "wall": loop["wall"],
+        "client": delta(before, after, exclude_caller=True),
+        "server": loop["server"],
+        "redeliveries": loop["redeliveries"],
+        "warmup": {"done": warm["done"], "capped": warm["capped"]},
+        "error": loop["error"],
+        "pinned": session.pinned,
+    }
+
+
+def combine_mix(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Merge mixed closed-loop rounds: :func:`combine_closed_loop`, plus the median over rounds
+    of each round's p50 (``p50_ms_median``) and CPU per envelope (``cpu_us_median``)."""
+    combined = combine_closed_loop(rounds)
+    ok = [r for r in rounds if not r.get("failed") and r["done"]]
+    if not ok:
+        return combined
+    combined["per_round_cpu_us"] = [r["client"]["cpu"] / r["done"] * 1e6 for r in ok]
+    combined["p50_ms_median"] = statistics.median(p for p in combined["per_round_p50_ms"] if p is not None)
+    combined["cpu_us_median"] = statistics.median(combined["per_round_cpu_us"])
+    combined["pinned"] = ok[0].get("pinned")
+    return combined
 
 
 def _burst(session: Session) -> dict[str, Any]:
@@ -405,13 +481,15 @@ def run_scenario(
         return _connect(server, kind, settings, log_path)
     runners: dict[str, Callable[[Session], dict[str, Any]]] = {
         "closed_loop": _closed_loop,
+        "closed_loop_mix": _closed_loop_mix,
         "burst": _burst,
         "idle": _idle,
         "rotation": _rotation,
         "reset": lambda session: _fault(session, "reset", settings.reset_cap),
         "silent": lambda session: _fault(session, "silence", settings.silent_cap),
     }
-    with Session(server, kind, settings, log_path) as session:
+    pin = name == "closed_loop_mix" and settings.mix_pin
+    with Session(server, kind, settings, log_path, pin=pin) as session:
         result = runners[name](session)
         result["connect_ms"] = (session.connect_seconds or 0.0) * 1000.0
         return result

@@ -23,11 +23,47 @@ from multiprocessing.connection import Connection
 from typing import Any, Callable, Optional
 
 from .control import serve
-from .procinfo import delta, sample_self
+from .procinfo import delta, pin_process, sample_self
 
 __all__ = ["server_main"]
 
 _PLACEHOLDER = "@@ENVELOPE_ID@@"
+
+#: The mixed workload, one cycle of 10 envelopes from the shipped samples (real Slack shapes):
+#: 60 % ``events_api`` (messages and app mentions, ~0.8 KB), 20 % ``block_actions``, 20 % slash
+#: commands (acked with a payload). Interleaved so that every stretch of the loop sees each kind.
+#: The ``block_actions`` sample's view holds a select of 10 groups of 30 options (67 KB, two
+#: frames); here it keeps 2 groups of 5 (4 KB, one frame), a common size. (slack_sdk's builtin
+#: client does not reassemble a message sent in several frames: it drops the 67 KB one.)
+MIX = (
+    "events_api_message",
+    "slash_commands",
+    "events_api_app_mention",
+    "interactive_block_actions_70kb",
+    "events_api_message",
+    "events_api_app_mention",
+    "slash_commands",
+    "events_api_message",
+    "interactive_block_actions_70kb",
+    "events_api_app_mention",
+)
+
+
+def _template(name: str) -> tuple[str, str]:
+    """Sample ``name`` as compact JSON, split around its ``envelope_id`` (block_actions trimmed, see :data:`MIX`)."""
+    from slack_socket_mode.testing.samples import load_sample
+
+    sample = load_sample(name)
+    if name == "interactive_block_actions_70kb":
+        for block in sample["payload"]["view"]["blocks"]:
+            for element in block.get("elements", []):
+                if "option_groups" in element:
+                    element["option_groups"] = [
+                        dict(group, options=group["options"][:5]) for group in element["option_groups"][:2]
+                    ]
+    sample["envelope_id"] = _PLACEHOLDER
+    head, _, tail = json.dumps(sample, separators=(",", ":")).partition(_PLACEHOLDER)
+    return head, tail
 
 
 def _percentiles(values: list[float]) -> dict[str, Optional[float]]:
@@ -77,13 +113,8 @@ class _Driver:
     """Holds the current server and runs the server side of every scenario."""
 
     def __init__(self) -> None:
-        from slack_socket_mode.testing.samples import load_sample
-
-        sample = load_sample("events_api_message")
-        sample["envelope_id"] = _PLACEHOLDER
-        head, _, tail = json.dumps(sample, separators=(",", ":")).partition(_PLACEHOLDER)
-        self._head = head
-        self._tail = tail
+        self._head, self._tail = _template("events_api_message")
+        self._mix = [_template(name) for name in MIX]
         self.server: Any = None
 
     # -- helpers ---------------------------------------------------------------------------
@@ -92,6 +123,12 @@ class _Driver:
         """A fresh envelope (``events_api`` message sample, ~0.9 KB): its id and its text."""
         envelope_id = str(uuid.uuid4())
         return envelope_id, self._head + envelope_id + self._tail
+
+    def _mixed(self, number: int) -> tuple[str, str]:
+        """Envelope ``number`` of the mixed workload (see :data:`MIX`): its id and its text."""
+        head, tail = self._mix[number % len(self._mix)]
+        envelope_id = str(uuid.uuid4())
+        return envelope_id, head + envelope_id + tail
 
     def _measured(self, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """Run ``work`` and add this process's CPU and wall time over it as ``server``."""
@@ -175,15 +212,24 @@ class _Driver:
             return None
         return {"id": conn.id, "opened_at": conn.opened_at}
 
-    def closed_loop(self, count: int, cap: float) -> dict[str, Any]:
+    def pin(self, cpus: Optional[list[int]] = None) -> Optional[list[int]]:
+        """Run this process (and the server threads it starts later) on ``cpus`` only; None: any core."""
+        return pin_process(cpus)
+
+    def closed_loop(self, count: int, cap: float, mix: bool = False) -> dict[str, Any]:
         """Push one envelope, wait for its ack, push the next; ``count`` times or ``cap`` seconds.
+
+        Args:
+            count: envelopes.
+            cap: seconds.
+            mix: send the mixed workload (:data:`MIX`) instead of the message sample alone.
 
         Returns:
             ``rtts`` (seconds, send to ack, per envelope), ``done``, ``capped``, ``wall``.
         """
-        return self._measured(lambda: self._closed_loop(count, cap))
+        return self._measured(lambda: self._closed_loop(count, cap, mix))
 
-    def _closed_loop(self, count: int, cap: float) -> dict[str, Any]:
+    def _closed_loop(self, count: int, cap: float, mix: bool = False) -> dict[str, Any]:
         """See :meth:`closed_loop`."""
         server = self.server
         base = len(server.acks)
@@ -193,7 +239,7 @@ class _Driver:
         capped = False
         error = None
         for number in range(count):
-            envelope_id, text = self._envelope()
+            envelope_id, text = self._mixed(number) if mix else self._envelope()
             try:
                 server.push(text)
             except RuntimeError as e:
@@ -472,6 +518,7 @@ def server_main(conn: Connection) -> None:
                 "connections": driver.connections,
                 "wait_connection": driver.wait_connection,
                 "closed_loop": driver.closed_loop,
+                "pin": driver.pin,
                 "burst": driver.burst,
                 "rotation": driver.rotation,
                 "fault": driver.fault,

@@ -23,9 +23,13 @@ rises while the envelope ledger fills up to its bound (settled ids are kept 900 
 50,000), then levels off.
 
 At the end every envelope sent must be acked (Slack's retries included) and no listener may
-have run twice for one envelope. The exit status is 1 if an envelope was lost or a listener
-ran twice, else 0. The run is bounded: ``--minutes`` of load and faults, then at most
-``--drain`` seconds for the last acks.
+have run twice for one envelope. Acked is not the whole story: the report counts the envelopes
+acked on their first delivery apart from those rescued by a redelivery (first acked only after
+the server sent it again), and sorts the rescued by why: a slow listener (it may run past 3 s),
+a fault that took the connection of the first delivery (a reset, a silent peer, a server close,
+a connection the client gave up on), or nothing, which is a first delivery the client lost. The
+exit status is 1 if an envelope was lost or a listener ran twice, else 0. The run is bounded:
+``--minutes`` of load and faults, then at most ``--drain`` seconds for the last acks.
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ FAULTS: dict[str, int] = {
 _APP_TOKEN = "xapp-1-A111-soak-5eed5eed5eed"
 _CLIENT_PREFIX = "slack_socket_mode-"  # the client's threads
 _RECOVERY = 15.0  # seconds a fault may take to heal before it counts as a stall
+_REDELIVERY_DELAY = 3.0  # the server's, like Slack's ack deadline
 
 
 @dataclass(frozen=True)
@@ -138,6 +143,9 @@ class SoakReport:
     duplicates: list[str] = field(default_factory=list)  #: what happened to each envelope acked twice
     run_twice: list[str] = field(default_factory=list)
     redelivered: int = 0
+    acked_first: int = 0  #: acked before any redelivery was sent
+    rescued: dict[str, int] = field(default_factory=dict)  #: first acked after a redelivery, by why
+    lost_first: list[str] = field(default_factory=list)  #: rescued with no fault or slow listener to explain it
     deduplicated: int = 0
     faults: dict[str, int] = field(default_factory=dict)
     skipped_faults: int = 0
@@ -178,6 +186,8 @@ class SoakReport:
             f"envelopes: sent {self.sent}, acked {self.acked}, lost {len(self.lost)}, acked twice {self.acked_twice}, "
             f"listeners run twice {len(self.run_twice)}; redelivered {self.redelivered}, "
             f"redeliveries not dispatched {self.deduplicated}",
+            f"acked on first delivery {self.acked_first}; rescued by a redelivery {sum(self.rescued.values())}"
+            + (" (" + ", ".join(f"{why} {n}" for why, n in sorted(self.rescued.items())) + ")" if self.rescued else ""),
             f"bad frames: {self.junk_frames} sent; connections they cost: {self.junk_drops}",
             f"pushes held while no connection was live: {self.held_pushes}",
             f"ack latency: p50 {_ms(self.ack_latency_p50)}, p99 {_ms(self.ack_latency_p99)}",
@@ -193,6 +203,9 @@ class SoakReport:
             lines.append(f"acked twice: {duplicate}")
         for stall in self.stalls[:10]:
             lines.append(f"stall: {stall}")
+        if self.lost_first:
+            shown = ", ".join(self.lost_first[:10]) + (" …" if len(self.lost_first) > 10 else "")
+            lines.append(f"FIRST DELIVERY LOST (rescued by a redelivery, no fault to explain it): {shown}")
         if self.lost:
             lines.append(f"LOST: {', '.join(self.lost[:10])}{' …' if len(self.lost) > 10 else ''}")
         if self.run_twice:
@@ -380,6 +393,7 @@ class _Load:
         self.settings = settings
         self.rng = rng
         self.sent: list[str] = []
+        self.slow: set[str] = set()  # ids whose listener is slow (it may run past the redelivery delay)
         self.held = 0
         self.lock = threading.Lock()
         self._stop = threading.Event()
@@ -403,7 +417,10 @@ class _Load:
             if pending is None:
                 pending = self.envelope()
             try:
-                self.record(self.server.push(pending))
+                envelope_id = self.server.push(pending)
+                self.record(envelope_id)
+                if pending["payload"]["work"]:
+                    self.slow.add(envelope_id)  # read by _collect once this thread is joined
                 pending = None
             except RuntimeError:  # no live connection this instant (a fault): try again shortly
                 self.held += 1
@@ -567,7 +584,7 @@ def run_soak(
     say = progress or (lambda line: None)
     start = time.monotonic()
     with ExitStack() as stack:
-        server = stack.enter_context(SocketModeServer(redelivery_delay=3.0, max_retries=3))
+        server = stack.enter_context(SocketModeServer(redelivery_delay=_REDELIVERY_DELAY, max_retries=3))
         trickler = stack.enter_context(RawPeer(trickling(0.5)))
         redirector = stack.enter_context(RawPeer(redirecting(server.new_connection_url())))
         log = str(client_log) if client_log is not None else None
@@ -593,7 +610,7 @@ def run_soak(
                 server.wait_for_acks(envelope_ids=sent, timeout=0.0 if interrupted else settings.drain)
             except TimeoutError:
                 pass
-            _collect(report, server, sent)
+            _collect(report, server, sent, load.slow)
             report.held_pushes = load.held
             seen = child.call("finish", timeout=60.0)
         finally:
@@ -632,8 +649,8 @@ def _drive(driver: _Driver, settings: SoakSettings, start: float, say: Callable[
             )
 
 
-def _collect(report: SoakReport, server: SocketModeServer, sent: list[str]) -> None:
-    """Fill in the envelope counts from the server's records."""
+def _collect(report: SoakReport, server: SocketModeServer, sent: list[str], slow: set[str]) -> None:
+    """Fill in the envelope counts from the server's records (``slow``: ids of slow listeners)."""
     unacked = set(server.unacked())
     report.sent = len(sent)
     report.lost = [i for i in sent if i in unacked]
@@ -642,6 +659,35 @@ def _collect(report: SoakReport, server: SocketModeServer, sent: list[str]) -> N
     report.acked_twice = len(duplicates)
     report.duplicates = [_describe_duplicate(server, ack.envelope_id) for ack in duplicates]
     report.redelivered = sum(1 for i in sent if len(server.envelope(i).deliveries) > 1)
+    connections = {conn.id: conn for conn in server.all_connections}
+    rescued: Counter[str] = Counter()
+    for envelope_id in sent:
+        record = server.envelope(envelope_id)
+        if not record.acks:
+            continue  # lost for good: counted above
+        if len(record.deliveries) == 1 or record.acks[0].received_at < record.deliveries[1].sent_at:
+            report.acked_first += 1
+            continue
+        why = _why_redelivered(connections.get(record.deliveries[0].connection_id), envelope_id in slow)
+        rescued[why] += 1
+        if why == "no fault":
+            report.lost_first.append(envelope_id)
+    report.rescued = dict(rescued)
+
+
+def _why_redelivered(conn: Optional[ServerConnection], slow: bool) -> str:
+    """Why an envelope first delivered on ``conn`` was acked only after a redelivery."""
+    if slow:
+        return "slow listener"
+    if conn is None:
+        return "no fault"
+    if conn.silenced:
+        return "silent peer"
+    if conn.closed_by in ("reset", "server", "error"):
+        return f"connection {'closed by the server' if conn.closed_by == 'server' else conn.closed_by}"
+    if conn.closed_by == "client" and conn.close_code_received is None:
+        return "connection given up by the client"  # aborted without a close frame: a liveness verdict
+    return "no fault"
 
 
 def _describe_duplicate(server: SocketModeServer, envelope_id: str) -> str:

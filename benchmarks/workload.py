@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 from .client_process import KINDS, _ClientUnderTest
 from .control import Child
-from .procinfo import delta, sample_self, threads_detail
+from .procinfo import delta, pin_process, sample_self, threads_detail
 from .server_process import server_main
 
 __all__ = ["main"]
@@ -33,25 +33,32 @@ def main(argv: Optional[list[str]] = None) -> int:
     """Run the workload; print its figures. Returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.workload", description=__doc__.splitlines()[0])
     parser.add_argument("--client", choices=KINDS, default="ours")
-    parser.add_argument("--workload", choices=("closed_loop", "burst"), default="burst")
+    parser.add_argument("--workload", choices=("closed_loop", "closed_loop_mix", "burst"), default="burst")
+    parser.add_argument(
+        "--pin", action="store_true", help="server process on core 0, this one on core 1 (as the mixed closed loop)"
+    )
     parser.add_argument("--count", type=int, default=20_000, help="envelopes (default 20,000)")
     parser.add_argument("--warmup", type=int, default=300, help="closed-loop envelopes first (default 300)")
     args = parser.parse_args(argv)
     logging.getLogger().addHandler(logging.NullHandler())  # the clients' warnings are not the point here
     server = Child(server_main, "server")
     try:
+        if args.pin:
+            server.call("pin", timeout=10.0, cpus=[0])
+            pin_process([1])
         api = server.call("start", timeout=30.0)
         under_test = _ClientUnderTest()
         under_test.start(args.client, api["api_url"])
         if server.call("wait_connection", timeout=30.0, after=0) is None:
             print("no connection", file=sys.stderr)
             return 1
-        server.call("closed_loop", timeout=120.0, count=args.warmup, cap=60.0)
+        mix = args.workload == "closed_loop_mix"
+        server.call("closed_loop", timeout=120.0, count=args.warmup, cap=60.0, mix=mix)
         threads_before = threads_detail()
         before = sample_self()
         result: dict[str, Any]
-        if args.workload == "closed_loop":
-            result = server.call("closed_loop", timeout=600.0, count=args.count, cap=300.0)
+        if args.workload in ("closed_loop", "closed_loop_mix"):
+            result = server.call("closed_loop", timeout=600.0, count=args.count, cap=300.0, mix=mix)
             rtts = sorted(result.pop("rtts"))
             done = result["done"]
             shown = f"p50 {rtts[len(rtts) // 2] * 1000:.3f} ms" if rtts else "no acks"

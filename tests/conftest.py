@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator
 from typing import Any, Callable
 
 import pytest
@@ -110,6 +110,44 @@ class Watcher:
 
     def wait_connected(self, seconds: float = 5.0) -> None:
         self.wait(self.client.is_connected, seconds, "is_connected()")
+
+
+def assert_acked_on_first_delivery(
+    server: SocketModeServer,
+    envelope_ids: Iterable[str],
+    *,
+    same_connection: bool = True,
+    lost_with: Collection[int] = (),
+) -> None:
+    """Each envelope was delivered once and acked once: a lost first delivery is a failure.
+
+    "Never acked" is not the only way to lose an envelope: a client that drops one on its
+    first delivery is rescued by the server's redelivery and would still get it acked. So a
+    redelivery counts as a failure here, and with ``same_connection`` the ack must have come
+    back on the connection that delivered the envelope (as Slack expects, even while that
+    connection drains).
+
+    Args:
+        server: the local server the envelopes were pushed to.
+        envelope_ids: the envelopes to check (each must have been pushed).
+        same_connection: also require the ack on the delivering connection.
+        lost_with: server connection ids that were reset: an envelope whose first delivery
+            went to one of them may have died in transit and been redelivered (once acked, it
+            is still acked exactly once).
+    """
+    problems: list[str] = []
+    for envelope_id in envelope_ids:
+        record = server.envelope(envelope_id)
+        first = record.deliveries[0]
+        if len(record.deliveries) != 1 and first.connection_id not in lost_with:
+            problems.append(f"{envelope_id}: delivered {len(record.deliveries)} times {record.deliveries}")
+        if len(record.acks) != 1:
+            problems.append(f"{envelope_id}: acked {len(record.acks)} times")
+        elif same_connection and len(record.deliveries) == 1 and record.acks[0].connection_id != first.connection_id:
+            problems.append(
+                f"{envelope_id}: delivered on connection {first.connection_id}, acked on {record.acks[0].connection_id}"
+            )
+    assert not problems, f"{len(problems)} envelope(s) not acked once on first delivery: " + "; ".join(problems[:10])
 
 
 def errors_until_timeout(client: SocketModeClient, seconds: float = 1.0) -> list[Exception]:

@@ -9,7 +9,7 @@ from typing import Any
 from slack_socket_mode import SocketModeClient
 from slack_socket_mode.testing import SocketModeServer
 
-from .conftest import ClientFactory, client_threads, timeout
+from .conftest import ClientFactory, assert_acked_on_first_delivery, client_threads, timeout
 
 
 class LogEvent(logging.Handler):
@@ -80,6 +80,7 @@ def test_close_waits_for_running_listeners_and_sends_their_acks(
     assert conn.closed_at is not None and ack.received_at <= conn.closed_at
     assert conn.close_code_received == 1000
     assert runs == [first]
+    assert_acked_on_first_delivery(server, [first])  # on the closing connection, before it closed
     assert late in server.unacked()
     assert client_threads() == []
 

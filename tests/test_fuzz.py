@@ -278,6 +278,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.conns = [_Conn(n) for n in range(3)]
+        self.writing: list[_Conn] = []  # acks routed to a connection and not yet written, oldest first
         self.now = 1000.0
         self.models: dict[str, _Model] = {}
         self.ledger: EnvelopeLedger[_Conn] = EnvelopeLedger()
@@ -359,6 +360,8 @@ class LedgerMachine(RuleBasedStateMachine):
         m.history.append(f"ack -> send={route.send}")
         if was_inflight:
             assert route.send and route.conn is m.conn and route.received_at is not None, m.history
+        if route.send and route.conn is not None:
+            self.writing.append(route.conn)  # the client writes it, then reports it (written)
         if route.send:
             if self.ledger.dedupe and m.state is not None and not m.awaiting:
                 assert m.maybe_forgotten, m.history  # a second ack only once the ledger may forget
@@ -383,13 +386,19 @@ class LedgerMachine(RuleBasedStateMachine):
         else:
             assert conn is None, m.history
 
+    @rule()
+    def ack_written(self) -> None:
+        if self.writing:
+            self.ledger.written(self.writing.pop(0))
+
     @rule(seconds=st.sampled_from([0.1, 1.0, 10.0, 1000.0]))
     def time_passes(self, seconds: float) -> None:
         self.now += seconds
 
     @invariant()
     def inflight_counts_match(self) -> None:
-        expected = Counter(id(m.conn) for m in self._inflight())
+        # a connection is busy with what it delivered until each ack is written (it must not close between)
+        expected = Counter(id(m.conn) for m in self._inflight()) + Counter(id(conn) for conn in self.writing)
         for conn in self.conns:
             assert self.ledger.inflight(conn) >= 0
             assert self.ledger.inflight(conn) == expected.get(id(conn), 0)

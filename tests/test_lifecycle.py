@@ -380,3 +380,338 @@ def test_stop_aborts_an_open_attempt_under_way() -> None:
     sup = Supervisor(NO_JITTER)
     sup.start(0.0)
     assert of(Abort, sup.stop(1.0, final=True)) == [Abort(1, "close() called")]
+
+
+# ---- Guarantees that mutation testing found unchecked (docs/developing.md#mutation-testing) ----------
+
+
+def _line(action: Action) -> str:
+    """One action as a line of the connection's life story (what the INFO log says)."""
+    if isinstance(action, Transition):
+        who = "client" if action.connection_id is None else str(action.connection_id)
+        old = "new" if action.old is None else action.old.value
+        return f"{who} {old}->{action.new.value}: {action.reason}"
+    if isinstance(action, (Close, Abort)):
+        return f"{type(action).__name__} {action.connection_id}: {action.reason}"
+    if isinstance(action, Fail):
+        return f"Fail {type(action.error).__name__}({action.error.error})"
+    return f"{type(action).__name__} {action.connection_id}"
+
+
+#: The transcript of test_the_life_story_of_a_client_every_state_and_every_reason.
+EXPECTED_STORY = [
+    "client idle->connecting: connect() called",
+    "1 new->connecting: opening",
+    "Open 1",
+    "1 connecting->awaiting_hello: handshake done",
+    "1 awaiting_hello->connected: hello received",
+    "client connecting->connected: hello received",
+    "2 new->connecting: opening",
+    "Open 2",
+    "2 connecting->awaiting_hello: handshake done",
+    "2 awaiting_hello->connected: hello received",
+    "1 connected->draining: replaced (disconnect warning)",
+    "Drain 1",
+    "1 draining->closing: drained",
+    "Close 1: disconnect warning",
+    "1 closing->closed: closed by client",
+    "Abort 2: no pong within 3 s",
+    "2 connected->closed: no pong within 3 s",
+    "client connected->reconnecting: connection 2 lost: no pong within 3 s",
+    "3 new->connecting: opening",
+    "Open 3",
+    "3 connecting->closed: open failed: ConnectionFailedError (ECONNREFUSED)",
+    "4 new->connecting: opening",
+    "Open 4",
+    "4 connecting->closed: open failed: OSError",
+    "5 new->connecting: opening",
+    "Open 5",
+    "5 connecting->awaiting_hello: handshake done",
+    "Abort 5: no hello within 10 s",
+    "5 awaiting_hello->closed: no hello within 10 s",
+    "6 new->connecting: opening",
+    "Open 6",
+    "6 connecting->awaiting_hello: handshake done",
+    "6 awaiting_hello->connected: hello received",
+    "client reconnecting->connected: hello received",
+    "7 new->connecting: opening",
+    "Open 7",
+    "7 connecting->awaiting_hello: handshake done",
+    "7 awaiting_hello->connected: hello received",
+    "6 connected->draining: replaced (connect_to_new_endpoint(force=True))",
+    "Drain 6",
+    "6 draining->closing: drained",
+    "Close 6: connect_to_new_endpoint(force=True)",
+    "Abort 6: no close frame within 1 s",
+    "6 closing->closed: aborted",
+    "client connected->disconnected: disconnect() called",
+    "7 connected->closing: disconnect() called",
+    "Close 7: disconnect() called",
+    "7 closing->closed: closed by client",
+    "client disconnected->connecting: connect() called",
+    "8 new->connecting: opening",
+    "Open 8",
+    "8 connecting->awaiting_hello: handshake done",
+    "8 awaiting_hello->connected: hello received",
+    "client connecting->connected: hello received",
+    "8 connected->closed: server closed the TCP connection",
+    "client connected->reconnecting: connection 8 lost: server closed the TCP connection",
+    "9 new->connecting: opening",
+    "Open 9",
+    "9 connecting->closed: open failed: AuthError (token_revoked)",
+    "client reconnecting->failed: AuthError: token_revoked",
+    "Fail AuthError(token_revoked)",
+]
+
+
+def test_the_life_story_of_a_client_every_state_and_every_reason() -> None:
+    """Every transition, with its reason: what a lifecycle listener and the INFO log see."""
+    sup = Supervisor(NO_JITTER)
+    log: list[Action] = []
+    now = 0.0
+
+    def until_opening() -> int:
+        """Let time pass deadline by deadline, as the health thread would, until an open is under way."""
+        nonlocal now, log
+        while True:
+            ids = [c for c in range(1, 20) if sup.connection_state(c) is ConnectionState.CONNECTING]
+            if ids:
+                return ids[0]
+            due = sup.next_deadline()
+            assert due is not None
+            now = max(now, due)
+            log += sup.tick(now)
+
+    def at(seconds: float) -> float:
+        nonlocal now
+        now += seconds
+        return now
+
+    log += sup.start(now)
+    log += sup.opened(until_opening(), at(0.1)) + sup.hello(1, None, at(0.1))
+    log += sup.disconnect(1, "warning", at(10.0))
+    log += sup.opened(until_opening(), at(0.1)) + sup.hello(2, None, at(0.1))
+    log += sup.drained(1, at(0.1)) + sup.lost(1, "closed by client", at(0.1))
+    log += sup.dead(2, "no pong within 3 s", at(10.0))
+    log += sup.open_failed(until_opening(), ConnectionFailedError("refused", error="ECONNREFUSED"), at(0.1))
+    log += sup.open_failed(until_opening(), OSError("boom"), at(0.1))
+    log += sup.opened(until_opening(), at(0.1)) + sup.tick(at(10.0))  # no hello within 10 s
+    six = until_opening()
+    log += sup.opened(six, at(0.1)) + sup.hello(six, None, at(0.1))
+    log += sup.refresh("connect_to_new_endpoint(force=True)", at(0.1))
+    seven = until_opening()
+    log += sup.opened(seven, at(0.1)) + sup.hello(seven, None, at(0.1))
+    log += sup.tick(at(sup.drain_timeout)) + sup.tick(at(sup.close_timeout)) + sup.lost(six, "aborted", at(0.1))
+    log += sup.stop(at(1.0), final=False) + sup.lost(seven, "closed by client", at(0.1))
+    log += sup.start(at(10.0))
+    eight = until_opening()
+    log += sup.opened(eight, at(0.1)) + sup.hello(eight, None, at(0.1))
+    log += sup.lost(eight, "server closed the TCP connection", at(1.0))
+    log += sup.open_failed(until_opening(), AuthError("revoked", error="token_revoked"), at(0.1))
+    assert [_line(a) for a in log] == EXPECTED_STORY
+
+
+def test_link_disabled_and_close_tell_their_own_story() -> None:
+    sup, [cid] = started()
+    actions = sup.disconnect(cid, "link_disabled", 1.0)
+    assert [_line(a) for a in actions] == [
+        "client connected->failed: LinkDisabledError: link_disabled",
+        "1 connected->closing: link_disabled",
+        "Close 1: link_disabled",
+        "Fail LinkDisabledError(link_disabled)",
+    ]
+    (fail,) = of(Fail, actions)
+    assert isinstance(fail, Fail) and fail.error.error == "link_disabled"
+    assert str(fail.error) == (
+        "Slack disabled Socket Mode for this app (disconnect reason link_disabled); "
+        "turn Socket Mode on in the app settings and connect again"
+    )
+    closing = Supervisor(NO_JITTER)
+    closing.start(0.0)
+    assert [_line(a) for a in closing.stop(0.1, final=True) + closing.opened(1, 0.2)] == [
+        "client connecting->closed: close() called",
+        "Abort 1: close() called",
+        "1 connecting->closing: client is stopping",
+        "Close 1: client is stopping",
+    ]
+
+
+def test_a_new_supervisor_is_idle_with_the_documented_timeouts() -> None:
+    sup = Supervisor(NO_JITTER)
+    assert sup.state is ClientState.IDLE
+    assert (sup.hello_timeout, sup.drain_timeout, sup.close_timeout) == (10.0, 5.0, 1.0)
+    assert sup.next_deadline() is None
+    sup.start(0.0)
+    assert sup.next_deadline() is None  # opening: nothing is due until the open reports back
+
+
+def test_events_for_unknown_or_finished_connections_are_ignored() -> None:
+    sup, [cid] = started()
+    for call in (
+        lambda: sup.opened(99, 1.0),
+        lambda: sup.hello(99, None, 1.0),
+        lambda: sup.disconnect(99, "warning", 1.0),
+        lambda: sup.dead(99, "no pong", 1.0),
+        lambda: sup.lost(99, "reset", 1.0),
+        lambda: sup.drained(99, 1.0),
+        lambda: sup.drained(cid, 1.0),  # not draining
+        lambda: sup.hello(cid, None, 1.0),  # a second hello
+        lambda: sup.opened(cid, 1.0),  # already open
+    ):
+        assert call() == []
+    assert [_line(a) for a in sup.open_failed(99, ConnectionFailedError("x", error="y"), 1.0)] == []
+    assert sup.connected_ids() == [cid] and sup.state is ClientState.CONNECTED
+
+
+def test_deadlines_fall_after_their_timeouts_not_before() -> None:
+    sup = Supervisor(NO_JITTER, hello_timeout=10.0, close_timeout=1.0)
+    sup.start(0.0)
+    sup.opened(1, 0.0)
+    assert of(Abort, sup.tick(9.9)) == []  # the hello may take 10 s
+    sup.hello(1, None, 9.9)
+    sup.stop(20.0, final=False)
+    assert of(Abort, sup.tick(20.9)) == []  # the close reply may take 1 s
+    assert of(Abort, sup.tick(21.0)) == [Abort(1, "no close frame within 1 s")]
+    late = Supervisor(NO_JITTER, close_timeout=1.0)
+    late.start(0.0)
+    late.stop(0.1, final=True)
+    late.opened(1, 0.2)
+    assert of(Abort, late.tick(1.1)) == []
+    assert of(Abort, late.tick(1.2)) == [Abort(1, "no close frame within 1 s")]
+
+
+def test_a_fatal_open_error_closes_the_connections_still_open_in_time() -> None:
+    sup = Supervisor(NO_JITTER, connections=2, close_timeout=1.0)
+    sup.start(0.0)
+    first = connected(sup)
+    actions = sup.open_failed(2, AuthError("revoked", error="token_revoked"), 5.0)
+    assert of(Close, actions) == [Close(first, "token_revoked")]
+    assert sup.connection_state(first) is ConnectionState.CLOSING
+    assert of(Abort, sup.tick(5.9)) == []
+    assert of(Abort, sup.tick(6.0)) == [Abort(first, "no close frame within 1 s")]
+
+
+def test_a_connection_waiting_for_hello_counts_toward_the_target() -> None:
+    sup = Supervisor(NO_JITTER, connections=2)
+    sup.start(0.0)
+    first = connected(sup)
+    sup.opened(2, 0.1)  # awaiting hello
+    assert sup.serving_ids() == [first]
+    assert opens(sup.tick(1.5)) == []  # no third connection while the second says hello (past the open floor)
+
+
+def test_with_two_connections_a_replaced_one_drains_only_once_its_replacement_said_hello() -> None:
+    sup, [one, two] = started(connections=2)
+    actions = sup.disconnect(one, "warning", 1.0)
+    assert opens(actions) == [3] and of(Drain, actions) == []
+    assert of(Drain, sup.opened(3, 1.1)) == []
+    assert of(Drain, sup.hello(3, None, 1.2)) == [Drain(one)]
+    assert sup.serving_ids() == [3, two]
+
+
+def test_every_connection_past_its_deadline_is_handled_in_one_tick() -> None:
+    sup = Supervisor(NO_JITTER, connections=2, hello_timeout=10.0)
+    sup.start(0.0)
+    connected(sup)  # 1: connected, no deadline
+    sup.opened(2, 0.0)
+    assert of(Abort, sup.tick(10.0)) == [Abort(2, "no hello within 10 s")]
+
+
+def test_a_connection_up_for_exactly_healthy_after_was_healthy() -> None:
+    sup, [cid] = started()
+    sup.lost(cid, "reset", 100.0)
+    sup.opened(2, 100.0)
+    sup.hello(2, None, 100.0)
+    sup.lost(2, "reset", 101.0)  # short-lived: the next attempt backs off
+    sup.tick(102.0)
+    sup.opened(3, 102.0)
+    sup.hello(3, None, 102.0)
+    assert opens(sup.lost(3, "reset", 162.0)) == [4]  # up 60 s = healthy_after: immediate again
+
+
+def test_backoff_without_retry_after_has_no_minimum() -> None:
+    fast = Backoff(base=0.1, cap=1.0, healthy_after=60.0, jitter=False)
+    sup = Supervisor(fast, min_open_interval=0.01)  # the floor per slot aside: backoff alone
+    sup.start(0.0)
+    sup.opened(1, 0.0)
+    sup.hello(1, None, 0.0)
+    sup.lost(1, "reset", 1.0)
+    sup.open_failed(2, ConnectionFailedError("refused", error="x"), 1.0)
+    assert sup.next_deadline() == pytest.approx(1.1)  # base 0.1 s, no 1 s floor
+    sup.tick(1.1)
+    sup.open_failed(3, RateLimitedError("429", retry_after=0.0), 1.1)
+    assert sup.next_deadline() == pytest.approx(1.3)
+    sup.tick(1.3)
+    sup.opened(4, 1.3)
+    sup.hello(4, None, 1.3)
+    sup.disconnect(4, "too_many_websockets", 2.0)
+    assert sup.next_deadline() == pytest.approx(2.0 + 0.4)  # backed off (attempt 3), no 1 s floor
+
+
+def test_refresh_replaces_only_connections_that_said_hello() -> None:
+    sup = Supervisor(NO_JITTER, connections=2)
+    sup.start(0.0)
+    first = connected(sup)
+    sup.opened(2, 0.1)  # awaiting its hello
+    sup.refresh("connect_to_new_endpoint(force=True)", 0.2)
+    sup.hello(2, None, 0.3)
+    assert sup.serving_ids() == [2]  # 2 serves; 1 is being replaced
+    assert sup.connection_state(first) is ConnectionState.CONNECTED
+
+
+def test_a_rotation_before_slack_asks_says_why() -> None:
+    sup = Supervisor(NO_JITTER)
+    sup.start(0.0)
+    sup.opened(1, 0.0)
+    sup.hello(1, 100.0, 0.0)
+    sup.tick(90.0)
+    sup.opened(2, 90.1)
+    actions = sup.hello(2, None, 90.2) + sup.drained(1, 90.3)
+    assert [_line(a) for a in actions if not isinstance(a, Transition) or a.connection_id == 1] == [
+        "1 connected->draining: replaced (approximate_connection_time nearly spent)",
+        "Drain 1",
+        "1 draining->closing: drained",
+        "Close 1: approximate_connection_time nearly spent",
+    ]
+    assert of(Abort, sup.tick(91.2)) == []  # the close reply may take close_timeout (1 s)
+    assert of(Abort, sup.tick(91.3)) == [Abort(1, "no close frame within 1 s")]
+
+
+def test_connections_waiting_for_hello_count_one_each() -> None:
+    sup = Supervisor(NO_JITTER, connections=3)
+    sup.start(0.0)
+    connected(sup)
+    sup.opened(2, 0.1)
+    assert opens(sup.tick(0.2)) == [3]  # one serving, one awaiting hello: a third is wanted
+    sup.opened(3, 0.3)
+    assert opens(sup.tick(1.5)) == []  # one serving, two awaiting hello: enough (past the open floor)
+
+
+def test_losing_the_last_connection_while_it_drains_says_why() -> None:
+    sup, [old] = started()
+    sup.disconnect(old, "warning", 1.0)
+    sup.opened(2, 1.1)
+    sup.hello(2, None, 1.2)  # 1 drains
+    sup.lost(2, "reset", 1.3)  # the new one is lost first
+    sup.open_failed(3, ConnectionFailedError("refused", error="x"), 1.4)
+    actions = sup.lost(old, "closed by client", 1.5)
+    assert [_line(a) for a in actions] == [
+        "1 draining->closed: closed by client",
+        "client connected->reconnecting: closed by client",
+    ]
+
+
+def test_an_open_attempt_is_aborted_again_only_every_abort_retry() -> None:
+    from slack_socket_mode.lifecycle import ABORT_RETRY
+
+    sup = Supervisor(NO_JITTER, open_timeout=10.0)
+    sup.start(0.0)
+    assert of(Abort, sup.tick(10.0)) != []
+    assert of(Abort, sup.tick(10.0 + ABORT_RETRY / 2)) == []  # not before the retry is due
+    assert of(Abort, sup.tick(10.0 + ABORT_RETRY)) != []
+
+
+def test_a_connection_replaced_after_exactly_healthy_after_does_not_count_toward_backoff() -> None:
+    sup, [cid] = started()  # hello at 0.0
+    sup.disconnect(cid, "warning", 60.0)  # healthy_after is 60 s
+    assert sup.attempt == 0

@@ -145,8 +145,12 @@ def record_session(server: SocketModeServer, path: Path) -> list[str]:
         if index == len(names) // 2:  # a rotation halfway, as Slack does every few hours
             server.wait_for_acks(envelope_ids=ids, timeout=timeout(5))
             before = len(server.all_connections)
+            (old,) = server.connections
             server.disconnect("warning")
             server.wait_for_new_connection(before, timeout=timeout(5))
+            # The server may go on delivering on the old connection until it closes (as Slack may):
+            # wait for that, so that the recording's order is the order of the pushes.
+            assert old.wait_closed(timeout(5))
     _, err = proc.communicate(timeout=timeout(20))
     assert proc.returncode == 0, err
     assert f"# recorded {len(names) + 3} message(s) to {path}" in err  # 2 hellos, a disconnect, the envelopes

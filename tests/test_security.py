@@ -779,6 +779,7 @@ def test_a_short_soak_loses_nothing_and_runs_nothing_twice() -> None:
     report = run_soak(SoakSettings(duration=10.0, rate=80.0, fault_gap=(0.3, 1.2), drain=25.0, seed=20240611))
     assert report.sent > 300 and sum(report.faults.values()) >= 3, report.render()
     assert report.lost == [], report.render()
+    assert report.lost_first == [], report.render()  # no first delivery lost and left to a redelivery
     assert report.run_twice == [], report.render()
     assert report.stalls == [], report.render()
     # the client ran in its own process: after close() its threads are back to where they started

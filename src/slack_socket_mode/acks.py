@@ -68,7 +68,11 @@ class AckRouter:
                 self._logger.debug("envelope %s: a second ack was not sent", envelope_id)
             return
         origin = route.conn
-        used = self.send_on(origin, plain_ack(envelope_id) if text is None else text)
+        try:
+            used = self.send_on(origin, plain_ack(envelope_id) if text is None else text)
+        finally:
+            if origin is not None:
+                self.ledger.written(origin)  # only now may a draining origin close (see Session.maybe_drained)
         if used is not origin:  # the origin could not send: another connection did, or none (deferred)
             self.ledger.sent_on(envelope_id, used)
         if route.received_at is not None:

@@ -21,6 +21,10 @@ acked and old, so that:
 * an envelope given up with :meth:`~EnvelopeLedger.release` (a shared ledger found another replica
   running it) is dispatched again if it is delivered again.
 
+A connection counts as busy (:meth:`EnvelopeLedger.inflight`) until the ack of every envelope
+it delivered has been written: an ack routed to it but not yet written keeps a draining
+connection open, so that it is not closed between the two.
+
 Bounds: settled entries are forgotten after ``max_age`` seconds or when more than
 ``max_entries`` are held (oldest first); an envelope forgotten that way and delivered
 again is dispatched again. Entries still in flight are never forgotten. With
@@ -169,6 +173,9 @@ class EnvelopeLedger(Generic[C]):
         per envelope remembered.
 
         Returns where to send the ack, and whether to (not for a second ack of one delivery).
+        When it says to send it on a connection (``send`` and ``conn`` not None), that
+        connection counts in :meth:`inflight` until the caller reports the ack written (or
+        given up on) with :meth:`written`.
         """
         with self._lock:
             entry = self._entries.get(envelope_id)
@@ -179,8 +186,8 @@ class EnvelopeLedger(Generic[C]):
                 self.suppressed_acks += 1
                 return AckRoute(entry.conn, False)
             entry.awaiting = False
-            if entry.state == _INFLIGHT:
-                self._count(entry.conn, -1)
+            if entry.state != _INFLIGHT:
+                self._count(entry.conn, +1)  # counted again until written(); an in-flight one still is
             entry.state = _ACKED
             entry.ack = text
             entry.acked_at = now
@@ -188,6 +195,11 @@ class EnvelopeLedger(Generic[C]):
             if not self.dedupe:
                 del self._entries[envelope_id]
             return AckRoute(entry.conn, True, entry.at)
+
+    def written(self, conn: C) -> None:
+        """An ack that :meth:`ack` routed to ``conn`` was written (on it or elsewhere) or given up on."""
+        with self._lock:
+            self._count(conn, -1)
 
     def sent_on(self, envelope_id: str, conn: Optional[C]) -> None:
         """The ack for ``envelope_id`` went out on ``conn`` (None: deferred), not where :meth:`ack` routed it."""
@@ -236,7 +248,11 @@ class EnvelopeLedger(Generic[C]):
             return True, entry.ack
 
     def inflight(self, conn: C) -> int:
-        """How many envelopes delivered on ``conn`` are neither acked nor handled."""
+        """How many envelopes delivered on ``conn`` are neither handled nor acked with the ack written.
+
+        An envelope counts from its delivery until its listeners return without acking
+        (:meth:`handled`), or until its ack is written (:meth:`written`, after :meth:`ack`).
+        """
         return self._inflight.get(id(conn), 0)
 
     def _move(self, entry: _Entry[C], conn: C) -> None:

@@ -324,7 +324,10 @@ def test_push_errors(fake: SocketModeServer) -> None:
     assert fake.unacked() == []
 
 
-def test_round_robin_prefers_connections_not_told_to_disconnect(fake: SocketModeServer, connect: Connect) -> None:
+def test_round_robin_keeps_delivering_on_a_connection_told_to_disconnect(
+    fake: SocketModeServer, connect: Connect
+) -> None:
+    """Slack does not promise to stop delivering on a connection it sent a disconnect: neither do we."""
     sockets = [connect(), connect()]
     one, two = fake.wait_for_connections(2)
     ids = [fake.push(fake.make_envelope()) for _ in range(4)]
@@ -335,10 +338,17 @@ def test_round_robin_prefers_connections_not_told_to_disconnect(fake: SocketMode
         assert got == [envelope_id for envelope_id, c in zip(ids, used) if c == conn.id]
     fake.disconnect("warning", connection=one)
     assert json.loads(sockets[0].recv())["type"] == "disconnect"
-    later = [fake.push(fake.make_envelope()) for _ in range(3)]
-    assert {fake.envelope(envelope_id).deliveries[0].connection_id for envelope_id in later} == {2}
-    explicit = fake.push(fake.make_envelope(), connection=one)
-    assert json.loads(sockets[0].recv())["envelope_id"] == explicit
+    later = [fake.push(fake.make_envelope()) for _ in range(4)]
+    assert sorted(fake.envelope(envelope_id).deliveries[0].connection_id for envelope_id in later) == [1, 1, 2, 2]
+    for ws, conn in zip(sockets, (one, two)):
+        got = [json.loads(ws.recv())["envelope_id"] for _ in range(2)]
+        assert got == [i for i in later if fake.envelope(i).deliveries[0].connection_id == conn.id]
+    sockets[0].close()  # once it closes, nothing more goes to it
+    assert one.wait_closed(5)
+    last = [fake.push(fake.make_envelope()) for _ in range(2)]
+    assert {fake.envelope(envelope_id).deliveries[0].connection_id for envelope_id in last} == {2}
+    with pytest.raises(RuntimeError, match="closed or closing"):
+        fake.push(fake.make_envelope(), connection=one)
 
 
 def test_large_envelope_arrives_in_several_frames(sockets: list[websocket.WebSocket]) -> None:

@@ -1199,13 +1199,12 @@ class SocketModeServer:
             logger.debug("connection %s closed by %s", conn.id, conn.closed_by)
 
     def _live_locked(self) -> list[ServerConnection]:
-        """Connections to spread envelopes over: live ones, those sent a disconnect only if no other."""
-        live = [conn for conn in self._open if conn._live()]
-        if len(live) > 1:
-            fresh = [conn for conn in live if not conn.disconnect_sent]
-            if fresh:
-                return fresh
-        return live
+        """Connections to spread envelopes over: every live one.
+
+        A connection that was sent a ``disconnect`` stays among them until it closes: Slack
+        does not promise to stop delivering on it, so a client must take what arrives there.
+        """
+        return [conn for conn in self._open if conn._live()]
 
     def _targets(self, connection: ServerConnection | None) -> list[ServerConnection]:
         if connection is not None:
@@ -1287,8 +1286,8 @@ class SocketModeServer:
         Args:
             envelope: the envelope; it must have a string ``envelope_id``.
             connection: where to send it; by default the next live connection round-robin
-                (open, not silenced, not closing; connections that were sent a
-                ``disconnect`` only when no other is live). If the chosen connection closes
+                (open, not silenced, not closing; a connection that was sent a
+                ``disconnect`` included, until it closes). If the chosen connection closes
                 before the write, another is tried. An envelope sent to a silenced
                 connection is recorded but dropped.
 
