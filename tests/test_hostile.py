@@ -101,7 +101,7 @@ def test_closing_a_connection_whose_writer_is_stuck_never_holds_the_client_lock(
         server.silence()
         for _ in range(16):  # 64 MB of acks: far more than the socket buffers hold
             client.enqueue_message(json.dumps(server.make_envelope("interactive", {"view": {}})))
-        (conn,) = client._connections.values()  # private: the test waits until a write is stuck
+        (conn,) = client._session.connections.values()  # private: the test waits until a write is stuck
         stuck = threading.Event()  # never set: its wait paces the check
         end = threading.Event()
         for _ in range(int(timeout(10) / 0.05)):

@@ -14,6 +14,7 @@ from slack_socket_mode.lifecycle import (
     ClientState,
     Close,
     ConnectionState,
+    DisconnectReason,
     Drain,
     Fail,
     Open,
@@ -150,6 +151,38 @@ def test_sudden_drop_reconnects_at_once_then_backs_off() -> None:
     sup.opened(7, 123.6)
     actions = sup.hello(7, None, 123.6)
     assert sup.state is ClientState.CONNECTED
+
+
+def test_without_auto_reconnect_losing_the_last_connection_stops_the_client() -> None:
+    sup, [cid] = started()
+    assert sup.lost_unexpectedly(cid)
+    actions = sup.lost(cid, "reset", 100.0, reconnect=False)
+    assert opens(actions) == []
+    assert sup.state is ClientState.DISCONNECTED
+    assert sup.next_deadline() is None  # nothing planned: no replacement later either
+    assert not sup.lost_unexpectedly(cid)
+
+
+def test_without_auto_reconnect_the_other_connections_go_on_serving() -> None:
+    sup, [first, second] = started(connections=2)
+    sup.lost(first, "reset", 100.0, reconnect=False)
+    assert sup.state is ClientState.CONNECTED
+    assert sup.connected_ids() == [second]
+
+
+def test_without_auto_reconnect_a_drained_connection_closing_is_no_loss() -> None:
+    sup, [cid] = started()
+    sup.disconnect(cid, DisconnectReason.REFRESH_REQUESTED, 10.0)
+    new = connected(sup, 10.5)
+    assert not sup.lost_unexpectedly(cid)  # draining: its end was asked for
+    actions = sup.lost(cid, "closed", 11.0, reconnect=False)
+    assert sup.state is ClientState.CONNECTED and opens(actions) == []
+    assert sup.connected_ids() == [new]
+
+
+def test_disconnect_reasons_compare_equal_to_slacks_strings() -> None:
+    assert DisconnectReason("link_disabled") is DisconnectReason.LINK_DISABLED
+    assert DisconnectReason.WARNING == "warning"
 
 
 def test_flapping_connections_keep_backing_off_and_healthy_ones_reset() -> None:

@@ -181,7 +181,7 @@ def debug_logs() -> Iterator[LogCapture]:
 
 def live_connections(client: SocketModeClient) -> list[Any]:
     """The client's Connection objects (private: a test reaches them to audit their reprs)."""
-    return list(client._connections.values())
+    return list(client._session.connections.values())
 
 
 # ---- 1. secrets ---------------------------------------------------------------------------------

@@ -1,37 +1,36 @@
 """The Socket Mode client: a drop-in for ``slack_sdk.socket_mode.SocketModeClient``.
 
-Threads (all named ``slack_socket_mode-<n>-…``, all stopped and joined by :meth:`close`):
+This module is the facade: slack_sdk's constructor, methods and listener hooks, and the routing
+of each text message a connection reads. The work is done by one module per job:
 
-* ``session`` — an :class:`IntervalRunner` woken when a connection must be opened; it gets
-  a fresh URL from ``apps.connections.open`` and does the WebSocket handshake;
-* ``health`` — an :class:`IntervalRunner` that sleeps until the next deadline (a ping, a
-  pong timeout, a rotation, a backoff timer) and fires it;
-* ``reader-<id>`` — one per connection, blocked in ``recv``; it parses each message and
-  runs the listeners of an envelope itself when no envelope is waiting for a worker (no
-  hand-off: the ack goes out from the thread that read the envelope). If those listeners
-  run longer than ``handoff_after``, the health thread starts ``reader-<id>.<n>`` to go on
-  reading, and the old reader ends once its listeners return;
-* ``worker_<k>`` — a ``ThreadPoolExecutor`` of up to ``concurrency`` threads, started on
-  demand, that run the listeners of envelopes that arrive while others run; a listener's
-  ack is sent from the worker itself.
+* :mod:`.options` — checks the constructor's options (:class:`~.options.ClientOptions`);
+* :mod:`.session` — carries out the rules (:mod:`.lifecycle`), owns the client's lock and the
+  one connection table, and runs the ``session`` and ``health`` threads;
+* :mod:`.opening` — gets a URL from ``apps.connections.open`` and makes each connection; the one
+  place an open attempt's errors (Web API, handshake, transport) are mapped and detached;
+* :mod:`.dispatch` — runs each envelope's listeners on its reader (no hand-off) or on the
+  ``worker_<k>`` pool, with the queue, backpressure and the reader's take-over;
+* :mod:`.acks` — sends each ack where the :mod:`.ledger` says, once;
+* :mod:`.stats` — the records :meth:`SocketModeClient.stats` and :meth:`SocketModeClient.health` return.
 
-The rules (what ``hello``, ``disconnect``, a drop or a timeout means) live in
-:mod:`slack_socket_mode.lifecycle`; this module carries them out.
+Threads (all named ``slack_socket_mode-<n>-…``, all stopped and joined by :meth:`SocketModeClient.close`):
+``session`` and ``health`` (:mod:`.session`), ``reader-<id>`` and ``reader-<id>.<n>``
+(:mod:`.connection`), ``worker_<k>`` (:mod:`.dispatch`), ``lease`` (:mod:`.shared`, with a shared ledger).
 
 Locks, in the one order in which they may be taken (a thread holding one may take only
 those below it; docs/threading.md, "Locks"):
 
-1. ``_lock`` (an ``RLock``; ``_changed`` is its condition) — the supervisor, the connection
-   tables, the deferred acks. No socket call is made while it is held: the close frames and
-   aborts the rules ask for are queued and carried out once it is released (:meth:`_rules`).
-2. ``_queue_lock`` (``_room`` and ``_drained`` are its conditions) — queue accounting.
-3. ``_watch_lock`` — inline runs: begin, end and take-over of a reader's listeners.
+1. the session's ``lock`` (an ``RLock``; ``changed`` is its condition) — the supervisor, the
+   connection table, the deferred acks. No socket call is made while it is held: the close frames
+   and aborts the rules ask for are queued and carried out once it is released (``Session.rules()``).
+2. the dispatcher's ``_queue_lock`` (``_room`` and ``_drained`` are its conditions) — queue
+   accounting (:class:`~slack_socket_mode.dispatch.Dispatcher`).
+3. the dispatcher's ``_watch_lock`` — inline runs: begin, end and take-over of a reader's listeners.
 4. the ledger's lock (:class:`~slack_socket_mode.ledger.EnvelopeLedger`) — one envelope's record.
 5. a connection's send lock (:class:`~slack_socket_mode.connection.Connection`) — its socket's
    write side; nothing is taken while it is held.
 
-``_slots`` (a semaphore of ``concurrency``) is not a lock: it counts running listeners, and is
-only waited for with no lock held.
+The facade itself holds no lock of its own.
 """
 
 from __future__ import annotations
@@ -39,62 +38,44 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import math
-import re
-import ssl
 import threading
 import time
-from collections import Counter, deque
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
-from slack_sdk.errors import SlackApiError
 from slack_sdk.socket_mode.client import BaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web import WebClient
 
+from .acks import AckRouter
 from .connection import Connection
+from .dispatch import Dispatcher
 from .errors import (
-    FATAL_API_ERRORS,
-    AuthError,
     ConfigurationError,
-    ConnectionFailedError,
     ConnectTimeoutError,
-    FatalError,
     NotConnectedError,
-    ProxyAuthError,
-    RateLimitedError,
     SocketModeError,
-    detached,
 )
-from .interval_runner import IntervalRunner
-from .ledger import EnvelopeLedger, Receipt
+from .ledger import EnvelopeLedger
 from .lifecycle import (
-    Abort,
-    Action,
     ClientState,
-    Close,
     ConnectionState,
-    Drain,
-    Fail,
-    Open,
     Supervisor,
     Transition,
 )
-from .liveness import Liveness
-from .messages import Disconnect, Envelope, Hello, Malformed, parse_message, plain_ack
-from .policy import Backoff, ReconnectPolicy
-from .records import record
-from .redaction import Hidden, RedactingFilter, Secret, redact
-from .shared import Admission, SharedLedger, SharedStore
+from .messages import Disconnect, Envelope, Hello, Malformed, parse_message
+from .opening import Connector
+from .options import check_options
+from .policy import ReconnectPolicy
+from .session import Session
+from .shared import SharedLedger, SharedStore
+from .stats import ClientStats, HealthStatus, percentile
 from .urls import check_socket_url
 
 if TYPE_CHECKING:  # imported when a proxy is configured: most apps have none
-    from .proxies import ProxySettings
+    pass
 
 __all__ = ["ClientStats", "HealthStatus", "SocketModeClient"]
 
@@ -105,72 +86,7 @@ LifecycleListener = Callable[[Transition], None]
 _client_numbers = itertools.count(1)
 #: ``json.dumps(…, separators=(",", ":"))`` without building an encoder per call.
 _compact_json = json.JSONEncoder(separators=(",", ":")).encode
-#: Seconds after a take-over (a reader's listeners ran past handoff_after) during which
-#: envelopes go to the worker pool: the app's listeners are slow just now.
-_INLINE_PAUSE = 1.0
-#: An app-level token: ``xapp-`` and printable ASCII with no spaces (what may go in a header).
-_APP_TOKEN_RE = re.compile(r"xapp-[\x21-\x7e]+")
 _LIVE = (ConnectionState.CONNECTED, ConnectionState.DRAINING)
-#: Characters of each message logged by ``trace_enabled`` (``all_message_trace_enabled``: all of it).
-_TRACE_SOME = 1000
-_TRACE_ALL = 1 << 62
-
-
-@record
-class ClientStats(NamedTuple):
-    """A snapshot of the client's counters (see :meth:`SocketModeClient.stats`).
-
-    Times are seconds. Counts are since the client was created. ``queue_depth`` counts
-    envelopes waiting for a worker; ``oldest_wait`` is how long the oldest of them has waited.
-    ``reader_takeovers`` counts the times a reader's own listeners ran past ``handoff_after``
-    and a new reader thread took over the connection. ``acks_crossed`` counts redeliveries
-    settled by an ack already sent on their connection (see :mod:`.ledger`).
-    ``ack_latency_p50/p90/p99`` are percentiles of the time from an envelope's arrival to its
-    ack being sent, over the last 1,024 acks (None before the first ack). A ``NamedTuple``:
-    ``stats()._asdict()`` gives a dict (for metrics exporters).
-    """
-
-    state: str
-    connections_open: int
-    num_connections: Optional[int]
-    connections_opened: int
-    reconnects: dict[str, int]
-    last_disconnect_reason: Optional[str]
-    envelopes_received: int
-    envelopes_acked: int
-    envelopes_deduplicated: int
-    acks_suppressed: int
-    acks_crossed: int
-    malformed_messages: int
-    reader_takeovers: int
-    queue_depth: int
-    oldest_wait: float
-    ack_latency_p50: Optional[float]
-    ack_latency_p90: Optional[float]
-    ack_latency_p99: Optional[float]
-    #: the shared ledger's state: "" (none), "ok", or "unavailable (…): why" (see :mod:`.shared`)
-    shared_ledger: str = ""
-
-
-@record
-class HealthStatus(NamedTuple):
-    """The answer to a health probe (see :meth:`SocketModeClient.health`).
-
-    Attributes:
-        healthy: connected, and no envelope has waited for a worker longer than allowed.
-        reason: why not, in a few words ("" when healthy).
-        state: the client's state (``"connected"``, ``"reconnecting"``, …).
-        oldest_wait: seconds the oldest queued envelope has waited.
-        shared_ledger: the shared ledger's state: "" (none), "ok", or "unavailable (…): why".
-            An unavailable shared ledger does not make the client unhealthy: it goes on
-            dispatching as its ``on_unavailable`` policy says.
-    """
-
-    healthy: bool
-    reason: str
-    state: str
-    oldest_wait: float
-    shared_ledger: str = ""
 
 
 class SocketModeClient(BaseSocketModeClient):
@@ -299,95 +215,61 @@ class SocketModeClient(BaseSocketModeClient):
         lifecycle_listeners: Optional[list[LifecycleListener]] = None,
         write_timeout: float = 5.0,
     ) -> None:
-        if isinstance(app_token, str):
-            app_token = app_token.strip()  # a token read from a file or a Kubernetes secret keeps its newline
-        if not isinstance(app_token, str) or not _APP_TOKEN_RE.fullmatch(app_token):
-            raise ConfigurationError(
-                "app_token must be an app-level token: 'xapp-' followed by printable characters with no "
-                f"spaces (got {_token_kind(app_token)}); create one under Basic Information > App-Level Tokens"
-            )
-        if not 1 <= connections <= 10:
-            raise ConfigurationError("connections must be between 1 and 10 (Slack's limit per app)")
-        if concurrency < 1:
-            raise ConfigurationError("concurrency must be at least 1")
-        if max_queue < 1:
-            raise ConfigurationError("max_queue must be at least 1")
-        if not handoff_after > 0:
-            raise ConfigurationError("handoff_after must be a positive number of seconds")
-        if max_message_size < 1024:
-            raise ConfigurationError("max_message_size must be at least 1024 bytes")
-        if receive_buffer_size < 16:
-            raise ConfigurationError("receive_buffer_size must be at least 16 bytes (as in slack_sdk)")
+        self.logger = logger or logging.getLogger("slack_socket_mode")
+        options = check_options(
+            app_token,
+            logger=self.logger,
+            web_client=web_client,
+            base_url=base_url,
+            ssl_context=ssl_context,
+            proxy=proxy,
+            proxy_headers=proxy_headers,
+            http_proxy_host=http_proxy_host,
+            http_proxy_port=http_proxy_port,
+            http_proxy_auth=http_proxy_auth,
+            proxy_type=proxy_type,
+            connections=connections,
+            concurrency=concurrency,
+            max_queue=max_queue,
+            handoff_after=handoff_after,
+            max_message_size=max_message_size,
+            receive_buffer_size=receive_buffer_size,
+            connect_timeout=connect_timeout,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            receive_timeout=receive_timeout,
+            reconnect_policy=reconnect_policy,
+        )
         self._number = next(_client_numbers)
         self._prefix = f"slack_socket_mode-{self._number}"
-        self._app_token = Secret(app_token)
-        self.logger = logger or logging.getLogger("slack_socket_mode")
-        self._proxy: Optional[ProxySettings] = None  # the environment's proxies apply (see .proxies)
-        if proxy or http_proxy_host:
-            from .proxies import ProxySettings  # noqa: PLC0415 -- only apps with a proxy pay for it
-        if proxy:
-            self._proxy = ProxySettings.parse(proxy)
-        elif http_proxy_host:
-            self._proxy = ProxySettings.from_websocket_client_options(
-                http_proxy_host, http_proxy_port, http_proxy_auth, proxy_type
-            )
-        self._proxy_headers = Hidden(dict(proxy_headers) if proxy_headers else None)
-        if proxy_headers:
-            if self._proxy is not None and self._proxy.is_http:
-                self._proxy = self._proxy.with_headers(proxy_headers)
-            else:
-                self.logger.warning(
-                    "proxy_headers are sent only to an http:// proxy given with proxy= or http_proxy_host=; ignored"
-                )
-        if ssl_context is None and web_client is not None:
-            ssl_context = getattr(web_client, "ssl", None)  # slack_sdk connects with web_client.ssl too
-        if web_client is None:
-            web_logger = logging.getLogger(f"{self.logger.name}.web_client")
-            if not any(isinstance(f, RedactingFilter) for f in web_logger.filters):
-                web_logger.addFilter(RedactingFilter())  # a peer's answer may echo the request's headers
-            web_client = WebClient(
-                base_url=base_url or WebClient.BASE_URL,
-                proxy=self._proxy.url if self._proxy is not None and self._proxy.is_http else None,
-                ssl=ssl_context,
-                timeout=max(1, math.ceil(connect_timeout)),  # slack_sdk's own is 30 s per attempt
-                logger=web_logger,
-            )
-        elif base_url is not None:
-            raise ConfigurationError("pass base_url or web_client, not both (set base_url on your WebClient)")
-        self.web_client = web_client
+        self._app_token = options.app_token
+        self._proxy = options.proxy
+        self._proxy_headers = options.proxy_headers
+        self._liveness = options.liveness
+        self._policy = options.policy
+        ssl_context = options.ssl_context
+        self.web_client = options.web_client
         self.default_auto_reconnect_enabled = auto_reconnect_enabled
-        self._auto_reconnect = auto_reconnect_enabled
         self.receive_buffer_size = receive_buffer_size
         self.trace_enabled = trace_enabled
         self.all_message_trace_enabled = all_message_trace_enabled
         self.ping_pong_trace_enabled = ping_pong_trace_enabled
-        self._trace_limit: Optional[int] = (
-            _TRACE_ALL if all_message_trace_enabled else (_TRACE_SOME if trace_enabled else None)
-        )
-        self._trace_pings = trace_enabled or ping_pong_trace_enabled
         self.ping_interval = ping_interval
         self.concurrency = concurrency
-        try:
-            self._liveness = Liveness(ping_interval, ping_timeout, receive_timeout)
-        except ValueError as e:
-            raise ConfigurationError(str(e)) from None
-        self._policy: ReconnectPolicy = reconnect_policy if reconnect_policy is not None else Backoff()
-        self._connect_timeout = connect_timeout
-        self._write_timeout = write_timeout
         self._close_timeout = close_timeout
-        self._max_message_size = max_message_size
-        self._allow_insecure_urls = allow_insecure_urls
-        self._debug_reconnects = debug_reconnects
-        self._connect_options = Hidden(self._proxy.websocket_options() if self._proxy is not None else {})
-        self._open_socket = self._proxy.open_tunnel if self._proxy is not None and self._proxy.has_headers else None
-        self._sslopt = {"context": ssl_context} if ssl_context is not None else None
-        if ssl_context is not None and (
-            getattr(ssl_context, "verify_mode", None) == ssl.CERT_NONE
-            or not getattr(ssl_context, "check_hostname", True)
-        ):
-            self.logger.warning(
-                "ssl_context: certificate verification is off; anyone on the network path can read and forge envelopes"
-            )
+        self._connector = Connector(
+            prefix=self._prefix,
+            logger=self.logger,
+            proxy=self._proxy,
+            ssl_context=ssl_context,
+            max_message_size=max_message_size,
+            write_timeout=write_timeout,
+            trace_enabled=trace_enabled,
+            all_message_trace_enabled=all_message_trace_enabled,
+            ping_pong_trace_enabled=ping_pong_trace_enabled,
+            allow_insecure_urls=allow_insecure_urls,
+            debug_reconnects=debug_reconnects,
+        )
 
         self.message_listeners: list[Any] = []
         self.socket_mode_request_listeners: list[Any] = []
@@ -395,35 +277,13 @@ class SocketModeClient(BaseSocketModeClient):
         self.on_error_listeners = list(on_error_listeners or [])
         self.on_close_listeners = list(on_close_listeners or [])
         self.lifecycle_listeners: list[LifecycleListener] = list(lifecycle_listeners or [])
+        #: Called with ``(connection number, text)`` for each text message a connection reads, on its
+        #: reader, before the client acts on it (``listen --record`` records with it); None: nothing.
+        self.message_tap: Optional[Callable[[int, str], None]] = None
         # slack_sdk's attribute, kept for code that takes it; this client never does (no place in the order).
         self.connect_operation_lock = threading.Lock()
 
-        # Lock order 1 (first): guards the supervisor, _connections, _opening, _open_queue,
-        # _deferred_acks, _pending_io and the counters below. No socket call while held (see _rules).
-        self._lock = threading.RLock()
-        self._changed = threading.Condition(self._lock)
-        self._rules_depth = threading.local()  # .n: how deep this thread is in _rules()
-        self._pending_io: list[tuple[Connection, Optional[str]]] = []  # (conn, close reason or None: abort)
-        self._supervisor = Supervisor(
-            self._policy,
-            connections=connections,
-            hello_timeout=hello_timeout,
-            drain_timeout=drain_timeout,
-            close_timeout=close_timeout,
-            open_timeout=connect_timeout,
-        )
-        self._connections: dict[int, Connection] = {}
-        self._opening: dict[int, Connection] = {}  # handshakes under way on the session thread
-        self._serving: list[Connection] = []  # newest first; replaced whole, read without the lock
-        self._live_count = 0
-        self._open_queue: deque[int] = deque()
-        self._deferred_acks: list[str] = []
-        self._fatal: Optional[FatalError] = None
-        self._closed = False
-        self._accepting = threading.Event()  # set while new envelopes are dispatched
-        self._accepting.set()
         self._wss_uri: Optional[str] = None
-        self._next_url: Optional[str] = None  # set by the wss_uri setter: the next connection's URL
         self._set_url: Optional[str] = None  # the URL last given to the wss_uri setter
         self.hello: Optional[Hello] = None
         self._ledger: EnvelopeLedger[Connection] = EnvelopeLedger(dedupe=bool(dedupe))
@@ -433,42 +293,48 @@ class SocketModeClient(BaseSocketModeClient):
                 self._shared = SharedLedger(dedupe, logger=self.logger, thread_name=f"{self._prefix}-lease")
             except ValueError as e:
                 raise ConfigurationError(str(e)) from None
-        self._queued = 0  # envelopes submitted to the workers and not finished
-        self._max_queue = max_queue
-        # Lock order 2: queue accounting (_queued, _waiting_since, _busy_workers, …). It is taken
-        # twice per envelope, and must not contend with the supervisor's lock.
-        self._queue_lock = threading.Lock()
-        # Not a lock: one permit per listener run, inline or on a worker (concurrency counts both).
-        self._slots = threading.Semaphore(concurrency)
-        self._room = threading.Condition(self._queue_lock)  # the reader waits here at max_queue
-        self._drained = threading.Condition(self._queue_lock)  # close() waits here for running listeners
-        self._waiting_since: deque[float] = deque()  # enqueue times of envelopes no worker has started
-        self._slow_queue_warning = slow_queue_warning
-        self._worker_idle_timeout = worker_idle_timeout
-        self._inline = inline_dispatch
-        self._handoff_after = handoff_after
-        # Lock order 3: inline listeners are watched by the health thread, which is woken only when
-        # the first starts after a quiet spell; begin/end/take-over of an inline run are serialised here.
-        self._watch_lock = threading.Lock()
-        self._watching = False
-        self._inline_paused_until = 0.0  # after a take-over, the pool takes envelopes for a while
-        self._warned_slow = False
-        self._warned_full = False
-        self._ack_latencies: deque[float] = deque(maxlen=1024)
-        self._opened = 0
-        self._reconnects: Counter[str] = Counter()
-        self._last_disconnect_reason: Optional[str] = None
-        self._malformed = 0
-        self._takeovers = 0
-
-        self.message_workers = self._new_workers()
-        self._in_listener = threading.local()  # .active is True on a worker while it runs listeners
-        self._busy_workers = False  # True from the first envelope until the idle pool is retired
-        self._retire_scheduled = False  # the health monitor knows a retirement is due
-        self._last_dispatch = 0.0  # monotonic time the last listener run finished
-        self._session = IntervalRunner(self._session_step, None, name=f"{self._prefix}-session", logger=self.logger)
-        self._health = IntervalRunner(self._health_step, None, name=f"{self._prefix}-health", logger=self.logger)
-        self._threads_started = False
+        supervisor = Supervisor(
+            self._policy,
+            connections=connections,
+            hello_timeout=hello_timeout,
+            drain_timeout=drain_timeout,
+            close_timeout=close_timeout,
+            open_timeout=connect_timeout,
+        )
+        self._session = Session(
+            self,
+            supervisor=supervisor,
+            connector=self._connector,
+            ledger=self._ledger,
+            liveness=self._liveness,
+            on_text=self._on_text,
+            prefix=self._prefix,
+            logger=self.logger,
+            connect_timeout=connect_timeout,
+            write_timeout=write_timeout,
+            auto_reconnect=auto_reconnect_enabled,
+        )
+        session = self._session
+        self._acks = AckRouter(
+            self._ledger, lock=session.lock, primary=session.primary, drained=session.maybe_drained, logger=self.logger
+        )
+        self._dispatcher = Dispatcher(
+            self,
+            acks=self._acks,
+            shared=self._shared,
+            connections=lambda: list(session.connections.values()),
+            wake_health=session.wake_health,
+            after_drain=session.maybe_drained,
+            prefix=self._prefix,
+            logger=self.logger,
+            concurrency=concurrency,
+            max_queue=max_queue,
+            slow_queue_warning=slow_queue_warning,
+            worker_idle_timeout=worker_idle_timeout,
+            inline_dispatch=inline_dispatch,
+            handoff_after=handoff_after,
+        )
+        session.attach(self._acks, self._dispatcher)
 
     # ---- slack_sdk's public interface ----------------------------------------------------------
 
@@ -496,10 +362,10 @@ class SocketModeClient(BaseSocketModeClient):
     @wss_uri.setter
     def wss_uri(self, url: Optional[str]) -> None:
         if url is not None:
-            check_socket_url(url, allow_insecure=self._allow_insecure_urls)
-        with self._lock:
+            check_socket_url(url, allow_insecure=self._connector.allow_insecure_urls)
+        with self._session.lock:
             self._wss_uri = self._set_url = url
-            self._next_url = url
+            self._session.next_url = url
 
     @property
     def proxy(self) -> Optional[str]:
@@ -515,7 +381,7 @@ class SocketModeClient(BaseSocketModeClient):
     @property
     def closed(self) -> bool:  # type: ignore[override]
         """True once :meth:`close` was called."""
-        return self._closed
+        return self._session.closed
 
     @property
     def auto_reconnect_enabled(self) -> bool:
@@ -525,28 +391,28 @@ class SocketModeClient(BaseSocketModeClient):
         ``default_auto_reconnect_enabled``, as slack_sdk does. Rotations Slack asks for
         (``disconnect``) are followed either way.
         """
-        return self._auto_reconnect
+        return self._session.auto_reconnect
 
     @auto_reconnect_enabled.setter
     def auto_reconnect_enabled(self, enabled: bool) -> None:
-        with self._lock:
-            self._auto_reconnect = bool(enabled)
+        with self._session.lock:
+            self._session.auto_reconnect = bool(enabled)
 
     def session_id(self) -> Optional[str]:
         """An identifier of the newest open connection (``"slack_socket_mode-1-3"``), or None.
 
         Unique in the process; it names the connection's reader thread in logs as well.
         """
-        conn = self._primary()
+        conn = self._session.primary()
         return None if conn is None else f"{self._prefix}-{conn.id}"
 
     @property
     def state(self) -> ClientState:
         """The client's :class:`~slack_socket_mode.lifecycle.ClientState`."""
-        return self._supervisor.state
+        return self._session.supervisor.state
 
     def __repr__(self) -> str:
-        return f"<SocketModeClient {self._prefix} state={self.state.value} connections={self._live_count}>"
+        return f"<SocketModeClient {self._prefix} state={self.state.value} connections={self._session.live_count}>"
 
     def __enter__(self) -> SocketModeClient:
         return self
@@ -561,7 +427,7 @@ class SocketModeClient(BaseSocketModeClient):
 
     def is_connected(self) -> bool:
         """True while at least one connection has said ``hello`` and is open."""
-        return self._live_count > 0
+        return self._session.live_count > 0
 
     def issue_new_wss_url(self) -> str:
         """Call ``apps.connections.open`` and return the new single-use URL.
@@ -572,27 +438,7 @@ class SocketModeClient(BaseSocketModeClient):
             ConnectionFailedError: any other failure (network, ``internal_error``).
             InsecureURLError: the URL is neither ``wss://`` nor ``ws://`` on loopback.
         """
-        # The error is raised after the except clause, so that it keeps no __context__: slack_sdk's
-        # exception holds the response, the request's Authorization header and the WebClient.
-        failure: Optional[SocketModeError] = None
-        try:
-            response = self.web_client.apps_connections_open(app_token=self.app_token)
-        except SlackApiError as e:
-            failure = _api_error(e)
-        except Exception as e:  # urllib, socket and TLS errors from the Web API call
-            failure = ConnectionFailedError(
-                f"apps.connections.open failed: {type(e).__name__}: {redact(str(e))[:200]}",
-                error=type(e).__name__,
-            )
-        if failure is not None:
-            raise failure
-        url = response.get("url")
-        del response  # the request's headers: not in this frame's locals when an error below is raised
-        if not isinstance(url, str):
-            raise ConnectionFailedError("apps.connections.open returned no url", error="no_url")
-        check_socket_url(url, allow_insecure=self._allow_insecure_urls)
-        if self._debug_reconnects and "debug_reconnects=" not in url:
-            url += ("&" if "?" in url else "?") + "debug_reconnects=true"
+        url = self._connector.issue_url(self.web_client, self._app_token)
         self._wss_uri = url
         return url
 
@@ -609,33 +455,10 @@ class SocketModeClient(BaseSocketModeClient):
             ConnectTimeoutError: no ``hello`` within ``timeout``; the client stops trying.
             SocketModeError: the client was closed, or close()/disconnect() interrupted the wait.
         """
-        with self._rules():
-            if self._closed:
-                raise SocketModeError("the client is closed; create a new one")
-            self._start_threads()
-            self._auto_reconnect = bool(self.default_auto_reconnect_enabled)
-            if self._set_url is not None and self._set_url == self._wss_uri and self._live_count == 0:
-                self._next_url = self._set_url  # slack_sdk's connect() opens wss_uri while it is set
-            self._fatal = None
-            self._accepting.set()
-            self._perform(self._supervisor.start(time.monotonic()))
-            deadline = None if timeout is None else time.monotonic() + timeout
-            while (
-                self._live_count == 0
-                and self._fatal is None
-                and self.state
-                not in (
-                    ClientState.CLOSED,
-                    ClientState.DISCONNECTED,
-                )
-            ):
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    break
-                self._changed.wait(remaining)
-            fatal = self._fatal
-            connected = self._live_count > 0
-            stopped = self.state in (ClientState.CLOSED, ClientState.DISCONNECTED)
+        reopen = self._set_url if self._set_url is not None and self._set_url == self._wss_uri else None
+        fatal, connected, stopped = self._session.start(
+            timeout, auto_reconnect=bool(self.default_auto_reconnect_enabled), reopen_url=reopen
+        )
         if fatal is not None:
             raise fatal
         if stopped:
@@ -650,8 +473,10 @@ class SocketModeClient(BaseSocketModeClient):
             self.connect()
             return
         if force:
-            with self._rules():
-                self._perform(self._supervisor.refresh("connect_to_new_endpoint(force=True)", time.monotonic()))
+            with self._session.rules():
+                self._session.perform(
+                    self._session.supervisor.refresh("connect_to_new_endpoint(force=True)", time.monotonic())
+                )
 
     def disconnect(self) -> None:
         """Close every connection (close frames, bounded handshake) and stop reconnecting.
@@ -659,10 +484,10 @@ class SocketModeClient(BaseSocketModeClient):
         :meth:`connect` may be called again afterwards. Returns within ``close_timeout`` seconds
         plus a little.
         """
-        with self._rules():
-            self._perform(self._supervisor.stop(time.monotonic(), final=False))
-            conns = list(self._connections.values())
-        self._await_connections(conns, time.monotonic() + self._close_timeout)
+        with self._session.rules():
+            self._session.perform(self._session.supervisor.stop(time.monotonic(), final=False))
+            conns = list(self._session.connections.values())
+        self._session.await_connections(conns, time.monotonic() + self._close_timeout)
 
     def close(self, timeout: float = 5.0) -> None:
         """Shut down for good: finish running listeners, send their acks, close, join threads.
@@ -676,32 +501,21 @@ class SocketModeClient(BaseSocketModeClient):
         return, a Web API call that does not answer) is named in a WARNING. Idempotent.
         """
         final_end = time.monotonic() + timeout
-        with self._lock:
-            if self._closed:
+        with self._session.lock:
+            if self._session.closed:
                 return
-            self._closed = True
-            self._accepting.clear()
-        with self._queue_lock:
-            self._room.notify_all()
-            end = final_end - min(self._close_timeout + 0.5, timeout / 2)
-            if self._queued:
-                self.logger.info(
-                    "close(): no new envelopes; waiting up to %g s for %d running or queued",
-                    timeout,
-                    self._queued,
-                )
-            own = 1 if getattr(self._in_listener, "active", False) else 0  # close() from a listener
-            while self._queued > own and time.monotonic() < end:
-                self._drained.wait(end - time.monotonic())
+            self._session.closed = True
+            self._dispatcher.stop_accepting()
+        end = final_end - min(self._close_timeout + 0.5, timeout / 2)
+        self._dispatcher.wait_for_listeners(end, timeout)
         if self._shared is not None:  # within close()'s one deadline: half of what is left, at most 1 s
             self._shared.close(min(1.0, max(0.0, (final_end - time.monotonic()) / 2)))
-        with self._rules():
-            self._perform(self._supervisor.stop(time.monotonic(), final=True))
-            conns = list(self._connections.values())
-        self._await_connections(conns, final_end - min(0.5, timeout / 4))
-        self._health.stop(0.0)  # both asked to stop first: one that is slow to end costs the other nothing
-        self._session.stop(0.0)
-        self.message_workers.shutdown(wait=False, cancel_futures=True)
+        with self._session.rules():
+            self._session.perform(self._session.supervisor.stop(time.monotonic(), final=True))
+            conns = list(self._session.connections.values())
+        self._session.await_connections(conns, final_end - min(0.5, timeout / 4))
+        self._session.stop_threads()
+        self._dispatcher.shutdown()
         me = threading.current_thread()
         ours = [t for t in threading.enumerate() if t.name.startswith(f"{self._prefix}-") and t is not me]
         for thread in ours:
@@ -727,9 +541,9 @@ class SocketModeClient(BaseSocketModeClient):
             except ValueError:
                 body = None
             if isinstance(body, dict) and isinstance(body.get("envelope_id"), str):
-                self._send_ack(body["envelope_id"], message)
+                self._acks.send_ack(body["envelope_id"], message)
                 return
-        conn = self._primary()
+        conn = self._session.primary()
         if conn is None:
             raise NotConnectedError("no open Socket Mode connection")
         conn.send_text(message)
@@ -748,7 +562,7 @@ class SocketModeClient(BaseSocketModeClient):
         if isinstance(response, SocketModeResponse):
             envelope_id: Any = response.envelope_id
             if response.payload is None and isinstance(envelope_id, str):  # the common ack, without a payload
-                self._send_ack(envelope_id, None)
+                self._acks.send_ack(envelope_id, None)
                 return
             body = response.to_dict()
         else:
@@ -756,7 +570,7 @@ class SocketModeClient(BaseSocketModeClient):
             envelope_id = body.get("envelope_id")
         if not isinstance(envelope_id, str):
             raise ValueError("a Socket Mode response needs an envelope_id")
-        self._send_ack(envelope_id, _compact_json(body))
+        self._acks.send_ack(envelope_id, _compact_json(body))
 
     def enqueue_message(self, message: str) -> None:
         """Handle ``message`` as if a connection had received it (for tests and tools).
@@ -769,7 +583,7 @@ class SocketModeClient(BaseSocketModeClient):
         Raises:
             SocketModeError: the client is closed.
         """
-        conn = self._primary()
+        conn = self._session.primary()
         if conn is not None:
             self._on_text(conn, message)
             return
@@ -777,10 +591,7 @@ class SocketModeClient(BaseSocketModeClient):
         if not isinstance(parsed, Envelope):
             self.logger.info("enqueue_message: not connected; ignored a message (%s)", type(parsed).__name__)
             return
-        with self._queue_lock:
-            if self._closed:
-                raise SocketModeError("the client is closed; create a new one")
-            self.message_workers.submit(self._run_listeners, parsed, message)
+        self._dispatcher.submit_unconnected(parsed, message)
 
     def process_message(self) -> None:
         """Not used: messages are dispatched as they arrive. Kept for slack_sdk compatibility."""
@@ -792,7 +603,7 @@ class SocketModeClient(BaseSocketModeClient):
         """Run every listener for ``message`` on the calling thread (slack_sdk compatibility)."""
         parsed = parse_message(raw_message)
         if isinstance(parsed, Envelope):
-            self._run_listeners(parsed, raw_message)
+            self._dispatcher.run_listeners(parsed, raw_message)
 
     # ---- visible state -------------------------------------------------------------------------
 
@@ -814,39 +625,45 @@ class SocketModeClient(BaseSocketModeClient):
     @property
     def queue_depth(self) -> int:
         """Envelopes received and waiting for a free worker."""
-        return len(self._waiting_since)
+        return self._dispatcher.queue_depth
 
     def oldest_wait(self) -> float:
         """Seconds the oldest envelope still waiting for a worker has waited (0.0 if none)."""
-        try:
-            return max(0.0, time.monotonic() - self._waiting_since[0])
-        except IndexError:
-            return 0.0
+        return self._dispatcher.oldest_wait()
+
+    @property
+    def message_workers(self) -> ThreadPoolExecutor:
+        """The worker pool (slack_sdk's attribute); replaced by an empty one after an idle spell."""
+        return self._dispatcher.workers
+
+    @message_workers.setter
+    def message_workers(self, workers: ThreadPoolExecutor) -> None:
+        self._dispatcher.workers = workers  # writable, as the attribute it replaces was
 
     def stats(self) -> ClientStats:
         """A consistent snapshot of the counters. Thread-safe."""
-        latencies = sorted(self._ack_latencies)
-        with self._lock:
+        latencies = sorted(self._acks.latencies)
+        with self._session.lock:
             ledger = self._ledger
             return ClientStats(
                 state=self.state.value,
-                connections_open=self._live_count,
+                connections_open=self._session.live_count,
                 num_connections=self.num_connections,
-                connections_opened=self._opened,
-                reconnects=dict(self._reconnects),
-                last_disconnect_reason=self._last_disconnect_reason,
+                connections_opened=self._session.opened,
+                reconnects=dict(self._session.reconnects),
+                last_disconnect_reason=self._session.last_disconnect_reason,
                 envelopes_received=ledger.received,
                 envelopes_acked=ledger.acked,
                 envelopes_deduplicated=ledger.deduplicated,
                 acks_suppressed=ledger.suppressed_acks,
                 acks_crossed=ledger.crossed_acks,
-                malformed_messages=self._malformed,
-                reader_takeovers=self._takeovers,
-                queue_depth=len(self._waiting_since),
+                malformed_messages=self._session.malformed,
+                reader_takeovers=self._dispatcher.takeovers,
+                queue_depth=self._dispatcher.queue_depth,
                 oldest_wait=self.oldest_wait(),
-                ack_latency_p50=_percentile(latencies, 0.50),
-                ack_latency_p90=_percentile(latencies, 0.90),
-                ack_latency_p99=_percentile(latencies, 0.99),
+                ack_latency_p50=percentile(latencies, 0.50),
+                ack_latency_p90=percentile(latencies, 0.90),
+                ack_latency_p99=percentile(latencies, 0.99),
                 shared_ledger=self._shared.status() if self._shared is not None else "",
             )
 
@@ -866,111 +683,31 @@ class SocketModeClient(BaseSocketModeClient):
             return HealthStatus(False, f"an envelope has waited {wait:.1f} s for a worker", state, wait, shared)
         return HealthStatus(True, "", state, wait, shared)
 
-    # ---- carrying out the rules ----------------------------------------------------------------
+    # ---- reader threads ------------------------------------------------------------------------
 
-    def _start_threads(self) -> None:
-        if not self._threads_started:
-            self._threads_started = True
-            self._session.start()
-            self._health.start()
+    def _on_text(self, conn: Connection, text: str) -> None:
+        """Route one text message a connection read (on its reader thread)."""
+        tap = self.message_tap
+        if tap is not None:
+            tap(conn.id, text)
+        if self.on_message_listeners:
+            self._notify_message(text)
+        message = parse_message(text)
+        if type(message) is Envelope:
+            self._dispatcher.on_envelope(conn, message, text)
+        elif isinstance(message, Hello):
+            self._session.on_hello(conn, message)
+        elif isinstance(message, Disconnect):
+            self._session.on_disconnect(conn, message.reason)
+        elif isinstance(message, Malformed):
+            self._session.malformed += 1
+            self.logger.warning(
+                "connection %d: skipped a message of %d characters: %s", conn.id, len(text), message.problem
+            )
+        elif self.logger.isEnabledFor(logging.DEBUG):
+            self.logger.debug("connection %d: ignored a message of type %s", conn.id, message.type)
 
-    @contextmanager
-    def _rules(self) -> Iterator[None]:
-        """Hold ``_lock`` to consult the rules; carry out the socket calls they asked for once it is released.
-
-        Close frames and aborts queued by :meth:`_perform` are made after the outermost
-        ``_rules`` of this thread releases the lock (nested uses leave them to it). Neither
-        blocks: a close frame is written only if the socket can take it, else the
-        connection is aborted.
-        """
-        depth = getattr(self._rules_depth, "n", 0)
-        self._rules_depth.n = depth + 1
-        io: list[tuple[Connection, Optional[str]]] = []
-        try:
-            with self._lock:
-                yield
-                if depth == 0:
-                    io, self._pending_io = self._pending_io, []
-        finally:
-            self._rules_depth.n = depth
-        _carry_out(io)
-
-    def _perform(self, actions: list[Action]) -> None:
-        """Carry out the supervisor's actions. Called with the lock held, inside :meth:`_rules`.
-
-        Socket calls (close frames, aborts) are queued in ``_pending_io``, never made here.
-        """
-        assert getattr(self._rules_depth, "n", 0) > 0, "_perform is called inside _rules()"
-        notify: list[Callable[[], None]] = []
-        while actions:
-            more: list[Action] = []
-            for action in actions:
-                if isinstance(action, Transition):
-                    self._log_transition(action, notify)
-                elif isinstance(action, Open):
-                    self._open_queue.append(action.connection_id)
-                    self._session.wake()
-                elif isinstance(action, Drain):
-                    conn = self._connections.get(action.connection_id)
-                    if conn is not None:
-                        conn.draining = True
-                        if self._ledger.inflight(conn) == 0:
-                            more += self._supervisor.drained(conn.id, time.monotonic())
-                elif isinstance(action, Close):
-                    conn = self._connections.get(action.connection_id)
-                    if conn is not None:
-                        self._pending_io.append((conn, action.reason))
-                elif isinstance(action, Abort):
-                    conn = self._connections.get(action.connection_id) or self._opening.get(action.connection_id)
-                    if conn is not None:
-                        self.logger.warning("connection %d: aborting (%s)", conn.id, action.reason)
-                        self._pending_io.append((conn, None))
-                elif isinstance(action, Fail):
-                    self._fatal = action.error
-                    self.logger.error("Socket Mode stopped: %s", action.error)
-                    error = action.error
-                    notify.append(lambda error=error: self._notify_error(error))  # type: ignore[misc]
-            actions = more
-        ids = self._supervisor.serving_ids()
-        self._serving = [self._connections[i] for i in ids if i in self._connections]
-        self._live_count = sum(1 for i in self._supervisor.connected_ids() if i in self._connections)
-        self._changed.notify_all()
-        self._health.wake()
-        if notify:
-            # listeners are the application's code: run them without our lock (and make the
-            # socket calls due so far first: a listener may wait for their outcome)
-            io, self._pending_io = self._pending_io, []
-            depth = getattr(self._rules_depth, "n", 0)
-            self._lock.release()
-            self._rules_depth.n = 0
-            try:
-                _carry_out(io)
-                for call in notify:
-                    call()
-            finally:
-                self._rules_depth.n = depth
-                self._lock.acquire()
-
-    def _log_transition(self, t: Transition, notify: list[Callable[[], None]]) -> None:
-        old = t.old.value if t.old is not None else "new"
-        who = "client" if t.connection_id is None else f"connection {t.connection_id}"
-        self.logger.info("%s: %s -> %s (%s)", who, old, t.new.value, redact(t.reason))
-        if t.connection_id is not None and t.new is ConnectionState.CLOSED:
-            self._forget(t.connection_id)
-        if self.lifecycle_listeners:
-            notify.append(lambda t=t: self._notify_lifecycle(t))  # type: ignore[misc]
-
-    def _forget(self, connection_id: int) -> None:
-        conn = self._connections.pop(connection_id, None)
-        if conn is not None and not conn.ended:
-            self._pending_io.append((conn, None))
-
-    def _notify_lifecycle(self, t: Transition) -> None:
-        for listener in list(self.lifecycle_listeners):
-            try:
-                listener(t)
-            except Exception:
-                self.logger.exception("lifecycle listener %r failed", listener)
+    # ---- slack_sdk's listeners (slack_socket_mode.websocket_client calls them its own way) -------
 
     def _notify_error(self, error: Exception) -> None:
         for listener in list(self.on_error_listeners):
@@ -978,266 +715,6 @@ class SocketModeClient(BaseSocketModeClient):
                 listener(error)
             except Exception:
                 self.logger.exception("error listener %r failed", listener)
-
-    def _session_step(self) -> Optional[float]:
-        """Open the connections the supervisor asked for (blocking calls, one at a time).
-
-        One deadline, ``connect_timeout``, covers the Web API call and the handshake: the
-        handshake gets what the call left, and the health thread aborts a handshake still under
-        way at the deadline (the supervisor's ``Abort`` for a ``CONNECTING`` connection reaches
-        it through ``_opening``), as does ``close()``.
-        """
-        while True:
-            with self._rules():
-                if not self._open_queue:
-                    return None
-                cid = self._open_queue.popleft()
-                if self._supervisor.connection_state(cid) is not ConnectionState.CONNECTING:
-                    continue
-            deadline = time.monotonic() + self._connect_timeout
-            conn: Optional[Connection] = None
-            error: Optional[Exception] = None
-            try:
-                with self._lock:
-                    url, self._next_url = self._next_url, None
-                if url is None:
-                    url = self.issue_new_wss_url()
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise ConnectionFailedError(
-                        f"apps.connections.open took more than connect_timeout ({self._connect_timeout:g} s)",
-                        error="open_timeout",
-                    )
-                conn = Connection(
-                    cid,
-                    url,
-                    on_text=self._on_text,
-                    on_closed=self._on_closed,
-                    logger=self.logger,
-                    thread_name=f"{self._prefix}-reader-{cid}",
-                    max_message_size=self._max_message_size,
-                    connect_options=self._connect_options.value,
-                    sslopt=self._sslopt,
-                    write_timeout=self._write_timeout,
-                    open_socket=self._open_socket,
-                    trace_limit=self._trace_limit,
-                    trace_pings=self._trace_pings,
-                )
-                with self._lock:
-                    self._opening[cid] = conn
-                    stopping = self._closed or self._supervisor.state not in _RUNNING_CLIENT
-                if stopping:
-                    conn.abort()
-                self.logger.info("connection %d: opening %s", cid, conn.url)
-                conn.open(remaining)
-            except SocketModeError as e:
-                error = detached(e)  # the one error boundary: nothing the request held stays reachable
-            except Exception as e:  # a library error we did not foresee must not stall reconnecting
-                self.logger.error(
-                    "connection %d: unexpected error while opening: %s: %s", cid, type(e).__name__, redact(str(e))[:200]
-                )
-                error = ConnectionFailedError(
-                    f"could not open a connection: {type(e).__name__}", error=type(e).__name__
-                )
-            with self._rules():
-                self._opening.pop(cid, None)
-                now = time.monotonic()
-                if conn is None or error is not None:
-                    failure = error or ConnectionFailedError("could not open a connection", error="unknown")
-                    level = logging.ERROR if isinstance(failure, FatalError) else logging.WARNING
-                    self.logger.log(level, "connection %d: %s", cid, failure)
-                    self._perform(self._supervisor.open_failed(cid, failure, now))
-                else:
-                    self._connections[cid] = conn
-                    self._opened += 1
-                    conn.start()
-                    self._perform(self._supervisor.opened(cid, now))
-            if conn is not None and error is None:  # opened: the application's listeners run without the lock
-                self._notify_open(conn)
-                continue
-            if not isinstance(failure, FatalError):  # a FatalError reached the listeners through Fail
-                self._notify_error(failure)
-
-    def _health_step(self) -> Optional[float]:
-        """Fire due deadlines; ping; replace dead connections. Returns seconds until the next one.
-
-        Never waits on a connection's I/O: a ping is sent only if it cannot block
-        (:meth:`Connection.ping`), and a write that has run past ``write_timeout`` gets its
-        connection aborted and replaced.
-        """
-        now = time.monotonic()
-        pings: list[Connection] = []
-        with self._rules():
-            actions = self._supervisor.tick(now)
-            next_at = self._supervisor.next_deadline()
-            for writer in list(self._connections.values()):
-                overdue = writer.write_overdue(now)
-                if overdue is not None:
-                    reason = f"a write has not finished in {overdue:.1f} s (the peer does not read)"
-                    self.logger.warning("connection %d: %s; replacing it", writer.id, reason)
-                    self._reconnects["write timeout"] += 1
-                    actions += self._supervisor.dead(writer.id, reason, now) or [Abort(writer.id, reason)]
-                    continue
-                due = writer.write_deadline()
-                if due is None:  # a write that starts while this thread sleeps is seen within write_timeout
-                    due = now + self._write_timeout
-                next_at = due if next_at is None else min(next_at, due)
-            for cid in self._supervisor.connected_ids():
-                conn = self._connections.get(cid)
-                if conn is None:
-                    continue
-                if conn.backpressured:  # our own pause, not the server's silence: look again later
-                    recheck = now + self._liveness.ping_timeout
-                    next_at = recheck if next_at is None else min(next_at, recheck)
-                    continue
-                verdict = self._liveness.check(now, last_received=conn.last_received, last_ping=conn.last_ping)
-                if verdict.dead is not None:
-                    self.logger.warning("connection %d: %s; replacing it", cid, verdict.dead)
-                    self._reconnects["no pong" if "pong" in verdict.dead else "no frames"] += 1
-                    actions += self._supervisor.dead(cid, verdict.dead, now)
-                    continue
-                if verdict.ping:
-                    pings.append(conn)
-                next_at = verdict.next_check if next_at is None else min(next_at, verdict.next_check)
-            if actions:
-                self._perform(actions)
-                next_at = self._supervisor.next_deadline() if next_at is None else next_at
-        for conn in pings:
-            conn.ping()
-        watch_at = self._watch_inline(now)
-        if watch_at is not None:
-            next_at = watch_at if next_at is None else min(next_at, watch_at)
-        retire_at = self._retire_idle_workers(now)
-        if retire_at is not None:
-            next_at = retire_at if next_at is None else min(next_at, retire_at)
-        return None if next_at is None else max(0.0, next_at - time.monotonic())
-
-    def _watch_inline(self, now: float) -> Optional[float]:
-        """Give a connection a new reader when its reader's own listeners run past ``handoff_after``.
-
-        Returns when to look again, or None when no reader runs listeners (the watch then
-        sleeps until the next inline run wakes it).
-        """
-        if not self._watching:
-            return None
-        taken: list[tuple[int, float]] = []
-        next_at: Optional[float] = None
-        with self._watch_lock:
-            for conn in list(self._connections.values()):
-                since = conn.inline_since
-                if since is None:
-                    continue
-                due = since + self._handoff_after
-                if now >= due:
-                    self._inline_paused_until = now + _INLINE_PAUSE  # set before the new reader reads
-                    if conn.take_over():
-                        taken.append((conn.id, now - since))
-                elif next_at is None or due < next_at:
-                    next_at = due
-            if next_at is None:
-                self._watching = False
-        for cid, ran in taken:
-            self._takeovers += 1
-            if self.logger.isEnabledFor(logging.DEBUG):
-                self.logger.debug(
-                    "connection %d: listeners have run on the reader for %.3f s; a new reader goes on reading",
-                    cid,
-                    ran,
-                )
-        return next_at
-
-    def _new_workers(self) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=f"{self._prefix}-worker")
-
-    def _retire_idle_workers(self, now: float) -> Optional[float]:
-        """After a burst, let the worker threads go once the client has been idle for a while.
-
-        ``ThreadPoolExecutor`` keeps every thread it ever started; after ``worker_idle_timeout``
-        seconds without an envelope the pool is replaced by an empty one (it starts threads
-        again on demand) and the old one's threads exit. Returns when to look again, or None.
-        """
-        with self._queue_lock:
-            if not self._busy_workers or self._closed:
-                return None
-            due = self._last_dispatch + self._worker_idle_timeout
-            if self._queued or now < due:
-                return max(due, now + 0.001) if not self._queued else now + self._worker_idle_timeout
-            old, self.message_workers = self.message_workers, self._new_workers()
-            self._busy_workers = self._retire_scheduled = False
-        old.shutdown(wait=False)
-        return None
-
-    def _await_connections(self, conns: list[Connection], end: float) -> None:
-        """Wait until ``end`` (monotonic seconds) for ``conns`` to end, aborting those that have not."""
-        for conn in conns:
-            if conn.is_reader():  # called by a listener on this connection's reader: it cannot read the reply
-                conn.abort()
-                continue
-            if not conn.wait_ended(max(0.0, end - time.monotonic())):
-                conn.abort()
-        for conn in conns:
-            conn.join(max(0.05, end - time.monotonic()))
-
-    # ---- reader threads ------------------------------------------------------------------------
-
-    def _on_text(self, conn: Connection, text: str) -> None:
-        if self.on_message_listeners:
-            self._notify_message(text)
-        message = parse_message(text)
-        if type(message) is Envelope:
-            self._on_envelope(conn, message, text)
-        elif isinstance(message, Hello):
-            self._on_hello(conn, message)
-        elif isinstance(message, Disconnect):
-            self.logger.info("connection %d: disconnect (reason %s)", conn.id, message.reason)
-            with self._rules():
-                self._last_disconnect_reason = message.reason
-                self._reconnects[f"disconnect {message.reason}"] += 1
-                self._perform(self._supervisor.disconnect(conn.id, message.reason, time.monotonic()))
-        elif isinstance(message, Malformed):
-            self._malformed += 1
-            self.logger.warning(
-                "connection %d: skipped a message of %d characters: %s", conn.id, len(text), message.problem
-            )
-        elif self.logger.isEnabledFor(logging.DEBUG):
-            self.logger.debug("connection %d: ignored a message of type %s", conn.id, message.type)
-
-    def _on_hello(self, conn: Connection, hello: Hello) -> None:
-        with self._rules():
-            self.hello = hello
-            self.logger.info(
-                "connection %d: hello (num_connections=%s, approximate_connection_time=%s s)",
-                conn.id,
-                hello.num_connections,
-                hello.approximate_connection_time,
-            )
-            self._perform(self._supervisor.hello(conn.id, hello.approximate_connection_time, time.monotonic()))
-            deferred, self._deferred_acks = self._deferred_acks, []
-        for text in deferred:
-            try:
-                conn.send_text(text)
-            except NotConnectedError:
-                self.logger.warning("connection %d: could not send a deferred ack", conn.id)
-
-    def _on_closed(self, conn: Connection, reason: str) -> None:
-        code = conn.close_code if conn.close_code is not None else 1006
-        with self._rules():
-            state = self._supervisor.connection_state(conn.id)
-            if state not in (ConnectionState.DRAINING, ConnectionState.CLOSING, ConnectionState.CLOSED):
-                self._reconnects[reason.split(" (", maxsplit=1)[0]] += 1
-                if not self._auto_reconnect and self._supervisor.state not in (ClientState.CLOSED,):
-                    self.logger.warning("connection %d lost (%s); auto_reconnect_enabled is off", conn.id, reason)
-                    others = [i for i in self._supervisor.connected_ids() if i != conn.id and i in self._connections]
-                    if not others:  # stop first: lost() alone would plan a replacement the session thread may start
-                        self._perform(self._supervisor.stop(time.monotonic(), final=False))
-                    self._perform(self._supervisor.lost(conn.id, reason, time.monotonic()))
-                else:
-                    self._perform(self._supervisor.lost(conn.id, reason, time.monotonic()))
-            else:
-                self._perform(self._supervisor.lost(conn.id, reason, time.monotonic()))
-        self._notify_close(code, reason)
-
-    # ---- slack_sdk's listeners (slack_socket_mode.websocket_client calls them its own way) -------
 
     def _notify_message(self, text: str) -> None:
         """Call the ``on_message`` listeners with a text message (on the reader thread)."""
@@ -1258,339 +735,3 @@ class SocketModeClient(BaseSocketModeClient):
     def _notify_open(self, conn: Connection) -> None:
         """A connection finished its handshake (on the session thread). slack_sdk's built-in client has no
         ``on_open`` listeners; :mod:`slack_socket_mode.websocket_client` calls its own here."""
-
-    def _on_envelope(self, conn: Connection, envelope: Envelope, text: str) -> None:
-        if not self._accepting.is_set():
-            self.logger.info("connection %d: not dispatching envelope %s: closing", conn.id, envelope.envelope_id)
-            return
-        received = time.monotonic()
-        receipt, ack = self._ledger.receive(envelope.envelope_id, conn, received)
-        if receipt is Receipt.DISPATCH:
-            if self._shared is not None and not self._admit_shared(conn, envelope):
-                return
-            with self._queue_lock:
-                now = received
-                if self._queued >= self._max_queue:
-                    self._wait_for_room(conn)
-                    now = time.monotonic()
-                if not self._accepting.is_set():  # close() began meanwhile: Slack redelivers it elsewhere
-                    if self._shared is not None:
-                        self._shared.release(envelope.envelope_id)  # no store call here: the lease thread makes it
-                    return
-                self._queued += 1
-                # Run it here, on the reader, when no envelope waits for a worker and a slot is free.
-                inline = (
-                    self._inline
-                    and not self._waiting_since
-                    and self._queued <= self.concurrency
-                    and now >= self._inline_paused_until
-                    and conn.is_reader()
-                    and self._slots.acquire(blocking=False)  # a free slot of concurrency (released below)
-                )
-                if not inline:
-                    self._busy_workers = True
-                    self._waiting_since.append(now)
-                    self.message_workers.submit(self._dispatch, envelope, text)
-            if inline:
-                self._dispatch_inline(conn, envelope, text, now)
-            return
-        if receipt is Receipt.CROSSED:
-            if self.logger.isEnabledFor(logging.DEBUG):
-                self.logger.debug(
-                    "connection %d: envelope %s redelivered (retry_attempt %d) as its ack went out on this "
-                    "connection; that ack settles it",
-                    conn.id,
-                    envelope.envelope_id,
-                    envelope.retry_attempt,
-                )
-        elif receipt is Receipt.REACK and ack is not None:
-            self.logger.info(
-                "connection %d: envelope %s redelivered (retry_attempt %d) after its ack; acking again",
-                conn.id,
-                envelope.envelope_id,
-                envelope.retry_attempt,
-            )
-            self._send_on(conn, ack)
-        elif receipt is Receipt.WAIT:
-            self.logger.info(
-                "connection %d: envelope %s redelivered (retry_attempt %d) while its listeners run; "
-                "not dispatching it again",
-                conn.id,
-                envelope.envelope_id,
-                envelope.retry_attempt,
-            )
-        elif receipt is Receipt.IGNORE:
-            self.logger.warning(
-                "connection %d: envelope %s redelivered, but its listeners already ran without acking it; "
-                "not dispatching it again",
-                conn.id,
-                envelope.envelope_id,
-            )
-
-    def _admit_shared(self, conn: Connection, envelope: Envelope) -> bool:
-        """Ask the shared ledger about a first delivery; True to run it (see :mod:`.shared`)."""
-        assert self._shared is not None
-        admission, ack = self._shared.admit(envelope)
-        if admission is Admission.RUN:
-            return True
-        if admission is Admission.ACK and ack is not None:
-            self.logger.info(
-                "connection %d: envelope %s (retry_attempt %d) was handled by another replica; acking it as it did",
-                conn.id,
-                envelope.envelope_id,
-                envelope.retry_attempt,
-            )
-            self._send_ack(envelope.envelope_id, ack)
-            return False
-        self.logger.info(
-            "connection %d: envelope %s (retry_attempt %d) %s; neither running nor acking it",
-            conn.id,
-            envelope.envelope_id,
-            envelope.retry_attempt,
-            "was handled by another replica without an ack"
-            if admission is Admission.SETTLED
-            else "is held by another replica, or the shared ledger is unavailable",
-        )
-        self._ledger.release(envelope.envelope_id)
-        return False
-
-    def _wait_for_room(self, conn: Connection) -> None:
-        """Block the reader (queue lock held) until a worker frees a slot. Pauses liveness meanwhile."""
-        assert self._queue_lock.locked(), "_wait_for_room waits on _room: the queue lock must be held"
-        if not self._warned_full:  # once per burst: the flag resets when the queue drains
-            self._warned_full = True
-            self.logger.warning(
-                "connection %d: %d envelopes queued (max_queue); pausing reads while workers catch up",
-                conn.id,
-                self._queued,
-            )
-        conn.backpressured = True
-        try:
-            while self._queued >= self._max_queue and self._accepting.is_set():
-                self._room.wait()
-        finally:
-            conn.backpressured = False
-            conn.last_received = time.monotonic()  # the pause was ours, not the server's silence
-
-    # ---- workers -------------------------------------------------------------------------------
-
-    def _dispatch_inline(self, conn: Connection, envelope: Envelope, text: str, now: float) -> None:
-        """Run the listeners on the reader thread, watched by the health thread (see handoff_after)."""
-        with self._watch_lock:
-            conn.begin_inline(now)
-            wake = not self._watching
-            self._watching = True
-        if wake:
-            self._health.wake()
-        try:
-            self._run_and_settle(envelope, text)
-        finally:
-            with self._watch_lock:
-                conn.end_inline()
-            self._slots.release()
-
-    def _dispatch(self, envelope: Envelope, text: str) -> None:
-        """Run the listeners on a worker thread."""
-        started = time.monotonic()
-        try:
-            waited = started - self._waiting_since.popleft()
-        except IndexError:
-            waited = 0.0
-        if waited > self._slow_queue_warning and not self._warned_slow:
-            self._warned_slow = True
-            self.logger.warning(
-                "envelope %s waited %.1f s for a free worker (%d queued); Slack redelivers envelopes not acked "
-                "within 3 s: raise concurrency (now %d), or ack before doing slow work",
-                envelope.envelope_id,
-                waited,
-                len(self._waiting_since),
-                self.concurrency,
-            )
-        self._slots.acquire()  # inline runs count towards concurrency too: wait for one of them to end
-        try:
-            self._run_and_settle(envelope, text)
-        finally:
-            self._slots.release()
-
-    def _run_and_settle(self, envelope: Envelope, text: str) -> None:
-        """Run the listeners, then account for the envelope (queue, drain, close())."""
-        self._in_listener.active = True
-        try:
-            self._run_listeners(envelope, text)
-        finally:
-            self._in_listener.active = False
-            if self._shared is not None:
-                self._shared.finish(envelope.envelope_id, *self._ledger.ack_of(envelope.envelope_id))
-            conn = self._ledger.handled(envelope.envelope_id)
-            with self._queue_lock:
-                self._queued -= 1
-                self._last_dispatch = time.monotonic()
-                if self._queued == 0 and not self._retire_scheduled:
-                    self._retire_scheduled = True  # once per burst: the monitor reschedules itself
-                    self._health.wake()
-                if self._queued <= 1 and self._closed:  # close() waits for 0, or 1 when called from a listener
-                    self._drained.notify_all()
-                if self._queued == 0:
-                    self._warned_slow = self._warned_full = False  # the burst is over: warn again on the next
-                if self._queued == self._max_queue - 1:
-                    self._room.notify()
-            if conn is not None and conn.draining:
-                self._maybe_drained(conn)
-
-    def _run_listeners(self, envelope: Envelope, text: str) -> None:
-        body = envelope.body
-        for listener in self.message_listeners:
-            try:
-                listener(self, body, text)
-            except Exception:
-                self.logger.exception(
-                    "message listener %r failed on envelope %s (%s)",
-                    listener,
-                    envelope.envelope_id,
-                    envelope.type,
-                )
-        if self.socket_mode_request_listeners:
-            try:
-                request = SocketModeRequest.from_dict(body)
-            except (ValueError, TypeError) as e:  # parse_message refuses such shapes; a caller may not have
-                self.logger.warning(
-                    "envelope %s (%s): request listeners skipped: %s",
-                    redact(envelope.envelope_id),
-                    redact(envelope.type)[:64],
-                    type(e).__name__,
-                )
-                return
-            if request is None:
-                self.logger.warning(
-                    "envelope %s (%s) has no payload; request listeners skipped",
-                    envelope.envelope_id,
-                    envelope.type,
-                )
-                return
-            for rl in self.socket_mode_request_listeners:
-                try:
-                    rl(self, request)
-                except Exception:
-                    self.logger.exception(
-                        "request listener %r failed on envelope %s (%s)",
-                        rl,
-                        envelope.envelope_id,
-                        envelope.type,
-                    )
-
-    def _send_ack(self, envelope_id: str, text: Optional[str]) -> None:
-        """Route and send the ack ``text`` (None: the plain ack, without a payload)."""
-        now = time.monotonic()
-        route = self._ledger.ack(envelope_id, text, now)
-        if not route.send:
-            if self.logger.isEnabledFor(logging.DEBUG):
-                self.logger.debug("envelope %s: a second ack was not sent", envelope_id)
-            return
-        origin = route.conn
-        try:
-            used = self._send_on(origin, plain_ack(envelope_id) if text is None else text)
-        finally:
-            if origin is not None:
-                self._ledger.written(origin)  # only now may a draining origin close (see _maybe_drained)
-        if used is not origin:  # the origin could not send: another connection did, or none (deferred)
-            self._ledger.sent_on(envelope_id, used)
-        if route.received_at is not None:
-            self._ack_latencies.append(now - route.received_at)
-        if origin is not None and origin.draining:
-            self._maybe_drained(origin)
-
-    def _send_on(self, conn: Optional[Connection], text: str) -> Optional[Connection]:
-        """Send ``text`` on ``conn``, else on the newest connection, else defer it; return the one used."""
-        if conn is not None and conn.can_send:
-            try:
-                conn.send_text(text)
-                return conn
-            except NotConnectedError:
-                pass
-        primary = self._primary()
-        if primary is not None and primary is not conn:
-            try:
-                primary.send_text(text)
-                return primary
-            except NotConnectedError:
-                pass
-        with self._lock:
-            self._deferred_acks.append(text)
-        self.logger.warning("no open connection: ack deferred until the next hello")
-        return None
-
-    def _primary(self) -> Optional[Connection]:
-        for conn in self._serving:
-            if conn.can_send:
-                return conn
-        with self._lock:
-            for cid in reversed(self._supervisor.connected_ids()):
-                conn_ = self._connections.get(cid)
-                if conn_ is not None and conn_.can_send:
-                    return conn_
-        return None
-
-    def _maybe_drained(self, conn: Connection) -> None:
-        if conn.draining and self._ledger.inflight(conn) == 0:
-            with self._rules():
-                self._perform(self._supervisor.drained(conn.id, time.monotonic()))
-
-
-_RUNNING_CLIENT = (ClientState.CONNECTING, ClientState.CONNECTED, ClientState.RECONNECTING)
-
-
-def _carry_out(io: list[tuple[Connection, Optional[str]]]) -> None:
-    """Make the socket calls the rules asked for (never with the client's lock held; none blocks)."""
-    for conn, close_reason in io:
-        if close_reason is None:
-            conn.abort()
-        else:
-            conn.close(1000, close_reason)
-
-
-def _percentile(ordered: list[float], q: float) -> Optional[float]:
-    """Nearest-rank percentile of an already sorted list (None if empty)."""
-    if not ordered:
-        return None
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
-def _api_error(e: SlackApiError) -> SocketModeError:
-    """Translate a Web API error from apps.connections.open (never keeping the request)."""
-    response = e.response
-    status = getattr(response, "status_code", None)
-    error = response.get("error") if hasattr(response, "get") else None
-    error = redact(error)[:100] if isinstance(error, str) else "unknown_error"  # the peer's text
-    if status == 407:
-        return ProxyAuthError(
-            "the proxy refused apps.connections.open: HTTP 407 proxy authentication required "
-            "(check the user and password in the proxy URL)",
-            error="proxy_auth_required",
-        )
-    if status == 429 or error == "ratelimited":
-        headers = getattr(response, "headers", {}) or {}
-        raw = headers.get("Retry-After") or headers.get("retry-after") or "30"
-        try:
-            retry_after = max(0.0, float(raw))
-        except ValueError:
-            retry_after = 30.0
-        return RateLimitedError(
-            f"apps.connections.open is rate limited; retrying after {retry_after:g} s",
-            retry_after=retry_after,
-            status=status,
-        )
-    if error in FATAL_API_ERRORS:
-        return AuthError(f"apps.connections.open refused the app-level token: {error}", error=error)
-    return ConnectionFailedError(f"apps.connections.open failed: {error} (HTTP {status})", error=error, status=status)
-
-
-def _token_kind(token: object) -> str:
-    """What kind of value ``token`` is, in words that never echo it."""
-    if not isinstance(token, str):
-        return type(token).__name__
-    if not token:
-        return "an empty string"
-    kind = Secret(token).kind
-    if kind == "xapp":
-        return "an xapp- token with spaces or control characters in it"
-    return f"a {kind}- token" if kind != "secret" else "a value of another shape"

@@ -28,6 +28,10 @@ Who may block where (the bounds on a peer that stops reading or trickles):
   open attempt's one deadline passes (or on ``close()``), from another thread.
 * Redirects in the handshake are refused (Slack never redirects): the URL the peer tried to
   send the client to is named in the error, without its query.
+
+A handshake's errors are mapped to ours in :mod:`slack_socket_mode.opening`
+(:func:`~slack_socket_mode.opening.handshake_error`), the one place an open attempt's errors are
+mapped; the proxy tunnel is opened there too (:func:`~slack_socket_mode.opening.tunnel`).
 """
 
 from __future__ import annotations
@@ -35,17 +39,16 @@ from __future__ import annotations
 import logging
 import select
 import socket
-import ssl
 import struct
 import threading
 import time
 from typing import Any, Callable, Optional
-from urllib.parse import urlsplit
 
 import websocket
 from websocket import ABNF
 
-from .errors import ConnectionFailedError, NotConnectedError, ProxyAuthError, SocketModeError
+from .errors import NotConnectedError, SocketModeError
+from .opening import brief, handshake_error, tunnel
 from .redaction import redact
 from .urls import safe_url
 
@@ -179,7 +182,11 @@ class Connection:
                 raise websocket.WebSocketTimeoutException("aborted before the handshake")
             if self._open_socket is not None:
                 self._ws.connect(
-                    self._url, timeout=timeout, suppress_origin=True, redirect_limit=0, socket=self._tunnel(timeout)
+                    self._url,
+                    timeout=timeout,
+                    suppress_origin=True,
+                    redirect_limit=0,
+                    socket=tunnel(self._open_socket, self._url, self._sslopt, timeout),
                 )
             else:
                 self._ws.connect(
@@ -194,69 +201,13 @@ class Connection:
             # websocket-client's frame parser asks for the header, the length and the payload of
             # each frame separately; feed it from one large read instead (see _ReadAhead).
             self._ws.frame_buffer.recv = _ReadAhead(self._ws._recv)
-        except SocketModeError as e:  # from open_socket: the proxy refused the tunnel
+        except Exception as e:  # OSError, TLS, websocket-client, python-socks and the proxy's errors alike
             self._ws.shutdown()
-            failure = e
-        except websocket.WebSocketProxyException as e:
-            self._ws.shutdown()
-            if "407" in str(e):
-                failure = ProxyAuthError(
-                    "the proxy refused the connection: HTTP 407 proxy authentication required "
-                    "(check the user and password in the proxy URL)",
-                    error="proxy_auth_required",
-                )
-            else:
-                failure = ConnectionFailedError(f"the proxy failed: {_brief(e)}", error="proxy_error")
-        except websocket.WebSocketBadStatusException as e:
-            self._ws.shutdown()
-            failure = ConnectionFailedError(
-                f"WebSocket handshake with {self.url} was answered with HTTP {e.status_code}",
-                error="handshake_rejected",
-                status=e.status_code,
-            )
-        except Exception as e:  # OSError, TLS, websocket-client and python-socks errors alike
-            self._ws.shutdown()
-            failure = self._redirect_refused() or ConnectionFailedError(
-                f"could not open {self.url}: {type(e).__name__}: {_brief(e)}"
-                + (" (aborted: the open attempt's deadline passed, or the client is closing)" if self._aborted else ""),
-                error="open_aborted" if self._aborted else type(e).__name__,
-            )
+            failure = handshake_error(e, self._ws, self.url, aborted=self._aborted)  # the one mapping
         if failure is not None:
             # raised outside the except clauses: no __context__ (the proxy's error may name its credentials)
             raise failure
         self.last_received = time.monotonic()
-
-    def _redirect_refused(self) -> Optional[ConnectionFailedError]:
-        """The error for a handshake answered with a redirect (refused: Slack never redirects), or None."""
-        response = getattr(self._ws, "handshake_response", None)
-        status = getattr(response, "status", None)
-        if not isinstance(status, int) or not 300 <= status < 400:
-            return None
-        headers = getattr(response, "headers", None) or {}
-        location = headers.get("location") if isinstance(headers, dict) else None
-        target = safe_url(location) if isinstance(location, str) else "nowhere (no Location header)"
-        return ConnectionFailedError(
-            f"WebSocket handshake with {self.url} was answered with HTTP {status}, a redirect to {target}; "
-            "refused (Slack never redirects)",
-            error="redirect_refused",
-            status=status,
-        )
-
-    def _tunnel(self, timeout: float) -> socket.socket:
-        """Open the TCP connection with ``open_socket``, and start TLS on it for ``wss://``."""
-        assert self._open_socket is not None
-        parts = urlsplit(self._url)
-        secure = parts.scheme == "wss"
-        host = parts.hostname or ""
-        sock = self._open_socket(host, parts.port or (443 if secure else 80), timeout)
-        if not secure:
-            return sock
-        context = (self._sslopt or {}).get("context") or ssl.create_default_context()
-        try:
-            return context.wrap_socket(sock, server_hostname=host)
-        except BaseException:
-            sock.close()
-            raise
 
     def start(self) -> None:
         """Start the reader thread."""
@@ -437,7 +388,7 @@ class Connection:
             elif isinstance(e, websocket.WebSocketConnectionClosedException):
                 reason = "server closed the TCP connection"
             else:
-                reason = f"{type(e).__name__}: {_brief(e)}"
+                reason = f"{type(e).__name__}: {brief(e)}"
         except BaseException as e:  # a bug of ours (or a KeyboardInterrupt): never let it pass silently
             self._logger.exception("connection %d: reader failed", self.id)
             reason = f"reader error {type(e).__name__}"
@@ -622,8 +573,3 @@ def _writable(sock: Any) -> bool:
         return bool(select.select([], [sock], [], 0)[1])
     except (OSError, ValueError):  # closed meanwhile
         return False
-
-
-def _brief(error: BaseException) -> str:
-    text = str(error).splitlines()[0] if str(error) else ""
-    return text[:200]

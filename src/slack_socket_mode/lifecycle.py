@@ -49,6 +49,7 @@ __all__ = [
     "ClientState",
     "Close",
     "ConnectionState",
+    "DisconnectReason",
     "Drain",
     "Fail",
     "Open",
@@ -93,6 +94,20 @@ class ClientState(enum.Enum):
     DISCONNECTED = "disconnected"  #: disconnect() was called; connect() may be called again
     FAILED = "failed"  #: a fatal error ended reconnecting; connect() may be called again
     CLOSED = "closed"  #: close() was called; final
+
+
+class DisconnectReason(str, enum.Enum):
+    """The ``reason`` values of Slack's ``disconnect`` message that the rules tell apart.
+
+    A ``str`` enum: it compares equal to the reason as Slack sends it. Any other reason (Slack
+    may add some) is a refresh, like ``warning``.
+    See https://api.slack.com/apis/socket-mode#disconnect.
+    """
+
+    WARNING = "warning"  #: the connection will be refreshed soon: replace it, make-before-break
+    REFRESH_REQUESTED = "refresh_requested"  #: replace it now, make-before-break
+    LINK_DISABLED = "link_disabled"  #: Socket Mode was turned off for the app: fatal
+    TOO_MANY_WEBSOCKETS = "too_many_websockets"  #: the app holds too many connections: back off
 
 
 _RUNNING = frozenset({ClientState.CONNECTING, ClientState.CONNECTED, ClientState.RECONNECTING})
@@ -321,7 +336,7 @@ class Supervisor:
     def disconnect(self, connection_id: int, reason: str, now: float) -> list[Action]:
         """``connection_id`` received ``disconnect`` with ``reason``."""
         c = self._conns.get(connection_id)
-        if reason == "link_disabled":
+        if reason == DisconnectReason.LINK_DISABLED:
             return self._fail(
                 LinkDisabledError(
                     "Slack disabled Socket Mode for this app (disconnect reason link_disabled); "
@@ -332,7 +347,7 @@ class Supervisor:
             )
         if c is None or c.state not in (ConnectionState.CONNECTED, ConnectionState.AWAITING_HELLO):
             return []
-        if reason == "too_many_websockets":
+        if reason == DisconnectReason.TOO_MANY_WEBSOCKETS:
             # The app holds too many connections (perhaps in other processes): do not rush.
             self._back_off(now, minimum=0.0, at_least_one=True)
         elif c.replace_reason is None:
@@ -348,11 +363,34 @@ class Supervisor:
                 c.replace_reason = reason
         return self._plan(now)
 
-    def lost(self, connection_id: int, reason: str, now: float) -> list[Action]:
-        """``connection_id``'s socket is gone (closed, reset, aborted or failed)."""
+    def lost_unexpectedly(self, connection_id: int) -> bool:
+        """Whether losing ``connection_id`` now would be a surprise (it was not draining or closing)."""
+        return self.connection_state(connection_id) not in (
+            ConnectionState.DRAINING,
+            ConnectionState.CLOSING,
+            ConnectionState.CLOSED,
+        )
+
+    def lost(self, connection_id: int, reason: str, now: float, *, reconnect: bool = True) -> list[Action]:
+        """``connection_id``'s socket is gone (closed, reset, aborted or failed).
+
+        The auto-reconnect rule: with ``reconnect`` False (the app turned ``auto_reconnect_enabled``
+        off), a connection lost unexpectedly while no other one is connected stops the client
+        (``DISCONNECTED``, as :meth:`stop` with ``final=False``) before anything is planned, so no
+        replacement is opened; while others are connected they go on serving. Rotations Slack
+        asks for (``disconnect``) are followed either way.
+        """
+        actions: list[Action] = []
+        if (
+            not reconnect
+            and self.state is not ClientState.CLOSED
+            and self.lost_unexpectedly(connection_id)
+            and not [i for i in self.connected_ids() if i != connection_id]
+        ):
+            actions = self.stop(now, final=False)
         if self._lost(connection_id, reason, now):
-            return self._plan(now)
-        return self._flush()
+            return actions + self._plan(now)
+        return actions + self._flush()
 
     def drained(self, connection_id: int, now: float) -> list[Action]:
         """Every envelope ``connection_id`` delivered has been acked (or it is given up on)."""

@@ -12,18 +12,18 @@ With ``--record FILE`` it also writes every message of the session (``hello``, e
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
 import threading
 import time
-from typing import Any, Optional, TextIO
+from typing import Any, Callable, Optional, TextIO
 
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web import WebClient
 
 from .client import SocketModeClient
-from .connection import Connection
 from .errors import SocketModeError
 from .lifecycle import ClientState, Transition
 from .recording import RecordingWriter
@@ -141,14 +141,15 @@ def _listen(
             done.stop()
 
     try:
-        client = _RecordingClient(
-            writer,
+        client = SocketModeClient(
             app_token=token,
             web_client=web_client,
             dedupe=False,  # show (and record) Slack's redeliveries as they come
             debug_reconnects=debug_reconnects,
             lifecycle_listeners=[on_transition],
         )
+        if writer is not None:
+            client.message_tap = _recorder(writer, client.logger)
     except SocketModeError as e:
         done.close()
         print(f"slack-socket-mode listen: {e}", file=err)
@@ -196,25 +197,20 @@ def request_dict(request: SocketModeRequest) -> dict[str, Any]:
     }
 
 
-class _RecordingClient(SocketModeClient):
-    """The client of ``listen``: with a recording, each text message is recorded with its connection's number.
+def _recorder(writer: RecordingWriter, logger: logging.Logger) -> Callable[[int, str], None]:
+    """The client's ``message_tap`` for ``--record``: each text message, with its connection's number.
 
-    The public message hooks (``on_message_listeners``) carry no connection, so this hooks the
-    one place every text message passes, before the client acts on it (a ``disconnect`` is
-    recorded before the rotation it starts).
+    The tap sees every text message before the client acts on it (a ``disconnect`` is recorded
+    before the rotation it starts); the public ``on_message_listeners`` carry no connection.
     """
 
-    def __init__(self, recording: Optional[RecordingWriter], **options: Any) -> None:
-        super().__init__(**options)
-        self._recording = recording
+    def record(connection_id: int, text: str) -> None:
+        try:
+            writer.write(connection_id, text)
+        except OSError as e:  # a full disk: say so, keep listening
+            logger.error("could not record a message: %s", e)
 
-    def _on_text(self, conn: Connection, text: str) -> None:
-        if self._recording is not None:
-            try:
-                self._recording.write(conn.id, text)
-            except OSError as e:  # a full disk: say so, keep listening
-                self.logger.error("could not record a message: %s", e)
-        super()._on_text(conn, text)
+    return record
 
 
 def _recorder_name() -> str:

@@ -1,0 +1,107 @@
+"""Ack routing: each ack goes out once, on the connection that delivered its envelope while it can send.
+
+:class:`AckRouter` sits over the :class:`~slack_socket_mode.ledger.EnvelopeLedger` (which decides
+whether an ack is sent and on which connection) and does the sending: on the envelope's own
+connection while it can send, else on the newest open connection, else it keeps the ack until the
+next ``hello`` (Slack redelivers meanwhile; the redelivery is acked at once). It also times each
+ack (arrival to sent) for :class:`~slack_socket_mode.stats.ClientStats`.
+
+Threads: called by readers and workers as they ack, by any thread through
+``send_socket_mode_response``. Locks: the deferred acks are guarded by the client's lock (order 1,
+an ``RLock``, passed in); no lock is held while a frame is written (the connection's send lock,
+the last in the order, is taken by :meth:`Connection.send_text` alone).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Callable, Optional
+
+from .connection import Connection
+from .errors import NotConnectedError
+from .ledger import EnvelopeLedger
+from .messages import plain_ack
+
+__all__ = ["AckRouter"]
+
+
+class AckRouter:
+    """Sends acks where the ledger says, once; keeps them for the next ``hello`` when nothing can send.
+
+    Args:
+        ledger: the client's envelope ledger (it decides whether and where an ack goes).
+        lock: the client's lock (order 1); it guards the deferred acks here.
+        primary: returns the newest connection that can send, or None (the session's table).
+        drained: called with a draining connection once an ack may have been its last in flight.
+        logger: where to log.
+
+    Thread-safety: every method may be called from any thread.
+    """
+
+    def __init__(
+        self,
+        ledger: EnvelopeLedger[Connection],
+        *,
+        lock: threading.RLock,
+        primary: Callable[[], Optional[Connection]],
+        drained: Callable[[Connection], None],
+        logger: logging.Logger,
+    ) -> None:
+        self.ledger = ledger
+        self._lock = lock  # the client's lock (order 1): guards _deferred
+        self._primary = primary
+        self._drained = drained
+        self._logger = logger
+        self._deferred: list[str] = []  # acks no connection could send, for the next hello
+        #: seconds from an envelope's arrival to its ack being sent, for the last 1,024 acks
+        self.latencies: deque[float] = deque(maxlen=1024)
+
+    def send_ack(self, envelope_id: str, text: Optional[str]) -> None:
+        """Route and send the ack ``text`` (None: the plain ack, without a payload)."""
+        now = time.monotonic()
+        route = self.ledger.ack(envelope_id, text, now)
+        if not route.send:
+            if self._logger.isEnabledFor(logging.DEBUG):
+                self._logger.debug("envelope %s: a second ack was not sent", envelope_id)
+            return
+        origin = route.conn
+        try:
+            used = self.send_on(origin, plain_ack(envelope_id) if text is None else text)
+        finally:
+            if origin is not None:
+                self.ledger.written(origin)  # only now may a draining origin close (see Session.maybe_drained)
+        if used is not origin:  # the origin could not send: another connection did, or none (deferred)
+            self.ledger.sent_on(envelope_id, used)
+        if route.received_at is not None:
+            self.latencies.append(now - route.received_at)
+        if origin is not None and origin.draining:
+            self._drained(origin)
+
+    def send_on(self, conn: Optional[Connection], text: str) -> Optional[Connection]:
+        """Send ``text`` on ``conn``, else on the newest connection, else defer it; return the one used."""
+        if conn is not None and conn.can_send:
+            try:
+                conn.send_text(text)
+                return conn
+            except NotConnectedError:
+                pass
+        primary = self._primary()
+        if primary is not None and primary is not conn:
+            try:
+                primary.send_text(text)
+                return primary
+            except NotConnectedError:
+                pass
+        with self._lock:
+            self._deferred.append(text)
+        self._logger.warning("no open connection: ack deferred until the next hello")
+        return None
+
+    def take_deferred(self) -> list[str]:
+        """The acks kept for the next ``hello`` (the caller sends them, with no lock held); forgets them."""
+        with self._lock:
+            deferred, self._deferred = self._deferred, []
+        return deferred

@@ -1,0 +1,453 @@
+"""Dispatch: the queue, the worker pool, inline runs on the reader and the reader's take-over.
+
+:class:`Dispatcher` decides, for each first delivery the ledger lets through, where its listeners
+run: on the reader that read it (the fast path: no thread hand-off, the ack goes out from the
+reader) when no envelope waits for a worker and a slot of ``concurrency`` is free, else on a
+worker of the pool. It keeps the queue accounting and its backpressure (at ``max_queue`` the reader
+stops reading), lets the idle pool go after ``worker_idle_timeout``, and, from the ``health``
+thread, gives a connection a new reader when the old one's listeners run past ``handoff_after``.
+
+Locks (their places in the client's one order; docs/threading.md, "Locks"):
+
+2. ``_queue_lock`` (``_room`` and ``_drained`` are its conditions) — queue accounting.
+3. ``_watch_lock`` — inline runs: begin, end and take-over of a reader's listeners.
+
+The client's lock (order 1) is never taken here, and none of ours is held while the application's
+listeners run or a frame is written. ``_slots`` (a semaphore of ``concurrency``) is not a lock:
+it counts running listeners, and is only waited for with no lock held.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Callable, Optional
+
+from slack_sdk.socket_mode.request import SocketModeRequest
+
+from .acks import AckRouter
+from .connection import Connection
+from .errors import SocketModeError
+from .ledger import Receipt
+from .messages import Envelope
+from .redaction import redact
+from .shared import Admission, SharedLedger
+
+if TYPE_CHECKING:
+    from .client import SocketModeClient
+
+__all__ = ["Dispatcher"]
+
+#: Seconds after a take-over (a reader's listeners ran past handoff_after) during which
+#: envelopes go to the worker pool: the app's listeners are slow just now.
+_INLINE_PAUSE = 1.0
+
+
+class Dispatcher:
+    """Runs each envelope's listeners once, on its reader or a worker, and accounts for it.
+
+    Args:
+        client: the client the listeners are called with (their first argument); its
+            ``message_listeners`` and ``socket_mode_request_listeners`` are read at each call.
+        acks: the ack router (and, through it, the ledger).
+        shared: the shared ledger across replicas, or None.
+        connections: returns the open connections now (read by the take-over watch).
+        wake_health: wakes the ``health`` thread (a watch or a retirement is due).
+        after_drain: called with a draining connection once one of its envelopes was handled.
+        prefix: the client's thread-name prefix; workers are ``<prefix>-worker_<k>``.
+        logger: where to log.
+        concurrency: how many listener runs at once, inline and on workers together.
+        max_queue: envelopes waiting for or running in a worker; at the bound the reader waits.
+        slow_queue_warning: seconds an envelope may wait for a worker before a WARNING.
+        worker_idle_timeout: seconds without an envelope before the pool's threads are let go.
+        inline_dispatch: let a reader run an envelope's listeners itself when nothing waits.
+        handoff_after: seconds a reader's own listeners may run before a new reader takes over.
+
+    Thread-safety: :meth:`on_envelope` is called by readers, :meth:`watch_inline` and
+    :meth:`retire_idle_workers` by the ``health`` thread, the rest by any thread.
+    """
+
+    def __init__(
+        self,
+        client: SocketModeClient,
+        *,
+        acks: AckRouter,
+        shared: Optional[SharedLedger],
+        connections: Callable[[], list[Connection]],
+        wake_health: Callable[[], None],
+        after_drain: Callable[[Connection], None],
+        prefix: str,
+        logger: logging.Logger,
+        concurrency: int,
+        max_queue: int,
+        slow_queue_warning: float,
+        worker_idle_timeout: float,
+        inline_dispatch: bool,
+        handoff_after: float,
+    ) -> None:
+        self._client = client
+        self._acks = acks
+        self._ledger = acks.ledger
+        self._shared = shared
+        self._connections = connections
+        self._wake_health = wake_health
+        self._after_drain = after_drain
+        self._prefix = prefix
+        self._logger = logger
+        self.concurrency = concurrency
+        self._closed = False  # close() began: no new work, and close() waits on _drained
+        self.accepting = threading.Event()  # set while new envelopes are dispatched
+        self.accepting.set()
+        self.takeovers = 0  # times a reader's own listeners ran past handoff_after
+        self._queued = 0  # envelopes submitted to the workers and not finished
+        self._max_queue = max_queue
+        # Lock order 2: queue accounting (_queued, _waiting_since, _busy_workers, …). It is taken
+        # twice per envelope, and must not contend with the supervisor's lock.
+        self._queue_lock = threading.Lock()
+        # Not a lock: one permit per listener run, inline or on a worker (concurrency counts both).
+        self._slots = threading.Semaphore(concurrency)
+        self._room = threading.Condition(self._queue_lock)  # the reader waits here at max_queue
+        self._drained = threading.Condition(self._queue_lock)  # close() waits here for running listeners
+        self._waiting_since: deque[float] = deque()  # enqueue times of envelopes no worker has started
+        self._slow_queue_warning = slow_queue_warning
+        self._worker_idle_timeout = worker_idle_timeout
+        self._inline = inline_dispatch
+        self._handoff_after = handoff_after
+        # Lock order 3: inline listeners are watched by the health thread, which is woken only when
+        # the first starts after a quiet spell; begin/end/take-over of an inline run are serialised here.
+        self._watch_lock = threading.Lock()
+        self._watching = False
+        self._inline_paused_until = 0.0  # after a take-over, the pool takes envelopes for a while
+        self._warned_slow = False
+        self._warned_full = False
+        self.workers = self._new_workers()  # slack_sdk's client.message_workers
+        self._in_listener = threading.local()  # .active is True on a worker while it runs listeners
+        self._busy_workers = False  # True from the first envelope until the idle pool is retired
+        self._retire_scheduled = False  # the health monitor knows a retirement is due
+        self._last_dispatch = 0.0  # monotonic time the last listener run finished
+
+    # ---- what the client asks ------------------------------------------------------------------
+
+    @property
+    def queue_depth(self) -> int:
+        """Envelopes received and waiting for a free worker."""
+        return len(self._waiting_since)
+
+    def oldest_wait(self) -> float:
+        """Seconds the oldest envelope still waiting for a worker has waited (0.0 if none)."""
+        try:
+            return max(0.0, time.monotonic() - self._waiting_since[0])
+        except IndexError:
+            return 0.0
+
+    def stop_accepting(self) -> None:
+        """close() began: dispatch no new envelope (Slack redelivers them elsewhere)."""
+        self._closed = True
+        self.accepting.clear()
+
+    def wait_for_listeners(self, end: float, timeout: float) -> None:
+        """Wait until ``end`` (monotonic seconds) for the running and queued listeners (close())."""
+        with self._queue_lock:
+            self._room.notify_all()
+            if self._queued:
+                self._logger.info(
+                    "close(): no new envelopes; waiting up to %g s for %d running or queued",
+                    timeout,
+                    self._queued,
+                )
+            own = 1 if getattr(self._in_listener, "active", False) else 0  # close() from a listener
+            while self._queued > own and time.monotonic() < end:
+                self._drained.wait(end - time.monotonic())
+
+    def shutdown(self) -> None:
+        """Let the worker threads go, cancelling envelopes that never started (close())."""
+        self.workers.shutdown(wait=False, cancel_futures=True)
+
+    def submit_unconnected(self, envelope: Envelope, text: str) -> None:
+        """Run an envelope's listeners on a worker, outside the queue (enqueue_message before connect()).
+
+        Raises:
+            SocketModeError: the client is closed.
+        """
+        with self._queue_lock:
+            if self._closed:
+                raise SocketModeError("the client is closed; create a new one")
+            self.workers.submit(self.run_listeners, envelope, text)
+
+    # ---- readers ---------------------------------------------------------------------------------
+
+    def on_envelope(self, conn: Connection, envelope: Envelope, text: str) -> None:
+        if not self.accepting.is_set():
+            self._logger.info("connection %d: not dispatching envelope %s: closing", conn.id, envelope.envelope_id)
+            return
+        received = time.monotonic()
+        receipt, ack = self._ledger.receive(envelope.envelope_id, conn, received)
+        if receipt is Receipt.DISPATCH:
+            if self._shared is not None and not self._admit_shared(conn, envelope):
+                return
+            with self._queue_lock:
+                now = received
+                if self._queued >= self._max_queue:
+                    self._wait_for_room(conn)
+                    now = time.monotonic()
+                if not self.accepting.is_set():  # close() began meanwhile: Slack redelivers it elsewhere
+                    if self._shared is not None:
+                        self._shared.release(envelope.envelope_id)  # no store call here: the lease thread makes it
+                    return
+                self._queued += 1
+                # Run it here, on the reader, when no envelope waits for a worker and a slot is free.
+                inline = (
+                    self._inline
+                    and not self._waiting_since
+                    and self._queued <= self.concurrency
+                    and now >= self._inline_paused_until
+                    and conn.is_reader()
+                    and self._slots.acquire(blocking=False)  # a free slot of concurrency (released below)
+                )
+                if not inline:
+                    self._busy_workers = True
+                    self._waiting_since.append(now)
+                    self.workers.submit(self._dispatch, envelope, text)
+            if inline:
+                self._dispatch_inline(conn, envelope, text, now)
+            return
+        if receipt is Receipt.CROSSED:
+            if self._logger.isEnabledFor(logging.DEBUG):
+                self._logger.debug(
+                    "connection %d: envelope %s redelivered (retry_attempt %d) as its ack went out on this "
+                    "connection; that ack settles it",
+                    conn.id,
+                    envelope.envelope_id,
+                    envelope.retry_attempt,
+                )
+        elif receipt is Receipt.REACK and ack is not None:
+            self._logger.info(
+                "connection %d: envelope %s redelivered (retry_attempt %d) after its ack; acking again",
+                conn.id,
+                envelope.envelope_id,
+                envelope.retry_attempt,
+            )
+            self._acks.send_on(conn, ack)
+        elif receipt is Receipt.WAIT:
+            self._logger.info(
+                "connection %d: envelope %s redelivered (retry_attempt %d) while its listeners run; "
+                "not dispatching it again",
+                conn.id,
+                envelope.envelope_id,
+                envelope.retry_attempt,
+            )
+        elif receipt is Receipt.IGNORE:
+            self._logger.warning(
+                "connection %d: envelope %s redelivered, but its listeners already ran without acking it; "
+                "not dispatching it again",
+                conn.id,
+                envelope.envelope_id,
+            )
+
+    def _admit_shared(self, conn: Connection, envelope: Envelope) -> bool:
+        """Ask the shared ledger about a first delivery; True to run it (see :mod:`.shared`)."""
+        assert self._shared is not None
+        admission, ack = self._shared.admit(envelope)
+        if admission is Admission.RUN:
+            return True
+        if admission is Admission.ACK and ack is not None:
+            self._logger.info(
+                "connection %d: envelope %s (retry_attempt %d) was handled by another replica; acking it as it did",
+                conn.id,
+                envelope.envelope_id,
+                envelope.retry_attempt,
+            )
+            self._acks.send_ack(envelope.envelope_id, ack)
+            return False
+        self._logger.info(
+            "connection %d: envelope %s (retry_attempt %d) %s; neither running nor acking it",
+            conn.id,
+            envelope.envelope_id,
+            envelope.retry_attempt,
+            "was handled by another replica without an ack"
+            if admission is Admission.SETTLED
+            else "is held by another replica, or the shared ledger is unavailable",
+        )
+        self._ledger.release(envelope.envelope_id)
+        return False
+
+    def _wait_for_room(self, conn: Connection) -> None:
+        """Block the reader (queue lock held) until a worker frees a slot. Pauses liveness meanwhile."""
+        assert self._queue_lock.locked(), "_wait_for_room waits on _room: the queue lock must be held"
+        if not self._warned_full:  # once per burst: the flag resets when the queue drains
+            self._warned_full = True
+            self._logger.warning(
+                "connection %d: %d envelopes queued (max_queue); pausing reads while workers catch up",
+                conn.id,
+                self._queued,
+            )
+        conn.backpressured = True
+        try:
+            while self._queued >= self._max_queue and self.accepting.is_set():
+                self._room.wait()
+        finally:
+            conn.backpressured = False
+            conn.last_received = time.monotonic()  # the pause was ours, not the server's silence
+
+    def _dispatch_inline(self, conn: Connection, envelope: Envelope, text: str, now: float) -> None:
+        """Run the listeners on the reader thread, watched by the health thread (see handoff_after)."""
+        with self._watch_lock:
+            conn.begin_inline(now)
+            wake = not self._watching
+            self._watching = True
+        if wake:
+            self._wake_health()
+        try:
+            self._run_and_settle(envelope, text)
+        finally:
+            with self._watch_lock:
+                conn.end_inline()
+            self._slots.release()
+
+    def _dispatch(self, envelope: Envelope, text: str) -> None:
+        """Run the listeners on a worker thread."""
+        started = time.monotonic()
+        try:
+            waited = started - self._waiting_since.popleft()
+        except IndexError:
+            waited = 0.0
+        if waited > self._slow_queue_warning and not self._warned_slow:
+            self._warned_slow = True
+            self._logger.warning(
+                "envelope %s waited %.1f s for a free worker (%d queued); Slack redelivers envelopes not acked "
+                "within 3 s: raise concurrency (now %d), or ack before doing slow work",
+                envelope.envelope_id,
+                waited,
+                len(self._waiting_since),
+                self.concurrency,
+            )
+        self._slots.acquire()  # inline runs count towards concurrency too: wait for one of them to end
+        try:
+            self._run_and_settle(envelope, text)
+        finally:
+            self._slots.release()
+
+    def _run_and_settle(self, envelope: Envelope, text: str) -> None:
+        """Run the listeners, then account for the envelope (queue, drain, close())."""
+        self._in_listener.active = True
+        try:
+            self.run_listeners(envelope, text)
+        finally:
+            self._in_listener.active = False
+            if self._shared is not None:
+                self._shared.finish(envelope.envelope_id, *self._ledger.ack_of(envelope.envelope_id))
+            conn = self._ledger.handled(envelope.envelope_id)
+            with self._queue_lock:
+                self._queued -= 1
+                self._last_dispatch = time.monotonic()
+                if self._queued == 0 and not self._retire_scheduled:
+                    self._retire_scheduled = True  # once per burst: the monitor reschedules itself
+                    self._wake_health()
+                if self._queued <= 1 and self._closed:  # close() waits for 0, or 1 when called from a listener
+                    self._drained.notify_all()
+                if self._queued == 0:
+                    self._warned_slow = self._warned_full = False  # the burst is over: warn again on the next
+                if self._queued == self._max_queue - 1:
+                    self._room.notify()
+            if conn is not None and conn.draining:
+                self._after_drain(conn)
+
+    def run_listeners(self, envelope: Envelope, text: str) -> None:
+        body = envelope.body
+        client = self._client
+        for listener in client.message_listeners:
+            try:
+                listener(client, body, text)
+            except Exception:
+                self._logger.exception(
+                    "message listener %r failed on envelope %s (%s)",
+                    listener,
+                    envelope.envelope_id,
+                    envelope.type,
+                )
+        if client.socket_mode_request_listeners:
+            try:
+                request = SocketModeRequest.from_dict(body)
+            except (ValueError, TypeError) as e:  # parse_message refuses such shapes; a caller may not have
+                self._logger.warning(
+                    "envelope %s (%s): request listeners skipped: %s",
+                    redact(envelope.envelope_id),
+                    redact(envelope.type)[:64],
+                    type(e).__name__,
+                )
+                return
+            if request is None:
+                self._logger.warning(
+                    "envelope %s (%s) has no payload; request listeners skipped",
+                    envelope.envelope_id,
+                    envelope.type,
+                )
+                return
+            for rl in client.socket_mode_request_listeners:
+                try:
+                    rl(client, request)
+                except Exception:
+                    self._logger.exception(
+                        "request listener %r failed on envelope %s (%s)",
+                        rl,
+                        envelope.envelope_id,
+                        envelope.type,
+                    )
+
+    def watch_inline(self, now: float) -> Optional[float]:
+        """Give a connection a new reader when its reader's own listeners run past ``handoff_after``.
+
+        Returns when to look again, or None when no reader runs listeners (the watch then
+        sleeps until the next inline run wakes it).
+        """
+        if not self._watching:
+            return None
+        taken: list[tuple[int, float]] = []
+        next_at: Optional[float] = None
+        with self._watch_lock:
+            for conn in self._connections():
+                since = conn.inline_since
+                if since is None:
+                    continue
+                due = since + self._handoff_after
+                if now >= due:
+                    self._inline_paused_until = now + _INLINE_PAUSE  # set before the new reader reads
+                    if conn.take_over():
+                        taken.append((conn.id, now - since))
+                elif next_at is None or due < next_at:
+                    next_at = due
+            if next_at is None:
+                self._watching = False
+        for cid, ran in taken:
+            self.takeovers += 1
+            if self._logger.isEnabledFor(logging.DEBUG):
+                self._logger.debug(
+                    "connection %d: listeners have run on the reader for %.3f s; a new reader goes on reading",
+                    cid,
+                    ran,
+                )
+        return next_at
+
+    def _new_workers(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=f"{self._prefix}-worker")
+
+    def retire_idle_workers(self, now: float) -> Optional[float]:
+        """After a burst, let the worker threads go once the client has been idle for a while.
+
+        ``ThreadPoolExecutor`` keeps every thread it ever started; after ``worker_idle_timeout``
+        seconds without an envelope the pool is replaced by an empty one (it starts threads
+        again on demand) and the old one's threads exit. Returns when to look again, or None.
+        """
+        with self._queue_lock:
+            if not self._busy_workers or self._closed:
+                return None
+            due = self._last_dispatch + self._worker_idle_timeout
+            if self._queued or now < due:
+                return max(due, now + 0.001) if not self._queued else now + self._worker_idle_timeout
+            old, self.workers = self.workers, self._new_workers()
+            self._busy_workers = self._retire_scheduled = False
+        old.shutdown(wait=False)
+        return None

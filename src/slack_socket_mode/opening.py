@@ -1,0 +1,279 @@
+"""Opening connections: the URL from ``apps.connections.open``, the WebSocket to it, and the one error boundary.
+
+Every error an open attempt can meet is mapped here and nowhere else: a Web API error
+(:func:`api_error`), a transport or library error (:func:`open_error`). What leaves this module
+is one of our own :class:`~slack_socket_mode.errors.SocketModeError` classes, raised outside the
+``except`` clause that caught the cause and :func:`~slack_socket_mode.errors.detached` (no
+``__context__``, no traceback), so that nothing the request held (its ``Authorization`` header,
+the ``WebClient``) stays reachable from it.
+
+No thread and no lock of the client's is used here: the ``session`` thread calls
+:meth:`Connector.issue_url` and :meth:`Connector.connection` with no lock held.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+from typing import TYPE_CHECKING, Any, Callable, Optional
+from urllib.parse import urlsplit
+
+import websocket
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web import WebClient
+
+from .errors import (
+    FATAL_API_ERRORS,
+    AuthError,
+    ConnectionFailedError,
+    ProxyAuthError,
+    RateLimitedError,
+    SocketModeError,
+    detached,
+)
+from .redaction import Hidden, Secret, redact
+from .urls import check_socket_url, safe_url
+
+if TYPE_CHECKING:
+    from .connection import Connection, OpenSocket
+    from .proxies import ProxySettings  # imported when a proxy is configured: most apps have none
+
+__all__ = ["Connector", "api_error", "brief", "handshake_error", "open_error", "tunnel"]
+
+#: Characters of each message logged by ``trace_enabled`` (``all_message_trace_enabled``: all of it).
+_TRACE_SOME = 1000
+_TRACE_ALL = 1 << 62
+
+
+class Connector:
+    """Makes the client's connections: a fresh URL, then a :class:`Connection` to it, with the transport options.
+
+    Args:
+        prefix: the client's thread-name prefix (``slack_socket_mode-<n>``).
+        logger: where to log.
+        proxy: the proxy for the WebSocket, or None (the environment's proxies apply).
+        ssl_context: an ``ssl.SSLContext`` for the WebSocket, or None.
+        max_message_size: bytes; a larger inbound message replaces its connection.
+        write_timeout: seconds a write may take before its connection is given up.
+        trace_enabled: log messages (up to 1,000 characters) and pings at DEBUG.
+        all_message_trace_enabled: log messages whole at DEBUG.
+        ping_pong_trace_enabled: log pings and pongs at DEBUG.
+        allow_insecure_urls: allow ``ws://`` URLs to non-loopback hosts.
+        debug_reconnects: add Slack's ``debug_reconnects=true`` to each issued URL.
+
+    Thread-safety: immutable once made; any thread may call it.
+    """
+
+    def __init__(
+        self,
+        *,
+        prefix: str,
+        logger: logging.Logger,
+        proxy: Optional[ProxySettings],
+        ssl_context: Any,
+        max_message_size: int,
+        write_timeout: float,
+        trace_enabled: bool,
+        all_message_trace_enabled: bool,
+        ping_pong_trace_enabled: bool,
+        allow_insecure_urls: bool,
+        debug_reconnects: bool,
+    ) -> None:
+        self._prefix = prefix
+        self._logger = logger
+        self._max_message_size = max_message_size
+        self._write_timeout = write_timeout
+        self._trace_limit: Optional[int] = (
+            _TRACE_ALL if all_message_trace_enabled else (_TRACE_SOME if trace_enabled else None)
+        )
+        self._trace_pings = trace_enabled or ping_pong_trace_enabled
+        self.allow_insecure_urls = allow_insecure_urls
+        self._debug_reconnects = debug_reconnects
+        self._connect_options = Hidden(proxy.websocket_options() if proxy is not None else {})
+        self._open_socket = proxy.open_tunnel if proxy is not None and proxy.has_headers else None
+        self._sslopt = {"context": ssl_context} if ssl_context is not None else None
+        if ssl_context is not None and (
+            getattr(ssl_context, "verify_mode", None) == ssl.CERT_NONE
+            or not getattr(ssl_context, "check_hostname", True)
+        ):
+            logger.warning(
+                "ssl_context: certificate verification is off; anyone on the network path can read and forge envelopes"
+            )
+
+    def issue_url(self, web_client: WebClient, app_token: Secret) -> str:
+        """Call ``apps.connections.open`` and return the new single-use URL (checked).
+
+        Raises:
+            AuthError: the token was refused (``invalid_auth``, ``token_revoked``, …).
+            RateLimitedError: HTTP 429; ``retry_after`` says how long to wait.
+            ConnectionFailedError: any other failure (network, ``internal_error``).
+            InsecureURLError: the URL is neither ``wss://`` nor ``ws://`` on loopback.
+        """
+        # The error is raised after the except clause, so that it keeps no __context__: slack_sdk's
+        # exception holds the response, the request's Authorization header and the WebClient.
+        failure: Optional[SocketModeError] = None
+        try:
+            response = web_client.apps_connections_open(app_token=app_token.reveal())
+        except SlackApiError as e:
+            failure = api_error(e)
+        except Exception as e:  # urllib, socket and TLS errors from the Web API call
+            failure = ConnectionFailedError(
+                f"apps.connections.open failed: {type(e).__name__}: {redact(str(e))[:200]}",
+                error=type(e).__name__,
+            )
+        if failure is not None:
+            raise failure
+        url = response.get("url")
+        del response  # the request's headers: not in this frame's locals when an error below is raised
+        if not isinstance(url, str):
+            raise ConnectionFailedError("apps.connections.open returned no url", error="no_url")
+        check_socket_url(url, allow_insecure=self.allow_insecure_urls)
+        if self._debug_reconnects and "debug_reconnects=" not in url:
+            url += ("&" if "?" in url else "?") + "debug_reconnects=true"
+        return url
+
+    def connection(
+        self,
+        connection_id: int,
+        url: str,
+        *,
+        on_text: Callable[[Connection, str], None],
+        on_closed: Callable[[Connection, str], None],
+    ) -> Connection:
+        """A new :class:`Connection` to ``url``, not yet open (its reader is ``<prefix>-reader-<id>``)."""
+        from .connection import Connection  # noqa: PLC0415 -- connection.py uses this module's error mapping
+
+        return Connection(
+            connection_id,
+            url,
+            on_text=on_text,
+            on_closed=on_closed,
+            logger=self._logger,
+            thread_name=f"{self._prefix}-reader-{connection_id}",
+            max_message_size=self._max_message_size,
+            connect_options=self._connect_options.value,
+            sslopt=self._sslopt,
+            write_timeout=self._write_timeout,
+            open_socket=self._open_socket,
+            trace_limit=self._trace_limit,
+            trace_pings=self._trace_pings,
+        )
+
+
+def open_error(connection_id: int, e: Exception, logger: logging.Logger) -> SocketModeError:
+    """Map an error an open attempt raised to ours, detached (call it inside the ``except`` clause).
+
+    Our own errors are kept as they are; anything else (a library error we did not foresee) is
+    logged and becomes a :class:`ConnectionFailedError` naming only its type, so that it never
+    stalls reconnecting.
+    """
+    if isinstance(e, SocketModeError):
+        return detached(e)  # the one error boundary: nothing the request held stays reachable
+    logger.error(
+        "connection %d: unexpected error while opening: %s: %s", connection_id, type(e).__name__, redact(str(e))[:200]
+    )
+    return detached(ConnectionFailedError(f"could not open a connection: {type(e).__name__}", error=type(e).__name__))
+
+
+def api_error(e: SlackApiError) -> SocketModeError:
+    """Translate a Web API error from apps.connections.open (never keeping the request)."""
+    response = e.response
+    status = getattr(response, "status_code", None)
+    error = response.get("error") if hasattr(response, "get") else None
+    error = redact(error)[:100] if isinstance(error, str) else "unknown_error"  # the peer's text
+    if status == 407:
+        return ProxyAuthError(
+            "the proxy refused apps.connections.open: HTTP 407 proxy authentication required "
+            "(check the user and password in the proxy URL)",
+            error="proxy_auth_required",
+        )
+    if status == 429 or error == "ratelimited":
+        headers = getattr(response, "headers", {}) or {}
+        raw = headers.get("Retry-After") or headers.get("retry-after") or "30"
+        try:
+            retry_after = max(0.0, float(raw))
+        except ValueError:
+            retry_after = 30.0
+        return RateLimitedError(
+            f"apps.connections.open is rate limited; retrying after {retry_after:g} s",
+            retry_after=retry_after,
+            status=status,
+        )
+    if error in FATAL_API_ERRORS:
+        return AuthError(f"apps.connections.open refused the app-level token: {error}", error=error)
+    return ConnectionFailedError(f"apps.connections.open failed: {error} (HTTP {status})", error=error, status=status)
+
+
+def handshake_error(e: Exception, ws: websocket.WebSocket, url: str, *, aborted: bool) -> SocketModeError:
+    """Map an error of a WebSocket handshake to ours (call it inside the ``except`` clause; raise it outside).
+
+    Args:
+        e: what the handshake raised (websocket-client, the socket layer, TLS, the proxy).
+        ws: the websocket-client ``WebSocket`` (its ``handshake_response`` tells a redirect).
+        url: the URL without its query, for the message.
+        aborted: the attempt was aborted (its deadline passed, or the client is closing).
+    """
+    if isinstance(e, SocketModeError):  # from open_socket: the proxy refused the tunnel
+        return e
+    if isinstance(e, websocket.WebSocketProxyException):
+        if "407" in str(e):
+            return ProxyAuthError(
+                "the proxy refused the connection: HTTP 407 proxy authentication required "
+                "(check the user and password in the proxy URL)",
+                error="proxy_auth_required",
+            )
+        return ConnectionFailedError(f"the proxy failed: {brief(e)}", error="proxy_error")
+    if isinstance(e, websocket.WebSocketBadStatusException):
+        return ConnectionFailedError(
+            f"WebSocket handshake with {url} was answered with HTTP {e.status_code}",
+            error="handshake_rejected",
+            status=e.status_code,
+        )
+    return _redirect_refused(ws, url) or ConnectionFailedError(
+        f"could not open {url}: {type(e).__name__}: {brief(e)}"
+        + (" (aborted: the open attempt's deadline passed, or the client is closing)" if aborted else ""),
+        error="open_aborted" if aborted else type(e).__name__,
+    )
+
+
+def _redirect_refused(ws: websocket.WebSocket, url: str) -> Optional[ConnectionFailedError]:
+    """The error for a handshake answered with a redirect (refused: Slack never redirects), or None."""
+    response = getattr(ws, "handshake_response", None)
+    status = getattr(response, "status", None)
+    if not isinstance(status, int) or not 300 <= status < 400:
+        return None
+    headers = getattr(response, "headers", None) or {}
+    location = headers.get("location") if isinstance(headers, dict) else None
+    target = safe_url(location) if isinstance(location, str) else "nowhere (no Location header)"
+    return ConnectionFailedError(
+        f"WebSocket handshake with {url} was answered with HTTP {status}, a redirect to {target}; "
+        "refused (Slack never redirects)",
+        error="redirect_refused",
+        status=status,
+    )
+
+
+def tunnel(
+    open_socket: Optional[OpenSocket], url: str, sslopt: Optional[dict[str, Any]], timeout: float
+) -> socket.socket:
+    """Open the TCP connection to ``url``'s host with ``open_socket``, and start TLS on it for ``wss://``."""
+    assert open_socket is not None
+    parts = urlsplit(url)
+    secure = parts.scheme == "wss"
+    host = parts.hostname or ""
+    sock = open_socket(host, parts.port or (443 if secure else 80), timeout)
+    if not secure:
+        return sock
+    context = (sslopt or {}).get("context") or ssl.create_default_context()
+    try:
+        return context.wrap_socket(sock, server_hostname=host)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def brief(error: BaseException) -> str:
+    """The first line of ``error``'s text, at most 200 characters (for a message; redact what a peer sent)."""
+    text = str(error).splitlines()[0] if str(error) else ""
+    return text[:200]

@@ -1,0 +1,163 @@
+"""The constructor's options, checked: :func:`check_options` makes a frozen :class:`ClientOptions`.
+
+Every rule about what :class:`~slack_socket_mode.SocketModeClient` accepts lives here: the app-level
+token's shape (never echoed in the error), the ranges of the numeric options, the proxy settings
+(``proxy=`` or websocket-client's ``http_proxy_*``), the TLS context (the ``WebClient``'s when none is
+given, as slack_sdk does), and the ``WebClient`` the client builds when the app passes none. No
+threads, no sockets: a bad option raises :class:`~slack_socket_mode.errors.ConfigurationError`
+before the client makes anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional
+
+from slack_sdk.web import WebClient
+
+from .errors import ConfigurationError
+from .liveness import Liveness
+from .policy import Backoff, ReconnectPolicy
+from .redaction import Hidden, RedactingFilter, Secret
+
+if TYPE_CHECKING:  # imported when a proxy is configured: most apps have none
+    from .proxies import ProxySettings
+
+__all__ = ["ClientOptions", "check_options"]
+
+#: An app-level token: ``xapp-`` and printable ASCII with no spaces (what may go in a header).
+_APP_TOKEN_RE = re.compile(r"xapp-[\x21-\x7e]+")
+
+
+@dataclass(frozen=True, repr=False)  # no repr: the fields hold credentials
+class ClientOptions:
+    """The options that :func:`check_options` checked or derived.
+
+    Attributes:
+        app_token: the app-level token, redacted.
+        proxy: the proxy for the WebSocket, or None (the environment's proxies apply).
+        proxy_headers: the extra ``CONNECT`` headers as given (or None), hidden.
+        ssl_context: the ``ssl.SSLContext`` for the WebSocket, or None.
+        web_client: the app's ``WebClient``, or the one built for it.
+        liveness: the ping and timeout rules.
+        policy: the reconnect backoff.
+    """
+
+    app_token: Secret
+    proxy: Optional[ProxySettings]
+    proxy_headers: Hidden[Optional[dict[str, str]]]
+    ssl_context: Any
+    web_client: WebClient
+    liveness: Liveness
+    policy: ReconnectPolicy
+
+
+def check_options(
+    app_token: object,
+    *,
+    logger: logging.Logger,
+    web_client: Optional[WebClient],
+    base_url: Optional[str],
+    ssl_context: Any,
+    proxy: Optional[str],
+    proxy_headers: Optional[dict[str, str]],
+    http_proxy_host: Optional[str],
+    http_proxy_port: Optional[int],
+    http_proxy_auth: Optional[tuple[str, str]],
+    proxy_type: Optional[str],
+    connections: int,
+    concurrency: int,
+    max_queue: int,
+    handoff_after: float,
+    max_message_size: int,
+    receive_buffer_size: int,
+    connect_timeout: float,
+    ping_interval: Optional[float],
+    ping_timeout: float,
+    receive_timeout: float,
+    reconnect_policy: Optional[ReconnectPolicy],
+) -> ClientOptions:
+    """Check the constructor's options (see :class:`~slack_socket_mode.SocketModeClient`) and derive the rest.
+
+    Raises:
+        ConfigurationError: an invalid option or an app token that is not ``xapp-…``.
+    """
+    if isinstance(app_token, str):
+        app_token = app_token.strip()  # a token read from a file or a Kubernetes secret keeps its newline
+    if not isinstance(app_token, str) or not _APP_TOKEN_RE.fullmatch(app_token):
+        raise ConfigurationError(
+            "app_token must be an app-level token: 'xapp-' followed by printable characters with no "
+            f"spaces (got {_token_kind(app_token)}); create one under Basic Information > App-Level Tokens"
+        )
+    if not 1 <= connections <= 10:
+        raise ConfigurationError("connections must be between 1 and 10 (Slack's limit per app)")
+    if concurrency < 1:
+        raise ConfigurationError("concurrency must be at least 1")
+    if max_queue < 1:
+        raise ConfigurationError("max_queue must be at least 1")
+    if not handoff_after > 0:
+        raise ConfigurationError("handoff_after must be a positive number of seconds")
+    if max_message_size < 1024:
+        raise ConfigurationError("max_message_size must be at least 1024 bytes")
+    if receive_buffer_size < 16:
+        raise ConfigurationError("receive_buffer_size must be at least 16 bytes (as in slack_sdk)")
+    proxy_: Optional[ProxySettings] = None  # the environment's proxies apply (see .proxies)
+    if proxy or http_proxy_host:
+        from .proxies import ProxySettings  # noqa: PLC0415 -- only apps with a proxy pay for it
+    if proxy:
+        proxy_ = ProxySettings.parse(proxy)
+    elif http_proxy_host:
+        proxy_ = ProxySettings.from_websocket_client_options(
+            http_proxy_host, http_proxy_port, http_proxy_auth, proxy_type
+        )
+    proxy_headers_ = Hidden(dict(proxy_headers) if proxy_headers else None)
+    if proxy_headers:
+        if proxy_ is not None and proxy_.is_http:
+            proxy_ = proxy_.with_headers(proxy_headers)
+        else:
+            logger.warning(
+                "proxy_headers are sent only to an http:// proxy given with proxy= or http_proxy_host=; ignored"
+            )
+    if ssl_context is None and web_client is not None:
+        ssl_context = getattr(web_client, "ssl", None)  # slack_sdk connects with web_client.ssl too
+    if web_client is None:
+        web_logger = logging.getLogger(f"{logger.name}.web_client")
+        if not any(isinstance(f, RedactingFilter) for f in web_logger.filters):
+            web_logger.addFilter(RedactingFilter())  # a peer's answer may echo the request's headers
+        web_client = WebClient(
+            base_url=base_url or WebClient.BASE_URL,
+            proxy=proxy_.url if proxy_ is not None and proxy_.is_http else None,
+            ssl=ssl_context,
+            timeout=max(1, math.ceil(connect_timeout)),  # slack_sdk's own is 30 s per attempt
+            logger=web_logger,
+        )
+    elif base_url is not None:
+        raise ConfigurationError("pass base_url or web_client, not both (set base_url on your WebClient)")
+    try:
+        liveness = Liveness(ping_interval, ping_timeout, receive_timeout)
+    except ValueError as e:
+        raise ConfigurationError(str(e)) from None
+    return ClientOptions(
+        app_token=Secret(app_token),
+        proxy=proxy_,
+        proxy_headers=proxy_headers_,
+        ssl_context=ssl_context,
+        web_client=web_client,
+        liveness=liveness,
+        policy=reconnect_policy if reconnect_policy is not None else Backoff(),
+    )
+
+
+def _token_kind(token: object) -> str:
+    """What kind of value ``token`` is, in words that never echo it."""
+    if not isinstance(token, str):
+        return type(token).__name__
+    if not token:
+        return "an empty string"
+    kind = Secret(token).kind
+    if kind == "xapp":
+        return "an xapp- token with spaces or control characters in it"
+    return f"a {kind}- token" if kind != "secret" else "a value of another shape"

@@ -1,0 +1,479 @@
+"""The session: the rules (:class:`~slack_socket_mode.lifecycle.Supervisor`) carried out, and the one connection table.
+
+:class:`Session` owns the client's lock and everything it guards: the supervisor, the table of
+open connections (the single source of connection state the client reads: :attr:`Session.connections`,
+:meth:`Session.primary`, :attr:`Session.live_count`), the open attempts under way and the counters
+of replacements. It runs two threads:
+
+* ``session`` — woken when the rules ask for a connection; it gets a URL (``issue_new_wss_url``)
+  and does the handshake (:class:`~slack_socket_mode.opening.Connector`), one at a time;
+* ``health`` — sleeps until the next deadline (a ping, a pong or receive timeout, a rotation, a
+  backoff timer, a write past ``write_timeout``, a reader's take-over, the idle pool's retirement)
+  and fires it. It never waits on a connection's I/O.
+
+Readers call :meth:`Session.on_hello`, :meth:`Session.on_disconnect` and :meth:`Session.on_closed`.
+
+Lock order 1 (the first; docs/threading.md, "Locks"): ``lock`` (an ``RLock``; ``changed`` is its
+condition). No socket call is made while it is held: the close frames and aborts the rules ask
+for are queued by :meth:`Session.perform` and made once the outermost :meth:`Session.rules` of the
+thread releases it; none of them blocks. The application's listeners are called without it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Callable, Optional
+
+from .connection import Connection
+from .errors import ConnectionFailedError, FatalError, NotConnectedError, SocketModeError
+from .interval_runner import IntervalRunner
+from .ledger import EnvelopeLedger
+from .lifecycle import (
+    Abort,
+    Action,
+    ClientState,
+    Close,
+    ConnectionState,
+    Drain,
+    Fail,
+    Open,
+    Supervisor,
+    Transition,
+)
+from .liveness import Liveness
+from .messages import Hello
+from .opening import Connector, open_error
+from .redaction import redact
+
+if TYPE_CHECKING:
+    from .acks import AckRouter
+    from .client import SocketModeClient
+    from .dispatch import Dispatcher
+
+__all__ = ["Session"]
+
+_RUNNING_CLIENT = (ClientState.CONNECTING, ClientState.CONNECTED, ClientState.RECONNECTING)
+
+
+class Session:
+    """Carries out the supervisor's rules on the client's connections; runs the ``session`` and ``health`` threads.
+
+    Args:
+        client: the facade: its listener hooks (``_notify_error``, ``_notify_open``,
+            ``_notify_close``, ``lifecycle_listeners``), ``issue_new_wss_url`` and ``hello``.
+        supervisor: the rules.
+        connector: makes each connection.
+        ledger: the envelope ledger (a draining connection is drained once nothing it delivered is in flight).
+        liveness: the ping and timeout rules.
+        on_text: the readers' callback for each text message.
+        prefix: the client's thread-name prefix.
+        logger: where to log.
+        connect_timeout: seconds for one open attempt (the Web API call and the handshake).
+        write_timeout: seconds a write may run before its connection is aborted and replaced.
+        auto_reconnect: whether a connection lost unexpectedly is replaced (``auto_reconnect_enabled``).
+
+    Thread-safety: every method may be called from any thread; state is read and changed under
+    ``lock`` (:meth:`rules`), except ``live_count`` and the serving list, replaced whole and read
+    without it.
+    """
+
+    def __init__(
+        self,
+        client: SocketModeClient,
+        *,
+        supervisor: Supervisor,
+        connector: Connector,
+        ledger: EnvelopeLedger[Connection],
+        liveness: Liveness,
+        on_text: Callable[[Connection, str], None],
+        prefix: str,
+        logger: logging.Logger,
+        connect_timeout: float,
+        write_timeout: float,
+        auto_reconnect: bool,
+    ) -> None:
+        self._client = client
+        self._connector = connector
+        self._ledger = ledger
+        self._liveness = liveness
+        self._on_text = on_text
+        self._prefix = prefix
+        self._logger = logger
+        self._connect_timeout = connect_timeout
+        self._write_timeout = write_timeout
+        self._acks: Optional[AckRouter] = None  # attached once made (they use this session)
+        self._dispatcher: Optional[Dispatcher] = None
+        # Lock order 1 (first): guards the supervisor, connections, _opening, _open_queue, _pending_io,
+        # the AckRouter's deferred acks, next_url, auto_reconnect and the counters below. No socket
+        # call while it is held (see rules()).
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        self._rules_depth = threading.local()  # .n: how deep this thread is in rules()
+        self._pending_io: list[tuple[Connection, Optional[str]]] = []  # (conn, close reason or None: abort)
+        self.supervisor = supervisor
+        self.connections: dict[int, Connection] = {}
+        self._opening: dict[int, Connection] = {}  # handshakes under way on the session thread
+        self._serving: list[Connection] = []  # newest first; replaced whole, read without the lock
+        self.live_count = 0
+        self._open_queue: deque[int] = deque()
+        self.fatal: Optional[FatalError] = None
+        self.closed = False  # close() was called
+        self.auto_reconnect = auto_reconnect
+        self.next_url: Optional[str] = None  # set by the wss_uri setter: the next connection's URL
+        self.opened = 0
+        self.reconnects: Counter[str] = Counter()
+        self.last_disconnect_reason: Optional[str] = None
+        self.malformed = 0
+
+        self._threads_started = False
+        self._opener = IntervalRunner(self._open_step, None, name=f"{self._prefix}-session", logger=self._logger)
+        self._health = IntervalRunner(self._health_step, None, name=f"{self._prefix}-health", logger=self._logger)
+
+    def attach(self, acks: AckRouter, dispatcher: Dispatcher) -> None:
+        """Give the session the ack router (deferred acks go out on ``hello``) and the dispatcher (its watches)."""
+        self._acks = acks
+        self._dispatcher = dispatcher
+
+    def wake_health(self) -> None:
+        """Wake the ``health`` thread: a deadline may have moved closer."""
+        self._health.wake()
+
+    def stop_threads(self) -> None:
+        """Ask both threads to stop, waiting for neither (close() joins every thread of the client)."""
+        self._health.stop(0.0)  # both asked to stop first: one that is slow to end costs the other nothing
+        self._opener.stop(0.0)
+
+    def on_disconnect(self, conn: Connection, reason: str) -> None:
+        """``conn`` received ``disconnect`` with ``reason`` (on its reader)."""
+        self._logger.info("connection %d: disconnect (reason %s)", conn.id, reason)
+        with self.rules():
+            self.last_disconnect_reason = reason
+            self.reconnects[f"disconnect {reason}"] += 1
+            self.perform(self.supervisor.disconnect(conn.id, reason, time.monotonic()))
+
+    def start(
+        self, timeout: Optional[float], *, auto_reconnect: bool, reopen_url: Optional[str]
+    ) -> tuple[Optional[FatalError], bool, bool]:
+        """connect(): start the threads and the rules, and wait up to ``timeout`` s for the first ``hello``.
+
+        ``reopen_url`` is the URL the app set (``wss_uri``) while it is still the newest: it is
+        opened again, as slack_sdk's ``connect()`` does. Returns ``(fatal error or None, connected,
+        stopped by close() or disconnect())``.
+
+        Raises:
+            SocketModeError: the client is closed.
+        """
+        with self.rules():
+            if self.closed:
+                raise SocketModeError("the client is closed; create a new one")
+            self.start_threads()
+            self.auto_reconnect = auto_reconnect
+            if reopen_url is not None and self.live_count == 0:
+                self.next_url = reopen_url  # slack_sdk's connect() opens wss_uri while it is set
+            self.fatal = None
+            if self._dispatcher is not None:
+                self._dispatcher.accepting.set()
+            self.perform(self.supervisor.start(time.monotonic()))
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while (
+                self.live_count == 0
+                and self.fatal is None
+                and self.supervisor.state
+                not in (
+                    ClientState.CLOSED,
+                    ClientState.DISCONNECTED,
+                )
+            ):
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                self.changed.wait(remaining)
+            fatal = self.fatal
+            connected = self.live_count > 0
+            stopped = self.supervisor.state in (ClientState.CLOSED, ClientState.DISCONNECTED)
+        return fatal, connected, stopped
+
+    def start_threads(self) -> None:
+        if not self._threads_started:
+            self._threads_started = True
+            self._opener.start()
+            self._health.start()
+
+    @contextmanager
+    def rules(self) -> Iterator[None]:
+        """Hold ``_lock`` to consult the rules; carry out the socket calls they asked for once it is released.
+
+        Close frames and aborts queued by :meth:`_perform` are made after the outermost
+        ``_rules`` of this thread releases the lock (nested uses leave them to it). Neither
+        blocks: a close frame is written only if the socket can take it, else the
+        connection is aborted.
+        """
+        depth = getattr(self._rules_depth, "n", 0)
+        self._rules_depth.n = depth + 1
+        io: list[tuple[Connection, Optional[str]]] = []
+        try:
+            with self.lock:
+                yield
+                if depth == 0:
+                    io, self._pending_io = self._pending_io, []
+        finally:
+            self._rules_depth.n = depth
+        _carry_out(io)
+
+    def perform(self, actions: list[Action]) -> None:
+        """Carry out the supervisor's actions. Called with the lock held, inside :meth:`_rules`.
+
+        Socket calls (close frames, aborts) are queued in ``_pending_io``, never made here.
+        """
+        assert getattr(self._rules_depth, "n", 0) > 0, "perform() is called inside rules()"
+        notify: list[Callable[[], None]] = []
+        while actions:
+            more: list[Action] = []
+            for action in actions:
+                if isinstance(action, Transition):
+                    self._log_transition(action, notify)
+                elif isinstance(action, Open):
+                    self._open_queue.append(action.connection_id)
+                    self._opener.wake()
+                elif isinstance(action, Drain):
+                    conn = self.connections.get(action.connection_id)
+                    if conn is not None:
+                        conn.draining = True
+                        if self._ledger.inflight(conn) == 0:
+                            more += self.supervisor.drained(conn.id, time.monotonic())
+                elif isinstance(action, Close):
+                    conn = self.connections.get(action.connection_id)
+                    if conn is not None:
+                        self._pending_io.append((conn, action.reason))
+                elif isinstance(action, Abort):
+                    conn = self.connections.get(action.connection_id) or self._opening.get(action.connection_id)
+                    if conn is not None:
+                        self._logger.warning("connection %d: aborting (%s)", conn.id, action.reason)
+                        self._pending_io.append((conn, None))
+                elif isinstance(action, Fail):
+                    self.fatal = action.error
+                    self._logger.error("Socket Mode stopped: %s", action.error)
+                    error = action.error
+                    notify.append(lambda error=error: self._client._notify_error(error))  # type: ignore[misc]
+            actions = more
+        ids = self.supervisor.serving_ids()
+        self._serving = [self.connections[i] for i in ids if i in self.connections]
+        self.live_count = sum(1 for i in self.supervisor.connected_ids() if i in self.connections)
+        self.changed.notify_all()
+        self._health.wake()
+        if notify:
+            # listeners are the application's code: run them without our lock (and make the
+            # socket calls due so far first: a listener may wait for their outcome)
+            io, self._pending_io = self._pending_io, []
+            depth = getattr(self._rules_depth, "n", 0)
+            self.lock.release()
+            self._rules_depth.n = 0
+            try:
+                _carry_out(io)
+                for call in notify:
+                    call()
+            finally:
+                self._rules_depth.n = depth
+                self.lock.acquire()
+
+    def _log_transition(self, t: Transition, notify: list[Callable[[], None]]) -> None:
+        old = t.old.value if t.old is not None else "new"
+        who = "client" if t.connection_id is None else f"connection {t.connection_id}"
+        self._logger.info("%s: %s -> %s (%s)", who, old, t.new.value, redact(t.reason))
+        if t.connection_id is not None and t.new is ConnectionState.CLOSED:
+            self._forget(t.connection_id)
+        if self._client.lifecycle_listeners:
+            notify.append(lambda t=t: self._notify_lifecycle(t))  # type: ignore[misc]
+
+    def _forget(self, connection_id: int) -> None:
+        conn = self.connections.pop(connection_id, None)
+        if conn is not None and not conn.ended:
+            self._pending_io.append((conn, None))
+
+    def _notify_lifecycle(self, t: Transition) -> None:
+        for listener in list(self._client.lifecycle_listeners):
+            try:
+                listener(t)
+            except Exception:
+                self._logger.exception("lifecycle listener %r failed", listener)
+
+    def _open_step(self) -> Optional[float]:
+        """Open the connections the supervisor asked for (blocking calls, one at a time).
+
+        One deadline, ``connect_timeout``, covers the Web API call and the handshake: the
+        handshake gets what the call left, and the health thread aborts a handshake still under
+        way at the deadline (the supervisor's ``Abort`` for a ``CONNECTING`` connection reaches
+        it through ``_opening``), as does ``close()``.
+        """
+        while True:
+            with self.rules():
+                if not self._open_queue:
+                    return None
+                cid = self._open_queue.popleft()
+                if self.supervisor.connection_state(cid) is not ConnectionState.CONNECTING:
+                    continue
+            deadline = time.monotonic() + self._connect_timeout
+            conn: Optional[Connection] = None
+            error: Optional[Exception] = None
+            try:
+                with self.lock:
+                    url, self.next_url = self.next_url, None
+                if url is None:
+                    url = self._client.issue_new_wss_url()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ConnectionFailedError(
+                        f"apps.connections.open took more than connect_timeout ({self._connect_timeout:g} s)",
+                        error="open_timeout",
+                    )
+                conn = self._connector.connection(cid, url, on_text=self._on_text, on_closed=self.on_closed)
+                with self.lock:
+                    self._opening[cid] = conn
+                    stopping = self.closed or self.supervisor.state not in _RUNNING_CLIENT
+                if stopping:
+                    conn.abort()
+                self._logger.info("connection %d: opening %s", cid, conn.url)
+                conn.open(remaining)
+            except Exception as e:  # mapped at the one boundary; a surprise must not stall reconnecting
+                error = open_error(cid, e, self._logger)
+            with self.rules():
+                self._opening.pop(cid, None)
+                now = time.monotonic()
+                if conn is None or error is not None:
+                    failure = error or ConnectionFailedError("could not open a connection", error="unknown")
+                    level = logging.ERROR if isinstance(failure, FatalError) else logging.WARNING
+                    self._logger.log(level, "connection %d: %s", cid, failure)
+                    self.perform(self.supervisor.open_failed(cid, failure, now))
+                else:
+                    self.connections[cid] = conn
+                    self.opened += 1
+                    conn.start()
+                    self.perform(self.supervisor.opened(cid, now))
+            if conn is not None and error is None:  # opened: the application's listeners run without the lock
+                self._client._notify_open(conn)
+                continue
+            if not isinstance(failure, FatalError):  # a FatalError reached the listeners through Fail
+                self._client._notify_error(failure)
+
+    def _health_step(self) -> Optional[float]:
+        """Fire due deadlines; ping; replace dead connections. Returns seconds until the next one.
+
+        Never waits on a connection's I/O: a ping is sent only if it cannot block
+        (:meth:`Connection.ping`), and a write that has run past ``write_timeout`` gets its
+        connection aborted and replaced.
+        """
+        now = time.monotonic()
+        pings: list[Connection] = []
+        with self.rules():
+            actions = self.supervisor.tick(now)
+            next_at = self.supervisor.next_deadline()
+            for writer in list(self.connections.values()):
+                overdue = writer.write_overdue(now)
+                if overdue is not None:
+                    reason = f"a write has not finished in {overdue:.1f} s (the peer does not read)"
+                    self._logger.warning("connection %d: %s; replacing it", writer.id, reason)
+                    self.reconnects["write timeout"] += 1
+                    actions += self.supervisor.dead(writer.id, reason, now) or [Abort(writer.id, reason)]
+                    continue
+                due = writer.write_deadline()
+                if due is None:  # a write that starts while this thread sleeps is seen within write_timeout
+                    due = now + self._write_timeout
+                next_at = due if next_at is None else min(next_at, due)
+            for cid in self.supervisor.connected_ids():
+                conn = self.connections.get(cid)
+                if conn is None:
+                    continue
+                if conn.backpressured:  # our own pause, not the server's silence: look again later
+                    recheck = now + self._liveness.ping_timeout
+                    next_at = recheck if next_at is None else min(next_at, recheck)
+                    continue
+                verdict = self._liveness.check(now, last_received=conn.last_received, last_ping=conn.last_ping)
+                if verdict.dead is not None:
+                    self._logger.warning("connection %d: %s; replacing it", cid, verdict.dead)
+                    self.reconnects["no pong" if "pong" in verdict.dead else "no frames"] += 1
+                    actions += self.supervisor.dead(cid, verdict.dead, now)
+                    continue
+                if verdict.ping:
+                    pings.append(conn)
+                next_at = verdict.next_check if next_at is None else min(next_at, verdict.next_check)
+            if actions:
+                self.perform(actions)
+                next_at = self.supervisor.next_deadline() if next_at is None else next_at
+        for conn in pings:
+            conn.ping()
+        watch_at = self._dispatcher.watch_inline(now) if self._dispatcher is not None else None
+        if watch_at is not None:
+            next_at = watch_at if next_at is None else min(next_at, watch_at)
+        retire_at = self._dispatcher.retire_idle_workers(now) if self._dispatcher is not None else None
+        if retire_at is not None:
+            next_at = retire_at if next_at is None else min(next_at, retire_at)
+        return None if next_at is None else max(0.0, next_at - time.monotonic())
+
+    def await_connections(self, conns: list[Connection], end: float) -> None:
+        """Wait until ``end`` (monotonic seconds) for ``conns`` to end, aborting those that have not."""
+        for conn in conns:
+            if conn.is_reader():  # called by a listener on this connection's reader: it cannot read the reply
+                conn.abort()
+                continue
+            if not conn.wait_ended(max(0.0, end - time.monotonic())):
+                conn.abort()
+        for conn in conns:
+            conn.join(max(0.05, end - time.monotonic()))
+
+    def on_hello(self, conn: Connection, hello: Hello) -> None:
+        with self.rules():
+            self._client.hello = hello
+            self._logger.info(
+                "connection %d: hello (num_connections=%s, approximate_connection_time=%s s)",
+                conn.id,
+                hello.num_connections,
+                hello.approximate_connection_time,
+            )
+            self.perform(self.supervisor.hello(conn.id, hello.approximate_connection_time, time.monotonic()))
+            deferred = self._acks.take_deferred() if self._acks is not None else []
+        for text in deferred:
+            try:
+                conn.send_text(text)
+            except NotConnectedError:
+                self._logger.warning("connection %d: could not send a deferred ack", conn.id)
+
+    def on_closed(self, conn: Connection, reason: str) -> None:
+        code = conn.close_code if conn.close_code is not None else 1006
+        with self.rules():
+            unexpected = self.supervisor.lost_unexpectedly(conn.id)
+            if unexpected:
+                self.reconnects[reason.split(" (", maxsplit=1)[0]] += 1
+                if not self.auto_reconnect and self.supervisor.state is not ClientState.CLOSED:
+                    self._logger.warning("connection %d lost (%s); auto_reconnect_enabled is off", conn.id, reason)
+            self.perform(self.supervisor.lost(conn.id, reason, time.monotonic(), reconnect=self.auto_reconnect))
+        self._client._notify_close(code, reason)
+
+    def primary(self) -> Optional[Connection]:
+        for conn in self._serving:
+            if conn.can_send:
+                return conn
+        with self.lock:
+            for cid in reversed(self.supervisor.connected_ids()):
+                conn_ = self.connections.get(cid)
+                if conn_ is not None and conn_.can_send:
+                    return conn_
+        return None
+
+    def maybe_drained(self, conn: Connection) -> None:
+        if conn.draining and self._ledger.inflight(conn) == 0:
+            with self.rules():
+                self.perform(self.supervisor.drained(conn.id, time.monotonic()))
+
+
+def _carry_out(io: list[tuple[Connection, Optional[str]]]) -> None:
+    """Make the socket calls the rules asked for (never with the client's lock held; none blocks)."""
+    for conn, close_reason in io:
+        if close_reason is None:
+            conn.abort()
+        else:
+            conn.close(1000, close_reason)

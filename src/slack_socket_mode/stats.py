@@ -1,0 +1,78 @@
+"""Stats and health records: what :meth:`slack_socket_mode.SocketModeClient.stats` and
+:meth:`~slack_socket_mode.SocketModeClient.health` return.
+
+Plain immutable records (see :mod:`.records`) and the percentile they use; no locks, no threads.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Optional
+
+from .records import record
+
+__all__ = ["ClientStats", "HealthStatus", "percentile"]
+
+
+@record
+class ClientStats(NamedTuple):
+    """A snapshot of the client's counters (see :meth:`slack_socket_mode.SocketModeClient.stats`).
+
+    Times are seconds. Counts are since the client was created. ``queue_depth`` counts
+    envelopes waiting for a worker; ``oldest_wait`` is how long the oldest of them has waited.
+    ``reader_takeovers`` counts the times a reader's own listeners ran past ``handoff_after``
+    and a new reader thread took over the connection. ``acks_crossed`` counts redeliveries
+    settled by an ack already sent on their connection (see :mod:`.ledger`).
+    ``ack_latency_p50/p90/p99`` are percentiles of the time from an envelope's arrival to its
+    ack being sent, over the last 1,024 acks (None before the first ack). A ``NamedTuple``:
+    ``stats()._asdict()`` gives a dict (for metrics exporters).
+    """
+
+    state: str
+    connections_open: int
+    num_connections: Optional[int]
+    connections_opened: int
+    reconnects: dict[str, int]
+    last_disconnect_reason: Optional[str]
+    envelopes_received: int
+    envelopes_acked: int
+    envelopes_deduplicated: int
+    acks_suppressed: int
+    acks_crossed: int
+    malformed_messages: int
+    reader_takeovers: int
+    queue_depth: int
+    oldest_wait: float
+    ack_latency_p50: Optional[float]
+    ack_latency_p90: Optional[float]
+    ack_latency_p99: Optional[float]
+    #: the shared ledger's state: "" (none), "ok", or "unavailable (…): why" (see :mod:`.shared`)
+    shared_ledger: str = ""
+
+
+@record
+class HealthStatus(NamedTuple):
+    """The answer to a health probe (see :meth:`slack_socket_mode.SocketModeClient.health`).
+
+    Attributes:
+        healthy: connected, and no envelope has waited for a worker longer than allowed.
+        reason: why not, in a few words ("" when healthy).
+        state: the client's state (``"connected"``, ``"reconnecting"``, …).
+        oldest_wait: seconds the oldest queued envelope has waited.
+        shared_ledger: the shared ledger's state: "" (none), "ok", or "unavailable (…): why".
+            An unavailable shared ledger does not make the client unhealthy: it goes on
+            dispatching as its ``on_unavailable`` policy says.
+    """
+
+    healthy: bool
+    reason: str
+    state: str
+    oldest_wait: float
+    shared_ledger: str = ""
+
+
+def percentile(ordered: list[float], q: float) -> Optional[float]:
+    """Nearest-rank percentile of an already sorted list (None if empty)."""
+    if not ordered:
+        return None
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
