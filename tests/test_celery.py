@@ -100,7 +100,7 @@ class Setup:
         key = f"slack_socket_mode:{self.namespace}:effects"
         return {k: int(v) for k, v in self.effects.hgetall(key).items()}
 
-    def wait_effects(self, ids: list[str], seconds: float = 20.0) -> dict[str, int]:
+    def wait_effects(self, ids: list[str], seconds: float = 60.0) -> dict[str, int]:
         deadline = time.monotonic() + timeout(seconds)
         while True:  # the worker writes to Redis: poll it
             counts = self.effect_counts()
@@ -163,7 +163,7 @@ def test_envelopes_are_acked_after_the_publish_and_their_effects_run_once(
         everything = [*ids, flaky, command, marker["envelope_id"]]
         # A task retried on RabbitMQ is sometimes received again only 10 or 20 s later (the worker's
         # consumer, not our code): wait long enough for that; the count is what this test checks.
-        counts = celery_setup.wait_effects(everything, seconds=60.0)
+        counts = celery_setup.wait_effects(everything)
         assert counts == dict.fromkeys(everything, 1)
         assert handoff.published == len(everything) and handoff.failed == 0
     finally:
