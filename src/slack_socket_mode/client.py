@@ -1,8 +1,10 @@
 """The Socket Mode client: a drop-in for ``slack_sdk.socket_mode.SocketModeClient``.
 
-This module is the facade: slack_sdk's constructor, methods and listener hooks, and the routing
-of each text message a connection reads. The work is done by one module per job:
+This module is the facade: slack_sdk's constructor, methods and listener hooks. The work is done by
+one module per job, composed in one place:
 
+* :mod:`.engine` — makes the parts below and wires them together, routes each text message a
+  connection reads, and carries out ``close()``;
 * :mod:`.options` — checks the constructor's options (:class:`~.options.ClientOptions`);
 * :mod:`.session` — carries out the rules (:mod:`.lifecycle`), owns the client's lock and the
   one connection table, and runs the ``session`` and ``health`` threads;
@@ -42,40 +44,30 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from slack_sdk.socket_mode.client import BaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web import WebClient
 
-from .acks import AckRouter
 from .connection import Connection
-from .dispatch import Dispatcher
+from .engine import Engine, call_listeners
 from .errors import (
-    ConfigurationError,
     ConnectTimeoutError,
     NotConnectedError,
     SocketModeError,
 )
-from .ledger import EnvelopeLedger
 from .lifecycle import (
     ClientState,
-    ConnectionState,
-    Supervisor,
     Transition,
 )
-from .messages import Disconnect, Envelope, Hello, Malformed, parse_message
-from .opening import Connector
+from .messages import Envelope, Hello, parse_message
 from .options import check_options
 from .policy import ReconnectPolicy
-from .session import Session
-from .shared import SharedLedger, SharedStore
-from .stats import ClientStats, HealthStatus, percentile
+from .shared import SharedStore
+from .stats import ClientStats, HealthStatus
 from .urls import check_socket_url
-
-if TYPE_CHECKING:  # imported when a proxy is configured: most apps have none
-    pass
 
 __all__ = ["ClientStats", "HealthStatus", "SocketModeClient"]
 
@@ -86,7 +78,6 @@ LifecycleListener = Callable[[Transition], None]
 _client_numbers = itertools.count(1)
 #: ``json.dumps(…, separators=(",", ":"))`` without building an encoder per call.
 _compact_json = json.JSONEncoder(separators=(",", ":")).encode
-_LIVE = (ConnectionState.CONNECTED, ConnectionState.DRAINING)
 
 
 class SocketModeClient(BaseSocketModeClient):
@@ -245,9 +236,6 @@ class SocketModeClient(BaseSocketModeClient):
         self._app_token = options.app_token
         self._proxy = options.proxy
         self._proxy_headers = options.proxy_headers
-        self._liveness = options.liveness
-        self._policy = options.policy
-        ssl_context = options.ssl_context
         self.web_client = options.web_client
         self.default_auto_reconnect_enabled = auto_reconnect_enabled
         self.receive_buffer_size = receive_buffer_size
@@ -257,20 +245,6 @@ class SocketModeClient(BaseSocketModeClient):
         self.ping_interval = ping_interval
         self.concurrency = concurrency
         self._close_timeout = close_timeout
-        self._connector = Connector(
-            prefix=self._prefix,
-            logger=self.logger,
-            proxy=self._proxy,
-            ssl_context=ssl_context,
-            max_message_size=max_message_size,
-            write_timeout=write_timeout,
-            trace_enabled=trace_enabled,
-            all_message_trace_enabled=all_message_trace_enabled,
-            ping_pong_trace_enabled=ping_pong_trace_enabled,
-            allow_insecure_urls=allow_insecure_urls,
-            debug_reconnects=debug_reconnects,
-        )
-
         self.message_listeners: list[Any] = []
         self.socket_mode_request_listeners: list[Any] = []
         self.on_message_listeners = list(on_message_listeners or [])
@@ -282,59 +256,40 @@ class SocketModeClient(BaseSocketModeClient):
         self.message_tap: Optional[Callable[[int, str], None]] = None
         # slack_sdk's attribute, kept for code that takes it; this client never does (no place in the order).
         self.connect_operation_lock = threading.Lock()
-
         self._wss_uri: Optional[str] = None
         self._set_url: Optional[str] = None  # the URL last given to the wss_uri setter
         self.hello: Optional[Hello] = None
-        self._ledger: EnvelopeLedger[Connection] = EnvelopeLedger(dedupe=bool(dedupe))
-        self._shared: Optional[SharedLedger] = None
-        if not isinstance(dedupe, bool):
-            try:
-                self._shared = SharedLedger(dedupe, logger=self.logger, thread_name=f"{self._prefix}-lease")
-            except ValueError as e:
-                raise ConfigurationError(str(e)) from None
-        supervisor = Supervisor(
-            self._policy,
+        self._engine = engine = Engine(
+            self,
+            options,
+            prefix=self._prefix,
+            logger=self.logger,
+            dedupe=dedupe,
             connections=connections,
+            connect_timeout=connect_timeout,
             hello_timeout=hello_timeout,
             drain_timeout=drain_timeout,
             close_timeout=close_timeout,
-            open_timeout=connect_timeout,
-        )
-        self._session = Session(
-            self,
-            supervisor=supervisor,
-            connector=self._connector,
-            ledger=self._ledger,
-            liveness=self._liveness,
-            on_text=self._on_text,
-            prefix=self._prefix,
-            logger=self.logger,
-            connect_timeout=connect_timeout,
             write_timeout=write_timeout,
             auto_reconnect=auto_reconnect_enabled,
-        )
-        session = self._session
-        self._acks = AckRouter(
-            self._ledger, lock=session.lock, primary=session.primary, drained=session.maybe_drained, logger=self.logger
-        )
-        self._dispatcher = Dispatcher(
-            self,
-            acks=self._acks,
-            shared=self._shared,
-            connections=lambda: list(session.connections.values()),
-            wake_health=session.wake_health,
-            after_drain=session.maybe_drained,
-            prefix=self._prefix,
-            logger=self.logger,
             concurrency=concurrency,
             max_queue=max_queue,
             slow_queue_warning=slow_queue_warning,
             worker_idle_timeout=worker_idle_timeout,
             inline_dispatch=inline_dispatch,
             handoff_after=handoff_after,
+            connector={
+                "max_message_size": max_message_size,
+                "write_timeout": write_timeout,
+                "trace_enabled": trace_enabled,
+                "all_message_trace_enabled": all_message_trace_enabled,
+                "ping_pong_trace_enabled": ping_pong_trace_enabled,
+                "allow_insecure_urls": allow_insecure_urls,
+                "debug_reconnects": debug_reconnects,
+            },
         )
-        session.attach(self._acks, self._dispatcher)
+        self._connector, self._session, self._acks = engine.connector, engine.session, engine.acks
+        self._dispatcher, self._ledger, self._shared = engine.dispatcher, engine.ledger, engine.shared
 
     # ---- slack_sdk's public interface ----------------------------------------------------------
 
@@ -500,34 +455,7 @@ class SocketModeClient(BaseSocketModeClient):
         for the close handshake; a thread still running at the end (a listener that does not
         return, a Web API call that does not answer) is named in a WARNING. Idempotent.
         """
-        final_end = time.monotonic() + timeout
-        with self._session.lock:
-            if self._session.closed:
-                return
-            self._session.closed = True
-            self._dispatcher.stop_accepting()
-        end = final_end - min(self._close_timeout + 0.5, timeout / 2)
-        self._dispatcher.wait_for_listeners(end, timeout)
-        if self._shared is not None:  # within close()'s one deadline: half of what is left, at most 1 s
-            self._shared.close(min(1.0, max(0.0, (final_end - time.monotonic()) / 2)))
-        with self._session.rules():
-            self._session.perform(self._session.supervisor.stop(time.monotonic(), final=True))
-            conns = list(self._session.connections.values())
-        self._session.await_connections(conns, final_end - min(0.5, timeout / 4))
-        self._session.stop_threads()
-        self._dispatcher.shutdown()
-        me = threading.current_thread()
-        ours = [t for t in threading.enumerate() if t.name.startswith(f"{self._prefix}-") and t is not me]
-        for thread in ours:
-            thread.join(max(0.0, final_end - time.monotonic()))
-        running = [t.name for t in ours if t.is_alive()]
-        if running:
-            self.logger.warning(
-                "close(): %d thread(s) still running after %g s (they end on their own): %s",
-                len(running),
-                timeout,
-                ", ".join(running),
-            )
+        self._engine.close(timeout)
 
     def send_message(self, message: str) -> None:
         """Send a text message; an ack (``{"envelope_id": …}``) is routed like :meth:`send_socket_mode_response`.
@@ -585,7 +513,7 @@ class SocketModeClient(BaseSocketModeClient):
         """
         conn = self._session.primary()
         if conn is not None:
-            self._on_text(conn, message)
+            self._engine.on_text(conn, message)
             return
         parsed = parse_message(message)
         if not isinstance(parsed, Envelope):
@@ -642,30 +570,7 @@ class SocketModeClient(BaseSocketModeClient):
 
     def stats(self) -> ClientStats:
         """A consistent snapshot of the counters. Thread-safe."""
-        latencies = sorted(self._acks.latencies)
-        with self._session.lock:
-            ledger = self._ledger
-            return ClientStats(
-                state=self.state.value,
-                connections_open=self._session.live_count,
-                num_connections=self.num_connections,
-                connections_opened=self._session.opened,
-                reconnects=dict(self._session.reconnects),
-                last_disconnect_reason=self._session.last_disconnect_reason,
-                envelopes_received=ledger.received,
-                envelopes_acked=ledger.acked,
-                envelopes_deduplicated=ledger.deduplicated,
-                acks_suppressed=ledger.suppressed_acks,
-                acks_crossed=ledger.crossed_acks,
-                malformed_messages=self._session.malformed,
-                reader_takeovers=self._dispatcher.takeovers,
-                queue_depth=self._dispatcher.queue_depth,
-                oldest_wait=self.oldest_wait(),
-                ack_latency_p50=percentile(latencies, 0.50),
-                ack_latency_p90=percentile(latencies, 0.90),
-                ack_latency_p99=percentile(latencies, 0.99),
-                shared_ledger=self._shared.status() if self._shared is not None else "",
-            )
+        return self._engine.stats()
 
     def health(self, max_queue_wait: float = 2.0) -> HealthStatus:
         """A health check for a liveness/readiness probe (Kubernetes ``/healthz``).
@@ -676,61 +581,25 @@ class SocketModeClient(BaseSocketModeClient):
         """
         state = self.state.value
         wait = self.oldest_wait()
-        shared = self._shared.status() if self._shared is not None else ""
+        shared = self._engine.shared_status()
         if not self.is_connected():
             return HealthStatus(False, f"not connected ({state})", state, wait, shared)
         if wait > max_queue_wait:
             return HealthStatus(False, f"an envelope has waited {wait:.1f} s for a worker", state, wait, shared)
         return HealthStatus(True, "", state, wait, shared)
 
-    # ---- reader threads ------------------------------------------------------------------------
-
-    def _on_text(self, conn: Connection, text: str) -> None:
-        """Route one text message a connection read (on its reader thread)."""
-        tap = self.message_tap
-        if tap is not None:
-            tap(conn.id, text)
-        if self.on_message_listeners:
-            self._notify_message(text)
-        message = parse_message(text)
-        if type(message) is Envelope:
-            self._dispatcher.on_envelope(conn, message, text)
-        elif isinstance(message, Hello):
-            self._session.on_hello(conn, message)
-        elif isinstance(message, Disconnect):
-            self._session.on_disconnect(conn, message.reason)
-        elif isinstance(message, Malformed):
-            self._session.malformed += 1
-            self.logger.warning(
-                "connection %d: skipped a message of %d characters: %s", conn.id, len(text), message.problem
-            )
-        elif self.logger.isEnabledFor(logging.DEBUG):
-            self.logger.debug("connection %d: ignored a message of type %s", conn.id, message.type)
-
     # ---- slack_sdk's listeners (slack_socket_mode.websocket_client calls them its own way) -------
 
     def _notify_error(self, error: Exception) -> None:
-        for listener in list(self.on_error_listeners):
-            try:
-                listener(error)
-            except Exception:
-                self.logger.exception("error listener %r failed", listener)
+        call_listeners(self.on_error_listeners, self.logger, "error", error)
 
     def _notify_message(self, text: str) -> None:
         """Call the ``on_message`` listeners with a text message (on the reader thread)."""
-        for listener in list(self.on_message_listeners):
-            try:
-                listener(text)
-            except Exception:
-                self.logger.exception("on_message listener %r failed", listener)
+        call_listeners(self.on_message_listeners, self.logger, "on_message", text)
 
     def _notify_close(self, code: int, reason: str) -> None:
         """Call the ``on_close`` listeners once a connection ended (on its reader thread)."""
-        for listener in list(self.on_close_listeners):
-            try:
-                listener(code, reason)
-            except Exception:
-                self.logger.exception("on_close listener %r failed", listener)
+        call_listeners(self.on_close_listeners, self.logger, "on_close", code, reason)
 
     def _notify_open(self, conn: Connection) -> None:
         """A connection finished its handshake (on the session thread). slack_sdk's built-in client has no

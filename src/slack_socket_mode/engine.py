@@ -1,0 +1,237 @@
+"""The client's parts, composed: :class:`Engine` builds them, routes each message, sums up their state.
+
+:class:`~slack_socket_mode.SocketModeClient` is slack_sdk's facade; behind it, one :class:`Engine`
+holds what does the work and wires them to each other in one place:
+
+* the :class:`~.opening.Connector` (URLs and connections) and the :class:`~.lifecycle.Supervisor` (the rules);
+* the :class:`~.session.Session` that carries out the rules on the connection table;
+* the :class:`~.ledger.EnvelopeLedger`, and a :class:`~.shared.SharedLedger` when ``dedupe`` is a store;
+* the :class:`~.acks.AckRouter` over the ledger, and the :class:`~.dispatch.Dispatcher`.
+
+It also routes each text message a connection reads (:meth:`Engine.on_text`, on the reader), puts
+the :meth:`~slack_socket_mode.SocketModeClient.stats` snapshot together, and runs the steps of
+:meth:`~slack_socket_mode.SocketModeClient.close`. It holds no lock of its own (the order of the
+parts' locks is in :mod:`slack_socket_mode.client` and docs/threading.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Union
+
+from .acks import AckRouter
+from .connection import Connection
+from .dispatch import Dispatcher
+from .errors import ConfigurationError
+from .ledger import EnvelopeLedger
+from .lifecycle import Supervisor
+from .messages import Disconnect, Envelope, Hello, Malformed, parse_message
+from .opening import Connector
+from .session import Session
+from .shared import SharedLedger, SharedStore
+from .stats import ClientStats, percentile
+
+if TYPE_CHECKING:
+    from .client import SocketModeClient
+    from .options import ClientOptions
+
+__all__ = ["Engine", "call_listeners"]
+
+
+def call_listeners(listeners: list[Any], logger: logging.Logger, kind: str, *args: Any) -> None:
+    """Call each of ``listeners`` (a copy of the list) with ``args``; log, never raise, what one raises."""
+    for listener in list(listeners):
+        try:
+            listener(*args)
+        except Exception:
+            logger.exception("%s listener %r failed", kind, listener)
+
+
+class Engine:
+    """Makes the client's parts and wires them together (see the module's docstring).
+
+    Args:
+        client: the facade (its listener lists and hooks, ``message_tap``, ``hello``).
+        options: the checked options (proxy, TLS context, liveness and backoff).
+        prefix: the client's thread-name prefix, ``slack_socket_mode-<n>``.
+        logger: where to log.
+        dedupe: True, False or a shared store (see ``SocketModeClient``'s ``dedupe``).
+        connector: the :class:`~.opening.Connector`'s other keyword arguments.
+
+    The other keyword arguments are ``SocketModeClient``'s options of the same names (checked by
+    then; ``auto_reconnect`` is ``auto_reconnect_enabled``), handed to the part that uses them.
+
+    Raises:
+        ConfigurationError: the shared store cannot be used.
+
+    Attributes:
+        connector, ledger, shared, session, acks, dispatcher: the parts (``shared`` may be None).
+    """
+
+    def __init__(
+        self,
+        client: SocketModeClient,
+        options: ClientOptions,
+        *,
+        prefix: str,
+        logger: logging.Logger,
+        dedupe: Union[bool, SharedStore],
+        connections: int,
+        connect_timeout: float,
+        hello_timeout: float,
+        drain_timeout: float,
+        close_timeout: float,
+        write_timeout: float,
+        auto_reconnect: bool,
+        concurrency: int,
+        max_queue: int,
+        slow_queue_warning: float,
+        worker_idle_timeout: float,
+        inline_dispatch: bool,
+        handoff_after: float,
+        connector: dict[str, Any],
+    ) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._logger = logger
+        self._close_timeout = close_timeout
+        self.connector = Connector(
+            prefix=prefix, logger=logger, proxy=options.proxy, ssl_context=options.ssl_context, **connector
+        )
+        self.ledger: EnvelopeLedger[Connection] = EnvelopeLedger(dedupe=bool(dedupe))
+        self.shared = None
+        if not isinstance(dedupe, bool):
+            try:
+                self.shared = SharedLedger(dedupe, logger=logger, thread_name=f"{prefix}-lease")
+            except ValueError as e:
+                raise ConfigurationError(str(e)) from None
+        supervisor = Supervisor(
+            options.policy,
+            connections=connections,
+            hello_timeout=hello_timeout,
+            drain_timeout=drain_timeout,
+            close_timeout=close_timeout,
+            open_timeout=connect_timeout,
+        )
+        self.session = session = Session(
+            client,
+            supervisor=supervisor,
+            connector=self.connector,
+            ledger=self.ledger,
+            liveness=options.liveness,
+            on_text=self.on_text,
+            prefix=prefix,
+            logger=logger,
+            connect_timeout=connect_timeout,
+            write_timeout=write_timeout,
+            auto_reconnect=auto_reconnect,
+        )
+        self.acks = AckRouter(
+            self.ledger, lock=session.lock, primary=session.primary, drained=session.maybe_drained, logger=logger
+        )
+        self.dispatcher = Dispatcher(
+            client,
+            acks=self.acks,
+            shared=self.shared,
+            connections=lambda: list(session.connections.values()),
+            wake_health=session.wake_health,
+            after_drain=session.maybe_drained,
+            prefix=prefix,
+            logger=logger,
+            concurrency=concurrency,
+            max_queue=max_queue,
+            slow_queue_warning=slow_queue_warning,
+            worker_idle_timeout=worker_idle_timeout,
+            inline_dispatch=inline_dispatch,
+            handoff_after=handoff_after,
+        )
+        session.attach(self.acks, self.dispatcher)
+
+    def on_text(self, conn: Connection, text: str) -> None:
+        """Route one text message a connection read (on its reader thread)."""
+        client = self._client
+        tap = client.message_tap
+        if tap is not None:
+            tap(conn.id, text)
+        if client.on_message_listeners:
+            client._notify_message(text)
+        message = parse_message(text)
+        if type(message) is Envelope:
+            self.dispatcher.on_envelope(conn, message, text)
+        elif isinstance(message, Hello):
+            self.session.on_hello(conn, message)
+        elif isinstance(message, Disconnect):
+            self.session.on_disconnect(conn, message.reason)
+        elif isinstance(message, Malformed):
+            self.session.malformed += 1
+            self._logger.warning(
+                "connection %d: skipped a message of %d characters: %s", conn.id, len(text), message.problem
+            )
+        elif self._logger.isEnabledFor(logging.DEBUG):
+            self._logger.debug("connection %d: ignored a message of type %s", conn.id, message.type)
+
+    def stats(self) -> ClientStats:
+        """A consistent snapshot of the parts' counters, taken under the session's lock."""
+        client = self._client
+        latencies = sorted(self.acks.latencies)
+        session, ledger, dispatcher = self.session, self.ledger, self.dispatcher
+        with session.lock:
+            return ClientStats(
+                state=client.state.value,
+                connections_open=session.live_count,
+                num_connections=client.num_connections,
+                connections_opened=session.opened,
+                reconnects=dict(session.reconnects),
+                last_disconnect_reason=session.last_disconnect_reason,
+                envelopes_received=ledger.received,
+                envelopes_acked=ledger.acked,
+                envelopes_deduplicated=ledger.deduplicated,
+                acks_suppressed=ledger.suppressed_acks,
+                acks_crossed=ledger.crossed_acks,
+                malformed_messages=session.malformed,
+                reader_takeovers=dispatcher.takeovers,
+                queue_depth=dispatcher.queue_depth,
+                oldest_wait=dispatcher.oldest_wait(),
+                ack_latency_p50=percentile(latencies, 0.50),
+                ack_latency_p90=percentile(latencies, 0.90),
+                ack_latency_p99=percentile(latencies, 0.99),
+                shared_ledger=self.shared_status(),
+            )
+
+    def shared_status(self) -> str:
+        """The shared ledger's status (see :meth:`.SharedLedger.status`), or "" without one."""
+        return self.shared.status() if self.shared is not None else ""
+
+    def close(self, timeout: float) -> None:
+        """Carry out :meth:`SocketModeClient.close` (see there) within ``timeout`` seconds. Idempotent."""
+        final_end = time.monotonic() + timeout
+        session, dispatcher = self.session, self.dispatcher
+        with session.lock:
+            if session.closed:
+                return
+            session.closed = True
+            dispatcher.stop_accepting()
+        end = final_end - min(self._close_timeout + 0.5, timeout / 2)
+        dispatcher.wait_for_listeners(end, timeout)
+        if self.shared is not None:  # within close()'s one deadline: half of what is left, at most 1 s
+            self.shared.close(min(1.0, max(0.0, (final_end - time.monotonic()) / 2)))
+        with session.rules():
+            session.perform(session.supervisor.stop(time.monotonic(), final=True))
+            conns = list(session.connections.values())
+        session.await_connections(conns, final_end - min(0.5, timeout / 4))
+        session.stop_threads()
+        dispatcher.shutdown()
+        me = threading.current_thread()
+        ours = [t for t in threading.enumerate() if t.name.startswith(f"{self._prefix}-") and t is not me]
+        for thread in ours:
+            thread.join(max(0.0, final_end - time.monotonic()))
+        running = [t.name for t in ours if t.is_alive()]
+        if running:
+            self._logger.warning(
+                "close(): %d thread(s) still running after %g s (they end on their own): %s",
+                len(running),
+                timeout,
+                ", ".join(running),
+            )
