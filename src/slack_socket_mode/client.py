@@ -41,7 +41,6 @@ import itertools
 import json
 import logging
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Callable, Optional, Union
@@ -55,7 +54,6 @@ from .connection import Connection
 from .engine import Engine, call_listeners
 from .errors import (
     ConnectTimeoutError,
-    NotConnectedError,
     SocketModeError,
 )
 from .lifecycle import (
@@ -90,71 +88,69 @@ class SocketModeClient(BaseSocketModeClient):
     Args:
         app_token: the app-level token (``xapp-…``); kept in a redacted :class:`Secret`.
         logger: where to log (default ``logging.getLogger("slack_socket_mode")``).
-        web_client: the ``slack_sdk.WebClient`` used for ``apps.connections.open`` and
-            exposed to listeners as ``client.web_client``; ``WebClient(base_url=…)``
-            points the client at another API host, and its ``ssl`` context is used for the
-            WebSocket too when ``ssl_context`` is not given (as slack_sdk does).
-        auto_reconnect_enabled: reopen a connection that dropped (rotations requested by
-            Slack are always followed). Kept in ``default_auto_reconnect_enabled``, which
-            each :meth:`connect` copies to ``auto_reconnect_enabled`` (both settable, as in slack_sdk).
+        web_client: the ``slack_sdk.WebClient`` used for ``apps.connections.open`` and exposed to listeners as
+            ``client.web_client``; ``WebClient(base_url=…)`` points the client at another API host, and its ``ssl``
+            context is used for the WebSocket too when ``ssl_context`` is not given (as slack_sdk does).
+        auto_reconnect_enabled: reopen a connection that dropped (rotations requested by Slack are always followed).
+            Kept in ``default_auto_reconnect_enabled``, which each :meth:`connect` copies to
+            ``auto_reconnect_enabled`` (both settable, as in slack_sdk).
         ping_interval: seconds between our pings; None disables them.
-        concurrency: how many envelopes' listeners may run at once, on the readers (inline) and
-            the worker threads together; ``concurrency=1`` runs one listener at a time.
-        proxy: a proxy URL (``http://user:pass@host:port``, ``socks5://…``) for the WebSocket,
-            and for the WebClient the client builds when it is an HTTP proxy (see
-            :mod:`slack_socket_mode.proxies`; without it, ``HTTPS_PROXY`` etc. apply).
-        proxy_headers: extra headers for the ``CONNECT`` request of an HTTP ``proxy`` (as in
-            slack_sdk); ignored with a WARNING without one.
-        trace_enabled: log every text message sent and received (up to 1,000 characters) and
-            every ping and pong, at DEBUG on ``logger``, tokens redacted.
+        concurrency: how many envelopes' listeners may run at once, on the readers (inline) and the worker threads
+            together; ``concurrency=1`` runs one listener at a time.
+        proxy: a proxy URL (``http://user:pass@host:port``, ``socks5://…``) for the WebSocket, and for the WebClient
+            the client builds when it is an HTTP proxy (see :mod:`slack_socket_mode.proxies`; without it,
+            ``HTTPS_PROXY`` etc. apply).
+        proxy_headers: extra headers for the ``CONNECT`` request of an HTTP ``proxy`` (as in slack_sdk); ignored with
+            a WARNING without one.
+        trace_enabled: log every text message sent and received (up to 1,000 characters) and every ping and pong, at
+            DEBUG on ``logger``, tokens redacted.
         all_message_trace_enabled: log every text message whole, at DEBUG, tokens redacted.
         ping_pong_trace_enabled: log every ping and pong, at DEBUG.
-        receive_buffer_size: bytes; at least 16, as slack_sdk requires; reads are otherwise
-            sized by the client (64 KiB).
-        http_proxy_host: the proxy's host, as slack_sdk's websocket-client-based client
-            takes it (``proxy`` says the same in one URL).
+        receive_buffer_size: bytes; at least 16, as slack_sdk requires; reads are otherwise sized by the client (64
+            KiB).
+        http_proxy_host: the proxy's host, as slack_sdk's websocket-client-based client takes it (``proxy`` says the
+            same in one URL).
         http_proxy_port: the proxy's port, with ``http_proxy_host``.
         http_proxy_auth: ``(user, password)`` for the proxy, with ``http_proxy_host``.
         proxy_type: ``"http"`` (the default) or a SOCKS scheme, with ``http_proxy_host``.
         on_message_listeners: called with each raw text message, on the reader thread.
         on_error_listeners: called with each :class:`ConnectionFailedError` and :class:`FatalError`.
         on_close_listeners: called with ``(code, reason)`` when a connection ends.
+        lifecycle_listeners: called with each :class:`~slack_socket_mode.lifecycle.Transition` (client and connections).
         connections: how many connections to hold at once (1 to 10).
         ping_timeout: seconds to wait for a pong before replacing a connection.
         receive_timeout: seconds without any frame before replacing a connection.
         reconnect_policy: backoff for reconnects (default :class:`Backoff`).
         dedupe: do not dispatch a redelivered envelope again (see :mod:`.ledger`); or a
-            :class:`~slack_socket_mode.shared.SharedStore` such as
-            :class:`slack_socket_mode.redis.RedisLedger`, shared by the app's replicas, so that a
-            redelivery to another process is not run again either (see :mod:`.shared`).
-        connect_timeout: seconds for one open attempt: the URL request plus the WebSocket
-            handshake, one deadline (a peer that trickles bytes is cut off at it). The WebClient
-            the client builds times out after this long too.
+            :class:`~slack_socket_mode.shared.SharedStore` such as :class:`slack_socket_mode.redis.RedisLedger`,
+            shared by the app's replicas, so that a redelivery to another process is not run again either (see
+            :mod:`.shared`).
+        connect_timeout: seconds for one open attempt: the URL request plus the WebSocket handshake, one deadline (a
+            peer that trickles bytes is cut off at it). The WebClient the client builds times out after this long too.
         hello_timeout: seconds a new connection may take to send ``hello``.
         drain_timeout: seconds a replaced connection waits for its acks before closing.
         close_timeout: seconds to wait for the server's close frame.
         max_message_size: bytes; a larger inbound message replaces its connection.
-        max_queue: envelopes waiting for or running in a worker; at the bound the reader
-            stops reading (TCP backpressure) until a worker is free. Nothing is dropped.
-        slow_queue_warning: seconds an envelope may wait for a worker before a WARNING
-            (logged once per burst).
-        worker_idle_timeout: seconds without an envelope after which the worker threads a
-            burst started are let go (new ones start on demand).
-        inline_dispatch: let a connection's reader thread run an envelope's listeners itself
-            when no envelope is waiting for a worker (the fastest path: no thread hand-off).
-            False sends every envelope to the worker pool.
-        handoff_after: seconds the reader's own listeners may run before a new reader thread
-            takes over the socket (so a slow listener never holds up the envelopes behind
-            it); for a second after such a takeover, envelopes go to the worker pool.
+        max_queue: envelopes waiting for or running in a worker; at the bound the reader stops reading (TCP
+            backpressure) until a worker is free. Nothing is dropped.
+        slow_queue_warning: seconds an envelope may wait for a worker before a WARNING (logged once per burst).
+        worker_idle_timeout: seconds without an envelope after which the worker threads a burst started are let go
+            (new ones start on demand).
+        inline_dispatch: let a connection's reader thread run an envelope's listeners itself when no envelope is
+            waiting for a worker (the fastest path: no thread hand-off). False sends every envelope to the worker
+            pool.
+        handoff_after: seconds the reader's own listeners may run before a new reader thread takes over the socket (so
+            a slow listener never holds up the envelopes behind it); for a second after such a takeover, envelopes go
+            to the worker pool.
         allow_insecure_urls: allow ``ws://`` URLs to non-loopback hosts (never do this with Slack).
-        debug_reconnects: add Slack's ``debug_reconnects=true`` to each URL, which makes Slack
-            refresh connections after about 360 seconds: for testing rotations.
-        ssl_context: an ``ssl.SSLContext`` for the WebSocket and for the WebClient the client
-            builds (verification stays on by default).
-        base_url: the Web API base URL for the WebClient the client builds (default Slack's);
-            use ``web_client`` instead to pass your own.
-        write_timeout: seconds a write (an ack) may take before its connection is given up
-            and replaced (a peer that stopped reading).
+        debug_reconnects: add Slack's ``debug_reconnects=true`` to each URL, which makes Slack refresh connections
+            after about 360 seconds: for testing rotations.
+        ssl_context: an ``ssl.SSLContext`` for the WebSocket and for the WebClient the client builds (verification
+            stays on by default).
+        base_url: the Web API base URL for the WebClient the client builds (default Slack's); use ``web_client``
+            instead to pass your own.
+        write_timeout: seconds a write (an ack) may take before its connection is given up and replaced (a peer that
+            stopped reading).
 
     Raises:
         ConfigurationError: invalid options or an app token that is not ``xapp-…``.
@@ -428,10 +424,7 @@ class SocketModeClient(BaseSocketModeClient):
             self.connect()
             return
         if force:
-            with self._session.rules():
-                self._session.perform(
-                    self._session.supervisor.refresh("connect_to_new_endpoint(force=True)", time.monotonic())
-                )
+            self._engine.refresh("connect_to_new_endpoint(force=True)")
 
     def disconnect(self) -> None:
         """Close every connection (close frames, bounded handshake) and stop reconnecting.
@@ -439,10 +432,7 @@ class SocketModeClient(BaseSocketModeClient):
         :meth:`connect` may be called again afterwards. Returns within ``close_timeout`` seconds
         plus a little.
         """
-        with self._session.rules():
-            self._session.perform(self._session.supervisor.stop(time.monotonic(), final=False))
-            conns = list(self._session.connections.values())
-        self._session.await_connections(conns, time.monotonic() + self._close_timeout)
+        self._engine.disconnect()
 
     def close(self, timeout: float = 5.0) -> None:
         """Shut down for good: finish running listeners, send their acks, close, join threads.
@@ -463,18 +453,7 @@ class SocketModeClient(BaseSocketModeClient):
         Raises:
             NotConnectedError: no open connection (for a message that is not an ack).
         """
-        if message.startswith('{"envelope_id"'):
-            try:
-                body = json.loads(message)
-            except ValueError:
-                body = None
-            if isinstance(body, dict) and isinstance(body.get("envelope_id"), str):
-                self._acks.send_ack(body["envelope_id"], message)
-                return
-        conn = self._session.primary()
-        if conn is None:
-            raise NotConnectedError("no open Socket Mode connection")
-        conn.send_text(message)
+        self._acks.send_message(message)
 
     def send_socket_mode_response(self, response: Union[dict[str, Any], SocketModeResponse]) -> None:
         """Ack an envelope: ``SocketModeResponse(envelope_id, payload)`` or ``{"envelope_id": …, "payload": …}``.
@@ -511,15 +490,7 @@ class SocketModeClient(BaseSocketModeClient):
         Raises:
             SocketModeError: the client is closed.
         """
-        conn = self._session.primary()
-        if conn is not None:
-            self._engine.on_text(conn, message)
-            return
-        parsed = parse_message(message)
-        if not isinstance(parsed, Envelope):
-            self.logger.info("enqueue_message: not connected; ignored a message (%s)", type(parsed).__name__)
-            return
-        self._dispatcher.submit_unconnected(parsed, message)
+        self._engine.enqueue(message)
 
     def process_message(self) -> None:
         """Not used: messages are dispatched as they arrive. Kept for slack_sdk compatibility."""
@@ -579,14 +550,7 @@ class SocketModeClient(BaseSocketModeClient):
         for a worker longer than ``max_queue_wait`` seconds (Slack redelivers after 3 s).
         Cheap, lock-free, thread-safe.
         """
-        state = self.state.value
-        wait = self.oldest_wait()
-        shared = self._engine.shared_status()
-        if not self.is_connected():
-            return HealthStatus(False, f"not connected ({state})", state, wait, shared)
-        if wait > max_queue_wait:
-            return HealthStatus(False, f"an envelope has waited {wait:.1f} s for a worker", state, wait, shared)
-        return HealthStatus(True, "", state, wait, shared)
+        return self._engine.health(max_queue_wait)
 
     # ---- slack_sdk's listeners (slack_socket_mode.websocket_client calls them its own way) -------
 

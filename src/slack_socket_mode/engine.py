@@ -31,7 +31,7 @@ from .messages import Disconnect, Envelope, Hello, Malformed, parse_message
 from .opening import Connector
 from .session import Session
 from .shared import SharedLedger, SharedStore
-from .stats import ClientStats, percentile
+from .stats import ClientStats, HealthStatus, percentile
 
 if TYPE_CHECKING:
     from .client import SocketModeClient
@@ -171,6 +171,43 @@ class Engine:
             )
         elif self._logger.isEnabledFor(logging.DEBUG):
             self._logger.debug("connection %d: ignored a message of type %s", conn.id, message.type)
+
+    def enqueue(self, message: str) -> None:
+        """Carry out :meth:`SocketModeClient.enqueue_message` (see there)."""
+        conn = self.session.primary()
+        if conn is not None:
+            self.on_text(conn, message)
+            return
+        parsed = parse_message(message)
+        if not isinstance(parsed, Envelope):
+            self._logger.info("enqueue_message: not connected; ignored a message (%s)", type(parsed).__name__)
+            return
+        self.dispatcher.submit_unconnected(parsed, message)
+
+    def refresh(self, reason: str) -> None:
+        """Replace every connection, make-before-break (``connect_to_new_endpoint(force=True)``)."""
+        with self.session.rules():
+            self.session.perform(self.session.supervisor.refresh(reason, time.monotonic()))
+
+    def disconnect(self) -> None:
+        """Carry out :meth:`SocketModeClient.disconnect`: close every connection, stop reconnecting."""
+        session = self.session
+        with session.rules():
+            session.perform(session.supervisor.stop(time.monotonic(), final=False))
+            conns = list(session.connections.values())
+        session.await_connections(conns, time.monotonic() + self._close_timeout)
+
+    def health(self, max_queue_wait: float) -> HealthStatus:
+        """Carry out :meth:`SocketModeClient.health` (see there)."""
+        client = self._client
+        state = client.state.value
+        wait = self.dispatcher.oldest_wait()
+        shared = self.shared_status()
+        if not client.is_connected():
+            return HealthStatus(False, f"not connected ({state})", state, wait, shared)
+        if wait > max_queue_wait:
+            return HealthStatus(False, f"an envelope has waited {wait:.1f} s for a worker", state, wait, shared)
+        return HealthStatus(True, "", state, wait, shared)
 
     def stats(self) -> ClientStats:
         """A consistent snapshot of the parts' counters, taken under the session's lock."""
