@@ -226,6 +226,20 @@ class SocketModeClient(BaseSocketModeClient):
             ping_timeout=ping_timeout,
             receive_timeout=receive_timeout,
             reconnect_policy=reconnect_policy,
+            dedupe=dedupe,
+            auto_reconnect=auto_reconnect_enabled,
+            inline_dispatch=inline_dispatch,
+            slow_queue_warning=slow_queue_warning,
+            worker_idle_timeout=worker_idle_timeout,
+            hello_timeout=hello_timeout,
+            drain_timeout=drain_timeout,
+            close_timeout=close_timeout,
+            write_timeout=write_timeout,
+            trace_enabled=trace_enabled,
+            all_message_trace_enabled=all_message_trace_enabled,
+            ping_pong_trace_enabled=ping_pong_trace_enabled,
+            allow_insecure_urls=allow_insecure_urls,
+            debug_reconnects=debug_reconnects,
         )
         self._number = next(_client_numbers)
         self._prefix = f"slack_socket_mode-{self._number}"
@@ -240,7 +254,6 @@ class SocketModeClient(BaseSocketModeClient):
         self.ping_pong_trace_enabled = ping_pong_trace_enabled
         self.ping_interval = ping_interval
         self.concurrency = concurrency
-        self._close_timeout = close_timeout
         self.message_listeners: list[Any] = []
         self.socket_mode_request_listeners: list[Any] = []
         self.on_message_listeners = list(on_message_listeners or [])
@@ -255,35 +268,7 @@ class SocketModeClient(BaseSocketModeClient):
         self._wss_uri: Optional[str] = None
         self._set_url: Optional[str] = None  # the URL last given to the wss_uri setter
         self.hello: Optional[Hello] = None
-        self._engine = engine = Engine(
-            self,
-            options,
-            prefix=self._prefix,
-            logger=self.logger,
-            dedupe=dedupe,
-            connections=connections,
-            connect_timeout=connect_timeout,
-            hello_timeout=hello_timeout,
-            drain_timeout=drain_timeout,
-            close_timeout=close_timeout,
-            write_timeout=write_timeout,
-            auto_reconnect=auto_reconnect_enabled,
-            concurrency=concurrency,
-            max_queue=max_queue,
-            slow_queue_warning=slow_queue_warning,
-            worker_idle_timeout=worker_idle_timeout,
-            inline_dispatch=inline_dispatch,
-            handoff_after=handoff_after,
-            connector={
-                "max_message_size": max_message_size,
-                "write_timeout": write_timeout,
-                "trace_enabled": trace_enabled,
-                "all_message_trace_enabled": all_message_trace_enabled,
-                "ping_pong_trace_enabled": ping_pong_trace_enabled,
-                "allow_insecure_urls": allow_insecure_urls,
-                "debug_reconnects": debug_reconnects,
-            },
-        )
+        self._engine = engine = Engine(self, options, prefix=self._prefix, logger=self.logger)
         self._connector, self._session, self._acks = engine.connector, engine.session, engine.acks
         self._dispatcher, self._ledger, self._shared = engine.dispatcher, engine.ledger, engine.shared
 

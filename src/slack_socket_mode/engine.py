@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Optional
 
 from .acks import AckRouter
 from .connection import Connection
@@ -30,7 +30,7 @@ from .lifecycle import Supervisor
 from .messages import Disconnect, Envelope, Hello, Malformed, parse_message
 from .opening import Connector
 from .session import Session
-from .shared import SharedLedger, SharedStore
+from .shared import SharedLedger
 from .stats import ClientStats, HealthStatus, percentile
 
 if TYPE_CHECKING:
@@ -54,79 +54,65 @@ class Engine:
 
     Args:
         client: the facade (its listener lists and hooks, ``message_tap``, ``hello``).
-        options: the checked options (proxy, TLS context, liveness and backoff).
+        options: the checked options; each goes to the part that uses it.
         prefix: the client's thread-name prefix, ``slack_socket_mode-<n>``.
         logger: where to log.
-        dedupe: True, False or a shared store (see ``SocketModeClient``'s ``dedupe``).
-        connector: the :class:`~.opening.Connector`'s other keyword arguments.
-
-    The other keyword arguments are ``SocketModeClient``'s options of the same names (checked by
-    then; ``auto_reconnect`` is ``auto_reconnect_enabled``), handed to the part that uses them.
 
     Raises:
-        ConfigurationError: the shared store cannot be used.
+        ConfigurationError: the shared store (``dedupe``) cannot be used.
 
     Attributes:
         connector, ledger, shared, session, acks, dispatcher: the parts (``shared`` may be None).
     """
 
     def __init__(
-        self,
-        client: SocketModeClient,
-        options: ClientOptions,
-        *,
-        prefix: str,
-        logger: logging.Logger,
-        dedupe: Union[bool, SharedStore],
-        connections: int,
-        connect_timeout: float,
-        hello_timeout: float,
-        drain_timeout: float,
-        close_timeout: float,
-        write_timeout: float,
-        auto_reconnect: bool,
-        concurrency: int,
-        max_queue: int,
-        slow_queue_warning: float,
-        worker_idle_timeout: float,
-        inline_dispatch: bool,
-        handoff_after: float,
-        connector: dict[str, Any],
+        self, client: SocketModeClient, options: ClientOptions, *, prefix: str, logger: logging.Logger
     ) -> None:
         self._client = client
         self._prefix = prefix
         self._logger = logger
-        self._close_timeout = close_timeout
+        o = options
+        self._close_timeout = o.close_timeout
         self.connector = Connector(
-            prefix=prefix, logger=logger, proxy=options.proxy, ssl_context=options.ssl_context, **connector
+            prefix=prefix,
+            logger=logger,
+            proxy=o.proxy,
+            ssl_context=o.ssl_context,
+            max_message_size=o.max_message_size,
+            write_timeout=o.write_timeout,
+            trace_enabled=o.trace_enabled,
+            all_message_trace_enabled=o.all_message_trace_enabled,
+            ping_pong_trace_enabled=o.ping_pong_trace_enabled,
+            allow_insecure_urls=o.allow_insecure_urls,
+            debug_reconnects=o.debug_reconnects,
         )
-        self.ledger: EnvelopeLedger[Connection] = EnvelopeLedger(dedupe=bool(dedupe))
-        self.shared = None
-        if not isinstance(dedupe, bool):
+        self.ledger: EnvelopeLedger[Connection] = EnvelopeLedger(dedupe=bool(o.dedupe))
+        self.shared: Optional[SharedLedger] = None
+        if not isinstance(o.dedupe, bool):
             try:
-                self.shared = SharedLedger(dedupe, logger=logger, thread_name=f"{prefix}-lease")
+                self.shared = SharedLedger(o.dedupe, logger=logger, thread_name=f"{prefix}-lease")
             except ValueError as e:
                 raise ConfigurationError(str(e)) from None
         supervisor = Supervisor(
-            options.policy,
-            connections=connections,
-            hello_timeout=hello_timeout,
-            drain_timeout=drain_timeout,
-            close_timeout=close_timeout,
-            open_timeout=connect_timeout,
+            o.policy,
+            connections=o.connections,
+            hello_timeout=o.hello_timeout,
+            drain_timeout=o.drain_timeout,
+            close_timeout=o.close_timeout,
+            open_timeout=o.connect_timeout,
         )
         self.session = session = Session(
             client,
             supervisor=supervisor,
             connector=self.connector,
             ledger=self.ledger,
-            liveness=options.liveness,
+            liveness=o.liveness,
             on_text=self.on_text,
             prefix=prefix,
             logger=logger,
-            connect_timeout=connect_timeout,
-            write_timeout=write_timeout,
-            auto_reconnect=auto_reconnect,
+            connect_timeout=o.connect_timeout,
+            write_timeout=o.write_timeout,
+            auto_reconnect=o.auto_reconnect,
         )
         self.acks = AckRouter(
             self.ledger, lock=session.lock, primary=session.primary, drained=session.maybe_drained, logger=logger
@@ -140,12 +126,12 @@ class Engine:
             after_drain=session.maybe_drained,
             prefix=prefix,
             logger=logger,
-            concurrency=concurrency,
-            max_queue=max_queue,
-            slow_queue_warning=slow_queue_warning,
-            worker_idle_timeout=worker_idle_timeout,
-            inline_dispatch=inline_dispatch,
-            handoff_after=handoff_after,
+            concurrency=o.concurrency,
+            max_queue=o.max_queue,
+            slow_queue_warning=o.slow_queue_warning,
+            worker_idle_timeout=o.worker_idle_timeout,
+            inline_dispatch=o.inline_dispatch,
+            handoff_after=o.handoff_after,
         )
         session.attach(self.acks, self.dispatcher)
 
