@@ -52,10 +52,6 @@ from slack_sdk.web import WebClient
 
 from .connection import Connection
 from .engine import Engine, call_listeners
-from .errors import (
-    ConnectTimeoutError,
-    SocketModeError,
-)
 from .lifecycle import (
     ClientState,
     Transition,
@@ -65,7 +61,6 @@ from .options import check_options
 from .policy import ReconnectPolicy
 from .shared import SharedStore
 from .stats import ClientStats, HealthStatus
-from .urls import check_socket_url
 
 __all__ = ["ClientStats", "HealthStatus", "SocketModeClient"]
 
@@ -265,8 +260,6 @@ class SocketModeClient(BaseSocketModeClient):
         self.message_tap: Optional[Callable[[int, str], None]] = None
         # slack_sdk's attribute, kept for code that takes it; this client never does (no place in the order).
         self.connect_operation_lock = threading.Lock()
-        self._wss_uri: Optional[str] = None
-        self._set_url: Optional[str] = None  # the URL last given to the wss_uri setter
         self.hello: Optional[Hello] = None
         self._engine = engine = Engine(self, options, prefix=self._prefix, logger=self.logger)
         self._connector, self._session, self._acks = engine.connector, engine.session, engine.acks
@@ -293,15 +286,11 @@ class SocketModeClient(BaseSocketModeClient):
         Raises:
             InsecureURLError: (on set) the URL is neither ``wss://`` nor ``ws://`` on loopback.
         """
-        return self._wss_uri
+        return self._engine.wss_uri
 
     @wss_uri.setter
     def wss_uri(self, url: Optional[str]) -> None:
-        if url is not None:
-            check_socket_url(url, allow_insecure=self._connector.allow_insecure_urls)
-        with self._session.lock:
-            self._wss_uri = self._set_url = url
-            self._session.next_url = url
+        self._engine.set_wss_uri(url)
 
     @property
     def proxy(self) -> Optional[str]:
@@ -374,9 +363,7 @@ class SocketModeClient(BaseSocketModeClient):
             ConnectionFailedError: any other failure (network, ``internal_error``).
             InsecureURLError: the URL is neither ``wss://`` nor ``ws://`` on loopback.
         """
-        url = self._connector.issue_url(self.web_client, self._app_token)
-        self._wss_uri = url
-        return url
+        return self._engine.issue_url(self.web_client, self._app_token)
 
     def connect(self, timeout: Optional[float] = 30.0) -> None:
         """Open the connections and return once one has said ``hello``.
@@ -391,17 +378,7 @@ class SocketModeClient(BaseSocketModeClient):
             ConnectTimeoutError: no ``hello`` within ``timeout``; the client stops trying.
             SocketModeError: the client was closed, or close()/disconnect() interrupted the wait.
         """
-        reopen = self._set_url if self._set_url is not None and self._set_url == self._wss_uri else None
-        fatal, connected, stopped = self._session.start(
-            timeout, auto_reconnect=bool(self.default_auto_reconnect_enabled), reopen_url=reopen
-        )
-        if fatal is not None:
-            raise fatal
-        if stopped:
-            raise SocketModeError("connect() was interrupted by close() or disconnect()")
-        if not connected:
-            self.disconnect()
-            raise ConnectTimeoutError(f"no hello from Slack within {timeout:g} s; see the log for each attempt")
+        self._engine.connect(timeout, auto_reconnect=bool(self.default_auto_reconnect_enabled))
 
     def connect_to_new_endpoint(self, force: bool = False) -> None:
         """Connect if not connected; with ``force``, replace every connection (make-before-break)."""

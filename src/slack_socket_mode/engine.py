@@ -21,17 +21,21 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Optional
 
+from slack_sdk.web import WebClient
+
 from .acks import AckRouter
 from .connection import Connection
 from .dispatch import Dispatcher
-from .errors import ConfigurationError
+from .errors import ConfigurationError, ConnectTimeoutError, SocketModeError
 from .ledger import EnvelopeLedger
 from .lifecycle import Supervisor
 from .messages import Disconnect, Envelope, Hello, Malformed, parse_message
 from .opening import Connector
+from .redaction import Secret
 from .session import Session
 from .shared import SharedLedger
 from .stats import ClientStats, HealthStatus, percentile
+from .urls import check_socket_url
 
 if TYPE_CHECKING:
     from .client import SocketModeClient
@@ -73,6 +77,9 @@ class Engine:
         self._logger = logger
         o = options
         self._close_timeout = o.close_timeout
+        #: The URL of the newest connection attempt (``SocketModeClient.wss_uri``), or None.
+        self.wss_uri: Optional[str] = None
+        self._set_url: Optional[str] = None  # the URL last given to the wss_uri setter
         self.connector = Connector(
             prefix=prefix,
             logger=logger,
@@ -134,6 +141,32 @@ class Engine:
             handoff_after=o.handoff_after,
         )
         session.attach(self.acks, self.dispatcher)
+
+    def set_wss_uri(self, url: Optional[str]) -> None:
+        """The ``wss_uri`` setter: the next connection opens ``url`` (checked) instead of a fresh one."""
+        if url is not None:
+            check_socket_url(url, allow_insecure=self.connector.allow_insecure_urls)
+        with self.session.lock:
+            self.wss_uri = self._set_url = url
+            self.session.next_url = url
+
+    def issue_url(self, web_client: WebClient, app_token: Secret) -> str:
+        """Get a new URL from ``apps.connections.open`` (see :meth:`.Connector.issue_url`); it is ``wss_uri`` now."""
+        url = self.connector.issue_url(web_client, app_token)
+        self.wss_uri = url
+        return url
+
+    def connect(self, timeout: Optional[float], *, auto_reconnect: bool) -> None:
+        """Carry out :meth:`SocketModeClient.connect` (see there for what it raises)."""
+        reopen = self._set_url if self._set_url is not None and self._set_url == self.wss_uri else None
+        fatal, connected, stopped = self.session.start(timeout, auto_reconnect=auto_reconnect, reopen_url=reopen)
+        if fatal is not None:
+            raise fatal
+        if stopped:
+            raise SocketModeError("connect() was interrupted by close() or disconnect()")
+        if not connected:
+            self.disconnect()
+            raise ConnectTimeoutError(f"no hello from Slack within {timeout:g} s; see the log for each attempt")
 
     def on_text(self, conn: Connection, text: str) -> None:
         """Route one text message a connection read (on its reader thread)."""
