@@ -83,28 +83,20 @@ class SocketModeClient(BaseSocketModeClient):
     Args:
         app_token: the app-level token (``xapp-…``); kept in a redacted :class:`Secret`.
         logger: where to log (default ``logging.getLogger("slack_socket_mode")``).
-        web_client: the ``slack_sdk.WebClient`` used for ``apps.connections.open`` and exposed to listeners as
-            ``client.web_client``; ``WebClient(base_url=…)`` points the client at another API host, and its ``ssl``
-            context is used for the WebSocket too when ``ssl_context`` is not given (as slack_sdk does).
-        auto_reconnect_enabled: reopen a connection that dropped (rotations requested by Slack are always followed).
-            Kept in ``default_auto_reconnect_enabled``, which each :meth:`connect` copies to
-            ``auto_reconnect_enabled`` (both settable, as in slack_sdk).
+        web_client: the ``WebClient`` for ``apps.connections.open``, exposed as ``client.web_client``; its
+            ``base_url`` is the API host, and its ``ssl`` context serves the WebSocket too unless ``ssl_context``.
+        auto_reconnect_enabled: reopen a dropped connection (Slack's rotations are always followed); each
+            :meth:`connect` copies ``default_auto_reconnect_enabled`` to ``auto_reconnect_enabled``, as slack_sdk.
         ping_interval: seconds between our pings; None disables them.
-        concurrency: how many envelopes' listeners may run at once, on the readers (inline) and the worker threads
-            together; ``concurrency=1`` runs one listener at a time.
-        proxy: a proxy URL (``http://user:pass@host:port``, ``socks5://…``) for the WebSocket, and for the WebClient
-            the client builds when it is an HTTP proxy (see :mod:`slack_socket_mode.proxies`; without it,
-            ``HTTPS_PROXY`` etc. apply).
-        proxy_headers: extra headers for the ``CONNECT`` request of an HTTP ``proxy`` (as in slack_sdk); ignored with
-            a WARNING without one.
-        trace_enabled: log every text message sent and received (up to 1,000 characters) and every ping and pong, at
-            DEBUG on ``logger``, tokens redacted.
+        concurrency: listener runs at once, inline on the readers and on workers together (1: one at a time).
+        proxy: a proxy URL (``http://user:pass@host:port``, ``socks5://…``) for the WebSocket, and for the built
+            WebClient if HTTP (see :mod:`slack_socket_mode.proxies`; without it, ``HTTPS_PROXY`` etc. apply).
+        proxy_headers: extra headers for an HTTP ``proxy``'s ``CONNECT`` (ignored with a WARNING without one).
+        trace_enabled: log messages sent and received (1,000 characters) and pings at DEBUG, tokens redacted.
         all_message_trace_enabled: log every text message whole, at DEBUG, tokens redacted.
         ping_pong_trace_enabled: log every ping and pong, at DEBUG.
-        receive_buffer_size: bytes; at least 16, as slack_sdk requires; reads are otherwise sized by the client (64
-            KiB).
-        http_proxy_host: the proxy's host, as slack_sdk's websocket-client-based client takes it (``proxy`` says the
-            same in one URL).
+        receive_buffer_size: bytes, at least 16 as slack_sdk requires; the client reads 64 KiB at a time.
+        http_proxy_host: the proxy's host, as slack_sdk's websocket-client-based client takes it (or ``proxy``).
         http_proxy_port: the proxy's port, with ``http_proxy_host``.
         http_proxy_auth: ``(user, password)`` for the proxy, with ``http_proxy_host``.
         proxy_type: ``"http"`` (the default) or a SOCKS scheme, with ``http_proxy_host``.
@@ -116,36 +108,27 @@ class SocketModeClient(BaseSocketModeClient):
         ping_timeout: seconds to wait for a pong before replacing a connection.
         receive_timeout: seconds without any frame before replacing a connection.
         reconnect_policy: backoff for reconnects (default :class:`Backoff`).
-        dedupe: do not dispatch a redelivered envelope again (see :mod:`.ledger`); or a
-            :class:`~slack_socket_mode.shared.SharedStore` such as :class:`slack_socket_mode.redis.RedisLedger`,
-            shared by the app's replicas, so that a redelivery to another process is not run again either (see
-            :mod:`.shared`).
-        connect_timeout: seconds for one open attempt: the URL request plus the WebSocket handshake, one deadline (a
-            peer that trickles bytes is cut off at it). The WebClient the client builds times out after this long too.
+        dedupe: do not run a redelivered envelope again (:mod:`.ledger`); a :class:`~.shared.SharedStore` such as
+            :class:`slack_socket_mode.redis.RedisLedger` extends that to the app's replicas (:mod:`.shared`).
+        connect_timeout: seconds for one open attempt (URL request and handshake, one deadline; a trickling peer
+            is cut off at it); also the built WebClient's timeout.
         hello_timeout: seconds a new connection may take to send ``hello``.
         drain_timeout: seconds a replaced connection waits for its acks before closing.
         close_timeout: seconds to wait for the server's close frame.
         max_message_size: bytes; a larger inbound message replaces its connection.
         max_queue: envelopes waiting for or running in a worker; at the bound the reader stops reading (TCP
             backpressure) until a worker is free. Nothing is dropped.
-        slow_queue_warning: seconds an envelope may wait for a worker before a WARNING (logged once per burst).
-        worker_idle_timeout: seconds without an envelope after which the worker threads a burst started are let go
-            (new ones start on demand).
-        inline_dispatch: let a connection's reader thread run an envelope's listeners itself when no envelope is
-            waiting for a worker (the fastest path: no thread hand-off). False sends every envelope to the worker
-            pool.
-        handoff_after: seconds the reader's own listeners may run before a new reader thread takes over the socket (so
-            a slow listener never holds up the envelopes behind it); for a second after such a takeover, envelopes go
-            to the worker pool.
+        slow_queue_warning: seconds an envelope may wait for a worker before a WARNING (once per burst).
+        worker_idle_timeout: idle seconds after which a burst's worker threads are let go (restarted on demand).
+        inline_dispatch: let a reader run an envelope's listeners itself when none waits for a worker (no thread
+            hand-off); False sends every envelope to the worker pool.
+        handoff_after: seconds a reader's own listeners may run before a new reader takes over the socket; for a
+            second after a takeover, envelopes go to the worker pool.
         allow_insecure_urls: allow ``ws://`` URLs to non-loopback hosts (never do this with Slack).
-        debug_reconnects: add Slack's ``debug_reconnects=true`` to each URL, which makes Slack refresh connections
-            after about 360 seconds: for testing rotations.
-        ssl_context: an ``ssl.SSLContext`` for the WebSocket and for the WebClient the client builds (verification
-            stays on by default).
-        base_url: the Web API base URL for the WebClient the client builds (default Slack's); use ``web_client``
-            instead to pass your own.
-        write_timeout: seconds a write (an ack) may take before its connection is given up and replaced (a peer that
-            stopped reading).
+        debug_reconnects: add Slack's ``debug_reconnects=true`` to each URL (refreshes after about 360 s).
+        ssl_context: an ``ssl.SSLContext`` for the WebSocket and the built WebClient (verification on by default).
+        base_url: the Web API base URL of the built WebClient (default Slack's); or pass ``web_client``.
+        write_timeout: seconds a write (an ack) may take before its connection is given up and replaced.
 
     Raises:
         ConfigurationError: invalid options or an app token that is not ``xapp-…``.
@@ -262,8 +245,9 @@ class SocketModeClient(BaseSocketModeClient):
         self.connect_operation_lock = threading.Lock()
         self.hello: Optional[Hello] = None
         self._engine = engine = Engine(self, options, prefix=self._prefix, logger=self.logger)
-        self._connector, self._session, self._acks = engine.connector, engine.session, engine.acks
-        self._dispatcher, self._ledger, self._shared = engine.dispatcher, engine.ledger, engine.shared
+        # the parts the facade calls (tests and benchmarks may look inside them too)
+        self._session, self._acks, self._dispatcher = engine.session, engine.acks, engine.dispatcher
+        self._ledger = engine.ledger
 
     # ---- slack_sdk's public interface ----------------------------------------------------------
 
@@ -276,12 +260,10 @@ class SocketModeClient(BaseSocketModeClient):
     def wss_uri(self) -> Optional[str]:
         """The URL of the newest connection attempt, or None.
 
-        Setting it (as slack_sdk's and Bolt's tests do) makes the next connection open that URL
-        instead of calling ``apps.connections.open``; reconnects get fresh URLs as usual. As in
-        slack_sdk, a later :meth:`connect` opens it again while it is still the newest URL (no
-        fresh one was issued since).
-        A ``ws://`` URL must name a loopback host (``127.0.0.1``, ``localhost``, ``0.0.0.0``)
-        unless ``allow_insecure_urls``.
+        Setting it (as slack_sdk's and Bolt's tests do) makes the next connection open that URL instead of calling
+        ``apps.connections.open``; reconnects get fresh URLs as usual. As in slack_sdk, a later :meth:`connect` opens
+        it again while it is still the newest URL (no fresh one was issued since). A ``ws://`` URL must name a
+        loopback host (``127.0.0.1``, ``localhost``, ``0.0.0.0``) unless ``allow_insecure_urls``.
 
         Raises:
             InsecureURLError: (on set) the URL is neither ``wss://`` nor ``ws://`` on loopback.
@@ -312,9 +294,8 @@ class SocketModeClient(BaseSocketModeClient):
     def auto_reconnect_enabled(self) -> bool:
         """Whether a dropped connection is reopened.
 
-        Settable at any time, from any thread; :meth:`connect` resets it to
-        ``default_auto_reconnect_enabled``, as slack_sdk does. Rotations Slack asks for
-        (``disconnect``) are followed either way.
+        Settable at any time, from any thread; :meth:`connect` resets it to ``default_auto_reconnect_enabled``, as
+        slack_sdk does. Rotations Slack asks for (``disconnect``) are followed either way.
         """
         return self._session.auto_reconnect
 
@@ -391,21 +372,19 @@ class SocketModeClient(BaseSocketModeClient):
     def disconnect(self) -> None:
         """Close every connection (close frames, bounded handshake) and stop reconnecting.
 
-        :meth:`connect` may be called again afterwards. Returns within ``close_timeout`` seconds
-        plus a little.
+        :meth:`connect` may be called again afterwards. Returns within ``close_timeout`` seconds plus a little.
         """
         self._engine.disconnect()
 
     def close(self, timeout: float = 5.0) -> None:
         """Shut down for good: finish running listeners, send their acks, close, join threads.
 
-        Stops dispatching new envelopes (Slack redelivers them elsewhere), waits for running
-        listeners, closes every connection with a close frame (an abort if the peer does not
-        read or answer in time), cuts short an open attempt under way, and joins every thread
-        the client started. Returns within ``timeout`` seconds whatever the peer does: the
-        listeners get what is left after ``close_timeout`` (at most half of ``timeout``) is kept
-        for the close handshake; a thread still running at the end (a listener that does not
-        return, a Web API call that does not answer) is named in a WARNING. Idempotent.
+        Stops dispatching new envelopes (Slack redelivers them elsewhere), waits for running listeners, closes every
+        connection with a close frame (an abort if the peer does not read or answer in time), cuts short an open
+        attempt under way, and joins every thread the client started. Returns within ``timeout`` seconds whatever the
+        peer does: the listeners get what is left after ``close_timeout`` (at most half of ``timeout``) is kept for
+        the close handshake; a thread still running at the end (a listener that does not return, a Web API call that
+        does not answer) is named in a WARNING. Idempotent.
         """
         self._engine.close(timeout)
 
@@ -420,10 +399,10 @@ class SocketModeClient(BaseSocketModeClient):
     def send_socket_mode_response(self, response: Union[dict[str, Any], SocketModeResponse]) -> None:
         """Ack an envelope: ``SocketModeResponse(envelope_id, payload)`` or ``{"envelope_id": …, "payload": …}``.
 
-        The ack goes out on the connection that delivered the envelope while it is open,
-        else on the newest connection. With no connection at all the ack is kept and sent
-        on the next ``hello`` (Slack redelivers after 3 s; the redelivery is acked at once).
-        A second ack for the same delivery is not sent. Never raises for lack of a connection.
+        The ack goes out on the connection that delivered the envelope while it is open, else on the newest
+        connection. With no connection at all the ack is kept and sent on the next ``hello`` (Slack redelivers
+        after 3 s; the redelivery is acked at once). A second ack for the same delivery is not sent. Never raises
+        for lack of a connection.
 
         Raises:
             ValueError: the response has no ``envelope_id``.
@@ -444,10 +423,9 @@ class SocketModeClient(BaseSocketModeClient):
     def enqueue_message(self, message: str) -> None:
         """Handle ``message`` as if a connection had received it (for tests and tools).
 
-        While connected, the newest connection handles it like a message it read (envelopes
-        are deduplicated and their acks routed to it). Before :meth:`connect`, an envelope's
-        listeners run on a worker thread, as slack_sdk's client runs them from its queue;
-        their acks wait for the next ``hello``. Other messages are ignored then.
+        While connected, the newest connection handles it like a message it read (envelopes are deduplicated and their
+        acks routed to it). Before :meth:`connect`, an envelope's listeners run on a worker thread, as slack_sdk's
+        client runs them from its queue; their acks wait for the next ``hello``. Other messages are ignored then.
 
         Raises:
             SocketModeError: the client is closed.
@@ -508,9 +486,8 @@ class SocketModeClient(BaseSocketModeClient):
     def health(self, max_queue_wait: float = 2.0) -> HealthStatus:
         """A health check for a liveness/readiness probe (Kubernetes ``/healthz``).
 
-        Healthy when at least one connection has said ``hello`` and no envelope has waited
-        for a worker longer than ``max_queue_wait`` seconds (Slack redelivers after 3 s).
-        Cheap, lock-free, thread-safe.
+        Healthy when at least one connection has said ``hello`` and no envelope has waited for a worker longer than
+        ``max_queue_wait`` seconds (Slack redelivers after 3 s). Cheap, lock-free, thread-safe.
         """
         return self._engine.health(max_queue_wait)
 
