@@ -14,6 +14,7 @@ the last in the order, is taken by :meth:`Connection.send_text` alone).
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -79,6 +80,25 @@ class AckRouter:
             self.latencies.append(now - route.received_at)
         if origin is not None and origin.draining:
             self._drained(origin)
+
+    def send_message(self, message: str) -> None:
+        """Send a text message: an ack (``{"envelope_id": …}``) through :meth:`send_ack`, else on the newest connection.
+
+        Raises:
+            NotConnectedError: no open connection (for a message that is not an ack).
+        """
+        if message.startswith('{"envelope_id"'):
+            try:
+                body = json.loads(message)
+            except ValueError:
+                body = None
+            if isinstance(body, dict) and isinstance(body.get("envelope_id"), str):
+                self.send_ack(body["envelope_id"], message)
+                return
+        conn = self._primary()
+        if conn is None:
+            raise NotConnectedError("no open Socket Mode connection")
+        conn.send_text(message)
 
     def send_on(self, conn: Optional[Connection], text: str) -> Optional[Connection]:
         """Send ``text`` on ``conn``, else on the newest connection, else defer it; return the one used."""

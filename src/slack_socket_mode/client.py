@@ -1,8 +1,10 @@
 """The Socket Mode client: a drop-in for ``slack_sdk.socket_mode.SocketModeClient``.
 
-This module is the facade: slack_sdk's constructor, methods and listener hooks, and the routing
-of each text message a connection reads. The work is done by one module per job:
+This module is the facade: slack_sdk's constructor, methods and listener hooks. The work is done by
+one module per job, composed in one place:
 
+* :mod:`.engine` — makes the parts below and wires them together, routes each text message a
+  connection reads, and carries out ``close()``;
 * :mod:`.options` — checks the constructor's options (:class:`~.options.ClientOptions`);
 * :mod:`.session` — carries out the rules (:mod:`.lifecycle`), owns the client's lock and the
   one connection table, and runs the ``session`` and ``health`` threads;
@@ -39,43 +41,26 @@ import itertools
 import json
 import logging
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from slack_sdk.socket_mode.client import BaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web import WebClient
 
-from .acks import AckRouter
 from .connection import Connection
-from .dispatch import Dispatcher
-from .errors import (
-    ConfigurationError,
-    ConnectTimeoutError,
-    NotConnectedError,
-    SocketModeError,
-)
-from .ledger import EnvelopeLedger
+from .engine import Engine, call_listeners
 from .lifecycle import (
     ClientState,
-    ConnectionState,
-    Supervisor,
     Transition,
 )
-from .messages import Disconnect, Envelope, Hello, Malformed, parse_message
-from .opening import Connector
+from .messages import Envelope, Hello, parse_message
 from .options import check_options
 from .policy import ReconnectPolicy
-from .session import Session
-from .shared import SharedLedger, SharedStore
-from .stats import ClientStats, HealthStatus, percentile
-from .urls import check_socket_url
-
-if TYPE_CHECKING:  # imported when a proxy is configured: most apps have none
-    pass
+from .shared import SharedStore
+from .stats import ClientStats, HealthStatus
 
 __all__ = ["ClientStats", "HealthStatus", "SocketModeClient"]
 
@@ -86,7 +71,6 @@ LifecycleListener = Callable[[Transition], None]
 _client_numbers = itertools.count(1)
 #: ``json.dumps(…, separators=(",", ":"))`` without building an encoder per call.
 _compact_json = json.JSONEncoder(separators=(",", ":")).encode
-_LIVE = (ConnectionState.CONNECTED, ConnectionState.DRAINING)
 
 
 class SocketModeClient(BaseSocketModeClient):
@@ -99,71 +83,52 @@ class SocketModeClient(BaseSocketModeClient):
     Args:
         app_token: the app-level token (``xapp-…``); kept in a redacted :class:`Secret`.
         logger: where to log (default ``logging.getLogger("slack_socket_mode")``).
-        web_client: the ``slack_sdk.WebClient`` used for ``apps.connections.open`` and
-            exposed to listeners as ``client.web_client``; ``WebClient(base_url=…)``
-            points the client at another API host, and its ``ssl`` context is used for the
-            WebSocket too when ``ssl_context`` is not given (as slack_sdk does).
-        auto_reconnect_enabled: reopen a connection that dropped (rotations requested by
-            Slack are always followed). Kept in ``default_auto_reconnect_enabled``, which
-            each :meth:`connect` copies to ``auto_reconnect_enabled`` (both settable, as in slack_sdk).
+        web_client: the ``WebClient`` for ``apps.connections.open``, exposed as ``client.web_client``; its
+            ``base_url`` is the API host, and its ``ssl`` context serves the WebSocket too unless ``ssl_context``.
+        auto_reconnect_enabled: reopen a dropped connection (Slack's rotations are always followed); each
+            :meth:`connect` copies ``default_auto_reconnect_enabled`` to ``auto_reconnect_enabled``, as slack_sdk.
         ping_interval: seconds between our pings; None disables them.
-        concurrency: how many envelopes' listeners may run at once, on the readers (inline) and
-            the worker threads together; ``concurrency=1`` runs one listener at a time.
-        proxy: a proxy URL (``http://user:pass@host:port``, ``socks5://…``) for the WebSocket,
-            and for the WebClient the client builds when it is an HTTP proxy (see
-            :mod:`slack_socket_mode.proxies`; without it, ``HTTPS_PROXY`` etc. apply).
-        proxy_headers: extra headers for the ``CONNECT`` request of an HTTP ``proxy`` (as in
-            slack_sdk); ignored with a WARNING without one.
-        trace_enabled: log every text message sent and received (up to 1,000 characters) and
-            every ping and pong, at DEBUG on ``logger``, tokens redacted.
+        concurrency: listener runs at once, inline on the readers and on workers together (1: one at a time).
+        proxy: a proxy URL (``http://user:pass@host:port``, ``socks5://…``) for the WebSocket, and for the built
+            WebClient if HTTP (see :mod:`slack_socket_mode.proxies`; without it, ``HTTPS_PROXY`` etc. apply).
+        proxy_headers: extra headers for an HTTP ``proxy``'s ``CONNECT`` (ignored with a WARNING without one).
+        trace_enabled: log messages sent and received (1,000 characters) and pings at DEBUG, tokens redacted.
         all_message_trace_enabled: log every text message whole, at DEBUG, tokens redacted.
         ping_pong_trace_enabled: log every ping and pong, at DEBUG.
-        receive_buffer_size: bytes; at least 16, as slack_sdk requires; reads are otherwise
-            sized by the client (64 KiB).
-        http_proxy_host: the proxy's host, as slack_sdk's websocket-client-based client
-            takes it (``proxy`` says the same in one URL).
+        receive_buffer_size: bytes, at least 16 as slack_sdk requires; the client reads 64 KiB at a time.
+        http_proxy_host: the proxy's host, as slack_sdk's websocket-client-based client takes it (or ``proxy``).
         http_proxy_port: the proxy's port, with ``http_proxy_host``.
         http_proxy_auth: ``(user, password)`` for the proxy, with ``http_proxy_host``.
         proxy_type: ``"http"`` (the default) or a SOCKS scheme, with ``http_proxy_host``.
         on_message_listeners: called with each raw text message, on the reader thread.
         on_error_listeners: called with each :class:`ConnectionFailedError` and :class:`FatalError`.
         on_close_listeners: called with ``(code, reason)`` when a connection ends.
+        lifecycle_listeners: called with each :class:`~slack_socket_mode.lifecycle.Transition` (client and connections).
         connections: how many connections to hold at once (1 to 10).
         ping_timeout: seconds to wait for a pong before replacing a connection.
         receive_timeout: seconds without any frame before replacing a connection.
         reconnect_policy: backoff for reconnects (default :class:`Backoff`).
-        dedupe: do not dispatch a redelivered envelope again (see :mod:`.ledger`); or a
-            :class:`~slack_socket_mode.shared.SharedStore` such as
-            :class:`slack_socket_mode.redis.RedisLedger`, shared by the app's replicas, so that a
-            redelivery to another process is not run again either (see :mod:`.shared`).
-        connect_timeout: seconds for one open attempt: the URL request plus the WebSocket
-            handshake, one deadline (a peer that trickles bytes is cut off at it). The WebClient
-            the client builds times out after this long too.
+        dedupe: do not run a redelivered envelope again (:mod:`.ledger`); a :class:`~.shared.SharedStore` such as
+            :class:`slack_socket_mode.redis.RedisLedger` extends that to the app's replicas (:mod:`.shared`).
+        connect_timeout: seconds for one open attempt (URL request and handshake, one deadline; a trickling peer
+            is cut off at it); also the built WebClient's timeout.
         hello_timeout: seconds a new connection may take to send ``hello``.
         drain_timeout: seconds a replaced connection waits for its acks before closing.
         close_timeout: seconds to wait for the server's close frame.
         max_message_size: bytes; a larger inbound message replaces its connection.
-        max_queue: envelopes waiting for or running in a worker; at the bound the reader
-            stops reading (TCP backpressure) until a worker is free. Nothing is dropped.
-        slow_queue_warning: seconds an envelope may wait for a worker before a WARNING
-            (logged once per burst).
-        worker_idle_timeout: seconds without an envelope after which the worker threads a
-            burst started are let go (new ones start on demand).
-        inline_dispatch: let a connection's reader thread run an envelope's listeners itself
-            when no envelope is waiting for a worker (the fastest path: no thread hand-off).
-            False sends every envelope to the worker pool.
-        handoff_after: seconds the reader's own listeners may run before a new reader thread
-            takes over the socket (so a slow listener never holds up the envelopes behind
-            it); for a second after such a takeover, envelopes go to the worker pool.
+        max_queue: envelopes waiting for or running in a worker; at the bound the reader stops reading (TCP
+            backpressure) until a worker is free. Nothing is dropped.
+        slow_queue_warning: seconds an envelope may wait for a worker before a WARNING (once per burst).
+        worker_idle_timeout: idle seconds after which a burst's worker threads are let go (restarted on demand).
+        inline_dispatch: let a reader run an envelope's listeners itself when none waits for a worker (no thread
+            hand-off); False sends every envelope to the worker pool.
+        handoff_after: seconds a reader's own listeners may run before a new reader takes over the socket; for a
+            second after a takeover, envelopes go to the worker pool.
         allow_insecure_urls: allow ``ws://`` URLs to non-loopback hosts (never do this with Slack).
-        debug_reconnects: add Slack's ``debug_reconnects=true`` to each URL, which makes Slack
-            refresh connections after about 360 seconds: for testing rotations.
-        ssl_context: an ``ssl.SSLContext`` for the WebSocket and for the WebClient the client
-            builds (verification stays on by default).
-        base_url: the Web API base URL for the WebClient the client builds (default Slack's);
-            use ``web_client`` instead to pass your own.
-        write_timeout: seconds a write (an ack) may take before its connection is given up
-            and replaced (a peer that stopped reading).
+        debug_reconnects: add Slack's ``debug_reconnects=true`` to each URL (refreshes after about 360 s).
+        ssl_context: an ``ssl.SSLContext`` for the WebSocket and the built WebClient (verification on by default).
+        base_url: the Web API base URL of the built WebClient (default Slack's); or pass ``web_client``.
+        write_timeout: seconds a write (an ack) may take before its connection is given up and replaced.
 
     Raises:
         ConfigurationError: invalid options or an app token that is not ``xapp-…``.
@@ -239,15 +204,26 @@ class SocketModeClient(BaseSocketModeClient):
             ping_timeout=ping_timeout,
             receive_timeout=receive_timeout,
             reconnect_policy=reconnect_policy,
+            dedupe=dedupe,
+            auto_reconnect=auto_reconnect_enabled,
+            inline_dispatch=inline_dispatch,
+            slow_queue_warning=slow_queue_warning,
+            worker_idle_timeout=worker_idle_timeout,
+            hello_timeout=hello_timeout,
+            drain_timeout=drain_timeout,
+            close_timeout=close_timeout,
+            write_timeout=write_timeout,
+            trace_enabled=trace_enabled,
+            all_message_trace_enabled=all_message_trace_enabled,
+            ping_pong_trace_enabled=ping_pong_trace_enabled,
+            allow_insecure_urls=allow_insecure_urls,
+            debug_reconnects=debug_reconnects,
         )
         self._number = next(_client_numbers)
         self._prefix = f"slack_socket_mode-{self._number}"
         self._app_token = options.app_token
         self._proxy = options.proxy
         self._proxy_headers = options.proxy_headers
-        self._liveness = options.liveness
-        self._policy = options.policy
-        ssl_context = options.ssl_context
         self.web_client = options.web_client
         self.default_auto_reconnect_enabled = auto_reconnect_enabled
         self.receive_buffer_size = receive_buffer_size
@@ -256,21 +232,6 @@ class SocketModeClient(BaseSocketModeClient):
         self.ping_pong_trace_enabled = ping_pong_trace_enabled
         self.ping_interval = ping_interval
         self.concurrency = concurrency
-        self._close_timeout = close_timeout
-        self._connector = Connector(
-            prefix=self._prefix,
-            logger=self.logger,
-            proxy=self._proxy,
-            ssl_context=ssl_context,
-            max_message_size=max_message_size,
-            write_timeout=write_timeout,
-            trace_enabled=trace_enabled,
-            all_message_trace_enabled=all_message_trace_enabled,
-            ping_pong_trace_enabled=ping_pong_trace_enabled,
-            allow_insecure_urls=allow_insecure_urls,
-            debug_reconnects=debug_reconnects,
-        )
-
         self.message_listeners: list[Any] = []
         self.socket_mode_request_listeners: list[Any] = []
         self.on_message_listeners = list(on_message_listeners or [])
@@ -282,59 +243,11 @@ class SocketModeClient(BaseSocketModeClient):
         self.message_tap: Optional[Callable[[int, str], None]] = None
         # slack_sdk's attribute, kept for code that takes it; this client never does (no place in the order).
         self.connect_operation_lock = threading.Lock()
-
-        self._wss_uri: Optional[str] = None
-        self._set_url: Optional[str] = None  # the URL last given to the wss_uri setter
         self.hello: Optional[Hello] = None
-        self._ledger: EnvelopeLedger[Connection] = EnvelopeLedger(dedupe=bool(dedupe))
-        self._shared: Optional[SharedLedger] = None
-        if not isinstance(dedupe, bool):
-            try:
-                self._shared = SharedLedger(dedupe, logger=self.logger, thread_name=f"{self._prefix}-lease")
-            except ValueError as e:
-                raise ConfigurationError(str(e)) from None
-        supervisor = Supervisor(
-            self._policy,
-            connections=connections,
-            hello_timeout=hello_timeout,
-            drain_timeout=drain_timeout,
-            close_timeout=close_timeout,
-            open_timeout=connect_timeout,
-        )
-        self._session = Session(
-            self,
-            supervisor=supervisor,
-            connector=self._connector,
-            ledger=self._ledger,
-            liveness=self._liveness,
-            on_text=self._on_text,
-            prefix=self._prefix,
-            logger=self.logger,
-            connect_timeout=connect_timeout,
-            write_timeout=write_timeout,
-            auto_reconnect=auto_reconnect_enabled,
-        )
-        session = self._session
-        self._acks = AckRouter(
-            self._ledger, lock=session.lock, primary=session.primary, drained=session.maybe_drained, logger=self.logger
-        )
-        self._dispatcher = Dispatcher(
-            self,
-            acks=self._acks,
-            shared=self._shared,
-            connections=lambda: list(session.connections.values()),
-            wake_health=session.wake_health,
-            after_drain=session.maybe_drained,
-            prefix=self._prefix,
-            logger=self.logger,
-            concurrency=concurrency,
-            max_queue=max_queue,
-            slow_queue_warning=slow_queue_warning,
-            worker_idle_timeout=worker_idle_timeout,
-            inline_dispatch=inline_dispatch,
-            handoff_after=handoff_after,
-        )
-        session.attach(self._acks, self._dispatcher)
+        self._engine = engine = Engine(self, options, prefix=self._prefix, logger=self.logger)
+        # the parts the facade calls (tests and benchmarks may look inside them too)
+        self._session, self._acks, self._dispatcher = engine.session, engine.acks, engine.dispatcher
+        self._ledger = engine.ledger
 
     # ---- slack_sdk's public interface ----------------------------------------------------------
 
@@ -347,25 +260,19 @@ class SocketModeClient(BaseSocketModeClient):
     def wss_uri(self) -> Optional[str]:
         """The URL of the newest connection attempt, or None.
 
-        Setting it (as slack_sdk's and Bolt's tests do) makes the next connection open that URL
-        instead of calling ``apps.connections.open``; reconnects get fresh URLs as usual. As in
-        slack_sdk, a later :meth:`connect` opens it again while it is still the newest URL (no
-        fresh one was issued since).
-        A ``ws://`` URL must name a loopback host (``127.0.0.1``, ``localhost``, ``0.0.0.0``)
-        unless ``allow_insecure_urls``.
+        Setting it (as slack_sdk's and Bolt's tests do) makes the next connection open that URL instead of calling
+        ``apps.connections.open``; reconnects get fresh URLs as usual. As in slack_sdk, a later :meth:`connect` opens
+        it again while it is still the newest URL (no fresh one was issued since). A ``ws://`` URL must name a
+        loopback host (``127.0.0.1``, ``localhost``, ``0.0.0.0``) unless ``allow_insecure_urls``.
 
         Raises:
             InsecureURLError: (on set) the URL is neither ``wss://`` nor ``ws://`` on loopback.
         """
-        return self._wss_uri
+        return self._engine.wss_uri
 
     @wss_uri.setter
     def wss_uri(self, url: Optional[str]) -> None:
-        if url is not None:
-            check_socket_url(url, allow_insecure=self._connector.allow_insecure_urls)
-        with self._session.lock:
-            self._wss_uri = self._set_url = url
-            self._session.next_url = url
+        self._engine.set_wss_uri(url)
 
     @property
     def proxy(self) -> Optional[str]:
@@ -387,9 +294,8 @@ class SocketModeClient(BaseSocketModeClient):
     def auto_reconnect_enabled(self) -> bool:
         """Whether a dropped connection is reopened.
 
-        Settable at any time, from any thread; :meth:`connect` resets it to
-        ``default_auto_reconnect_enabled``, as slack_sdk does. Rotations Slack asks for
-        (``disconnect``) are followed either way.
+        Settable at any time, from any thread; :meth:`connect` resets it to ``default_auto_reconnect_enabled``, as
+        slack_sdk does. Rotations Slack asks for (``disconnect``) are followed either way.
         """
         return self._session.auto_reconnect
 
@@ -438,9 +344,7 @@ class SocketModeClient(BaseSocketModeClient):
             ConnectionFailedError: any other failure (network, ``internal_error``).
             InsecureURLError: the URL is neither ``wss://`` nor ``ws://`` on loopback.
         """
-        url = self._connector.issue_url(self.web_client, self._app_token)
-        self._wss_uri = url
-        return url
+        return self._engine.issue_url(self.web_client, self._app_token)
 
     def connect(self, timeout: Optional[float] = 30.0) -> None:
         """Open the connections and return once one has said ``hello``.
@@ -455,17 +359,7 @@ class SocketModeClient(BaseSocketModeClient):
             ConnectTimeoutError: no ``hello`` within ``timeout``; the client stops trying.
             SocketModeError: the client was closed, or close()/disconnect() interrupted the wait.
         """
-        reopen = self._set_url if self._set_url is not None and self._set_url == self._wss_uri else None
-        fatal, connected, stopped = self._session.start(
-            timeout, auto_reconnect=bool(self.default_auto_reconnect_enabled), reopen_url=reopen
-        )
-        if fatal is not None:
-            raise fatal
-        if stopped:
-            raise SocketModeError("connect() was interrupted by close() or disconnect()")
-        if not connected:
-            self.disconnect()
-            raise ConnectTimeoutError(f"no hello from Slack within {timeout:g} s; see the log for each attempt")
+        self._engine.connect(timeout, auto_reconnect=bool(self.default_auto_reconnect_enabled))
 
     def connect_to_new_endpoint(self, force: bool = False) -> None:
         """Connect if not connected; with ``force``, replace every connection (make-before-break)."""
@@ -473,61 +367,26 @@ class SocketModeClient(BaseSocketModeClient):
             self.connect()
             return
         if force:
-            with self._session.rules():
-                self._session.perform(
-                    self._session.supervisor.refresh("connect_to_new_endpoint(force=True)", time.monotonic())
-                )
+            self._engine.refresh("connect_to_new_endpoint(force=True)")
 
     def disconnect(self) -> None:
         """Close every connection (close frames, bounded handshake) and stop reconnecting.
 
-        :meth:`connect` may be called again afterwards. Returns within ``close_timeout`` seconds
-        plus a little.
+        :meth:`connect` may be called again afterwards. Returns within ``close_timeout`` seconds plus a little.
         """
-        with self._session.rules():
-            self._session.perform(self._session.supervisor.stop(time.monotonic(), final=False))
-            conns = list(self._session.connections.values())
-        self._session.await_connections(conns, time.monotonic() + self._close_timeout)
+        self._engine.disconnect()
 
     def close(self, timeout: float = 5.0) -> None:
         """Shut down for good: finish running listeners, send their acks, close, join threads.
 
-        Stops dispatching new envelopes (Slack redelivers them elsewhere), waits for running
-        listeners, closes every connection with a close frame (an abort if the peer does not
-        read or answer in time), cuts short an open attempt under way, and joins every thread
-        the client started. Returns within ``timeout`` seconds whatever the peer does: the
-        listeners get what is left after ``close_timeout`` (at most half of ``timeout``) is kept
-        for the close handshake; a thread still running at the end (a listener that does not
-        return, a Web API call that does not answer) is named in a WARNING. Idempotent.
+        Stops dispatching new envelopes (Slack redelivers them elsewhere), waits for running listeners, closes every
+        connection with a close frame (an abort if the peer does not read or answer in time), cuts short an open
+        attempt under way, and joins every thread the client started. Returns within ``timeout`` seconds whatever the
+        peer does: the listeners get what is left after ``close_timeout`` (at most half of ``timeout``) is kept for
+        the close handshake; a thread still running at the end (a listener that does not return, a Web API call that
+        does not answer) is named in a WARNING. Idempotent.
         """
-        final_end = time.monotonic() + timeout
-        with self._session.lock:
-            if self._session.closed:
-                return
-            self._session.closed = True
-            self._dispatcher.stop_accepting()
-        end = final_end - min(self._close_timeout + 0.5, timeout / 2)
-        self._dispatcher.wait_for_listeners(end, timeout)
-        if self._shared is not None:  # within close()'s one deadline: half of what is left, at most 1 s
-            self._shared.close(min(1.0, max(0.0, (final_end - time.monotonic()) / 2)))
-        with self._session.rules():
-            self._session.perform(self._session.supervisor.stop(time.monotonic(), final=True))
-            conns = list(self._session.connections.values())
-        self._session.await_connections(conns, final_end - min(0.5, timeout / 4))
-        self._session.stop_threads()
-        self._dispatcher.shutdown()
-        me = threading.current_thread()
-        ours = [t for t in threading.enumerate() if t.name.startswith(f"{self._prefix}-") and t is not me]
-        for thread in ours:
-            thread.join(max(0.0, final_end - time.monotonic()))
-        running = [t.name for t in ours if t.is_alive()]
-        if running:
-            self.logger.warning(
-                "close(): %d thread(s) still running after %g s (they end on their own): %s",
-                len(running),
-                timeout,
-                ", ".join(running),
-            )
+        self._engine.close(timeout)
 
     def send_message(self, message: str) -> None:
         """Send a text message; an ack (``{"envelope_id": …}``) is routed like :meth:`send_socket_mode_response`.
@@ -535,26 +394,15 @@ class SocketModeClient(BaseSocketModeClient):
         Raises:
             NotConnectedError: no open connection (for a message that is not an ack).
         """
-        if message.startswith('{"envelope_id"'):
-            try:
-                body = json.loads(message)
-            except ValueError:
-                body = None
-            if isinstance(body, dict) and isinstance(body.get("envelope_id"), str):
-                self._acks.send_ack(body["envelope_id"], message)
-                return
-        conn = self._session.primary()
-        if conn is None:
-            raise NotConnectedError("no open Socket Mode connection")
-        conn.send_text(message)
+        self._acks.send_message(message)
 
     def send_socket_mode_response(self, response: Union[dict[str, Any], SocketModeResponse]) -> None:
         """Ack an envelope: ``SocketModeResponse(envelope_id, payload)`` or ``{"envelope_id": …, "payload": …}``.
 
-        The ack goes out on the connection that delivered the envelope while it is open,
-        else on the newest connection. With no connection at all the ack is kept and sent
-        on the next ``hello`` (Slack redelivers after 3 s; the redelivery is acked at once).
-        A second ack for the same delivery is not sent. Never raises for lack of a connection.
+        The ack goes out on the connection that delivered the envelope while it is open, else on the newest
+        connection. With no connection at all the ack is kept and sent on the next ``hello`` (Slack redelivers
+        after 3 s; the redelivery is acked at once). A second ack for the same delivery is not sent. Never raises
+        for lack of a connection.
 
         Raises:
             ValueError: the response has no ``envelope_id``.
@@ -575,23 +423,14 @@ class SocketModeClient(BaseSocketModeClient):
     def enqueue_message(self, message: str) -> None:
         """Handle ``message`` as if a connection had received it (for tests and tools).
 
-        While connected, the newest connection handles it like a message it read (envelopes
-        are deduplicated and their acks routed to it). Before :meth:`connect`, an envelope's
-        listeners run on a worker thread, as slack_sdk's client runs them from its queue;
-        their acks wait for the next ``hello``. Other messages are ignored then.
+        While connected, the newest connection handles it like a message it read (envelopes are deduplicated and their
+        acks routed to it). Before :meth:`connect`, an envelope's listeners run on a worker thread, as slack_sdk's
+        client runs them from its queue; their acks wait for the next ``hello``. Other messages are ignored then.
 
         Raises:
             SocketModeError: the client is closed.
         """
-        conn = self._session.primary()
-        if conn is not None:
-            self._on_text(conn, message)
-            return
-        parsed = parse_message(message)
-        if not isinstance(parsed, Envelope):
-            self.logger.info("enqueue_message: not connected; ignored a message (%s)", type(parsed).__name__)
-            return
-        self._dispatcher.submit_unconnected(parsed, message)
+        self._engine.enqueue(message)
 
     def process_message(self) -> None:
         """Not used: messages are dispatched as they arrive. Kept for slack_sdk compatibility."""
@@ -642,95 +481,28 @@ class SocketModeClient(BaseSocketModeClient):
 
     def stats(self) -> ClientStats:
         """A consistent snapshot of the counters. Thread-safe."""
-        latencies = sorted(self._acks.latencies)
-        with self._session.lock:
-            ledger = self._ledger
-            return ClientStats(
-                state=self.state.value,
-                connections_open=self._session.live_count,
-                num_connections=self.num_connections,
-                connections_opened=self._session.opened,
-                reconnects=dict(self._session.reconnects),
-                last_disconnect_reason=self._session.last_disconnect_reason,
-                envelopes_received=ledger.received,
-                envelopes_acked=ledger.acked,
-                envelopes_deduplicated=ledger.deduplicated,
-                acks_suppressed=ledger.suppressed_acks,
-                acks_crossed=ledger.crossed_acks,
-                malformed_messages=self._session.malformed,
-                reader_takeovers=self._dispatcher.takeovers,
-                queue_depth=self._dispatcher.queue_depth,
-                oldest_wait=self.oldest_wait(),
-                ack_latency_p50=percentile(latencies, 0.50),
-                ack_latency_p90=percentile(latencies, 0.90),
-                ack_latency_p99=percentile(latencies, 0.99),
-                shared_ledger=self._shared.status() if self._shared is not None else "",
-            )
+        return self._engine.stats()
 
     def health(self, max_queue_wait: float = 2.0) -> HealthStatus:
         """A health check for a liveness/readiness probe (Kubernetes ``/healthz``).
 
-        Healthy when at least one connection has said ``hello`` and no envelope has waited
-        for a worker longer than ``max_queue_wait`` seconds (Slack redelivers after 3 s).
-        Cheap, lock-free, thread-safe.
+        Healthy when at least one connection has said ``hello`` and no envelope has waited for a worker longer than
+        ``max_queue_wait`` seconds (Slack redelivers after 3 s). Cheap, lock-free, thread-safe.
         """
-        state = self.state.value
-        wait = self.oldest_wait()
-        shared = self._shared.status() if self._shared is not None else ""
-        if not self.is_connected():
-            return HealthStatus(False, f"not connected ({state})", state, wait, shared)
-        if wait > max_queue_wait:
-            return HealthStatus(False, f"an envelope has waited {wait:.1f} s for a worker", state, wait, shared)
-        return HealthStatus(True, "", state, wait, shared)
-
-    # ---- reader threads ------------------------------------------------------------------------
-
-    def _on_text(self, conn: Connection, text: str) -> None:
-        """Route one text message a connection read (on its reader thread)."""
-        tap = self.message_tap
-        if tap is not None:
-            tap(conn.id, text)
-        if self.on_message_listeners:
-            self._notify_message(text)
-        message = parse_message(text)
-        if type(message) is Envelope:
-            self._dispatcher.on_envelope(conn, message, text)
-        elif isinstance(message, Hello):
-            self._session.on_hello(conn, message)
-        elif isinstance(message, Disconnect):
-            self._session.on_disconnect(conn, message.reason)
-        elif isinstance(message, Malformed):
-            self._session.malformed += 1
-            self.logger.warning(
-                "connection %d: skipped a message of %d characters: %s", conn.id, len(text), message.problem
-            )
-        elif self.logger.isEnabledFor(logging.DEBUG):
-            self.logger.debug("connection %d: ignored a message of type %s", conn.id, message.type)
+        return self._engine.health(max_queue_wait)
 
     # ---- slack_sdk's listeners (slack_socket_mode.websocket_client calls them its own way) -------
 
     def _notify_error(self, error: Exception) -> None:
-        for listener in list(self.on_error_listeners):
-            try:
-                listener(error)
-            except Exception:
-                self.logger.exception("error listener %r failed", listener)
+        call_listeners(self.on_error_listeners, self.logger, "error", error)
 
     def _notify_message(self, text: str) -> None:
         """Call the ``on_message`` listeners with a text message (on the reader thread)."""
-        for listener in list(self.on_message_listeners):
-            try:
-                listener(text)
-            except Exception:
-                self.logger.exception("on_message listener %r failed", listener)
+        call_listeners(self.on_message_listeners, self.logger, "on_message", text)
 
     def _notify_close(self, code: int, reason: str) -> None:
         """Call the ``on_close`` listeners once a connection ended (on its reader thread)."""
-        for listener in list(self.on_close_listeners):
-            try:
-                listener(code, reason)
-            except Exception:
-                self.logger.exception("on_close listener %r failed", listener)
+        call_listeners(self.on_close_listeners, self.logger, "on_close", code, reason)
 
     def _notify_open(self, conn: Connection) -> None:
         """A connection finished its handshake (on the session thread). slack_sdk's built-in client has no

@@ -29,6 +29,9 @@ Who may block where (the bounds on a peer that stops reading or trickles):
 * Redirects in the handshake are refused (Slack never redirects): the URL the peer tried to
   send the client to is named in the error, without its query.
 
+The reader thread's loop over the frames (size bound, reassembly, pings, the close frame) is
+:class:`~slack_socket_mode.frames.FrameReader`, this class's base, in :mod:`slack_socket_mode.frames`.
+
 A handshake's errors are mapped to ours in :mod:`slack_socket_mode.opening`
 (:func:`~slack_socket_mode.opening.handshake_error`), the one place an open attempt's errors are
 mapped; the proxy tunnel is opened there too (:func:`~slack_socket_mode.opening.tunnel`).
@@ -48,14 +51,15 @@ import websocket
 from websocket import ABNF
 
 from .errors import NotConnectedError, SocketModeError
+from .frames import FrameReader
+from .frames import ReadAhead as _ReadAhead  # the name Connection.open uses
 from .opening import brief, handshake_error, tunnel
 from .redaction import redact
 from .urls import safe_url
 
 __all__ = ["Connection"]
 
-_TEXT, _BINARY, _CONT = ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY, ABNF.OPCODE_CONT
-_CLOSE, _PING, _PONG = ABNF.OPCODE_CLOSE, ABNF.OPCODE_PING, ABNF.OPCODE_PONG
+_CLOSE, _PING = ABNF.OPCODE_CLOSE, ABNF.OPCODE_PING
 
 #: Seconds a close frame waits for an ack being written before the connection is aborted instead.
 _CLOSE_LOCK_WAIT = 0.05
@@ -66,7 +70,7 @@ OpenSocket = Callable[[str, int, float], socket.socket]
 _TRANSPORT_ERRORS = (OSError, websocket.WebSocketException, struct.error, ValueError)
 
 
-class Connection:
+class Connection(FrameReader):
     """A Socket Mode WebSocket.
 
     Args:
@@ -401,111 +405,6 @@ class Connection:
         except Exception:
             self._logger.exception("connection %d: close handler failed", self.id)
 
-    def _read_frames(self, generation: int) -> Optional[str]:
-        """Read frames until the connection ends; return why it ended, or None if taken over.
-
-        The size bound holds before a payload is read: the frame's header and announced
-        length are read first (websocket-client's ``frame_buffer`` keeps them, and
-        ``recv_frame`` resumes from there), and a frame that would take the message past
-        ``max_message_size`` ends the connection before a byte of its payload is read or
-        allocated. This costs no syscall and no allocation beyond what ``recv_frame`` does.
-        """
-        # websocket-client's frame_buffer: its header, length and frames are checked here, at our boundary.
-        frames: Any = self._ws.frame_buffer
-        needs_header, recv_header = frames.needs_header, frames.recv_header
-        needs_length, recv_length = frames.needs_length, frames.recv_length
-        recv_frame = frames.recv_frame
-        on_text = self._on_text
-        limit = self._max_message_size
-        parts: list[bytes] = []
-        size = 0  # bytes of the message being assembled
-        assembling = 0  # opcode of the message being assembled, 0 if none
-        while True:
-            if self._aborted:  # read-ahead may hold frames: an aborted connection delivers none of them
-                return "aborted"
-            if needs_header():
-                recv_header()
-            if needs_length():
-                recv_length()
-            if frames.length > limit - size:
-                refused = self._refuse_frame(frames.header[4], frames.length, size)
-                if refused is not None:
-                    return refused
-            frame = recv_frame()
-            self.last_received = time.monotonic()
-            opcode = frame.opcode
-            if opcode == _TEXT and frame.fin and not assembling:  # the common case
-                self._deliver(on_text, frame.data)
-                if self._generation != generation:  # taken over while running listeners
-                    return None
-            elif opcode in (_TEXT, _BINARY, _CONT):
-                if (opcode == _CONT) != bool(assembling):
-                    raise websocket.WebSocketProtocolException("unexpected continuation frame")
-                if opcode != _CONT:
-                    assembling = opcode
-                parts.append(frame.data)
-                size += len(frame.data)
-                if frame.fin:
-                    data, kind = b"".join(parts), assembling
-                    parts, size, assembling = [], 0, 0
-                    if kind == _TEXT:
-                        self._deliver(on_text, data)
-                        if self._generation != generation:
-                            return None
-                    else:
-                        self._logger.warning("connection %d: skipped a binary message of %d bytes", self.id, len(data))
-            elif opcode == _PING:  # a pong waits for an ack being written, never for a peer that does not read
-                if self._trace_pings:
-                    self._logger.debug("connection %d: received a ping; sending a pong", self.id)
-                self._write_control(_PONG, frame.data, wait=self._write_timeout)
-            elif opcode == _CLOSE:
-                code = struct.unpack("!H", frame.data[:2])[0] if len(frame.data) >= 2 else 1005
-                self.close_code = code
-                if not self._close_sent:
-                    self.close(code if code not in (1005, 1006) else 1000)
-                    return f"server closed the connection (code {code})"
-                return "closed by client"
-            elif self._trace_pings:  # _PONG: last_received is all a pong is for
-                self._logger.debug("connection %d: received a pong", self.id)
-
-    def _refuse_frame(self, opcode: int, length: int, assembled: int) -> Optional[str]:
-        """Decide on a frame whose header announces more bytes than the message has room for.
-
-        Called by :meth:`_read_frames` (the slow path only) before the payload is read.
-
-        Args:
-            opcode: the frame's opcode.
-            length: the payload length its header announces, in bytes.
-            assembled: bytes of the fragmented message assembled so far (0 if none).
-
-        Returns:
-            None to read the frame after all (a control frame of at most 125 bytes, which is
-            not part of the message), else the reason the connection ends (logged).
-
-        Raises:
-            websocket.WebSocketProtocolException: a control frame announcing more than 125 bytes.
-        """
-        if opcode & 0x8:  # ping, pong, close: not part of the message being assembled
-            if length <= 125:
-                return None
-            raise websocket.WebSocketProtocolException(f"control frame of {length} bytes (at most 125 allowed)")
-        return self._oversize(assembled + length)
-
-    def _deliver(self, on_text: Callable[[Connection, str], None], data: bytes) -> None:
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            self._logger.warning(
-                "connection %d: skipped a text message of %d bytes that is not UTF-8", self.id, len(data)
-            )
-            return
-        if self._trace_limit is not None:
-            self._trace("received", text)
-        try:
-            on_text(self, text)
-        except Exception:  # a bug of ours on one message is not a transport error: log it and read on
-            self._logger.exception("connection %d: handling a message of %d characters failed", self.id, len(text))
-
     def _trace(self, verb: str, text: str) -> None:
         """Log a text message at DEBUG, tokens redacted, cut to ``trace_limit`` characters."""
         limit = self._trace_limit
@@ -513,54 +412,6 @@ class Connection:
             return
         shown = redact(text[:limit]) + (f"… ({len(text)} characters)" if len(text) > limit else "")
         self._logger.debug("connection %d: %s %s", self.id, verb, shown)
-
-    def _oversize(self, size: int) -> str:
-        self._logger.error(
-            "connection %d: message of more than %d bytes exceeds max_message_size (%d); replacing the connection",
-            self.id,
-            size,
-            self._max_message_size,
-        )
-        return f"message over max_message_size ({size} bytes)"
-
-
-class _ReadAhead:
-    """The byte source of websocket-client's frame parser, reading ahead from the socket.
-
-    websocket-client's ``frame_buffer`` asks its byte source for exactly the bytes it needs
-    next: 2 bytes of header, then the extended length, then the payload; on a plain socket
-    that is three ``recv`` system calls per frame, each releasing and retaking the GIL. This
-    source reads up to :attr:`CHUNK` bytes at a time and serves the parser's requests from
-    them, so a frame that arrived whole costs one ``recv``, and a burst of small frames one
-    ``recv`` per :attr:`CHUNK` bytes. It only buffers bytes; the framing stays websocket-client's.
-
-    At most ``CHUNK`` bytes are held, whatever the frames announce, so the size bound of
-    :meth:`Connection._read_frames` still holds before a large payload is read. Used by the
-    one thread that reads the connection at a time; not thread-safe.
-    """
-
-    CHUNK = 65536  #: bytes asked of the socket per read
-
-    __slots__ = ("_buffer", "_fill", "_position")
-
-    def __init__(self, fill: Callable[[int], bytes]) -> None:
-        self._fill = fill  # websocket-client's WebSocket._recv: raises on a closed connection
-        self._buffer = b""
-        self._position = 0
-
-    def __call__(self, size: int) -> bytes:
-        """Up to ``size`` bytes (at least one); blocks until some are there."""
-        buffer, position = self._buffer, self._position
-        if position >= len(buffer):
-            buffer = self._fill(self.CHUNK)
-            position = 0
-            if size >= len(buffer):  # the read is all the parser wants: hand it over as it is
-                self._buffer, self._position = b"", 0
-                return buffer
-            self._buffer = buffer
-        chunk = buffer[position : position + size]
-        self._position = position + len(chunk)
-        return chunk
 
 
 def _writable(sock: Any) -> bool:

@@ -14,7 +14,7 @@ import logging
 import math
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from slack_sdk.web import WebClient
 
@@ -23,8 +23,9 @@ from .liveness import Liveness
 from .policy import Backoff, ReconnectPolicy
 from .redaction import Hidden, RedactingFilter, Secret
 
-if TYPE_CHECKING:  # imported when a proxy is configured: most apps have none
-    from .proxies import ProxySettings
+if TYPE_CHECKING:
+    from .proxies import ProxySettings  # imported when a proxy is configured: most apps have none
+    from .shared import SharedStore
 
 __all__ = ["ClientOptions", "check_options"]
 
@@ -44,6 +45,10 @@ class ClientOptions:
         web_client: the app's ``WebClient``, or the one built for it.
         liveness: the ping and timeout rules.
         policy: the reconnect backoff.
+
+    The other attributes are the constructor's options of the same names (``auto_reconnect`` is
+    ``auto_reconnect_enabled``), checked; :class:`~slack_socket_mode.engine.Engine` hands each to
+    the part that uses it.
     """
 
     app_token: Secret
@@ -53,6 +58,26 @@ class ClientOptions:
     web_client: WebClient
     liveness: Liveness
     policy: ReconnectPolicy
+    dedupe: Union[bool, SharedStore]
+    auto_reconnect: bool
+    connections: int
+    concurrency: int
+    max_queue: int
+    handoff_after: float
+    inline_dispatch: bool
+    slow_queue_warning: float
+    worker_idle_timeout: float
+    max_message_size: int
+    connect_timeout: float
+    hello_timeout: float
+    drain_timeout: float
+    close_timeout: float
+    write_timeout: float
+    trace_enabled: bool
+    all_message_trace_enabled: bool
+    ping_pong_trace_enabled: bool
+    allow_insecure_urls: bool
+    debug_reconnects: bool
 
 
 def check_options(
@@ -79,6 +104,20 @@ def check_options(
     ping_timeout: float,
     receive_timeout: float,
     reconnect_policy: Optional[ReconnectPolicy],
+    dedupe: Union[bool, SharedStore],
+    auto_reconnect: bool,
+    inline_dispatch: bool,
+    slow_queue_warning: float,
+    worker_idle_timeout: float,
+    hello_timeout: float,
+    drain_timeout: float,
+    close_timeout: float,
+    write_timeout: float,
+    trace_enabled: bool,
+    all_message_trace_enabled: bool,
+    ping_pong_trace_enabled: bool,
+    allow_insecure_urls: bool,
+    debug_reconnects: bool,
 ) -> ClientOptions:
     """Check the constructor's options (see :class:`~slack_socket_mode.SocketModeClient`) and derive the rest.
 
@@ -148,6 +187,26 @@ def check_options(
         web_client=web_client,
         liveness=liveness,
         policy=reconnect_policy if reconnect_policy is not None else Backoff(),
+        dedupe=dedupe,
+        auto_reconnect=auto_reconnect,
+        connections=connections,
+        concurrency=concurrency,
+        max_queue=max_queue,
+        handoff_after=handoff_after,
+        inline_dispatch=inline_dispatch,
+        slow_queue_warning=slow_queue_warning,
+        worker_idle_timeout=worker_idle_timeout,
+        max_message_size=max_message_size,
+        connect_timeout=connect_timeout,
+        hello_timeout=hello_timeout,
+        drain_timeout=drain_timeout,
+        close_timeout=close_timeout,
+        write_timeout=write_timeout,
+        trace_enabled=trace_enabled,
+        all_message_trace_enabled=all_message_trace_enabled,
+        ping_pong_trace_enabled=ping_pong_trace_enabled,
+        allow_insecure_urls=allow_insecure_urls,
+        debug_reconnects=debug_reconnects,
     )
 
 

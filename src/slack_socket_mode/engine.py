@@ -1,0 +1,293 @@
+"""The client's parts, composed: :class:`Engine` builds them, routes each message, sums up their state.
+
+:class:`~slack_socket_mode.SocketModeClient` is slack_sdk's facade; behind it, one :class:`Engine`
+holds what does the work and wires them to each other in one place:
+
+* the :class:`~.opening.Connector` (URLs and connections) and the :class:`~.lifecycle.Supervisor` (the rules);
+* the :class:`~.session.Session` that carries out the rules on the connection table;
+* the :class:`~.ledger.EnvelopeLedger`, and a :class:`~.shared.SharedLedger` when ``dedupe`` is a store;
+* the :class:`~.acks.AckRouter` over the ledger, and the :class:`~.dispatch.Dispatcher`.
+
+It also routes each text message a connection reads (:meth:`Engine.on_text`, on the reader), puts
+the :meth:`~slack_socket_mode.SocketModeClient.stats` snapshot together, and runs the steps of
+:meth:`~slack_socket_mode.SocketModeClient.close`. It holds no lock of its own (the order of the
+parts' locks is in :mod:`slack_socket_mode.client` and docs/threading.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Optional
+
+from slack_sdk.web import WebClient
+
+from .acks import AckRouter
+from .connection import Connection
+from .dispatch import Dispatcher
+from .errors import ConfigurationError, ConnectTimeoutError, SocketModeError
+from .ledger import EnvelopeLedger
+from .lifecycle import Supervisor
+from .messages import Disconnect, Envelope, Hello, Malformed, parse_message
+from .opening import Connector
+from .redaction import Secret
+from .session import Session
+from .shared import SharedLedger
+from .stats import ClientStats, HealthStatus, percentile
+from .urls import check_socket_url
+
+if TYPE_CHECKING:
+    from .client import SocketModeClient
+    from .options import ClientOptions
+
+__all__ = ["Engine", "call_listeners"]
+
+
+def call_listeners(listeners: list[Any], logger: logging.Logger, kind: str, *args: Any) -> None:
+    """Call each of ``listeners`` (a copy of the list) with ``args``; log, never raise, what one raises."""
+    for listener in list(listeners):
+        try:
+            listener(*args)
+        except Exception:
+            logger.exception("%s listener %r failed", kind, listener)
+
+
+class Engine:
+    """Makes the client's parts and wires them together (see the module's docstring).
+
+    Args:
+        client: the facade (its listener lists and hooks, ``message_tap``, ``hello``).
+        options: the checked options; each goes to the part that uses it.
+        prefix: the client's thread-name prefix, ``slack_socket_mode-<n>``.
+        logger: where to log.
+
+    Raises:
+        ConfigurationError: the shared store (``dedupe``) cannot be used.
+
+    Attributes:
+        connector, ledger, shared, session, acks, dispatcher: the parts (``shared`` may be None).
+    """
+
+    def __init__(
+        self, client: SocketModeClient, options: ClientOptions, *, prefix: str, logger: logging.Logger
+    ) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._logger = logger
+        o = options
+        self._close_timeout = o.close_timeout
+        #: The URL of the newest connection attempt (``SocketModeClient.wss_uri``), or None.
+        self.wss_uri: Optional[str] = None
+        self._set_url: Optional[str] = None  # the URL last given to the wss_uri setter
+        self.connector = Connector(
+            prefix=prefix,
+            logger=logger,
+            proxy=o.proxy,
+            ssl_context=o.ssl_context,
+            max_message_size=o.max_message_size,
+            write_timeout=o.write_timeout,
+            trace_enabled=o.trace_enabled,
+            all_message_trace_enabled=o.all_message_trace_enabled,
+            ping_pong_trace_enabled=o.ping_pong_trace_enabled,
+            allow_insecure_urls=o.allow_insecure_urls,
+            debug_reconnects=o.debug_reconnects,
+        )
+        self.ledger: EnvelopeLedger[Connection] = EnvelopeLedger(dedupe=bool(o.dedupe))
+        self.shared: Optional[SharedLedger] = None
+        if not isinstance(o.dedupe, bool):
+            try:
+                self.shared = SharedLedger(o.dedupe, logger=logger, thread_name=f"{prefix}-lease")
+            except ValueError as e:
+                raise ConfigurationError(str(e)) from None
+        supervisor = Supervisor(
+            o.policy,
+            connections=o.connections,
+            hello_timeout=o.hello_timeout,
+            drain_timeout=o.drain_timeout,
+            close_timeout=o.close_timeout,
+            open_timeout=o.connect_timeout,
+        )
+        self.session = session = Session(
+            client,
+            supervisor=supervisor,
+            connector=self.connector,
+            ledger=self.ledger,
+            liveness=o.liveness,
+            on_text=self.on_text,
+            prefix=prefix,
+            logger=logger,
+            connect_timeout=o.connect_timeout,
+            write_timeout=o.write_timeout,
+            auto_reconnect=o.auto_reconnect,
+        )
+        self.acks = AckRouter(
+            self.ledger, lock=session.lock, primary=session.primary, drained=session.maybe_drained, logger=logger
+        )
+        self.dispatcher = Dispatcher(
+            client,
+            acks=self.acks,
+            shared=self.shared,
+            connections=lambda: list(session.connections.values()),
+            wake_health=session.wake_health,
+            after_drain=session.maybe_drained,
+            prefix=prefix,
+            logger=logger,
+            concurrency=o.concurrency,
+            max_queue=o.max_queue,
+            slow_queue_warning=o.slow_queue_warning,
+            worker_idle_timeout=o.worker_idle_timeout,
+            inline_dispatch=o.inline_dispatch,
+            handoff_after=o.handoff_after,
+        )
+        session.attach(self.acks, self.dispatcher)
+
+    def set_wss_uri(self, url: Optional[str]) -> None:
+        """The ``wss_uri`` setter: the next connection opens ``url`` (checked) instead of a fresh one."""
+        if url is not None:
+            check_socket_url(url, allow_insecure=self.connector.allow_insecure_urls)
+        with self.session.lock:
+            self.wss_uri = self._set_url = url
+            self.session.next_url = url
+
+    def issue_url(self, web_client: WebClient, app_token: Secret) -> str:
+        """Get a new URL from ``apps.connections.open`` (see :meth:`.Connector.issue_url`); it is ``wss_uri`` now."""
+        url = self.connector.issue_url(web_client, app_token)
+        self.wss_uri = url
+        return url
+
+    def connect(self, timeout: Optional[float], *, auto_reconnect: bool) -> None:
+        """Carry out :meth:`SocketModeClient.connect` (see there for what it raises)."""
+        reopen = self._set_url if self._set_url is not None and self._set_url == self.wss_uri else None
+        fatal, connected, stopped = self.session.start(timeout, auto_reconnect=auto_reconnect, reopen_url=reopen)
+        if fatal is not None:
+            raise fatal
+        if stopped:
+            raise SocketModeError("connect() was interrupted by close() or disconnect()")
+        if not connected:
+            self.disconnect()
+            raise ConnectTimeoutError(f"no hello from Slack within {timeout:g} s; see the log for each attempt")
+
+    def on_text(self, conn: Connection, text: str) -> None:
+        """Route one text message a connection read (on its reader thread)."""
+        client = self._client
+        tap = client.message_tap
+        if tap is not None:
+            tap(conn.id, text)
+        if client.on_message_listeners:
+            client._notify_message(text)
+        message = parse_message(text)
+        if type(message) is Envelope:
+            self.dispatcher.on_envelope(conn, message, text)
+        elif isinstance(message, Hello):
+            self.session.on_hello(conn, message)
+        elif isinstance(message, Disconnect):
+            self.session.on_disconnect(conn, message.reason)
+        elif isinstance(message, Malformed):
+            self.session.malformed += 1
+            self._logger.warning(
+                "connection %d: skipped a message of %d characters: %s", conn.id, len(text), message.problem
+            )
+        elif self._logger.isEnabledFor(logging.DEBUG):
+            self._logger.debug("connection %d: ignored a message of type %s", conn.id, message.type)
+
+    def enqueue(self, message: str) -> None:
+        """Carry out :meth:`SocketModeClient.enqueue_message` (see there)."""
+        conn = self.session.primary()
+        if conn is not None:
+            self.on_text(conn, message)
+            return
+        parsed = parse_message(message)
+        if not isinstance(parsed, Envelope):
+            self._logger.info("enqueue_message: not connected; ignored a message (%s)", type(parsed).__name__)
+            return
+        self.dispatcher.submit_unconnected(parsed, message)
+
+    def refresh(self, reason: str) -> None:
+        """Replace every connection, make-before-break (``connect_to_new_endpoint(force=True)``)."""
+        with self.session.rules():
+            self.session.perform(self.session.supervisor.refresh(reason, time.monotonic()))
+
+    def disconnect(self) -> None:
+        """Carry out :meth:`SocketModeClient.disconnect`: close every connection, stop reconnecting."""
+        session = self.session
+        with session.rules():
+            session.perform(session.supervisor.stop(time.monotonic(), final=False))
+            conns = list(session.connections.values())
+        session.await_connections(conns, time.monotonic() + self._close_timeout)
+
+    def health(self, max_queue_wait: float) -> HealthStatus:
+        """Carry out :meth:`SocketModeClient.health` (see there)."""
+        client = self._client
+        state = client.state.value
+        wait = self.dispatcher.oldest_wait()
+        shared = self.shared_status()
+        if not client.is_connected():
+            return HealthStatus(False, f"not connected ({state})", state, wait, shared)
+        if wait > max_queue_wait:
+            return HealthStatus(False, f"an envelope has waited {wait:.1f} s for a worker", state, wait, shared)
+        return HealthStatus(True, "", state, wait, shared)
+
+    def stats(self) -> ClientStats:
+        """A consistent snapshot of the parts' counters, taken under the session's lock."""
+        client = self._client
+        latencies = sorted(self.acks.latencies)
+        session, ledger, dispatcher = self.session, self.ledger, self.dispatcher
+        with session.lock:
+            return ClientStats(
+                state=client.state.value,
+                connections_open=session.live_count,
+                num_connections=client.num_connections,
+                connections_opened=session.opened,
+                reconnects=dict(session.reconnects),
+                last_disconnect_reason=session.last_disconnect_reason,
+                envelopes_received=ledger.received,
+                envelopes_acked=ledger.acked,
+                envelopes_deduplicated=ledger.deduplicated,
+                acks_suppressed=ledger.suppressed_acks,
+                acks_crossed=ledger.crossed_acks,
+                malformed_messages=session.malformed,
+                reader_takeovers=dispatcher.takeovers,
+                queue_depth=dispatcher.queue_depth,
+                oldest_wait=dispatcher.oldest_wait(),
+                ack_latency_p50=percentile(latencies, 0.50),
+                ack_latency_p90=percentile(latencies, 0.90),
+                ack_latency_p99=percentile(latencies, 0.99),
+                shared_ledger=self.shared_status(),
+            )
+
+    def shared_status(self) -> str:
+        """The shared ledger's status (see :meth:`.SharedLedger.status`), or "" without one."""
+        return self.shared.status() if self.shared is not None else ""
+
+    def close(self, timeout: float) -> None:
+        """Carry out :meth:`SocketModeClient.close` (see there) within ``timeout`` seconds. Idempotent."""
+        final_end = time.monotonic() + timeout
+        session, dispatcher = self.session, self.dispatcher
+        with session.lock:
+            if session.closed:
+                return
+            session.closed = True
+            dispatcher.stop_accepting()
+        end = final_end - min(self._close_timeout + 0.5, timeout / 2)
+        dispatcher.wait_for_listeners(end, timeout)
+        if self.shared is not None:  # within close()'s one deadline: half of what is left, at most 1 s
+            self.shared.close(min(1.0, max(0.0, (final_end - time.monotonic()) / 2)))
+        with session.rules():
+            session.perform(session.supervisor.stop(time.monotonic(), final=True))
+            conns = list(session.connections.values())
+        session.await_connections(conns, final_end - min(0.5, timeout / 4))
+        session.stop_threads()
+        dispatcher.shutdown()
+        me = threading.current_thread()
+        ours = [t for t in threading.enumerate() if t.name.startswith(f"{self._prefix}-") and t is not me]
+        for thread in ours:
+            thread.join(max(0.0, final_end - time.monotonic()))
+        running = [t.name for t in ours if t.is_alive()]
+        if running:
+            self._logger.warning(
+                "close(): %d thread(s) still running after %g s (they end on their own): %s",
+                len(running),
+                timeout,
+                ", ".join(running),
+            )
