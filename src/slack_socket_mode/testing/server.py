@@ -43,7 +43,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -54,6 +53,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from ._webapi import THREAD_PREFIX, ApiCall, ApiReply, ApiServer, address_family, url_host, wake_listener
+from .records import Ack, Delivery, EnvelopeRecord, Item, ReceivedMessage, dumps, parse_ack, prepare
 from .samples import load_sample
 
 if TYPE_CHECKING:
@@ -100,72 +100,6 @@ class _WireLogger(_LoggerAdapter):
 _WIRE_LOGGER = _WireLogger(logging.getLogger("slack_socket_mode.testing.wire"), {})
 
 
-@dataclass(frozen=True)
-class Ack:
-    """An ack received from a client: a text frame holding a JSON object with an ``envelope_id``.
-
-    Attributes:
-        envelope_id: the acked envelope's id.
-        payload: the ack's ``payload`` object, or ``None`` if it had none (or not an object).
-        received_at: :func:`time.monotonic` time (seconds) at which the frame was read.
-        connection_id: :attr:`ServerConnection.id` of the connection it arrived on.
-        raw: the frame's text, exactly as received.
-    """
-
-    envelope_id: str
-    payload: dict[str, Any] | None
-    received_at: float
-    connection_id: int
-    raw: str
-
-
-@dataclass(frozen=True)
-class ReceivedMessage:
-    """A text message received from a client (acks included), reassembled if fragmented.
-
-    Attributes:
-        connection_id: :attr:`ServerConnection.id` of the connection it arrived on.
-        text: the message text.
-        received_at: :func:`time.monotonic` time (seconds) at which it was read.
-    """
-
-    connection_id: int
-    text: str
-    received_at: float
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One time an envelope was written to a connection.
-
-    Attributes:
-        attempt: the envelope's ``retry_attempt`` in that copy (0 for a first delivery).
-        sent_at: :func:`time.monotonic` time (seconds) just before it was written.
-        connection_id: :attr:`ServerConnection.id` of the connection it was written to.
-    """
-
-    attempt: int
-    sent_at: float
-    connection_id: int
-
-
-@dataclass(frozen=True)
-class EnvelopeRecord:
-    """A snapshot of what happened to one envelope id (see :meth:`SocketModeServer.envelope`).
-
-    Attributes:
-        envelope_id: the envelope id.
-        deliveries: every delivery, first one first (pushes and redeliveries).
-        acks: every ack received for this id, in arrival order (duplicates included).
-        settled: ``True`` when it was acked and no delivery is waiting for an ack.
-    """
-
-    envelope_id: str
-    deliveries: list[Delivery]
-    acks: list[Ack]
-    settled: bool
-
-
 class _Envelope:
     """Server-side state of one envelope id (guarded by the server lock)."""
 
@@ -177,13 +111,6 @@ class _Envelope:
         self.deliveries: list[Delivery] = []
         self.acks: list[Ack] = []
         self.pending = 0  # deliveries since the last ack
-
-
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-
-
-def _dumps(value: Any) -> str:
-    return _ENCODER.encode(value)
 
 
 class ServerConnection:
@@ -602,7 +529,7 @@ class ServerConnection:
                     self._fail(1007, "invalid UTF-8 in a text message")
                     break
                 messages.append(ReceivedMessage(self.id, text, now))
-                ack = _parse_ack(text, now, self.id)
+                ack = parse_ack(text, now, self.id)
                 if ack is not None:
                     acks.append(ack)
             elif opcode is Opcode.PING:
@@ -640,49 +567,6 @@ class ServerConnection:
         except OSError:
             pass
         self._server._unregister(self)
-
-
-#: A prepared envelope: (envelope_id, text, UTF-8 bytes, retry_attempt).
-_Item = tuple[str, str, bytes, int]
-
-
-def _prepare(envelope: dict[str, Any] | str) -> _Item:
-    if isinstance(envelope, str):
-        text = envelope
-        try:
-            fields = json.loads(text)
-        except ValueError:
-            raise ValueError("envelope text is not JSON") from None
-        if not isinstance(fields, dict):
-            raise ValueError("envelope text is not a JSON object")
-    elif isinstance(envelope, dict):
-        fields = envelope
-        text = _dumps(envelope)
-    else:
-        raise TypeError(f"envelope must be a dict or a str, not {type(envelope).__name__}")
-    envelope_id = fields.get("envelope_id")
-    if not isinstance(envelope_id, str) or not envelope_id:
-        raise ValueError("the envelope has no envelope_id")
-    attempt = fields.get("retry_attempt")
-    return envelope_id, text, text.encode("utf-8"), attempt if type(attempt) is int else 0
-
-
-def _parse_ack(text: str, now: float, connection_id: int) -> Ack | None:
-    if not text.startswith("{"):
-        stripped = text.lstrip()
-        if not stripped.startswith("{"):
-            return None
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(value, dict):
-        return None
-    envelope_id = value.get("envelope_id")
-    if not isinstance(envelope_id, str):
-        return None
-    payload = value.get("payload")
-    return Ack(envelope_id, payload if isinstance(payload, dict) else None, now, connection_id, text)
 
 
 class SocketModeServer:
@@ -1181,7 +1065,7 @@ class SocketModeServer:
             if self._send_hello:
                 fields = dict(self.hello_template)
                 fields["num_connections"] = len(self._open)
-                hello = _dumps(fields).encode("utf-8")
+                hello = dumps(fields).encode("utf-8")
             self._cond.notify_all()
         return hello
 
@@ -1300,7 +1184,7 @@ class SocketModeServer:
             RuntimeError: no live connection (or ``connection`` is closed or closing), or
                 the server is not running.
         """
-        item = _prepare(envelope)
+        item = prepare(envelope)
         self._deliver(item, connection, None)
         return item[0]
 
@@ -1319,7 +1203,7 @@ class SocketModeServer:
             ValueError, TypeError, RuntimeError: as for :meth:`push` (a RuntimeError may
                 come after some envelopes were sent).
         """
-        items = [_prepare(envelope) for envelope in envelopes]
+        items = [prepare(envelope) for envelope in envelopes]
         for start in range(0, len(items), _BATCH_COUNT):
             self._deliver_batch(items[start : start + _BATCH_COUNT], connection)
         return [item[0] for item in items]
@@ -1368,7 +1252,7 @@ class SocketModeServer:
         self._round_robin += 1
         return targets[self._round_robin % len(targets)]
 
-    def _record_locked(self, item: _Item, conn: ServerConnection) -> tuple[_Envelope, Delivery]:
+    def _record_locked(self, item: Item, conn: ServerConnection) -> tuple[_Envelope, Delivery]:
         envelope_id, text, _, attempt = item
         record = self._records.get(envelope_id)
         if record is None:
@@ -1389,9 +1273,7 @@ class SocketModeServer:
         if not record.deliveries and not record.acks:
             self._records.pop(record.envelope_id, None)
 
-    def _deliver(
-        self, item: _Item, connection: ServerConnection | None, only_after: Delivery | None
-    ) -> Delivery | None:
+    def _deliver(self, item: Item, connection: ServerConnection | None, only_after: Delivery | None) -> Delivery | None:
         """Record a delivery and write it; ``only_after`` makes it a redelivery of that one."""
         envelope_id = item[0]
         tried: list[ServerConnection] = []
@@ -1423,8 +1305,8 @@ class SocketModeServer:
                 raise RuntimeError(f"connection {connection.id} is closed or closing")
             tried.append(conn)
 
-    def _deliver_batch(self, items: list[_Item], connection: ServerConnection | None) -> None:
-        groups: dict[ServerConnection, list[tuple[_Item, _Envelope, Delivery]]] = {}
+    def _deliver_batch(self, items: list[Item], connection: ServerConnection | None) -> None:
+        groups: dict[ServerConnection, list[tuple[Item, _Envelope, Delivery]]] = {}
         with self._lock:
             targets = self._targets_for_send_locked(connection)
             for item in items:
@@ -1553,7 +1435,7 @@ class SocketModeServer:
         envelope["retry_attempt"] = delivery.attempt + 1
         envelope["retry_reason"] = "timeout"
         try:
-            text = _dumps(envelope)
+            text = dumps(envelope)
             item = (envelope_id, text, text.encode("utf-8"), delivery.attempt + 1)
             redelivery = self._deliver(item, None, delivery)
         except RuntimeError:
@@ -1772,7 +1654,7 @@ class SocketModeServer:
         Raises:
             RuntimeError: no open connection (or ``connection`` is closed or closing).
         """
-        data = _dumps({"type": "disconnect", "reason": reason, "debug_info": {"host": "applink-local"}}).encode()
+        data = dumps({"type": "disconnect", "reason": reason, "debug_info": {"host": "applink-local"}}).encode()
         sent = False
         for conn in self._targets(connection):
             conn.disconnect_sent = True
