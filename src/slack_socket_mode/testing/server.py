@@ -31,7 +31,6 @@ Every time recorded by this module comes from :func:`time.monotonic` (seconds).
 from __future__ import annotations
 
 import errno
-import heapq
 import itertools
 import json
 import logging
@@ -52,6 +51,7 @@ from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from ._timers import TimerQueue
 from ._webapi import THREAD_PREFIX, ApiCall, ApiReply, ApiServer, address_family, url_host, wake_listener
 from .records import Ack, Delivery, EnvelopeRecord, Item, ReceivedMessage, dumps, parse_ack, prepare
 from .samples import load_sample
@@ -392,7 +392,7 @@ class ServerConnection:
                 return
             self._close_timer_armed = True
             self._closing = True
-        self._server._schedule(time.monotonic() + CLOSE_TIMEOUT, self._close_timed_out, None)
+        self._server._timers.schedule(time.monotonic() + CLOSE_TIMEOUT, self._close_timed_out, None)
 
     def _close_timed_out(self, _: object) -> None:
         if not self._closed:
@@ -668,9 +668,7 @@ class SocketModeServer:
         self._open_urls: deque[str] = deque()  # handed out before this server's own (see send_next_opens_to)
         self._refusals = 0
 
-        self._timer_cond = threading.Condition(threading.Lock())
-        self._timers: list[tuple[float, int, Callable[[Any], None], Any]] = []
-        self._timer_seq = itertools.count()
+        self._timers = TimerQueue()
         self._stop_event = threading.Event()
 
         self._listener: socket.socket | None = None
@@ -705,7 +703,7 @@ class SocketModeServer:
             self._api_port = self._api.port
             self._spawn("accept", self._accept_loop)
             self._api.start()
-            self._spawn("timers", self._timer_loop)
+            self._spawn("timers", self._timers.run)
             if self._ping_interval is not None:
                 self._spawn("pinger", self._ping_loop)
         except BaseException:
@@ -739,8 +737,7 @@ class SocketModeServer:
                 except OSError:
                     pass
                 wake_listener(self.host, self._ws_port)  # and elsewhere
-            with self._timer_cond:
-                self._timer_cond.notify_all()
+            self._timers.stop()
             self._stop_event.set()
             for thread in self._threads:
                 if thread.name.endswith("-accept"):
@@ -1296,7 +1293,9 @@ class SocketModeServer:
                 conn = self._choose_locked(targets)
                 record, delivery = self._record_locked(item, conn)
             if self._redelivery_delay is not None:
-                self._schedule(delivery.sent_at + self._redelivery_delay, self._redelivery_due, (envelope_id, delivery))
+                self._timers.schedule(
+                    delivery.sent_at + self._redelivery_delay, self._redelivery_due, (envelope_id, delivery)
+                )
             if conn._send_data(item[2]):
                 return delivery
             with self._lock:
@@ -1315,7 +1314,7 @@ class SocketModeServer:
                 groups.setdefault(conn, []).append((item, record, delivery))
         delay = self._redelivery_delay
         if delay is not None:
-            self._schedule_many(
+            self._timers.schedule_many(
                 [
                     (d.sent_at + delay, self._redelivery_due, (i[0], d))
                     for entries in groups.values()
@@ -1380,41 +1379,6 @@ class SocketModeServer:
 
     # -- redelivery and timers -----------------------------------------------------------
 
-    def _schedule(self, when: float, action: Callable[[Any], None], arg: Any) -> None:
-        with self._timer_cond:
-            entry = (when, next(self._timer_seq), action, arg)
-            heapq.heappush(self._timers, entry)
-            if self._timers[0] is entry:
-                self._timer_cond.notify()
-
-    def _schedule_many(self, entries: list[tuple[float, Callable[[Any], None], Any]]) -> None:
-        with self._timer_cond:
-            head = self._timers[0] if self._timers else None
-            for when, action, arg in entries:
-                heapq.heappush(self._timers, (when, next(self._timer_seq), action, arg))
-            if self._timers and self._timers[0] is not head:
-                self._timer_cond.notify()
-
-    def _timer_loop(self) -> None:
-        timers = self._timers
-        while True:
-            with self._timer_cond:
-                while True:
-                    if self._stopping:
-                        return
-                    now = time.monotonic()
-                    if timers and timers[0][0] <= now:
-                        break
-                    self._timer_cond.wait(timers[0][0] - now if timers else None)
-                due = []
-                while timers and timers[0][0] <= now:
-                    due.append(heapq.heappop(timers))
-            for _, _, action, arg in due:
-                try:
-                    action(arg)
-                except Exception:
-                    logger.debug("timer action failed", exc_info=True)
-
     def _redelivery_due(self, arg: tuple[str, Delivery]) -> None:
         envelope_id, delivery = arg
         with self._lock:
@@ -1441,7 +1405,7 @@ class SocketModeServer:
         except RuntimeError:
             # No live connection right now: try again after another delay, like Slack.
             if not self._stopping and self._redelivery_delay is not None:
-                self._schedule(time.monotonic() + self._redelivery_delay, self._redelivery_due, arg)
+                self._timers.schedule(time.monotonic() + self._redelivery_delay, self._redelivery_due, arg)
             return
         if redelivery is not None and logger.isEnabledFor(logging.DEBUG):
             logger.debug("redelivered %s (retry_attempt %d)", envelope_id, redelivery.attempt)
