@@ -51,6 +51,7 @@ from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from ._envelopes import EnvelopeBook, EnvelopeState
 from ._timers import TimerQueue
 from ._webapi import THREAD_PREFIX, ApiCall, ApiReply, ApiServer, address_family, url_host, wake_listener
 from .records import Ack, Delivery, EnvelopeRecord, Item, ReceivedMessage, dumps, parse_ack, prepare
@@ -98,19 +99,6 @@ class _WireLogger(_LoggerAdapter):
 
 
 _WIRE_LOGGER = _WireLogger(logging.getLogger("slack_socket_mode.testing.wire"), {})
-
-
-class _Envelope:
-    """Server-side state of one envelope id (guarded by the server lock)."""
-
-    __slots__ = ("acks", "deliveries", "envelope_id", "pending", "text")
-
-    def __init__(self, envelope_id: str) -> None:
-        self.envelope_id = envelope_id
-        self.text = ""
-        self.deliveries: list[Delivery] = []
-        self.acks: list[Ack] = []
-        self.pending = 0  # deliveries since the last ack
 
 
 class ServerConnection:
@@ -657,11 +645,7 @@ class SocketModeServer:
         self._open: list[ServerConnection] = []
         self._all: list[ServerConnection] = []
         self._tickets: set[str] = set()
-        self._acks: list[Ack] = []
-        self._first_ack: dict[str, Ack] = {}
-        self._duplicates: list[Ack] = []
-        self._messages: list[ReceivedMessage] = []
-        self._records: dict[str, _Envelope] = {}
+        self._book = EnvelopeBook()  # guarded by _lock
         self._api_calls: list[ApiCall] = []
         self._open_calls = 0
         self._open_failures: deque[tuple[str, int, int | None, bool]] = deque()
@@ -1249,49 +1233,21 @@ class SocketModeServer:
         self._round_robin += 1
         return targets[self._round_robin % len(targets)]
 
-    def _record_locked(self, item: Item, conn: ServerConnection) -> tuple[_Envelope, Delivery]:
-        envelope_id, text, _, attempt = item
-        record = self._records.get(envelope_id)
-        if record is None:
-            record = self._records[envelope_id] = _Envelope(envelope_id)
-        record.text = text
-        delivery = Delivery(attempt, time.monotonic(), conn.id)
-        record.deliveries.append(delivery)
-        record.pending += 1
-        return record, delivery
-
-    def _undo_locked(self, record: _Envelope, delivery: Delivery) -> None:
-        """Forget a delivery whose write failed."""
-        for index in range(len(record.deliveries) - 1, -1, -1):
-            if record.deliveries[index] is delivery:
-                del record.deliveries[index]
-                record.pending = max(0, record.pending - 1)
-                break
-        if not record.deliveries and not record.acks:
-            self._records.pop(record.envelope_id, None)
-
     def _deliver(self, item: Item, connection: ServerConnection | None, only_after: Delivery | None) -> Delivery | None:
         """Record a delivery and write it; ``only_after`` makes it a redelivery of that one."""
         envelope_id = item[0]
         tried: list[ServerConnection] = []
         while True:
             with self._lock:
-                if only_after is not None:
-                    record = self._records.get(envelope_id)
-                    if (
-                        record is None
-                        or record.pending == 0
-                        or not record.deliveries
-                        or record.deliveries[-1] is not only_after
-                    ):
-                        return None  # acked (or pushed again) meanwhile
+                if only_after is not None and self._book.awaiting_ack(envelope_id, only_after) is None:
+                    return None  # acked (or pushed again) meanwhile
                 targets = self._targets_for_send_locked(connection)
                 if tried:
                     targets = [conn for conn in targets if conn not in tried]
                     if not targets:
                         raise RuntimeError("no live connection to send to")
                 conn = self._choose_locked(targets)
-                record, delivery = self._record_locked(item, conn)
+                record, delivery = self._book.record_delivery(item, conn.id)
             if self._redelivery_delay is not None:
                 self._timers.schedule(
                     delivery.sent_at + self._redelivery_delay, self._redelivery_due, (envelope_id, delivery)
@@ -1299,18 +1255,18 @@ class SocketModeServer:
             if conn._send_data(item[2]):
                 return delivery
             with self._lock:
-                self._undo_locked(record, delivery)
+                self._book.undo(record, delivery)
             if connection is not None:
                 raise RuntimeError(f"connection {connection.id} is closed or closing")
             tried.append(conn)
 
     def _deliver_batch(self, items: list[Item], connection: ServerConnection | None) -> None:
-        groups: dict[ServerConnection, list[tuple[Item, _Envelope, Delivery]]] = {}
+        groups: dict[ServerConnection, list[tuple[Item, EnvelopeState, Delivery]]] = {}
         with self._lock:
             targets = self._targets_for_send_locked(connection)
             for item in items:
                 conn = self._choose_locked(targets)
-                record, delivery = self._record_locked(item, conn)
+                record, delivery = self._book.record_delivery(item, conn.id)
                 groups.setdefault(conn, []).append((item, record, delivery))
         delay = self._redelivery_delay
         if delay is not None:
@@ -1328,7 +1284,7 @@ class SocketModeServer:
             failed = entries[written:]
             with self._lock:
                 for _, record, delivery in failed:
-                    self._undo_locked(record, delivery)
+                    self._book.undo(record, delivery)
             if connection is not None:
                 raise RuntimeError(f"connection {connection.id} is closed or closing")
             for item, _, _ in failed:
@@ -1382,14 +1338,8 @@ class SocketModeServer:
     def _redelivery_due(self, arg: tuple[str, Delivery]) -> None:
         envelope_id, delivery = arg
         with self._lock:
-            record = self._records.get(envelope_id)
-            if (
-                record is None
-                or record.pending == 0
-                or not record.deliveries
-                or record.deliveries[-1] is not delivery
-                or delivery.attempt >= self._max_retries
-            ):
+            record = self._book.awaiting_ack(envelope_id, delivery)
+            if record is None or delivery.attempt >= self._max_retries:
                 return
             text = record.text
         try:
@@ -1425,18 +1375,7 @@ class SocketModeServer:
 
     def _record_incoming(self, messages: list[ReceivedMessage], acks: list[Ack]) -> None:
         with self._lock:
-            self._messages.extend(messages)
-            for ack in acks:
-                self._acks.append(ack)
-                self._first_ack.setdefault(ack.envelope_id, ack)
-                record = self._records.get(ack.envelope_id)
-                if record is None:
-                    self._duplicates.append(ack)
-                    continue
-                if record.pending == 0:
-                    self._duplicates.append(ack)
-                record.pending = 0
-                record.acks.append(ack)
+            self._book.record_incoming(messages, acks)
             self._cond.notify_all()
         if acks and logger.isEnabledFor(logging.DEBUG):
             for ack in acks:
@@ -1446,7 +1385,7 @@ class SocketModeServer:
     def acks(self) -> list[Ack]:
         """Every ack received, in arrival order (a copy)."""
         with self._lock:
-            return list(self._acks)
+            return list(self._book.acks)
 
     @property
     def messages(self) -> list[ReceivedMessage]:
@@ -1455,7 +1394,7 @@ class SocketModeServer:
         Binary messages are not recorded (they are ignored, logged at DEBUG).
         """
         with self._lock:
-            return list(self._messages)
+            return list(self._book.messages)
 
     def wait_for_acks(
         self, count: int | None = None, *, envelope_ids: Iterable[str] | None = None, timeout: float = 5.0
@@ -1485,7 +1424,7 @@ class SocketModeServer:
 
         def ready() -> list[Ack] | None:
             nonlocal scanned
-            acks = self._acks
+            acks = self._book.acks
             if missing:
                 for index in range(scanned, len(acks)):
                     missing.discard(acks[index].envelope_id)
@@ -1495,13 +1434,13 @@ class SocketModeServer:
             if count is not None and len(acks) < count:
                 return None
             if ids is not None:
-                return [self._first_ack[envelope_id] for envelope_id in ids]
+                return [self._book.first_ack[envelope_id] for envelope_id in ids]
             return list(acks)
 
         def describe() -> str:
             parts = []
             if count is not None:
-                parts.append(f"{count} ack(s), got {len(self._acks)}")
+                parts.append(f"{count} ack(s), got {len(self._book.acks)}")
             if missing:
                 shown = sorted(missing)[:10]
                 more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
@@ -1517,17 +1456,12 @@ class SocketModeServer:
             KeyError: that id was never pushed.
         """
         with self._lock:
-            record = self._records.get(envelope_id)
-            if record is None:
-                raise KeyError(envelope_id)
-            return EnvelopeRecord(
-                envelope_id, list(record.deliveries), list(record.acks), bool(record.acks) and record.pending == 0
-            )
+            return self._book.snapshot(envelope_id)
 
     def unacked(self) -> list[str]:
         """Ids of the envelopes pushed and never acked, in push order."""
         with self._lock:
-            return [envelope_id for envelope_id, record in self._records.items() if not record.acks]
+            return self._book.unacked()
 
     def duplicate_acks(self) -> list[Ack]:
         """Acks that arrived when no delivery of their envelope was waiting for an ack.
@@ -1537,7 +1471,7 @@ class SocketModeServer:
         were never pushed are duplicates too.
         """
         with self._lock:
-            return list(self._duplicates)
+            return list(self._book.duplicates)
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
         """Wait until ``predicate()`` is true, re-checking whenever the server records something.
