@@ -46,15 +46,15 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from ._envelopes import EnvelopeBook, EnvelopeState
+from ._frames import MessageAssembler, encode_message
 from ._timers import TimerQueue
 from ._webapi import THREAD_PREFIX, ApiCall, ApiReply, ApiServer, address_family, url_host, wake_listener
-from .records import Ack, Delivery, EnvelopeRecord, Item, ReceivedMessage, dumps, parse_ack, prepare
+from .records import Ack, Delivery, EnvelopeRecord, Item, ReceivedMessage, dumps, prepare
 from .samples import load_sample
 
 if TYPE_CHECKING:
@@ -164,8 +164,7 @@ class ServerConnection:
         self._eof_written = False
         self._wake = threading.Event()  # wakes a silenced reader
         self._thread: threading.Thread | None = None
-        self._fragments: list[bytes] = []
-        self._fragment_opcode: Opcode | None = None
+        self._assembler = MessageAssembler()  # used by the reader thread only
         self._refused = False  # beyond the app's connection limit: sent too_many_websockets, not hello
 
     def __repr__(self) -> str:
@@ -206,7 +205,7 @@ class ServerConnection:
             with self._proto_lock:
                 if self._closing or self._protocol.state is not State.OPEN:
                     return False
-                self._encode(data, text)
+                encode_message(self._protocol, data, text, self._server._fragment_size)
                 chunks = self._take_output()
             ok = self._write_chunks(chunks)
             if ok and self._outbox:
@@ -236,7 +235,7 @@ class ServerConnection:
                     size = 0
                     while end < total and size < _BATCH_BYTES:
                         data = messages[end]
-                        self._encode(data, True)
+                        encode_message(self._protocol, data, True, self._server._fragment_size)
                         size += len(data)
                         end += 1
                     chunks = self._take_output()
@@ -249,25 +248,6 @@ class ServerConnection:
                 return written
             written = end
         return written
-
-    def _encode(self, data: bytes, text: bool) -> None:
-        """Queue ``data`` as one message in the protocol (call with _proto_lock held)."""
-        protocol = self._protocol
-        size = self._server._fragment_size
-        if len(data) <= size:
-            if text:
-                protocol.send_text(data)
-            else:
-                protocol.send_binary(data)
-            return
-        view = memoryview(data)
-        first = bytes(view[:size])
-        if text:
-            protocol.send_text(first, fin=False)
-        else:
-            protocol.send_binary(first, fin=False)
-        for start in range(size, len(data), size):
-            protocol.send_continuation(bytes(view[start : start + size]), fin=start + size >= len(data))
 
     def _run_protocol(self, action: Callable[[ServerProtocol], None]) -> bool:
         """Apply ``action`` to the protocol (send_ping, send_close...) and write its output."""
@@ -482,59 +462,19 @@ class ServerConnection:
             self._handle_frames(events[1:])
 
     def _handle_frames(self, events: list[Any]) -> None:
-        now = time.monotonic()
-        messages: list[ReceivedMessage] = []
-        acks: list[Ack] = []
-        control = False
-        for frame in events:
-            if not isinstance(frame, Frame):
-                continue
-            opcode = frame.opcode
-            if opcode is Opcode.TEXT or opcode is Opcode.BINARY or opcode is Opcode.CONT:
-                if opcode is Opcode.CONT:
-                    if self._fragment_opcode is None:
-                        continue  # websockets rejects this before it gets here
-                    self._fragments.append(bytes(frame.data))
-                    if not frame.fin:
-                        continue
-                    opcode = self._fragment_opcode
-                    payload = b"".join(self._fragments)
-                    self._fragments = []
-                    self._fragment_opcode = None
-                elif not frame.fin:
-                    self._fragment_opcode = opcode
-                    self._fragments = [bytes(frame.data)]
-                    continue
-                else:
-                    payload = bytes(frame.data)
-                if opcode is not Opcode.TEXT:
-                    if logger.isEnabledFor(logging.DEBUG):
-                        logger.debug("connection %s: binary message ignored (%d bytes)", self.id, len(payload))
-                    continue
-                try:
-                    text = payload.decode("utf-8")
-                except UnicodeDecodeError:
-                    self._fail(1007, "invalid UTF-8 in a text message")
-                    break
-                messages.append(ReceivedMessage(self.id, text, now))
-                ack = parse_ack(text, now, self.id)
-                if ack is not None:
-                    acks.append(ack)
-            elif opcode is Opcode.PING:
-                self.pings_received += 1
-                control = True
-            elif opcode is Opcode.PONG:
-                self.pongs_received += 1
-                control = True
-            elif opcode is Opcode.CLOSE:
-                close = self._protocol.close_rcvd
-                self.close_code_received = close.code if close is not None else None
-                self._closing = True
-                if self._cause is None:
-                    self._cause = "client"
-                control = True
-        if messages or control:
-            self._server._record_incoming(messages, acks)
+        incoming = self._assembler.feed(events, self.id, time.monotonic())
+        self.pings_received += incoming.pings
+        self.pongs_received += incoming.pongs
+        if incoming.close:
+            close = self._protocol.close_rcvd
+            self.close_code_received = close.code if close is not None else None
+            self._closing = True
+            if self._cause is None:
+                self._cause = "client"
+        if incoming.invalid_utf8:
+            self._fail(1007, "invalid UTF-8 in a text message")
+        if incoming.recorded:
+            self._server._record_incoming(incoming.messages, incoming.acks)
 
     def _fail(self, code: int, reason: str) -> None:
         if self._cause is None:
