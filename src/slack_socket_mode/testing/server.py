@@ -36,7 +36,6 @@ import json
 import logging
 import socket
 import ssl
-import struct
 import threading
 import time
 import uuid
@@ -46,12 +45,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.http11 import Request
-from websockets.protocol import State
-from websockets.server import ServerProtocol
-
+from ._connection import CLOSE_TIMEOUT, ConnectionHooks, ServerConnection
 from ._envelopes import EnvelopeBook, EnvelopeState
-from ._frames import MessageAssembler, encode_message
 from ._timers import TimerQueue
 from ._webapi import THREAD_PREFIX, ApiCall, ApiReply, ApiServer, address_family, url_host, wake_listener
 from .records import Ack, Delivery, EnvelopeRecord, Item, ReceivedMessage, dumps, prepare
@@ -74,427 +69,11 @@ logger = logging.getLogger("slack_socket_mode.testing")
 
 _T = TypeVar("_T")
 
-#: How long a connection may take to finish closing (after a close frame was sent or
-#: received, or a handshake was rejected) before its TCP connection is closed anyway.
-CLOSE_TIMEOUT = 2.0
-
-_RECV_SIZE = 256 * 1024
-_BATCH_BYTES = 64 * 1024  # push_many() writes about this much per sendall()
-_BATCH_COUNT = 1024  # and records this many deliveries per lock acquisition
+_BATCH_COUNT = 1024  # push_many() records this many deliveries per lock acquisition
 _APP_ID = "A111"
 
 if TYPE_CHECKING:
     from .replay import ReplayReport
-
-    _LoggerAdapter = logging.LoggerAdapter[logging.Logger]
-else:
-    _LoggerAdapter = logging.LoggerAdapter
-
-
-class _WireLogger(_LoggerAdapter):
-    """The logger handed to ``websockets``: its per-connection INFO lines become DEBUG."""
-
-    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
-        super().log(logging.DEBUG if level == logging.INFO else level, msg, *args, **kwargs)
-
-
-_WIRE_LOGGER = _WireLogger(logging.getLogger("slack_socket_mode.testing.wire"), {})
-
-
-class ServerConnection:
-    """One WebSocket connection accepted by a :class:`SocketModeServer`.
-
-    Created by the server; tests read its attributes and call :meth:`wait_closed`. The
-    attributes are updated by the server's threads: reading them from any thread is safe.
-
-    Attributes:
-        id: 1, 2, 3 ... in the order the handshakes completed.
-        opened_at: :func:`time.monotonic` time (seconds) of the handshake's 101 response.
-        closed_at: :func:`time.monotonic` time at which the TCP connection was closed, or ``None``.
-        hello_sent: whether the ``hello`` message was sent (it is sent with the 101 response).
-        silenced: set by :meth:`SocketModeServer.silence`.
-        disconnect_sent: whether a ``disconnect`` message was sent on it.
-        pings_received: ping frames received from the client.
-        pongs_received: pong frames received from the client.
-        close_code_received: the code of the close frame the client sent, if it sent one.
-        closed_by: once closed, who closed it: ``"client"`` (close frame or TCP close from
-            the client), ``"server"`` (:meth:`~SocketModeServer.close_connection`,
-            :meth:`~SocketModeServer.stop`), ``"reset"`` (:meth:`~SocketModeServer.reset`)
-            or ``"error"`` (a socket error or a protocol violation by the client).
-        peer: the client's address.
-    """
-
-    id: int
-    opened_at: float
-    closed_at: float | None
-    hello_sent: bool
-    silenced: bool
-    disconnect_sent: bool
-    pings_received: int
-    pongs_received: int
-    close_code_received: int | None
-    closed_by: str | None
-
-    def __init__(self, server: SocketModeServer, sock: socket.socket, peer: Any) -> None:
-        self.id = 0
-        self.opened_at = 0.0
-        self.closed_at = None
-        self.hello_sent = False
-        self.silenced = False
-        self.disconnect_sent = False
-        self.pings_received = 0
-        self.pongs_received = 0
-        self.close_code_received = None
-        self.closed_by = None
-        self.peer = peer
-        self._server = server
-        self._sock = sock
-        self._protocol = ServerProtocol(max_size=None, logger=_WIRE_LOGGER)
-        # Every socket write happens under _write_lock; protocol state is guarded by the
-        # short-held _proto_lock so the reader can parse while a writer is blocked in sendall().
-        self._write_lock = threading.Lock()
-        self._proto_lock = threading.Lock()
-        self._outbox: list[bytes] = []  # protocol output produced by the reader, not yet written
-        self._accepted = False  # handshake done: counted in the server's connections
-        self._closing = False  # close frame sent or received, or the server is closing it
-        self._aborting = False  # reset/stop: write nothing more, just close
-        self._closed = False
-        self._cause: str | None = None
-        self._close_timer_armed = False
-        self._eof_written = False
-        self._wake = threading.Event()  # wakes a silenced reader
-        self._thread: threading.Thread | None = None
-        self._assembler = MessageAssembler()  # used by the reader thread only
-        self._refused = False  # beyond the app's connection limit: sent too_many_websockets, not hello
-
-    def __repr__(self) -> str:
-        state = "open" if self.is_open else f"closed by {self.closed_by}" if self._closed else "connecting"
-        return f"<ServerConnection id={self.id} {state}{' silenced' if self.silenced else ''}>"
-
-    @property
-    def is_open(self) -> bool:
-        """``True`` from the completed handshake until the TCP connection is closed."""
-        return self._accepted and not self._closed
-
-    def wait_closed(self, timeout: float = 5.0) -> bool:
-        """Wait until the TCP connection is closed.
-
-        Args:
-            timeout: the longest wait, in seconds.
-
-        Returns:
-            ``True`` if it is closed, ``False`` if ``timeout`` passed first. Thread-safe.
-        """
-        with self._server._cond:
-            return self._server._cond.wait_for(lambda: self._closed, timeout)
-
-    # -- writing -------------------------------------------------------------------------
-
-    def _live(self) -> bool:
-        return self._accepted and not (self._closed or self._closing or self.silenced)
-
-    def _send_data(self, data: bytes, text: bool = True) -> bool:
-        """Send one message (fragmented above the server's fragment_size).
-
-        Returns ``False`` if the connection cannot take it (closing or closed). On a
-        silenced connection the message is dropped and ``True`` is returned.
-        """
-        if self.silenced:
-            return not self._closed
-        with self._write_lock:
-            with self._proto_lock:
-                if self._closing or self._protocol.state is not State.OPEN:
-                    return False
-                encode_message(self._protocol, data, text, self._server._fragment_size)
-                chunks = self._take_output()
-            ok = self._write_chunks(chunks)
-            if ok and self._outbox:
-                # The message went out; a failure to write the reader's queued output (a close
-                # reply to a client that already hung up) does not undo its delivery.
-                self._drain()
-        if self._outbox:  # the reader queued output while we held the write lock
-            self._flush_outbox()
-        return ok
-
-    def _send_many(self, messages: list[bytes]) -> int:
-        """Send text messages with as few writes as possible; returns how many were written.
-
-        Writes in slices of about 64 KB so the reader can process acks in between. On a
-        silenced connection the messages are dropped (and count as written).
-        """
-        if self.silenced:
-            return 0 if self._closed else len(messages)
-        written = 0
-        total = len(messages)
-        while written < total:
-            with self._write_lock:
-                with self._proto_lock:
-                    if self._closing or self._protocol.state is not State.OPEN:
-                        return written
-                    end = written
-                    size = 0
-                    while end < total and size < _BATCH_BYTES:
-                        data = messages[end]
-                        encode_message(self._protocol, data, True, self._server._fragment_size)
-                        size += len(data)
-                        end += 1
-                    chunks = self._take_output()
-                ok = self._write_chunks(chunks)
-                if ok and self._outbox:
-                    self._drain()  # these messages went out, whatever becomes of the reader's output
-            if self._outbox:
-                self._flush_outbox()
-            if not ok:
-                return written
-            written = end
-        return written
-
-    def _run_protocol(self, action: Callable[[ServerProtocol], None]) -> bool:
-        """Apply ``action`` to the protocol (send_ping, send_close...) and write its output."""
-        with self._write_lock:
-            with self._proto_lock:
-                if self._closed or self._aborting:
-                    return False
-                try:
-                    action(self._protocol)
-                except Exception:  # InvalidState, ProtocolError: the connection is closing
-                    return False
-                chunks = self._take_output()
-            ok = self._write_chunks(chunks)
-            if ok and self._outbox:
-                ok = self._drain()
-        if self._outbox:
-            self._flush_outbox()
-        return ok
-
-    def _ping(self, payload: bytes) -> bool:
-        return self._run_protocol(lambda protocol: protocol.send_ping(payload))
-
-    def _take_output(self) -> list[bytes]:
-        """Protocol output to write, oldest first (call with _proto_lock held)."""
-        chunks = self._protocol.data_to_send()
-        if self._outbox:
-            chunks = self._outbox + chunks
-            self._outbox = []
-        return chunks
-
-    def _drain(self) -> bool:
-        """Write what the reader queued (call with _write_lock held)."""
-        while True:
-            with self._proto_lock:
-                chunks, self._outbox = self._outbox, []
-            if not chunks:
-                return True
-            if not self._write_chunks(chunks):
-                return False
-
-    def _flush_outbox(self) -> None:
-        """Write queued output unless another thread holds the write lock (it then will)."""
-        while True:
-            if not self._write_lock.acquire(blocking=False):
-                return
-            try:
-                self._drain()
-            finally:
-                self._write_lock.release()
-            # Output queued after our drain but while we still held the lock: go again.
-            if not self._outbox:
-                return
-
-    def _write_chunks(self, chunks: list[bytes]) -> bool:
-        """Write protocol output to the socket (call with _write_lock held)."""
-        if self._aborting:
-            return False
-        data: list[bytes] = []
-        try:
-            for chunk in chunks:
-                if chunk:
-                    data.append(chunk)
-                    continue
-                # An empty chunk is websockets' SEND_EOF: half-close after what precedes it.
-                if data:
-                    self._sock.sendall(data[0] if len(data) == 1 else b"".join(data))
-                    data = []
-                if not self._eof_written:
-                    self._eof_written = True
-                    self._sock.shutdown(socket.SHUT_WR)
-            if data:
-                self._sock.sendall(data[0] if len(data) == 1 else b"".join(data))
-        except OSError as exc:
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("connection %s: write failed: %r", self.id, exc)
-            self._abort("error")
-            return False
-        return True
-
-    # -- closing ---------------------------------------------------------------------------
-
-    def _abort(self, cause: str, *, rst: bool = False) -> None:
-        """Close the TCP connection now, with no more WebSocket frames.
-
-        With ``rst``, the kernel answers with a TCP RST (SO_LINGER 0) and no FIN is sent.
-        """
-        server = self._server
-        with server._lock:
-            if self._closed:
-                return
-            if self._cause is None:
-                self._cause = cause
-            self._closing = True
-            self._aborting = True
-        try:
-            if rst:
-                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                # SHUT_RD sends nothing to the peer but wakes the reader blocked in recv();
-                # the reader then closes the socket, which sends the RST.
-                self._sock.shutdown(socket.SHUT_RD)
-            else:
-                self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self._wake.set()
-
-    def _arm_close_timeout(self) -> None:
-        with self._server._lock:
-            if self._close_timer_armed or self._closed:
-                return
-            self._close_timer_armed = True
-            self._closing = True
-        self._server._timers.schedule(time.monotonic() + CLOSE_TIMEOUT, self._close_timed_out, None)
-
-    def _close_timed_out(self, _: object) -> None:
-        if not self._closed:
-            self._abort("server")
-
-    # -- reading (the connection's reader thread) ------------------------------------------
-
-    def _run(self) -> None:
-        try:
-            self._serve()
-        except Exception:
-            logger.debug("connection %s: reader failed", self.id, exc_info=True)
-            self._cause = self._cause or "error"
-        finally:
-            self._finish()
-
-    def _serve(self) -> None:
-        sock = self._sock
-        protocol = self._protocol
-        while True:
-            try:
-                data = sock.recv(_RECV_SIZE)
-            except OSError as exc:
-                if self._cause is None:
-                    self._cause = "error"
-                if logger.isEnabledFor(logging.DEBUG):
-                    logger.debug("connection %s: read failed: %r", self.id, exc)
-                return
-            if self.silenced and not self._aborting:
-                # Going silent: nothing more is read or answered until the server closes it.
-                self._wake.wait()
-                return
-            if not data:
-                if not self._aborting:
-                    with self._proto_lock:
-                        protocol.receive_eof()
-                        self._outbox.extend(protocol.data_to_send())
-                    self._flush_outbox()
-                if self._cause is None:
-                    self._cause = "client"
-                return
-            with self._proto_lock:
-                protocol.receive_data(data)
-                events = protocol.events_received()
-                output = protocol.data_to_send()
-                if output:
-                    self._outbox.extend(output)
-                closing = protocol.close_expected()
-                failed = protocol.parser_exc
-            if self._outbox:
-                self._flush_outbox()
-            if events:
-                if not self._accepted:
-                    self._handshake(events)
-                else:
-                    self._handle_frames(events)
-            if failed is not None and not isinstance(failed, EOFError) and self._cause is None:
-                self._cause = "error"  # the client broke the protocol; websockets sent a close frame
-            if closing or self._closing:
-                self._arm_close_timeout()
-
-    def _handshake(self, events: list[Any]) -> None:
-        server = self._server
-        request = events[0]
-        if not isinstance(request, Request):
-            return
-        protocol = self._protocol
-        if server._consume_ticket(request.path):
-            response = protocol.accept(request)
-        else:
-            response = protocol.reject(403, "Failed to open a WebSocket connection: invalid or used ticket.\n")
-        if response.status_code != 101:
-            with self._write_lock:
-                with self._proto_lock:
-                    protocol.send_response(response)
-                    chunks = self._take_output()
-                self._write_chunks(chunks)
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("handshake from %s rejected: %s", self.peer, response.status_code)
-            self._arm_close_timeout()
-            return
-        # Register before writing, holding the write lock: once the client has read the
-        # hello, the server already lists the connection, and nothing can be written to
-        # it before the 101 response and the hello.
-        with self._write_lock:
-            hello = server._register(self)
-            with self._proto_lock:
-                protocol.send_response(response)
-                if hello is not None:
-                    protocol.send_text(hello)
-                chunks = self._take_output()
-            self._write_chunks(chunks)
-        threading.current_thread().name = f"{THREAD_PREFIX}reader-{self.id}"
-        if self._refused:
-            server.close_connection(self, 1000, "too_many_websockets")
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("connection %s opened from %s", self.id, self.peer)
-        if len(events) > 1:
-            self._handle_frames(events[1:])
-
-    def _handle_frames(self, events: list[Any]) -> None:
-        incoming = self._assembler.feed(events, self.id, time.monotonic())
-        self.pings_received += incoming.pings
-        self.pongs_received += incoming.pongs
-        if incoming.close:
-            close = self._protocol.close_rcvd
-            self.close_code_received = close.code if close is not None else None
-            self._closing = True
-            if self._cause is None:
-                self._cause = "client"
-        if incoming.invalid_utf8:
-            self._fail(1007, "invalid UTF-8 in a text message")
-        if incoming.recorded:
-            self._server._record_incoming(incoming.messages, incoming.acks)
-
-    def _fail(self, code: int, reason: str) -> None:
-        if self._cause is None:
-            self._cause = "error"
-        with self._proto_lock:
-            try:
-                self._protocol.fail(code, reason)
-            except Exception:
-                pass
-            self._outbox.extend(self._protocol.data_to_send())
-        self._closing = True
-        self._flush_outbox()
-        self._arm_close_timeout()
-
-    def _finish(self) -> None:
-        try:
-            self._sock.close()
-        except OSError:
-            pass
-        self._server._unregister(self)
 
 
 class SocketModeServer:
@@ -565,7 +144,6 @@ class SocketModeServer:
         self._redelivery_delay = redelivery_delay
         self._max_retries = max_retries
         self._send_hello = send_hello
-        self._fragment_size = fragment_size
         self._ping_interval = ping_interval
         self._app = app
         hello = load_sample("hello")
@@ -594,6 +172,17 @@ class SocketModeServer:
 
         self._timers = TimerQueue()
         self._stop_event = threading.Event()
+
+        self._hooks = ConnectionHooks(
+            cond=self._cond,
+            timers=self._timers,
+            fragment_size=fragment_size,
+            consume_ticket=self._consume_ticket,
+            register=self._register,
+            unregister=self._unregister,
+            record_incoming=self._record_incoming,
+            close=self.close_connection,
+        )
 
         self._listener: socket.socket | None = None
         self._api: ApiServer | None = None
@@ -671,17 +260,13 @@ class SocketModeServer:
             with self._lock:
                 connections = list(self._sockets)
             for conn in connections:
-                conn._abort("server")
+                conn.abort("server")
             for conn in connections:
-                if conn._thread is not None:
-                    conn._thread.join(max(0.0, deadline - time.monotonic()))
+                conn.join_reader(max(0.0, deadline - time.monotonic()))
             for thread in self._threads:
                 thread.join(max(0.0, deadline - time.monotonic()))
             for conn in connections:
-                try:
-                    conn._sock.close()
-                except OSError:
-                    pass
+                conn.close_socket()
             if listener is not None:
                 listener.close()
 
@@ -971,16 +556,14 @@ class SocketModeServer:
     def _register(self, conn: ServerConnection) -> bytes | None:
         """Count a connection whose handshake succeeded; returns the hello to send, if any."""
         with self._lock:
-            conn.id = self._next_id
+            connection_id = self._next_id
             self._next_id += 1
-            conn.opened_at = time.monotonic()
-            conn._accepted = True
             self._all.append(conn)
             if self._app is not None and not self._app.admits(len(self._open)):
-                conn.disconnect_sent = conn._refused = True  # never open, never sent an envelope
+                conn.mark_open(connection_id, hello_sent=False, refused=True)  # never sent an envelope
                 self._cond.notify_all()
                 return self._app.refusal()
-            conn.hello_sent = self._send_hello
+            conn.mark_open(connection_id, hello_sent=self._send_hello, refused=False)
             self._open.append(conn)
             hello = None
             if self._send_hello:
@@ -992,15 +575,12 @@ class SocketModeServer:
 
     def _unregister(self, conn: ServerConnection) -> None:
         with self._lock:
-            conn.closed_at = time.monotonic()
-            conn.closed_by = conn._cause or "client"
-            conn._closed = True
-            conn._closing = True
+            conn.mark_closed()
             self._sockets.discard(conn)
             if conn in self._open:
                 self._open.remove(conn)
             self._cond.notify_all()
-        if conn._accepted and logger.isEnabledFor(logging.DEBUG):
+        if conn.accepted and logger.isEnabledFor(logging.DEBUG):
             logger.debug("connection %s closed by %s", conn.id, conn.closed_by)
 
     def _live_locked(self) -> list[ServerConnection]:
@@ -1009,7 +589,7 @@ class SocketModeServer:
         A connection that was sent a ``disconnect`` stays among them until it closes: Slack
         does not promise to stop delivering on it, so a client must take what arrives there.
         """
-        return [conn for conn in self._open if conn._live()]
+        return [conn for conn in self._open if conn.is_live()]
 
     def _targets(self, connection: ServerConnection | None) -> list[ServerConnection]:
         if connection is not None:
@@ -1044,15 +624,13 @@ class SocketModeServer:
             if self._ssl_context is not None:
                 # the handshake happens on the reader thread's first recv, not here
                 sock = self._ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-            conn = ServerConnection(self, sock, peer)
-            thread = threading.Thread(target=conn._run, name=f"{THREAD_PREFIX}reader", daemon=True)
-            conn._thread = thread
+            conn = ServerConnection(self._hooks, sock, peer)
             with self._lock:
                 if self._is_stopping():
                     sock.close()
                     return
                 self._sockets.add(conn)
-                thread.start()  # under the lock: stop() never sees an unstarted reader
+                conn.start_reader()  # under the lock: stop() never sees an unstarted reader
 
     # -- sending -------------------------------------------------------------------------
 
@@ -1158,7 +736,7 @@ class SocketModeServer:
         if not self._started or self._stopping:
             raise RuntimeError("the SocketModeServer is not running")
         if connection is not None:
-            if connection._closed or connection._closing or not connection._accepted:
+            if not connection.can_send():
                 raise RuntimeError(f"connection {connection.id} is closed or closing")
             return [connection]
         live = self._live_locked()
@@ -1192,7 +770,7 @@ class SocketModeServer:
                 self._timers.schedule(
                     delivery.sent_at + self._redelivery_delay, self._redelivery_due, (envelope_id, delivery)
                 )
-            if conn._send_data(item[2]):
+            if conn.send(item[2]):
                 return delivery
             with self._lock:
                 self._book.undo(record, delivery)
@@ -1218,7 +796,7 @@ class SocketModeServer:
                 ]
             )
         for conn, entries in groups.items():
-            written = conn._send_many([item[2] for item, _, _ in entries])
+            written = conn.send_many([item[2] for item, _, _ in entries])
             if written == len(entries):
                 continue
             failed = entries[written:]
@@ -1267,7 +845,7 @@ class SocketModeServer:
                 if not targets:
                     raise RuntimeError("no live connection to send to")
                 conn = self._choose_locked(targets)
-            if conn._send_data(data, text):
+            if conn.send(data, text):
                 return
             if connection is not None:
                 raise RuntimeError(f"connection {connection.id} is closed or closing")
@@ -1308,8 +886,8 @@ class SocketModeServer:
                 return
             payload = f"ping-{number}".encode()
             for conn in self.connections:
-                if conn._live():
-                    conn._ping(payload)
+                if conn.is_live():
+                    conn.ping(payload)
 
     # -- acks ----------------------------------------------------------------------------
 
@@ -1496,7 +1074,7 @@ class SocketModeServer:
         sent = False
         for conn in self._targets(connection):
             conn.disconnect_sent = True
-            sent = conn._send_data(data) or sent
+            sent = conn.send(data) or sent
         if not sent:
             raise RuntimeError("no connection could take the disconnect message (closed or closing)")
 
@@ -1513,15 +1091,12 @@ class SocketModeServer:
             RuntimeError: no open connection.
         """
         for conn in self._targets(connection):
-            with self._lock:
-                if conn._closed:
-                    continue
-                if conn._cause is None:
-                    conn._cause = "server"
-            if conn.silenced or not conn._run_protocol(lambda protocol: protocol.send_close(code, reason)):
-                conn._abort("server")
+            if not conn.claim_close("server"):
                 continue
-            conn._arm_close_timeout()
+            if conn.silenced or not conn.run_protocol(lambda protocol: protocol.send_close(code, reason)):
+                conn.abort("server")
+                continue
+            conn.arm_close_timeout()
 
     def reset(self, connection: ServerConnection | None = None) -> None:
         """Reset the TCP connection (RST, no close frame) and wait (up to 2 s) until it is closed.
@@ -1534,7 +1109,7 @@ class SocketModeServer:
         """
         targets = self._targets(connection)
         for conn in targets:
-            conn._abort("reset", rst=True)
+            conn.abort("reset", rst=True)
         for conn in targets:
             conn.wait_closed(CLOSE_TIMEOUT)
 
