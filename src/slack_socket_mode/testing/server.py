@@ -39,16 +39,15 @@ import ssl
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
-from urllib.parse import parse_qs, urlsplit
 
+from ._api_fake import WebApiFake
 from ._connection import CLOSE_TIMEOUT, ConnectionHooks, ServerConnection
 from ._envelopes import EnvelopeBook, EnvelopeState
 from ._timers import TimerQueue
-from ._webapi import THREAD_PREFIX, ApiCall, ApiReply, ApiServer, address_family, url_host, wake_listener
+from ._webapi import THREAD_PREFIX, ApiCall, ApiServer, address_family, url_host, wake_listener
 from .records import Ack, Delivery, EnvelopeRecord, Item, ReceivedMessage, dumps, prepare
 from .samples import load_sample
 
@@ -162,13 +161,8 @@ class SocketModeServer:
         self._sockets: set[ServerConnection] = set()  # every connection whose reader runs
         self._open: list[ServerConnection] = []
         self._all: list[ServerConnection] = []
-        self._tickets: set[str] = set()
         self._book = EnvelopeBook()  # guarded by _lock
-        self._api_calls: list[ApiCall] = []
-        self._open_calls = 0
-        self._open_failures: deque[tuple[str, int, int | None, bool]] = deque()
-        self._open_urls: deque[str] = deque()  # handed out before this server's own (see send_next_opens_to)
-        self._refusals = 0
+        self._web_api = WebApiFake(self._cond, host, tls=ssl_context is not None)
 
         self._timers = TimerQueue()
         self._stop_event = threading.Event()
@@ -177,7 +171,7 @@ class SocketModeServer:
             cond=self._cond,
             timers=self._timers,
             fragment_size=fragment_size,
-            consume_ticket=self._consume_ticket,
+            consume_ticket=self._web_api.consume_ticket,
             register=self._register,
             unregister=self._unregister,
             record_incoming=self._record_incoming,
@@ -211,8 +205,8 @@ class SocketModeServer:
         try:
             listener = socket.create_server((self.host, 0), family=address_family(self.host), backlog=128)
             self._listener = listener
-            self._ws_port = int(listener.getsockname()[1])
-            self._api = ApiServer(self.host, self._handle_api, self._ssl_context)
+            self._ws_port = self._web_api.ws_port = int(listener.getsockname()[1])
+            self._api = ApiServer(self.host, self._web_api.handle, self._ssl_context)
             self._api_port = self._api.port
             self._spawn("accept", self._accept_loop)
             self._api.start()
@@ -329,14 +323,7 @@ class SocketModeServer:
             RuntimeError: before :meth:`start`.
         """
         self._require_started()
-        ticket = str(uuid.uuid4())
-        with self._lock:
-            self._tickets.add(ticket)
-        return self._ws_url(self._ws_port, ticket)
-
-    def _ws_url(self, port: int, ticket: str) -> str:
-        scheme = "wss" if self._ssl_context is not None else "ws"
-        return f"{scheme}://{url_host(self.host)}:{port}/link/?ticket={ticket}&app_id={_APP_ID}"
+        return self._web_api.new_connection_url()
 
     # -- Web API -------------------------------------------------------------------------
 
@@ -344,12 +331,12 @@ class SocketModeServer:
     def api_calls(self) -> list[ApiCall]:
         """Every Web API call received, oldest first (a copy)."""
         with self._lock:
-            return list(self._api_calls)
+            return list(self._web_api.calls)
 
     @property
     def open_calls(self) -> int:
         """How many ``apps.connections.open`` calls were received, answered ok or not."""
-        return self._open_calls
+        return self._web_api.open_calls
 
     def wait_for_api_calls(self, method: str, count: int = 1, timeout: float = 5.0) -> list[ApiCall]:
         """Wait until at least ``count`` calls of Web API ``method`` were received.
@@ -368,7 +355,7 @@ class SocketModeServer:
         """
 
         def ready() -> list[ApiCall] | None:
-            calls = [call for call in self._api_calls if call.method == method]
+            calls = [call for call in self._web_api.calls if call.method == method]
             return calls if len(calls) >= count else None
 
         return self._wait(ready, timeout, lambda: f"{count} {method} call(s); got {len(ready() or [])}")
@@ -401,8 +388,7 @@ class SocketModeServer:
         """
         if error is None:
             error = "ratelimited" if status == 429 else "invalid_auth"
-        with self._lock:
-            self._open_failures.extend([(error, status, retry_after, echo)] * count)
+        self._web_api.fail_next_opens(error, status, retry_after, echo, count)
 
     def send_next_opens_to(self, url: str, *, count: int = 1) -> None:
         """Make the next ``count`` ``apps.connections.open`` calls answer with ``url``.
@@ -414,73 +400,14 @@ class SocketModeServer:
             url: the WebSocket URL to hand out.
             count: how many calls answer with it.
         """
-        with self._lock:
-            self._open_urls.extend([url] * count)
+        self._web_api.send_next_opens_to(url, count)
 
     def refuse_next_connections(self, count: int = 1) -> None:
         """Make the next ``count`` ``apps.connections.open`` calls return a URL nobody listens on.
 
         The WebSocket connect to it fails with :class:`ConnectionRefusedError`.
         """
-        with self._lock:
-            self._refusals += count
-
-    def _handle_api(self, method: str, params: dict[str, Any], token: str | None) -> ApiReply:
-        with self._lock:
-            self._api_calls.append(ApiCall(method, params))
-            try:
-                if method == "apps.connections.open":
-                    self._open_calls += 1
-                    return self._open_reply_locked(token)
-                if method == "auth.test":
-                    return ApiReply(
-                        200,
-                        {
-                            "ok": True,
-                            "url": "https://example.slack.com/",
-                            "team": "Example",
-                            "user": "bot",
-                            "team_id": "T111",
-                            "user_id": "U111",
-                            "bot_id": "B111",
-                            "is_enterprise_install": False,
-                        },
-                    )
-                return ApiReply(200, {"ok": True})
-            finally:
-                self._cond.notify_all()
-
-    def _open_reply_locked(self, token: str | None) -> ApiReply:
-        if token is None:
-            return ApiReply(200, {"ok": False, "error": "not_authed"})
-        if not token.startswith("xapp-"):
-            return ApiReply(200, {"ok": False, "error": "invalid_auth"})
-        if self._open_failures:
-            error, status, retry_after, echo = self._open_failures.popleft()
-            headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
-            if echo:
-                error = f"{error}: you sent Authorization: Bearer {token}"
-            return ApiReply(status, {"ok": False, "error": "ratelimited" if status == 429 else error}, headers)
-        if self._open_urls:
-            return ApiReply(200, {"ok": True, "url": self._open_urls.popleft()})
-        ticket = str(uuid.uuid4())
-        if self._refusals > 0:
-            self._refusals -= 1
-            return ApiReply(200, {"ok": True, "url": self._ws_url(_unused_port(self.host), ticket)})
-        self._tickets.add(ticket)
-        return ApiReply(200, {"ok": True, "url": self._ws_url(self._ws_port, ticket)})
-
-    def _consume_ticket(self, path: str) -> bool:
-        url = urlsplit(path)
-        if url.path.rstrip("/") != "/link":
-            return False
-        tickets = parse_qs(url.query).get("ticket") or []
-        with self._lock:
-            for ticket in tickets:
-                if ticket in self._tickets:
-                    self._tickets.discard(ticket)
-                    return True
-        return False
+        self._web_api.refuse_next_connections(count)
 
     # -- connections ---------------------------------------------------------------------
 
@@ -519,7 +446,7 @@ class SocketModeServer:
             timeout,
             lambda: (
                 f"{count} open connection(s); {len(self._open)} open, {len(self._all)} ever accepted, "
-                f"{self._open_calls} apps.connections.open call(s)"
+                f"{self._web_api.open_calls} apps.connections.open call(s)"
             ),
         )
 
@@ -549,7 +476,7 @@ class SocketModeServer:
             timeout,
             lambda: (
                 f"connection #{after + 1}; {len(self._all)} ever accepted, "
-                f"{self._open_calls} apps.connections.open call(s)"
+                f"{self._web_api.open_calls} apps.connections.open call(s)"
             ),
         )
 
@@ -1129,10 +1056,3 @@ class SocketModeServer:
         """
         for conn in self._targets(connection):
             conn.silenced = True
-
-
-def _unused_port(host: str) -> int:
-    """A port on ``host`` nobody listens on (bound, read, closed)."""
-    with socket.socket(address_family(host), socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
