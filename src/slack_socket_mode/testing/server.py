@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import errno
 import itertools
-import json
 import logging
 import socket
 import ssl
@@ -45,10 +44,12 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from ._api_fake import WebApiFake
 from ._connection import CLOSE_TIMEOUT, ConnectionHooks, ServerConnection
-from ._envelopes import EnvelopeBook, EnvelopeState
+from ._delivery import Deliverer
+from ._envelopes import EnvelopeBook
+from ._routing import ConnectionTable
 from ._timers import TimerQueue
 from ._webapi import THREAD_PREFIX, ApiCall, ApiServer, address_family, url_host, wake_listener
-from .records import Ack, Delivery, EnvelopeRecord, Item, ReceivedMessage, dumps, prepare
+from .records import Ack, Delivery, EnvelopeRecord, ReceivedMessage, dumps, prepare
 from .samples import load_sample
 
 if TYPE_CHECKING:
@@ -68,7 +69,6 @@ logger = logging.getLogger("slack_socket_mode.testing")
 
 _T = TypeVar("_T")
 
-_BATCH_COUNT = 1024  # push_many() records this many deliveries per lock acquisition
 _APP_ID = "A111"
 
 if TYPE_CHECKING:
@@ -156,15 +156,20 @@ class SocketModeServer:
         self._cond = threading.Condition(self._lock)  # any recorded state changed
         self._started = False
         self._stopping = False
-        self._next_id = 1
-        self._round_robin = 0
-        self._sockets: set[ServerConnection] = set()  # every connection whose reader runs
-        self._open: list[ServerConnection] = []
-        self._all: list[ServerConnection] = []
+        self._table = ConnectionTable(self._cond, app)  # guarded by _lock
         self._book = EnvelopeBook()  # guarded by _lock
         self._web_api = WebApiFake(self._cond, host, tls=ssl_context is not None)
 
         self._timers = TimerQueue()
+        self._deliverer = Deliverer(
+            self._cond,
+            self._book,
+            self._table,
+            self._timers,
+            redelivery_delay=redelivery_delay,
+            max_retries=max_retries,
+            running=self._is_running,
+        )
         self._stop_event = threading.Event()
 
         self._hooks = ConnectionHooks(
@@ -173,7 +178,7 @@ class SocketModeServer:
             fragment_size=fragment_size,
             consume_ticket=self._web_api.consume_ticket,
             register=self._register,
-            unregister=self._unregister,
+            unregister=self._table.unregister,
             record_incoming=self._record_incoming,
             close=self.close_connection,
         )
@@ -252,7 +257,7 @@ class SocketModeServer:
             if self._api is not None:
                 self._api.stop(deadline)
             with self._lock:
-                connections = list(self._sockets)
+                connections = list(self._table.readers)
             for conn in connections:
                 conn.abort("server")
             for conn in connections:
@@ -284,6 +289,9 @@ class SocketModeServer:
 
     def _is_stopping(self) -> bool:
         return self._stopping
+
+    def _is_running(self) -> bool:
+        return self._started and not self._stopping
 
     def _require_started(self) -> None:
         if not self._started:
@@ -415,13 +423,13 @@ class SocketModeServer:
     def connections(self) -> list[ServerConnection]:
         """The open connections (handshake done, not closed), oldest first (a copy)."""
         with self._lock:
-            return list(self._open)
+            return list(self._table.open)
 
     @property
     def all_connections(self) -> list[ServerConnection]:
         """Every connection ever accepted (handshake done), in order (a copy)."""
         with self._lock:
-            return list(self._all)
+            return list(self._table.all)
 
     def wait_for_connections(self, count: int = 1, timeout: float = 5.0) -> list[ServerConnection]:
         """Wait until at least ``count`` connections are open and were sent their ``hello``.
@@ -439,13 +447,13 @@ class SocketModeServer:
         """
 
         def ready() -> list[ServerConnection] | None:
-            return list(self._open) if len(self._open) >= count else None
+            return list(self._table.open) if len(self._table.open) >= count else None
 
         return self._wait(
             ready,
             timeout,
             lambda: (
-                f"{count} open connection(s); {len(self._open)} open, {len(self._all)} ever accepted, "
+                f"{count} open connection(s); {len(self._table.open)} open, {len(self._table.all)} ever accepted, "
                 f"{self._web_api.open_calls} apps.connections.open call(s)"
             ),
         )
@@ -469,63 +477,20 @@ class SocketModeServer:
         """
 
         def ready() -> ServerConnection | None:
-            return self._all[after] if len(self._all) > after else None
+            return self._table.all[after] if len(self._table.all) > after else None
 
         return self._wait(
             ready,
             timeout,
             lambda: (
-                f"connection #{after + 1}; {len(self._all)} ever accepted, "
+                f"connection #{after + 1}; {len(self._table.all)} ever accepted, "
                 f"{self._web_api.open_calls} apps.connections.open call(s)"
             ),
         )
 
     def _register(self, conn: ServerConnection) -> bytes | None:
         """Count a connection whose handshake succeeded; returns the hello to send, if any."""
-        with self._lock:
-            connection_id = self._next_id
-            self._next_id += 1
-            self._all.append(conn)
-            if self._app is not None and not self._app.admits(len(self._open)):
-                conn.mark_open(connection_id, hello_sent=False, refused=True)  # never sent an envelope
-                self._cond.notify_all()
-                return self._app.refusal()
-            conn.mark_open(connection_id, hello_sent=self._send_hello, refused=False)
-            self._open.append(conn)
-            hello = None
-            if self._send_hello:
-                fields = dict(self.hello_template)
-                fields["num_connections"] = len(self._open)
-                hello = dumps(fields).encode("utf-8")
-            self._cond.notify_all()
-        return hello
-
-    def _unregister(self, conn: ServerConnection) -> None:
-        with self._lock:
-            conn.mark_closed()
-            self._sockets.discard(conn)
-            if conn in self._open:
-                self._open.remove(conn)
-            self._cond.notify_all()
-        if conn.accepted and logger.isEnabledFor(logging.DEBUG):
-            logger.debug("connection %s closed by %s", conn.id, conn.closed_by)
-
-    def _live_locked(self) -> list[ServerConnection]:
-        """Connections to spread envelopes over: every live one.
-
-        A connection that was sent a ``disconnect`` stays among them until it closes: Slack
-        does not promise to stop delivering on it, so a client must take what arrives there.
-        """
-        return [conn for conn in self._open if conn.is_live()]
-
-    def _targets(self, connection: ServerConnection | None) -> list[ServerConnection]:
-        if connection is not None:
-            return [connection]
-        with self._lock:
-            targets = list(self._open)
-        if not targets:
-            raise RuntimeError("no open connection")
-        return targets
+        return self._table.register(conn, self.hello_template if self._send_hello else None)
 
     def _accept_loop(self) -> None:
         listener = self._listener
@@ -556,7 +521,7 @@ class SocketModeServer:
                 if self._is_stopping():
                     sock.close()
                     return
-                self._sockets.add(conn)
+                self._table.readers.add(conn)
                 conn.start_reader()  # under the lock: stop() never sees an unstarted reader
 
     # -- sending -------------------------------------------------------------------------
@@ -611,7 +576,7 @@ class SocketModeServer:
                 the server is not running.
         """
         item = prepare(envelope)
-        self._deliver(item, connection, None)
+        self._deliverer.deliver(item, connection, None)
         return item[0]
 
     def push_many(
@@ -630,8 +595,7 @@ class SocketModeServer:
                 come after some envelopes were sent).
         """
         items = [prepare(envelope) for envelope in envelopes]
-        for start in range(0, len(items), _BATCH_COUNT):
-            self._deliver_batch(items[start : start + _BATCH_COUNT], connection)
+        self._deliverer.deliver_many(items, connection)
         return [item[0] for item in items]
 
     def push_sample(
@@ -659,82 +623,6 @@ class SocketModeServer:
             sample["envelope_id"] = envelope_id
         return self.push(sample, connection=connection)
 
-    def _targets_for_send_locked(self, connection: ServerConnection | None) -> list[ServerConnection]:
-        if not self._started or self._stopping:
-            raise RuntimeError("the SocketModeServer is not running")
-        if connection is not None:
-            if not connection.can_send():
-                raise RuntimeError(f"connection {connection.id} is closed or closing")
-            return [connection]
-        live = self._live_locked()
-        if not live:
-            raise RuntimeError("no live connection to send to")
-        return live
-
-    def _choose_locked(self, targets: list[ServerConnection]) -> ServerConnection:
-        """The next connection to send to: round-robin, or at random with an :class:`AppModel`."""
-        if self._app is not None:
-            return self._app.choose(targets)
-        self._round_robin += 1
-        return targets[self._round_robin % len(targets)]
-
-    def _deliver(self, item: Item, connection: ServerConnection | None, only_after: Delivery | None) -> Delivery | None:
-        """Record a delivery and write it; ``only_after`` makes it a redelivery of that one."""
-        envelope_id = item[0]
-        tried: list[ServerConnection] = []
-        while True:
-            with self._lock:
-                if only_after is not None and self._book.awaiting_ack(envelope_id, only_after) is None:
-                    return None  # acked (or pushed again) meanwhile
-                targets = self._targets_for_send_locked(connection)
-                if tried:
-                    targets = [conn for conn in targets if conn not in tried]
-                    if not targets:
-                        raise RuntimeError("no live connection to send to")
-                conn = self._choose_locked(targets)
-                record, delivery = self._book.record_delivery(item, conn.id)
-            if self._redelivery_delay is not None:
-                self._timers.schedule(
-                    delivery.sent_at + self._redelivery_delay, self._redelivery_due, (envelope_id, delivery)
-                )
-            if conn.send(item[2]):
-                return delivery
-            with self._lock:
-                self._book.undo(record, delivery)
-            if connection is not None:
-                raise RuntimeError(f"connection {connection.id} is closed or closing")
-            tried.append(conn)
-
-    def _deliver_batch(self, items: list[Item], connection: ServerConnection | None) -> None:
-        groups: dict[ServerConnection, list[tuple[Item, EnvelopeState, Delivery]]] = {}
-        with self._lock:
-            targets = self._targets_for_send_locked(connection)
-            for item in items:
-                conn = self._choose_locked(targets)
-                record, delivery = self._book.record_delivery(item, conn.id)
-                groups.setdefault(conn, []).append((item, record, delivery))
-        delay = self._redelivery_delay
-        if delay is not None:
-            self._timers.schedule_many(
-                [
-                    (d.sent_at + delay, self._redelivery_due, (i[0], d))
-                    for entries in groups.values()
-                    for i, _, d in entries
-                ]
-            )
-        for conn, entries in groups.items():
-            written = conn.send_many([item[2] for item, _, _ in entries])
-            if written == len(entries):
-                continue
-            failed = entries[written:]
-            with self._lock:
-                for _, record, delivery in failed:
-                    self._book.undo(record, delivery)
-            if connection is not None:
-                raise RuntimeError(f"connection {connection.id} is closed or closing")
-            for item, _, _ in failed:
-                self._deliver(item, None, None)
-
     def send_text(self, text: str, *, connection: ServerConnection | None = None) -> None:
         """Send a raw text message, not recorded as an envelope (for malformed input tests).
 
@@ -745,7 +633,7 @@ class SocketModeServer:
         Raises:
             RuntimeError: no live connection (or ``connection`` is closed or closing).
         """
-        self._send_raw(text.encode("utf-8"), True, connection)
+        self._deliverer.send_raw(text.encode("utf-8"), True, connection)
 
     def send_raw_text_bytes(self, data: bytes, *, connection: ServerConnection | None = None) -> None:
         """Send ``data`` as a text frame without checking it is UTF-8 (invalid text tests).
@@ -753,7 +641,7 @@ class SocketModeServer:
         Raises:
             RuntimeError: as for :meth:`send_text`.
         """
-        self._send_raw(bytes(data), True, connection)
+        self._deliverer.send_raw(bytes(data), True, connection)
 
     def send_binary(self, data: bytes, *, connection: ServerConnection | None = None) -> None:
         """Send a binary message (Slack never does; for malformed input tests).
@@ -761,49 +649,7 @@ class SocketModeServer:
         Raises:
             RuntimeError: as for :meth:`send_text`.
         """
-        self._send_raw(bytes(data), False, connection)
-
-    def _send_raw(self, data: bytes, text: bool, connection: ServerConnection | None) -> None:
-        tried: list[ServerConnection] = []
-        while True:
-            with self._lock:
-                targets = self._targets_for_send_locked(connection)
-                targets = [conn for conn in targets if conn not in tried]
-                if not targets:
-                    raise RuntimeError("no live connection to send to")
-                conn = self._choose_locked(targets)
-            if conn.send(data, text):
-                return
-            if connection is not None:
-                raise RuntimeError(f"connection {connection.id} is closed or closing")
-            tried.append(conn)
-
-    # -- redelivery and timers -----------------------------------------------------------
-
-    def _redelivery_due(self, arg: tuple[str, Delivery]) -> None:
-        envelope_id, delivery = arg
-        with self._lock:
-            record = self._book.awaiting_ack(envelope_id, delivery)
-            if record is None or delivery.attempt >= self._max_retries:
-                return
-            text = record.text
-        try:
-            envelope = json.loads(text)
-        except ValueError:
-            return
-        envelope["retry_attempt"] = delivery.attempt + 1
-        envelope["retry_reason"] = "timeout"
-        try:
-            text = dumps(envelope)
-            item = (envelope_id, text, text.encode("utf-8"), delivery.attempt + 1)
-            redelivery = self._deliver(item, None, delivery)
-        except RuntimeError:
-            # No live connection right now: try again after another delay, like Slack.
-            if not self._stopping and self._redelivery_delay is not None:
-                self._timers.schedule(time.monotonic() + self._redelivery_delay, self._redelivery_due, arg)
-            return
-        if redelivery is not None and logger.isEnabledFor(logging.DEBUG):
-            logger.debug("redelivered %s (retry_attempt %d)", envelope_id, redelivery.attempt)
+        self._deliverer.send_raw(bytes(data), False, connection)
 
     def _ping_loop(self) -> None:
         interval = self._ping_interval
@@ -890,7 +736,7 @@ class SocketModeServer:
                 shown = sorted(missing)[:10]
                 more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
                 parts.append(f"acks for {len(missing)} envelope(s) still missing: {', '.join(shown)}{more}")
-            return "; ".join(parts) + f" ({len(self._open)} open connection(s))"
+            return "; ".join(parts) + f" ({len(self._table.open)} open connection(s))"
 
         return self._wait(ready, timeout, describe)
 
@@ -999,7 +845,7 @@ class SocketModeServer:
         """
         data = dumps({"type": "disconnect", "reason": reason, "debug_info": {"host": "applink-local"}}).encode()
         sent = False
-        for conn in self._targets(connection):
+        for conn in self._table.targets(connection):
             conn.disconnect_sent = True
             sent = conn.send(data) or sent
         if not sent:
@@ -1017,7 +863,7 @@ class SocketModeServer:
         Raises:
             RuntimeError: no open connection.
         """
-        for conn in self._targets(connection):
+        for conn in self._table.targets(connection):
             if not conn.claim_close("server"):
                 continue
             if conn.silenced or not conn.run_protocol(lambda protocol: protocol.send_close(code, reason)):
@@ -1034,7 +880,7 @@ class SocketModeServer:
         Raises:
             RuntimeError: no open connection.
         """
-        targets = self._targets(connection)
+        targets = self._table.targets(connection)
         for conn in targets:
             conn.abort("reset", rst=True)
         for conn in targets:
@@ -1054,5 +900,5 @@ class SocketModeServer:
         Raises:
             RuntimeError: no open connection.
         """
-        for conn in self._targets(connection):
+        for conn in self._table.targets(connection):
             conn.silenced = True
