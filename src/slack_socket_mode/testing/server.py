@@ -46,16 +46,18 @@ from ._api_fake import WebApiFake
 from ._connection import CLOSE_TIMEOUT, ConnectionHooks, ServerConnection
 from ._delivery import Deliverer
 from ._envelopes import EnvelopeBook
+from ._faults import close_connections, reset_connections, send_disconnect, silence_connections
 from ._routing import ConnectionTable
 from ._timers import TimerQueue
 from ._webapi import THREAD_PREFIX, ApiCall, ApiServer, address_family, url_host, wake_listener
-from .records import Ack, Delivery, EnvelopeRecord, ReceivedMessage, dumps, prepare
+from .records import Ack, Delivery, EnvelopeRecord, ReceivedMessage, prepare
 from .samples import load_sample
 
 if TYPE_CHECKING:
     from .app_model import AppModel
 
 __all__ = [
+    "CLOSE_TIMEOUT",
     "Ack",
     "ApiCall",
     "Delivery",
@@ -69,7 +71,6 @@ logger = logging.getLogger("slack_socket_mode.testing")
 
 _T = TypeVar("_T")
 
-_APP_ID = "A111"
 
 if TYPE_CHECKING:
     from .replay import ReplayReport
@@ -843,13 +844,7 @@ class SocketModeServer:
         Raises:
             RuntimeError: no open connection (or ``connection`` is closed or closing).
         """
-        data = dumps({"type": "disconnect", "reason": reason, "debug_info": {"host": "applink-local"}}).encode()
-        sent = False
-        for conn in self._table.targets(connection):
-            conn.disconnect_sent = True
-            sent = conn.send(data) or sent
-        if not sent:
-            raise RuntimeError("no connection could take the disconnect message (closed or closing)")
+        send_disconnect(self._table.targets(connection), reason)
 
     def close_connection(self, connection: ServerConnection | None = None, code: int = 1000, reason: str = "") -> None:
         """Start a clean close: send a close frame; the TCP connection is closed once the
@@ -863,13 +858,7 @@ class SocketModeServer:
         Raises:
             RuntimeError: no open connection.
         """
-        for conn in self._table.targets(connection):
-            if not conn.claim_close("server"):
-                continue
-            if conn.silenced or not conn.run_protocol(lambda protocol: protocol.send_close(code, reason)):
-                conn.abort("server")
-                continue
-            conn.arm_close_timeout()
+        close_connections(self._table.targets(connection), code, reason)
 
     def reset(self, connection: ServerConnection | None = None) -> None:
         """Reset the TCP connection (RST, no close frame) and wait (up to 2 s) until it is closed.
@@ -880,11 +869,7 @@ class SocketModeServer:
         Raises:
             RuntimeError: no open connection.
         """
-        targets = self._table.targets(connection)
-        for conn in targets:
-            conn.abort("reset", rst=True)
-        for conn in targets:
-            conn.wait_closed(CLOSE_TIMEOUT)
+        reset_connections(self._table.targets(connection))
 
     def silence(self, connection: ServerConnection | None = None) -> None:
         """Go silent with the TCP connection kept open, like a dead network path.
@@ -900,5 +885,4 @@ class SocketModeServer:
         Raises:
             RuntimeError: no open connection.
         """
-        for conn in self._table.targets(connection):
-            conn.silenced = True
+        silence_connections(self._table.targets(connection))
