@@ -25,41 +25,57 @@ Threads (all named ``slack_socket_mode.testing-<role>``): ``accept`` (WebSocket 
 timeouts), ``pinger`` (only with ``ping_interval``), ``api`` and ``api-request`` (Web API).
 :meth:`SocketModeServer.stop` stops and joins them all.
 
+The pieces, one job per module (all under :mod:`slack_socket_mode.testing`):
+
+* :mod:`.records`: the frozen records tests read (``Ack``, ``Delivery``...) and their wire formats;
+* ``_connection``: :class:`ServerConnection`, the per-connection protocol driver (reader
+  thread, one writer path, closing), over the sans-I/O frame handling of ``_frames``;
+* ``_routing``: the table of connections and which one gets the next envelope;
+* ``_envelopes``: every delivery and ack per envelope id; ``_delivery``: push, batches and
+  redelivery; ``_timers``: the timer thread that runs redeliveries and close timeouts;
+* ``_api_fake``: what the Web API answers (tickets, open faults), served by ``_webapi``;
+* ``_faults``: disconnect, close, reset, silence;
+* this module: :class:`SocketModeServer`, the facade that owns the threads and the pieces,
+  with its queries (``_queries``), sending (``_sending``) and fault (``_faults``) methods.
+
+Lock order: a connection's write lock, then the server lock (``_lock``, the lock of
+``_cond``; it guards the connection table, the envelope book and the Web API fake), then a
+connection's protocol lock or the timer queue's lock (leaves). No socket is written with the
+server lock held.
+
 Every time recorded by this module comes from :func:`time.monotonic` (seconds).
 """
 
 from __future__ import annotations
 
 import errno
-import heapq
 import itertools
-import json
 import logging
 import socket
 import ssl
-import struct
 import threading
 import time
-import uuid
-from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
-from urllib.parse import parse_qs, urlsplit
 
-from websockets.frames import Frame, Opcode
-from websockets.http11 import Request
-from websockets.protocol import State
-from websockets.server import ServerProtocol
-
-from ._webapi import THREAD_PREFIX, ApiCall, ApiReply, ApiServer, address_family, url_host, wake_listener
+from ._api_fake import WebApiFake
+from ._connection import CLOSE_TIMEOUT, ConnectionHooks, ServerConnection
+from ._delivery import Deliverer
+from ._envelopes import EnvelopeBook
+from ._faults import ServerFaults
+from ._queries import ServerQueries
+from ._routing import ConnectionTable
+from ._sending import ServerSending
+from ._timers import TimerQueue
+from ._webapi import THREAD_PREFIX, ApiCall, ApiServer, address_family, url_host, wake_listener
+from .records import Ack, Delivery, EnvelopeRecord, ReceivedMessage
 from .samples import load_sample
 
 if TYPE_CHECKING:
     from .app_model import AppModel
 
 __all__ = [
+    "CLOSE_TIMEOUT",
     "Ack",
     "ApiCall",
     "Delivery",
@@ -73,625 +89,23 @@ logger = logging.getLogger("slack_socket_mode.testing")
 
 _T = TypeVar("_T")
 
-#: How long a connection may take to finish closing (after a close frame was sent or
-#: received, or a handshake was rejected) before its TCP connection is closed anyway.
-CLOSE_TIMEOUT = 2.0
-
-_RECV_SIZE = 256 * 1024
-_BATCH_BYTES = 64 * 1024  # push_many() writes about this much per sendall()
-_BATCH_COUNT = 1024  # and records this many deliveries per lock acquisition
-_APP_ID = "A111"
 
 if TYPE_CHECKING:
     from .replay import ReplayReport
 
-    _LoggerAdapter = logging.LoggerAdapter[logging.Logger]
-else:
-    _LoggerAdapter = logging.LoggerAdapter
 
-
-class _WireLogger(_LoggerAdapter):
-    """The logger handed to ``websockets``: its per-connection INFO lines become DEBUG."""
-
-    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
-        super().log(logging.DEBUG if level == logging.INFO else level, msg, *args, **kwargs)
-
-
-_WIRE_LOGGER = _WireLogger(logging.getLogger("slack_socket_mode.testing.wire"), {})
-
-
-@dataclass(frozen=True)
-class Ack:
-    """An ack received from a client: a text frame holding a JSON object with an ``envelope_id``.
-
-    Attributes:
-        envelope_id: the acked envelope's id.
-        payload: the ack's ``payload`` object, or ``None`` if it had none (or not an object).
-        received_at: :func:`time.monotonic` time (seconds) at which the frame was read.
-        connection_id: :attr:`ServerConnection.id` of the connection it arrived on.
-        raw: the frame's text, exactly as received.
-    """
-
-    envelope_id: str
-    payload: dict[str, Any] | None
-    received_at: float
-    connection_id: int
-    raw: str
-
-
-@dataclass(frozen=True)
-class ReceivedMessage:
-    """A text message received from a client (acks included), reassembled if fragmented.
-
-    Attributes:
-        connection_id: :attr:`ServerConnection.id` of the connection it arrived on.
-        text: the message text.
-        received_at: :func:`time.monotonic` time (seconds) at which it was read.
-    """
-
-    connection_id: int
-    text: str
-    received_at: float
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One time an envelope was written to a connection.
-
-    Attributes:
-        attempt: the envelope's ``retry_attempt`` in that copy (0 for a first delivery).
-        sent_at: :func:`time.monotonic` time (seconds) just before it was written.
-        connection_id: :attr:`ServerConnection.id` of the connection it was written to.
-    """
-
-    attempt: int
-    sent_at: float
-    connection_id: int
-
-
-@dataclass(frozen=True)
-class EnvelopeRecord:
-    """A snapshot of what happened to one envelope id (see :meth:`SocketModeServer.envelope`).
-
-    Attributes:
-        envelope_id: the envelope id.
-        deliveries: every delivery, first one first (pushes and redeliveries).
-        acks: every ack received for this id, in arrival order (duplicates included).
-        settled: ``True`` when it was acked and no delivery is waiting for an ack.
-    """
-
-    envelope_id: str
-    deliveries: list[Delivery]
-    acks: list[Ack]
-    settled: bool
-
-
-class _Envelope:
-    """Server-side state of one envelope id (guarded by the server lock)."""
-
-    __slots__ = ("acks", "deliveries", "envelope_id", "pending", "text")
-
-    def __init__(self, envelope_id: str) -> None:
-        self.envelope_id = envelope_id
-        self.text = ""
-        self.deliveries: list[Delivery] = []
-        self.acks: list[Ack] = []
-        self.pending = 0  # deliveries since the last ack
-
-
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-
-
-def _dumps(value: Any) -> str:
-    return _ENCODER.encode(value)
-
-
-class ServerConnection:
-    """One WebSocket connection accepted by a :class:`SocketModeServer`.
-
-    Created by the server; tests read its attributes and call :meth:`wait_closed`. The
-    attributes are updated by the server's threads: reading them from any thread is safe.
-
-    Attributes:
-        id: 1, 2, 3 ... in the order the handshakes completed.
-        opened_at: :func:`time.monotonic` time (seconds) of the handshake's 101 response.
-        closed_at: :func:`time.monotonic` time at which the TCP connection was closed, or ``None``.
-        hello_sent: whether the ``hello`` message was sent (it is sent with the 101 response).
-        silenced: set by :meth:`SocketModeServer.silence`.
-        disconnect_sent: whether a ``disconnect`` message was sent on it.
-        pings_received: ping frames received from the client.
-        pongs_received: pong frames received from the client.
-        close_code_received: the code of the close frame the client sent, if it sent one.
-        closed_by: once closed, who closed it: ``"client"`` (close frame or TCP close from
-            the client), ``"server"`` (:meth:`~SocketModeServer.close_connection`,
-            :meth:`~SocketModeServer.stop`), ``"reset"`` (:meth:`~SocketModeServer.reset`)
-            or ``"error"`` (a socket error or a protocol violation by the client).
-        peer: the client's address.
-    """
-
-    id: int
-    opened_at: float
-    closed_at: float | None
-    hello_sent: bool
-    silenced: bool
-    disconnect_sent: bool
-    pings_received: int
-    pongs_received: int
-    close_code_received: int | None
-    closed_by: str | None
-
-    def __init__(self, server: SocketModeServer, sock: socket.socket, peer: Any) -> None:
-        self.id = 0
-        self.opened_at = 0.0
-        self.closed_at = None
-        self.hello_sent = False
-        self.silenced = False
-        self.disconnect_sent = False
-        self.pings_received = 0
-        self.pongs_received = 0
-        self.close_code_received = None
-        self.closed_by = None
-        self.peer = peer
-        self._server = server
-        self._sock = sock
-        self._protocol = ServerProtocol(max_size=None, logger=_WIRE_LOGGER)
-        # Every socket write happens under _write_lock; protocol state is guarded by the
-        # short-held _proto_lock so the reader can parse while a writer is blocked in sendall().
-        self._write_lock = threading.Lock()
-        self._proto_lock = threading.Lock()
-        self._outbox: list[bytes] = []  # protocol output produced by the reader, not yet written
-        self._accepted = False  # handshake done: counted in the server's connections
-        self._closing = False  # close frame sent or received, or the server is closing it
-        self._aborting = False  # reset/stop: write nothing more, just close
-        self._closed = False
-        self._cause: str | None = None
-        self._close_timer_armed = False
-        self._eof_written = False
-        self._wake = threading.Event()  # wakes a silenced reader
-        self._thread: threading.Thread | None = None
-        self._fragments: list[bytes] = []
-        self._fragment_opcode: Opcode | None = None
-        self._refused = False  # beyond the app's connection limit: sent too_many_websockets, not hello
-
-    def __repr__(self) -> str:
-        state = "open" if self.is_open else f"closed by {self.closed_by}" if self._closed else "connecting"
-        return f"<ServerConnection id={self.id} {state}{' silenced' if self.silenced else ''}>"
-
-    @property
-    def is_open(self) -> bool:
-        """``True`` from the completed handshake until the TCP connection is closed."""
-        return self._accepted and not self._closed
-
-    def wait_closed(self, timeout: float = 5.0) -> bool:
-        """Wait until the TCP connection is closed.
-
-        Args:
-            timeout: the longest wait, in seconds.
-
-        Returns:
-            ``True`` if it is closed, ``False`` if ``timeout`` passed first. Thread-safe.
-        """
-        with self._server._cond:
-            return self._server._cond.wait_for(lambda: self._closed, timeout)
-
-    # -- writing -------------------------------------------------------------------------
-
-    def _live(self) -> bool:
-        return self._accepted and not (self._closed or self._closing or self.silenced)
-
-    def _send_data(self, data: bytes, text: bool = True) -> bool:
-        """Send one message (fragmented above the server's fragment_size).
-
-        Returns ``False`` if the connection cannot take it (closing or closed). On a
-        silenced connection the message is dropped and ``True`` is returned.
-        """
-        if self.silenced:
-            return not self._closed
-        with self._write_lock:
-            with self._proto_lock:
-                if self._closing or self._protocol.state is not State.OPEN:
-                    return False
-                self._encode(data, text)
-                chunks = self._take_output()
-            ok = self._write_chunks(chunks)
-            if ok and self._outbox:
-                # The message went out; a failure to write the reader's queued output (a close
-                # reply to a client that already hung up) does not undo its delivery.
-                self._drain()
-        if self._outbox:  # the reader queued output while we held the write lock
-            self._flush_outbox()
-        return ok
-
-    def _send_many(self, messages: list[bytes]) -> int:
-        """Send text messages with as few writes as possible; returns how many were written.
-
-        Writes in slices of about 64 KB so the reader can process acks in between. On a
-        silenced connection the messages are dropped (and count as written).
-        """
-        if self.silenced:
-            return 0 if self._closed else len(messages)
-        written = 0
-        total = len(messages)
-        while written < total:
-            with self._write_lock:
-                with self._proto_lock:
-                    if self._closing or self._protocol.state is not State.OPEN:
-                        return written
-                    end = written
-                    size = 0
-                    while end < total and size < _BATCH_BYTES:
-                        data = messages[end]
-                        self._encode(data, True)
-                        size += len(data)
-                        end += 1
-                    chunks = self._take_output()
-                ok = self._write_chunks(chunks)
-                if ok and self._outbox:
-                    self._drain()  # these messages went out, whatever becomes of the reader's output
-            if self._outbox:
-                self._flush_outbox()
-            if not ok:
-                return written
-            written = end
-        return written
-
-    def _encode(self, data: bytes, text: bool) -> None:
-        """Queue ``data`` as one message in the protocol (call with _proto_lock held)."""
-        protocol = self._protocol
-        size = self._server._fragment_size
-        if len(data) <= size:
-            if text:
-                protocol.send_text(data)
-            else:
-                protocol.send_binary(data)
-            return
-        view = memoryview(data)
-        first = bytes(view[:size])
-        if text:
-            protocol.send_text(first, fin=False)
-        else:
-            protocol.send_binary(first, fin=False)
-        for start in range(size, len(data), size):
-            protocol.send_continuation(bytes(view[start : start + size]), fin=start + size >= len(data))
-
-    def _run_protocol(self, action: Callable[[ServerProtocol], None]) -> bool:
-        """Apply ``action`` to the protocol (send_ping, send_close...) and write its output."""
-        with self._write_lock:
-            with self._proto_lock:
-                if self._closed or self._aborting:
-                    return False
-                try:
-                    action(self._protocol)
-                except Exception:  # InvalidState, ProtocolError: the connection is closing
-                    return False
-                chunks = self._take_output()
-            ok = self._write_chunks(chunks)
-            if ok and self._outbox:
-                ok = self._drain()
-        if self._outbox:
-            self._flush_outbox()
-        return ok
-
-    def _ping(self, payload: bytes) -> bool:
-        return self._run_protocol(lambda protocol: protocol.send_ping(payload))
-
-    def _take_output(self) -> list[bytes]:
-        """Protocol output to write, oldest first (call with _proto_lock held)."""
-        chunks = self._protocol.data_to_send()
-        if self._outbox:
-            chunks = self._outbox + chunks
-            self._outbox = []
-        return chunks
-
-    def _drain(self) -> bool:
-        """Write what the reader queued (call with _write_lock held)."""
-        while True:
-            with self._proto_lock:
-                chunks, self._outbox = self._outbox, []
-            if not chunks:
-                return True
-            if not self._write_chunks(chunks):
-                return False
-
-    def _flush_outbox(self) -> None:
-        """Write queued output unless another thread holds the write lock (it then will)."""
-        while True:
-            if not self._write_lock.acquire(blocking=False):
-                return
-            try:
-                self._drain()
-            finally:
-                self._write_lock.release()
-            # Output queued after our drain but while we still held the lock: go again.
-            if not self._outbox:
-                return
-
-    def _write_chunks(self, chunks: list[bytes]) -> bool:
-        """Write protocol output to the socket (call with _write_lock held)."""
-        if self._aborting:
-            return False
-        data: list[bytes] = []
-        try:
-            for chunk in chunks:
-                if chunk:
-                    data.append(chunk)
-                    continue
-                # An empty chunk is websockets' SEND_EOF: half-close after what precedes it.
-                if data:
-                    self._sock.sendall(data[0] if len(data) == 1 else b"".join(data))
-                    data = []
-                if not self._eof_written:
-                    self._eof_written = True
-                    self._sock.shutdown(socket.SHUT_WR)
-            if data:
-                self._sock.sendall(data[0] if len(data) == 1 else b"".join(data))
-        except OSError as exc:
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("connection %s: write failed: %r", self.id, exc)
-            self._abort("error")
-            return False
-        return True
-
-    # -- closing ---------------------------------------------------------------------------
-
-    def _abort(self, cause: str, *, rst: bool = False) -> None:
-        """Close the TCP connection now, with no more WebSocket frames.
-
-        With ``rst``, the kernel answers with a TCP RST (SO_LINGER 0) and no FIN is sent.
-        """
-        server = self._server
-        with server._lock:
-            if self._closed:
-                return
-            if self._cause is None:
-                self._cause = cause
-            self._closing = True
-            self._aborting = True
-        try:
-            if rst:
-                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                # SHUT_RD sends nothing to the peer but wakes the reader blocked in recv();
-                # the reader then closes the socket, which sends the RST.
-                self._sock.shutdown(socket.SHUT_RD)
-            else:
-                self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self._wake.set()
-
-    def _arm_close_timeout(self) -> None:
-        with self._server._lock:
-            if self._close_timer_armed or self._closed:
-                return
-            self._close_timer_armed = True
-            self._closing = True
-        self._server._schedule(time.monotonic() + CLOSE_TIMEOUT, self._close_timed_out, None)
-
-    def _close_timed_out(self, _: object) -> None:
-        if not self._closed:
-            self._abort("server")
-
-    # -- reading (the connection's reader thread) ------------------------------------------
-
-    def _run(self) -> None:
-        try:
-            self._serve()
-        except Exception:
-            logger.debug("connection %s: reader failed", self.id, exc_info=True)
-            self._cause = self._cause or "error"
-        finally:
-            self._finish()
-
-    def _serve(self) -> None:
-        sock = self._sock
-        protocol = self._protocol
-        while True:
-            try:
-                data = sock.recv(_RECV_SIZE)
-            except OSError as exc:
-                if self._cause is None:
-                    self._cause = "error"
-                if logger.isEnabledFor(logging.DEBUG):
-                    logger.debug("connection %s: read failed: %r", self.id, exc)
-                return
-            if self.silenced and not self._aborting:
-                # Going silent: nothing more is read or answered until the server closes it.
-                self._wake.wait()
-                return
-            if not data:
-                if not self._aborting:
-                    with self._proto_lock:
-                        protocol.receive_eof()
-                        self._outbox.extend(protocol.data_to_send())
-                    self._flush_outbox()
-                if self._cause is None:
-                    self._cause = "client"
-                return
-            with self._proto_lock:
-                protocol.receive_data(data)
-                events = protocol.events_received()
-                output = protocol.data_to_send()
-                if output:
-                    self._outbox.extend(output)
-                closing = protocol.close_expected()
-                failed = protocol.parser_exc
-            if self._outbox:
-                self._flush_outbox()
-            if events:
-                if not self._accepted:
-                    self._handshake(events)
-                else:
-                    self._handle_frames(events)
-            if failed is not None and not isinstance(failed, EOFError) and self._cause is None:
-                self._cause = "error"  # the client broke the protocol; websockets sent a close frame
-            if closing or self._closing:
-                self._arm_close_timeout()
-
-    def _handshake(self, events: list[Any]) -> None:
-        server = self._server
-        request = events[0]
-        if not isinstance(request, Request):
-            return
-        protocol = self._protocol
-        if server._consume_ticket(request.path):
-            response = protocol.accept(request)
-        else:
-            response = protocol.reject(403, "Failed to open a WebSocket connection: invalid or used ticket.\n")
-        if response.status_code != 101:
-            with self._write_lock:
-                with self._proto_lock:
-                    protocol.send_response(response)
-                    chunks = self._take_output()
-                self._write_chunks(chunks)
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("handshake from %s rejected: %s", self.peer, response.status_code)
-            self._arm_close_timeout()
-            return
-        # Register before writing, holding the write lock: once the client has read the
-        # hello, the server already lists the connection, and nothing can be written to
-        # it before the 101 response and the hello.
-        with self._write_lock:
-            hello = server._register(self)
-            with self._proto_lock:
-                protocol.send_response(response)
-                if hello is not None:
-                    protocol.send_text(hello)
-                chunks = self._take_output()
-            self._write_chunks(chunks)
-        threading.current_thread().name = f"{THREAD_PREFIX}reader-{self.id}"
-        if self._refused:
-            server.close_connection(self, 1000, "too_many_websockets")
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("connection %s opened from %s", self.id, self.peer)
-        if len(events) > 1:
-            self._handle_frames(events[1:])
-
-    def _handle_frames(self, events: list[Any]) -> None:
-        now = time.monotonic()
-        messages: list[ReceivedMessage] = []
-        acks: list[Ack] = []
-        control = False
-        for frame in events:
-            if not isinstance(frame, Frame):
-                continue
-            opcode = frame.opcode
-            if opcode is Opcode.TEXT or opcode is Opcode.BINARY or opcode is Opcode.CONT:
-                if opcode is Opcode.CONT:
-                    if self._fragment_opcode is None:
-                        continue  # websockets rejects this before it gets here
-                    self._fragments.append(bytes(frame.data))
-                    if not frame.fin:
-                        continue
-                    opcode = self._fragment_opcode
-                    payload = b"".join(self._fragments)
-                    self._fragments = []
-                    self._fragment_opcode = None
-                elif not frame.fin:
-                    self._fragment_opcode = opcode
-                    self._fragments = [bytes(frame.data)]
-                    continue
-                else:
-                    payload = bytes(frame.data)
-                if opcode is not Opcode.TEXT:
-                    if logger.isEnabledFor(logging.DEBUG):
-                        logger.debug("connection %s: binary message ignored (%d bytes)", self.id, len(payload))
-                    continue
-                try:
-                    text = payload.decode("utf-8")
-                except UnicodeDecodeError:
-                    self._fail(1007, "invalid UTF-8 in a text message")
-                    break
-                messages.append(ReceivedMessage(self.id, text, now))
-                ack = _parse_ack(text, now, self.id)
-                if ack is not None:
-                    acks.append(ack)
-            elif opcode is Opcode.PING:
-                self.pings_received += 1
-                control = True
-            elif opcode is Opcode.PONG:
-                self.pongs_received += 1
-                control = True
-            elif opcode is Opcode.CLOSE:
-                close = self._protocol.close_rcvd
-                self.close_code_received = close.code if close is not None else None
-                self._closing = True
-                if self._cause is None:
-                    self._cause = "client"
-                control = True
-        if messages or control:
-            self._server._record_incoming(messages, acks)
-
-    def _fail(self, code: int, reason: str) -> None:
-        if self._cause is None:
-            self._cause = "error"
-        with self._proto_lock:
-            try:
-                self._protocol.fail(code, reason)
-            except Exception:
-                pass
-            self._outbox.extend(self._protocol.data_to_send())
-        self._closing = True
-        self._flush_outbox()
-        self._arm_close_timeout()
-
-    def _finish(self) -> None:
-        try:
-            self._sock.close()
-        except OSError:
-            pass
-        self._server._unregister(self)
-
-
-#: A prepared envelope: (envelope_id, text, UTF-8 bytes, retry_attempt).
-_Item = tuple[str, str, bytes, int]
-
-
-def _prepare(envelope: dict[str, Any] | str) -> _Item:
-    if isinstance(envelope, str):
-        text = envelope
-        try:
-            fields = json.loads(text)
-        except ValueError:
-            raise ValueError("envelope text is not JSON") from None
-        if not isinstance(fields, dict):
-            raise ValueError("envelope text is not a JSON object")
-    elif isinstance(envelope, dict):
-        fields = envelope
-        text = _dumps(envelope)
-    else:
-        raise TypeError(f"envelope must be a dict or a str, not {type(envelope).__name__}")
-    envelope_id = fields.get("envelope_id")
-    if not isinstance(envelope_id, str) or not envelope_id:
-        raise ValueError("the envelope has no envelope_id")
-    attempt = fields.get("retry_attempt")
-    return envelope_id, text, text.encode("utf-8"), attempt if type(attempt) is int else 0
-
-
-def _parse_ack(text: str, now: float, connection_id: int) -> Ack | None:
-    if not text.startswith("{"):
-        stripped = text.lstrip()
-        if not stripped.startswith("{"):
-            return None
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(value, dict):
-        return None
-    envelope_id = value.get("envelope_id")
-    if not isinstance(envelope_id, str):
-        return None
-    payload = value.get("payload")
-    return Ack(envelope_id, payload if isinstance(payload, dict) else None, now, connection_id, text)
-
-
-class SocketModeServer:
+class SocketModeServer(ServerQueries, ServerSending, ServerFaults):
     """A local fake of Slack's Socket Mode service: a Web API server plus a WebSocket server.
 
     Use it as a context manager (or call :meth:`start` and :meth:`stop`). Point a
     ``slack_sdk.WebClient`` at :attr:`api_url`; ``apps.connections.open`` with an app-level
     token (``xapp-...``) returns a single-use ``ws://`` URL to this server. Each connection
     gets a ``hello``, then whatever the test pushes.
+
+    This class is the facade: it owns the threads and the pieces and keeps the public API.
+    Its queries and waits come from :class:`~._queries.ServerQueries`, its sending methods
+    from :class:`~._sending.ServerSending` and its fault methods from
+    :class:`~._faults.ServerFaults`.
 
     Every public method and property is thread-safe. Waiting helpers use a
     :class:`threading.Condition` (no polling), raise :class:`TimeoutError` when their
@@ -753,7 +167,6 @@ class SocketModeServer:
         self._redelivery_delay = redelivery_delay
         self._max_retries = max_retries
         self._send_hello = send_hello
-        self._fragment_size = fragment_size
         self._ping_interval = ping_interval
         self._app = app
         hello = load_sample("hello")
@@ -767,27 +180,32 @@ class SocketModeServer:
         self._cond = threading.Condition(self._lock)  # any recorded state changed
         self._started = False
         self._stopping = False
-        self._next_id = 1
-        self._round_robin = 0
-        self._sockets: set[ServerConnection] = set()  # every connection whose reader runs
-        self._open: list[ServerConnection] = []
-        self._all: list[ServerConnection] = []
-        self._tickets: set[str] = set()
-        self._acks: list[Ack] = []
-        self._first_ack: dict[str, Ack] = {}
-        self._duplicates: list[Ack] = []
-        self._messages: list[ReceivedMessage] = []
-        self._records: dict[str, _Envelope] = {}
-        self._api_calls: list[ApiCall] = []
-        self._open_calls = 0
-        self._open_failures: deque[tuple[str, int, int | None, bool]] = deque()
-        self._open_urls: deque[str] = deque()  # handed out before this server's own (see send_next_opens_to)
-        self._refusals = 0
+        self._table = ConnectionTable(self._cond, app)  # guarded by _lock
+        self._book = EnvelopeBook()  # guarded by _lock
+        self._web_api = WebApiFake(self._cond, host, tls=ssl_context is not None)
 
-        self._timer_cond = threading.Condition(threading.Lock())
-        self._timers: list[tuple[float, int, Callable[[Any], None], Any]] = []
-        self._timer_seq = itertools.count()
+        self._timers = TimerQueue()
+        self._deliverer = Deliverer(
+            self._cond,
+            self._book,
+            self._table,
+            self._timers,
+            redelivery_delay=redelivery_delay,
+            max_retries=max_retries,
+            running=self._is_running,
+        )
         self._stop_event = threading.Event()
+
+        self._hooks = ConnectionHooks(
+            cond=self._cond,
+            timers=self._timers,
+            fragment_size=fragment_size,
+            consume_ticket=self._web_api.consume_ticket,
+            register=self._register,
+            unregister=self._table.unregister,
+            record_incoming=self._record_incoming,
+            close=self.close_connection,
+        )
 
         self._listener: socket.socket | None = None
         self._api: ApiServer | None = None
@@ -816,12 +234,12 @@ class SocketModeServer:
         try:
             listener = socket.create_server((self.host, 0), family=address_family(self.host), backlog=128)
             self._listener = listener
-            self._ws_port = int(listener.getsockname()[1])
-            self._api = ApiServer(self.host, self._handle_api, self._ssl_context)
+            self._ws_port = self._web_api.ws_port = int(listener.getsockname()[1])
+            self._api = ApiServer(self.host, self._web_api.handle, self._ssl_context)
             self._api_port = self._api.port
             self._spawn("accept", self._accept_loop)
             self._api.start()
-            self._spawn("timers", self._timer_loop)
+            self._spawn("timers", self._timers.run)
             if self._ping_interval is not None:
                 self._spawn("pinger", self._ping_loop)
         except BaseException:
@@ -855,8 +273,7 @@ class SocketModeServer:
                 except OSError:
                     pass
                 wake_listener(self.host, self._ws_port)  # and elsewhere
-            with self._timer_cond:
-                self._timer_cond.notify_all()
+            self._timers.stop()
             self._stop_event.set()
             for thread in self._threads:
                 if thread.name.endswith("-accept"):
@@ -864,19 +281,15 @@ class SocketModeServer:
             if self._api is not None:
                 self._api.stop(deadline)
             with self._lock:
-                connections = list(self._sockets)
+                connections = list(self._table.readers)
             for conn in connections:
-                conn._abort("server")
+                conn.abort("server")
             for conn in connections:
-                if conn._thread is not None:
-                    conn._thread.join(max(0.0, deadline - time.monotonic()))
+                conn.join_reader(max(0.0, deadline - time.monotonic()))
             for thread in self._threads:
                 thread.join(max(0.0, deadline - time.monotonic()))
             for conn in connections:
-                try:
-                    conn._sock.close()
-                except OSError:
-                    pass
+                conn.close_socket()
             if listener is not None:
                 listener.close()
 
@@ -900,6 +313,9 @@ class SocketModeServer:
 
     def _is_stopping(self) -> bool:
         return self._stopping
+
+    def _is_running(self) -> bool:
+        return self._started and not self._stopping
 
     def _require_started(self) -> None:
         if not self._started:
@@ -939,281 +355,13 @@ class SocketModeServer:
             RuntimeError: before :meth:`start`.
         """
         self._require_started()
-        ticket = str(uuid.uuid4())
-        with self._lock:
-            self._tickets.add(ticket)
-        return self._ws_url(self._ws_port, ticket)
-
-    def _ws_url(self, port: int, ticket: str) -> str:
-        scheme = "wss" if self._ssl_context is not None else "ws"
-        return f"{scheme}://{url_host(self.host)}:{port}/link/?ticket={ticket}&app_id={_APP_ID}"
-
-    # -- Web API -------------------------------------------------------------------------
-
-    @property
-    def api_calls(self) -> list[ApiCall]:
-        """Every Web API call received, oldest first (a copy)."""
-        with self._lock:
-            return list(self._api_calls)
-
-    @property
-    def open_calls(self) -> int:
-        """How many ``apps.connections.open`` calls were received, answered ok or not."""
-        return self._open_calls
-
-    def wait_for_api_calls(self, method: str, count: int = 1, timeout: float = 5.0) -> list[ApiCall]:
-        """Wait until at least ``count`` calls of Web API ``method`` were received.
-
-        Args:
-            method: a method name such as ``"chat.postMessage"``.
-            count: how many calls to wait for.
-            timeout: the longest wait, in seconds.
-
-        Returns:
-            Every call of ``method`` so far, oldest first.
-
-        Raises:
-            TimeoutError: fewer calls arrived within ``timeout``.
-            RuntimeError: the server was stopped.
-        """
-
-        def ready() -> list[ApiCall] | None:
-            calls = [call for call in self._api_calls if call.method == method]
-            return calls if len(calls) >= count else None
-
-        return self._wait(ready, timeout, lambda: f"{count} {method} call(s); got {len(ready() or [])}")
-
-    def fail_next_opens(
-        self,
-        error: str | None = None,
-        *,
-        count: int = 1,
-        status: int = 200,
-        retry_after: int | None = None,
-        echo: bool = False,
-    ) -> None:
-        """Make the next ``count`` ``apps.connections.open`` calls fail.
-
-        With ``status`` 200 they answer ``{"ok": false, "error": error}``; with 429 they
-        answer HTTP 429 ``{"ok": false, "error": "ratelimited"}``; any other status answers
-        that status with ``{"ok": false, "error": error}``. A ``Retry-After`` header is added
-        when ``retry_after`` (seconds) is given. With ``echo``, the error text quotes the
-        request's ``Authorization`` header back, token and all (a broken Web API that echoes
-        the request: the client must redact it everywhere). Calls with a missing or
-        non-``xapp-`` token fail their own way and do not use these up.
-
-        Args:
-            error: the error code; default ``"invalid_auth"`` (``"ratelimited"`` for 429).
-            count: how many calls fail.
-            status: the HTTP status.
-            retry_after: the ``Retry-After`` header value, in seconds.
-            echo: quote the request's ``Authorization`` header in the error text.
-        """
-        if error is None:
-            error = "ratelimited" if status == 429 else "invalid_auth"
-        with self._lock:
-            self._open_failures.extend([(error, status, retry_after, echo)] * count)
-
-    def send_next_opens_to(self, url: str, *, count: int = 1) -> None:
-        """Make the next ``count`` ``apps.connections.open`` calls answer with ``url``.
-
-        For a peer of the test's own at that URL: one that trickles its handshake, redirects
-        it, or misbehaves in another way this server does not.
-
-        Args:
-            url: the WebSocket URL to hand out.
-            count: how many calls answer with it.
-        """
-        with self._lock:
-            self._open_urls.extend([url] * count)
-
-    def refuse_next_connections(self, count: int = 1) -> None:
-        """Make the next ``count`` ``apps.connections.open`` calls return a URL nobody listens on.
-
-        The WebSocket connect to it fails with :class:`ConnectionRefusedError`.
-        """
-        with self._lock:
-            self._refusals += count
-
-    def _handle_api(self, method: str, params: dict[str, Any], token: str | None) -> ApiReply:
-        with self._lock:
-            self._api_calls.append(ApiCall(method, params))
-            try:
-                if method == "apps.connections.open":
-                    self._open_calls += 1
-                    return self._open_reply_locked(token)
-                if method == "auth.test":
-                    return ApiReply(
-                        200,
-                        {
-                            "ok": True,
-                            "url": "https://example.slack.com/",
-                            "team": "Example",
-                            "user": "bot",
-                            "team_id": "T111",
-                            "user_id": "U111",
-                            "bot_id": "B111",
-                            "is_enterprise_install": False,
-                        },
-                    )
-                return ApiReply(200, {"ok": True})
-            finally:
-                self._cond.notify_all()
-
-    def _open_reply_locked(self, token: str | None) -> ApiReply:
-        if token is None:
-            return ApiReply(200, {"ok": False, "error": "not_authed"})
-        if not token.startswith("xapp-"):
-            return ApiReply(200, {"ok": False, "error": "invalid_auth"})
-        if self._open_failures:
-            error, status, retry_after, echo = self._open_failures.popleft()
-            headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
-            if echo:
-                error = f"{error}: you sent Authorization: Bearer {token}"
-            return ApiReply(status, {"ok": False, "error": "ratelimited" if status == 429 else error}, headers)
-        if self._open_urls:
-            return ApiReply(200, {"ok": True, "url": self._open_urls.popleft()})
-        ticket = str(uuid.uuid4())
-        if self._refusals > 0:
-            self._refusals -= 1
-            return ApiReply(200, {"ok": True, "url": self._ws_url(_unused_port(self.host), ticket)})
-        self._tickets.add(ticket)
-        return ApiReply(200, {"ok": True, "url": self._ws_url(self._ws_port, ticket)})
-
-    def _consume_ticket(self, path: str) -> bool:
-        url = urlsplit(path)
-        if url.path.rstrip("/") != "/link":
-            return False
-        tickets = parse_qs(url.query).get("ticket") or []
-        with self._lock:
-            for ticket in tickets:
-                if ticket in self._tickets:
-                    self._tickets.discard(ticket)
-                    return True
-        return False
+        return self._web_api.new_connection_url()
 
     # -- connections ---------------------------------------------------------------------
 
-    @property
-    def connections(self) -> list[ServerConnection]:
-        """The open connections (handshake done, not closed), oldest first (a copy)."""
-        with self._lock:
-            return list(self._open)
-
-    @property
-    def all_connections(self) -> list[ServerConnection]:
-        """Every connection ever accepted (handshake done), in order (a copy)."""
-        with self._lock:
-            return list(self._all)
-
-    def wait_for_connections(self, count: int = 1, timeout: float = 5.0) -> list[ServerConnection]:
-        """Wait until at least ``count`` connections are open and were sent their ``hello``.
-
-        Args:
-            count: how many open connections to wait for.
-            timeout: the longest wait, in seconds.
-
-        Returns:
-            The open connections, oldest first.
-
-        Raises:
-            TimeoutError: fewer were open when ``timeout`` passed.
-            RuntimeError: the server was stopped.
-        """
-
-        def ready() -> list[ServerConnection] | None:
-            return list(self._open) if len(self._open) >= count else None
-
-        return self._wait(
-            ready,
-            timeout,
-            lambda: (
-                f"{count} open connection(s); {len(self._open)} open, {len(self._all)} ever accepted, "
-                f"{self._open_calls} apps.connections.open call(s)"
-            ),
-        )
-
-    def wait_for_new_connection(self, after: int, timeout: float = 5.0) -> ServerConnection:
-        """Wait for the connection accepted after the first ``after`` ones.
-
-        Typically ``before = len(server.all_connections)``, then some action, then
-        ``server.wait_for_new_connection(before)``.
-
-        Args:
-            after: how many connections had been accepted before.
-            timeout: the longest wait, in seconds.
-
-        Returns:
-            ``all_connections[after]``, once its ``hello`` was sent.
-
-        Raises:
-            TimeoutError: no such connection within ``timeout``.
-            RuntimeError: the server was stopped.
-        """
-
-        def ready() -> ServerConnection | None:
-            return self._all[after] if len(self._all) > after else None
-
-        return self._wait(
-            ready,
-            timeout,
-            lambda: (
-                f"connection #{after + 1}; {len(self._all)} ever accepted, "
-                f"{self._open_calls} apps.connections.open call(s)"
-            ),
-        )
-
     def _register(self, conn: ServerConnection) -> bytes | None:
         """Count a connection whose handshake succeeded; returns the hello to send, if any."""
-        with self._lock:
-            conn.id = self._next_id
-            self._next_id += 1
-            conn.opened_at = time.monotonic()
-            conn._accepted = True
-            self._all.append(conn)
-            if self._app is not None and not self._app.admits(len(self._open)):
-                conn.disconnect_sent = conn._refused = True  # never open, never sent an envelope
-                self._cond.notify_all()
-                return self._app.refusal()
-            conn.hello_sent = self._send_hello
-            self._open.append(conn)
-            hello = None
-            if self._send_hello:
-                fields = dict(self.hello_template)
-                fields["num_connections"] = len(self._open)
-                hello = _dumps(fields).encode("utf-8")
-            self._cond.notify_all()
-        return hello
-
-    def _unregister(self, conn: ServerConnection) -> None:
-        with self._lock:
-            conn.closed_at = time.monotonic()
-            conn.closed_by = conn._cause or "client"
-            conn._closed = True
-            conn._closing = True
-            self._sockets.discard(conn)
-            if conn in self._open:
-                self._open.remove(conn)
-            self._cond.notify_all()
-        if conn._accepted and logger.isEnabledFor(logging.DEBUG):
-            logger.debug("connection %s closed by %s", conn.id, conn.closed_by)
-
-    def _live_locked(self) -> list[ServerConnection]:
-        """Connections to spread envelopes over: every live one.
-
-        A connection that was sent a ``disconnect`` stays among them until it closes: Slack
-        does not promise to stop delivering on it, so a client must take what arrives there.
-        """
-        return [conn for conn in self._open if conn._live()]
-
-    def _targets(self, connection: ServerConnection | None) -> list[ServerConnection]:
-        if connection is not None:
-            return [connection]
-        with self._lock:
-            targets = list(self._open)
-        if not targets:
-            raise RuntimeError("no open connection")
-        return targets
+        return self._table.register(conn, self.hello_template if self._send_hello else None)
 
     def _accept_loop(self) -> None:
         listener = self._listener
@@ -1239,330 +387,15 @@ class SocketModeServer:
             if self._ssl_context is not None:
                 # the handshake happens on the reader thread's first recv, not here
                 sock = self._ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-            conn = ServerConnection(self, sock, peer)
-            thread = threading.Thread(target=conn._run, name=f"{THREAD_PREFIX}reader", daemon=True)
-            conn._thread = thread
+            conn = ServerConnection(self._hooks, sock, peer)
             with self._lock:
                 if self._is_stopping():
                     sock.close()
                     return
-                self._sockets.add(conn)
-                thread.start()  # under the lock: stop() never sees an unstarted reader
+                self._table.readers.add(conn)
+                conn.start_reader()  # under the lock: stop() never sees an unstarted reader
 
     # -- sending -------------------------------------------------------------------------
-
-    def make_envelope(
-        self,
-        type: str = "events_api",
-        payload: dict[str, Any] | None = None,
-        *,
-        envelope_id: str | None = None,
-        accepts_response_payload: bool = False,
-    ) -> dict[str, Any]:
-        """Build a valid envelope with a fresh uuid4 ``envelope_id`` (unless one is given).
-
-        ``events_api`` envelopes also carry ``retry_attempt`` 0 and ``retry_reason`` ``""``,
-        as Slack's do. Does not send anything.
-        """
-        envelope: dict[str, Any] = {
-            "envelope_id": envelope_id or str(uuid.uuid4()),
-            "type": type,
-            "payload": payload if payload is not None else {},
-            "accepts_response_payload": accepts_response_payload,
-        }
-        if type == "events_api":
-            envelope["retry_attempt"] = 0
-            envelope["retry_reason"] = ""
-        return envelope
-
-    def push(self, envelope: dict[str, Any] | str, *, connection: ServerConnection | None = None) -> str:
-        """Send an envelope and record its delivery.
-
-        A dict is sent as compact JSON; a str is sent as is. The delivery's attempt is the
-        envelope's ``retry_attempt`` (0 if absent). If ``redelivery_delay`` is set, the
-        envelope is redelivered when not acked in time. One socket write per call; use
-        :meth:`push_many` to send many envelopes with few writes.
-
-        Args:
-            envelope: the envelope; it must have a string ``envelope_id``.
-            connection: where to send it; by default the next live connection round-robin
-                (open, not silenced, not closing; a connection that was sent a
-                ``disconnect`` included, until it closes). If the chosen connection closes
-                before the write, another is tried. An envelope sent to a silenced
-                connection is recorded but dropped.
-
-        Returns:
-            The envelope id.
-
-        Raises:
-            ValueError: the envelope has no ``envelope_id`` (or a str is not a JSON object).
-            TypeError: ``envelope`` is neither a dict nor a str.
-            RuntimeError: no live connection (or ``connection`` is closed or closing), or
-                the server is not running.
-        """
-        item = _prepare(envelope)
-        self._deliver(item, connection, None)
-        return item[0]
-
-    def push_many(
-        self, envelopes: Iterable[dict[str, Any] | str], *, connection: ServerConnection | None = None
-    ) -> list[str]:
-        """Send many envelopes, spread round-robin, writing about 64 KB per socket write.
-
-        Same as calling :meth:`push` for each (same records and redeliveries), but much
-        cheaper per envelope: for benchmarks. Every envelope is checked before any is sent.
-
-        Returns:
-            The envelope ids, in order.
-
-        Raises:
-            ValueError, TypeError, RuntimeError: as for :meth:`push` (a RuntimeError may
-                come after some envelopes were sent).
-        """
-        items = [_prepare(envelope) for envelope in envelopes]
-        for start in range(0, len(items), _BATCH_COUNT):
-            self._deliver_batch(items[start : start + _BATCH_COUNT], connection)
-        return [item[0] for item in items]
-
-    def push_sample(
-        self, name: str, *, envelope_id: str | None = None, connection: ServerConnection | None = None
-    ) -> str:
-        """Push one of the shipped samples (see :mod:`slack_socket_mode.testing.samples`).
-
-        Args:
-            name: an envelope sample's name, e.g. ``"events_api_message"``.
-            envelope_id: replaces the sample's id, so one sample can be pushed many times.
-            connection: as for :meth:`push`.
-
-        Returns:
-            The envelope id.
-
-        Raises:
-            FileNotFoundError: no sample has that name.
-            ValueError: the sample is not an envelope.
-            RuntimeError: as for :meth:`push`.
-        """
-        sample = load_sample(name)
-        if "envelope_id" not in sample:
-            raise ValueError(f"sample {name!r} is not an envelope")
-        if envelope_id is not None:
-            sample["envelope_id"] = envelope_id
-        return self.push(sample, connection=connection)
-
-    def _targets_for_send_locked(self, connection: ServerConnection | None) -> list[ServerConnection]:
-        if not self._started or self._stopping:
-            raise RuntimeError("the SocketModeServer is not running")
-        if connection is not None:
-            if connection._closed or connection._closing or not connection._accepted:
-                raise RuntimeError(f"connection {connection.id} is closed or closing")
-            return [connection]
-        live = self._live_locked()
-        if not live:
-            raise RuntimeError("no live connection to send to")
-        return live
-
-    def _choose_locked(self, targets: list[ServerConnection]) -> ServerConnection:
-        """The next connection to send to: round-robin, or at random with an :class:`AppModel`."""
-        if self._app is not None:
-            return self._app.choose(targets)
-        self._round_robin += 1
-        return targets[self._round_robin % len(targets)]
-
-    def _record_locked(self, item: _Item, conn: ServerConnection) -> tuple[_Envelope, Delivery]:
-        envelope_id, text, _, attempt = item
-        record = self._records.get(envelope_id)
-        if record is None:
-            record = self._records[envelope_id] = _Envelope(envelope_id)
-        record.text = text
-        delivery = Delivery(attempt, time.monotonic(), conn.id)
-        record.deliveries.append(delivery)
-        record.pending += 1
-        return record, delivery
-
-    def _undo_locked(self, record: _Envelope, delivery: Delivery) -> None:
-        """Forget a delivery whose write failed."""
-        for index in range(len(record.deliveries) - 1, -1, -1):
-            if record.deliveries[index] is delivery:
-                del record.deliveries[index]
-                record.pending = max(0, record.pending - 1)
-                break
-        if not record.deliveries and not record.acks:
-            self._records.pop(record.envelope_id, None)
-
-    def _deliver(
-        self, item: _Item, connection: ServerConnection | None, only_after: Delivery | None
-    ) -> Delivery | None:
-        """Record a delivery and write it; ``only_after`` makes it a redelivery of that one."""
-        envelope_id = item[0]
-        tried: list[ServerConnection] = []
-        while True:
-            with self._lock:
-                if only_after is not None:
-                    record = self._records.get(envelope_id)
-                    if (
-                        record is None
-                        or record.pending == 0
-                        or not record.deliveries
-                        or record.deliveries[-1] is not only_after
-                    ):
-                        return None  # acked (or pushed again) meanwhile
-                targets = self._targets_for_send_locked(connection)
-                if tried:
-                    targets = [conn for conn in targets if conn not in tried]
-                    if not targets:
-                        raise RuntimeError("no live connection to send to")
-                conn = self._choose_locked(targets)
-                record, delivery = self._record_locked(item, conn)
-            if self._redelivery_delay is not None:
-                self._schedule(delivery.sent_at + self._redelivery_delay, self._redelivery_due, (envelope_id, delivery))
-            if conn._send_data(item[2]):
-                return delivery
-            with self._lock:
-                self._undo_locked(record, delivery)
-            if connection is not None:
-                raise RuntimeError(f"connection {connection.id} is closed or closing")
-            tried.append(conn)
-
-    def _deliver_batch(self, items: list[_Item], connection: ServerConnection | None) -> None:
-        groups: dict[ServerConnection, list[tuple[_Item, _Envelope, Delivery]]] = {}
-        with self._lock:
-            targets = self._targets_for_send_locked(connection)
-            for item in items:
-                conn = self._choose_locked(targets)
-                record, delivery = self._record_locked(item, conn)
-                groups.setdefault(conn, []).append((item, record, delivery))
-        delay = self._redelivery_delay
-        if delay is not None:
-            self._schedule_many(
-                [
-                    (d.sent_at + delay, self._redelivery_due, (i[0], d))
-                    for entries in groups.values()
-                    for i, _, d in entries
-                ]
-            )
-        for conn, entries in groups.items():
-            written = conn._send_many([item[2] for item, _, _ in entries])
-            if written == len(entries):
-                continue
-            failed = entries[written:]
-            with self._lock:
-                for _, record, delivery in failed:
-                    self._undo_locked(record, delivery)
-            if connection is not None:
-                raise RuntimeError(f"connection {connection.id} is closed or closing")
-            for item, _, _ in failed:
-                self._deliver(item, None, None)
-
-    def send_text(self, text: str, *, connection: ServerConnection | None = None) -> None:
-        """Send a raw text message, not recorded as an envelope (for malformed input tests).
-
-        Args:
-            text: the message.
-            connection: where to send it; by default the next live connection round-robin.
-
-        Raises:
-            RuntimeError: no live connection (or ``connection`` is closed or closing).
-        """
-        self._send_raw(text.encode("utf-8"), True, connection)
-
-    def send_raw_text_bytes(self, data: bytes, *, connection: ServerConnection | None = None) -> None:
-        """Send ``data`` as a text frame without checking it is UTF-8 (invalid text tests).
-
-        Raises:
-            RuntimeError: as for :meth:`send_text`.
-        """
-        self._send_raw(bytes(data), True, connection)
-
-    def send_binary(self, data: bytes, *, connection: ServerConnection | None = None) -> None:
-        """Send a binary message (Slack never does; for malformed input tests).
-
-        Raises:
-            RuntimeError: as for :meth:`send_text`.
-        """
-        self._send_raw(bytes(data), False, connection)
-
-    def _send_raw(self, data: bytes, text: bool, connection: ServerConnection | None) -> None:
-        tried: list[ServerConnection] = []
-        while True:
-            with self._lock:
-                targets = self._targets_for_send_locked(connection)
-                targets = [conn for conn in targets if conn not in tried]
-                if not targets:
-                    raise RuntimeError("no live connection to send to")
-                conn = self._choose_locked(targets)
-            if conn._send_data(data, text):
-                return
-            if connection is not None:
-                raise RuntimeError(f"connection {connection.id} is closed or closing")
-            tried.append(conn)
-
-    # -- redelivery and timers -----------------------------------------------------------
-
-    def _schedule(self, when: float, action: Callable[[Any], None], arg: Any) -> None:
-        with self._timer_cond:
-            entry = (when, next(self._timer_seq), action, arg)
-            heapq.heappush(self._timers, entry)
-            if self._timers[0] is entry:
-                self._timer_cond.notify()
-
-    def _schedule_many(self, entries: list[tuple[float, Callable[[Any], None], Any]]) -> None:
-        with self._timer_cond:
-            head = self._timers[0] if self._timers else None
-            for when, action, arg in entries:
-                heapq.heappush(self._timers, (when, next(self._timer_seq), action, arg))
-            if self._timers and self._timers[0] is not head:
-                self._timer_cond.notify()
-
-    def _timer_loop(self) -> None:
-        timers = self._timers
-        while True:
-            with self._timer_cond:
-                while True:
-                    if self._stopping:
-                        return
-                    now = time.monotonic()
-                    if timers and timers[0][0] <= now:
-                        break
-                    self._timer_cond.wait(timers[0][0] - now if timers else None)
-                due = []
-                while timers and timers[0][0] <= now:
-                    due.append(heapq.heappop(timers))
-            for _, _, action, arg in due:
-                try:
-                    action(arg)
-                except Exception:
-                    logger.debug("timer action failed", exc_info=True)
-
-    def _redelivery_due(self, arg: tuple[str, Delivery]) -> None:
-        envelope_id, delivery = arg
-        with self._lock:
-            record = self._records.get(envelope_id)
-            if (
-                record is None
-                or record.pending == 0
-                or not record.deliveries
-                or record.deliveries[-1] is not delivery
-                or delivery.attempt >= self._max_retries
-            ):
-                return
-            text = record.text
-        try:
-            envelope = json.loads(text)
-        except ValueError:
-            return
-        envelope["retry_attempt"] = delivery.attempt + 1
-        envelope["retry_reason"] = "timeout"
-        try:
-            text = _dumps(envelope)
-            item = (envelope_id, text, text.encode("utf-8"), delivery.attempt + 1)
-            redelivery = self._deliver(item, None, delivery)
-        except RuntimeError:
-            # No live connection right now: try again after another delay, like Slack.
-            if not self._stopping and self._redelivery_delay is not None:
-                self._schedule(time.monotonic() + self._redelivery_delay, self._redelivery_due, arg)
-            return
-        if redelivery is not None and logger.isEnabledFor(logging.DEBUG):
-            logger.debug("redelivered %s (retry_attempt %d)", envelope_id, redelivery.attempt)
 
     def _ping_loop(self) -> None:
         interval = self._ping_interval
@@ -1572,154 +405,18 @@ class SocketModeServer:
                 return
             payload = f"ping-{number}".encode()
             for conn in self.connections:
-                if conn._live():
-                    conn._ping(payload)
+                if conn.is_live():
+                    conn.ping(payload)
 
     # -- acks ----------------------------------------------------------------------------
 
     def _record_incoming(self, messages: list[ReceivedMessage], acks: list[Ack]) -> None:
         with self._lock:
-            self._messages.extend(messages)
-            for ack in acks:
-                self._acks.append(ack)
-                self._first_ack.setdefault(ack.envelope_id, ack)
-                record = self._records.get(ack.envelope_id)
-                if record is None:
-                    self._duplicates.append(ack)
-                    continue
-                if record.pending == 0:
-                    self._duplicates.append(ack)
-                record.pending = 0
-                record.acks.append(ack)
+            self._book.record_incoming(messages, acks)
             self._cond.notify_all()
         if acks and logger.isEnabledFor(logging.DEBUG):
             for ack in acks:
                 logger.debug("ack for %s on connection %s", ack.envelope_id, ack.connection_id)
-
-    @property
-    def acks(self) -> list[Ack]:
-        """Every ack received, in arrival order (a copy)."""
-        with self._lock:
-            return list(self._acks)
-
-    @property
-    def messages(self) -> list[ReceivedMessage]:
-        """Every text message received from clients, acks included, in arrival order (a copy).
-
-        Binary messages are not recorded (they are ignored, logged at DEBUG).
-        """
-        with self._lock:
-            return list(self._messages)
-
-    def wait_for_acks(
-        self, count: int | None = None, *, envelope_ids: Iterable[str] | None = None, timeout: float = 5.0
-    ) -> list[Ack]:
-        """Wait for acks: at least ``count`` in all, and/or one for each of ``envelope_ids``.
-
-        With neither argument, waits for one ack.
-
-        Args:
-            count: how many acks (any envelope) to wait for.
-            envelope_ids: ids that must each have at least one ack.
-            timeout: the longest wait, in seconds.
-
-        Returns:
-            With ``envelope_ids``: the first ack of each listed id, in the listed order.
-            Otherwise: every ack received so far.
-
-        Raises:
-            TimeoutError: not all arrived within ``timeout``; the message lists what is missing.
-            RuntimeError: the server was stopped.
-        """
-        if count is None and envelope_ids is None:
-            count = 1
-        ids = list(envelope_ids) if envelope_ids is not None else None
-        missing = set(ids or ())
-        scanned = 0
-
-        def ready() -> list[Ack] | None:
-            nonlocal scanned
-            acks = self._acks
-            if missing:
-                for index in range(scanned, len(acks)):
-                    missing.discard(acks[index].envelope_id)
-                scanned = len(acks)
-                if missing:
-                    return None
-            if count is not None and len(acks) < count:
-                return None
-            if ids is not None:
-                return [self._first_ack[envelope_id] for envelope_id in ids]
-            return list(acks)
-
-        def describe() -> str:
-            parts = []
-            if count is not None:
-                parts.append(f"{count} ack(s), got {len(self._acks)}")
-            if missing:
-                shown = sorted(missing)[:10]
-                more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
-                parts.append(f"acks for {len(missing)} envelope(s) still missing: {', '.join(shown)}{more}")
-            return "; ".join(parts) + f" ({len(self._open)} open connection(s))"
-
-        return self._wait(ready, timeout, describe)
-
-    def envelope(self, envelope_id: str) -> EnvelopeRecord:
-        """A snapshot of the deliveries and acks of ``envelope_id``.
-
-        Raises:
-            KeyError: that id was never pushed.
-        """
-        with self._lock:
-            record = self._records.get(envelope_id)
-            if record is None:
-                raise KeyError(envelope_id)
-            return EnvelopeRecord(
-                envelope_id, list(record.deliveries), list(record.acks), bool(record.acks) and record.pending == 0
-            )
-
-    def unacked(self) -> list[str]:
-        """Ids of the envelopes pushed and never acked, in push order."""
-        with self._lock:
-            return [envelope_id for envelope_id, record in self._records.items() if not record.acks]
-
-    def duplicate_acks(self) -> list[Ack]:
-        """Acks that arrived when no delivery of their envelope was waiting for an ack.
-
-        An ack settles every pending delivery of its id, so an envelope redelivered before
-        its first ack arrived and then acked twice gives one duplicate. Acks for ids that
-        were never pushed are duplicates too.
-        """
-        with self._lock:
-            return list(self._duplicates)
-
-    def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-        """Wait until ``predicate()`` is true, re-checking whenever the server records something.
-
-        The server records something when a connection opens or closes, a message, ping,
-        pong or close frame arrives, or a Web API call is made. ``predicate`` runs with the
-        server's lock held: it must be quick and must not call the server's methods (read
-        attributes of connections, or your own state, instead).
-
-        Raises:
-            TimeoutError: still false after ``timeout`` seconds (the message names ``what``).
-            RuntimeError: the server was stopped.
-        """
-        self._wait(lambda: True if predicate() else None, timeout, lambda: what)
-
-    def _wait(self, ready: Callable[[], _T | None], timeout: float, describe: Callable[[], str]) -> _T:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                result = ready()
-                if result is not None:
-                    return result
-                if self._stopping:
-                    raise RuntimeError(f"the server was stopped while waiting for {describe()}")
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError(f"timed out after {timeout:g} s waiting for {describe()}")
-                self._cond.wait(remaining)
 
     # -- replay --------------------------------------------------------------------------
 
@@ -1758,86 +455,3 @@ class SocketModeServer:
         if report.error is not None:
             raise report.error
         return report
-
-    # -- faults --------------------------------------------------------------------------
-
-    def disconnect(self, reason: str = "refresh_requested", *, connection: ServerConnection | None = None) -> None:
-        """Send ``{"type":"disconnect","reason":reason,"debug_info":{"host":"applink-local"}}``.
-
-        Args:
-            reason: ``"warning"``, ``"refresh_requested"``, ``"link_disabled"``,
-                ``"too_many_websockets"`` or anything else.
-            connection: the connection; by default every open connection.
-
-        Raises:
-            RuntimeError: no open connection (or ``connection`` is closed or closing).
-        """
-        data = _dumps({"type": "disconnect", "reason": reason, "debug_info": {"host": "applink-local"}}).encode()
-        sent = False
-        for conn in self._targets(connection):
-            conn.disconnect_sent = True
-            sent = conn._send_data(data) or sent
-        if not sent:
-            raise RuntimeError("no connection could take the disconnect message (closed or closing)")
-
-    def close_connection(self, connection: ServerConnection | None = None, code: int = 1000, reason: str = "") -> None:
-        """Start a clean close: send a close frame; the TCP connection is closed once the
-        client closes it or after 2 s. A silenced connection is closed at once (no frame).
-
-        Args:
-            connection: the connection; by default every open connection.
-            code: the close code.
-            reason: the close reason.
-
-        Raises:
-            RuntimeError: no open connection.
-        """
-        for conn in self._targets(connection):
-            with self._lock:
-                if conn._closed:
-                    continue
-                if conn._cause is None:
-                    conn._cause = "server"
-            if conn.silenced or not conn._run_protocol(lambda protocol: protocol.send_close(code, reason)):
-                conn._abort("server")
-                continue
-            conn._arm_close_timeout()
-
-    def reset(self, connection: ServerConnection | None = None) -> None:
-        """Reset the TCP connection (RST, no close frame) and wait (up to 2 s) until it is closed.
-
-        Args:
-            connection: the connection; by default every open connection.
-
-        Raises:
-            RuntimeError: no open connection.
-        """
-        targets = self._targets(connection)
-        for conn in targets:
-            conn._abort("reset", rst=True)
-        for conn in targets:
-            conn.wait_closed(CLOSE_TIMEOUT)
-
-    def silence(self, connection: ServerConnection | None = None) -> None:
-        """Go silent with the TCP connection kept open, like a dead network path.
-
-        The server stops reading from the socket (so it answers no ping and sees no
-        close) and writes nothing more to it: no pongs, envelopes, redeliveries or pings.
-        The connection counts as open until :meth:`close_connection`, :meth:`reset` or
-        :meth:`stop`.
-
-        Args:
-            connection: the connection; by default every open connection.
-
-        Raises:
-            RuntimeError: no open connection.
-        """
-        for conn in self._targets(connection):
-            conn.silenced = True
-
-
-def _unused_port(host: str) -> int:
-    """A port on ``host`` nobody listens on (bound, read, closed)."""
-    with socket.socket(address_family(host), socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
