@@ -351,6 +351,12 @@ def test_a_recorded_disconnect_rotates_the_app_and_nothing_is_lost(
     assert [e.envelope_id for e in report.envelopes] == [e["envelope_id"] for e in before + after]
     assert all(e.acked and e.redeliveries == 0 for e in report.envelopes)
     assert sorted(r.envelope_id for r in recorder.seen) == sorted(e["envelope_id"] for e in before + after)
+    # After the disconnect, nothing more went to the connection told to go: the app saw the
+    # envelopes in the recorded order (on the old connection until the disconnect, then on the new).
+    old_id = server.all_connections[0].id
+    delivered_on = [server.envelope(e["envelope_id"]).deliveries[0].connection_id for e in after]
+    assert old_id not in delivered_on
+    assert [r.envelope_id for r in recorder.seen] == [e["envelope_id"] for e in before + after]
 
 
 def test_replay_keeps_the_recorded_pace_divided_by_speed(

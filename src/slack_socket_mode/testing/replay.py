@@ -22,10 +22,14 @@ Rules of the replay:
   redelivers by Slack's rules, according to what the app does now. A first occurrence that
   was itself a redelivery (the recording began mid-retry) is pushed as it was, retry fields and all.
 * Envelopes go to any live connection of the app, as Slack sends them; the recorded connection
-  numbers are not mapped onto the app's.
+  numbers are not mapped onto the app's. While a connection that was sent a ``disconnect`` is
+  still open, envelopes go to the others (the connections the app opened to replace it), so the
+  app sees them in the recorded order.
 * A recorded ``disconnect`` is sent, with its reason, to the oldest open connection that was
-  not yet sent one. A recorded ``hello`` sends nothing (the server greets each connection itself);
-  any other message, and text that is not JSON, is sent as it was recorded.
+  not yet sent one; the replay then waits (up to ``connect_timeout``) for the app's next
+  connection before it pushes on, as the recording's app had connected again.
+* A recorded ``hello`` sends nothing (the server greets each connection itself); any other
+  message, and text that is not JSON, is sent as it was recorded.
 * With ``speed=None`` envelopes between other messages are pushed in batches of up to
   :data:`BATCH` with :meth:`~SocketModeServer.push_many`.
 
@@ -44,6 +48,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from ..recording import RecordedMessage, RecordingError, read_header, read_recording
 
 if TYPE_CHECKING:
+    from ._connection import ServerConnection
     from .server import SocketModeServer
 
 __all__ = ["ACK_DEADLINE", "BATCH", "ReplayProgress", "ReplayReport", "ReplayedEnvelope", "replay_recording"]
@@ -247,6 +252,7 @@ class _Replay:
         self.lines = 1
         self.disconnects = 0
         self.disconnects_skipped = 0
+        self.rotations = 0  # round-robin over the connections not sent a disconnect
         self.recorded_redeliveries = 0
         self.other_messages = 0
         self.skipped: list[RecordingError] = []
@@ -325,17 +331,27 @@ class _Replay:
         batch, self.batch = self.batch, []
         while batch:
             accepted = len(self.server.all_connections)
+            target = self.fresh_connection()
             try:
                 if len(batch) == 1:
-                    self.server.push(batch[0][1])
+                    self.server.push(batch[0][1], connection=target)
                 else:
-                    self.server.push_many([text for _, text in batch])
+                    self.server.push_many([text for _, text in batch], connection=target)
                 return
             except RuntimeError:
                 # No live connection (the app is between connections): wait for a new one, then
                 # push only what the server has no delivery of yet.
                 self.wait_new_connection(accepted)
                 batch = [item for item in batch if not self.delivered(item[0])]
+
+    def fresh_connection(self) -> Optional[ServerConnection]:
+        """While a connection sent a ``disconnect`` is open: one of the others (else None: the server chooses)."""
+        open_ = [conn for conn in self.server.connections if conn.is_open and not conn.silenced]
+        fresh = [conn for conn in open_ if not conn.disconnect_sent]
+        if not fresh or len(fresh) == len(open_):
+            return None
+        self.rotations += 1
+        return fresh[self.rotations % len(fresh)]
 
     def delivered(self, envelope_id: str) -> bool:
         try:
@@ -348,11 +364,16 @@ class _Replay:
         reason = entry.message.get("reason")
         for conn in self.server.connections:
             if conn.is_open and not conn.disconnect_sent and not conn.silenced:
+                accepted = len(self.server.all_connections)
                 try:
                     self.server.disconnect(reason if isinstance(reason, str) else "refresh_requested", connection=conn)
                 except RuntimeError:  # it closed meanwhile: try the next one
                     continue
                 self.disconnects += 1
+                try:  # the recording's app connected again here: so does this one, before more is pushed
+                    self.server.wait_for_new_connection(accepted, timeout=self.connect_timeout)
+                except TimeoutError:
+                    pass  # an app that does not reconnect gets the rest on the connections it has
                 return
         self.disconnects_skipped += 1
 
