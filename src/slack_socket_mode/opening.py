@@ -81,6 +81,7 @@ class OpenAttempt:
         self._adopted: list[socket.socket] = []
         self._aborted = False
         self._ended = False
+        self.retried_after: Optional[BaseException] = None  # the error a Web API retry followed, if one did
 
     @property
     def aborted(self) -> bool:
@@ -96,6 +97,7 @@ class OpenAttempt:
             yield self
         finally:
             _attempt_of_thread.current = None
+            self.retried_after = None  # it holds a traceback: not kept past the attempt
             with self._lock:
                 self._ended = True
                 adopted, self._adopted = self._adopted, []
@@ -114,10 +116,14 @@ class OpenAttempt:
         """Called on the attempt's thread as it connects ``sock``, before any byte goes out."""
         with self._lock:
             if self._aborted:
-                raise ConnectionAbortedError("the open attempt was aborted (deadline passed, or the client is closing)")
+                raise _Refused("the open attempt was aborted (deadline passed, or the client is closing)")
             if self._ended:
                 return
             self._adopted.append(sock.dup())
+
+
+class _Refused(ConnectionAbortedError):
+    """A connect by an aborted open attempt (raised by the audit hook, so the connect never happens)."""
 
 
 _attempt_of_thread = threading.local()  # .current: the OpenAttempt the thread runs, or None
@@ -166,7 +172,10 @@ class _UnlessAborted(RetryHandler):
         attempt: Optional[OpenAttempt] = getattr(_attempt_of_thread, "current", None)
         if attempt is not None and attempt.aborted:
             return False
-        return self._handler.can_retry(state=state, request=request, response=response, error=error)
+        retry = self._handler.can_retry(state=state, request=request, response=response, error=error)
+        if retry and attempt is not None and error is not None:
+            attempt.retried_after = error  # if the retry is refused (aborted meanwhile), this is the error to report
+        return retry
 
     def prepare_for_next_attempt(
         self,
@@ -261,10 +270,15 @@ class Connector:
         except SlackApiError as e:
             failure = api_error(e)
         except Exception as e:  # urllib, socket and TLS errors from the Web API call
+            attempt: Optional[OpenAttempt] = getattr(_attempt_of_thread, "current", None)
+            cause: BaseException = e
+            if isinstance(getattr(e, "reason", e), _Refused) and attempt is not None and attempt.retried_after:
+                cause = attempt.retried_after  # the retry was refused (aborted): the error before it says why
             failure = ConnectionFailedError(
-                f"apps.connections.open failed: {type(e).__name__}: {redact(str(e))[:200]}",
-                error=type(e).__name__,
+                f"apps.connections.open failed: {type(cause).__name__}: {redact(str(cause))[:200]}",
+                error=type(cause).__name__,
             )
+            del cause
         if failure is not None:
             raise failure
         url = response.get("url")
