@@ -28,6 +28,7 @@ from benchmarks.peers import (
     trickling_web_api,
     web_api,
 )
+from slack_sdk.http_retry import ConnectionErrorRetryHandler, FixedValueRetryIntervalCalculator
 from slack_sdk.web import WebClient
 
 from slack_socket_mode import Backoff, ConnectionFailedError, SocketModeClient
@@ -220,6 +221,36 @@ def test_a_web_api_that_trickles_its_answer_is_cut_off_at_the_deadline(
     )
     took = _assert_cut_off_at_the_deadline(client, "a Web API that trickles")
     logging.getLogger(__name__).info("web api trickle: failed after %.2f s", took)
+
+
+def test_close_cuts_off_a_web_api_call_under_way_and_its_retries(
+    peers: Callable[[Handler], RawPeer], make_client: ClientFactory
+) -> None:
+    """``close()`` while ``apps.connections.open`` trickles, with a retry handler that sleeps 5 s before retrying.
+
+    The call's socket is shut down at once, and slack_sdk's retry handlers decline for an
+    aborted attempt: none sleeps, so the session thread ends within ``close()``'s timeout.
+    """
+    asked = threading.Event()
+    trickles = trickling_web_api("ws://127.0.0.1:9/link/", 2.0)
+
+    def handler(sock: socket.socket, stopping: threading.Event) -> None:
+        asked.set()
+        trickles(sock, stopping)
+
+    api = peers(handler)
+    retries = ConnectionErrorRetryHandler(interval_calculator=FixedValueRetryIntervalCalculator(5.0))
+    client = make_client(
+        web_client=WebClient(base_url=f"http://127.0.0.1:{api.port}/api/", retry_handlers=[retries]),
+        connect_timeout=30.0,
+        reconnect_policy=FAST,
+    )
+    connecting = threading.Thread(target=lambda: _connect_quietly(client, 60.0), name="test-connect", daemon=True)
+    connecting.start()
+    assert asked.wait(timeout(4)), "apps.connections.open was not called"
+    assert closes_within(client, 1.0, timeout(3))
+    connecting.join(timeout(3))
+    assert [t.name for t in client_threads() if t.name.startswith(client._prefix)] == []
 
 
 def test_a_tls_handshake_that_trickles_is_cut_off_at_the_deadline(
