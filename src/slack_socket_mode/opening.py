@@ -263,8 +263,11 @@ class Connector:
         # exception holds the response, the request's Authorization header and the WebClient.
         failure: Optional[SocketModeError] = None
         # The same client, but its retry handlers never retry (nor sleep first) once the attempt is aborted
-        call = copy.copy(web_client)
-        call.retry_handlers = [_UnlessAborted(handler) for handler in web_client.retry_handlers]
+        call = web_client
+        handlers = getattr(web_client, "retry_handlers", None)
+        if isinstance(handlers, list) and handlers:
+            call = copy.copy(web_client)
+            call.retry_handlers = [_UnlessAborted(handler) for handler in handlers]
         try:
             response = call.apps_connections_open(app_token=app_token.reveal())
         except SlackApiError as e:
