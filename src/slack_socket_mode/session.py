@@ -27,7 +27,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional, Union
 
 from .connection import Connection
 from .errors import ConnectionFailedError, FatalError, NotConnectedError, SocketModeError
@@ -115,7 +115,7 @@ class Session:
         self.changed = threading.Condition(self.lock)
         self._rules_depth = threading.local()  # .n: how deep this thread is in rules()
         # (connection or open attempt, close reason or None: abort)
-        self._pending_io: list[tuple[Connection | OpenAttempt, Optional[str]]] = []
+        self._pending_io: list[tuple[Union[Connection, OpenAttempt], Optional[str]]] = []
         self.supervisor = supervisor
         self.connections: dict[int, Connection] = {}
         self._opening: dict[int, Connection] = {}  # handshakes under way on the session thread
@@ -217,7 +217,7 @@ class Session:
         """
         depth = getattr(self._rules_depth, "n", 0)
         self._rules_depth.n = depth + 1
-        io: list[tuple[Connection | OpenAttempt, Optional[str]]] = []
+        io: list[tuple[Union[Connection, OpenAttempt], Optional[str]]] = []
         try:
             with self.lock:
                 yield
@@ -498,7 +498,7 @@ class Session:
                 self.perform(self.supervisor.drained(conn.id, time.monotonic()))
 
 
-def _carry_out(io: list[tuple[Connection | OpenAttempt, Optional[str]]]) -> None:
+def _carry_out(io: list[tuple[Union[Connection, OpenAttempt], Optional[str]]]) -> None:
     """Make the socket calls the rules asked for (never with the client's lock held; none blocks)."""
     for target, close_reason in io:
         if close_reason is None or not isinstance(target, Connection):
