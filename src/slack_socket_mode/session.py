@@ -332,8 +332,9 @@ class Session:
             attempt = OpenAttempt()
             with self.lock:
                 self._attempts[cid] = attempt
-                if self.closed or self.supervisor.state not in _RUNNING_CLIENT:
-                    attempt.abort()
+                stopping = self.closed or self.supervisor.state not in _RUNNING_CLIENT
+            if stopping:  # close() came first: the attempt connects nothing
+                attempt.abort()
             try:
                 with attempt.owning():
                     conn = self._open(cid, deadline)
