@@ -1,7 +1,8 @@
 """Raw socket peers on loopback that misbehave where the local Socket Mode server cannot.
 
-One that trickles its answer a byte at a time, never answers, redirects the handshake, or
-echoes the request back. Used by ``tests/test_hostile.py``, ``tests/test_security.py`` and
+One that trickles its answer a byte at a time (a WebSocket upgrade, a Web API answer, a TLS
+handshake, a proxy's ``CONNECT`` answer), never answers, redirects the handshake, or echoes the
+request back. Used by ``tests/test_hostile.py``, ``tests/test_security.py`` and
 the soak's random faults (:mod:`benchmarks.soak`). Plain sockets and ``http``-shaped bytes: a
 peer says what a broken server would say, nothing more.
 """
@@ -13,7 +14,19 @@ import socket
 import threading
 from typing import Callable
 
-__all__ = ["Handler", "RawPeer", "echoing", "read_request", "redirecting", "trickle", "trickling", "web_api"]
+__all__ = [
+    "Handler",
+    "RawPeer",
+    "echoing",
+    "read_request",
+    "redirecting",
+    "trickle",
+    "trickling",
+    "trickling_proxy",
+    "trickling_tls",
+    "trickling_web_api",
+    "web_api",
+]
 
 Handler = Callable[[socket.socket, threading.Event], None]
 
@@ -124,6 +137,44 @@ def trickling(every: float) -> Handler:
     def handler(sock: socket.socket, stopping: threading.Event) -> None:
         read_request(sock)
         trickle(sock, stopping, b"HTTP/1.1 101 Switching Protocols\r\n" * 10_000, every)
+
+    return handler
+
+
+def trickling_web_api(ws_url: str, every: float) -> Handler:
+    """An ``apps.connections.open`` whose answer (with ``ws_url``) comes one byte every ``every`` seconds."""
+
+    def handler(sock: socket.socket, stopping: threading.Event) -> None:
+        read_request(sock)
+        body = json.dumps({"ok": True, "url": ws_url}).encode()
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        trickle(sock, stopping, head.encode() + body, every)
+
+    return handler
+
+
+def trickling_tls(every: float) -> Handler:
+    """A TLS server whose handshake answer comes one byte every ``every`` seconds, without end.
+
+    It announces a 16 KB handshake record holding one ``ServerHello`` of the right length, then
+    sends it a byte at a time: each read the client's TLS layer makes gets a byte in time, and
+    the record is never whole, so nothing in it is ever found wrong.
+    """
+
+    def handler(sock: socket.socket, stopping: threading.Event) -> None:
+        sock.recv(4096)  # the ClientHello
+        record = b"\x16\x03\x03\x40\x00" + b"\x02\x00\x3f\xfc" + b"\x00" * 0x3FFC
+        trickle(sock, stopping, record, every)
+
+    return handler
+
+
+def trickling_proxy(every: float) -> Handler:
+    """An HTTP proxy whose answer to ``CONNECT`` comes one byte every ``every`` seconds, without end."""
+
+    def handler(sock: socket.socket, stopping: threading.Event) -> None:
+        read_request(sock)
+        trickle(sock, stopping, b"HTTP/1.1 200 Connection established\r\n" + b"X-Padding: x\r\n" * 10_000, every)
 
     return handler
 

@@ -9,18 +9,34 @@ the ``WebClient``) stays reachable from it.
 
 No thread and no lock of the client's is used here: the ``session`` thread calls
 :meth:`Connector.issue_url` and :meth:`Connector.connection` with no lock held.
+
+One open attempt, one owner of its sockets (:class:`OpenAttempt`): slack_sdk's urllib call,
+websocket-client's TCP, proxy and TLS steps and python-socks all make their sockets inside and
+hand none back until they are done, so a peer that trickles (each byte within the per-read
+timeout) could hold the attempt for ever. Every one of them connects through
+``socket.connect``, which raises the standard ``socket.connect`` audit event (PEP 578) on the
+thread that connects: while the ``session`` thread runs an attempt, each socket it connects is
+adopted by that attempt at once, before a byte is sent, and :meth:`OpenAttempt.abort` (the
+health thread at the deadline, or ``close()``) shuts them all down, which wakes any read
+blocked on them.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import socket
 import ssl
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Optional
 from urllib.parse import urlsplit
 
 import websocket
 from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry import HttpRequest, HttpResponse, RetryHandler, RetryState
 from slack_sdk.web import WebClient
 
 from .errors import (
@@ -39,11 +55,144 @@ if TYPE_CHECKING:
     from .connection import Connection, OpenSocket
     from .proxies import ProxySettings  # imported when a proxy is configured: most apps have none
 
-__all__ = ["Connector", "api_error", "brief", "handshake_error", "open_error", "tunnel"]
+__all__ = ["Connector", "OpenAttempt", "api_error", "brief", "handshake_error", "open_error", "tunnel"]
 
 #: Characters of each message logged by ``trace_enabled`` (``all_message_trace_enabled``: all of it).
 _TRACE_SOME = 1000
 _TRACE_ALL = 1 << 62
+
+
+class OpenAttempt:
+    """The sockets one open attempt connects (Web API call, proxy, TLS, handshake): another thread can cut them off.
+
+    The thread that runs the attempt enters :meth:`owning`; while it is inside, every socket
+    that thread connects is adopted (a duplicate of its file descriptor is kept, so that a
+    socket library that hands its descriptor on to an ``SSLSocket`` or closes it stays
+    reachable and no descriptor number is ever reused under us). :meth:`abort` shuts every
+    adopted socket down (``SHUT_RDWR``: a blocked ``recv`` returns at once) and makes any later
+    connect of the attempt fail. Leaving :meth:`owning` closes the duplicates (the sockets
+    themselves stay with whoever made them).
+
+    Thread-safety: :meth:`abort` may be called from any thread, at any time, any number of times.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # guards _adopted, _aborted and _ended; no blocking call under it
+        self._adopted: list[socket.socket] = []
+        self._aborted = False
+        self._ended = False
+        self.retried_after: Optional[BaseException] = None  # the error a Web API retry followed, if one did
+
+    @property
+    def aborted(self) -> bool:
+        """True once :meth:`abort` was called."""
+        return self._aborted
+
+    @contextmanager
+    def owning(self) -> Iterator[OpenAttempt]:
+        """Adopt every socket the calling thread connects until the block ends."""
+        _install_audit_hook()
+        _attempt_of_thread.current = self
+        try:
+            yield self
+        finally:
+            _attempt_of_thread.current = None
+            self.retried_after = None  # it holds a traceback: not kept past the attempt
+            with self._lock:
+                self._ended = True
+                adopted, self._adopted = self._adopted, []
+            for dup in adopted:
+                dup.close()
+
+    def abort(self) -> None:
+        """Shut down every socket of the attempt now; a connect still to come fails. Never blocks."""
+        with self._lock:
+            self._aborted = True
+            adopted = list(self._adopted)
+        for dup in adopted:
+            _shut(dup)
+
+    def _adopt(self, sock: socket.socket) -> None:
+        """Called on the attempt's thread as it connects ``sock``, before any byte goes out."""
+        with self._lock:
+            if self._aborted:
+                raise _Refused("the open attempt was aborted (deadline passed, or the client is closing)")
+            if self._ended:
+                return
+            self._adopted.append(sock.dup())
+
+
+class _Refused(ConnectionAbortedError):
+    """A connect by an aborted open attempt (raised by the audit hook, so the connect never happens)."""
+
+
+_attempt_of_thread = threading.local()  # .current: the OpenAttempt the thread runs, or None
+_hook_lock = threading.Lock()
+_hook_installed = False
+
+
+def _install_audit_hook() -> None:
+    """Install the ``socket.connect`` audit hook, once per process (an audit hook cannot be removed).
+
+    It costs one comparison per audit event for threads that run no open attempt.
+    """
+    global _hook_installed  # noqa: PLW0603 -- one hook per process, whatever the number of clients
+    with _hook_lock:
+        if not _hook_installed:
+            sys.addaudithook(_on_audit_event)
+            _hook_installed = True
+
+
+def _on_audit_event(event: str, args: tuple[Any, ...]) -> None:
+    if event == "socket.connect":
+        attempt: Optional[OpenAttempt] = getattr(_attempt_of_thread, "current", None)
+        if attempt is not None and isinstance(args[0], socket.socket):
+            attempt._adopt(args[0])
+
+
+class _UnlessAborted(RetryHandler):
+    """One of the WebClient's retry handlers, declining once the calling thread's open attempt is aborted.
+
+    slack_sdk's retries sleep before they try again (``ConnectionErrorRetryHandler``: up to
+    1.5 s), and a sleep cannot be cut short: an aborted attempt must not start one.
+    """
+
+    def __init__(self, handler: RetryHandler) -> None:
+        super().__init__(max_retry_count=handler.max_retry_count, interval_calculator=handler.interval_calculator)
+        self._handler = handler
+
+    def can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: Optional[HttpResponse] = None,
+        error: Optional[Exception] = None,
+    ) -> bool:
+        attempt: Optional[OpenAttempt] = getattr(_attempt_of_thread, "current", None)
+        if attempt is not None and attempt.aborted:
+            return False
+        retry = self._handler.can_retry(state=state, request=request, response=response, error=error)
+        if retry and attempt is not None and error is not None:
+            attempt.retried_after = error  # if the retry is refused (aborted meanwhile), this is the error to report
+        return retry
+
+    def prepare_for_next_attempt(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: Optional[HttpResponse] = None,
+        error: Optional[Exception] = None,
+    ) -> None:
+        self._handler.prepare_for_next_attempt(state=state, request=request, response=response, error=error)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # not connected yet, or already closed by the peer
+        pass
 
 
 class Connector:
@@ -113,15 +262,26 @@ class Connector:
         # The error is raised after the except clause, so that it keeps no __context__: slack_sdk's
         # exception holds the response, the request's Authorization header and the WebClient.
         failure: Optional[SocketModeError] = None
+        # The same client, but its retry handlers never retry (nor sleep first) once the attempt is aborted
+        call = web_client
+        handlers = getattr(web_client, "retry_handlers", None)
+        if isinstance(handlers, list) and handlers:
+            call = copy.copy(web_client)
+            call.retry_handlers = [_UnlessAborted(handler) for handler in handlers]
         try:
-            response = web_client.apps_connections_open(app_token=app_token.reveal())
+            response = call.apps_connections_open(app_token=app_token.reveal())
         except SlackApiError as e:
             failure = api_error(e)
         except Exception as e:  # urllib, socket and TLS errors from the Web API call
+            attempt: Optional[OpenAttempt] = getattr(_attempt_of_thread, "current", None)
+            cause: BaseException = e
+            if isinstance(getattr(e, "reason", e), _Refused) and attempt is not None and attempt.retried_after:
+                cause = attempt.retried_after  # the retry was refused (aborted): the error before it says why
             failure = ConnectionFailedError(
-                f"apps.connections.open failed: {type(e).__name__}: {redact(str(e))[:200]}",
-                error=type(e).__name__,
+                f"apps.connections.open failed: {type(cause).__name__}: {redact(str(cause))[:200]}",
+                error=type(cause).__name__,
             )
+            del cause
         if failure is not None:
             raise failure
         url = response.get("url")

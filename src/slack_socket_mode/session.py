@@ -27,7 +27,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional, Union
 
 from .connection import Connection
 from .errors import ConnectionFailedError, FatalError, NotConnectedError, SocketModeError
@@ -47,7 +47,7 @@ from .lifecycle import (
 )
 from .liveness import Liveness
 from .messages import Hello
-from .opening import Connector, open_error
+from .opening import Connector, OpenAttempt, open_error
 from .redaction import redact
 
 if TYPE_CHECKING:
@@ -108,16 +108,18 @@ class Session:
         self._write_timeout = write_timeout
         self._acks: Optional[AckRouter] = None  # attached once made (they use this session)
         self._dispatcher: Optional[Dispatcher] = None
-        # Lock order 1 (first): guards the supervisor, connections, _opening, _open_queue, _pending_io,
+        # Lock order 1 (first): guards the supervisor, connections, _opening, _attempts, _open_queue, _pending_io,
         # the AckRouter's deferred acks, next_url, auto_reconnect and the counters below. No socket
         # call while it is held (see rules()).
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         self._rules_depth = threading.local()  # .n: how deep this thread is in rules()
-        self._pending_io: list[tuple[Connection, Optional[str]]] = []  # (conn, close reason or None: abort)
+        # (connection or open attempt, close reason or None: abort)
+        self._pending_io: list[tuple[Union[Connection, OpenAttempt], Optional[str]]] = []
         self.supervisor = supervisor
         self.connections: dict[int, Connection] = {}
         self._opening: dict[int, Connection] = {}  # handshakes under way on the session thread
+        self._attempts: dict[int, OpenAttempt] = {}  # open attempts under way: they own every socket they connect
         self._serving: list[Connection] = []  # newest first; replaced whole, read without the lock
         self.live_count = 0
         self._open_queue: deque[int] = deque()
@@ -215,7 +217,7 @@ class Session:
         """
         depth = getattr(self._rules_depth, "n", 0)
         self._rules_depth.n = depth + 1
-        io: list[tuple[Connection, Optional[str]]] = []
+        io: list[tuple[Union[Connection, OpenAttempt], Optional[str]]] = []
         try:
             with self.lock:
                 yield
@@ -252,9 +254,13 @@ class Session:
                         self._pending_io.append((conn, action.reason))
                 elif isinstance(action, Abort):
                     conn = self.connections.get(action.connection_id) or self._opening.get(action.connection_id)
+                    attempt = self._attempts.get(action.connection_id)
+                    if conn is not None or attempt is not None:
+                        self._logger.warning("connection %d: aborting (%s)", action.connection_id, action.reason)
                     if conn is not None:
-                        self._logger.warning("connection %d: aborting (%s)", conn.id, action.reason)
                         self._pending_io.append((conn, None))
+                    if attempt is not None:  # the Web API call, TCP, proxy and TLS steps: sockets no one else holds
+                        self._pending_io.append((attempt, None))
                 elif isinstance(action, Fail):
                     self.fatal = action.error
                     self._logger.error("Socket Mode stopped: %s", action.error)
@@ -306,9 +312,12 @@ class Session:
         """Open the connections the supervisor asked for (blocking calls, one at a time).
 
         One deadline, ``connect_timeout``, covers the Web API call and the handshake: the
-        handshake gets what the call left, and the health thread aborts a handshake still under
-        way at the deadline (the supervisor's ``Abort`` for a ``CONNECTING`` connection reaches
-        it through ``_opening``), as does ``close()``.
+        handshake gets what the call left, and the health thread aborts an attempt still under
+        way at the deadline, as does ``close()``: the supervisor's ``Abort`` for a ``CONNECTING``
+        connection reaches its :class:`OpenAttempt` (every socket this thread connected for it:
+        the Web API call's, the proxy's, the TLS one) through ``_attempts`` and the handshake
+        through ``_opening``. A peer that trickles its answer, a byte at a time within each
+        read's timeout, is cut off at the deadline all the same.
         """
         while True:
             with self.rules():
@@ -320,28 +329,26 @@ class Session:
             deadline = time.monotonic() + self._connect_timeout
             conn: Optional[Connection] = None
             error: Optional[Exception] = None
+            attempt = OpenAttempt()
+            with self.lock:
+                self._attempts[cid] = attempt
+                stopping = self.closed or self.supervisor.state not in _RUNNING_CLIENT
+            if stopping:  # close() came first: the attempt connects nothing
+                attempt.abort()
             try:
-                with self.lock:
-                    url, self.next_url = self.next_url, None
-                if url is None:
-                    url = self._client.issue_new_wss_url()
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise ConnectionFailedError(
-                        f"apps.connections.open took more than connect_timeout ({self._connect_timeout:g} s)",
-                        error="open_timeout",
-                    )
-                conn = self._connector.connection(cid, url, on_text=self._on_text, on_closed=self.on_closed)
-                with self.lock:
-                    self._opening[cid] = conn
-                    stopping = self.closed or self.supervisor.state not in _RUNNING_CLIENT
-                if stopping:
-                    conn.abort()
-                self._logger.info("connection %d: opening %s", cid, conn.url)
-                conn.open(remaining)
+                with attempt.owning():
+                    conn = self._open(cid, deadline)
             except Exception as e:  # mapped at the one boundary; a surprise must not stall reconnecting
                 error = open_error(cid, e, self._logger)
+                known = getattr(error, "error", None) == "open_aborted"
+                if attempt.aborted and not known and not isinstance(error, FatalError):
+                    error = ConnectionFailedError(
+                        f"{error} (aborted: the open attempt's deadline, connect_timeout "
+                        f"{self._connect_timeout:g} s, passed, or the client is closing)",
+                        error="open_aborted",
+                    )
             with self.rules():
+                self._attempts.pop(cid, None)
                 self._opening.pop(cid, None)
                 now = time.monotonic()
                 if conn is None or error is not None:
@@ -359,6 +366,28 @@ class Session:
                 continue
             if not isinstance(failure, FatalError):  # a FatalError reached the listeners through Fail
                 self._client._notify_error(failure)
+
+    def _open(self, cid: int, deadline: float) -> Connection:
+        """Get a URL (unless one was set) and open a connection to it by ``deadline`` (on the session thread)."""
+        with self.lock:
+            url, self.next_url = self.next_url, None
+        if url is None:
+            url = self._client.issue_new_wss_url()
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ConnectionFailedError(
+                f"apps.connections.open took more than connect_timeout ({self._connect_timeout:g} s)",
+                error="open_timeout",
+            )
+        conn = self._connector.connection(cid, url, on_text=self._on_text, on_closed=self.on_closed)
+        with self.lock:
+            self._opening[cid] = conn
+            stopping = self.closed or self.supervisor.state not in _RUNNING_CLIENT
+        if stopping:
+            conn.abort()
+        self._logger.info("connection %d: opening %s", cid, conn.url)
+        conn.open(remaining)
+        return conn
 
     def _health_step(self) -> Optional[float]:
         """Fire due deadlines; ping; replace dead connections. Returns seconds until the next one.
@@ -470,10 +499,10 @@ class Session:
                 self.perform(self.supervisor.drained(conn.id, time.monotonic()))
 
 
-def _carry_out(io: list[tuple[Connection, Optional[str]]]) -> None:
+def _carry_out(io: list[tuple[Union[Connection, OpenAttempt], Optional[str]]]) -> None:
     """Make the socket calls the rules asked for (never with the client's lock held; none blocks)."""
-    for conn, close_reason in io:
-        if close_reason is None:
-            conn.abort()
+    for target, close_reason in io:
+        if close_reason is None or not isinstance(target, Connection):
+            target.abort()
         else:
-            conn.close(1000, close_reason)
+            target.close(1000, close_reason)
