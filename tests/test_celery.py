@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +17,7 @@ from slack_socket_mode import SocketModeClient
 from slack_socket_mode.testing import SocketModeServer
 
 from .conftest import APP_TOKEN, timeout
+from .processes import OutputProcess
 from .services import amqp_url, delete_keys, free_port, redis_url, require_module, unique_namespace
 
 require_module("celery", "the celery extra")
@@ -33,7 +31,7 @@ from .celery_app import make_app  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class Worker:
+class Worker(OutputProcess):
     """A ``celery worker`` process (solo pool) of tests/celery_app.py; its log read by a thread."""
 
     def __init__(self, broker: str, queue_name: str, store_url: str, namespace: str) -> None:
@@ -45,43 +43,14 @@ class Worker:
             "TEST_REDIS_URL": store_url,
             "TEST_NAMESPACE": namespace,
         }
-        self.process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "celery", "-A", "tests.celery_app", "worker", "--pool=solo"),
-                *("--loglevel=INFO", "--without-heartbeat", "--without-gossip", "--without-mingle", "-Q", queue_name),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.log: list[str] = []
-        self._reader = threading.Thread(target=self._read, name="test-celery-worker-log", daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.log.append(line.rstrip())
-            self.lines.put(line)
+        args = [
+            *(sys.executable, "-m", "celery", "-A", "tests.celery_app", "worker", "--pool=solo"),
+            *("--loglevel=INFO", "--without-heartbeat", "--without-gossip", "--without-mingle", "-Q", queue_name),
+        ]
+        super().__init__(args, cwd=ROOT, env=env, read="stderr", name="test-celery-worker-log")
 
     def wait_ready(self, seconds: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout(seconds)
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError("the Celery worker did not start:\n" + "\n".join(self.log[-20:])) from None
-            if " ready." in line:
-                return
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(10)
-        self._reader.join(5)
+        self.wait_for(" ready.", seconds)
 
 
 class Setup:

@@ -9,9 +9,7 @@ listeners count completions in a Redis hash (tests/replica_main.py).
 from __future__ import annotations
 
 import os
-import queue
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -27,6 +25,7 @@ from slack_socket_mode.testing import SocketModeServer
 from slack_socket_mode.testing.app_model import AppModel
 
 from .conftest import APP_TOKEN, Recorder, timeout
+from .processes import OutputProcess
 from .services import delete_keys, redis_url, require_module, unique_namespace
 
 require_module("redis", "the redis extra")
@@ -35,53 +34,21 @@ import redis  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class Replica:
+class Replica(OutputProcess):
     """A replica process (tests/replica_main.py); its stdout lines are read by a thread into a queue."""
 
     def __init__(self, server: SocketModeServer, url: str, namespace: str, completions: str, connections: int) -> None:
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.replica_main",
-                "--api-url",
-                server.api_url,
-                "--redis-url",
-                url,
-                "--namespace",
-                namespace,
-                "--completions",
-                completions,
-                "--connections",
-                str(connections),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        args = [
+            *(sys.executable, "-m", "tests.replica_main", "--api-url", server.api_url, "--redis-url", url),
+            *("--namespace", namespace, "--completions", completions, "--connections", str(connections)),
+        ]
+        super().__init__(
+            args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, read="stdout", name="test-replica-stdout"
         )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, name="test-replica-stdout", daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(line.strip())
-        self.lines.put("<eof>")
 
     def expect(self, line: str, seconds: float = 20.0) -> None:
-        try:
-            got = self.lines.get(timeout=timeout(seconds))
-        except queue.Empty:
-            raise AssertionError(f"replica did not print {line!r} within {seconds} s") from None
+        got = self.next_line(seconds, f"replica did not print {line!r}")
         assert got == line, f"replica printed {got!r}, expected {line!r}"
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(10)
-        self._reader.join(5)
 
 
 class App:

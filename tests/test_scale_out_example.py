@@ -7,11 +7,8 @@ envelope); the worker posts replies through the server's Web API, where the test
 from __future__ import annotations
 
 import os
-import queue
 import signal
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +20,7 @@ from slack_socket_mode.testing import SocketModeServer
 from slack_socket_mode.testing.app_model import AppModel
 
 from .conftest import APP_TOKEN, timeout
+from .processes import OutputProcess
 from .services import delete_keys, redis_url, require_module, unique_namespace
 
 require_module("celery", "the celery extra")
@@ -31,39 +29,11 @@ ROOT = Path(__file__).resolve().parent.parent
 PROJECT = ROOT / "examples" / "scale_out"
 
 
-class Process:
+class Process(OutputProcess):
     """A process of the example; its output lines (stdout and stderr) read by a thread."""
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.process = subprocess.Popen(
-            args, cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.log: list[str] = []
-        self._reader = threading.Thread(target=self._read, name="test-example-output", daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.log.append(line.rstrip())
-            self.lines.put(line)
-
-    def wait_for(self, text: str, seconds: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout(seconds)
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"no {text!r} in the output:\n" + "\n".join(self.log[-30:])) from None
-            if text in line:
-                return
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(10)
-        self._reader.join(5)
+        super().__init__(args, cwd=PROJECT, env=env, read="both", name="test-example-output")
 
 
 @pytest.fixture
