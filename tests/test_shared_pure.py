@@ -21,6 +21,45 @@ def test_a_released_delivery_is_dispatched_when_delivered_again() -> None:
     assert ledger.ack_of("e1") == (True, None)
 
 
+def test_release_settles_only_a_delivery_in_flight() -> None:
+    """A release of an unknown, handled or acked envelope changes nothing: its redelivery is not run again."""
+    ledger: EnvelopeLedger[str] = EnvelopeLedger(crossing_window=1.0)
+    ledger.release("never")  # unknown: nothing to forget, and no error
+    assert len(ledger) == 0
+    ledger.receive("acked", "c", 0.0)
+    ledger.ack("acked", None, 0.1)
+    ledger.written("c")
+    ledger.receive("handled", "c", 0.0)
+    ledger.handled("handled")
+    ledger.release("acked")
+    ledger.release("handled")
+    assert ledger.inflight("c") == 0
+    assert ledger.receive("acked", "c", 5.0) == (Receipt.REACK, plain_ack("acked"))
+    assert ledger.receive("handled", "c", 5.0) == (Receipt.IGNORE, None)
+
+
+def test_release_uncounts_one_delivery_of_its_connection() -> None:
+    ledger: EnvelopeLedger[str] = EnvelopeLedger()
+    ledger.receive("e1", "c", 0.0)
+    ledger.receive("e2", "c", 0.0)
+    ledger.release("e1")
+    assert ledger.inflight("c") == 1  # e2 is still in flight on c
+
+
+def test_a_released_delivery_delivered_again_counts_once_where_it_arrives() -> None:
+    """It was uncounted on its old connection when released: that one keeps the count of the others."""
+    ledger: EnvelopeLedger[str] = EnvelopeLedger()
+    ledger.receive("moved", "c1", 0.0)
+    ledger.receive("again", "c1", 0.0)
+    ledger.release("moved")
+    ledger.release("again")
+    ledger.receive("other", "c1", 1.0)
+    assert ledger.receive("moved", "c2", 2.0) == (Receipt.DISPATCH, None)  # on another connection
+    assert ledger.receive("again", "c1", 2.0) == (Receipt.DISPATCH, None)  # on the same one
+    assert ledger.inflight("c1") == 2  # "other" and "again"
+    assert ledger.inflight("c2") == 1
+
+
 def test_ack_of_says_whether_and_how_an_envelope_was_acked() -> None:
     ledger: EnvelopeLedger[str] = EnvelopeLedger()
     ledger.receive("e1", "c", 0.0)
