@@ -235,19 +235,10 @@ class Session:
         return result
 
 
-def _closed_loop(session: Session) -> dict[str, Any]:
-    """Scenario 1, one round: push one envelope, wait for its ack, push the next.
-
-    A round measures ``closed_count / closed_rounds`` envelopes; :func:`combine_closed_loop`
-    merges the rounds (the suite runs them interleaved across clients, so a change in the
-    machine's load affects every client alike).
-    """
-    s = session.settings
-    count = max(1, s.closed_count // s.closed_rounds)
-    cap = s.closed_cap / s.closed_rounds
-    warm = session.warm(s.closed_warmup)
+def _measured_loop(session: Session, warm: dict[str, Any], count: int, cap: float, **workload: Any) -> dict[str, Any]:
+    """One measured closed loop of ``count`` envelopes (after the warm-up ``warm``), with the client's CPU around it."""
     before = session.sample()
-    loop = session.server.call("closed_loop", timeout=cap + 30.0, count=count, cap=cap)
+    loop = session.server.call("closed_loop", timeout=cap + 30.0, count=count, cap=cap, **workload)
     after = session.sample()
     return {
         "rtts": loop["rtts"],
@@ -261,6 +252,20 @@ def _closed_loop(session: Session) -> dict[str, Any]:
         "warmup": {"done": warm["done"], "capped": warm["capped"]},
         "error": loop["error"],
     }
+
+
+def _closed_loop(session: Session) -> dict[str, Any]:
+    """Scenario 1, one round: push one envelope, wait for its ack, push the next.
+
+    A round measures ``closed_count / closed_rounds`` envelopes; :func:`combine_closed_loop`
+    merges the rounds (the suite runs them interleaved across clients, so a change in the
+    machine's load affects every client alike).
+    """
+    s = session.settings
+    count = max(1, s.closed_count // s.closed_rounds)
+    cap = s.closed_cap / s.closed_rounds
+    warm = session.warm(s.closed_warmup)
+    return _measured_loop(session, warm, count, cap)
 
 
 def combine_closed_loop(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -309,22 +314,7 @@ def _closed_loop_mix(session: Session) -> dict[str, Any]:
     count = max(1, s.mix_count // s.mix_rounds)
     cap = s.mix_cap / s.mix_rounds
     warm: dict[str, Any] = session.server.call("closed_loop", timeout=cap + 30.0, count=s.mix_warmup, cap=cap, mix=True)
-    before = session.sample()
-    loop = session.server.call("closed_loop", timeout=cap + 30.0, count=count, cap=cap, mix=True)
-    after = session.sample()
-    return {
-        "rtts": loop["rtts"],
-        "done": loop["done"],
-        "count": count,
-        "capped": loop["capped"],
-        "wall": loop["wall"],
-        "client": delta(before, after, exclude_caller=True),
-        "server": loop["server"],
-        "redeliveries": loop["redeliveries"],
-        "warmup": {"done": warm["done"], "capped": warm["capped"]},
-        "error": loop["error"],
-        "pinned": session.pinned,
-    }
+    return {**_measured_loop(session, warm, count, cap, mix=True), "pinned": session.pinned}
 
 
 def combine_mix(rounds: list[dict[str, Any]]) -> dict[str, Any]:
