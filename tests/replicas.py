@@ -19,7 +19,9 @@ class Replica(OutputProcess):
     """A replica process (tests/replica_main.py); its stdout lines are read by a thread into a queue.
 
     ``prefix`` goes before the Python command (``ip netns exec <namespace>``); ``extra`` after
-    replica_main's arguments.
+    replica_main's arguments. With ``logs``, its stderr (the client's log, lines starting
+    with ``replica``) is read too, into :attr:`log`, and :meth:`expect` skips those lines;
+    without, it goes to the test's stderr.
     """
 
     def __init__(
@@ -32,6 +34,7 @@ class Replica(OutputProcess):
         *,
         prefix: Sequence[str] = (),
         extra: Sequence[str] = (),
+        logs: bool = False,
     ) -> None:
         args = [
             *prefix,
@@ -40,11 +43,17 @@ class Replica(OutputProcess):
             *extra,
         ]
         super().__init__(
-            args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, read="stdout", name="test-replica-stdout"
+            args,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            read="both" if logs else "stdout",
+            name="test-replica-stdout",
         )
 
     def expect(self, line: str, seconds: float = 20.0) -> None:
         got = self.next_line(seconds, f"replica did not print {line!r}")
+        while got.startswith("replica "):  # a log line (with logs=True)
+            got = self.next_line(seconds, f"replica did not print {line!r}")
         assert got == line, f"replica printed {got!r}, expected {line!r}"
 
 

@@ -99,6 +99,7 @@ def test_replicas_on_separate_hosts_lose_nothing_and_run_nothing_twice_through_d
                 2,
                 prefix=net.command(host, []),
                 extra=("--reconnect-cap", "2", "--allow-insecure-urls"),
+                logs=True,
             )
             stack.callback(replica.stop)
             replicas.append(replica)
@@ -127,6 +128,13 @@ def test_replicas_on_separate_hosts_lose_nothing_and_run_nothing_twice_through_d
         slack.wait_until(lambda: all(c.closed_at for c in cut_conns), timeout(10), "the cut connections closed")
         accepted = len(slack.all_connections)
         time.sleep(max(0.0, cut_at + PARTITION - time.monotonic()))  # the partition's length is the experiment
+        # While still cut off, host 0's client found both its connections silent and replaced them
+        # (liveness: within ping_interval + ping_timeout = 8 s). Without that it would learn of
+        # their death only from a TCP reset after the partition heals, if it sent anything.
+        replaced = [line for line in replicas[0].log if "replacing it" in line]
+        assert len(replaced) >= 2, "host 0 kept its silent connections; its log ends:\n" + "\n".join(
+            replicas[0].log[-20:]
+        )
         net.heal(0)
         healed_at = time.monotonic()
 
