@@ -4,7 +4,8 @@ Each service is found through an environment variable with a default:
 ``SLACK_SOCKET_MODE_REDIS_URL`` (``redis://127.0.0.1:6379``) and ``SLACK_SOCKET_MODE_AMQP_URL``
 (``amqp://guest:guest@127.0.0.1:5672//``). When one is missing the test is skipped with a
 one-line reason, unless ``SLACK_SOCKET_MODE_REQUIRE_SERVICES=1`` (CI sets it), which makes
-the same situation a failure.
+the same situation a failure. The same holds for network namespaces (:func:`require_netns`: root and
+``ip netns``, for tests/test_netns.py).
 """
 
 from __future__ import annotations
