@@ -21,6 +21,7 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web import WebClient
 
 from slack_socket_mode import SocketModeClient
+from slack_socket_mode.policy import Backoff
 from slack_socket_mode.redis import RedisLedger
 from slack_socket_mode.stopping import StopWaiter
 
@@ -35,6 +36,8 @@ def main() -> int:
     parser.add_argument("--completions", required=True, help="the Redis hash that counts completions")
     parser.add_argument("--connections", type=int, default=2)
     parser.add_argument("--local-ledger", action="store_true", help="dedupe with the local ledger only")
+    parser.add_argument("--reconnect-cap", type=float, help="seconds: the cap of the reconnect backoff")
+    parser.add_argument("--allow-insecure-urls", action="store_true", help="ws:// beyond loopback (netns hosts)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="replica %(levelname)s %(message)s")
 
@@ -45,6 +48,8 @@ def main() -> int:
         web_client=WebClient(base_url=args.api_url),
         connections=args.connections,
         dedupe=True if args.local_ledger else store,
+        reconnect_policy=Backoff(cap=args.reconnect_cap) if args.reconnect_cap is not None else None,
+        allow_insecure_urls=args.allow_insecure_urls,
     )
 
     def listener(client: SocketModeClient, request: Any) -> None:

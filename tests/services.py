@@ -4,7 +4,8 @@ Each service is found through an environment variable with a default:
 ``SLACK_SOCKET_MODE_REDIS_URL`` (``redis://127.0.0.1:6379``) and ``SLACK_SOCKET_MODE_AMQP_URL``
 (``amqp://guest:guest@127.0.0.1:5672//``). When one is missing the test is skipped with a
 one-line reason, unless ``SLACK_SOCKET_MODE_REQUIRE_SERVICES=1`` (CI sets it), which makes
-the same situation a failure.
+the same situation a failure. The same holds for network namespaces (:func:`require_netns`: root and
+``ip netns``, for tests/test_netns.py).
 """
 
 from __future__ import annotations
@@ -85,31 +86,53 @@ def delete_keys(url: str, pattern: str) -> None:
         client.close()
 
 
-def free_port() -> int:
+def require_netns() -> None:
+    """Skip (or, in CI, fail) unless this process can make network namespaces (root, ``ip netns``).
+
+    It creates and deletes a probe namespace: being root is not enough in a container that
+    lacks the capability.
+    """
+    ip = shutil.which("ip")
+    if ip is None:
+        missing("network namespaces: the ip command (iproute2) is not on PATH")
+    if os.geteuid() != 0:
+        missing("network namespaces need root (ip netns)")
+    probe = f"ssm-probe-{os.getpid()}"
+    made = subprocess.run([str(ip), "netns", "add", probe], capture_output=True, text=True, timeout=10, check=False)
+    if made.returncode != 0:
+        missing(f"ip netns add failed: {made.stderr.strip() or made.returncode}")
+    subprocess.run([str(ip), "netns", "delete", probe], capture_output=True, timeout=10, check=False)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
 class RedisServer:
-    """A ``redis-server`` of the test's own on a free loopback port, to stop and restart (outage tests)."""
+    """A ``redis-server`` of the test's own on a free port of ``host``, to stop and restart (outage tests)."""
 
-    def __init__(self, tmp: str) -> None:
+    def __init__(self, tmp: str, host: str = "127.0.0.1") -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             missing("redis-server is not on PATH")
         self.binary = str(binary)
         self.tmp = tmp
-        self.port = free_port()
+        self.host = host
+        self.port = free_port(host)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> None:
         self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            [
+                *(self.binary, "--port", str(self.port), "--bind", self.host, "--save", "", "--appendonly", "no"),
+                *("--protected-mode", "no"),  # answer the hosts on a test bridge, not only loopback
+            ],
             cwd=self.tmp,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -8,13 +8,9 @@ listeners count completions in a Redis hash (tests/replica_main.py).
 
 from __future__ import annotations
 
-import os
 import signal
-import sys
 import threading
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,30 +21,11 @@ from slack_socket_mode.testing import SocketModeServer
 from slack_socket_mode.testing.app_model import AppModel
 
 from .conftest import APP_TOKEN, Recorder, timeout
-from .processes import OutputProcess
+from .replicas import Replica, push_paced
 from .services import delete_keys, redis_url, require_module, unique_namespace
 
 require_module("redis", "the redis extra")
 import redis  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-class Replica(OutputProcess):
-    """A replica process (tests/replica_main.py); its stdout lines are read by a thread into a queue."""
-
-    def __init__(self, server: SocketModeServer, url: str, namespace: str, completions: str, connections: int) -> None:
-        args = [
-            *(sys.executable, "-m", "tests.replica_main", "--api-url", server.api_url, "--redis-url", url),
-            *("--namespace", namespace, "--completions", completions, "--connections", str(connections)),
-        ]
-        super().__init__(
-            args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, read="stdout", name="test-replica-stdout"
-        )
-
-    def expect(self, line: str, seconds: float = 20.0) -> None:
-        got = self.next_line(seconds, f"replica did not print {line!r}")
-        assert got == line, f"replica printed {got!r}, expected {line!r}"
 
 
 class App:
@@ -63,7 +40,7 @@ class App:
         self.replicas: list[Replica] = []
 
     def start(self, connections: int) -> Replica:
-        replica = Replica(self.server, self.url, self.namespace, self.completions_key, connections)
+        replica = Replica(self.server.api_url, self.url, self.namespace, self.completions_key, connections)
         self.replicas.append(replica)
         return replica
 
@@ -93,24 +70,6 @@ def app(slack: SocketModeServer) -> Iterator[App]:
     a = App(slack)
     yield a
     a.close()
-
-
-def push_paced(server: SocketModeServer, count: int, per_second: float, ids: list[str], work: float = 0.0) -> None:
-    """Push ``count`` envelopes at about ``per_second``, in batches of 20 (pacing is the point here).
-
-    With ``work``, one envelope in 60 makes its listener work that many seconds.
-    """
-    start = time.monotonic()
-    for n in range(0, count, 20):
-        due = start + n / per_second
-        delay = due - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        batch = [
-            server.make_envelope("events_api", {"event_id": f"Ev{len(ids) + i}", "work": work if i == n % 60 else 0})
-            for i in range(20)
-        ]
-        ids += server.push_many(batch)
 
 
 def test_a_replica_killed_mid_run_loses_nothing_and_runs_nothing_twice(slack: SocketModeServer, app: App) -> None:

@@ -41,11 +41,16 @@ class WebApiFake:
             notified after every call (``wait_for_api_calls`` waits on it).
         host: the WebSocket server's host, for the URLs it issues.
         tls: issue ``wss://`` URLs instead of ``ws://``.
+        ws_url_address: ``(host, port)`` the URLs it issues name instead of the WebSocket
+            server's own (a relay in front of it), or ``None``.
     """
 
-    def __init__(self, cond: threading.Condition, host: str, *, tls: bool) -> None:
+    def __init__(
+        self, cond: threading.Condition, host: str, *, tls: bool, ws_url_address: tuple[str, int] | None = None
+    ) -> None:
         self._cond = cond
         self._host = host
+        self._ws_url_address = ws_url_address
         self._scheme = "wss" if tls else "ws"
         #: The WebSocket server's port, set by the server once it is bound.
         self.ws_port = 0
@@ -91,7 +96,7 @@ class WebApiFake:
             self._refusals -= 1
             return ApiReply(200, {"ok": True, "url": self._ws_url(_unused_port(self._host), ticket)})
         self._tickets.add(ticket)
-        return ApiReply(200, {"ok": True, "url": self._ws_url(self.ws_port, ticket)})
+        return ApiReply(200, {"ok": True, "url": self._ticket_url(ticket)})
 
     # -- tickets ---------------------------------------------------------------------------
 
@@ -100,7 +105,7 @@ class WebApiFake:
         ticket = str(uuid.uuid4())
         with self._cond:
             self._tickets.add(ticket)
-        return self._ws_url(self.ws_port, ticket)
+        return self._ticket_url(ticket)
 
     def consume_ticket(self, path: str) -> bool:
         """Whether a handshake's request ``path`` holds a valid ticket (then used up)."""
@@ -115,8 +120,16 @@ class WebApiFake:
                     return True
         return False
 
-    def _ws_url(self, port: int, ticket: str) -> str:
-        return f"{self._scheme}://{url_host(self._host)}:{port}/link/?ticket={ticket}&app_id={_APP_ID}"
+    def _ticket_url(self, ticket: str) -> str:
+        """The URL of a valid ticket: to this server, or to the relay in front of it."""
+        if self._ws_url_address is not None:
+            host, port = self._ws_url_address
+            return self._ws_url(port, ticket, host)
+        return self._ws_url(self.ws_port, ticket)
+
+    def _ws_url(self, port: int, ticket: str, host: str | None = None) -> str:
+        where = url_host(self._host if host is None else host)
+        return f"{self._scheme}://{where}:{port}/link/?ticket={ticket}&app_id={_APP_ID}"
 
     # -- faults ----------------------------------------------------------------------------
 

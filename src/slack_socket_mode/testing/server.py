@@ -136,6 +136,11 @@ class SocketModeServer(ServerQueries, ServerSending, ServerFaults):
             TLS tests, e.g. with a throwaway CA from ``trustme``). The TLS handshake of a
             WebSocket runs on its reader thread, so a client that refuses the certificate
             never blocks the accept loop.
+        ws_url_address: ``(host, port)`` that the WebSocket URLs handed out by
+            ``apps.connections.open`` and :meth:`new_connection_url` name instead of this
+            server's own address: a relay or proxy in front of the WebSocket server that
+            forwards to :attr:`ws_port` (for example one that delays traffic). ``None``: the
+            server itself. The URLs of :meth:`refuse_next_connections` still name this host.
 
     Raises:
         ValueError: an argument is out of range.
@@ -153,6 +158,7 @@ class SocketModeServer(ServerQueries, ServerSending, ServerFaults):
         ping_interval: float | None = None,
         ssl_context: ssl.SSLContext | None = None,
         app: AppModel | None = None,
+        ws_url_address: tuple[str, int] | None = None,
     ) -> None:
         if redelivery_delay is not None and redelivery_delay <= 0:
             raise ValueError("redelivery_delay must be positive or None")
@@ -182,7 +188,7 @@ class SocketModeServer(ServerQueries, ServerSending, ServerFaults):
         self._stopping = False
         self._table = ConnectionTable(self._cond, app)  # guarded by _lock
         self._book = EnvelopeBook()  # guarded by _lock
-        self._web_api = WebApiFake(self._cond, host, tls=ssl_context is not None)
+        self._web_api = WebApiFake(self._cond, host, tls=ssl_context is not None, ws_url_address=ws_url_address)
 
         self._timers = TimerQueue()
         self._deliverer = Deliverer(
