@@ -38,24 +38,20 @@ The facade itself holds no lock of its own.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, ClassVar, Optional, Union
 
 from slack_sdk.socket_mode.client import BaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web import WebClient
 
-from .connection import Connection
-from .engine import Engine, call_listeners
-from .lifecycle import (
-    ClientState,
-    Transition,
-)
+from .engine import Engine
+from .lifecycle import ClientState, Transition
+from .listeners import Listeners
 from .messages import Envelope, Hello, parse_message
 from .options import check_options
 from .policy import ReconnectPolicy
@@ -69,8 +65,6 @@ RequestListener = Callable[[Any, SocketModeRequest], None]
 LifecycleListener = Callable[[Transition], None]
 
 _client_numbers = itertools.count(1)
-#: ``json.dumps(…, separators=(",", ":"))`` without building an encoder per call.
-_compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class SocketModeClient(BaseSocketModeClient):
@@ -135,6 +129,9 @@ class SocketModeClient(BaseSocketModeClient):
 
     Thread-safety: every public method may be called from any thread, listeners included.
     """
+
+    #: What calls the listeners kept on the client (the websocket_client flavour calls its own its way).
+    _listeners_type: ClassVar[type[Listeners]] = Listeners
 
     def __init__(
         self,
@@ -244,7 +241,8 @@ class SocketModeClient(BaseSocketModeClient):
         # slack_sdk's attribute, kept for code that takes it; this client never does (no place in the order).
         self.connect_operation_lock = threading.Lock()
         self.hello: Optional[Hello] = None
-        self._engine = engine = Engine(self, options, prefix=self._prefix, logger=self.logger)
+        listeners = self._listeners_type(self, self.logger)
+        self._engine = engine = Engine(self, options, listeners=listeners, prefix=self._prefix, logger=self.logger)
         # the parts the facade calls (tests and benchmarks may look inside them too)
         self._session, self._acks, self._dispatcher = engine.session, engine.acks, engine.dispatcher
         self._ledger = engine.ledger
@@ -407,18 +405,7 @@ class SocketModeClient(BaseSocketModeClient):
         Raises:
             ValueError: the response has no ``envelope_id``.
         """
-        if isinstance(response, SocketModeResponse):
-            envelope_id: Any = response.envelope_id
-            if response.payload is None and isinstance(envelope_id, str):  # the common ack, without a payload
-                self._acks.send_ack(envelope_id, None)
-                return
-            body = response.to_dict()
-        else:
-            body = response
-            envelope_id = body.get("envelope_id")
-        if not isinstance(envelope_id, str):
-            raise ValueError("a Socket Mode response needs an envelope_id")
-        self._acks.send_ack(envelope_id, _compact_json(body))
+        self._acks.send_response(response)
 
     def enqueue_message(self, message: str) -> None:
         """Handle ``message`` as if a connection had received it (for tests and tools).
@@ -442,7 +429,7 @@ class SocketModeClient(BaseSocketModeClient):
         """Run every listener for ``message`` on the calling thread (slack_sdk compatibility)."""
         parsed = parse_message(raw_message)
         if isinstance(parsed, Envelope):
-            self._dispatcher.run_listeners(parsed, raw_message)
+            self._engine.listeners.envelope(parsed, raw_message)
 
     # ---- visible state -------------------------------------------------------------------------
 
@@ -490,20 +477,3 @@ class SocketModeClient(BaseSocketModeClient):
         ``max_queue_wait`` seconds (Slack redelivers after 3 s). Cheap, lock-free, thread-safe.
         """
         return self._engine.health(max_queue_wait)
-
-    # ---- slack_sdk's listeners (slack_socket_mode.websocket_client calls them its own way) -------
-
-    def _notify_error(self, error: Exception) -> None:
-        call_listeners(self.on_error_listeners, self.logger, "error", error)
-
-    def _notify_message(self, text: str) -> None:
-        """Call the ``on_message`` listeners with a text message (on the reader thread)."""
-        call_listeners(self.on_message_listeners, self.logger, "on_message", text)
-
-    def _notify_close(self, code: int, reason: str) -> None:
-        """Call the ``on_close`` listeners once a connection ended (on its reader thread)."""
-        call_listeners(self.on_close_listeners, self.logger, "on_close", code, reason)
-
-    def _notify_open(self, conn: Connection) -> None:
-        """A connection finished its handshake (on the session thread). slack_sdk's built-in client has no
-        ``on_open`` listeners; :mod:`slack_socket_mode.websocket_client` calls its own here."""

@@ -57,7 +57,7 @@ from .opening import brief, handshake_error, tunnel
 from .redaction import redact
 from .urls import safe_url
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "await_ended"]
 
 _CLOSE, _PING = ABNF.OPCODE_CLOSE, ABNF.OPCODE_PING
 
@@ -412,6 +412,23 @@ class Connection(FrameReader):
             return
         shown = redact(text[:limit]) + (f"… ({len(text)} characters)" if len(text) > limit else "")
         self._logger.debug("connection %d: %s %s", self.id, verb, shown)
+
+
+def await_ended(conns: list[Connection], end: float) -> None:
+    """Wait until ``end`` (monotonic seconds) for ``conns`` to end, aborting those that have not.
+
+    Used by ``close()`` and ``disconnect()`` once the close frames are on their way, with no lock
+    held. A connection whose reader is the calling thread (a listener called ``close()``) is
+    aborted at once: it cannot read the reply. Then joins their reader threads (at least 50 ms each).
+    """
+    for conn in conns:
+        if conn.is_reader():  # called by a listener on this connection's reader: it cannot read the reply
+            conn.abort()
+            continue
+        if not conn.wait_ended(max(0.0, end - time.monotonic())):
+            conn.abort()
+    for conn in conns:
+        conn.join(max(0.05, end - time.monotonic()))
 
 
 def _writable(sock: Any) -> bool:
