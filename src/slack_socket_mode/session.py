@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 __all__ = ["Session"]
 
 _RUNNING_CLIENT = (ClientState.CONNECTING, ClientState.CONNECTED, ClientState.RECONNECTING)
+_STOPPED = (ClientState.CLOSED, ClientState.DISCONNECTED)  # by close() or disconnect()
 
 
 class Session:
@@ -195,22 +196,14 @@ class Session:
                 self._dispatcher.accepting.set()
             self.perform(self.supervisor.start(time.monotonic()))
             deadline = None if timeout is None else time.monotonic() + timeout
-            while (
-                self.live_count == 0
-                and self.fatal is None
-                and self.supervisor.state
-                not in (
-                    ClientState.CLOSED,
-                    ClientState.DISCONNECTED,
-                )
-            ):
+            while self.live_count == 0 and self.fatal is None and self.supervisor.state not in _STOPPED:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     break
                 self.changed.wait(remaining)
             fatal = self.fatal
             connected = self.live_count > 0
-            stopped = self.supervisor.state in (ClientState.CLOSED, ClientState.DISCONNECTED)
+            stopped = self.supervisor.state in _STOPPED
         return fatal, connected, stopped
 
     def start_threads(self) -> None:
