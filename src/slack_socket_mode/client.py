@@ -1,22 +1,25 @@
 """The Socket Mode client: a drop-in for ``slack_sdk.socket_mode.SocketModeClient``.
 
-This module is the facade: slack_sdk's constructor, methods and listener hooks. The work is done by
+This module is the facade: slack_sdk's constructor, methods and listener lists. The work is done by
 one module per job, composed in one place:
 
 * :mod:`.engine` — makes the parts below and wires them together, routes each text message a
   connection reads, and carries out ``close()``;
 * :mod:`.options` — checks the constructor's options (:class:`~.options.ClientOptions`);
 * :mod:`.session` — carries out the rules (:mod:`.lifecycle`), owns the client's lock and the
-  one connection table, and runs the ``session`` and ``health`` threads;
+  one connection table, and runs the ``session`` thread;
+* :mod:`.health` — the ``health`` thread over that table: timers, liveness, stuck writes, the
+  take-over watch; it never waits on a connection's I/O;
 * :mod:`.opening` — gets a URL from ``apps.connections.open`` and makes each connection; the one
   place an open attempt's errors (Web API, handshake, transport) are mapped and detached;
 * :mod:`.dispatch` — runs each envelope's listeners on its reader (no hand-off) or on the
   ``worker_<k>`` pool, with the queue, backpressure and the reader's take-over;
+* :mod:`.listeners` — calls the application's listeners, with no lock held;
 * :mod:`.acks` — sends each ack where the :mod:`.ledger` says, once;
 * :mod:`.stats` — the records :meth:`SocketModeClient.stats` and :meth:`SocketModeClient.health` return.
 
 Threads (all named ``slack_socket_mode-<n>-…``, all stopped and joined by :meth:`SocketModeClient.close`):
-``session`` and ``health`` (:mod:`.session`), ``reader-<id>`` and ``reader-<id>.<n>``
+``session`` (:mod:`.session`), ``health`` (:mod:`.health`), ``reader-<id>`` and ``reader-<id>.<n>``
 (:mod:`.connection`), ``worker_<k>`` (:mod:`.dispatch`), ``lease`` (:mod:`.shared`, with a shared ledger).
 
 Locks, in the one order in which they may be taken (a thread holding one may take only
@@ -53,7 +56,7 @@ from .engine import Engine
 from .lifecycle import ClientState, Transition
 from .listeners import Listeners
 from .messages import Envelope, Hello, parse_message
-from .options import check_options
+from .options import OPTION_NAMES, check_options
 from .policy import ReconnectPolicy
 from .shared import SharedStore
 from .stats import ClientStats, HealthStatus
@@ -177,45 +180,10 @@ class SocketModeClient(BaseSocketModeClient):
         lifecycle_listeners: Optional[list[LifecycleListener]] = None,
         write_timeout: float = 5.0,
     ) -> None:
+        # the options, by name as received (no other local is set yet): check_options takes each of them
+        arguments = {name: value for name, value in locals().items() if name in OPTION_NAMES}
         self.logger = logger or logging.getLogger("slack_socket_mode")
-        options = check_options(
-            app_token,
-            logger=self.logger,
-            web_client=web_client,
-            base_url=base_url,
-            ssl_context=ssl_context,
-            proxy=proxy,
-            proxy_headers=proxy_headers,
-            http_proxy_host=http_proxy_host,
-            http_proxy_port=http_proxy_port,
-            http_proxy_auth=http_proxy_auth,
-            proxy_type=proxy_type,
-            connections=connections,
-            concurrency=concurrency,
-            max_queue=max_queue,
-            handoff_after=handoff_after,
-            max_message_size=max_message_size,
-            receive_buffer_size=receive_buffer_size,
-            connect_timeout=connect_timeout,
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-            receive_timeout=receive_timeout,
-            reconnect_policy=reconnect_policy,
-            dedupe=dedupe,
-            auto_reconnect=auto_reconnect_enabled,
-            inline_dispatch=inline_dispatch,
-            slow_queue_warning=slow_queue_warning,
-            worker_idle_timeout=worker_idle_timeout,
-            hello_timeout=hello_timeout,
-            drain_timeout=drain_timeout,
-            close_timeout=close_timeout,
-            write_timeout=write_timeout,
-            trace_enabled=trace_enabled,
-            all_message_trace_enabled=all_message_trace_enabled,
-            ping_pong_trace_enabled=ping_pong_trace_enabled,
-            allow_insecure_urls=allow_insecure_urls,
-            debug_reconnects=debug_reconnects,
-        )
+        options = check_options(logger=self.logger, **arguments)
         self._number = next(_client_numbers)
         self._prefix = f"slack_socket_mode-{self._number}"
         self._app_token = options.app_token
