@@ -329,11 +329,7 @@ class SocketModeClient(BaseSocketModeClient):
 
     def connect_to_new_endpoint(self, force: bool = False) -> None:
         """Connect if not connected; with ``force``, replace every connection (make-before-break)."""
-        if not self.is_connected() or self.state not in (ClientState.CONNECTED, ClientState.RECONNECTING):
-            self.connect()
-            return
-        if force:
-            self._engine.refresh("connect_to_new_endpoint(force=True)")
+        self._engine.connect_to_new_endpoint(force, auto_reconnect=bool(self.default_auto_reconnect_enabled))
 
     def disconnect(self) -> None:
         """Close every connection (close frames, bounded handshake) and stop reconnecting.

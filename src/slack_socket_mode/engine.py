@@ -28,7 +28,7 @@ from .connection import Connection, await_ended
 from .dispatch import Dispatcher
 from .errors import ConfigurationError, ConnectTimeoutError, SocketModeError
 from .ledger import EnvelopeLedger
-from .lifecycle import Supervisor
+from .lifecycle import ClientState, Supervisor
 from .messages import Disconnect, Envelope, Hello, Malformed, parse_message
 from .opening import Connector
 from .redaction import Secret
@@ -204,10 +204,14 @@ class Engine:
             return
         self.dispatcher.submit_unconnected(parsed, message)
 
-    def refresh(self, reason: str) -> None:
-        """Replace every connection, make-before-break (``connect_to_new_endpoint(force=True)``)."""
-        with self.session.rules():
-            self.session.perform(self.session.supervisor.refresh(reason, time.monotonic()))
+    def connect_to_new_endpoint(self, force: bool, *, auto_reconnect: bool) -> None:
+        """Carry out :meth:`SocketModeClient.connect_to_new_endpoint` (see there; a connect waits up to 30 s)."""
+        session = self.session
+        if session.live_count == 0 or session.supervisor.state not in (ClientState.CONNECTED, ClientState.RECONNECTING):
+            self.connect(30.0, auto_reconnect=auto_reconnect)
+        elif force:  # every connection replaced, make-before-break
+            with session.rules():
+                session.perform(session.supervisor.refresh("connect_to_new_endpoint(force=True)", time.monotonic()))
 
     def disconnect(self) -> None:
         """Carry out :meth:`SocketModeClient.disconnect`: close every connection, stop reconnecting."""
