@@ -113,7 +113,7 @@ class FrameReader:
             conn.last_received = time.monotonic()
             opcode = frame.opcode
             if opcode == _TEXT and frame.fin and not assembling:  # the common case
-                self._deliver(on_text, frame.data)
+                self._deliver(conn, on_text, frame.data)
                 if conn._generation != generation:  # taken over while running listeners
                     return None
             elif opcode in (_TEXT, _BINARY, _CONT):
@@ -127,7 +127,7 @@ class FrameReader:
                     data, kind = b"".join(parts), assembling
                     parts, size, assembling = [], 0, 0
                     if kind == _TEXT:
-                        self._deliver(on_text, data)
+                        self._deliver(conn, on_text, data)
                         if conn._generation != generation:
                             return None
                     else:
@@ -169,22 +169,20 @@ class FrameReader:
             raise websocket.WebSocketProtocolException(f"control frame of {length} bytes (at most 125 allowed)")
         return self._oversize(assembled + length)
 
-    def _deliver(self, on_text: Callable[[Connection, str], None], data: bytes) -> None:
+    def _deliver(self, conn: Connection, on_text: Callable[[Connection, str], None], data: bytes) -> None:
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             self._logger.warning(
-                "connection %d: skipped a text message of %d bytes that is not UTF-8", self._conn.id, len(data)
+                "connection %d: skipped a text message of %d bytes that is not UTF-8", conn.id, len(data)
             )
             return
         if self._trace_limit is not None:
-            self._conn._trace("received", text)
+            conn._trace("received", text)
         try:
-            on_text(self._conn, text)
+            on_text(conn, text)
         except Exception:  # a bug of ours on one message is not a transport error: log it and read on
-            self._logger.exception(
-                "connection %d: handling a message of %d characters failed", self._conn.id, len(text)
-            )
+            self._logger.exception("connection %d: handling a message of %d characters failed", conn.id, len(text))
 
     def _oversize(self, size: int) -> str:
         self._logger.error(

@@ -54,7 +54,7 @@ class HealthMonitor:
         dispatcher: the dispatcher whose watches (take-over, idle pool) run at each step, or None
             (set once made: it wakes this thread).
 
-    Thread-safety: :meth:`wake` may be called from any thread; the step runs on the ``health`` thread only.
+    Thread-safety: ``wake`` may be called from any thread; the step runs on the ``health`` thread only.
     """
 
     def __init__(
@@ -82,14 +82,13 @@ class HealthMonitor:
         self._logger = logger
         self.dispatcher: Optional[Dispatcher] = None
         self._runner = IntervalRunner(self.step, None, name=name, logger=logger)
+        #: Run a step as soon as possible: a deadline may have moved closer. Any thread; the runner's own
+        #: ``wake``, with no layer of ours (the dispatcher calls it as an inline run starts after a quiet spell).
+        self.wake: Callable[[], None] = self._runner.wake
 
     def start(self) -> None:
         """Start the thread (once)."""
         self._runner.start()
-
-    def wake(self) -> None:
-        """Run a step as soon as possible: a deadline may have moved closer."""
-        self._runner.wake()
 
     def stop(self) -> None:
         """Ask the thread to stop, without waiting (close() joins every thread of the client)."""
