@@ -119,7 +119,10 @@ class HealthMonitor:
         return None if next_at is None else max(0.0, next_at - time.monotonic())
 
     def _check_writes(self, now: float, actions: list[Action]) -> Optional[float]:
-        """Replace each connection whose write has run past ``write_timeout``; return when to look again."""
+        """Replace each connection whose write has run past ``write_timeout`` (its actions added to ``actions``).
+
+        Returns when to look again (the earliest write's deadline), or None.
+        """
         assert self._in_rules(), "the connection table is read inside the session's rules()"
         next_at: Optional[float] = None
         for writer in list(self._connections.values()):
@@ -128,7 +131,7 @@ class HealthMonitor:
                 reason = f"a write has not finished in {overdue:.1f} s (the peer does not read)"
                 self._logger.warning("connection %d: %s; replacing it", writer.id, reason)
                 self._reconnects["write timeout"] += 1
-                actions += self._supervisor.dead(writer.id, reason, now) or [Abort(writer.id, reason)]
+                actions.extend(self._supervisor.dead(writer.id, reason, now) or [Abort(writer.id, reason)])
                 continue
             due = writer.write_deadline()
             if due is None:  # a write that starts while this thread sleeps is seen within write_timeout
@@ -137,7 +140,10 @@ class HealthMonitor:
         return next_at
 
     def _check_liveness(self, now: float, actions: list[Action], pings: list[Connection]) -> Optional[float]:
-        """Replace each silent connection, list those due a ping in ``pings``; return when to look again."""
+        """Replace each silent connection (its actions added to ``actions``), list those due a ping in ``pings``.
+
+        Returns when to look again, or None.
+        """
         assert self._in_rules(), "the connection table is read inside the session's rules()"
         next_at: Optional[float] = None
         for cid in self._supervisor.connected_ids():
@@ -151,7 +157,7 @@ class HealthMonitor:
             if verdict.dead is not None:
                 self._logger.warning("connection %d: %s; replacing it", cid, verdict.dead)
                 self._reconnects["no pong" if "pong" in verdict.dead else "no frames"] += 1
-                actions += self._supervisor.dead(cid, verdict.dead, now)
+                actions.extend(self._supervisor.dead(cid, verdict.dead, now))
                 continue
             if verdict.ping:
                 pings.append(conn)
