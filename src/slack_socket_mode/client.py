@@ -180,7 +180,8 @@ class SocketModeClient(BaseSocketModeClient):
         lifecycle_listeners: Optional[list[LifecycleListener]] = None,
         write_timeout: float = 5.0,
     ) -> None:
-        # the options, by name as received (no other local is set yet): check_options takes each of them
+        # the options as received, by name (OPTION_NAMES: all but logger and the listener lists, which stay
+        # here); check_options has the same names and types (tests/test_structure.py checks both signatures)
         arguments = {name: value for name, value in locals().items() if name in OPTION_NAMES}
         self.logger = logger or logging.getLogger("slack_socket_mode")
         options = check_options(logger=self.logger, **arguments)
