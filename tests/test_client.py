@@ -339,3 +339,20 @@ def test_an_ack_without_payload_is_the_compact_json_of_its_envelope_id(
     (ack,) = server.wait_for_acks(envelope_ids=[envelope_id])
     assert ack.raw == json.dumps({"envelope_id": odd}, separators=(",", ":"))
     assert json.loads(ack.raw) == {"envelope_id": odd}
+
+
+def test_connect_to_new_endpoint_connects_and_with_force_replaces_every_connection(
+    server: SocketModeServer, make_client: ClientFactory
+) -> None:
+    client = make_client()
+    client.connect_to_new_endpoint()  # not connected: it connects, as connect() does
+    assert client.is_connected()
+    (first,) = server.wait_for_connections(1)
+    client.connect_to_new_endpoint(force=True)  # make-before-break: a new connection, then the old one closes
+    assert first.wait_closed(timeout(5.0))
+    assert first.closed_by == "client"
+    assert client.is_connected()
+    assert server.open_calls == 2
+    client.socket_mode_request_listeners.append(Recorder())
+    envelope_id = server.push_sample("events_api_message")
+    server.wait_for_acks(envelope_ids=[envelope_id])

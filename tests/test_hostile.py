@@ -94,6 +94,37 @@ def test_a_peer_that_stops_reading_is_replaced_and_close_returns(make_client: Cl
         assert [t.name for t in client_threads() if t.name.startswith(client._prefix)] == []
 
 
+def test_one_write_stuck_on_a_peer_that_stops_reading_is_aborted_by_the_health_thread(
+    make_client: ClientFactory,
+) -> None:
+    """One ack, and no other writer: only the health thread's watch on the write can see it stuck.
+
+    (With many acks, the next one's wait for the send lock gives the connection up too; here there
+    is none, pings never wait for the lock, and silence is not reached within the test.)
+    """
+    with SocketModeServer(redelivery_delay=None) as server:
+        huge = {"text": "x" * 32_000_000}  # more than loopback's socket buffers hold
+        client = make_client(
+            web_client=WebClient(base_url=server.api_url),
+            reconnect_policy=FAST,
+            concurrency=1,
+            ping_interval=0.2,
+            receive_timeout=60.0,
+            write_timeout=0.5,
+        )
+        client.socket_mode_request_listeners.append(
+            lambda client, request: client.send_socket_mode_response(
+                {"envelope_id": request.envelope_id, "payload": huge}
+            )
+        )
+        client.connect()
+        (first,) = server.connections
+        server.silence(first)
+        client.enqueue_message(json.dumps(server.make_envelope("view_submission_like", {"view": {}})))
+        server.wait_for_new_connection(1, timeout=timeout(8))
+        assert client.stats().reconnects.get("write timeout") == 1, client.stats().reconnects
+
+
 def test_closing_a_connection_whose_writer_is_stuck_never_holds_the_client_lock(make_client: ClientFactory) -> None:
     """On main, disconnect() wrote the close frame under the client's lock, behind the stuck writer:
     the lock stayed taken, and every other call on the client (stats() here) waited with it."""

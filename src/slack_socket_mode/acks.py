@@ -19,7 +19,9 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Callable, Optional
+from typing import Any, Callable, Optional, Union
+
+from slack_sdk.socket_mode.response import SocketModeResponse
 
 from .connection import Connection
 from .errors import NotConnectedError
@@ -27,6 +29,9 @@ from .ledger import EnvelopeLedger
 from .messages import plain_ack
 
 __all__ = ["AckRouter"]
+
+#: ``json.dumps(…, separators=(",", ":"))`` without building an encoder per call.
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class AckRouter:
@@ -80,6 +85,27 @@ class AckRouter:
             self.latencies.append(now - route.received_at)
         if origin is not None and origin.draining:
             self._drained(origin)
+
+    def send_response(self, response: Union[dict[str, Any], SocketModeResponse]) -> None:
+        """Ack with slack_sdk's ``SocketModeResponse`` or its dict form (``send_socket_mode_response``).
+
+        A response without a payload is the plain ack; any other is sent as compact JSON.
+
+        Raises:
+            ValueError: the response has no ``envelope_id``.
+        """
+        if isinstance(response, SocketModeResponse):
+            envelope_id: Any = response.envelope_id
+            if response.payload is None and isinstance(envelope_id, str):  # the common ack, without a payload
+                self.send_ack(envelope_id, None)
+                return
+            body = response.to_dict()
+        else:
+            body = response
+            envelope_id = body.get("envelope_id")
+        if not isinstance(envelope_id, str):
+            raise ValueError("a Socket Mode response needs an envelope_id")
+        self.send_ack(envelope_id, _compact_json(body))
 
     def send_message(self, message: str) -> None:
         """Send a text message: an ack (``{"envelope_id": …}``) through :meth:`send_ack`, else on the newest connection.

@@ -1,22 +1,25 @@
 """The Socket Mode client: a drop-in for ``slack_sdk.socket_mode.SocketModeClient``.
 
-This module is the facade: slack_sdk's constructor, methods and listener hooks. The work is done by
+This module is the facade: slack_sdk's constructor, methods and listener lists. The work is done by
 one module per job, composed in one place:
 
 * :mod:`.engine` — makes the parts below and wires them together, routes each text message a
   connection reads, and carries out ``close()``;
 * :mod:`.options` — checks the constructor's options (:class:`~.options.ClientOptions`);
 * :mod:`.session` — carries out the rules (:mod:`.lifecycle`), owns the client's lock and the
-  one connection table, and runs the ``session`` and ``health`` threads;
+  one connection table, and runs the ``session`` thread;
+* :mod:`.health` — the ``health`` thread over that table: timers, liveness, stuck writes, the
+  take-over watch; it never waits on a connection's I/O;
 * :mod:`.opening` — gets a URL from ``apps.connections.open`` and makes each connection; the one
   place an open attempt's errors (Web API, handshake, transport) are mapped and detached;
 * :mod:`.dispatch` — runs each envelope's listeners on its reader (no hand-off) or on the
   ``worker_<k>`` pool, with the queue, backpressure and the reader's take-over;
+* :mod:`.listeners` — calls the application's listeners, with no lock held;
 * :mod:`.acks` — sends each ack where the :mod:`.ledger` says, once;
 * :mod:`.stats` — the records :meth:`SocketModeClient.stats` and :meth:`SocketModeClient.health` return.
 
 Threads (all named ``slack_socket_mode-<n>-…``, all stopped and joined by :meth:`SocketModeClient.close`):
-``session`` and ``health`` (:mod:`.session`), ``reader-<id>`` and ``reader-<id>.<n>``
+``session`` (:mod:`.session`), ``health`` (:mod:`.health`), ``reader-<id>`` and ``reader-<id>.<n>``
 (:mod:`.connection`), ``worker_<k>`` (:mod:`.dispatch`), ``lease`` (:mod:`.shared`, with a shared ledger).
 
 Locks, in the one order in which they may be taken (a thread holding one may take only
@@ -38,26 +41,22 @@ The facade itself holds no lock of its own.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, ClassVar, Optional, Union
 
 from slack_sdk.socket_mode.client import BaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web import WebClient
 
-from .connection import Connection
-from .engine import Engine, call_listeners
-from .lifecycle import (
-    ClientState,
-    Transition,
-)
+from .engine import Engine
+from .lifecycle import ClientState, Transition
+from .listeners import Listeners
 from .messages import Envelope, Hello, parse_message
-from .options import check_options
+from .options import OPTION_NAMES, check_options
 from .policy import ReconnectPolicy
 from .shared import SharedStore
 from .stats import ClientStats, HealthStatus
@@ -69,8 +68,6 @@ RequestListener = Callable[[Any, SocketModeRequest], None]
 LifecycleListener = Callable[[Transition], None]
 
 _client_numbers = itertools.count(1)
-#: ``json.dumps(…, separators=(",", ":"))`` without building an encoder per call.
-_compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class SocketModeClient(BaseSocketModeClient):
@@ -136,6 +133,9 @@ class SocketModeClient(BaseSocketModeClient):
     Thread-safety: every public method may be called from any thread, listeners included.
     """
 
+    #: What calls the listeners kept on the client (the websocket_client flavour calls its own its way).
+    _listeners_type: ClassVar[type[Listeners]] = Listeners
+
     def __init__(
         self,
         app_token: str,
@@ -180,45 +180,11 @@ class SocketModeClient(BaseSocketModeClient):
         lifecycle_listeners: Optional[list[LifecycleListener]] = None,
         write_timeout: float = 5.0,
     ) -> None:
+        # the options as received, by name (OPTION_NAMES: all but logger and the listener lists, which stay
+        # here); check_options has the same names and types (tests/test_structure.py checks both signatures)
+        arguments = {name: value for name, value in locals().items() if name in OPTION_NAMES}
         self.logger = logger or logging.getLogger("slack_socket_mode")
-        options = check_options(
-            app_token,
-            logger=self.logger,
-            web_client=web_client,
-            base_url=base_url,
-            ssl_context=ssl_context,
-            proxy=proxy,
-            proxy_headers=proxy_headers,
-            http_proxy_host=http_proxy_host,
-            http_proxy_port=http_proxy_port,
-            http_proxy_auth=http_proxy_auth,
-            proxy_type=proxy_type,
-            connections=connections,
-            concurrency=concurrency,
-            max_queue=max_queue,
-            handoff_after=handoff_after,
-            max_message_size=max_message_size,
-            receive_buffer_size=receive_buffer_size,
-            connect_timeout=connect_timeout,
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-            receive_timeout=receive_timeout,
-            reconnect_policy=reconnect_policy,
-            dedupe=dedupe,
-            auto_reconnect=auto_reconnect_enabled,
-            inline_dispatch=inline_dispatch,
-            slow_queue_warning=slow_queue_warning,
-            worker_idle_timeout=worker_idle_timeout,
-            hello_timeout=hello_timeout,
-            drain_timeout=drain_timeout,
-            close_timeout=close_timeout,
-            write_timeout=write_timeout,
-            trace_enabled=trace_enabled,
-            all_message_trace_enabled=all_message_trace_enabled,
-            ping_pong_trace_enabled=ping_pong_trace_enabled,
-            allow_insecure_urls=allow_insecure_urls,
-            debug_reconnects=debug_reconnects,
-        )
+        options = check_options(logger=self.logger, **arguments)
         self._number = next(_client_numbers)
         self._prefix = f"slack_socket_mode-{self._number}"
         self._app_token = options.app_token
@@ -244,7 +210,8 @@ class SocketModeClient(BaseSocketModeClient):
         # slack_sdk's attribute, kept for code that takes it; this client never does (no place in the order).
         self.connect_operation_lock = threading.Lock()
         self.hello: Optional[Hello] = None
-        self._engine = engine = Engine(self, options, prefix=self._prefix, logger=self.logger)
+        listeners = self._listeners_type(self, self.logger)
+        self._engine = engine = Engine(self, options, listeners=listeners, prefix=self._prefix, logger=self.logger)
         # the parts the facade calls (tests and benchmarks may look inside them too)
         self._session, self._acks, self._dispatcher = engine.session, engine.acks, engine.dispatcher
         self._ledger = engine.ledger
@@ -363,11 +330,7 @@ class SocketModeClient(BaseSocketModeClient):
 
     def connect_to_new_endpoint(self, force: bool = False) -> None:
         """Connect if not connected; with ``force``, replace every connection (make-before-break)."""
-        if not self.is_connected() or self.state not in (ClientState.CONNECTED, ClientState.RECONNECTING):
-            self.connect()
-            return
-        if force:
-            self._engine.refresh("connect_to_new_endpoint(force=True)")
+        self._engine.connect_to_new_endpoint(force, auto_reconnect=bool(self.default_auto_reconnect_enabled))
 
     def disconnect(self) -> None:
         """Close every connection (close frames, bounded handshake) and stop reconnecting.
@@ -407,18 +370,7 @@ class SocketModeClient(BaseSocketModeClient):
         Raises:
             ValueError: the response has no ``envelope_id``.
         """
-        if isinstance(response, SocketModeResponse):
-            envelope_id: Any = response.envelope_id
-            if response.payload is None and isinstance(envelope_id, str):  # the common ack, without a payload
-                self._acks.send_ack(envelope_id, None)
-                return
-            body = response.to_dict()
-        else:
-            body = response
-            envelope_id = body.get("envelope_id")
-        if not isinstance(envelope_id, str):
-            raise ValueError("a Socket Mode response needs an envelope_id")
-        self._acks.send_ack(envelope_id, _compact_json(body))
+        self._acks.send_response(response)
 
     def enqueue_message(self, message: str) -> None:
         """Handle ``message`` as if a connection had received it (for tests and tools).
@@ -442,7 +394,7 @@ class SocketModeClient(BaseSocketModeClient):
         """Run every listener for ``message`` on the calling thread (slack_sdk compatibility)."""
         parsed = parse_message(raw_message)
         if isinstance(parsed, Envelope):
-            self._dispatcher.run_listeners(parsed, raw_message)
+            self._engine.listeners.envelope(parsed, raw_message)
 
     # ---- visible state -------------------------------------------------------------------------
 
@@ -490,20 +442,3 @@ class SocketModeClient(BaseSocketModeClient):
         ``max_queue_wait`` seconds (Slack redelivers after 3 s). Cheap, lock-free, thread-safe.
         """
         return self._engine.health(max_queue_wait)
-
-    # ---- slack_sdk's listeners (slack_socket_mode.websocket_client calls them its own way) -------
-
-    def _notify_error(self, error: Exception) -> None:
-        call_listeners(self.on_error_listeners, self.logger, "error", error)
-
-    def _notify_message(self, text: str) -> None:
-        """Call the ``on_message`` listeners with a text message (on the reader thread)."""
-        call_listeners(self.on_message_listeners, self.logger, "on_message", text)
-
-    def _notify_close(self, code: int, reason: str) -> None:
-        """Call the ``on_close`` listeners once a connection ended (on its reader thread)."""
-        call_listeners(self.on_close_listeners, self.logger, "on_close", code, reason)
-
-    def _notify_open(self, conn: Connection) -> None:
-        """A connection finished its handshake (on the session thread). slack_sdk's built-in client has no
-        ``on_open`` listeners; :mod:`slack_socket_mode.websocket_client` calls its own here."""

@@ -29,8 +29,8 @@ Who may block where (the bounds on a peer that stops reading or trickles):
 * Redirects in the handshake are refused (Slack never redirects): the URL the peer tried to
   send the client to is named in the error, without its query.
 
-The reader thread's loop over the frames (size bound, reassembly, pings, the close frame) is
-:class:`~slack_socket_mode.frames.FrameReader`, this class's base, in :mod:`slack_socket_mode.frames`.
+The reader thread's loop over the frames (size bound, reassembly, pings, the close frame) is a
+:class:`~slack_socket_mode.frames.FrameReader` the connection owns, in :mod:`slack_socket_mode.frames`.
 
 A handshake's errors are mapped to ours in :mod:`slack_socket_mode.opening`
 (:func:`~slack_socket_mode.opening.handshake_error`), the one place an open attempt's errors are
@@ -57,7 +57,7 @@ from .opening import brief, handshake_error, tunnel
 from .redaction import redact
 from .urls import safe_url
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "await_ended"]
 
 _CLOSE, _PING = ABNF.OPCODE_CLOSE, ABNF.OPCODE_PING
 
@@ -70,7 +70,7 @@ OpenSocket = Callable[[str, int, float], socket.socket]
 _TRANSPORT_ERRORS = (OSError, websocket.WebSocketException, struct.error, ValueError)
 
 
-class Connection(FrameReader):
+class Connection:
     """A Socket Mode WebSocket.
 
     Args:
@@ -115,10 +115,8 @@ class Connection(FrameReader):
     ) -> None:
         self.id = connection_id
         self._url = url
-        self._on_text = on_text
         self._on_closed = on_closed
         self._logger = logger
-        self._max_message_size = max_message_size
         self._connect_options = connect_options or {}
         self._write_timeout = write_timeout
         self._sslopt = sslopt
@@ -127,11 +125,22 @@ class Connection(FrameReader):
         self._trace_pings = trace_pings
         # Every write goes through self._send_lock, so websocket-client's own locks are off.
         self._ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=False, sslopt=sslopt)
+        self._frames = FrameReader(
+            self,
+            self._ws,
+            on_text=on_text,
+            logger=logger,
+            max_message_size=max_message_size,
+            write_timeout=write_timeout,
+            trace_limit=trace_limit,
+            trace_pings=trace_pings,
+        )
         # Lock order: the last of all (docs/threading.md, "Locks"): guards the socket's write side
         # (frames go out whole, one at a time), _close_sent and _writing_since. Nothing else is
         # taken while it is held, and it is never held by the client's health thread or a reader
         # for longer than a write that cannot block (_write_control).
         self._send_lock = threading.Lock()
+        # _close_sent, _aborted and _generation are read by the FrameReader on each frame
         self._close_sent = False
         self._writing_since: Optional[float] = None  # monotonic start of the write in progress
         self._aborted = False
@@ -383,7 +392,7 @@ class Connection(FrameReader):
     def _read_loop(self, generation: int) -> None:
         reason: Optional[str]
         try:
-            reason = self._read_frames(generation)
+            reason = self._frames.read(generation)
         except _TRANSPORT_ERRORS as e:
             if self._close_sent:
                 reason = "closed by client"
@@ -412,6 +421,23 @@ class Connection(FrameReader):
             return
         shown = redact(text[:limit]) + (f"… ({len(text)} characters)" if len(text) > limit else "")
         self._logger.debug("connection %d: %s %s", self.id, verb, shown)
+
+
+def await_ended(conns: list[Connection], end: float) -> None:
+    """Wait until ``end`` (monotonic seconds) for ``conns`` to end, aborting those that have not.
+
+    Used by ``close()`` and ``disconnect()`` once the close frames are on their way, with no lock
+    held. A connection whose reader is the calling thread (a listener called ``close()``) is
+    aborted at once: it cannot read the reply. Then joins their reader threads (at least 50 ms each).
+    """
+    for conn in conns:
+        if conn.is_reader():  # called by a listener on this connection's reader: it cannot read the reply
+            conn.abort()
+            continue
+        if not conn.wait_ended(max(0.0, end - time.monotonic())):
+            conn.abort()
+    for conn in conns:
+        conn.join(max(0.05, end - time.monotonic()))
 
 
 def _writable(sock: Any) -> bool:

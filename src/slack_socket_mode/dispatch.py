@@ -26,18 +26,15 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Callable, Optional
 
-from slack_sdk.socket_mode.request import SocketModeRequest
-
 from .acks import AckRouter
 from .connection import Connection
 from .errors import SocketModeError
 from .ledger import Receipt
 from .messages import Envelope
-from .redaction import redact
 from .shared import Admission, SharedLedger
 
 if TYPE_CHECKING:
-    from .client import SocketModeClient
+    from .listeners import Listeners
 
 __all__ = ["Dispatcher"]
 
@@ -50,8 +47,7 @@ class Dispatcher:
     """Runs each envelope's listeners once, on its reader or a worker, and accounts for it.
 
     Args:
-        client: the client the listeners are called with (their first argument); its
-            ``message_listeners`` and ``socket_mode_request_listeners`` are read at each call.
+        listeners: calls the application's listeners for each envelope (:meth:`.Listeners.envelope`).
         acks: the ack router (and, through it, the ledger).
         shared: the shared ledger across replicas, or None.
         connections: returns the open connections now (read by the take-over watch).
@@ -72,7 +68,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        client: SocketModeClient,
+        listeners: Listeners,
         *,
         acks: AckRouter,
         shared: Optional[SharedLedger],
@@ -88,7 +84,7 @@ class Dispatcher:
         inline_dispatch: bool,
         handoff_after: float,
     ) -> None:
-        self._client = client
+        self._listeners = listeners
         self._acks = acks
         self._ledger = acks.ledger
         self._shared = shared
@@ -175,7 +171,7 @@ class Dispatcher:
         with self._queue_lock:
             if self._closed:
                 raise SocketModeError("the client is closed; create a new one")
-            self.workers.submit(self.run_listeners, envelope, text)
+            self.workers.submit(self._listeners.envelope, envelope, text)
 
     # ---- readers ---------------------------------------------------------------------------------
 
@@ -334,7 +330,7 @@ class Dispatcher:
         """Run the listeners, then account for the envelope (queue, drain, close())."""
         self._in_listener.active = True
         try:
-            self.run_listeners(envelope, text)
+            self._listeners.envelope(envelope, text)
         finally:
             self._in_listener.active = False
             if self._shared is not None:
@@ -354,48 +350,6 @@ class Dispatcher:
                     self._room.notify()
             if conn is not None and conn.draining:
                 self._after_drain(conn)
-
-    def run_listeners(self, envelope: Envelope, text: str) -> None:
-        body = envelope.body
-        client = self._client
-        for listener in client.message_listeners:
-            try:
-                listener(client, body, text)
-            except Exception:
-                self._logger.exception(
-                    "message listener %r failed on envelope %s (%s)",
-                    listener,
-                    envelope.envelope_id,
-                    envelope.type,
-                )
-        if client.socket_mode_request_listeners:
-            try:
-                request = SocketModeRequest.from_dict(body)
-            except (ValueError, TypeError) as e:  # parse_message refuses such shapes; a caller may not have
-                self._logger.warning(
-                    "envelope %s (%s): request listeners skipped: %s",
-                    redact(envelope.envelope_id),
-                    redact(envelope.type)[:64],
-                    type(e).__name__,
-                )
-                return
-            if request is None:
-                self._logger.warning(
-                    "envelope %s (%s) has no payload; request listeners skipped",
-                    envelope.envelope_id,
-                    envelope.type,
-                )
-                return
-            for rl in client.socket_mode_request_listeners:
-                try:
-                    rl(client, request)
-                except Exception:
-                    self._logger.exception(
-                        "request listener %r failed on envelope %s (%s)",
-                        rl,
-                        envelope.envelope_id,
-                        envelope.type,
-                    )
 
     def watch_inline(self, now: float) -> Optional[float]:
         """Give a connection a new reader when its reader's own listeners run past ``handoff_after``.

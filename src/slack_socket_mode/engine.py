@@ -19,16 +19,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 from slack_sdk.web import WebClient
 
 from .acks import AckRouter
-from .connection import Connection
+from .connection import Connection, await_ended
 from .dispatch import Dispatcher
 from .errors import ConfigurationError, ConnectTimeoutError, SocketModeError
 from .ledger import EnvelopeLedger
-from .lifecycle import Supervisor
+from .lifecycle import ClientState, Supervisor
 from .messages import Disconnect, Envelope, Hello, Malformed, parse_message
 from .opening import Connector
 from .redaction import Secret
@@ -39,25 +39,18 @@ from .urls import check_socket_url
 
 if TYPE_CHECKING:
     from .client import SocketModeClient
+    from .listeners import Listeners
     from .options import ClientOptions
 
-__all__ = ["Engine", "call_listeners"]
-
-
-def call_listeners(listeners: list[Any], logger: logging.Logger, kind: str, *args: Any) -> None:
-    """Call each of ``listeners`` (a copy of the list) with ``args``; log, never raise, what one raises."""
-    for listener in list(listeners):
-        try:
-            listener(*args)
-        except Exception:
-            logger.exception("%s listener %r failed", kind, listener)
+__all__ = ["Engine"]
 
 
 class Engine:
     """Makes the client's parts and wires them together (see the module's docstring).
 
     Args:
-        client: the facade (its listener lists and hooks, ``message_tap``, ``hello``).
+        client: the facade (its listener lists, ``message_tap``, ``hello``).
+        listeners: calls the application's listeners (the facade chooses how: see :mod:`.listeners`).
         options: the checked options; each goes to the part that uses it.
         prefix: the client's thread-name prefix, ``slack_socket_mode-<n>``.
         logger: where to log.
@@ -66,13 +59,20 @@ class Engine:
         ConfigurationError: the shared store (``dedupe``) cannot be used.
 
     Attributes:
-        connector, ledger, shared, session, acks, dispatcher: the parts (``shared`` may be None).
+        connector, ledger, shared, session, acks, dispatcher, listeners: the parts (``shared`` may be None).
     """
 
     def __init__(
-        self, client: SocketModeClient, options: ClientOptions, *, prefix: str, logger: logging.Logger
+        self,
+        client: SocketModeClient,
+        options: ClientOptions,
+        *,
+        listeners: Listeners,
+        prefix: str,
+        logger: logging.Logger,
     ) -> None:
         self._client = client
+        self.listeners = listeners
         self._prefix = prefix
         self._logger = logger
         o = options
@@ -110,6 +110,7 @@ class Engine:
         )
         self.session = session = Session(
             client,
+            listeners=listeners,
             supervisor=supervisor,
             connector=self.connector,
             ledger=self.ledger,
@@ -125,11 +126,11 @@ class Engine:
             self.ledger, lock=session.lock, primary=session.primary, drained=session.maybe_drained, logger=logger
         )
         self.dispatcher = Dispatcher(
-            client,
+            listeners,
             acks=self.acks,
             shared=self.shared,
             connections=lambda: list(session.connections.values()),
-            wake_health=session.wake_health,
+            wake_health=session.health.wake,
             after_drain=session.maybe_drained,
             prefix=prefix,
             logger=logger,
@@ -175,7 +176,7 @@ class Engine:
         if tap is not None:
             tap(conn.id, text)
         if client.on_message_listeners:
-            client._notify_message(text)
+            self.listeners.message(text)
         message = parse_message(text)
         if type(message) is Envelope:
             self.dispatcher.on_envelope(conn, message, text)
@@ -203,10 +204,14 @@ class Engine:
             return
         self.dispatcher.submit_unconnected(parsed, message)
 
-    def refresh(self, reason: str) -> None:
-        """Replace every connection, make-before-break (``connect_to_new_endpoint(force=True)``)."""
-        with self.session.rules():
-            self.session.perform(self.session.supervisor.refresh(reason, time.monotonic()))
+    def connect_to_new_endpoint(self, force: bool, *, auto_reconnect: bool) -> None:
+        """Carry out :meth:`SocketModeClient.connect_to_new_endpoint` (see there; a connect waits up to 30 s)."""
+        session = self.session
+        if session.live_count == 0 or session.supervisor.state not in (ClientState.CONNECTED, ClientState.RECONNECTING):
+            self.connect(30.0, auto_reconnect=auto_reconnect)
+        elif force:  # every connection replaced, make-before-break
+            with session.rules():
+                session.perform(session.supervisor.refresh("connect_to_new_endpoint(force=True)", time.monotonic()))
 
     def disconnect(self) -> None:
         """Carry out :meth:`SocketModeClient.disconnect`: close every connection, stop reconnecting."""
@@ -214,7 +219,7 @@ class Engine:
         with session.rules():
             session.perform(session.supervisor.stop(time.monotonic(), final=False))
             conns = list(session.connections.values())
-        session.await_connections(conns, time.monotonic() + self._close_timeout)
+        await_ended(conns, time.monotonic() + self._close_timeout)
 
     def health(self, max_queue_wait: float) -> HealthStatus:
         """Carry out :meth:`SocketModeClient.health` (see there)."""
@@ -276,7 +281,7 @@ class Engine:
         with session.rules():
             session.perform(session.supervisor.stop(time.monotonic(), final=True))
             conns = list(session.connections.values())
-        session.await_connections(conns, final_end - min(0.5, timeout / 4))
+        await_ended(conns, final_end - min(0.5, timeout / 4))
         session.stop_threads()
         dispatcher.shutdown()
         me = threading.current_thread()

@@ -1,12 +1,14 @@
 """The reader half of a :class:`~slack_socket_mode.connection.Connection`: frames in, text messages out.
 
-:class:`FrameReader` is the base class that holds the reader thread's loop over websocket-client's
-frame parser: it checks each frame's announced size before its payload is read (``max_message_size``),
-reassembles fragmented messages, answers pings, takes the server's close frame, and hands each
-complete text message to the client. :class:`ReadAhead` feeds the parser from one large ``recv``.
-A base class rather than an object of its own, so the hot path stays one method per frame with no
-extra call layer: it reads and writes the connection's own attributes, declared below for the type
-checker. Runs only on the connection's current reader thread (:meth:`Connection.take_over`).
+:class:`FrameReader` is the reader thread's loop over websocket-client's frame parser, an object
+each connection owns: it checks each frame's announced size before its payload is read
+(``max_message_size``), reassembles fragmented messages, answers pings, takes the server's close
+frame, and hands each complete text message to the client. :class:`ReadAhead` feeds the parser
+from one large ``recv``. The loop is entered once per reader thread and keeps the connection in a
+local, so owning it costs the hot path nothing over being the connection: one method per frame,
+no extra call layer. It reads the connection's state that the other threads change (aborted,
+closing, which reader may read) and writes what the health thread reads (``last_received``).
+Runs only on the connection's current reader thread (:meth:`Connection.take_over`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import websocket
 from websocket import ABNF
 
+if TYPE_CHECKING:
+    from .connection import Connection
+
 __all__ = ["FrameReader", "ReadAhead"]
 
 _TEXT, _BINARY, _CONT = ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY, ABNF.OPCODE_CONT
@@ -26,28 +31,54 @@ _CLOSE, _PING, _PONG = ABNF.OPCODE_CLOSE, ABNF.OPCODE_PING, ABNF.OPCODE_PONG
 
 
 class FrameReader:
-    """The frame reader of a :class:`~slack_socket_mode.connection.Connection` (its base class)."""
+    """Reads one connection's frames on its reader thread (see the module's docstring).
 
-    if TYPE_CHECKING:  # the connection's attributes and methods the reader uses
-        id: int
-        last_received: float
-        close_code: Optional[int]
-        _ws: websocket.WebSocket
-        _on_text: Callable[[Any, str], None]  # called with the connection itself
-        _logger: logging.Logger
-        _max_message_size: int
-        _write_timeout: float
-        _trace_limit: Optional[int]
-        _trace_pings: bool
-        _aborted: bool
-        _close_sent: bool
-        _generation: int
+    Args:
+        conn: the connection it reads for (its state, its writes, and the first argument of ``on_text``).
+        ws: the connection's websocket-client ``WebSocket``; its ``frame_buffer`` is the parser.
+        on_text: called with ``(conn, text)`` for each complete text message.
+        logger: where to log.
+        max_message_size: bytes; a larger message ends the connection before its payload is read.
+        write_timeout: seconds a pong may wait for the connection's send lock.
+        trace_limit: log each text message received at DEBUG, cut to this many characters; None: none.
+        trace_pings: log each ping and pong received at DEBUG.
 
-        def close(self, code: int = 1000, reason: str = "") -> None: ...
-        def _write_control(self, opcode: int, payload: bytes, *, closing: bool = False, wait: float = 0.0) -> bool: ...
-        def _trace(self, verb: str, text: str) -> None: ...
+    Not thread-safe: used by the connection's current reader thread only.
+    """
 
-    def _read_frames(self, generation: int) -> Optional[str]:
+    __slots__ = (
+        "_conn",
+        "_logger",
+        "_max_message_size",
+        "_on_text",
+        "_trace_limit",
+        "_trace_pings",
+        "_write_timeout",
+        "_ws",
+    )
+
+    def __init__(
+        self,
+        conn: Connection,
+        ws: websocket.WebSocket,
+        *,
+        on_text: Callable[[Connection, str], None],
+        logger: logging.Logger,
+        max_message_size: int,
+        write_timeout: float,
+        trace_limit: Optional[int],
+        trace_pings: bool,
+    ) -> None:
+        self._conn = conn
+        self._ws = ws
+        self._on_text = on_text
+        self._logger = logger
+        self._max_message_size = max_message_size
+        self._write_timeout = write_timeout
+        self._trace_limit = trace_limit
+        self._trace_pings = trace_pings
+
+    def read(self, generation: int) -> Optional[str]:
         """Read frames until the connection ends; return why it ended, or None if taken over.
 
         The size bound holds before a payload is read: the frame's header and announced
@@ -57,6 +88,7 @@ class FrameReader:
         allocated. This costs no syscall and no allocation beyond what ``recv_frame`` does.
         """
         # websocket-client's frame_buffer: its header, length and frames are checked here, at our boundary.
+        conn = self._conn  # its state is read and written through this local: no extra layer per frame
         frames: Any = self._ws.frame_buffer
         needs_header, recv_header = frames.needs_header, frames.recv_header
         needs_length, recv_length = frames.needs_length, frames.recv_length
@@ -67,7 +99,7 @@ class FrameReader:
         size = 0  # bytes of the message being assembled
         assembling = 0  # opcode of the message being assembled, 0 if none
         while True:
-            if self._aborted:  # read-ahead may hold frames: an aborted connection delivers none of them
+            if conn._aborted:  # read-ahead may hold frames: an aborted connection delivers none of them
                 return "aborted"
             if needs_header():
                 recv_header()
@@ -78,11 +110,11 @@ class FrameReader:
                 if refused is not None:
                     return refused
             frame = recv_frame()
-            self.last_received = time.monotonic()
+            conn.last_received = time.monotonic()
             opcode = frame.opcode
             if opcode == _TEXT and frame.fin and not assembling:  # the common case
-                self._deliver(on_text, frame.data)
-                if self._generation != generation:  # taken over while running listeners
+                self._deliver(conn, on_text, frame.data)
+                if conn._generation != generation:  # taken over while running listeners
                     return None
             elif opcode in (_TEXT, _BINARY, _CONT):
                 if (opcode == _CONT) != bool(assembling):
@@ -95,29 +127,29 @@ class FrameReader:
                     data, kind = b"".join(parts), assembling
                     parts, size, assembling = [], 0, 0
                     if kind == _TEXT:
-                        self._deliver(on_text, data)
-                        if self._generation != generation:
+                        self._deliver(conn, on_text, data)
+                        if conn._generation != generation:
                             return None
                     else:
-                        self._logger.warning("connection %d: skipped a binary message of %d bytes", self.id, len(data))
+                        self._logger.warning("connection %d: skipped a binary message of %d bytes", conn.id, len(data))
             elif opcode == _PING:  # a pong waits for an ack being written, never for a peer that does not read
                 if self._trace_pings:
-                    self._logger.debug("connection %d: received a ping; sending a pong", self.id)
-                self._write_control(_PONG, frame.data, wait=self._write_timeout)
+                    self._logger.debug("connection %d: received a ping; sending a pong", conn.id)
+                conn._write_control(_PONG, frame.data, wait=self._write_timeout)
             elif opcode == _CLOSE:
                 code = struct.unpack("!H", frame.data[:2])[0] if len(frame.data) >= 2 else 1005
-                self.close_code = code
-                if not self._close_sent:
-                    self.close(code if code not in (1005, 1006) else 1000)
+                conn.close_code = code
+                if not conn._close_sent:
+                    conn.close(code if code not in (1005, 1006) else 1000)
                     return f"server closed the connection (code {code})"
                 return "closed by client"
             elif self._trace_pings:  # _PONG: last_received is all a pong is for
-                self._logger.debug("connection %d: received a pong", self.id)
+                self._logger.debug("connection %d: received a pong", conn.id)
 
     def _refuse_frame(self, opcode: int, length: int, assembled: int) -> Optional[str]:
         """Decide on a frame whose header announces more bytes than the message has room for.
 
-        Called by :meth:`_read_frames` (the slow path only) before the payload is read.
+        Called by :meth:`read` (the slow path only) before the payload is read.
 
         Args:
             opcode: the frame's opcode.
@@ -137,25 +169,25 @@ class FrameReader:
             raise websocket.WebSocketProtocolException(f"control frame of {length} bytes (at most 125 allowed)")
         return self._oversize(assembled + length)
 
-    def _deliver(self, on_text: Callable[[Any, str], None], data: bytes) -> None:
+    def _deliver(self, conn: Connection, on_text: Callable[[Connection, str], None], data: bytes) -> None:
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             self._logger.warning(
-                "connection %d: skipped a text message of %d bytes that is not UTF-8", self.id, len(data)
+                "connection %d: skipped a text message of %d bytes that is not UTF-8", conn.id, len(data)
             )
             return
         if self._trace_limit is not None:
-            self._trace("received", text)
+            conn._trace("received", text)
         try:
-            on_text(self, text)
+            on_text(conn, text)
         except Exception:  # a bug of ours on one message is not a transport error: log it and read on
-            self._logger.exception("connection %d: handling a message of %d characters failed", self.id, len(text))
+            self._logger.exception("connection %d: handling a message of %d characters failed", conn.id, len(text))
 
     def _oversize(self, size: int) -> str:
         self._logger.error(
             "connection %d: message of more than %d bytes exceeds max_message_size (%d); replacing the connection",
-            self.id,
+            self._conn.id,
             size,
             self._max_message_size,
         )
@@ -173,7 +205,7 @@ class ReadAhead:
     ``recv`` per :attr:`CHUNK` bytes. It only buffers bytes; the framing stays websocket-client's.
 
     At most ``CHUNK`` bytes are held, whatever the frames announce, so the size bound of
-    :meth:`FrameReader._read_frames` still holds before a large payload is read. Used by the
+    :meth:`FrameReader.read` still holds before a large payload is read. Used by the
     one thread that reads the connection at a time; not thread-safe.
     """
 

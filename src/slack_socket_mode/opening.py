@@ -43,6 +43,7 @@ from .errors import (
     FATAL_API_ERRORS,
     AuthError,
     ConnectionFailedError,
+    FatalError,
     ProxyAuthError,
     RateLimitedError,
     SocketModeError,
@@ -321,19 +322,37 @@ class Connector:
         )
 
 
-def open_error(connection_id: int, e: Exception, logger: logging.Logger) -> SocketModeError:
+def open_error(
+    connection_id: int, e: Exception, logger: logging.Logger, *, aborted_after: Optional[float] = None
+) -> SocketModeError:
     """Map an error an open attempt raised to ours, detached (call it inside the ``except`` clause).
 
     Our own errors are kept as they are; anything else (a library error we did not foresee) is
     logged and becomes a :class:`ConnectionFailedError` naming only its type, so that it never
-    stalls reconnecting.
+    stalls reconnecting. ``aborted_after``: the attempt was aborted (its :class:`OpenAttempt` says
+    so) and had that many seconds (``connect_timeout``); an error that is not fatal and does not
+    already say so becomes a :class:`ConnectionFailedError` ``open_aborted`` that names the deadline.
     """
     if isinstance(e, SocketModeError):
-        return detached(e)  # the one error boundary: nothing the request held stays reachable
-    logger.error(
-        "connection %d: unexpected error while opening: %s: %s", connection_id, type(e).__name__, redact(str(e))[:200]
+        error = detached(e)  # the one error boundary: nothing the request held stays reachable
+    else:
+        logger.error(
+            "connection %d: unexpected error while opening: %s: %s",
+            connection_id,
+            type(e).__name__,
+            redact(str(e))[:200],
+        )
+        error = detached(
+            ConnectionFailedError(f"could not open a connection: {type(e).__name__}", error=type(e).__name__)
+        )
+    known = getattr(error, "error", None) == "open_aborted"
+    if aborted_after is None or known or isinstance(error, FatalError):
+        return error
+    return ConnectionFailedError(
+        f"{error} (aborted: the open attempt's deadline, connect_timeout {aborted_after:g} s, passed, "
+        "or the client is closing)",
+        error="open_aborted",
     )
-    return detached(ConnectionFailedError(f"could not open a connection: {type(e).__name__}", error=type(e).__name__))
 
 
 def api_error(e: SlackApiError) -> SocketModeError:

@@ -10,6 +10,7 @@ before the client makes anything.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import re
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from .proxies import ProxySettings  # imported when a proxy is configured: most apps have none
     from .shared import SharedStore
 
-__all__ = ["ClientOptions", "check_options"]
+__all__ = ["OPTION_NAMES", "ClientOptions", "check_options"]
 
 #: An app-level token: ``xapp-`` and printable ASCII with no spaces (what may go in a header).
 _APP_TOKEN_RE = re.compile(r"xapp-[\x21-\x7e]+")
@@ -105,7 +106,7 @@ def check_options(
     receive_timeout: float,
     reconnect_policy: Optional[ReconnectPolicy],
     dedupe: Union[bool, SharedStore],
-    auto_reconnect: bool,
+    auto_reconnect_enabled: bool,
     inline_dispatch: bool,
     slow_queue_warning: float,
     worker_idle_timeout: float,
@@ -120,6 +121,10 @@ def check_options(
     debug_reconnects: bool,
 ) -> ClientOptions:
     """Check the constructor's options (see :class:`~slack_socket_mode.SocketModeClient`) and derive the rest.
+
+    Every parameter but ``logger`` is the constructor's parameter of the same name and type
+    (:data:`OPTION_NAMES`): the constructor passes them on by name, and
+    ``tests/test_structure.py`` checks that the two signatures agree.
 
     Raises:
         ConfigurationError: an invalid option or an app token that is not ``xapp-…``.
@@ -188,7 +193,7 @@ def check_options(
         liveness=liveness,
         policy=reconnect_policy if reconnect_policy is not None else Backoff(),
         dedupe=dedupe,
-        auto_reconnect=auto_reconnect,
+        auto_reconnect=auto_reconnect_enabled,
         connections=connections,
         concurrency=concurrency,
         max_queue=max_queue,
@@ -208,6 +213,11 @@ def check_options(
         allow_insecure_urls=allow_insecure_urls,
         debug_reconnects=debug_reconnects,
     )
+
+
+#: The constructor's parameters that :func:`check_options` takes, by name (all but ``logger``, which it
+#: gets already chosen); the others (the listener lists) stay on the client as they are.
+OPTION_NAMES = frozenset(inspect.signature(check_options).parameters) - {"logger"}
 
 
 def _token_kind(token: object) -> str:

@@ -7,9 +7,10 @@ of replacements. It runs two threads:
 
 * ``session`` — woken when the rules ask for a connection; it gets a URL (``issue_new_wss_url``)
   and does the handshake (:class:`~slack_socket_mode.opening.Connector`), one at a time;
-* ``health`` — sleeps until the next deadline (a ping, a pong or receive timeout, a rotation, a
-  backoff timer, a write past ``write_timeout``, a reader's take-over, the idle pool's retirement)
-  and fires it. It never waits on a connection's I/O.
+* ``health`` — a :class:`~slack_socket_mode.health.HealthMonitor` over the table: it sleeps until
+  the next deadline (a ping, a pong or receive timeout, a rotation, a backoff timer, a write past
+  ``write_timeout``, a reader's take-over, the idle pool's retirement) and fires it. It never waits
+  on a connection's I/O.
 
 Readers call :meth:`Session.on_hello`, :meth:`Session.on_disconnect` and :meth:`Session.on_closed`.
 
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Callable, Optional, Union
 
 from .connection import Connection
 from .errors import ConnectionFailedError, FatalError, NotConnectedError, SocketModeError
+from .health import HealthMonitor
 from .interval_runner import IntervalRunner
 from .ledger import EnvelopeLedger
 from .lifecycle import (
@@ -54,28 +56,33 @@ if TYPE_CHECKING:
     from .acks import AckRouter
     from .client import SocketModeClient
     from .dispatch import Dispatcher
+    from .listeners import Listeners
 
 __all__ = ["Session"]
 
 _RUNNING_CLIENT = (ClientState.CONNECTING, ClientState.CONNECTED, ClientState.RECONNECTING)
+_STOPPED = (ClientState.CLOSED, ClientState.DISCONNECTED)  # by close() or disconnect()
 
 
 class Session:
     """Carries out the supervisor's rules on the client's connections; runs the ``session`` and ``health`` threads.
 
     Args:
-        client: the facade: its listener hooks (``_notify_error``, ``_notify_open``,
-            ``_notify_close``, ``lifecycle_listeners``), ``issue_new_wss_url`` and ``hello``.
+        client: the facade: its ``issue_new_wss_url`` and ``hello``.
+        listeners: calls the application's listeners (errors, opens, closes, transitions), with no lock held.
         supervisor: the rules.
         connector: makes each connection.
         ledger: the envelope ledger (a draining connection is drained once nothing it delivered is in flight).
-        liveness: the ping and timeout rules.
+        liveness: the ping and timeout rules (for the health monitor).
         on_text: the readers' callback for each text message.
         prefix: the client's thread-name prefix.
         logger: where to log.
         connect_timeout: seconds for one open attempt (the Web API call and the handshake).
-        write_timeout: seconds a write may run before its connection is aborted and replaced.
+        write_timeout: seconds a write may run before its connection is aborted and replaced (health monitor).
         auto_reconnect: whether a connection lost unexpectedly is replaced (``auto_reconnect_enabled``).
+
+    Attributes:
+        health: the :class:`~slack_socket_mode.health.HealthMonitor` that runs the ``health`` thread.
 
     Thread-safety: every method may be called from any thread; state is read and changed under
     ``lock`` (:meth:`rules`), except ``live_count`` and the serving list, replaced whole and read
@@ -86,6 +93,7 @@ class Session:
         self,
         client: SocketModeClient,
         *,
+        listeners: Listeners,
         supervisor: Supervisor,
         connector: Connector,
         ledger: EnvelopeLedger[Connection],
@@ -98,14 +106,13 @@ class Session:
         auto_reconnect: bool,
     ) -> None:
         self._client = client
+        self._listeners = listeners
         self._connector = connector
         self._ledger = ledger
-        self._liveness = liveness
         self._on_text = on_text
         self._prefix = prefix
         self._logger = logger
         self._connect_timeout = connect_timeout
-        self._write_timeout = write_timeout
         self._acks: Optional[AckRouter] = None  # attached once made (they use this session)
         self._dispatcher: Optional[Dispatcher] = None
         # Lock order 1 (first): guards the supervisor, connections, _opening, _attempts, _open_queue, _pending_io,
@@ -134,20 +141,27 @@ class Session:
 
         self._threads_started = False
         self._opener = IntervalRunner(self._open_step, None, name=f"{self._prefix}-session", logger=self._logger)
-        self._health = IntervalRunner(self._health_step, None, name=f"{self._prefix}-health", logger=self._logger)
+        self.health = HealthMonitor(
+            supervisor=supervisor,
+            connections=self.connections,
+            reconnects=self.reconnects,
+            rules=self.rules,
+            in_rules=self.in_rules,
+            perform=self.perform,
+            liveness=liveness,
+            write_timeout=write_timeout,
+            name=f"{self._prefix}-health",
+            logger=self._logger,
+        )
 
     def attach(self, acks: AckRouter, dispatcher: Dispatcher) -> None:
         """Give the session the ack router (deferred acks go out on ``hello``) and the dispatcher (its watches)."""
         self._acks = acks
-        self._dispatcher = dispatcher
-
-    def wake_health(self) -> None:
-        """Wake the ``health`` thread: a deadline may have moved closer."""
-        self._health.wake()
+        self._dispatcher = self.health.dispatcher = dispatcher
 
     def stop_threads(self) -> None:
         """Ask both threads to stop, waiting for neither (close() joins every thread of the client)."""
-        self._health.stop(0.0)  # both asked to stop first: one that is slow to end costs the other nothing
+        self.health.stop()  # both asked to stop first: one that is slow to end costs the other nothing
         self._opener.stop(0.0)
 
     def on_disconnect(self, conn: Connection, reason: str) -> None:
@@ -182,29 +196,21 @@ class Session:
                 self._dispatcher.accepting.set()
             self.perform(self.supervisor.start(time.monotonic()))
             deadline = None if timeout is None else time.monotonic() + timeout
-            while (
-                self.live_count == 0
-                and self.fatal is None
-                and self.supervisor.state
-                not in (
-                    ClientState.CLOSED,
-                    ClientState.DISCONNECTED,
-                )
-            ):
+            while self.live_count == 0 and self.fatal is None and self.supervisor.state not in _STOPPED:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     break
                 self.changed.wait(remaining)
             fatal = self.fatal
             connected = self.live_count > 0
-            stopped = self.supervisor.state in (ClientState.CLOSED, ClientState.DISCONNECTED)
+            stopped = self.supervisor.state in _STOPPED
         return fatal, connected, stopped
 
     def start_threads(self) -> None:
         if not self._threads_started:
             self._threads_started = True
             self._opener.start()
-            self._health.start()
+            self.health.start()
 
     @contextmanager
     def rules(self) -> Iterator[None]:
@@ -227,12 +233,16 @@ class Session:
             self._rules_depth.n = depth
         _carry_out(io)
 
+    def in_rules(self) -> bool:
+        """True when the calling thread is inside :meth:`rules` (it holds ``lock``)."""
+        return getattr(self._rules_depth, "n", 0) > 0
+
     def perform(self, actions: list[Action]) -> None:
         """Carry out the supervisor's actions. Called with the lock held, inside :meth:`_rules`.
 
         Socket calls (close frames, aborts) are queued in ``_pending_io``, never made here.
         """
-        assert getattr(self._rules_depth, "n", 0) > 0, "perform() is called inside rules()"
+        assert self.in_rules(), "perform() is called inside rules()"
         notify: list[Callable[[], None]] = []
         while actions:
             more: list[Action] = []
@@ -265,13 +275,13 @@ class Session:
                     self.fatal = action.error
                     self._logger.error("Socket Mode stopped: %s", action.error)
                     error = action.error
-                    notify.append(lambda error=error: self._client._notify_error(error))  # type: ignore[misc]
+                    notify.append(lambda error=error: self._listeners.error(error))  # type: ignore[misc]
             actions = more
         ids = self.supervisor.serving_ids()
         self._serving = [self.connections[i] for i in ids if i in self.connections]
         self.live_count = sum(1 for i in self.supervisor.connected_ids() if i in self.connections)
         self.changed.notify_all()
-        self._health.wake()
+        self.health.wake()
         if notify:
             # listeners are the application's code: run them without our lock (and make the
             # socket calls due so far first: a listener may wait for their outcome)
@@ -294,19 +304,12 @@ class Session:
         if t.connection_id is not None and t.new is ConnectionState.CLOSED:
             self._forget(t.connection_id)
         if self._client.lifecycle_listeners:
-            notify.append(lambda t=t: self._notify_lifecycle(t))  # type: ignore[misc]
+            notify.append(lambda t=t: self._listeners.lifecycle(t))  # type: ignore[misc]
 
     def _forget(self, connection_id: int) -> None:
         conn = self.connections.pop(connection_id, None)
         if conn is not None and not conn.ended:
             self._pending_io.append((conn, None))
-
-    def _notify_lifecycle(self, t: Transition) -> None:
-        for listener in list(self._client.lifecycle_listeners):
-            try:
-                listener(t)
-            except Exception:
-                self._logger.exception("lifecycle listener %r failed", listener)
 
     def _open_step(self) -> Optional[float]:
         """Open the connections the supervisor asked for (blocking calls, one at a time).
@@ -339,14 +342,9 @@ class Session:
                 with attempt.owning():
                     conn = self._open(cid, deadline)
             except Exception as e:  # mapped at the one boundary; a surprise must not stall reconnecting
-                error = open_error(cid, e, self._logger)
-                known = getattr(error, "error", None) == "open_aborted"
-                if attempt.aborted and not known and not isinstance(error, FatalError):
-                    error = ConnectionFailedError(
-                        f"{error} (aborted: the open attempt's deadline, connect_timeout "
-                        f"{self._connect_timeout:g} s, passed, or the client is closing)",
-                        error="open_aborted",
-                    )
+                error = open_error(
+                    cid, e, self._logger, aborted_after=self._connect_timeout if attempt.aborted else None
+                )
             with self.rules():
                 self._attempts.pop(cid, None)
                 self._opening.pop(cid, None)
@@ -362,10 +360,10 @@ class Session:
                     conn.start()
                     self.perform(self.supervisor.opened(cid, now))
             if conn is not None and error is None:  # opened: the application's listeners run without the lock
-                self._client._notify_open(conn)
+                self._listeners.open(conn)
                 continue
             if not isinstance(failure, FatalError):  # a FatalError reached the listeners through Fail
-                self._client._notify_error(failure)
+                self._listeners.error(failure)
 
     def _open(self, cid: int, deadline: float) -> Connection:
         """Get a URL (unless one was set) and open a connection to it by ``deadline`` (on the session thread)."""
@@ -388,71 +386,6 @@ class Session:
         self._logger.info("connection %d: opening %s", cid, conn.url)
         conn.open(remaining)
         return conn
-
-    def _health_step(self) -> Optional[float]:
-        """Fire due deadlines; ping; replace dead connections. Returns seconds until the next one.
-
-        Never waits on a connection's I/O: a ping is sent only if it cannot block
-        (:meth:`Connection.ping`), and a write that has run past ``write_timeout`` gets its
-        connection aborted and replaced.
-        """
-        now = time.monotonic()
-        pings: list[Connection] = []
-        with self.rules():
-            actions = self.supervisor.tick(now)
-            next_at = self.supervisor.next_deadline()
-            for writer in list(self.connections.values()):
-                overdue = writer.write_overdue(now)
-                if overdue is not None:
-                    reason = f"a write has not finished in {overdue:.1f} s (the peer does not read)"
-                    self._logger.warning("connection %d: %s; replacing it", writer.id, reason)
-                    self.reconnects["write timeout"] += 1
-                    actions += self.supervisor.dead(writer.id, reason, now) or [Abort(writer.id, reason)]
-                    continue
-                due = writer.write_deadline()
-                if due is None:  # a write that starts while this thread sleeps is seen within write_timeout
-                    due = now + self._write_timeout
-                next_at = due if next_at is None else min(next_at, due)
-            for cid in self.supervisor.connected_ids():
-                conn = self.connections.get(cid)
-                if conn is None:
-                    continue
-                if conn.backpressured:  # our own pause, not the server's silence: look again later
-                    recheck = now + self._liveness.ping_timeout
-                    next_at = recheck if next_at is None else min(next_at, recheck)
-                    continue
-                verdict = self._liveness.check(now, last_received=conn.last_received, last_ping=conn.last_ping)
-                if verdict.dead is not None:
-                    self._logger.warning("connection %d: %s; replacing it", cid, verdict.dead)
-                    self.reconnects["no pong" if "pong" in verdict.dead else "no frames"] += 1
-                    actions += self.supervisor.dead(cid, verdict.dead, now)
-                    continue
-                if verdict.ping:
-                    pings.append(conn)
-                next_at = verdict.next_check if next_at is None else min(next_at, verdict.next_check)
-            if actions:
-                self.perform(actions)
-                next_at = self.supervisor.next_deadline() if next_at is None else next_at
-        for conn in pings:
-            conn.ping()
-        watch_at = self._dispatcher.watch_inline(now) if self._dispatcher is not None else None
-        if watch_at is not None:
-            next_at = watch_at if next_at is None else min(next_at, watch_at)
-        retire_at = self._dispatcher.retire_idle_workers(now) if self._dispatcher is not None else None
-        if retire_at is not None:
-            next_at = retire_at if next_at is None else min(next_at, retire_at)
-        return None if next_at is None else max(0.0, next_at - time.monotonic())
-
-    def await_connections(self, conns: list[Connection], end: float) -> None:
-        """Wait until ``end`` (monotonic seconds) for ``conns`` to end, aborting those that have not."""
-        for conn in conns:
-            if conn.is_reader():  # called by a listener on this connection's reader: it cannot read the reply
-                conn.abort()
-                continue
-            if not conn.wait_ended(max(0.0, end - time.monotonic())):
-                conn.abort()
-        for conn in conns:
-            conn.join(max(0.05, end - time.monotonic()))
 
     def on_hello(self, conn: Connection, hello: Hello) -> None:
         with self.rules():
@@ -480,7 +413,7 @@ class Session:
                 if not self.auto_reconnect and self.supervisor.state is not ClientState.CLOSED:
                     self._logger.warning("connection %d lost (%s); auto_reconnect_enabled is off", conn.id, reason)
             self.perform(self.supervisor.lost(conn.id, reason, time.monotonic(), reconnect=self.auto_reconnect))
-        self._client._notify_close(code, reason)
+        self._listeners.close(code, reason)
 
     def primary(self) -> Optional[Connection]:
         for conn in self._serving:

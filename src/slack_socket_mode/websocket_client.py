@@ -32,6 +32,7 @@ from slack_sdk.web import WebClient
 from .client import SocketModeClient as _BuiltinSocketModeClient
 from .connection import Connection
 from .errors import NotConnectedError
+from .listeners import Listeners, call_listeners
 from .urls import safe_url
 
 __all__ = ["SocketModeClient", "WebSocketAppView", "WebSocketNotConnectedError"]
@@ -88,6 +89,27 @@ class WebSocketAppView:
         return f"<WebSocketAppView {self.url or 'not connected'}>"
 
 
+class _WebSocketAppListeners(Listeners):
+    """Calls this flavour's listeners: with the client's :class:`WebSocketAppView` first, in its signatures."""
+
+    def __init__(self, client: SocketModeClient, logger: logging.Logger) -> None:
+        super().__init__(client, logger)
+        self._flavour = client
+        self._view = WebSocketAppView(client)
+
+    def open(self, conn: Connection) -> None:
+        call_listeners(self._flavour.on_open_listeners, self._logger, "on_open", self._view)
+
+    def message(self, text: str) -> None:
+        call_listeners(self._flavour.on_message_listeners, self._logger, "on_message", self._view, text)
+
+    def error(self, error: Exception) -> None:
+        call_listeners(self._flavour.on_error_listeners, self._logger, "error", self._view, error)
+
+    def close(self, code: int, reason: str) -> None:
+        call_listeners(self._flavour.on_close_listeners, self._logger, "on_close", self._view)
+
+
 class SocketModeClient(_BuiltinSocketModeClient):
     """A thread-based Socket Mode client with the interface of slack_sdk's websocket_client flavour.
 
@@ -117,6 +139,8 @@ class SocketModeClient(_BuiltinSocketModeClient):
     Raises:
         ConfigurationError: invalid options or an app token that is not ``xapp-…``.
     """
+
+    _listeners_type = _WebSocketAppListeners
 
     def __init__(
         self,
@@ -151,9 +175,8 @@ class SocketModeClient(_BuiltinSocketModeClient):
             proxy_type=proxy_type,
             **options,
         )
-        self._view = WebSocketAppView(self)
         self.on_open_listeners: list[Callable[[WebSocketAppView], None]] = list(on_open_listeners or [])
-        # this flavour's signatures: the lists the engine calls, through the _notify_* methods below
+        # this flavour's signatures: the lists its listeners object calls (_WebSocketAppListeners)
         self.on_message_listeners: list[Callable[[WebSocketAppView, str], None]] = list(  # type: ignore[assignment]
             on_message_listeners or []
         )
@@ -179,31 +202,3 @@ class SocketModeClient(_BuiltinSocketModeClient):
             raise
         except NotConnectedError as e:
             raise WebSocketNotConnectedError(str(e)) from None
-
-    def _notify_open(self, conn: Connection) -> None:
-        for listener in list(self.on_open_listeners):
-            try:
-                listener(self._view)
-            except Exception:
-                self.logger.exception("on_open listener %r failed", listener)
-
-    def _notify_message(self, text: str) -> None:
-        for listener in list(self.on_message_listeners):
-            try:
-                listener(self._view, text)
-            except Exception:
-                self.logger.exception("on_message listener %r failed", listener)
-
-    def _notify_error(self, error: Exception) -> None:
-        for listener in list(self.on_error_listeners):
-            try:
-                listener(self._view, error)
-            except Exception:
-                self.logger.exception("error listener %r failed", listener)
-
-    def _notify_close(self, code: int, reason: str) -> None:
-        for listener in list(self.on_close_listeners):
-            try:
-                listener(self._view)
-            except Exception:
-                self.logger.exception("on_close listener %r failed", listener)

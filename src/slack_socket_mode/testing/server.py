@@ -38,6 +38,11 @@ The pieces, one job per module (all under :mod:`slack_socket_mode.testing`):
 * this module: :class:`SocketModeServer`, the facade that owns the threads and the pieces,
   with its queries (``_queries``), sending (``_sending``) and fault (``_faults``) methods.
 
+Those three are base classes of the facade, the one place the package splits a class that way:
+they are its public methods (28 that tests call), grouped by kind, and hold no state of their
+own; the state and the work are in the pieces above, which the facade composes. Composing the
+groups too would add a one-line delegator per public method (docs/developing.md, "One job per class").
+
 Lock order: a connection's write lock, then the server lock (``_lock``, the lock of
 ``_cond``; it guards the connection table, the envelope book and the Web API fake), then a
 connection's protocol lock or the timer queue's lock (leaves). No socket is written with the

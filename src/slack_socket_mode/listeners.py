@@ -1,0 +1,125 @@
+"""The application's listeners, called: what each is given, on which thread, and what a failure does.
+
+:class:`Listeners` calls the lists the app keeps on the client (slack_sdk's public attributes,
+read at each call, so an app may change them at any time, even replace them):
+
+* ``message_listeners`` and ``socket_mode_request_listeners`` — each envelope (:meth:`Listeners.envelope`,
+  on its reader or a worker of the pool, from :mod:`.dispatch`);
+* ``on_message_listeners`` — each raw text message (:meth:`Listeners.message`, on the reader);
+* ``on_error_listeners`` — each :class:`.ConnectionFailedError` and :class:`.FatalError`
+  (:meth:`Listeners.error`, on the session thread or the thread that saw the failure);
+* ``on_close_listeners`` — each connection that ended (:meth:`Listeners.close`, on its reader);
+* ``lifecycle_listeners`` — each :class:`~slack_socket_mode.lifecycle.Transition` (:meth:`Listeners.lifecycle`).
+
+A listener that raises is logged with its traceback and the others still run; nothing is raised
+to the caller. Every call is made with no lock of the client held (:mod:`.session` releases its
+lock first). :mod:`slack_socket_mode.websocket_client` calls its flavour's listeners its own way
+with a subclass.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from slack_sdk.socket_mode.request import SocketModeRequest
+
+from .redaction import redact
+
+if TYPE_CHECKING:
+    from .client import SocketModeClient
+    from .connection import Connection
+    from .lifecycle import Transition
+    from .messages import Envelope
+
+__all__ = ["Listeners", "call_listeners"]
+
+
+def call_listeners(listeners: list[Any], logger: logging.Logger, kind: str, *args: Any) -> None:
+    """Call each of ``listeners`` (a copy of the list) with ``args``; log, never raise, what one raises."""
+    for listener in list(listeners):
+        try:
+            listener(*args)
+        except Exception:
+            logger.exception("%s listener %r failed", kind, listener)
+
+
+class Listeners:
+    """Calls the application's listeners kept on ``client`` (see the module's docstring).
+
+    Args:
+        client: the facade: its listener lists, and the first argument of envelope listeners.
+        logger: where a failing listener is logged.
+
+    Thread-safety: every method may be called from any thread, with no lock of the client held.
+    """
+
+    def __init__(self, client: SocketModeClient, logger: logging.Logger) -> None:
+        self._client = client
+        self._logger = logger
+
+    def envelope(self, envelope: Envelope, text: str) -> None:
+        """Run ``message_listeners`` with ``(client, body, text)``, then ``socket_mode_request_listeners``."""
+        body = envelope.body
+        client = self._client
+        for listener in client.message_listeners:
+            try:
+                listener(client, body, text)
+            except Exception:
+                self._logger.exception(
+                    "message listener %r failed on envelope %s (%s)",
+                    listener,
+                    envelope.envelope_id,
+                    envelope.type,
+                )
+        if client.socket_mode_request_listeners:
+            try:
+                request = SocketModeRequest.from_dict(body)
+            except (ValueError, TypeError) as e:  # parse_message refuses such shapes; a caller may not have
+                self._logger.warning(
+                    "envelope %s (%s): request listeners skipped: %s",
+                    redact(envelope.envelope_id),
+                    redact(envelope.type)[:64],
+                    type(e).__name__,
+                )
+                return
+            if request is None:
+                self._logger.warning(
+                    "envelope %s (%s) has no payload; request listeners skipped",
+                    envelope.envelope_id,
+                    envelope.type,
+                )
+                return
+            for rl in client.socket_mode_request_listeners:
+                try:
+                    rl(client, request)
+                except Exception:
+                    self._logger.exception(
+                        "request listener %r failed on envelope %s (%s)",
+                        rl,
+                        envelope.envelope_id,
+                        envelope.type,
+                    )
+
+    def message(self, text: str) -> None:
+        """Call ``on_message_listeners`` with a text message (on the reader, before the client acts on it)."""
+        call_listeners(self._client.on_message_listeners, self._logger, "on_message", text)
+
+    def error(self, error: Exception) -> None:
+        """Call ``on_error_listeners`` with a :class:`.ConnectionFailedError` or :class:`.FatalError`."""
+        call_listeners(self._client.on_error_listeners, self._logger, "error", error)
+
+    def close(self, code: int, reason: str) -> None:
+        """Call ``on_close_listeners`` with ``(code, reason)`` once a connection ended (on its reader)."""
+        call_listeners(self._client.on_close_listeners, self._logger, "on_close", code, reason)
+
+    def open(self, conn: Connection) -> None:
+        """A connection finished its handshake (on the session thread).
+
+        slack_sdk's built-in client has no ``on_open`` listeners: nothing is called here;
+        :mod:`slack_socket_mode.websocket_client` calls its own.
+        """
+
+    def lifecycle(self, transition: Transition) -> None:
+        """Call ``lifecycle_listeners`` with a client's or a connection's :class:`~.lifecycle.Transition`."""
+        call_listeners(self._client.lifecycle_listeners, self._logger, "lifecycle", transition)
