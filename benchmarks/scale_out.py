@@ -277,6 +277,10 @@ def run_handoff(mode: str, dispatch: str, steady: int, burst: int) -> dict[str, 
         )  # fmt: skip
         try:
             child.expect("ready")
+            # Warm-up, not measured: with worker threads each opens its own broker connection
+            # from the producer pool on its first publish.
+            warm = server.push_many([server.make_envelope("events_api", {"n": n}) for n in range(500)])
+            server.wait_for_acks(envelope_ids=warm, timeout=60)
             # Steady: 1,000/s in batches of 10 every 10 ms. With one reader handing off inline,
             # the 10th of a batch waits for the 9 before it: this p50 includes that queueing.
             steady_ids: list[str] = []
