@@ -25,9 +25,19 @@ returned (None: no payload), after the task was published; without it they are a
 empty, and the task answers through the payload's ``response_url`` (a slash command) or
 ``chat.postMessage``. A ``block_suggestion`` cannot be answered later: pass ``respond``.
 
-On RabbitMQ each publish waits about a millisecond for its confirm: build the client with
-``inline_dispatch=False`` so that the worker threads (``concurrency``) publish in parallel
-rather than each connection's reader one at a time (``python -m benchmarks.scale_out``).
+The task's ``argsrepr`` (what the worker logs, task events and Flower show) is
+``(<envelope <envelope_id> <type>>,)``, not the payload: users' messages stay out of them, and
+Celery's saferepr of the payload would cost a quarter of a publish.
+
+A publish is mostly Python under the GIL (about 0.22 ms on Redis on loopback, of which one
+``LPUSH`` round trip; about 0.7 ms on RabbitMQ, two thirds of it waiting for the confirm of the
+persistent message), so one process hands off one envelope at a time whatever the dispatch. On
+Redis keep the client's default ``inline_dispatch=True``: the reader publishes in turn, and
+worker threads would only interleave (their median ack is later). On RabbitMQ
+``inline_dispatch=False`` lets worker threads overlap their waits for confirms, which keeps the
+p99 lower when envelopes arrive together. For more envelopes a second, run more replicas.
+Figures: ``python -m benchmarks.scale_out --only handoff`` and ``python -m benchmarks.celery_floor``
+(docs, "Scaling out").
 
 **In the worker**, :func:`once_per_envelope` makes a task's effect happen once per envelope
 across Celery retries, ``acks_late`` redeliveries (a worker that died mid-task) and Slack's
@@ -152,7 +162,7 @@ class CeleryHandoff:
         options: dict[str, Any] = {
             "args": [argument],
             # Celery's own repr of the arguments for logs and events (saferepr of the whole
-            # payload) costs about a fifth of a publish; this one also keeps the payload (users'
+            # payload) costs about a quarter of a Redis publish; this one also keeps the payload (users'
             # messages) out of the worker's logs, Flower and task events.
             "argsrepr": f"(<envelope {request.envelope_id} {request.type}>,)",
             "kwargsrepr": "{}",
