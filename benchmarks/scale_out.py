@@ -13,15 +13,20 @@ delivery to first ack, as the server saw them).
 
 **Hand-off.** One client process against the local server, its listener either acking in-process
 (``inline``) or :class:`~slack_socket_mode.celery.CeleryHandoff` publishing to Redis or to
-RabbitMQ (publisher confirms). Per mode: ack p50/p99 at a steady 1,000/s, then acks/s for a
-burst of ``--burst`` envelopes pushed at once. No worker runs: the tasks are left in a queue
-that is deleted afterwards (RabbitMQ: expires).
+RabbitMQ (publisher confirms); ``--modes`` picks them, ``MODE:inline`` or ``MODE:workers`` the
+client's dispatch. Per mode, after 500 envelopes to warm up: ack p50/p99 for ``--steady``
+envelopes at 1,000/s in batches of 10 every 10 ms (with one reader publishing inline, an
+envelope waits for those before it in its batch: queueing counts), then for as many paced one
+per millisecond (the hand-off's own latency), then acks/s for a burst of ``--burst`` envelopes
+pushed at once. No worker runs: the tasks are left in a queue that is deleted afterwards
+(RabbitMQ: expires).
 
 Needs Redis and RabbitMQ (``SLACK_SOCKET_MODE_REDIS_URL``, ``SLACK_SOCKET_MODE_AMQP_URL``).
 
 Usage::
 
     PYTHONPATH=src python -m benchmarks.scale_out [--only replicas|handoff] [--envelopes N] [--rate R]
+        [--steady N] [--burst N] [--modes inline,celery-redis,celery-redis:workers,celery-rabbitmq,...]
 """
 
 from __future__ import annotations
