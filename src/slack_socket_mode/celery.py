@@ -29,13 +29,13 @@ The task's ``argsrepr`` (what the worker logs, task events and Flower show) is
 ``(<envelope <envelope_id> <type>>,)``, not the payload: users' messages stay out of them, and
 Celery's saferepr of the payload would cost a quarter of a publish.
 
-A publish is mostly Python under the GIL (about 0.22 ms on Redis on loopback, of which one
-``LPUSH`` round trip; about 0.7 ms on RabbitMQ, two thirds of it waiting for the confirm of the
-persistent message), so one process hands off one envelope at a time whatever the dispatch. On
-Redis keep the client's default ``inline_dispatch=True``: the reader publishes in turn, and
-worker threads would only interleave (their median ack is later). On RabbitMQ
-``inline_dispatch=False`` lets worker threads overlap their waits for confirms, which keeps the
-p99 lower when envelopes arrive together. For more envelopes a second, run more replicas.
+On Redis a publish is mostly Python under the GIL (about 0.22 ms on loopback, one ``LPUSH``
+round trip included), so one process hands off one envelope at a time whatever the dispatch:
+keep the client's default ``inline_dispatch=True``, with which the reader publishes in turn
+(worker threads would only interleave, and their median ack comes later). On RabbitMQ a publish
+takes about 0.7 ms, two thirds of it waiting for the confirm of the persistent message:
+``inline_dispatch=False`` lets worker threads overlap those waits, which keeps the p99 lower when
+envelopes arrive together. For more envelopes a second, run more replicas.
 Figures: ``python -m benchmarks.scale_out --only handoff`` and ``python -m benchmarks.celery_floor``
 (docs, "Scaling out").
 
