@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import os
 import sys
@@ -188,6 +190,34 @@ def test_a_failed_publish_is_not_acked_and_says_why(
         assert any(f"envelope {eid}" in r.getMessage() and "not acking" in r.getMessage() for r in caplog.records)
     finally:
         client.close()
+
+
+def test_the_task_message_names_the_envelope_in_its_argsrepr_without_the_payload(server: SocketModeServer) -> None:
+    # No worker: the message is read from the broker's list as Celery left it. Its argsrepr (what
+    # the worker logs, task events and Flower show) names the envelope; the payload stays in the
+    # body only (it carries users' messages, and its saferepr cost a fifth of a publish).
+    broker = redis_url(db=14)
+    queue_name = f"slack_socket_mode_test_{unique_namespace('argsrepr')}"
+    handoff = CeleryHandoff(make_app(broker, queue_name), "tests.handle")
+    client = SocketModeClient(APP_TOKEN, web_client=WebClient(base_url=server.api_url))
+    client.socket_mode_request_listeners.append(handoff)
+    store: Any = redis.Redis.from_url(broker)
+    try:
+        client.connect(timeout(5))
+        eid = server.push(server.make_envelope("events_api", {"event_id": "EvSecret", "text": "a private message"}))
+        server.wait_for_acks(envelope_ids=[eid], timeout=timeout(5))
+        [raw] = store.lrange(queue_name, 0, -1)
+        message = json.loads(raw)
+        assert message["headers"]["argsrepr"] == f"(<envelope {eid} events_api>,)"
+        assert message["headers"]["kwargsrepr"] == "{}"
+        assert "a private message" not in json.dumps(message["headers"])
+        [[argument], kwargs, _] = json.loads(base64.b64decode(message["body"]))
+        assert argument["envelope_id"] == eid and argument["payload"]["text"] == "a private message"
+        assert kwargs == {}
+    finally:
+        client.close()
+        store.delete(queue_name, f"_kombu.binding.{queue_name}")
+        store.close()
 
 
 def test_rabbitmq_without_publisher_confirms_is_refused() -> None:

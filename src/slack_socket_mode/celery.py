@@ -25,9 +25,19 @@ returned (None: no payload), after the task was published; without it they are a
 empty, and the task answers through the payload's ``response_url`` (a slash command) or
 ``chat.postMessage``. A ``block_suggestion`` cannot be answered later: pass ``respond``.
 
-On RabbitMQ each publish waits about a millisecond for its confirm: build the client with
-``inline_dispatch=False`` so that the worker threads (``concurrency``) publish in parallel
-rather than each connection's reader one at a time (``python -m benchmarks.scale_out``).
+The task's ``argsrepr`` (what the worker logs, task events and Flower show) is
+``(<envelope <envelope_id> <type>>,)``, not the payload: users' messages stay out of them, and
+Celery's saferepr of the payload would cost a quarter of a publish.
+
+On Redis a publish is mostly Python under the GIL (about 0.22 ms on loopback, one ``LPUSH``
+round trip included), so one process hands off one envelope at a time whatever the dispatch:
+keep the client's default ``inline_dispatch=True``, with which the reader publishes in turn
+(worker threads would only interleave, and their median ack comes later). On RabbitMQ a publish
+takes about 0.7 ms, two thirds of it waiting for the confirm of the persistent message:
+``inline_dispatch=False`` lets worker threads overlap those waits, which keeps the p99 lower when
+envelopes arrive together. For more envelopes a second, run more replicas.
+Figures: ``python -m benchmarks.scale_out --only handoff`` and ``python -m benchmarks.celery_floor``
+(docs, "Scaling out").
 
 **In the worker**, :func:`once_per_envelope` makes a task's effect happen once per envelope
 across Celery retries, ``acks_late`` redeliveries (a worker that died mid-task) and Slack's
@@ -151,6 +161,11 @@ class CeleryHandoff:
         argument = envelope_task_argument(request, int(request.retry_attempt or 0), str(request.retry_reason or ""))
         options: dict[str, Any] = {
             "args": [argument],
+            # Celery's own repr of the arguments for logs and events (saferepr of the whole
+            # payload) costs about a quarter of a Redis publish; this one also keeps the payload (users'
+            # messages) out of the worker's logs, Flower and task events.
+            "argsrepr": f"(<envelope {request.envelope_id} {request.type}>,)",
+            "kwargsrepr": "{}",
             "retry": True,  # once more on a stale connection (a broker restarted), no longer
             "retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.1},
             "timeout": self.publish_timeout,
