@@ -314,6 +314,7 @@ class _ClientProcess:
     def __init__(
         self, api_url: str, concurrency: int, sample_interval: float, *, connections: int = 1, dedupe: Any = True
     ) -> None:
+        self.fds_before = _open_fds()
         self.runs: Counter[str] = Counter()
         self.lock = threading.Lock()
         self.abandoned = threading.Event()
@@ -372,6 +373,8 @@ class _ClientProcess:
             "threads_before": self.threads_before,
             "threads_after": threading.active_count(),
             "client_threads_after": _client_threads(),
+            "fds_before": self.fds_before,
+            "fds_after": _open_fds(),
             "token_in_logs": self.leaks.count,
         }
 

@@ -235,4 +235,5 @@ def test_a_short_soak_of_replicas_with_faults_loses_nothing_and_completes_nothin
     assert all(by_name[name].unavailable_warnings == 1 for name in outage.reported)  # one WARNING per outage
     closed = [replica.seen for replica in report.replicas if replica.end == "closed"]
     assert closed and all(seen["client_threads_after"] == 0 for seen in closed)
+    assert all(seen["fds_after"] <= seen["fds_before"] for seen in closed)  # every socket closed
     assert report.ok
