@@ -99,6 +99,7 @@ class KillRecord:
             on its completions twice).
         recover_s: from the kill to the first ack of the last of those envelopes (None: one is lost).
         replaced_s: from the kill until the new replica's connections were open.
+        last: the in-flight envelope acked last: its deliveries and first ack, in seconds after the kill.
     """
 
     replica: str
@@ -106,6 +107,7 @@ class KillRecord:
     in_flight: int = 0
     recover_s: Optional[float] = None
     replaced_s: Optional[float] = None
+    last: str = ""
 
 
 @dataclass
@@ -214,6 +216,7 @@ class ReplicaSoakReport(SoakReport):
                 f"SIGKILL {kill.replica} at {kill.at:.0f} s: {kill.in_flight} envelopes in flight there, all acked "
                 + (f"{kill.recover_s:.1f} s after the kill" if kill.recover_s is not None else "NOT all acked")
                 + (f"; its replacement connected in {kill.replaced_s:.1f} s" if kill.replaced_s is not None else "")
+                + (f"\n  the last of them: {kill.last}" if kill.last else "")
             )
         for outage in self.outages:
             lines.append(
@@ -697,6 +700,7 @@ def _judge(
     fast: list[float] = []
     in_flight: dict[str, set[str]] = {name: set() for name in driver.killed}
     last_ack: dict[str, float] = {}
+    last_id: dict[str, str] = {}
     for envelope_id in sent:
         record = server.envelope(envelope_id)
         if record.acks and record.deliveries:
@@ -709,13 +713,15 @@ def _judge(
             there = [d for d in record.deliveries if d.connection_id in conns and d.sent_at <= at]
             if there and not any(a.connection_id in conns for a in record.acks):
                 in_flight[name].add(envelope_id)
-                if record.acks:
-                    last_ack[name] = max(last_ack.get(name, at), record.acks[0].received_at)
+                if record.acks and record.acks[0].received_at > last_ack.get(name, at):
+                    last_ack[name], last_id[name] = record.acks[0].received_at, envelope_id
     for kill in report.kills:
         at, _ = driver.killed[kill.replica]
         kill.in_flight = len(in_flight[kill.replica])
         unacked = [i for i in in_flight[kill.replica] if i in lost]
         kill.recover_s = None if unacked else round(last_ack.get(kill.replica, at) - at, 2)
+        if kill.replica in last_id:
+            kill.last = _describe_last(server, last_id[kill.replica], at, last_id[kill.replica] in slow)
     report.killed_in_flight = sum(len(ids) for ids in in_flight.values())
     latencies.sort()
     report.ack_latency_p50 = percentile(latencies, 0.5)
@@ -733,6 +739,15 @@ def _judge(
             envelope_id
         )
         report.twice_details.append(_describe_twice(server, envelope_id, these, why, driver.start))
+
+
+def _describe_last(server: SocketModeServer, envelope_id: str, at: float, slow: bool) -> str:
+    """The deliveries and first ack of ``envelope_id``, in seconds after ``at`` (a kill)."""
+    record = server.envelope(envelope_id)
+    deliveries = ", ".join(f"{d.sent_at - at:+.2f}" for d in record.deliveries)
+    acked = record.acks[0].received_at - at
+    kind = "slow" if slow else "fast"
+    return f"{envelope_id} ({kind} listener): delivered at {deliveries} s, acked at {acked:+.2f} s"
 
 
 def _why_twice(envelope_id: str, runs: list[_Run], in_flight: dict[str, set[str]], driver: _ReplicaDriver) -> str:
