@@ -4,6 +4,8 @@ Run it from the project root (with the package installed, or ``PYTHONPATH=src``)
 
     python -m benchmarks.soak                 # about 2 minutes
     python -m benchmarks.soak --minutes 30    # longer; --seed N repeats a run's choices
+    python -m benchmarks.soak --replicas 3    # 3 replica processes sharing a RedisLedger, replica faults too
+                                              # (see benchmarks/soak_replicas.py)
 
 For the whole run, envelopes stream in at ``--rate`` per second while a fault happens every
 few seconds, chosen at random: a rotation (``disconnect`` reason ``warning``), a TCP reset,

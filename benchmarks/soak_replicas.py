@@ -90,7 +90,7 @@ def default_effects_url() -> str:
 
 @dataclass
 class KillRecord:
-    """One ``replica_kill``. Times are seconds since the soak started.
+    """One ``replica_kill``. Times are seconds since the load started.
 
     Attributes:
         replica: the replica killed.
@@ -112,7 +112,7 @@ class KillRecord:
 
 @dataclass
 class OutageRecord:
-    """One ``redis_outage``. Times are seconds since the soak started.
+    """One ``redis_outage``. Times are seconds since the load started.
 
     Attributes:
         at: when the redis-server was killed.
@@ -133,7 +133,7 @@ class ReplicaRecord:
 
     Attributes:
         name: ``r1``, ``r2`` … in the order they were started.
-        started: seconds since the soak started.
+        started: seconds since the soak started (the load starts once the first replicas are connected).
         end: ``"killed"``, ``"stopped"`` (rolling restart), ``"closed"`` (at the end) or ``"died"``.
         unavailable_warnings: its log's WARNINGs that the shared ledger is unavailable.
         seen: what it reported when closed (none if killed): the single soak's figures, and its
@@ -572,6 +572,7 @@ def run_replica_soak(
     removed afterwards). Needs ``redis-server`` on PATH and redis-py.
 
     Raises:
+        ValueError: ``settings.replicas`` is below 1.
         RuntimeError: no ``redis-server``, or it did not start.
         redis.RedisError: the effects Redis cannot be reached.
     """
@@ -584,11 +585,13 @@ def run_replica_soak(
     say = progress or (lambda line: None)
     namespace = f"soak{uuid.uuid4().hex[:10]}"
     effects_key = f"slack_socket_mode:{namespace}:completions"
-    effects: Any = redis.Redis.from_url(effects_url or default_effects_url(), decode_responses=True, socket_timeout=5)
-    effects.ping()
+    effects_url = effects_url or default_effects_url()
+    effects: Any = redis.Redis.from_url(effects_url, decode_responses=True, socket_timeout=5)
     start = time.monotonic()
     replicas: list[_Replica] = []
     with ExitStack() as stack:
+        stack.callback(effects.close)
+        effects.ping()
         workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="soak-replicas-"))
         logs = log_dir if log_dir is not None else Path(workdir)
         logs.mkdir(parents=True, exist_ok=True)
@@ -606,8 +609,8 @@ def run_replica_soak(
             log = logs / f"{name}.log"
             child = Child(
                 _replica_main, f"soak-{name}", name, str(log), server.api_url, settings.concurrency,
-                settings.sample_interval, settings.connections, ledger.url, namespace, effects_url or
-                default_effects_url(), effects_key,
+                settings.sample_interval, settings.connections, ledger.url, namespace, effects_url,
+                effects_key,
             )  # fmt: skip
             replica = _Replica(ReplicaRecord(name, round(time.monotonic() - start, 2)), child, log)
             replicas.append(replica)
@@ -665,7 +668,6 @@ def run_replica_soak(
             report.token_in_logs += sum(1 for line in text.splitlines() if _APP_TOKEN in line)
             report.run_twice += replica.record.seen.get("run_twice", [])
         report.replicas = [replica.record for replica in replicas]
-    effects.close()
     report.elapsed = time.monotonic() - start
     return report
 
