@@ -4,6 +4,8 @@ Run it from the project root (with the package installed, or ``PYTHONPATH=src``)
 
     python -m benchmarks.soak                 # about 2 minutes
     python -m benchmarks.soak --minutes 30    # longer; --seed N repeats a run's choices
+    python -m benchmarks.soak --replicas 3    # 3 replica processes sharing a RedisLedger, replica faults too
+                                              # (see benchmarks/soak_replicas.py)
 
 For the whole run, envelopes stream in at ``--rate`` per second while a fault happens every
 few seconds, chosen at random: a rotation (``disconnect`` reason ``warning``), a TCP reset,
@@ -95,6 +97,12 @@ class SoakSettings:
         sample_interval: how often threads, descriptors and RSS are sampled.
         concurrency: the client's worker threads.
         seed: seeds the choice of faults, junk and slow listeners (None: a random seed).
+        replicas: 0 for one client process; N for N replica processes of one app sharing a
+            RedisLedger, with replica faults too (see :mod:`benchmarks.soak_replicas`).
+        connections: each replica's connections (replicas only).
+        redis_outage: seconds the replicas' redis-server stays down in a Redis outage (replicas only).
+        replica_fault_every: seconds between replica faults (a SIGKILL and restart, a rolling
+            restart, a Redis outage, in turn); None: a quarter of ``duration``, at most 20 s (replicas only).
     """
 
     duration: float = 120.0
@@ -106,6 +114,10 @@ class SoakSettings:
     sample_interval: float = 1.0
     concurrency: int = 16
     seed: Optional[int] = None
+    replicas: int = 0
+    connections: int = 2
+    redis_outage: float = 4.0
+    replica_fault_every: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -301,7 +313,10 @@ class _ClientProcess:
     stop working at once) and ``finish`` (close the client; return what it saw).
     """
 
-    def __init__(self, api_url: str, concurrency: int, sample_interval: float) -> None:
+    def __init__(
+        self, api_url: str, concurrency: int, sample_interval: float, *, connections: int = 1, dedupe: Any = True
+    ) -> None:
+        self.fds_before = _open_fds()
         self.runs: Counter[str] = Counter()
         self.lock = threading.Lock()
         self.abandoned = threading.Event()
@@ -315,6 +330,8 @@ class _ClientProcess:
             connect_timeout=2.0,
             reconnect_policy=Backoff(base=0.05, cap=0.5, healthy_after=5.0),
             concurrency=concurrency,
+            connections=connections,
+            dedupe=dedupe,
         )
         self.client.socket_mode_request_listeners.append(self.listener)
         self.sampler = _Sampler(self.client, sample_interval)
@@ -322,13 +339,18 @@ class _ClientProcess:
         logging.getLogger().addHandler(self.leaks)
 
     def listener(self, client: SocketModeClient, request: SocketModeRequest) -> None:
-        """Count the run; work as long as the payload says (Slack redelivers meanwhile); ack."""
+        """Count the run; work as long as the payload says (Slack redelivers meanwhile); its effect; ack."""
+        started = time.monotonic()
         with self.lock:
             self.runs[request.envelope_id] += 1
         work = request.payload.get("work") if isinstance(request.payload, dict) else 0
         if work:
             self.abandoned.wait(float(work))
+        self.effect(request.envelope_id, started)
         client.send_socket_mode_response({"envelope_id": request.envelope_id})
+
+    def effect(self, envelope_id: str, started: float) -> None:
+        """The listener's side effect, after its work and before its ack (none here; replicas record it)."""
 
     def connect(self) -> None:
         self.client.connect()
@@ -353,6 +375,8 @@ class _ClientProcess:
             "threads_before": self.threads_before,
             "threads_after": threading.active_count(),
             "client_threads_after": _client_threads(),
+            "fds_before": self.fds_before,
+            "fds_after": _open_fds(),
             "token_in_logs": self.leaks.count,
         }
 
@@ -403,7 +427,10 @@ class _Load:
         """An events_api envelope; its payload says how long its listener works (0: fast)."""
         s = self.settings
         work = round(self.rng.uniform(*s.slow_range), 2) if self.rng.random() < s.slow_fraction else 0
-        return self.server.make_envelope("events_api", {"event": {"type": "message", "text": "soak"}, "work": work})
+        payload: dict[str, Any] = {"event": {"type": "message", "text": "soak"}, "work": work}
+        if s.replicas:  # as Slack's: the shared ledger keys an events_api envelope on its event_id too
+            payload["event_id"] = f"Ev{self.rng.getrandbits(64):016X}"
+        return self.server.make_envelope("events_api", payload)
 
     def record(self, envelope_id: str) -> None:
         with self.lock:
@@ -487,21 +514,34 @@ class _Driver:
     """Runs the faults, one at a time, each until the client has recovered."""
 
     def __init__(
-        self, server: SocketModeServer, load: _Load, report: SoakReport, rng: random.Random, peers: dict[str, RawPeer]
+        self,
+        server: SocketModeServer,
+        load: _Load,
+        report: SoakReport,
+        rng: random.Random,
+        peers: dict[str, RawPeer],
+        *,
+        spread: bool = False,
     ) -> None:
         self.server = server
         self.load = load
         self.report = report
         self.rng = rng
         self.peers = peers  # "trickle", "redirect": hostile WebSocket peers the next open may be sent to
+        self.spread = spread  # inflict a fault on a random open connection (replicas), not the newest
+        self.expected = 1  # open connections the clients hold when they have recovered
 
     def wait_connected(self, seconds: float) -> bool:
-        """Wait until the server holds an open connection (it sends ``hello`` as it opens)."""
+        """Wait until the server holds ``expected`` open connections (it sends ``hello`` as one opens)."""
         try:
-            self.server.wait_for_connections(1, seconds)
+            self.server.wait_for_connections(self.expected, seconds)
         except TimeoutError:
             return False
         return True
+
+    def step(self) -> None:
+        """The next fault: one of :data:`FAULTS`, at random by weight."""
+        self.run(self.rng.choices(list(FAULTS), list(FAULTS.values()))[0])
 
     def run(self, name: str) -> None:
         """Inflict fault ``name`` on the newest connection and wait for the client to recover."""
@@ -510,7 +550,7 @@ class _Driver:
         if not conns:
             self.report.skipped_faults += 1
             return
-        conn = conns[-1]
+        conn = self.rng.choice(conns) if self.spread else conns[-1]
         before = len(server.all_connections)
         try:
             if name == "rotation":
@@ -633,13 +673,12 @@ def _drive(driver: _Driver, settings: SoakSettings, start: float, say: Callable[
     """Faults, one after another with a random pause, until ``settings.duration`` has passed."""
     end = start + settings.duration
     next_note = start + 10.0
-    names, weights = list(FAULTS), list(FAULTS.values())
     pause = threading.Event()  # never set: a pause between faults that ends early at the deadline
     while time.monotonic() < end:
         pause.wait(min(driver.rng.uniform(*settings.fault_gap), max(0.0, end - time.monotonic())))
         if time.monotonic() >= end:
             return
-        driver.run(driver.rng.choices(names, weights)[0])
+        driver.step()
         if time.monotonic() >= next_note:
             next_note += 10.0
             report = driver.report
@@ -649,8 +688,18 @@ def _drive(driver: _Driver, settings: SoakSettings, start: float, say: Callable[
             )
 
 
-def _collect(report: SoakReport, server: SocketModeServer, sent: list[str], slow: set[str]) -> None:
-    """Fill in the envelope counts from the server's records (``slow``: ids of slow listeners)."""
+def _collect(
+    report: SoakReport,
+    server: SocketModeServer,
+    sent: list[str],
+    slow: set[str],
+    gone: Optional[dict[int, str]] = None,
+) -> None:
+    """Fill in the envelope counts from the server's records.
+
+    ``slow``: ids of slow listeners; ``gone``: connection id to why its process went (replicas:
+    ``"replica killed"``, ``"replica stopped"``), the reason for an envelope first delivered there.
+    """
     unacked = set(server.unacked())
     report.sent = len(sent)
     report.lost = [i for i in sent if i in unacked]
@@ -668,7 +717,8 @@ def _collect(report: SoakReport, server: SocketModeServer, sent: list[str], slow
         if len(record.deliveries) == 1 or record.acks[0].received_at < record.deliveries[1].sent_at:
             report.acked_first += 1
             continue
-        why = _why_redelivered(connections.get(record.deliveries[0].connection_id), envelope_id in slow)
+        first = record.deliveries[0].connection_id
+        why = (gone or {}).get(first) or _why_redelivered(connections.get(first), envelope_id in slow)
         rescued[why] += 1
         if why == "no fault":
             report.lost_first.append(envelope_id)
@@ -712,23 +762,53 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="repeat a run's random choices")
     parser.add_argument("--drain", type=float, default=30.0, help="seconds to wait for the last acks (default 30)")
     parser.add_argument(
+        "--replicas",
+        type=int,
+        default=0,
+        help="N replica processes of one app (2 connections each, a shared RedisLedger) with replica faults "
+        "too (see benchmarks/soak_replicas.py); default 0: one client process",
+    )
+    parser.add_argument(
+        "--redis-outage", type=float, default=4.0, help="seconds a Redis outage lasts (replicas; default 4)"
+    )
+    results = Path(__file__).resolve().parent / "results"
+    parser.add_argument(
         "--json",
         type=Path,
-        default=Path(__file__).resolve().parent / "results" / "soak.json",
-        help="where to write the full report (default benchmarks/results/soak.json)",
+        default=None,
+        help="where to write the full report (default benchmarks/results/soak.json, or soak-replicas.json)",
     )
     parser.add_argument(
         "--log",
         type=Path,
-        default=Path(__file__).resolve().parent / "results" / "soak.log",
-        help="where the client's log goes, at INFO (default benchmarks/results/soak.log)",
+        default=None,
+        help="where the client's log goes, at INFO (default benchmarks/results/soak.log; with --replicas a "
+        "directory, default benchmarks/results/soak-replicas/, one log per replica)",
     )
     args = parser.parse_args(argv)
-    if args.minutes <= 0 or args.rate <= 0:
-        parser.error("--minutes and --rate must be positive")
-    args.log.parent.mkdir(parents=True, exist_ok=True)
-    settings = SoakSettings(duration=args.minutes * 60.0, rate=args.rate, seed=args.seed, drain=args.drain)
-    report = run_soak(settings, progress=lambda line: print(line, file=sys.stderr, flush=True), client_log=args.log)
+    if args.minutes <= 0 or args.rate <= 0 or args.replicas < 0 or args.redis_outage <= 0:
+        parser.error("--minutes, --rate and --redis-outage must be positive, --replicas not negative")
+    settings = SoakSettings(
+        duration=args.minutes * 60.0,
+        rate=args.rate,
+        seed=args.seed,
+        drain=args.drain,
+        replicas=args.replicas,
+        redis_outage=args.redis_outage,
+    )
+    say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    report: SoakReport
+    if args.replicas:
+        from .soak_replicas import run_replica_soak
+
+        args.json = args.json or results / "soak-replicas.json"
+        args.log = args.log or results / "soak-replicas"
+        report = run_replica_soak(settings, say, log_dir=args.log)
+    else:
+        args.json = args.json or results / "soak.json"
+        args.log = args.log or results / "soak.log"
+        args.log.parent.mkdir(parents=True, exist_ok=True)
+        report = run_soak(settings, progress=say, client_log=args.log)
     print(report.render())
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")

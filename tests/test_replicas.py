@@ -8,9 +8,11 @@ listeners count completions in a Redis hash (tests/replica_main.py).
 
 from __future__ import annotations
 
+import shutil
 import signal
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +24,7 @@ from slack_socket_mode.testing.app_model import AppModel
 
 from .conftest import APP_TOKEN, Recorder, timeout
 from .replicas import Replica, push_paced
-from .services import delete_keys, redis_url, require_module, unique_namespace
+from .services import delete_keys, missing, redis_url, require_module, unique_namespace
 
 require_module("redis", "the redis extra")
 import redis  # noqa: E402
@@ -153,3 +155,45 @@ def test_the_eleventh_connection_gets_too_many_websockets_until_a_place_frees() 
         finally:
             first.close()
             second.close()
+
+
+def test_a_short_soak_of_replicas_with_faults_loses_nothing_and_completes_nothing_twice_unexplained(
+    tmp_path: Path,
+) -> None:
+    """``python -m benchmarks.soak --replicas`` for a few seconds (see docs/topics/scaling-out.md).
+
+    Two replicas under the soak's protocol faults, a SIGKILL and restart, a rolling restart and
+    an outage of their redis-server: nothing lost, and a completion twice only where the soak
+    explains it (the killed replica's in-flight envelopes, the Redis outage).
+    """
+    from benchmarks.soak import SoakSettings
+    from benchmarks.soak_replicas import run_replica_soak
+
+    if shutil.which("redis-server") is None:
+        missing("redis-server is not on PATH")
+    settings = SoakSettings(
+        duration=14.0,
+        rate=60.0,
+        slow_fraction=0.05,
+        fault_gap=(0.3, 1.0),
+        drain=25.0,
+        seed=20261205,
+        replicas=2,
+        redis_outage=1.5,
+        replica_fault_every=1.0,  # then a protocol fault (up to a few seconds), then the next replica fault
+    )
+    report = run_replica_soak(settings, effects_url=redis_url(), log_dir=tmp_path)
+    print(report.render())
+    assert {"replica_kill", "rolling_restart", "redis_outage"} <= set(report.faults), report.faults
+    assert report.lost == [] and report.not_completed == []
+    assert report.twice_unexplained == [], report.twice_details
+    assert len(report.twice_killed) <= report.killed_in_flight
+    assert report.run_twice == [] and report.token_in_logs == 0
+    (outage,) = report.outages
+    assert outage.reported and outage.back_s is not None  # stats() said so, and then "ok" again
+    by_name = {replica.name: replica for replica in report.replicas}
+    assert all(by_name[name].unavailable_warnings == 1 for name in outage.reported)  # one WARNING per outage
+    closed = [replica.seen for replica in report.replicas if replica.end == "closed"]
+    assert closed and all(seen["client_threads_after"] == 0 for seen in closed)
+    assert all(seen["fds_after"] <= seen["fds_before"] for seen in closed)  # every socket closed
+    assert report.ok
