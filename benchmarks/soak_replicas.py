@@ -33,10 +33,7 @@ from __future__ import annotations
 import logging
 import os
 import random
-import shutil
 import signal
-import socket
-import subprocess
 import tempfile
 import threading
 import time
@@ -54,6 +51,7 @@ from slack_socket_mode.testing.app_model import AppModel
 
 from .control import BenchmarkError, Child, serve
 from .peers import RawPeer, redirecting, trickling
+from .redis_server import RedisServer
 from .soak import (
     _APP_TOKEN,
     _REDELIVERY_DELAY,
@@ -383,48 +381,6 @@ def _replica_main(conn: Connection, name: str, log: str, *args: Any) -> None:
 # ---- the driver's side ------------------------------------------------------------------------
 
 
-class _RedisServer:
-    """The replicas' own ``redis-server`` on a free loopback port, no persistence: killed and started again."""
-
-    def __init__(self, workdir: str) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not on PATH: the soak with replicas needs one of its own")
-        self.binary = binary
-        self.workdir = workdir
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
-        self.process: Optional[subprocess.Popen[bytes]] = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self, timeout: float = 10.0) -> None:
-        self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            cwd=self.workdir,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1.0):
-                    return
-            except OSError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError(f"redis-server did not start on port {self.port}") from None
-            time.sleep(0.02)  # polling a port that is not yet bound: nothing to wait on
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-        self.process = None
-
-
 @dataclass
 class _Replica:
     """A replica process as the driver sees it."""
@@ -455,7 +411,7 @@ class _ReplicaDriver(_Driver):
         rng: random.Random,
         peers: dict[str, RawPeer],
         spawn: Callable[[], _Replica],
-        redis: _RedisServer,
+        redis: RedisServer,
         start: float,
     ) -> None:
         super().__init__(server, load, report, rng, peers, spread=True)
@@ -595,7 +551,7 @@ def run_replica_soak(
         workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="soak-replicas-"))
         logs = log_dir if log_dir is not None else Path(workdir)
         logs.mkdir(parents=True, exist_ok=True)
-        ledger = _RedisServer(workdir)
+        ledger = RedisServer(workdir)
         ledger.start()
         stack.callback(ledger.stop)
         stack.callback(_delete, effects, effects_key)

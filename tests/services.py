@@ -14,12 +14,12 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+import benchmarks.redis_server
 import pytest
 
 REDIS_URL = os.environ.get("SLACK_SOCKET_MODE_REDIS_URL", "redis://127.0.0.1:6379")
@@ -110,44 +110,13 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-class RedisServer:
-    """A ``redis-server`` of the test's own on a free port of ``host``, to stop and restart (outage tests)."""
+class RedisServer(benchmarks.redis_server.RedisServer):
+    """``benchmarks.redis_server.RedisServer``, skipped (or failed in CI) when there is no ``redis-server``."""
 
     def __init__(self, tmp: str, host: str = "127.0.0.1") -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
+        if shutil.which("redis-server") is None:
             missing("redis-server is not on PATH")
-        self.binary = str(binary)
-        self.tmp = tmp
-        self.host = host
-        self.port = free_port(host)
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
-
-    def start(self, timeout: float = 10.0) -> None:
-        self.process = subprocess.Popen(
-            [
-                *(self.binary, "--port", str(self.port), "--bind", self.host, "--save", "", "--appendonly", "no"),
-                *("--protected-mode", "no"),  # answer the hosts on a test bridge, not only loopback
-            ],
-            cwd=self.tmp,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + timeout
-        while not _reachable(self.url, self.port):  # the server is ready once it accepts
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise RuntimeError(f"redis-server did not start on port {self.port}")
-            time.sleep(0.02)  # polling a port that is not yet bound: nothing to wait on
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-        self.process = None
+        super().__init__(tmp, host)
 
 
 @pytest.fixture
