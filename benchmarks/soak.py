@@ -633,23 +633,7 @@ def run_soak(
             child.call("connect", timeout=60.0)
             load = _Load(server, settings, random.Random(seed + 1))
             driver = _Driver(server, load, report, random.Random(seed), {"trickle": trickler, "redirect": redirector})
-            load.start()
-            interrupted = False
-            try:
-                _drive(driver, settings, start, say)
-            except KeyboardInterrupt:
-                interrupted = True
-                child.call("abandon")
-                say("interrupted: draining")
-            finally:
-                load.stop()
-            with load.lock:
-                sent = list(load.sent)
-            say(f"load stopped after {time.monotonic() - start:.0f} s; waiting for the last acks")
-            try:
-                server.wait_for_acks(envelope_ids=sent, timeout=0.0 if interrupted else settings.drain)
-            except TimeoutError:
-                pass
+            sent = _load_and_drain(server, load, driver, settings, start, say, abandon=lambda: child.call("abandon"))
             _collect(report, server, sent, load.slow)
             report.held_pushes = load.held
             seen = child.call("finish", timeout=60.0)
@@ -667,6 +651,40 @@ def run_soak(
     report.token_in_logs = seen["token_in_logs"]
     report.elapsed = time.monotonic() - start
     return report
+
+
+def _load_and_drain(
+    server: SocketModeServer,
+    load: _Load,
+    driver: _Driver,
+    settings: SoakSettings,
+    start: float,
+    say: Callable[[str], None],
+    abandon: Callable[[], None],
+) -> list[str]:
+    """Start the load, inject faults until the soak's time is up, then wait for the last acks.
+
+    On Ctrl-C, ``abandon()`` tells the client processes to stop at once and nothing more is waited
+    for. Returns the ids of every envelope sent.
+    """
+    load.start()
+    interrupted = False
+    try:
+        _drive(driver, settings, start, say)
+    except KeyboardInterrupt:
+        interrupted = True
+        abandon()
+        say("interrupted: draining")
+    finally:
+        load.stop()
+    with load.lock:
+        sent = list(load.sent)
+    say(f"load stopped after {time.monotonic() - start:.0f} s; waiting for the last acks")
+    try:
+        server.wait_for_acks(envelope_ids=sent, timeout=0.0 if interrupted else settings.drain)
+    except TimeoutError:
+        pass
+    return sent
 
 
 def _drive(driver: _Driver, settings: SoakSettings, start: float, say: Callable[[str], None]) -> None:

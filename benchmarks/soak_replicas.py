@@ -60,9 +60,9 @@ from .soak import (
     SoakSettings,
     _ClientProcess,
     _collect,
-    _drive,
     _Driver,
     _Load,
+    _load_and_drain,
     _ms,
     _open_fds,
     _resource_lines,
@@ -587,24 +587,12 @@ def run_replica_soak(
         say(f"{settings.replicas} replicas connected in {time.monotonic() - start:.1f} s")
         driver.start = time.monotonic()  # the load starts: the replica faults count from here
         driver.next_replica_fault = driver.start + driver.every
-        load.start()
-        interrupted = False
-        try:
-            _drive(driver, settings, driver.start, say)
-        except KeyboardInterrupt:
-            interrupted = True
+
+        def abandon() -> None:
             for replica in driver.live:
                 replica.child.call("abandon")
-            say("interrupted: draining")
-        finally:
-            load.stop()
-        with load.lock:
-            sent = list(load.sent)
-        say(f"load stopped after {time.monotonic() - start:.0f} s; waiting for the last acks")
-        try:
-            server.wait_for_acks(envelope_ids=sent, timeout=0.0 if interrupted else settings.drain)
-        except TimeoutError:
-            pass
+
+        sent = _load_and_drain(server, load, driver, settings, driver.start, say, abandon)
         _collect(report, server, sent, load.slow, driver.gone)
         report.held_pushes = load.held
         report.refused_connections = model.refused
