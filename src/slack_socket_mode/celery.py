@@ -73,6 +73,10 @@ __all__ = ["CeleryHandoff", "EnvelopeBusy", "envelope_task_argument", "needs_res
 
 T = TypeVar("T")
 
+#: AMQP's reply code of a mandatory message that no queue took (RabbitMQ's basic.return).
+_NO_ROUTE = 312
+_UNROUTED = ": the broker routed it to no queue (deleted, expired or never declared?)"
+
 #: ``interactive`` payload types whose ack carries the answer.
 _RESPONSE_INTERACTIONS = frozenset({"block_suggestion", "view_submission"})
 
@@ -136,7 +140,8 @@ class CeleryHandoff:
     ) -> None:
         broker = str(app.conf.broker_url or "")
         options = app.conf.broker_transport_options or {}
-        if broker.split(":", 1)[0] in ("amqp", "amqps", "pyamqp") and not options.get("confirm_publish"):
+        self._amqp = broker.split(":", 1)[0] in ("amqp", "amqps", "pyamqp")
+        if self._amqp and not options.get("confirm_publish"):
             raise ConfigurationError(
                 "CeleryHandoff acks only after the broker confirmed the publish: on RabbitMQ set "
                 "broker_transport_options={'confirm_publish': True} on the Celery app"
@@ -171,6 +176,13 @@ class CeleryHandoff:
             "timeout": self.publish_timeout,
             "confirm_timeout": self.publish_timeout,
         }
+        if self._amqp:
+            # Without it RabbitMQ confirms a message that no queue took (the queue deleted or
+            # expired after kombu cached its declaration) and drops it. With it, the broker's
+            # basic.return reaches py-amqp before the confirm: with no return handler on the
+            # channel it raises from the confirm wait, and kombu replaces the pooled connection
+            # (the next publish declares the queue again).
+            options["mandatory"] = True
         if self.queue is not None:
             options["queue"] = self.queue
         started = time.monotonic()
@@ -180,7 +192,7 @@ class CeleryHandoff:
             with self._lock:
                 self.failed += 1
             self.logger.warning(
-                "envelope %s (%s): publishing task %s failed after %.2f s (%s: %s); not acking it, "
+                "envelope %s (%s): publishing task %s failed after %.2f s (%s: %s%s); not acking it, "
                 "so Slack redelivers it",
                 request.envelope_id,
                 request.type,
@@ -188,6 +200,7 @@ class CeleryHandoff:
                 time.monotonic() - started,
                 type(e).__name__,
                 redact(str(e))[:200],
+                _UNROUTED if getattr(e, "reply_code", None) == _NO_ROUTE else "",
             )
             return
         with self._lock:
