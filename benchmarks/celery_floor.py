@@ -7,7 +7,10 @@ wall-clock cost per call (median and range of 3 loops). Variants:
 
 - ``celery``: Celery's defaults, its ``argsrepr`` the saferepr of the argument (the hand-off
   before it passed its own);
-- ``handoff``: the hand-off's options as they are (``argsrepr`` naming the envelope);
+- ``handoff``: the hand-off's options as they are (``argsrepr`` naming the envelope; on RabbitMQ
+  ``mandatory``);
+- ``handoff-mandatory`` (RabbitMQ): the same without ``mandatory`` (what it costs: the flag is
+  one bit of the publish frame);
 - ``handoff+expires`` (Redis): the same to a queue declared with ``expires``, which kombu's
   Redis transport turns into a MULTI/EXEC with a PEXPIRE per priority step on every publish.
 
@@ -66,8 +69,8 @@ def _app(broker: str, queue: str, expires: bool) -> Any:
     return app
 
 
-def _options(variant: str) -> dict[str, Any]:
-    """send_task's options as CeleryHandoff passes them (``celery``: without its argsrepr)."""
+def _options(variant: str, broker: str) -> dict[str, Any]:
+    """send_task's options as CeleryHandoff passes them (``celery``: without its argsrepr and ``mandatory``)."""
     options: dict[str, Any] = {
         "retry": True,
         "retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.1},
@@ -76,6 +79,8 @@ def _options(variant: str) -> dict[str, Any]:
     }
     if variant != "celery":
         options.update(argsrepr=f"(<envelope {ENVELOPE['envelope_id']} events_api>,)", kwargsrepr="{}")
+        if broker.startswith("amqp") and variant != "handoff-mandatory":
+            options["mandatory"] = True  # a message no queue takes is returned, not confirmed and dropped
     return options
 
 
@@ -83,7 +88,7 @@ def measure(broker: str, variant: str, calls: int) -> list[float]:
     """Seconds per ``send_task`` call, for each of 3 loops of ``calls`` (after one warm-up publish)."""
     queue = f"slack_socket_mode_floor_{uuid.uuid4().hex[:10]}"
     app = _app(broker, queue, expires=variant.endswith("+expires"))
-    options = _options(variant)
+    options = _options(variant, broker)
     try:
         app.send_task("floor.handle", args=[ENVELOPE], **options)  # connect the producer pool
         per_call = []
@@ -135,7 +140,7 @@ def layers(broker: str, calls: int) -> dict[str, float]:
         timed(redis.client.Pipeline, "execute", "redis-py: MULTI..EXEC pipeline (one round trip)")
     queue = f"slack_socket_mode_floor_{uuid.uuid4().hex[:10]}"
     app = _app(broker, queue, expires=False)
-    options = _options("handoff")
+    options = _options("handoff", broker)
     try:
         app.send_task("floor.handle", args=[ENVELOPE], **options)
         spent.clear()
@@ -168,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         variants = ["celery", "handoff", "handoff+expires"]
     else:
         broker = AMQP_URL
-        variants = ["celery", "handoff"]
+        variants = ["celery", "handoff", "handoff-mandatory"]
     print(f"| {args.broker}: app.send_task, {args.calls} calls x 3 | per call (median, range) | calls/s |")
     print("|---|---|---|")
     for variant in variants:

@@ -192,6 +192,54 @@ def test_a_failed_publish_is_not_acked_and_says_why(
         client.close()
 
 
+def test_an_unroutable_publish_on_rabbitmq_is_not_acked_and_its_redelivery_is_published(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The queue is deleted behind Celery's back once the producer's connection has declared it
+    # (kombu caches the declaration per connection): RabbitMQ routes the next publish to no queue
+    # and, unless it was published as mandatory, confirms it and drops it. The hand-off must
+    # not ack that envelope; Slack's redelivery is then published (to the queue declared again).
+    import kombu
+
+    broker = amqp_url()
+    queue_name = f"slack_socket_mode_test_{unique_namespace('noroute')}"
+    handoff = CeleryHandoff(make_app(broker, queue_name), "tests.handle")
+    caplog.set_level(logging.WARNING, logger="slack_socket_mode.celery")
+    with (
+        SocketModeServer(redelivery_delay=1.0) as server,
+        kombu.Connection(broker, connect_timeout=timeout(5)) as admin,
+    ):
+        # dedupe=False: with the ledger (local or shared) a redelivery of an envelope whose
+        # listeners returned without acking is not dispatched again, on any replica; here the
+        # redelivery must reach the hand-off again (see the report: a gap of its own).
+        client = SocketModeClient(APP_TOKEN, web_client=WebClient(base_url=server.api_url), dedupe=False)
+        client.socket_mode_request_listeners.append(handoff)
+        try:
+            client.connect(timeout(5))
+            first = server.push(server.make_envelope("events_api", {"event_id": "EvFirst"}))
+            server.wait_for_acks(envelope_ids=[first], timeout=timeout(5))  # the queue declared, cached
+            admin.default_channel.queue_delete(queue_name)
+            lost = server.push(server.make_envelope("events_api", {"event_id": "EvUnroutable"}))
+            server.wait_for_acks(envelope_ids=[lost], timeout=timeout(10))
+            record = server.envelope(lost)
+            # Not acked on its first delivery: the ack answers the redelivery (retry_attempt 1).
+            assert [d.attempt for d in record.deliveries] == [0, 1]
+            assert len(record.acks) == 1 and record.acks[0].received_at > record.deliveries[1].sent_at
+            assert (handoff.published, handoff.failed) == (2, 1)
+            reasons = [r.getMessage() for r in caplog.records if f"envelope {lost}" in r.getMessage()]
+            assert len(reasons) == 1 and "NO_ROUTE" in reasons[0] and "not acking" in reasons[0], reasons
+            # What the queue holds: the first envelope's task was deleted with the queue; the
+            # redelivery's task is there (the queue was declared again), the dropped one is not.
+            tasks = []
+            while (message := admin.default_channel.basic_get(queue_name, no_ack=True)) is not None:
+                [[argument], _, _] = json.loads(message.body)
+                tasks.append((argument["envelope_id"], argument["retry_attempt"]))
+            assert tasks == [(lost, 1)]
+        finally:
+            client.close()
+            admin.default_channel.queue_delete(queue_name)
+
+
 def test_the_task_message_names_the_envelope_in_its_argsrepr_without_the_payload(server: SocketModeServer) -> None:
     # No worker: the message is read from the broker's list as Celery left it. Its argsrepr (what
     # the worker logs, task events and Flower show) names the envelope; the payload stays in the

@@ -12,8 +12,13 @@ For each envelope it publishes one task whose only argument is a dict with the e
 ``envelope_id``, ``type``, ``payload``, ``accepts_response_payload``, ``retry_attempt`` and
 ``retry_reason``, and acks **only after the broker confirmed the publish**: on RabbitMQ,
 publisher confirms (``broker_transport_options={"confirm_publish": True}``, required here),
-on Redis, the ``LPUSH`` returning. If the publish fails or times out, it logs why and does
-not ack: Slack redelivers the envelope (up to 3 times) and the next delivery publishes again.
+on Redis, the ``LPUSH`` returning. On RabbitMQ it publishes with ``mandatory``, so that a
+message no queue takes is returned as a failure instead of being confirmed and dropped (see
+:class:`CeleryHandoff`). If the publish fails or times out, it logs why and does not ack: Slack
+redelivers the envelope (up to 3 times) and the next delivery publishes again. But only with
+the client's ``dedupe=False``, or when it reaches another replica without a shared ledger: the
+client's ledger does not dispatch again a redelivery of an envelope whose listeners returned
+without acking (a ``RedisLedger`` on any replica; docs, "Scaling out").
 So the task is delivered **at least once**; it may be published twice (a publish confirmed
 after our timeout, a redelivery that reached another replica), which is why the worker side
 runs the effect once per envelope.
@@ -73,6 +78,10 @@ __all__ = ["CeleryHandoff", "EnvelopeBusy", "envelope_task_argument", "needs_res
 
 T = TypeVar("T")
 
+#: AMQP's reply code of a mandatory message that no queue took (RabbitMQ's basic.return).
+_NO_ROUTE = 312
+_UNROUTED = ": the broker routed it to no queue (deleted, expired or never declared?)"
+
 #: ``interactive`` payload types whose ack carries the answer.
 _RESPONSE_INTERACTIONS = frozenset({"block_suggestion", "view_submission"})
 
@@ -118,6 +127,21 @@ class CeleryHandoff:
         queue: the queue to publish to (default: the app's routing).
         logger: where to log (default ``logging.getLogger("slack_socket_mode.celery")``).
 
+    A publish counts as failed (not acked, logged once with the reason, counted in ``failed``)
+    when it raises, times out, or, on RabbitMQ, when the broker routed it to no queue. RabbitMQ
+    confirms such a message and drops it unless it was published with ``mandatory``, which the
+    hand-off sets: the queue deleted or expired after kombu cached its declaration on the
+    producer's connection (kombu declares a queue once per connection), or a routing key
+    bound to nothing. The broker then sends ``basic.return`` (312 ``NO_ROUTE``) before the
+    confirm, and py-amqp, with no return handler on the channel, raises it from the confirm
+    wait; kombu replaces the pooled connection on that error, so the next publish declares the
+    queue again and goes through. Redis has no such case with Celery's default routing (a
+    queue on a direct exchange): the publish is an ``LPUSH`` to the list named after the queue,
+    created if missing. Through a topic or fanout exchange, kombu's Redis transport looks the
+    exchange's bindings up in Redis on every publish and, if they are gone (Redis flushed, or
+    restarted without persistence), drops the message without an error: route the hand-off's
+    tasks to a plain queue.
+
     Raises:
         ConfigurationError: a RabbitMQ broker without ``confirm_publish``.
 
@@ -136,7 +160,8 @@ class CeleryHandoff:
     ) -> None:
         broker = str(app.conf.broker_url or "")
         options = app.conf.broker_transport_options or {}
-        if broker.split(":", 1)[0] in ("amqp", "amqps", "pyamqp") and not options.get("confirm_publish"):
+        self._amqp = broker.split(":", 1)[0] in ("amqp", "amqps", "pyamqp")
+        if self._amqp and not options.get("confirm_publish"):
             raise ConfigurationError(
                 "CeleryHandoff acks only after the broker confirmed the publish: on RabbitMQ set "
                 "broker_transport_options={'confirm_publish': True} on the Celery app"
@@ -171,6 +196,13 @@ class CeleryHandoff:
             "timeout": self.publish_timeout,
             "confirm_timeout": self.publish_timeout,
         }
+        if self._amqp:
+            # Without it RabbitMQ confirms a message that no queue took (the queue deleted or
+            # expired after kombu cached its declaration) and drops it. With it, the broker's
+            # basic.return reaches py-amqp before the confirm: with no return handler on the
+            # channel it raises from the confirm wait, and kombu replaces the pooled connection
+            # (the next publish declares the queue again).
+            options["mandatory"] = True
         if self.queue is not None:
             options["queue"] = self.queue
         started = time.monotonic()
@@ -180,7 +212,7 @@ class CeleryHandoff:
             with self._lock:
                 self.failed += 1
             self.logger.warning(
-                "envelope %s (%s): publishing task %s failed after %.2f s (%s: %s); not acking it, "
+                "envelope %s (%s): publishing task %s failed after %.2f s (%s: %s%s); not acking it, "
                 "so Slack redelivers it",
                 request.envelope_id,
                 request.type,
@@ -188,6 +220,7 @@ class CeleryHandoff:
                 time.monotonic() - started,
                 type(e).__name__,
                 redact(str(e))[:200],
+                _UNROUTED if getattr(e, "reply_code", None) == _NO_ROUTE else "",
             )
             return
         with self._lock:
