@@ -65,7 +65,7 @@ from typing import Any, Callable, Optional, TypeVar
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
-from .errors import ConfigurationError, SocketModeError
+from .errors import ConfigurationError, Redeliver, SocketModeError
 from .redaction import redact
 from .shared import Claim, SharedStore, StoreUnavailableError
 
@@ -189,7 +189,7 @@ class CeleryHandoff:
                 type(e).__name__,
                 redact(str(e))[:200],
             )
-            return
+            raise Redeliver(f"publishing task {self.task_name} failed ({type(e).__name__})") from None
         with self._lock:
             self.published += 1
         payload = None
