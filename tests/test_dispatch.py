@@ -397,6 +397,7 @@ def test_a_listener_that_raises_redeliver_is_run_again_on_the_redelivery_and_onl
     finally:
         release_logger(asked)
     assert client.stats().envelopes_acked >= 4
+    assert client.stats().redeliveries_asked == 2  # "retry" and "held"; not "acked"
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], "no error, no traceback"
     warnings = [r.getMessage() for r in caplog.records if "runs its listeners again" in r.getMessage()]
     assert len(warnings) == 2 and all("the backend is down" in w for w in warnings)
