@@ -157,7 +157,12 @@ class CeleryHandoff:
         return f"<CeleryHandoff task={self.task_name!r}>"
 
     def __call__(self, client: Any, request: SocketModeRequest) -> None:
-        """Publish, then ack (with the in-process response, if any); on failure log and do not ack."""
+        """Publish, then ack (with the in-process response, if any); on failure log and do not ack.
+
+        Raises:
+            Redeliver: the publish failed or timed out (after the log line); the client then lets
+                Slack's redelivery run it again, on any replica.
+        """
         argument = envelope_task_argument(request, int(request.retry_attempt or 0), str(request.retry_reason or ""))
         options: dict[str, Any] = {
             "args": [argument],
