@@ -20,7 +20,7 @@ from slack_socket_mode.testing import SocketModeServer
 
 from .conftest import APP_TOKEN, timeout
 from .processes import OutputProcess
-from .services import amqp_url, delete_keys, free_port, redis_url, require_module, unique_namespace
+from .services import RedisServer, amqp_url, delete_keys, free_port, redis_url, require_module, unique_namespace
 
 require_module("celery", "the celery extra")
 import redis  # noqa: E402
@@ -209,10 +209,8 @@ def test_an_unroutable_publish_on_rabbitmq_is_not_acked_and_its_redelivery_is_pu
         SocketModeServer(redelivery_delay=1.0) as server,
         kombu.Connection(broker, connect_timeout=timeout(5)) as admin,
     ):
-        # dedupe=False: with the ledger (local or shared) a redelivery of an envelope whose
-        # listeners returned without acking is not dispatched again, on any replica; here the
-        # redelivery must reach the hand-off again (see the report: a gap of its own).
-        client = SocketModeClient(APP_TOKEN, web_client=WebClient(base_url=server.api_url), dedupe=False)
+        # With the default ledger: the failed publish raises Redeliver, so the redelivery is dispatched.
+        client = SocketModeClient(APP_TOKEN, web_client=WebClient(base_url=server.api_url))
         client.socket_mode_request_listeners.append(handoff)
         try:
             client.connect(timeout(5))
@@ -226,7 +224,11 @@ def test_an_unroutable_publish_on_rabbitmq_is_not_acked_and_its_redelivery_is_pu
             assert [d.attempt for d in record.deliveries] == [0, 1]
             assert len(record.acks) == 1 and record.acks[0].received_at > record.deliveries[1].sent_at
             assert (handoff.published, handoff.failed) == (2, 1)
-            reasons = [r.getMessage() for r in caplog.records if f"envelope {lost}" in r.getMessage()]
+            reasons = [  # the hand-off's own line (the dispatcher adds one of its own for Redeliver)
+                r.getMessage()
+                for r in caplog.records
+                if r.name == "slack_socket_mode.celery" and f"envelope {lost}" in r.getMessage()
+            ]
             assert len(reasons) == 1 and "NO_ROUTE" in reasons[0] and "not acking" in reasons[0], reasons
             # What the queue holds: the first envelope's task was deleted with the queue; the
             # redelivery's task is there (the queue was declared again), the dropped one is not.
@@ -273,3 +275,83 @@ def test_rabbitmq_without_publisher_confirms_is_refused() -> None:
 
     with pytest.raises(ConfigurationError, match="confirm_publish"):
         CeleryHandoff(Celery(broker="amqp://guest:guest@127.0.0.1:5672//"), "tests.handle")
+
+
+def _wait(condition: Any, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + timeout(seconds)
+    while not condition():  # counters set by the client's threads: poll them
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def test_a_failed_publish_is_published_by_slacks_redelivery_with_dedupe_on(tmp_path: Any) -> None:
+    # The broker is a redis-server of the test's own, down for the first delivery and up again
+    # for Slack's redelivery. With the default dedupe=True the redelivery must run the hand-off
+    # again (its listener raised Redeliver): the task reaches the queue once and the envelope is acked.
+    broker = RedisServer(str(tmp_path))
+    queue_name = f"slack_socket_mode_test_{unique_namespace('redeliver')}"
+    handoff = CeleryHandoff(make_app(broker.url, queue_name), "tests.handle", publish_timeout=0.5)
+    with SocketModeServer(redelivery_delay=1.5) as server:
+        client = SocketModeClient(APP_TOKEN, web_client=WebClient(base_url=server.api_url))
+        client.socket_mode_request_listeners.append(handoff)
+        try:
+            client.connect(timeout(5))
+            eid = server.push(server.make_envelope("events_api", {"event_id": "EvRetried"}))
+            _wait(lambda: handoff.failed >= 1, 10, "the publish to a broker that is down never failed")
+            broker.start()
+            [ack] = server.wait_for_acks(envelope_ids=[eid], timeout=timeout(10))
+            record = server.envelope(eid)
+            assert len(record.deliveries) >= 2 and ack.received_at > record.deliveries[1].sent_at
+            assert handoff.published == 1 and handoff.failed >= 1
+            store: Any = redis.Redis.from_url(broker.url)
+            try:
+                [raw] = store.lrange(queue_name, 0, -1)  # published exactly once
+            finally:
+                store.close()
+            [[argument], _, _] = json.loads(base64.b64decode(json.loads(raw)["body"]))
+            assert argument["envelope_id"] == eid and argument["retry_attempt"] >= 1
+            assert client.stats().envelopes_acked == 1
+        finally:
+            client.close()
+            broker.stop()
+
+
+def test_a_failed_publish_on_one_replica_is_published_by_the_other_on_slacks_redelivery() -> None:
+    # Two replicas share a RedisLedger (a lease far longer than the test: only an explicit release
+    # of the claim lets the other replica run it). Replica A's broker is down; its publish fails and
+    # it leaves; Slack's redelivery reaches replica B, which must claim and publish it.
+    require_module("redis", "the redis extra")
+    from slack_socket_mode.redis import RedisLedger
+
+    store_url = redis_url()
+    good_broker = redis_url(db=14)
+    namespace = unique_namespace("redeliver")
+    queue_name = f"slack_socket_mode_test_{namespace}"
+    dead_broker = f"redis://127.0.0.1:{free_port()}/0"
+    failing = CeleryHandoff(make_app(dead_broker, queue_name), "tests.handle", publish_timeout=0.5)
+    working = CeleryHandoff(make_app(good_broker, queue_name), "tests.handle")
+    stores = [RedisLedger(store_url, namespace=namespace, lease=30.0) for _ in range(2)]
+    queue: Any = redis.Redis.from_url(good_broker)
+    with SocketModeServer(redelivery_delay=1.5) as server:
+        a = SocketModeClient(APP_TOKEN, web_client=WebClient(base_url=server.api_url), dedupe=stores[0])
+        b = SocketModeClient(APP_TOKEN, web_client=WebClient(base_url=server.api_url), dedupe=stores[1])
+        a.socket_mode_request_listeners.append(failing)
+        b.socket_mode_request_listeners.append(working)
+        try:
+            a.connect(timeout(5))
+            eid = server.push(server.make_envelope("events_api", {"event_id": "EvReplica"}))
+            _wait(lambda: failing.failed >= 1, 10, "replica A's publish never failed")
+            b.connect(timeout(5))
+            a.close()  # the redelivery can only reach replica B now
+            [ack] = server.wait_for_acks(envelope_ids=[eid], timeout=timeout(10))
+            assert server.envelope(eid).deliveries[0].sent_at < ack.received_at
+            assert failing.published == 0 and working.published == 1
+            assert len(queue.lrange(queue_name, 0, -1)) == 1
+        finally:
+            a.close()
+            b.close()
+            queue.delete(queue_name, f"_kombu.binding.{queue_name}")
+            queue.close()
+            for store in stores:
+                store.close()
+            delete_keys(store_url, f"slack_socket_mode:{namespace}:*")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
-from slack_socket_mode import SocketModeClient
+from slack_socket_mode import Redeliver, SocketModeClient
 from slack_socket_mode.testing import SocketModeServer
 
 from .conftest import ClientFactory, assert_acked_on_first_delivery, client_threads, timeout
@@ -307,3 +308,97 @@ def test_disconnect_from_a_listener_on_the_reader_returns_promptly(
     (conn,) = server.all_connections  # it may be closed already
     assert conn.wait_closed(timeout(5))
     assert not client.is_connected()
+
+
+class Scripted:
+    """A request listener that does, on each run of an envelope, what its script says; records the runs."""
+
+    def __init__(self, scripts: dict[str, list[str]]) -> None:
+        self.scripts = scripts  # envelope_id -> one action per run: "ack", "redeliver", "ack+redeliver", "silent"
+        self.runs: dict[str, list[int]] = {}  # envelope_id -> retry_attempt of each run
+        self.cond = threading.Condition()
+        self.gate = threading.Event()  # "wait+redeliver" waits here
+        self.waiting = threading.Event()
+
+    def __call__(self, client: SocketModeClient, request: Any) -> None:
+        eid = request.envelope_id
+        with self.cond:
+            runs = self.runs.setdefault(eid, [])
+            action = self.scripts[eid][len(runs)]
+            runs.append(int(request.retry_attempt or 0))
+            self.cond.notify_all()
+        if action == "wait+redeliver":
+            self.waiting.set()
+            assert self.gate.wait(timeout(5))
+        if action.startswith("ack"):
+            client.send_socket_mode_response({"envelope_id": eid})
+        if action.endswith("redeliver"):
+            raise Redeliver("the backend is down")
+
+    def wait_runs(self, eid: str, count: int) -> None:
+        with self.cond:
+            assert self.cond.wait_for(lambda: len(self.runs.get(eid, [])) >= count, timeout(5)), (eid, self.runs)
+
+
+def test_a_listener_that_raises_redeliver_is_run_again_on_the_redelivery_and_only_then(
+    server: SocketModeServer, make_client: ClientFactory, caplog: Any
+) -> None:
+    caplog.set_level(logging.INFO, logger="slack_socket_mode")
+    names = ("retry", "acked", "silent", "held")
+    envelopes = {name: server.make_envelope("events_api", {"event_id": f"Ev-{name}"}) for name in names}
+    ids = {name: e["envelope_id"] for name, e in envelopes.items()}
+    listener = Scripted(
+        {
+            ids["retry"]: ["redeliver", "ack"],
+            ids["acked"]: ["ack+redeliver"],  # an ack stands: never run again
+            ids["silent"]: ["silent"],  # returned without acking or raising: today's rule, not run again
+            ids["held"]: ["wait+redeliver", "ack"],
+        }
+    )
+    client = make_client(inline_dispatch=False)  # dedupe on, the default
+    client.socket_mode_request_listeners.append(listener)
+    client.connect()
+    asked = capture("Slack's redelivery runs its listeners again")  # logged once the ledger released it
+    try:
+        for name in ("retry", "acked", "silent"):
+            server.push(envelopes[name])
+            listener.wait_runs(ids[name], 1)
+        assert asked.event.wait(timeout(5))  # "retry" was released (the line comes after the ledger's change)
+        server.wait_for_acks(envelope_ids=[ids["acked"]], timeout=timeout(5))
+        for name in ("retry", "acked", "silent"):
+            server.push({**envelopes[name], "retry_attempt": 1, "retry_reason": "timeout"})
+        server.wait_for_acks(envelope_ids=[ids["retry"]], timeout=timeout(5))
+        marker = server.make_envelope()  # once it is acked, the reader has taken every delivery before it
+        listener.scripts[marker["envelope_id"]] = ["ack"]
+        server.push(marker)
+        server.wait_for_acks(envelope_ids=[marker["envelope_id"]], timeout=timeout(5))
+        assert listener.runs[ids["retry"]] == [0, 1]
+        assert listener.runs[ids["acked"]] == [0] and listener.runs[ids["silent"]] == [0]
+        assert [a.envelope_id for a in server.envelope(ids["retry"]).acks] == [ids["retry"]]
+        assert server.envelope(ids["silent"]).acks == []
+
+        # A redelivery that arrives while the listeners run is not dispatched a second time; once
+        # they raise Redeliver, the next redelivery is.
+        server.push(envelopes["held"])
+        assert listener.waiting.wait(timeout(5))
+        server.push({**envelopes["held"], "retry_attempt": 1, "retry_reason": "timeout"})
+        marker = server.make_envelope()
+        listener.scripts[marker["envelope_id"]] = ["ack"]
+        server.push(marker)
+        server.wait_for_acks(envelope_ids=[marker["envelope_id"]], timeout=timeout(5))
+        listener.gate.set()
+        deadline = time.monotonic() + timeout(5)
+        while asked.count < 2:  # the log line comes after the ledger released it
+            assert time.monotonic() < deadline, "the held envelope was never released"
+            time.sleep(0.01)
+        server.push({**envelopes["held"], "retry_attempt": 2, "retry_reason": "timeout"})
+        server.wait_for_acks(envelope_ids=[ids["held"]], timeout=timeout(5))
+        assert listener.runs[ids["held"]] == [0, 2]
+    finally:
+        release_logger(asked)
+    assert client.stats().envelopes_acked >= 4
+    assert client.stats().redeliveries_asked == 2  # "retry" and "held"; not "acked"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], "no error, no traceback"
+    warnings = [r.getMessage() for r in caplog.records if "runs its listeners again" in r.getMessage()]
+    assert len(warnings) == 2 and all("the backend is down" in w for w in warnings)
+    assert any("asked for a redelivery, but the envelope was acked" in r.getMessage() for r in caplog.records)

@@ -5,7 +5,8 @@ connection or an envelope.
 
 * ``parse_message`` never raises, whatever the text, and classifies every valid envelope;
 * ``EnvelopeLedger`` keeps its invariants under any sequence of deliveries, acks, returns of
-  listeners and passing time (a Hypothesis state machine checked against a model);
+  listeners (with or without a request for Slack's redelivery) and passing time (a Hypothesis
+  state machine checked against a model);
 * one client and one local server per module: junk text and binary frames between valid
   envelopes never replace the connection and never cost a valid envelope that follows.
 
@@ -252,7 +253,7 @@ class _Conn:
 class _Model:
     """What the ledger should know about one envelope id (None state: never seen or forgotten)."""
 
-    state: Optional[str] = None  # "inflight", "handled", "acked"
+    state: Optional[str] = None  # "inflight", "handled", "acked", "released" (the listeners raised Redeliver)
     awaiting: bool = False  # a delivery is waiting for an ack (as the ledger sees it)
     conn: Optional[_Conn] = None  # connection of the latest delivery
     ack: Optional[str] = None  # the ack text sent
@@ -267,7 +268,7 @@ _IDS = st.sampled_from([f"env-{n}" for n in range(6)])
 
 
 class LedgerMachine(RuleBasedStateMachine):
-    """Random deliveries, acks, listener returns and time against a model of Slack and the app.
+    """Random deliveries, acks, listener returns (some raising Redeliver) and time against a model of Slack and the app.
 
     Invariants: in-flight counts are never negative and match the model; an in-flight envelope
     is never forgotten (it is never dispatched twice while in flight); with dedupe, "Slack"
@@ -312,8 +313,8 @@ class LedgerMachine(RuleBasedStateMachine):
             m.state, m.awaiting, m.conn = "inflight", True, conn
             return
         if receipt is Receipt.DISPATCH:
-            # new, or settled and forgotten; an envelope in flight is never forgotten
-            assert m.state is None or m.maybe_forgotten, m.history
+            # new, released for a redelivery, or settled and forgotten; an envelope in flight is never forgotten
+            assert m.state in (None, "released") or m.maybe_forgotten, m.history
             m.state, m.awaiting, m.conn, m.ack, m.maybe_forgotten = "inflight", True, conn, None, False
             self._note_eviction(envelope_id)
             assert len(self.ledger) <= max(self.ledger.max_entries, len(self._inflight()))
@@ -337,7 +338,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def _note_eviction(self, envelope_id: str) -> None:
         """A first delivery may evict settled entries (over max_entries or older than max_age)."""
         for other_id, other in self.models.items():
-            if other_id != envelope_id and other.state in ("handled", "acked"):
+            if other_id != envelope_id and other.state in ("handled", "acked", "released"):
                 other.maybe_forgotten = True
 
     def _slack_receives_ack(self, envelope_id: str, m: _Model) -> None:
@@ -385,6 +386,20 @@ class LedgerMachine(RuleBasedStateMachine):
             m.state = "handled" if self.ledger.dedupe else None
         else:
             assert conn is None, m.history
+
+    @rule(envelope_id=_IDS)
+    def listeners_ask_for_redelivery(self, envelope_id: str) -> None:
+        """The listeners return, one having raised Redeliver: unless acked, the next delivery runs them again."""
+        m = self._model(envelope_id)
+        was = m.state
+        released, conn = self.ledger.redeliver(envelope_id)
+        m.history.append(f"redeliver -> {released}, {conn}")
+        if was == "inflight":
+            assert released and conn is m.conn, m.history
+            m.state = "released" if self.ledger.dedupe else None
+            m.awaiting = False  # the delivery (and any that waited with it) gets no ack: Slack redelivers
+        else:
+            assert not released and conn is None, m.history  # acked stays acked; handled stays handled
 
     @rule()
     def ack_written(self) -> None:

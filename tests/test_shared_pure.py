@@ -92,3 +92,38 @@ def test_a_done_record_gives_the_same_ack_for_any_envelope_id() -> None:
     assert _ack_from_record("e9", _done_record(True, '{"envelope_id":"e1"}')) == plain_ack("e9")
     assert _ack_from_record("e9", _done_record(False, None)) is None
     assert _ack_from_record("e9", "not json") == plain_ack("e9")  # it ran: the plain ack settles it
+
+
+def test_listeners_that_ask_for_a_redelivery_are_run_again_on_the_next_delivery() -> None:
+    ledger: EnvelopeLedger[str] = EnvelopeLedger()
+    assert ledger.receive("e1", "conn-a", 0.0) == (Receipt.DISPATCH, None)
+    assert ledger.receive("e1", "conn-b", 3.0) == (Receipt.WAIT, None)  # while they run: not twice
+    assert ledger.redeliver("e1") == (True, "conn-b")  # settled on the connection of the latest delivery
+    assert ledger.inflight("conn-a") == ledger.inflight("conn-b") == 0
+    assert ledger.redeliveries_asked == 1
+    assert ledger.receive("e1", "conn-a", 6.0) == (Receipt.DISPATCH, None)  # Slack's redelivery runs them again
+    assert ledger.ack("e1", None, 6.1).send is True
+    assert ledger.ack_of("e1") == (True, None)
+
+
+def test_a_request_for_redelivery_changes_nothing_once_acked_or_handled() -> None:
+    """An ack stands (never run again); a run that returned without acking and without raising stays ignored."""
+    ledger: EnvelopeLedger[str] = EnvelopeLedger(crossing_window=1.0)
+    assert ledger.redeliver("never") == (False, None)
+    ledger.receive("acked", "c", 0.0)
+    ledger.ack("acked", None, 0.1)
+    ledger.written("c")
+    assert ledger.redeliver("acked") == (False, None)
+    ledger.receive("handled", "c", 0.0)
+    ledger.handled("handled")
+    assert ledger.redeliver("handled") == (False, None)
+    assert ledger.inflight("c") == 0 and ledger.redeliveries_asked == 0
+    assert ledger.receive("acked", "c", 5.0) == (Receipt.REACK, plain_ack("acked"))
+    assert ledger.receive("handled", "c", 5.0) == (Receipt.IGNORE, None)
+
+
+def test_without_dedupe_a_request_for_redelivery_forgets_the_entry() -> None:
+    ledger: EnvelopeLedger[str] = EnvelopeLedger(dedupe=False)
+    ledger.receive("e1", "c", 0.0)
+    assert ledger.redeliver("e1") == (True, "c")
+    assert len(ledger) == 0 and ledger.inflight("c") == 0

@@ -21,6 +21,7 @@ from .errors import (
     NotConnectedError,
     ProxyAuthError,
     RateLimitedError,
+    Redeliver,
     SocketModeError,
 )
 from .lifecycle import ClientState, ConnectionState, Transition
@@ -47,6 +48,7 @@ __all__ = [
     "ProxyAuthError",
     "RateLimitedError",
     "ReconnectPolicy",
+    "Redeliver",
     "SocketModeClient",
     "SocketModeError",
     "Transition",

@@ -15,10 +15,9 @@ publisher confirms (``broker_transport_options={"confirm_publish": True}``, requ
 on Redis, the ``LPUSH`` returning. On RabbitMQ it publishes with ``mandatory``, so that a
 message no queue takes is returned as a failure instead of being confirmed and dropped (see
 :class:`CeleryHandoff`). If the publish fails or times out, it logs why and does not ack: Slack
-redelivers the envelope (up to 3 times) and the next delivery publishes again. But only with
-the client's ``dedupe=False``, or when it reaches another replica without a shared ledger: the
-client's ledger does not dispatch again a redelivery of an envelope whose listeners returned
-without acking (a ``RedisLedger`` on any replica; docs, "Scaling out").
+redelivers the envelope (up to 3 times) and the next delivery publishes again: the hand-off
+raises :class:`~slack_socket_mode.errors.Redeliver`, so the client's ledger (or a shared
+``RedisLedger``, on any replica) dispatches that redelivery again.
 So the task is delivered **at least once**; it may be published twice (a publish confirmed
 after our timeout, a redelivery that reached another replica), which is why the worker side
 runs the effect once per envelope.
@@ -70,7 +69,7 @@ from typing import Any, Callable, Optional, TypeVar
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
-from .errors import ConfigurationError, SocketModeError
+from .errors import ConfigurationError, Redeliver, SocketModeError
 from .redaction import redact
 from .shared import Claim, SharedStore, StoreUnavailableError
 
@@ -182,7 +181,12 @@ class CeleryHandoff:
         return f"<CeleryHandoff task={self.task_name!r}>"
 
     def __call__(self, client: Any, request: SocketModeRequest) -> None:
-        """Publish, then ack (with the in-process response, if any); on failure log and do not ack."""
+        """Publish, then ack (with the in-process response, if any); on failure log and do not ack.
+
+        Raises:
+            Redeliver: the publish failed or timed out (after the log line); the client then lets
+                Slack's redelivery run it again, on any replica.
+        """
         argument = envelope_task_argument(request, int(request.retry_attempt or 0), str(request.retry_reason or ""))
         options: dict[str, Any] = {
             "args": [argument],
@@ -222,7 +226,7 @@ class CeleryHandoff:
                 redact(str(e))[:200],
                 _UNROUTED if getattr(e, "reply_code", None) == _NO_ROUTE else "",
             )
-            return
+            raise Redeliver(f"publishing task {self.task_name} failed ({type(e).__name__})") from None
         with self._lock:
             self.published += 1
         payload = None

@@ -329,13 +329,12 @@ class Dispatcher:
     def _run_and_settle(self, envelope: Envelope, text: str) -> None:
         """Run the listeners, then account for the envelope (queue, drain, close())."""
         self._in_listener.active = True
+        redeliver: Optional[str] = None
         try:
-            self._listeners.envelope(envelope, text)
+            redeliver = self._listeners.envelope(envelope, text)
         finally:
             self._in_listener.active = False
-            if self._shared is not None:
-                self._shared.finish(envelope.envelope_id, *self._ledger.ack_of(envelope.envelope_id))
-            conn = self._ledger.handled(envelope.envelope_id)
+            conn = self._settle(envelope, redeliver)
             with self._queue_lock:
                 self._queued -= 1
                 self._last_dispatch = time.monotonic()
@@ -350,6 +349,38 @@ class Dispatcher:
                     self._room.notify()
             if conn is not None and conn.draining:
                 self._after_drain(conn)
+
+    def _settle(self, envelope: Envelope, redeliver: Optional[str]) -> Optional[Connection]:
+        """Tell the ledgers the listeners returned; returns the connection it was in flight on, if settled.
+
+        ``redeliver``: a listener raised :class:`~slack_socket_mode.errors.Redeliver` (its
+        description). Unless the envelope was acked, its run is then forgotten (locally and in
+        the shared ledger) so that Slack's redelivery runs it again, here or on another replica.
+        """
+        envelope_id = envelope.envelope_id
+        if redeliver is not None:
+            released, conn = self._ledger.redeliver(envelope_id)
+            if released:
+                if self._shared is not None:
+                    self._shared.redeliver(envelope_id)
+                self._logger.warning(
+                    "envelope %s (%s, retry_attempt %d) not acked, its listener asked for a redelivery (%s); "
+                    "Slack's redelivery runs its listeners again",
+                    envelope_id,
+                    envelope.type,
+                    envelope.retry_attempt,
+                    redeliver,
+                )
+                return conn
+            self._logger.info(
+                "envelope %s (%s): %s asked for a redelivery, but the envelope was acked; it is not run again",
+                envelope_id,
+                envelope.type,
+                redeliver,
+            )
+        if self._shared is not None:
+            self._shared.finish(envelope_id, *self._ledger.ack_of(envelope_id))
+        return self._ledger.handled(envelope_id)
 
     def watch_inline(self, now: float) -> Optional[float]:
         """Give a connection a new reader when its reader's own listeners run past ``handoff_after``.

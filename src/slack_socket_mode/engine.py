@@ -259,6 +259,7 @@ class Engine:
                 ack_latency_p90=percentile(latencies, 0.90),
                 ack_latency_p99=percentile(latencies, 0.99),
                 shared_ledger=self.shared_status(),
+                redeliveries_asked=ledger.redeliveries_asked,
             )
 
     def shared_status(self) -> str:

@@ -6,6 +6,7 @@ Every exception of ours derives from one root, :class:`SocketModeError`::
     ├── ConfigurationError        bad options or a malformed app-level token (also a ValueError and
     │                             slack_sdk's SlackClientConfigurationError)
     ├── NotConnectedError         nothing to send on (also slack_sdk's SlackClientNotConnectedError)
+    ├── Redeliver                 raised by a listener: not handled here, let Slack's redelivery run it again
     ├── ConnectTimeoutError       connect() saw no ``hello`` in time (also a TimeoutError)
     ├── ConnectionFailedError     one attempt to open a connection failed; reconnecting goes on
     │   └── RateLimitedError      apps.connections.open answered HTTP 429 / ``ratelimited``
@@ -14,6 +15,9 @@ Every exception of ours derives from one root, :class:`SocketModeError`::
         ├── LinkDisabledError     Socket Mode was turned off for the app (``disconnect`` reason ``link_disabled``)
         ├── InsecureURLError      apps.connections.open returned a URL the client will not open
         └── ProxyAuthError        the proxy refused our credentials (HTTP 407)
+
+:class:`Redeliver` is the one raised by the application, not by the client: a listener raises
+it and the client catches it (see its docstring).
 
 A :class:`FatalError` is raised from :meth:`SocketModeClient.connect` when it happens
 there, and is always passed to the client's error listeners. :class:`ConnectionFailedError`
@@ -44,6 +48,7 @@ __all__ = [
     "NotConnectedError",
     "ProxyAuthError",
     "RateLimitedError",
+    "Redeliver",
     "SocketModeError",
     "detached",
 ]
@@ -79,6 +84,46 @@ class ConfigurationError(SocketModeError, ValueError, SlackClientConfigurationEr
 
 class NotConnectedError(SocketModeError, SlackClientNotConnectedError):
     """A message was to be sent but the client holds no open connection."""
+
+
+class Redeliver(SocketModeError):
+    """Raised by an envelope listener: "I did not handle this envelope; let Slack's redelivery run it again".
+
+    Raise it when the listener could not do its work and has not acked, and a later attempt
+    may succeed: a task queue's broker refused or timed out the publish
+    (:class:`~slack_socket_mode.celery.CeleryHandoff` raises it then), a dependency is down.
+    The client catches it (it is never raised to the caller) and:
+
+    * logs one WARNING line with the envelope id and ``reason`` (no traceback);
+    * does not ack the envelope, so Slack redelivers it (3 s later, up to 3 times, on any of
+      the app's connections: possibly another replica's);
+    * when the envelope's listeners have all returned, forgets that they ran: the local ledger
+      (``dedupe=True``) marks it not handled, so its next delivery is dispatched (the entry
+      stays under the ledger's bounds); a shared ledger (``dedupe=RedisLedger(...)``) drops the
+      replica's claim without recording the envelope done, so the redelivery is claimed and
+      run by whichever replica it reaches.
+
+    On that redelivery **all** of the envelope's listeners run again, not only the one that
+    raised; the listeners after the one that raised still run on this delivery too (as after
+    any exception). Make them idempotent, or keep the hand-off the envelope's only listener.
+
+    What stays as it was: an envelope acked (by any of its listeners, before or after the
+    raise) is never run again, its ack stands; a redelivery that arrives while the listeners
+    still run is not dispatched a second time (it is answered by this run's outcome: if the
+    run asks for a redelivery, Slack's next one runs it); listeners that return without acking
+    and without raising are not run again on a redelivery (a WARNING says so). After Slack's
+    last redelivery (``retry_attempt`` 3) there is no other: the envelope is then lost, as
+    Slack drops it. With ``dedupe=False`` every redelivery is dispatched anyway.
+
+    Args:
+        reason: why, in a few words, for the log (do not put secrets in it).
+
+    Thread-safety: raise it from any listener thread (reader or worker); it holds only ``reason``.
+    """
+
+    def __init__(self, reason: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class ConnectTimeoutError(SocketModeError, TimeoutError):

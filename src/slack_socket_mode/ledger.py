@@ -19,7 +19,13 @@ acked and old, so that:
   again (its listeners chose not to ack it);
 * an ack for an envelope with no delivery waiting is not sent twice;
 * an envelope given up with :meth:`~EnvelopeLedger.release` (a shared ledger found another replica
-  running it) is dispatched again if it is delivered again.
+  running it), or whose listeners raised :class:`~slack_socket_mode.errors.Redeliver` without acking
+  it (:meth:`~EnvelopeLedger.redeliver`), is dispatched again if it is delivered again.
+
+The states of an entry: in flight (delivered, listeners running) → acked (an ack was sent), or
+→ handled (the listeners returned without acking; a redelivery is ignored), or → released
+(given up, or the listeners asked for a redelivery; the next delivery is dispatched, in flight
+again). Acked is final.
 
 A connection counts as busy (:meth:`EnvelopeLedger.inflight`) until the ack of every envelope
 it delivered has been written: an ack routed to it but not yet written keeps a draining
@@ -120,6 +126,7 @@ class EnvelopeLedger(Generic[C]):
         self.deduplicated = 0  #: redeliveries not dispatched
         self.suppressed_acks = 0  #: acks not sent because nothing was waiting for them
         self.crossed_acks = 0  #: redeliveries settled by an ack already sent on their connection
+        self.redeliveries_asked = 0  #: envelopes whose listeners raised Redeliver without acking (see redeliver())
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -223,21 +230,45 @@ class EnvelopeLedger(Generic[C]):
                 del self._entries[envelope_id]
             return entry.conn
 
+    def redeliver(self, envelope_id: str) -> tuple[bool, Optional[C]]:
+        """The listeners for ``envelope_id`` returned, one having raised :class:`~slack_socket_mode.errors.Redeliver`.
+
+        Unless the envelope was acked meanwhile (an ack stands: it is never run again), its run is
+        forgotten as :meth:`release` does: the delivery no longer waits for an ack, and the next
+        delivery (Slack's redelivery) is dispatched. A redelivery that arrived while the listeners
+        ran was not dispatched and stays unacked: Slack redelivers it again.
+
+        Returns:
+            whether it was released (False: it was acked, or is not in flight), and the
+            connection it was in flight on when released (as :meth:`handled` returns it).
+        """
+        with self._lock:
+            released, conn = self._release(envelope_id)
+            if released:
+                self.redeliveries_asked += 1
+            return released, conn
+
     def release(self, envelope_id: str) -> None:
         """Forget that ``envelope_id`` was delivered, without an ack: its next delivery is dispatched.
 
         For a delivery that was neither run nor acked here (another replica holds it).
         """
         with self._lock:
-            entry = self._entries.get(envelope_id)
-            if entry is None or entry.state != _INFLIGHT:
-                return
-            self._count(entry.conn, -1)
-            entry.awaiting = False
-            if self.dedupe:
-                entry.state = _RELEASED
-            else:
-                del self._entries[envelope_id]
+            self._release(envelope_id)
+
+    def _release(self, envelope_id: str) -> tuple[bool, Optional[C]]:
+        """In flight → released (lock held): whether it was in flight, and its connection."""
+        entry = self._entries.get(envelope_id)
+        if entry is None or entry.state != _INFLIGHT:
+            return False, None
+        conn = entry.conn
+        self._count(conn, -1)
+        entry.awaiting = False
+        if self.dedupe:
+            entry.state = _RELEASED
+        else:
+            del self._entries[envelope_id]
+        return True, conn
 
     def ack_of(self, envelope_id: str) -> tuple[bool, Optional[str]]:
         """Whether ``envelope_id`` was acked, and the ack's text (None for the plain ack, or none)."""

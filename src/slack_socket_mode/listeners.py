@@ -12,18 +12,21 @@ read at each call, so an app may change them at any time, even replace them):
 * ``lifecycle_listeners`` — each :class:`~slack_socket_mode.lifecycle.Transition` (:meth:`Listeners.lifecycle`).
 
 A listener that raises is logged with its traceback and the others still run; nothing is raised
-to the caller. Every call is made with no lock of the client held (:mod:`.session` releases its
-lock first). :mod:`slack_socket_mode.websocket_client` calls its flavour's listeners its own way
-with a subclass.
+to the caller. An envelope listener that raises :class:`~slack_socket_mode.errors.Redeliver` is
+not an error: no traceback is logged, and :meth:`Listeners.envelope` returns its reason so that
+the dispatcher lets Slack's redelivery run the envelope again. Every call is made with no lock of
+the client held (:mod:`.session` releases its lock first). :mod:`slack_socket_mode.websocket_client`
+calls its flavour's listeners its own way with a subclass.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 from slack_sdk.socket_mode.request import SocketModeRequest
 
+from .errors import Redeliver
 from .redaction import redact
 
 if TYPE_CHECKING:
@@ -44,6 +47,11 @@ def call_listeners(listeners: list[Any], logger: logging.Logger, kind: str, *arg
             logger.exception("%s listener %r failed", kind, listener)
 
 
+def _describe(listener: Any, error: Redeliver) -> str:
+    """``listener`` and the reason it gave, for the one log line of a :class:`Redeliver` (redacted, bounded)."""
+    return f"{listener!r}: {redact(str(error.reason))[:200] or 'no reason given'}"
+
+
 class Listeners:
     """Calls the application's listeners kept on ``client`` (see the module's docstring).
 
@@ -58,13 +66,21 @@ class Listeners:
         self._client = client
         self._logger = logger
 
-    def envelope(self, envelope: Envelope, text: str) -> None:
-        """Run ``message_listeners`` with ``(client, body, text)``, then ``socket_mode_request_listeners``."""
+    def envelope(self, envelope: Envelope, text: str) -> Optional[str]:
+        """Run ``message_listeners`` with ``(client, body, text)``, then ``socket_mode_request_listeners``.
+
+        Returns None, or, when a listener raised :class:`~slack_socket_mode.errors.Redeliver`
+        (the first one, if several did), a description of it for the log: which listener, and
+        its reason. Every listener runs either way.
+        """
         body = envelope.body
         client = self._client
+        redeliver: Optional[str] = None
         for listener in client.message_listeners:
             try:
                 listener(client, body, text)
+            except Redeliver as e:
+                redeliver = redeliver or _describe(listener, e)
             except Exception:
                 self._logger.exception(
                     "message listener %r failed on envelope %s (%s)",
@@ -82,17 +98,19 @@ class Listeners:
                     redact(envelope.type)[:64],
                     type(e).__name__,
                 )
-                return
+                return redeliver
             if request is None:
                 self._logger.warning(
                     "envelope %s (%s) has no payload; request listeners skipped",
                     envelope.envelope_id,
                     envelope.type,
                 )
-                return
+                return redeliver
             for rl in client.socket_mode_request_listeners:
                 try:
                     rl(client, request)
+                except Redeliver as e:
+                    redeliver = redeliver or _describe(rl, e)
                 except Exception:
                     self._logger.exception(
                         "request listener %r failed on envelope %s (%s)",
@@ -100,6 +118,7 @@ class Listeners:
                         envelope.envelope_id,
                         envelope.type,
                     )
+        return redeliver
 
     def message(self, text: str) -> None:
         """Call ``on_message_listeners`` with a text message (on the reader, before the client acts on it)."""

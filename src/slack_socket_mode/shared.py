@@ -14,7 +14,10 @@ cannot see a redelivery that lands elsewhere; a :class:`SharedStore` (for exampl
   the listeners does not wait for the store);
 * a delivery that finds the envelope done is acked at once, identically, without running;
 * a delivery that finds a live claim of another replica is neither run nor acked: if that
-  replica dies, its lease expires and Slack's next redelivery (3 s later) runs it.
+  replica dies, its lease expires and Slack's next redelivery (3 s later) runs it;
+* when a listener raised :class:`~slack_socket_mode.errors.Redeliver` and nothing acked the
+  envelope, the claim is dropped without a done record (:meth:`SharedLedger.redeliver`): Slack's
+  redelivery is claimed and run by whichever replica it reaches.
 
 Keys: ``envelope:<envelope_id>``, and for ``events_api`` also ``event:<event_id>`` (the
 payload's ``event_id`` is stable across the Events API's own retries, which carry a new
@@ -174,6 +177,7 @@ class SharedLedger:
         self.run_unshared = 0  #: envelopes run with the local ledger alone (store unreachable)
         self.skipped_unavailable = 0  #: envelopes neither run nor acked (store unreachable, policy "skip")
         self.leases_lost = 0  #: claims that expired or were taken while their listeners ran
+        self.redelivery_releases = 0  #: claims dropped because the listeners raised Redeliver
 
     # ---- called by the client ------------------------------------------------------------------
 
@@ -219,6 +223,28 @@ class SharedLedger:
                 return
         self._record([(keys, done_record)])
 
+    def redeliver(self, envelope_id: str) -> None:
+        """The listeners of ``envelope_id`` returned without acking and asked for Slack's redelivery.
+
+        Drops this replica's claim without recording the envelope done, so that Slack's
+        redelivery is claimed and run by whichever replica it reaches (this one included).
+        Never raises, and does not wait for the store: the lease thread drops the claim; once
+        :meth:`close` stopped that thread, the caller drops it (one store call, bounded by the
+        store's timeouts). If the store cannot be reached, the claim expires with its lease.
+        """
+        with self._lock:
+            keys = self._claims.pop(envelope_id, None)
+            self._lost.discard(envelope_id)
+            if keys is None:
+                return  # not claimed: the store was down at admission
+            self.redelivery_releases += 1
+            if not self._stopping:
+                self._releases.append(keys)
+                if len(self._releases) == 1:
+                    self._wake.notify_all()
+                return
+        self._drop([keys])
+
     def release(self, envelope_id: str) -> None:
         """A claimed envelope will not be run (the client is closing): let another replica have it.
 
@@ -258,6 +284,8 @@ class SharedLedger:
             with self._lock:
                 self._claims[envelope.envelope_id] = keys
                 self.claimed += 1
+                if self._releases:  # released by us a moment ago and claimed again: keep the new claim
+                    self._releases = [k for k in self._releases if k != keys]
                 if self._thread is None and not self._stopping:
                     self._thread = threading.Thread(target=self._renew_loop, name=self._thread_name, daemon=True)
                     self._thread.start()

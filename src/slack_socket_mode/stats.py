@@ -48,6 +48,9 @@ class ClientStats(NamedTuple):
     ack_latency_p99: Optional[float]
     #: the shared ledger's state: "" (none), "ok", or "unavailable (…): why" (see :mod:`.shared`)
     shared_ledger: str = ""
+    #: envelopes whose listeners raised :class:`~slack_socket_mode.errors.Redeliver` and did not ack
+    #: them: left to Slack's redelivery, which runs them again
+    redeliveries_asked: int = 0
 
 
 @record
