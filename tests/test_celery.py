@@ -48,6 +48,7 @@ class Worker(OutputProcess):
         args = [
             *(sys.executable, "-m", "celery", "-A", "tests.celery_app", "worker", "--pool=solo"),
             *("--loglevel=INFO", "--without-heartbeat", "--without-gossip", "--without-mingle", "-Q", queue_name),
+            *("-n", f"{unique_namespace('worker')}@%h"),  # a node name of its own: two may run at once
         ]
         super().__init__(args, cwd=ROOT, env=env, read="stderr", name="test-celery-worker-log")
 
@@ -153,9 +154,12 @@ def test_a_worker_killed_mid_task_on_rabbitmq_its_redelivered_task_runs_once_the
         while not setup.effects.hget(store_keys, "stalled-1"):  # the worker is in the effect, lease held
             assert time.monotonic() < deadline, "the worker never started the task"
             time.sleep(0.02)
-        setup.worker.process.kill()  # acks_late: RabbitMQ requeues the unacked task
+        # The second worker is ready before the kill, so the requeued task reaches it while the dead
+        # worker's lease (1 s) still holds: started after the kill, a slow start let the lease lapse
+        # first and the EnvelopeBusy path below went unexercised (a flaky failure on a loaded machine).
         second = Worker(setup.broker, setup.queue, setup.store_url, setup.namespace)
         second.wait_ready()
+        setup.worker.process.kill()  # acks_late: RabbitMQ requeues the unacked task
         counts = setup.wait_effects(["stalled-1"])
         assert counts == {"stalled-1": 1}
         assert setup.effects.hget(store_keys, "stalled-1") == "2"  # the task ran twice; its effect once
