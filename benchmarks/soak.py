@@ -6,6 +6,7 @@ Run it from the project root (with the package installed, or ``PYTHONPATH=src``)
     python -m benchmarks.soak --minutes 30    # longer; --seed N repeats a run's choices
     python -m benchmarks.soak --replicas 3    # 3 replica processes sharing a RedisLedger, replica faults too
                                               # (see benchmarks/soak_replicas.py)
+    python -m benchmarks.soak --trace         # the client's log at DEBUG: its pings, pongs, reader take-overs
 
 For the whole run, envelopes stream in at ``--rate`` per second while a fault happens every
 few seconds, chosen at random: a rotation (``disconnect`` reason ``warning``), a TCP reset,
@@ -81,6 +82,7 @@ _APP_TOKEN = "xapp-1-A111-soak-5eed5eed5eed"
 _CLIENT_PREFIX = "slack_socket_mode-"  # the client's threads
 _RECOVERY = 15.0  # seconds a fault may take to heal before it counts as a stall
 _REDELIVERY_DELAY = 3.0  # the server's, like Slack's ack deadline
+_GIVEN_UP = "connection given up by the client"
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,7 @@ class SoakReport:
     acked_first: int = 0  #: acked before any redelivery was sent
     rescued: dict[str, int] = field(default_factory=dict)  #: first acked after a redelivery, by why
     lost_first: list[str] = field(default_factory=list)  #: rescued with no fault or slow listener to explain it
+    given_up: list[str] = field(default_factory=list)  #: each connection given up by the client, and what it cost
     deduplicated: int = 0
     faults: dict[str, int] = field(default_factory=dict)
     skipped_faults: int = 0
@@ -211,6 +214,8 @@ class SoakReport:
             f"after close(): client threads {self.client_threads_after}, "
             f"threads of the client's process {self.threads_after} (before connect(): {self.threads_before})"
         )
+        for given_up in self.given_up[:10]:
+            lines.append(f"given up by the client: {given_up}")
         for duplicate in self.duplicates[:5]:
             lines.append(f"acked twice: {duplicate}")
         for stall in self.stalls[:10]:
@@ -314,7 +319,14 @@ class _ClientProcess:
     """
 
     def __init__(
-        self, api_url: str, concurrency: int, sample_interval: float, *, connections: int = 1, dedupe: Any = True
+        self,
+        api_url: str,
+        concurrency: int,
+        sample_interval: float,
+        *,
+        connections: int = 1,
+        dedupe: Any = True,
+        trace: bool = False,
     ) -> None:
         self.fds_before = _open_fds()
         self.runs: Counter[str] = Counter()
@@ -332,6 +344,7 @@ class _ClientProcess:
             concurrency=concurrency,
             connections=connections,
             dedupe=dedupe,
+            ping_pong_trace_enabled=trace,
         )
         self.client.socket_mode_request_listeners.append(self.listener)
         self.sampler = _Sampler(self.client, sample_interval)
@@ -395,17 +408,23 @@ class _TokenLeaks(logging.Handler):
             self.count += 1
 
 
-def _client_main(conn: Connection, api_url: str, concurrency: int, sample_interval: float, log: Optional[str]) -> None:
-    """The client process's entry point (spawned); its log goes to the file ``log`` at INFO, if given."""
+def _client_main(
+    conn: Connection, api_url: str, concurrency: int, sample_interval: float, log: Optional[str], trace: bool = False
+) -> None:
+    """The client process's entry point (spawned); its log goes to the file ``log`` at INFO, if given.
+
+    With ``trace`` the log is at DEBUG and the client logs each ping and pong it sends and
+    receives, and each reader take-over (``ping_pong_trace_enabled``).
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     if log is not None:
         logging.basicConfig(
             filename=log,
             filemode="w",
-            level=logging.INFO,
+            level=logging.DEBUG if trace else logging.INFO,
             format="%(asctime)s %(threadName)s %(name)s %(levelname)s %(message)s",
         )
-    side = _ClientProcess(api_url, concurrency, sample_interval)
+    side = _ClientProcess(api_url, concurrency, sample_interval, trace=trace)
     serve(conn, {"connect": side.connect, "abandon": side.abandon, "finish": side.finish})
 
 
@@ -611,13 +630,18 @@ class _Driver:
 
 
 def run_soak(
-    settings: SoakSettings, progress: Optional[Callable[[str], None]] = None, client_log: Optional[Path] = None
+    settings: SoakSettings,
+    progress: Optional[Callable[[str], None]] = None,
+    client_log: Optional[Path] = None,
+    *,
+    trace: bool = False,
 ) -> SoakReport:
     """Run one soak and return what it saw. Bounded: ``duration`` plus at most ``drain`` plus a few seconds.
 
     The server, the load and the faults run in this process; the client in a spawned one,
-    which logs to ``client_log`` at INFO if given (else WARNING and above go to stderr).
-    ``progress`` gets a line of figures about every 10 s.
+    which logs to ``client_log`` at INFO if given (else WARNING and above go to stderr); with
+    ``trace``, at DEBUG with each ping, pong and reader take-over. ``progress`` gets a line of
+    figures about every 10 s.
     """
     seed = settings.seed if settings.seed is not None else random.SystemRandom().randrange(2**32)
     report = SoakReport(settings=settings, seed=seed)
@@ -628,13 +652,15 @@ def run_soak(
         trickler = stack.enter_context(RawPeer(trickling(0.5)))
         redirector = stack.enter_context(RawPeer(redirecting(server.new_connection_url())))
         log = str(client_log) if client_log is not None else None
-        child = Child(_client_main, "soak-client", server.api_url, settings.concurrency, settings.sample_interval, log)
+        child = Child(
+            _client_main, "soak-client", server.api_url, settings.concurrency, settings.sample_interval, log, trace
+        )
         try:
             child.call("connect", timeout=60.0)
             load = _Load(server, settings, random.Random(seed + 1))
             driver = _Driver(server, load, report, random.Random(seed), {"trickle": trickler, "redirect": redirector})
             sent = _load_and_drain(server, load, driver, settings, start, say, abandon=lambda: child.call("abandon"))
-            _collect(report, server, sent, load.slow)
+            _collect(report, server, sent, load.slow, start=start)
             report.held_pushes = load.held
             seen = child.call("finish", timeout=60.0)
         finally:
@@ -712,11 +738,15 @@ def _collect(
     sent: list[str],
     slow: set[str],
     gone: Optional[dict[int, str]] = None,
+    *,
+    start: Optional[float] = None,
 ) -> None:
     """Fill in the envelope counts from the server's records.
 
     ``slow``: ids of slow listeners; ``gone``: connection id to why its process went (replicas:
-    ``"replica killed"``, ``"replica stopped"``), the reason for an envelope first delivered there.
+    ``"replica killed"``, ``"replica stopped"``), the reason for an envelope first delivered there;
+    ``start``: the run's start (monotonic seconds; the times in ``report.given_up`` count from it,
+    default: the server's first connection).
     """
     unacked = set(server.unacked())
     report.sent = len(sent)
@@ -728,6 +758,7 @@ def _collect(
     report.redelivered = sum(1 for i in sent if len(server.envelope(i).deliveries) > 1)
     connections = {conn.id: conn for conn in server.all_connections}
     rescued: Counter[str] = Counter()
+    given_up: Counter[int] = Counter()  # server connection id: its first deliveries rescued
     for envelope_id in sent:
         record = server.envelope(envelope_id)
         if not record.acks:
@@ -738,9 +769,14 @@ def _collect(
         first = record.deliveries[0].connection_id
         why = (gone or {}).get(first) or _why_redelivered(connections.get(first), envelope_id in slow)
         rescued[why] += 1
+        if why == _GIVEN_UP:
+            given_up[first] += 1
         if why == "no fault":
             report.lost_first.append(envelope_id)
     report.rescued = dict(rescued)
+    if start is None:
+        start = min((conn.opened_at for conn in connections.values()), default=0.0)
+    report.given_up = [_describe_given_up(connections[cid], n, start) for cid, n in sorted(given_up.items())]
 
 
 def _why_redelivered(conn: Optional[ServerConnection], slow: bool) -> str:
@@ -754,8 +790,22 @@ def _why_redelivered(conn: Optional[ServerConnection], slow: bool) -> str:
     if conn.closed_by in ("reset", "server", "error"):
         return f"connection {'closed by the server' if conn.closed_by == 'server' else conn.closed_by}"
     if conn.closed_by == "client" and conn.close_code_received is None:
-        return "connection given up by the client"  # aborted without a close frame: a liveness verdict
+        return _GIVEN_UP  # aborted without a close frame: a liveness verdict
     return "no fault"
+
+
+def _describe_given_up(conn: ServerConnection, rescued: int, start: float) -> str:
+    """One connection the client aborted while the server thought it healthy: when, and what it cost.
+
+    Times are seconds after the soak's ``start`` (monotonic), and the wall clock of the close
+    (the client's log is stamped with it).
+    """
+    closed = conn.closed_at if conn.closed_at is not None else time.monotonic()
+    wall = time.strftime("%H:%M:%S", time.localtime(time.time() - time.monotonic() + closed))
+    return (
+        f"server connection {conn.id}: open {conn.opened_at - start:.1f} s -> {closed - start:.1f} s "
+        f"(closed {wall}), pings received {conn.pings_received}, first deliveries rescued {rescued}"
+    )
 
 
 def _describe_duplicate(server: SocketModeServer, envelope_id: str) -> str:
@@ -788,6 +838,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     parser.add_argument(
         "--redis-outage", type=float, default=4.0, help="seconds a Redis outage lasts (replicas; default 4)"
+    )
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="the client's log at DEBUG, with each ping and pong sent and received and each reader take-over",
     )
     results = Path(__file__).resolve().parent / "results"
     parser.add_argument(
@@ -826,7 +881,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.json = args.json or results / "soak.json"
         args.log = args.log or results / "soak.log"
         args.log.parent.mkdir(parents=True, exist_ok=True)
-        report = run_soak(settings, progress=say, client_log=args.log)
+        report = run_soak(settings, progress=say, client_log=args.log, trace=args.trace)
     print(report.render())
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")

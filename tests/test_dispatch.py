@@ -289,6 +289,69 @@ def test_a_slow_listener_on_the_reader_does_not_hold_up_the_envelopes_behind_it(
     assert client.stats().reader_takeovers == 1
 
 
+def test_a_relieved_reader_ending_its_listener_does_not_hide_the_new_readers_slow_listener(
+    server: SocketModeServer, make_client: ClientFactory
+) -> None:
+    """Reader 1 runs a slow listener and is taken over; reader 1.1 later runs a slow listener too,
+    and reader 1's listener returns while it does. Reader 1.1 must still be taken over: the
+    connection keeps being read (its pongs too), nothing behind the second slow listener waits,
+    and the connection is not replaced for "no pong" (the soak's "given up by the client").
+    """
+    client = make_client(handoff_after=0.2, ping_interval=0.3, ping_timeout=0.5, receive_timeout=10.0)
+    release_first, release_second = threading.Event(), threading.Event()
+    first_started, second_started = threading.Event(), threading.Event()
+    ran_on: dict[str, str] = {}
+    lock = threading.Lock()
+
+    def listener(client: SocketModeClient, request: Any) -> None:
+        role = request.payload.get("role")
+        with lock:
+            ran_on[request.envelope_id] = threading.current_thread().name
+        if role == "first":
+            first_started.set()
+            release_first.wait(timeout(10))
+        elif role == "second":
+            # Let the first listener return now, before this reader is due a take-over
+            # (handoff_after): reader 1 ends its inline run while reader 1.1 runs this one.
+            (old,) = [t for t in client_threads() if t.name.endswith("-reader-1")]
+            release_first.set()
+            old.join(timeout(5))
+            second_started.set()
+            release_second.wait(timeout(10))
+        client.send_socket_mode_response({"envelope_id": request.envelope_id})
+
+    client.socket_mode_request_listeners.append(listener)
+    client.connect()
+    (conn,) = server.connections
+    try:
+        first = server.push(server.make_envelope(payload={"role": "first"}))
+        assert first_started.wait(timeout(5))
+        # Reader 1.1 sends envelopes to the workers for a while after the take-over; push one at
+        # a time until one runs on reader 1.1 itself again.
+        end = time.monotonic() + timeout(5)
+        while True:
+            probe = server.push(server.make_envelope())
+            server.wait_for_acks(envelope_ids=[probe])
+            if ran_on[probe].endswith("-reader-1.1"):
+                break
+            assert time.monotonic() < end, "reader 1.1 never ran a listener itself"
+        second = server.push(server.make_envelope(payload={"role": "second"}))
+        assert second_started.wait(timeout(5))
+        assert ran_on[second].endswith("-reader-1.1")
+        server.wait_for_acks(envelope_ids=[first])
+        behind = [server.push(server.make_envelope()) for _ in range(20)]
+        server.wait_for_acks(envelope_ids=behind, timeout=timeout(3))  # while the second listener still blocks
+        assert not release_second.is_set() and second in server.unacked()
+        assert conn.is_open and server.connections == [conn]  # not replaced for "no pong"
+    finally:
+        release_first.set()
+        release_second.set()
+    server.wait_for_acks(envelope_ids=[second])
+    stats = client.stats()
+    assert stats.reader_takeovers == 2 and "no pong" not in stats.reconnects
+    assert server.duplicate_acks() == []
+
+
 def test_disconnect_from_a_listener_on_the_reader_returns_promptly(
     server: SocketModeServer, make_client: ClientFactory
 ) -> None:

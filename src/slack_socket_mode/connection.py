@@ -149,7 +149,7 @@ class Connection:
         self._generation = 0  # which reader thread may read: bumped by take_over()
         self._reader = threading.Thread(target=self._read_loop, args=(0,), name=thread_name, daemon=True)
         self._readers = [self._reader]  # every reader thread started, the current one last
-        #: monotonic seconds when the reader began running listeners inline, or None
+        #: monotonic seconds when the current reader began running listeners inline, or None
         self.inline_since: Optional[float] = None
         #: monotonic seconds when the last frame of any kind arrived
         self.last_received = time.monotonic()
@@ -238,8 +238,14 @@ class Connection:
         self.inline_since = now
 
     def end_inline(self) -> None:
-        """The reader's listeners returned (called on the thread that ran them)."""
-        self.inline_since = None
+        """The reader's listeners returned (called on the thread that ran them).
+
+        On a reader that was taken over meanwhile this changes nothing: ``inline_since`` is then
+        the new reader's (its own inline run, watched for a take-over in turn), not this one's.
+        The caller serialises this with :meth:`begin_inline` and :meth:`take_over` (one lock).
+        """
+        if threading.current_thread() is self._reader:
+            self.inline_since = None
 
     def take_over(self) -> bool:
         """Start a new reader thread while the current one runs listeners inline.
