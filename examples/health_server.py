@@ -105,6 +105,11 @@ class ClientCollector(Collector):
             f"{prefix}_acks_suppressed", "Second acks not sent for the same delivery", stats.acks_suppressed
         )
         yield CounterMetricFamily(
+            f"{prefix}_redeliveries_asked",
+            "Envelopes left unacked for Slack's redelivery because a listener raised Redeliver",
+            stats.redeliveries_asked,
+        )
+        yield CounterMetricFamily(
             f"{prefix}_malformed_messages", "Messages skipped as malformed", stats.malformed_messages
         )
         yield GaugeMetricFamily(f"{prefix}_queue_depth", "Envelopes waiting for a free worker", stats.queue_depth)
