@@ -193,12 +193,15 @@ def test_send_message_routes_acks_through_the_ledger_and_sends_other_text_as_it_
     client.send_message(ack)  # a second ack of the same envelope is not sent
     client.send_message('{"envelope_id": not json')  # looks like an ack, is not: sent as it is
     client.send_message("hello, server")
+    client.send_socket_mode_response({"envelope_id": "never-delivered"})  # unknown here: sent all the same
     client.send_message(json.dumps({"envelope_id": second}))  # on the same connection, after the others
     server.wait_for_acks(envelope_ids=[first, second])
     assert [a.payload for a in server.acks if a.envelope_id == first] == [{"text": "pong"}]
-    assert server.duplicate_acks() == []
+    assert [a.envelope_id for a in server.duplicate_acks()] == ["never-delivered"]
     texts = [m.text for m in server.messages]
     assert '{"envelope_id": not json' in texts and "hello, server" in texts
+    with pytest.raises(ValueError, match=r"^a Socket Mode response needs an envelope_id$"):
+        client.send_socket_mode_response({"payload": {"text": "to whom?"}})
     client.disconnect()
     with pytest.raises(NotConnectedError, match=r"^no open Socket Mode connection$"):
         client.send_message("hello, nobody")
