@@ -151,6 +151,7 @@ def test_a_raising_connection_listener_is_logged_by_its_kind_and_the_others_stil
     recorder = Recorder()
     raw: list[str] = []
     for listeners in (
+        client.message_listeners,
         client.on_message_listeners,
         client.lifecycle_listeners,
         client.on_close_listeners,
@@ -174,11 +175,16 @@ def test_a_raising_connection_listener_is_logged_by_its_kind_and_the_others_stil
     failed = [r for r in caplog.records if r.getMessage().endswith(" failed") and r.exc_info is not None]
     kinds = {r.getMessage().split(" listener ")[0] for r in failed}
     assert kinds == {"on_message", "lifecycle", "on_close", "error"}
+    envelope_failures = [r for r in caplog.records if r.getMessage().startswith("message listener")]
+    assert [r.getMessage() for r in envelope_failures[:1]] == [
+        f"message listener {broken!r} failed on envelope {envelope_id} (events_api)"
+    ]
+    assert envelope_failures[0].exc_info is not None
     assert all("listener bug" in str(r.exc_info[1]) for r in failed if r.exc_info is not None)
 
 
 def test_send_message_routes_acks_through_the_ledger_and_sends_other_text_as_it_is(
-    server: SocketModeServer, make_client: ClientFactory
+    server: SocketModeServer, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     """slack_sdk's send_message: an ack goes out once, with its payload; other text goes out unchanged."""
     client = make_client()
@@ -190,7 +196,9 @@ def test_send_message_routes_acks_through_the_ledger_and_sends_other_text_as_it_
     recorder.wait_for(2)
     ack = json.dumps({"envelope_id": first, "payload": {"text": "pong"}})
     client.send_message(ack)
-    client.send_message(ack)  # a second ack of the same envelope is not sent
+    with caplog.at_level(logging.DEBUG, logger="slack_socket_mode"):
+        client.send_message(ack)  # a second ack of the same envelope is not sent
+    assert f"envelope {first}: a second ack was not sent" in [r.getMessage() for r in caplog.records]
     client.send_message('{"envelope_id": not json')  # looks like an ack, is not: sent as it is
     client.send_message("hello, server")
     client.send_socket_mode_response({"envelope_id": "never-delivered"})  # unknown here: sent all the same
