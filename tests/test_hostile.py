@@ -438,3 +438,36 @@ def test_concurrency_one_runs_one_listener_at_a_time(server: SocketModeServer, m
     ids = [server.push(server.make_envelope("events_api", {"n": n})) for n in range(6)]
     server.wait_for_acks(envelope_ids=ids, timeout=timeout(10))
     assert most[0] == 1, f"{most[0]} listeners ran at once with concurrency=1"
+
+
+def test_close_returns_within_its_timeout_while_a_lifecycle_listener_holds_the_health_thread(
+    make_client: ClientFactory,
+) -> None:
+    """close() asks the health thread to stop without joining it first: a listener stuck there costs no more."""
+    hold = threading.Event()
+    held = threading.Event()
+
+    def on_transition(transition: Any) -> None:
+        if threading.current_thread().name.endswith("-health") and not held.is_set():
+            held.set()
+            hold.wait(timeout(10))
+
+    with SocketModeServer(redelivery_delay=None) as server:
+        client = make_client(web_client=WebClient(base_url=server.api_url), ping_interval=0.2, ping_timeout=0.2)
+        client.lifecycle_listeners.append(on_transition)
+        watcher = Watcher(client)
+        client.connect()
+        server.silence()  # no pong: the health thread replaces the connection, and tells the listener
+        assert held.wait(timeout(5))
+        new = server.wait_for_new_connection(1)
+        watcher.wait_connected()
+        server.silence(new)  # close() then spends its time on the close handshake before stopping the threads
+        try:
+            started = time.monotonic()
+            closing = threading.Thread(target=client.close, kwargs={"timeout": 1.0})
+            closing.start()
+            closing.join(timeout(5))
+            assert not closing.is_alive()
+            assert time.monotonic() - started < 1.0 + timeout(0.5)
+        finally:
+            hold.set()
