@@ -495,3 +495,4 @@ def test_an_ack_with_no_connection_to_go_on_is_kept_and_sent_after_the_next_hell
     assert ack.connection_id == new.id and ack.payload == {"text": "late"}
     assert len(server.envelope(envelope_id).deliveries) == 1  # sent as acked, not re-sent for a redelivery
     assert listener.runs[envelope_id] == 1
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
