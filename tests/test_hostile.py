@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -471,3 +472,42 @@ def test_close_returns_within_its_timeout_while_a_lifecycle_listener_holds_the_h
             assert time.monotonic() - started < 1.0 + timeout(0.5)
         finally:
             hold.set()
+
+
+def test_stuck_writes_are_seen_by_their_own_deadline_with_no_pings_to_wake_the_health_thread(
+    make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without pings, only the write's deadline (or, with no write, a look every write_timeout) wakes the watch."""
+    with SocketModeServer(redelivery_delay=None) as server:
+        huge = {"text": "x" * 32_000_000}  # more than loopback's socket buffers hold
+        client = make_client(
+            web_client=WebClient(base_url=server.api_url),
+            reconnect_policy=FAST,
+            concurrency=1,
+            ping_interval=None,
+            receive_timeout=60.0,
+            write_timeout=0.5,
+        )
+        client.socket_mode_request_listeners.append(
+            lambda client, request: client.send_socket_mode_response(
+                {"envelope_id": request.envelope_id, "payload": huge}
+            )
+        )
+        watcher = Watcher(client)
+        client.connect()
+        with caplog.at_level(logging.WARNING, logger="slack_socket_mode"):
+            for count in (1, 2):  # the second starts while the watch sleeps with no write to look at
+                watcher.wait(lambda: client.is_connected() and client.stats().connections_open == 1)
+                conn = server.connections[-1]
+                server.silence(conn)
+                client.enqueue_message(json.dumps(server.make_envelope("view_submission_like", {"view": {}})))
+                server.wait_for_new_connection(count, timeout=timeout(8))
+                assert client.stats().reconnects.get("write timeout") == count, client.stats().reconnects
+        replaced = [r.getMessage() for r in caplog.records if r.getMessage().endswith("; replacing it")]
+        assert len(replaced) == 2
+        assert all(
+            re.fullmatch(
+                r"connection \d+: a write has not finished in \d+\.\d s \(the peer does not read\); replacing it", m
+            )
+            for m in replaced
+        ), replaced
