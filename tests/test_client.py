@@ -178,6 +178,7 @@ def test_a_raising_connection_listener_is_logged_by_its_kind_and_the_others_stil
     failed = [r for r in caplog.records if r.getMessage().endswith(" failed") and r.exc_info is not None]
     kinds = {r.getMessage().split(" listener ")[0] for r in failed}
     assert kinds == {"on_message", "lifecycle", "on_close", "error"}
+    assert {r.getMessage() for r in failed} == {f"{kind} listener {broken!r} failed" for kind in kinds}
     envelope_failures = [r for r in caplog.records if r.getMessage().startswith("message listener")]
     assert [r.getMessage() for r in envelope_failures[:1]] == [
         f"message listener {broken!r} failed on envelope {envelope_id} (events_api)"

@@ -460,6 +460,7 @@ def test_close_returns_within_its_timeout_while_a_lifecycle_listener_holds_the_h
         client.connect()
         server.silence()  # no pong: the health thread replaces the connection, and tells the listener
         assert held.wait(timeout(5))
+        assert client.stats().reconnects == {"no pong": 1}
         new = server.wait_for_new_connection(1)
         watcher.wait_connected()
         server.silence(new)  # close() then spends its time on the close handshake before stopping the threads
@@ -511,3 +512,20 @@ def test_stuck_writes_are_seen_by_their_own_deadline_with_no_pings_to_wake_the_h
             )
             for m in replaced
         ), replaced
+
+
+def test_a_connection_silent_past_receive_timeout_is_replaced_and_counted_as_no_frames(
+    make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    with SocketModeServer(redelivery_delay=None) as server:
+        client = make_client(web_client=WebClient(base_url=server.api_url), ping_interval=None, receive_timeout=0.3)
+        watcher = Watcher(client)
+        client.connect()
+        with caplog.at_level(logging.WARNING, logger="slack_socket_mode"):
+            for count in (1, 2):
+                watcher.wait(lambda: client.is_connected() and client.stats().connections_open == 1)
+                server.silence(server.connections[-1])
+                server.wait_for_new_connection(count, timeout=timeout(5))
+        assert client.stats().reconnects == {"no frames": 2}
+        replaced = [r.getMessage() for r in caplog.records if r.getMessage().endswith("; replacing it")]
+        assert replaced == [f"connection {cid}: no frame for 0.3 s; replacing it" for cid in (1, 2)], replaced
