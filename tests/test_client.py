@@ -12,7 +12,7 @@ from slack_sdk.socket_mode.client import BaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
-from slack_socket_mode import ClientState, ConfigurationError, SocketModeClient
+from slack_socket_mode import ClientState, ConfigurationError, NotConnectedError, SocketModeClient
 from slack_socket_mode.testing import SocketModeServer
 from slack_socket_mode.testing.samples import envelope_sample_names, load_sample
 
@@ -134,9 +134,109 @@ def test_a_raising_listener_is_isolated(
         server.wait_for_acks(envelope_ids=ids)
     failures = [r for r in caplog.records if "failed on envelope" in r.getMessage()]
     assert len(failures) == 2
-    assert ids[0] in failures[0].getMessage() and "events_api" in failures[0].getMessage()
+    assert failures[0].getMessage() == f"request listener {broken!r} failed on envelope {ids[0]} (events_api)"
     assert failures[0].exc_info is not None and "listener bug" in str(failures[0].exc_info[1])
     assert len(server.all_connections) == 1
+
+
+def test_a_raising_connection_listener_is_logged_by_its_kind_and_the_others_still_run(
+    server: SocketModeServer, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """on_message, lifecycle, on_close and on_error listeners that raise are each logged, never raised."""
+    client = make_client()
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("listener bug")
+
+    recorder = Recorder()
+    raw: list[str] = []
+    for listeners in (
+        client.message_listeners,
+        client.on_message_listeners,
+        client.lifecycle_listeners,
+        client.on_close_listeners,
+        client.on_error_listeners,
+    ):
+        listeners.append(broken)
+    closes: list[tuple[Any, ...]] = []
+    client.on_message_listeners.append(raw.append)
+    client.on_close_listeners.append(lambda *args: closes.append(args))
+    client.socket_mode_request_listeners.append(recorder)
+    with caplog.at_level(logging.ERROR, logger="slack_socket_mode"):
+        client.connect()
+        envelope_id = server.push(load_sample("events_api_message"))
+        server.wait_for_acks(envelope_ids=[envelope_id])
+        server.refuse_next_connections()  # the reconnect's first attempt fails: an on_error call
+        before = len(server.all_connections)
+        server.close_connection(code=4002, reason="going away")
+        server.wait_for_new_connection(before, timeout=timeout(10))
+        again = server.push(load_sample("slash_commands"))
+        server.wait_for_acks(envelope_ids=[again])
+    assert [r.envelope_id for r in recorder.wait_for(2)] == [envelope_id, again]
+    assert any(envelope_id in text for text in raw)  # the listener after the broken one still ran
+    assert closes == [(4002, "server closed the connection (code 4002)")]  # the on_close listener after it ran
+    failed = [r for r in caplog.records if r.getMessage().endswith(" failed") and r.exc_info is not None]
+    kinds = {r.getMessage().split(" listener ")[0] for r in failed}
+    assert kinds == {"on_message", "lifecycle", "on_close", "error"}
+    assert {r.getMessage() for r in failed} == {f"{kind} listener {broken!r} failed" for kind in kinds}
+    envelope_failures = [r for r in caplog.records if r.getMessage().startswith("message listener")]
+    assert [r.getMessage() for r in envelope_failures[:1]] == [
+        f"message listener {broken!r} failed on envelope {envelope_id} (events_api)"
+    ]
+    assert envelope_failures[0].exc_info is not None
+    assert all("listener bug" in str(r.exc_info[1]) for r in failed if r.exc_info is not None)
+
+
+def test_an_envelope_without_a_payload_skips_the_request_listeners_with_a_warning(
+    server: SocketModeServer, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = make_client()
+    recorder = Recorder()
+    bodies: list[dict[str, Any]] = []
+    client.message_listeners.append(lambda c, body, raw: bodies.append(body))
+    client.socket_mode_request_listeners.append(recorder)
+    client.connect()
+    with caplog.at_level(logging.WARNING, logger="slack_socket_mode"):
+        bare = server.push('{"envelope_id": "no-payload-1", "type": "events_api"}')
+        after = server.push(load_sample("events_api_message"))
+        server.wait_for_acks(envelope_ids=[after])
+    assert [r.envelope_id for r in recorder.wait_for(1)] == [after]
+    assert [b["envelope_id"] for b in bodies] == [bare, after]  # message listeners get every envelope
+    assert [r.getMessage() for r in caplog.records] == [
+        "envelope no-payload-1 (events_api) has no payload; request listeners skipped"
+    ]
+
+
+def test_send_message_routes_acks_through_the_ledger_and_sends_other_text_as_it_is(
+    server: SocketModeServer, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """slack_sdk's send_message: an ack goes out once, with its payload; other text goes out unchanged."""
+    client = make_client()
+    recorder = Recorder(ack=False)
+    client.socket_mode_request_listeners.append(recorder)
+    client.connect()
+    first = server.push(load_sample("slash_commands"))
+    second = server.push(load_sample("events_api_message"))
+    recorder.wait_for(2)
+    ack = json.dumps({"envelope_id": first, "payload": {"text": "pong"}})
+    client.send_message(ack)
+    with caplog.at_level(logging.DEBUG, logger="slack_socket_mode"):
+        client.send_message(ack)  # a second ack of the same envelope is not sent
+    assert f"envelope {first}: a second ack was not sent" in [r.getMessage() for r in caplog.records]
+    client.send_message('{"envelope_id": not json')  # looks like an ack, is not: sent as it is
+    client.send_message("hello, server")
+    client.send_socket_mode_response({"envelope_id": "never-delivered"})  # unknown here: sent all the same
+    client.send_message(json.dumps({"envelope_id": second}))  # on the same connection, after the others
+    server.wait_for_acks(envelope_ids=[first, second])
+    assert [a.payload for a in server.acks if a.envelope_id == first] == [{"text": "pong"}]
+    assert [a.envelope_id for a in server.duplicate_acks()] == ["never-delivered"]
+    texts = [m.text for m in server.messages]
+    assert '{"envelope_id": not json' in texts and "hello, server" in texts
+    with pytest.raises(ValueError, match=r"^a Socket Mode response needs an envelope_id$"):
+        client.send_socket_mode_response({"payload": {"text": "to whom?"}})
+    client.disconnect()
+    with pytest.raises(NotConnectedError, match=r"^no open Socket Mode connection$"):
+        client.send_message("hello, nobody")
 
 
 @pytest.mark.parametrize(

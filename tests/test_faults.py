@@ -8,6 +8,7 @@ silenced connection took with it), and that no listener ran twice for one envelo
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
@@ -415,3 +416,83 @@ def test_an_aborted_connection_delivers_nothing_it_had_read_ahead(make_client: C
         for envelope_id in rest:  # each ran once, and not on the aborted connection's reader
             (thread,) = ran_on[envelope_id]
             assert not thread.endswith("-reader-1"), (envelope_id, thread)
+
+
+class _HeldAck:
+    """A request listener that holds the ack of its first envelope until released; acks others at once."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()  # the first envelope's listener runs
+        self.release = threading.Event()
+        self.acked = threading.Event()  # the first envelope's ack was handed to the client
+        self.runs: Counter[str] = Counter()
+        self.first: str | None = None
+
+    def __call__(self, client: SocketModeClient, request: Any) -> None:
+        self.runs[request.envelope_id] += 1
+        if self.first is None:
+            self.first = request.envelope_id
+            self.started.set()
+            assert self.release.wait(timeout(10))
+            client.send_socket_mode_response({"envelope_id": request.envelope_id, "payload": {"text": "late"}})
+            self.acked.set()
+        else:
+            client.send_socket_mode_response({"envelope_id": request.envelope_id})
+
+
+def test_an_ack_whose_connection_is_gone_goes_out_on_the_newest_and_a_redelivery_there_is_not_acked_again(
+    server: SocketModeServer, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The ack takes the newest connection; the ledger then knows it went there (a redelivery there crossed it)."""
+    listener = _HeldAck()
+    client = make_client()
+    client.socket_mode_request_listeners.append(listener)
+    client.connect()
+    (old,) = server.wait_for_connections(1)
+    envelope_id = server.push(server.make_envelope(), connection=old)
+    assert listener.started.wait(timeout(5))
+    server.reset(old)
+    new = server.wait_for_new_connection(1)
+    probe = server.push(server.make_envelope(), connection=new)  # acked at once: the client reads the new one
+    server.wait_for_acks(envelope_ids=[probe])
+    listener.release.set()
+    (ack,) = server.wait_for_acks(envelope_ids=[envelope_id])
+    assert ack.connection_id == new.id and ack.payload == {"text": "late"}
+    assert len(server.envelope(envelope_id).deliveries) == 1  # sent as acked, not re-sent for a redelivery
+    again = dict(server.make_envelope(envelope_id=envelope_id), retry_attempt=1, retry_reason="timeout")
+    with caplog.at_level(logging.WARNING, logger="slack_socket_mode"):
+        server.push(again, connection=new)  # it crossed the ack that went out on this connection
+        after = server.push(server.make_envelope(), connection=new)
+        server.wait_for_acks(envelope_ids=[after])  # read after the redelivery, on the same reader
+    assert [r.getMessage() for r in caplog.records] == []  # settled quietly
+    assert len(server.envelope(envelope_id).acks) == 1
+    assert listener.runs[envelope_id] == 1
+    stats = client.stats()
+    assert stats.ack_latency_p99 is not None and stats.ack_latency_p99 < timeout(5)
+
+
+def test_an_ack_with_no_connection_to_go_on_is_kept_and_sent_after_the_next_hello(
+    server: SocketModeServer, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    listener = _HeldAck()
+    client = make_client()
+    client.socket_mode_request_listeners.append(listener)
+    client.connect()
+    (old,) = server.wait_for_connections(1)
+    envelope_id = server.push(server.make_envelope(), connection=old)
+    assert listener.started.wait(timeout(5))
+    client.disconnect()
+    with caplog.at_level(logging.WARNING, logger="slack_socket_mode"):
+        listener.release.set()
+        assert listener.acked.wait(timeout(5))
+    assert [r.getMessage() for r in caplog.records if "deferred" in r.getMessage()] == [
+        "no open connection: ack deferred until the next hello"
+    ]
+    assert server.acks == []
+    client.connect()
+    new = server.wait_for_new_connection(1)
+    (ack,) = server.wait_for_acks(envelope_ids=[envelope_id])
+    assert ack.connection_id == new.id and ack.payload == {"text": "late"}
+    assert len(server.envelope(envelope_id).deliveries) == 1  # sent as acked, not re-sent for a redelivery
+    assert listener.runs[envelope_id] == 1
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

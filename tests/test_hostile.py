@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -438,3 +439,93 @@ def test_concurrency_one_runs_one_listener_at_a_time(server: SocketModeServer, m
     ids = [server.push(server.make_envelope("events_api", {"n": n})) for n in range(6)]
     server.wait_for_acks(envelope_ids=ids, timeout=timeout(10))
     assert most[0] == 1, f"{most[0]} listeners ran at once with concurrency=1"
+
+
+def test_close_returns_within_its_timeout_while_a_lifecycle_listener_holds_the_health_thread(
+    make_client: ClientFactory,
+) -> None:
+    """close() asks the health thread to stop without joining it first: a listener stuck there costs no more."""
+    hold = threading.Event()
+    held = threading.Event()
+
+    def on_transition(transition: Any) -> None:
+        if threading.current_thread().name.endswith("-health") and not held.is_set():
+            held.set()
+            hold.wait(timeout(10))
+
+    with SocketModeServer(redelivery_delay=None) as server:
+        client = make_client(web_client=WebClient(base_url=server.api_url), ping_interval=0.2, ping_timeout=0.2)
+        client.lifecycle_listeners.append(on_transition)
+        watcher = Watcher(client)
+        client.connect()
+        server.silence()  # no pong: the health thread replaces the connection, and tells the listener
+        assert held.wait(timeout(5))
+        assert client.stats().reconnects == {"no pong": 1}
+        new = server.wait_for_new_connection(1)
+        watcher.wait_connected()
+        server.silence(new)  # close() then spends its time on the close handshake before stopping the threads
+        try:
+            started = time.monotonic()
+            closing = threading.Thread(target=client.close, kwargs={"timeout": 1.0})
+            closing.start()
+            closing.join(timeout(5))
+            assert not closing.is_alive()
+            assert time.monotonic() - started < 1.0 + timeout(0.5)
+        finally:
+            hold.set()
+
+
+def test_stuck_writes_are_seen_by_their_own_deadline_with_no_pings_to_wake_the_health_thread(
+    make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without pings, only the write's deadline (or, with no write, a look every write_timeout) wakes the watch."""
+    with SocketModeServer(redelivery_delay=None) as server:
+        huge = {"text": "x" * 32_000_000}  # more than loopback's socket buffers hold
+        client = make_client(
+            web_client=WebClient(base_url=server.api_url),
+            reconnect_policy=FAST,
+            concurrency=1,
+            ping_interval=None,
+            receive_timeout=60.0,
+            write_timeout=0.5,
+        )
+        client.socket_mode_request_listeners.append(
+            lambda client, request: client.send_socket_mode_response(
+                {"envelope_id": request.envelope_id, "payload": huge}
+            )
+        )
+        watcher = Watcher(client)
+        client.connect()
+        with caplog.at_level(logging.WARNING, logger="slack_socket_mode"):
+            for count in (1, 2):  # the second starts while the watch sleeps with no write to look at
+                watcher.wait(lambda: client.is_connected() and client.stats().connections_open == 1)
+                conn = server.connections[-1]
+                server.silence(conn)
+                client.enqueue_message(json.dumps(server.make_envelope("view_submission_like", {"view": {}})))
+                server.wait_for_new_connection(count, timeout=timeout(8))
+                assert client.stats().reconnects.get("write timeout") == count, client.stats().reconnects
+        replaced = [r.getMessage() for r in caplog.records if r.getMessage().endswith("; replacing it")]
+        assert len(replaced) == 2
+        assert all(
+            re.fullmatch(
+                r"connection \d+: a write has not finished in \d+\.\d s \(the peer does not read\); replacing it", m
+            )
+            for m in replaced
+        ), replaced
+
+
+def test_a_connection_silent_past_receive_timeout_is_replaced_and_counted_as_no_frames(
+    make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    with SocketModeServer(redelivery_delay=None) as server:
+        client = make_client(web_client=WebClient(base_url=server.api_url), ping_interval=None, receive_timeout=0.3)
+        watcher = Watcher(client)
+        client.connect()
+        with caplog.at_level(logging.WARNING, logger="slack_socket_mode"):
+            for count in (1, 2):
+                watcher.wait(lambda: client.is_connected() and client.stats().connections_open == 1)
+                server.silence(server.connections[-1])
+                server.wait_for_new_connection(count, timeout=timeout(5))
+        assert client.stats().reconnects == {"no frames": 2}
+        replaced = [r.getMessage() for r in caplog.records if r.getMessage().endswith("; replacing it")]
+        assert replaced == [f"connection {cid}: no frame for 0.3 s; replacing it" for cid in (1, 2)], replaced
