@@ -75,7 +75,7 @@ class AckRouter:
             return
         origin = route.conn
         try:
-            used = self.send_on(origin, plain_ack(envelope_id) if text is None else text)
+            used = self.send_on(origin, plain_ack(envelope_id) if text is None else text, envelope_id)
         finally:
             if origin is not None:
                 self.ledger.written(origin)  # only now may a draining origin close (see Session.maybe_drained)
@@ -126,8 +126,13 @@ class AckRouter:
             raise NotConnectedError("no open Socket Mode connection")
         conn.send_text(message)
 
-    def send_on(self, conn: Optional[Connection], text: str) -> Optional[Connection]:
-        """Send ``text`` on ``conn``, else on the newest connection, else defer it; return the one used."""
+    def send_on(self, conn: Optional[Connection], text: str, envelope_id: Optional[str] = None) -> Optional[Connection]:
+        """Send ``text`` on ``conn``, else on the newest connection, else defer it; return the one used.
+
+        ``envelope_id``: the ack's envelope. Before its ack is written on another connection than
+        ``conn``, the ledger is told (:meth:`EnvelopeLedger.sent_on`), so that a redelivery read on
+        that connection right after the write is known to have crossed the ack.
+        """
         if conn is not None and conn.can_send:
             try:
                 conn.send_text(text)
@@ -136,6 +141,8 @@ class AckRouter:
                 pass
         primary = self._primary()
         if primary is not None and primary is not conn:
+            if envelope_id is not None:
+                self.ledger.sent_on(envelope_id, primary)
             try:
                 primary.send_text(text)
                 return primary
