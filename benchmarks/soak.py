@@ -218,17 +218,22 @@ class SoakReport:
             lines.append(f"given up by the client: {given_up}")
         for duplicate in self.duplicates[:5]:
             lines.append(f"acked twice: {duplicate}")
-        for stall in self.stalls[:10]:
-            lines.append(f"stall: {stall}")
-        if self.lost_first:
-            shown = ", ".join(self.lost_first[:10]) + (" …" if len(self.lost_first) > 10 else "")
-            lines.append(f"FIRST DELIVERY LOST (rescued by a redelivery, no fault to explain it): {shown}")
+        lines += _stall_and_first_loss_lines(self.stalls, self.lost_first)
         if self.lost:
             lines.append(f"LOST: {', '.join(self.lost[:10])}{' …' if len(self.lost) > 10 else ''}")
         if self.run_twice:
             lines.append(f"RUN TWICE: {', '.join(self.run_twice[:10])}{' …' if len(self.run_twice) > 10 else ''}")
         lines.append("verdict: " + ("OK" if self.ok else "FAILED"))
         return "\n".join(lines)
+
+
+def _stall_and_first_loss_lines(stalls: list[str], lost_first: list[str]) -> list[str]:
+    """The report lines for stalls and first deliveries lost (both soaks)."""
+    lines = [f"stall: {stall}" for stall in stalls[:10]]
+    if lost_first:
+        shown = ", ".join(lost_first[:10]) + (" …" if len(lost_first) > 10 else "")
+        lines.append(f"FIRST DELIVERY LOST (rescued by a redelivery, no fault to explain it): {shown}")
+    return lines
 
 
 def _ms(seconds: Optional[float]) -> str:

@@ -66,6 +66,7 @@ from .soak import (
     _ms,
     _open_fds,
     _resource_lines,
+    _stall_and_first_loss_lines,
 )
 
 __all__ = ["REPLICA_FAULTS", "ReplicaSoakReport", "default_effects_url", "run_replica_soak"]
@@ -229,11 +230,7 @@ class ReplicaSoakReport(SoakReport):
             lines.append(_replica_line(replica))
         for detail in self.twice_details[:12]:
             lines.append(f"completed twice: {detail}")
-        for stall in self.stalls[:10]:
-            lines.append(f"stall: {stall}")
-        if self.lost_first:
-            shown = ", ".join(self.lost_first[:10]) + (" …" if len(self.lost_first) > 10 else "")
-            lines.append(f"FIRST DELIVERY LOST (rescued by a redelivery, no fault to explain it): {shown}")
+        lines += _stall_and_first_loss_lines(self.stalls, self.lost_first)
         for name, ids in (("LOST", self.lost), ("NEVER COMPLETED", self.not_completed)):
             if ids:
                 lines.append(f"{name}: {', '.join(ids[:10])}{' …' if len(ids) > 10 else ''}")
