@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
-from slack_socket_mode import Redeliver, SocketModeClient
+import pytest
+
+from slack_socket_mode import Redeliver, SocketModeClient, SocketModeError
 from slack_socket_mode.testing import SocketModeServer
 
 from .conftest import ClientFactory, assert_acked_on_first_delivery, client_threads, timeout
@@ -21,9 +25,12 @@ class LogEvent(logging.Handler):
         self.needle = needle
         self.event = threading.Event()
         self.count = 0
+        self.messages: list[str] = []  # each one, connection ids written as N
 
     def emit(self, record: logging.LogRecord) -> None:
-        if self.needle in record.getMessage():
+        message = record.getMessage()
+        if self.needle in message:
+            self.messages.append(re.sub(r"connection \d+:", "connection N:", message))
             self.count += 1
             self.event.set()
 
@@ -43,8 +50,9 @@ def release_logger(handler: LogEvent) -> None:
 
 
 def test_close_waits_for_running_listeners_and_sends_their_acks(
-    server: SocketModeServer, make_client: ClientFactory
+    server: SocketModeServer, make_client: ClientFactory, caplog: Any
 ) -> None:
+    caplog.set_level(logging.INFO, logger="slack_socket_mode")
     started = threading.Event()
     release = threading.Event()
     runs: list[str] = []
@@ -83,6 +91,7 @@ def test_close_waits_for_running_listeners_and_sends_their_acks(
     assert runs == [first]
     assert_acked_on_first_delivery(server, [first])  # on the closing connection, before it closed
     assert late in server.unacked()
+    assert logged(caplog, late) == [("INFO", f"connection N: not dispatching envelope {late}: closing")]
     assert client_threads() == []
 
 
@@ -109,15 +118,23 @@ def test_close_does_not_wait_longer_than_its_timeout(server: SocketModeServer, m
 def test_a_full_queue_pauses_reading_without_losing_or_replacing_anything(
     server: SocketModeServer, make_client: ClientFactory
 ) -> None:
-    release = threading.Event()
+    permits = threading.Semaphore(0)  # each lets one listener return
 
     def gated(client: SocketModeClient, request: Any) -> None:
-        release.wait(timeout(10))
+        permits.acquire(timeout=timeout(10))
         client.send_socket_mode_response({"envelope_id": request.envelope_id})
 
+    read: list[str] = []  # envelopes the readers took off the socket (on_message runs before dispatch)
     paused = capture("pausing reads while")
     try:
-        client = make_client(concurrency=1, max_queue=2, ping_interval=0.05, ping_timeout=0.1, receive_timeout=0.2)
+        client = make_client(
+            concurrency=1,
+            max_queue=2,
+            ping_interval=0.05,
+            ping_timeout=0.1,
+            receive_timeout=0.2,
+            on_message_listeners=[lambda text: read.append(text) if '"envelope_id"' in text else None],
+        )
         client.socket_mode_request_listeners.append(gated)
         lost = threading.Event()
         client.lifecycle_listeners.append(lambda t: lost.set() if t.connection_id and t.new.value == "closed" else None)
@@ -125,18 +142,33 @@ def test_a_full_queue_pauses_reading_without_losing_or_replacing_anything(
         (conn,) = server.wait_for_connections(1)
         ids = [server.push(server.make_envelope()) for _ in range(10)]
         assert paused.event.wait(timeout(5))
-        assert client.queue_depth <= 1  # one running, at most one waiting
+        paused.event.clear()
         # the reader stays paused for 3x receive_timeout: the connection must not be declared dead
         assert not lost.wait(0.6)
-        release.set()
+        # max_queue counts the running one: one runs on the first reader, the worker holds the second
+        # (waiting for a slot of concurrency), the third is held by the new reader, and nothing after
+        # it was read
+        assert client.queue_depth == 0 and len(read) == 3
+        # one listener returns: the third goes in, the fourth is held; the burst goes on, so the
+        # reader pauses again without a second warning
+        permits.release()
+        wait_until(lambda: len(read) == 4, "the fourth envelope read")
+        assert not paused.event.wait(0.3) and paused.count == 1
+        assert paused.messages == ["connection N: 2 envelopes queued (max_queue); pausing reads while workers catch up"]
+        permits.release(len(ids))
         server.wait_for_acks(envelope_ids=ids, timeout=timeout(10))
     finally:
+        permits.release(10)
         release_logger(paused)
     assert server.unacked() == [] and server.duplicate_acks() == []
     assert server.open_calls == 1 and server.connections == [conn]  # not mistaken for a dead connection
+    # the pause is over: liveness judges the connection again, and a silent one is replaced
+    server.silence(conn)
+    server.wait_for_new_connection(1, timeout=timeout(5))
 
 
-def test_slow_queue_is_warned_once_per_burst(server: SocketModeServer, make_client: ClientFactory) -> None:
+def test_slow_queue_is_warned_once_per_burst(server: SocketModeServer, make_client: ClientFactory, caplog: Any) -> None:
+    caplog.set_level(logging.INFO, logger="slack_socket_mode")
     gate = threading.Event()
     sentinels: set[str] = set()
 
@@ -167,10 +199,22 @@ def test_slow_queue_is_warned_once_per_burst(server: SocketModeServer, make_clie
         release_logger(warned)
     assert warned.count == 2
     assert stats.queue_depth == 0 and stats.oldest_wait == 0.0
+    pattern = (
+        r"envelope (\S+) waited \d+\.\d s for a free worker \(\d+ queued\); Slack redelivers envelopes not acked "
+        r"within 3 s: raise concurrency \(now 1\), or ack before doing slow work"
+    )
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    matched = [re.fullmatch(pattern, w) for w in warnings]
+    assert len(warnings) == 2 and all(matched), warnings
+    assert all(m.group(1) in {a.envelope_id for a in server.acks} for m in matched if m), warnings  # names it
 
 
 def test_idle_worker_threads_are_let_go_after_a_burst(server: SocketModeServer, make_client: ClientFactory) -> None:
-    client = make_client(concurrency=6, worker_idle_timeout=0.2)
+    # Nothing but the end of the burst wakes the health thread to let them go (no ping, liveness
+    # check or write deadline is due for 30 s): the join below fails if that wake is missing.
+    client = make_client(
+        concurrency=6, worker_idle_timeout=0.2, ping_interval=30.0, receive_timeout=60.0, write_timeout=30.0
+    )
     gate = threading.Event()
     started = threading.Semaphore(0)
     ran_on: list[str] = []
@@ -197,6 +241,30 @@ def test_idle_worker_threads_are_let_go_after_a_burst(server: SocketModeServer, 
         assert not thread.is_alive()
     # and the pool starts threads again on demand
     server.wait_for_acks(envelope_ids=[server.push(server.make_envelope())])
+
+
+def test_idle_worker_threads_are_let_go_after_the_first_burst_with_inline_dispatch_off(
+    server: SocketModeServer, make_client: ClientFactory
+) -> None:
+    """No take-over wakes the health thread during this burst: only the burst's end does."""
+    client = make_client(
+        inline_dispatch=False,
+        concurrency=3,
+        worker_idle_timeout=0.2,
+        ping_interval=30.0,
+        receive_timeout=60.0,
+        write_timeout=30.0,
+    )
+    client.socket_mode_request_listeners.append(
+        lambda client, request: client.send_socket_mode_response({"envelope_id": request.envelope_id})
+    )
+    client.connect()
+    server.wait_for_acks(envelope_ids=[server.push(server.make_envelope()) for _ in range(3)])
+    workers = [t for t in client_threads() if "-worker" in t.name]
+    assert workers
+    for thread in workers:
+        thread.join(timeout(5))
+        assert not thread.is_alive()
 
 
 def test_close_from_a_listener_does_not_wait_for_itself(server: SocketModeServer, make_client: ClientFactory) -> None:
@@ -233,10 +301,11 @@ def connected_recording_threads(make_client: ClientFactory, **options: Any) -> l
     return ran_on
 
 
+@pytest.mark.parametrize("options", [{}, {"concurrency": 1}], ids=["default", "concurrency=1"])
 def test_a_fast_listener_runs_on_the_reader_and_starts_no_worker(
-    server: SocketModeServer, make_client: ClientFactory
+    server: SocketModeServer, make_client: ClientFactory, options: dict[str, Any]
 ) -> None:
-    ran_on = connected_recording_threads(make_client)
+    ran_on = connected_recording_threads(make_client, **options)
     ids = [server.push(server.make_envelope()) for _ in range(50)]
     server.wait_for_acks(envelope_ids=ids)
     assert len(ran_on) == 50 and {name.rsplit("-", 2)[-2:] == ["reader", "1"] for name in ran_on} == {True}
@@ -248,8 +317,26 @@ def test_with_inline_dispatch_off_every_listener_runs_on_a_worker(
     server: SocketModeServer, make_client: ClientFactory
 ) -> None:
     ran_on = connected_recording_threads(make_client, inline_dispatch=False)
-    server.wait_for_acks(envelope_ids=[server.push(server.make_envelope()) for _ in range(20)])
+    ids = [server.push(server.make_envelope()) for _ in range(20)]
+    server.wait_for_acks(envelope_ids=ids)
     assert len(ran_on) == 20 and all("-worker" in name for name in ran_on)
+
+
+@pytest.mark.parametrize("inline_dispatch", [True, False])
+def test_message_listeners_get_the_envelope_and_its_text_as_read(
+    server: SocketModeServer, make_client: ClientFactory, inline_dispatch: bool
+) -> None:
+    seen: list[tuple[dict[str, Any], str]] = []
+    client = make_client(inline_dispatch=inline_dispatch)
+    client.message_listeners.append(lambda client, message, raw: seen.append((message, raw)))
+    client.socket_mode_request_listeners.append(
+        lambda client, request: client.send_socket_mode_response({"envelope_id": request.envelope_id})
+    )
+    client.connect()
+    envelopes = [server.make_envelope(payload={"n": n}) for n in range(5)]
+    server.wait_for_acks(envelope_ids=[server.push(e) for e in envelopes])
+    assert sorted((m["payload"]["n"], json.loads(raw)) for m, raw in seen) == [(n, e) for n, e in enumerate(envelopes)]
+    assert all(message == json.loads(raw) for message, raw in seen)
 
 
 def test_a_slow_listener_on_the_reader_does_not_hold_up_the_envelopes_behind_it(
@@ -462,6 +549,312 @@ def test_a_listener_that_raises_redeliver_is_run_again_on_the_redelivery_and_onl
     assert client.stats().envelopes_acked >= 4
     assert client.stats().redeliveries_asked == 2  # "retry" and "held"; not "acked"
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], "no error, no traceback"
-    warnings = [r.getMessage() for r in caplog.records if "runs its listeners again" in r.getMessage()]
-    assert len(warnings) == 2 and all("the backend is down" in w for w in warnings)
-    assert any("asked for a redelivery, but the envelope was acked" in r.getMessage() for r in caplog.records)
+    asked_by = f"{listener!r}: the backend is down"
+    for name in ("retry", "held"):
+        assert (
+            "WARNING",
+            f"envelope {ids[name]} (events_api, retry_attempt 0) not acked, its listener asked for a redelivery "
+            f"({asked_by}); Slack's redelivery runs its listeners again",
+        ) in logged(caplog, ids[name])
+    assert (
+        "INFO",
+        f"envelope {ids['acked']} (events_api): {asked_by} asked for a redelivery, but the envelope was acked; "
+        "it is not run again",
+    ) in logged(caplog, ids["acked"])
+
+
+# ---- the queue's accounting, close() and the pool (mutation testing of dispatch.py found these unchecked) ----
+
+
+def wait_until(predicate: Callable[[], bool], what: str, seconds: float = 5.0) -> None:
+    """Poll ``predicate`` (client state no event announces) until true, or fail naming ``what``."""
+    deadline = time.monotonic() + timeout(seconds)
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what}: not within {seconds} s"
+        time.sleep(0.005)
+
+
+def test_oldest_wait_is_the_age_of_the_oldest_envelope_no_worker_has_started(
+    server: SocketModeServer, make_client: ClientFactory
+) -> None:
+    release = threading.Event()
+    started = threading.Event()
+
+    def gated(client: SocketModeClient, request: Any) -> None:
+        started.set()
+        release.wait(timeout(10))
+        client.send_socket_mode_response({"envelope_id": request.envelope_id})
+
+    client = make_client(concurrency=1, inline_dispatch=False)
+    client.socket_mode_request_listeners.append(gated)
+    client.connect()
+    try:
+        running = server.push(server.make_envelope())
+        assert started.wait(timeout(5))
+        assert client.stats().oldest_wait == 0.0  # the running one waits for nothing
+        pushed_at = time.monotonic()
+        waiting = server.push(server.make_envelope())
+        wait_until(lambda: client.queue_depth == 1, "the second envelope queued")
+        time.sleep(0.01)  # let a little time pass: the age must grow from 0
+        oldest = client.stats().oldest_wait
+        assert 0.0 < oldest <= time.monotonic() - pushed_at  # its own age: not 0, not more than since its push
+    finally:
+        release.set()
+    server.wait_for_acks(envelope_ids=[running, waiting])
+    assert client.stats().oldest_wait == 0.0 and client.queue_depth == 0
+
+
+def test_close_cancels_envelopes_no_worker_started_and_does_not_wait_for_a_stuck_one(
+    server: SocketModeServer, make_client: ClientFactory
+) -> None:
+    """close(timeout) returns at its timeout although a listener is stuck; the envelopes still
+    waiting for a worker are never run (Slack redelivers them), neither then nor once it returns."""
+    release = threading.Event()
+    started = threading.Event()
+    runs: list[str] = []
+
+    def stuck_first(client: SocketModeClient, request: Any) -> None:
+        runs.append(request.envelope_id)
+        started.set()
+        release.wait(timeout(10))
+        client.send_socket_mode_response({"envelope_id": request.envelope_id})
+
+    client = make_client(concurrency=1, inline_dispatch=False)
+    client.socket_mode_request_listeners.append(stuck_first)
+    client.connect()
+    first = server.push(server.make_envelope())
+    assert started.wait(timeout(5))
+    queued = [server.push(server.make_envelope()) for _ in range(2)]
+    wait_until(lambda: client.queue_depth == 2, "two envelopes queued behind the stuck one")
+    (worker,) = [t for t in client_threads() if "-worker" in t.name]
+    closing = threading.Thread(target=client.close, kwargs={"timeout": 0.2})
+    closing.start()
+    closing.join(timeout(5))
+    assert not closing.is_alive()  # it did not wait for the stuck worker
+    release.set()
+    worker.join(timeout(5))  # the stuck listener returns; the worker must not go on to the queued ones
+    assert not worker.is_alive()
+    assert runs == [first]
+    assert set(queued) <= set(server.unacked())
+
+
+def test_close_returns_as_soon_as_the_running_listeners_end_not_at_its_timeout(
+    server: SocketModeServer, make_client: ClientFactory
+) -> None:
+    release = threading.Event()
+    started = threading.Event()
+
+    def gated(client: SocketModeClient, request: Any) -> None:
+        started.set()
+        release.wait(timeout(10))
+        client.send_socket_mode_response({"envelope_id": request.envelope_id})
+
+    client = make_client()
+    client.socket_mode_request_listeners.append(gated)
+    client.connect()
+    envelope_id = server.push(server.make_envelope())
+    assert started.wait(timeout(5))
+    waiting = capture("close(): no new envelopes; waiting up to 60 s for 1 running or queued")
+    try:
+        closing = threading.Thread(target=client.close, kwargs={"timeout": 60.0})
+        closing.start()
+        assert waiting.event.wait(timeout(5))
+    finally:
+        release_logger(waiting)
+    release.set()
+    closing.join(timeout(5))  # woken when the listener ends, not 60 s later
+    assert not closing.is_alive()
+    server.wait_for_acks(envelope_ids=[envelope_id])
+    with pytest.raises(SocketModeError) as raised:
+        client.enqueue_message(json.dumps(server.make_envelope()))
+    assert str(raised.value) == "the client is closed; create a new one"
+
+
+def test_close_from_a_listener_waits_for_the_other_running_listeners(
+    server: SocketModeServer, make_client: ClientFactory
+) -> None:
+    """close() called by a listener waits for the others (not for itself), so their acks go out."""
+    other_started = threading.Event()
+    closing_waits = capture("close(): no new envelopes; waiting up to")
+    closed = threading.Event()
+
+    def listener(client: SocketModeClient, request: Any) -> None:
+        if request.payload.get("role") == "closer":
+            client.send_socket_mode_response({"envelope_id": request.envelope_id})
+            assert other_started.wait(timeout(5))
+            client.close(timeout=timeout(30))
+            closed.set()
+        else:
+            other_started.set()
+            assert closing_waits.event.wait(timeout(5))
+            time.sleep(0.2)  # close() has begun: it must wait for this listener and its ack
+            client.send_socket_mode_response({"envelope_id": request.envelope_id})
+
+    try:
+        client = make_client(inline_dispatch=False, concurrency=2)
+        client.socket_mode_request_listeners.append(listener)
+        client.connect()
+        (conn,) = server.wait_for_connections(1)
+        ids = [server.push(server.make_envelope(payload={"role": role})) for role in ("other", "closer")]
+        assert closed.wait(timeout(10))
+    finally:
+        release_logger(closing_waits)
+    assert conn.wait_closed(timeout(5))
+    assert_acked_on_first_delivery(server, ids)  # the other's ack too, on the connection, before it closed
+
+
+def logged(caplog: Any, envelope_id: str) -> list[tuple[str, str]]:
+    """(level, message) of each record of ``slack_socket_mode`` that names ``envelope_id``, connection ids as N."""
+    return [
+        (r.levelname, re.sub(r"connection \d+:", "connection N:", r.getMessage()))
+        for r in caplog.records
+        if r.name == "slack_socket_mode" and envelope_id in r.getMessage()
+    ]
+
+
+def test_each_kind_of_redelivery_is_acked_or_not_and_logged_as_documented(
+    server: SocketModeServer, make_client: ClientFactory, caplog: Any
+) -> None:
+    """docs/topics/guarantees.md: after its ack on another connection, a redelivery is acked again
+    there; on the connection the ack went out on, the two crossed; while the listeners run, or
+    after they returned without an ack, it is not dispatched again."""
+    caplog.set_level(logging.DEBUG, logger="slack_socket_mode")
+    gate = threading.Event()
+    running = threading.Event()
+
+    def listener(client: SocketModeClient, request: Any) -> None:
+        role = request.payload.get("role")
+        if role == "slow":
+            running.set()
+            gate.wait(timeout(5))
+        if role != "silent":
+            client.send_socket_mode_response({"envelope_id": request.envelope_id})
+
+    client = make_client(connections=2, handoff_after=0.05)  # listeners run on the reader, one at a time
+    client.socket_mode_request_listeners.append(listener)
+    client.connect()
+    old, new = server.wait_for_connections(2)
+    acked, slow, silent = (server.make_envelope(payload={"role": role}) for role in ("acked", "slow", "silent"))
+
+    def read_by(conn: Any) -> None:
+        """Once a marker pushed after them is acked, the client has read what was pushed on ``conn``."""
+        server.wait_for_acks(envelope_ids=[server.push(server.make_envelope(), connection=conn)])
+
+    def again(envelope: dict[str, Any], attempt: int) -> dict[str, Any]:
+        return {**envelope, "retry_attempt": attempt, "retry_reason": "timeout"}
+
+    server.push(acked, connection=new)
+    server.wait_for_acks(envelope_ids=[acked["envelope_id"]])
+    before = len(server.acks)
+    server.push(again(acked, 1), connection=old)  # after its ack, on another connection: acked again there
+    server.wait_for_acks(count=before + 1)
+    server.push(again(acked, 2), connection=old)  # on the connection that ack went out on: they crossed
+    read_by(old)
+    assert [a.connection_id for a in server.envelope(acked["envelope_id"]).acks] == [new.id, old.id]
+
+    server.push(silent, connection=old)
+    read_by(old)  # the silent listener has returned by now: it ran on the reader, before the marker
+    server.push(again(silent, 1), connection=old)
+    read_by(old)
+
+    server.push(slow, connection=old)
+    assert running.wait(timeout(5))
+    server.push(again(slow, 1), connection=old)
+    read_by(old)  # read by a new reader (the first is taken over) while the slow listener runs
+    gate.set()
+    server.wait_for_acks(envelope_ids=[slow["envelope_id"]])
+    assert len(server.envelope(slow["envelope_id"]).acks) == 1 and server.envelope(silent["envelope_id"]).acks == []
+
+    eid = acked["envelope_id"]
+    assert logged(caplog, eid) == [
+        ("INFO", f"connection N: envelope {eid} redelivered (retry_attempt 1) after its ack; acking again"),
+        (
+            "DEBUG",
+            f"connection N: envelope {eid} redelivered (retry_attempt 2) as its ack went out on this connection; "
+            "that ack settles it",
+        ),
+    ]
+    eid = slow["envelope_id"]
+    assert logged(caplog, eid) == [
+        (
+            "INFO",
+            f"connection N: envelope {eid} redelivered (retry_attempt 1) while its listeners run; "
+            "not dispatching it again",
+        )
+    ]
+    eid = silent["envelope_id"]
+    assert logged(caplog, eid) == [
+        (
+            "WARNING",
+            f"connection N: envelope {eid} redelivered, but its listeners already ran without acking it; "
+            "not dispatching it again",
+        )
+    ]
+
+
+def test_a_slow_listener_on_any_connections_reader_is_taken_over(
+    server: SocketModeServer, make_client: ClientFactory
+) -> None:
+    """With two connections, the watch looks at each reader, whichever runs the slow listener."""
+    client = make_client(connections=2, handoff_after=0.05)
+    release = threading.Event()
+    started = threading.Event()
+    ran_on: dict[str, str] = {}
+
+    def listener(client: SocketModeClient, request: Any) -> None:
+        ran_on[request.envelope_id] = threading.current_thread().name
+        if request.payload.get("slow"):
+            started.set()
+            release.wait(timeout(10))
+        client.send_socket_mode_response({"envelope_id": request.envelope_id})
+
+    client.socket_mode_request_listeners.append(listener)
+    client.connect()
+    taken = capture("listeners have run on the reader for ")
+    try:
+        for n, conn in enumerate(server.wait_for_connections(2)):
+            started.clear()
+            release.clear()
+            # After a take-over the pool takes envelopes for a while (_INLINE_PAUSE): push one at a
+            # time until one runs on a reader again.
+            end = time.monotonic() + timeout(5)
+            while True:
+                probe = server.push(server.make_envelope(), connection=conn)
+                server.wait_for_acks(envelope_ids=[probe])
+                if "-reader-" in ran_on[probe]:
+                    break
+                assert time.monotonic() < end, "no listener ran on a reader again"
+            pushed_at = time.monotonic()
+            slow = server.push(server.make_envelope(payload={"slow": True}), connection=conn)
+            assert started.wait(timeout(5))
+            behind = [server.push(server.make_envelope(), connection=conn) for _ in range(5)]
+            server.wait_for_acks(envelope_ids=behind)  # read by a new reader while the slow one blocks
+            assert slow in server.unacked()
+            elapsed = time.monotonic() - pushed_at
+            release.set()
+            server.wait_for_acks(envelope_ids=[slow])
+            assert taken.count == n + 1
+            ran = float(
+                re.fullmatch(r"connection N: listeners have run on the reader for (\S+) s; .*", taken.messages[n])[1]
+            )
+            assert 0.05 <= ran <= elapsed  # how long that listener had run when it was taken over
+    finally:
+        release.set()
+        release_logger(taken)
+    assert client.stats().reader_takeovers == 2
+
+
+def test_idle_worker_threads_are_kept_until_worker_idle_timeout(
+    server: SocketModeServer, make_client: ClientFactory
+) -> None:
+    client = make_client(inline_dispatch=False, concurrency=1, worker_idle_timeout=timeout(30))
+    client.socket_mode_request_listeners.append(
+        lambda client, request: client.send_socket_mode_response({"envelope_id": request.envelope_id})
+    )
+    client.connect()
+    server.wait_for_acks(envelope_ids=[server.push(server.make_envelope())])  # the queue empties: the pool idles
+    (worker,) = [t for t in client_threads() if "-worker" in t.name]  # no more threads than concurrency
+    worker.join(0.5)  # idle, but kept for the next envelopes until worker_idle_timeout
+    assert worker.is_alive()
+    server.wait_for_acks(envelope_ids=[server.push(server.make_envelope()) for _ in range(4)])
+    assert [t for t in client_threads() if "-worker" in t.name] == [worker]  # the same thread

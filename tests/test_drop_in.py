@@ -107,11 +107,13 @@ def test_ws_to_0_0_0_0_is_this_host(server: SocketModeServer, make_client: Any) 
 def test_enqueue_message_before_connect_runs_the_listeners(make_client: Any) -> None:
     client = make_client()
     seen: list[dict[str, Any]] = []
+    texts: list[str | None] = []
     requests: list[SocketModeRequest] = []
     done = threading.Event()
 
     def on_message(client: Any, message: dict[str, Any], raw: str | None) -> None:
         seen.append(message)
+        texts.append(raw)
 
     def on_request(client: Any, request: SocketModeRequest) -> None:
         requests.append(request)
@@ -127,6 +129,7 @@ def test_enqueue_message_before_connect_runs_the_listeners(make_client: Any) -> 
     assert done.wait(timeout(5))
     assert [r.envelope_id for r in requests] == [envelope["envelope_id"]]
     assert [m["envelope_id"] for m in seen] == [envelope["envelope_id"]]
+    assert texts == [json.dumps(envelope)]  # the text as it was enqueued
 
 
 def test_session_id_names_the_newest_connection(server: SocketModeServer, make_client: Any) -> None:

@@ -7,6 +7,7 @@ their own on a free port and stop and restart it.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import pytest
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web import WebClient
 
-from slack_socket_mode import SocketModeClient
+from slack_socket_mode import Redeliver, SocketModeClient
 from slack_socket_mode.testing import SocketModeServer
 
 from .conftest import APP_TOKEN, timeout
@@ -50,6 +51,15 @@ class LogWaiter(logging.Handler):
         with self.cond:
             if not self.cond.wait_for(lambda: self.count(text) >= count, timeout(seconds)):
                 raise AssertionError(f"no log message with {text!r} (x{count}) within {seconds} s")
+
+    def messages(self, containing: str, level: int = logging.INFO) -> list[str]:
+        """The messages at ``level`` or above that contain ``containing``, connection ids written as N."""
+        with self.cond:
+            return [
+                re.sub(r"connection \d+:", "connection N:", r.getMessage())
+                for r in self.records
+                if containing in r.getMessage() and r.levelno >= level
+            ]
 
     def close(self) -> None:
         self.logger.removeHandler(self)
@@ -135,6 +145,14 @@ def wait_done(store: RedisLedger, key: str, seconds: float = 5.0) -> str:
         time.sleep(0.01)
 
 
+def wait_gone(store: RedisLedger, key: str, before: float) -> None:
+    """Wait until the claim of ``key`` is gone from Redis, within ``before`` seconds (less than a lease)."""
+    deadline = time.monotonic() + before
+    while store.state(key) is not None:  # dropped by the lease thread: nothing to wait on but Redis
+        assert time.monotonic() < deadline, f"{key} still claimed after {before} s: {store.state(key)}"
+        time.sleep(0.01)
+
+
 def redelivery(envelope: dict[str, Any], attempt: int) -> dict[str, Any]:
     return {**envelope, "retry_attempt": attempt, "retry_reason": "timeout"}
 
@@ -164,6 +182,103 @@ def test_a_redelivery_to_another_replica_waits_for_the_claim_then_gets_the_same_
     assert [ack.connection_id for ack in acks] == [replicas.connections[0].id, replicas.connections[1].id]
     assert acks[0].payload == acks[1].payload == {"text": "answer from replica 0"}
     assert a.runs == [eid] and b.runs == []
+    # B's own ledger now knows that ack went out on its connection: one more redelivery there crossed it
+    server.push(redelivery(envelope, 3), connection=replicas.connections[1])
+    marker = server.push(server.make_envelope(), connection=replicas.connections[1])
+    server.wait_for_acks(envelope_ids=[marker], timeout=timeout(5))  # B has read the redelivery by now
+    assert len(server.envelope(eid).acks) == 2
+    assert a.runs == [eid] and b.runs == [marker]
+    assert replicas.logs[1].messages(eid, logging.DEBUG) == [
+        f"connection N: envelope {eid} (retry_attempt 1) is held by another replica, or the shared ledger is "
+        "unavailable; neither running nor acking it",
+        f"connection N: envelope {eid} (retry_attempt 2) was handled by another replica; acking it as it did",
+        f"connection N: envelope {eid} redelivered (retry_attempt 3) as its ack went out on this connection; "
+        "that ack settles it",
+    ]
+
+
+def test_a_redelivery_asked_for_on_one_replica_runs_on_the_other_at_once(
+    server: SocketModeServer, replicas: Replicas
+) -> None:
+    """A listener on A raises Redeliver: A drops its claim, so Slack's redelivery runs on B at
+    once (not only after A's lease expires)."""
+    b = replicas.listeners[1]
+    asked: list[str] = []
+
+    def refuse(client: SocketModeClient, request: SocketModeRequest) -> None:
+        asked.append(request.envelope_id)
+        raise Redeliver("the backend is down")
+
+    replicas.clients[0].socket_mode_request_listeners[:] = [refuse]
+    envelope = server.make_envelope("interactive", {"type": "block_actions"})
+    eid = envelope["envelope_id"]
+    server.push(envelope, connection=replicas.connections[0])
+    replicas.logs[0].wait_for("Slack's redelivery runs its listeners again")
+    wait_gone(replicas.stores[0], f"envelope:{eid}", before=replicas.stores[0].lease * 0.75)  # not left to expire
+    server.push(redelivery(envelope, 1), connection=replicas.connections[1])
+    server.wait_for_acks(envelope_ids=[eid], timeout=timeout(5))
+    assert asked == [eid] and b.runs == [eid]
+    assert wait_done(replicas.stores[1], f"envelope:{eid}") == 'd:{"ack":true}'
+
+
+def test_a_redelivery_of_an_envelope_another_replica_ran_without_an_ack_is_neither_run_nor_acked(
+    server: SocketModeServer, replicas: Replicas
+) -> None:
+    b = replicas.listeners[1]
+    ran = threading.Event()
+    replicas.clients[0].socket_mode_request_listeners[:] = [lambda client, request: ran.set()]  # no ack
+    envelope = server.make_envelope("interactive", {"type": "block_actions"})
+    eid = envelope["envelope_id"]
+    server.push(envelope, connection=replicas.connections[0])
+    assert ran.wait(timeout(5))
+    wait_done(replicas.stores[0], f"envelope:{eid}")
+    server.push(redelivery(envelope, 1), connection=replicas.connections[1])
+    replicas.logs[1].wait_for("neither running nor acking")
+    assert b.runs == [] and server.envelope(eid).acks == []
+    assert replicas.logs[1].messages(eid) == [
+        f"connection N: envelope {eid} (retry_attempt 1) was handled by another replica without an ack; "
+        "neither running nor acking it",
+    ]
+
+
+def test_an_envelope_held_by_a_reader_at_max_queue_when_close_begins_is_released_for_the_other_replica(
+    server: SocketModeServer, replicas: Replicas
+) -> None:
+    """Replica C's reader waits for room (max_queue) with a claimed envelope when close() begins:
+    C does not run it, and drops the claim, so its redelivery runs on another replica at once."""
+    store = RedisLedger(replicas.url, namespace=replicas.namespace)
+    log = LogWaiter(f"test_shared_ledger.{replicas.namespace}.c")
+    client = SocketModeClient(
+        APP_TOKEN,
+        logger=log.logger,
+        web_client=WebClient(base_url=server.api_url),
+        dedupe=store,
+        concurrency=1,
+        max_queue=1,
+    )
+    stuck = Gated()
+    stuck.gate.clear()
+    client.socket_mode_request_listeners.append(stuck)
+    try:
+        client.connect(timeout(5))
+        (conn,) = [c for c in server.wait_for_connections(3, timeout(5)) if c not in replicas.connections]
+        first = server.push(server.make_envelope("interactive", {"n": 1}), connection=conn)
+        stuck.wait_runs(1)
+        held = server.make_envelope("interactive", {"n": 2})
+        server.push(held, connection=conn)
+        log.wait_for("pausing reads while workers catch up")
+        assert store.state(f"envelope:{held['envelope_id']}") is not None  # claimed before the reader waited
+        client.close(timeout=0.2)  # the first listener is still stuck
+        wait_gone(store, f"envelope:{held['envelope_id']}", before=store.lease * 0.75)  # not left to expire
+    finally:
+        stuck.gate.set()
+        client.close()
+        log.close()
+        store.close()
+    assert stuck.runs == [first]
+    server.push(redelivery(held, 1), connection=replicas.connections[1])
+    server.wait_for_acks(envelope_ids=[held["envelope_id"]], timeout=timeout(5))
+    assert replicas.listeners[1].runs == [held["envelope_id"]]
 
 
 def test_events_api_retries_with_a_new_envelope_id_are_not_run_again(
