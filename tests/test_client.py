@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 from typing import Any
 
@@ -16,7 +17,15 @@ from slack_socket_mode import ClientState, ConfigurationError, NotConnectedError
 from slack_socket_mode.testing import SocketModeServer
 from slack_socket_mode.testing.samples import envelope_sample_names, load_sample
 
-from .conftest import APP_TOKEN, ClientFactory, Recorder, Watcher, client_threads, timeout
+from .conftest import (
+    APP_TOKEN,
+    ClientFactory,
+    Recorder,
+    Watcher,
+    assert_acked_on_first_delivery,
+    client_threads,
+    timeout,
+)
 
 
 def test_connects_and_records_hello(server: SocketModeServer, make_client: ClientFactory) -> None:
@@ -137,6 +146,35 @@ def test_a_raising_listener_is_isolated(
     assert failures[0].getMessage() == f"request listener {broken!r} failed on envelope {ids[0]} (events_api)"
     assert failures[0].exc_info is not None and "listener bug" in str(failures[0].exc_info[1])
     assert len(server.all_connections) == 1
+
+
+@pytest.mark.parametrize("inline_dispatch", [True, False])
+def test_sys_exit_in_a_listener_is_isolated_like_any_failure_and_loses_nothing(
+    server: SocketModeServer, make_client: ClientFactory, caplog: pytest.LogCaptureFixture, inline_dispatch: bool
+) -> None:
+    """sys.exit() on a client thread would end only that thread: on a reader, its connection and
+    the envelopes it had read. It is logged as a failure; nothing is lost or replaced."""
+    client = make_client(inline_dispatch=inline_dispatch)
+
+    def exits(*args: Any) -> None:
+        sys.exit(3)
+
+    recorder = Recorder()
+    client.message_listeners.append(exits)
+    client.on_message_listeners.append(exits)
+    client.socket_mode_request_listeners.extend([exits, recorder])
+    client.connect()
+    with caplog.at_level(logging.ERROR, logger="slack_socket_mode"):
+        ids = server.push_many([server.make_envelope() for _ in range(20)])
+        server.wait_for_acks(envelope_ids=ids)
+    assert_acked_on_first_delivery(server, ids)
+    assert len(server.all_connections) == 1 and client.stats().reconnects == {}
+    failed = {r.getMessage().split(" listener ")[0] for r in caplog.records if isinstance(r.exc_info[1], SystemExit)}
+    assert failed == {"message", "request", "on_message"}
+    # On the main thread, run_message_listeners lets it through, as slack_sdk's client does.
+    envelope = server.make_envelope()
+    with pytest.raises(SystemExit):
+        client.run_message_listeners(envelope, json.dumps(envelope))
 
 
 def test_a_raising_connection_listener_is_logged_by_its_kind_and_the_others_still_run(

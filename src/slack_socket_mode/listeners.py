@@ -12,16 +12,18 @@ read at each call, so an app may change them at any time, even replace them):
 * ``lifecycle_listeners`` — each :class:`~slack_socket_mode.lifecycle.Transition` (:meth:`Listeners.lifecycle`).
 
 A listener that raises is logged with its traceback and the others still run; nothing is raised
-to the caller. An envelope listener that raises :class:`~slack_socket_mode.errors.Redeliver` is
-not an error: no traceback is logged, and :meth:`Listeners.envelope` returns its reason so that
-the dispatcher lets Slack's redelivery run the envelope again. Every call is made with no lock of
-the client held (:mod:`.session` releases its lock first). :mod:`slack_socket_mode.websocket_client`
+to the caller (``SystemExit`` included, except on the main thread: see :func:`contained`). An
+envelope listener that raises :class:`~slack_socket_mode.errors.Redeliver` is not an error: no
+traceback is logged, and :meth:`Listeners.envelope` returns its reason so that the dispatcher
+lets Slack's redelivery run the envelope again. Every call is made with no lock of the client
+held (:mod:`.session` releases its lock first). :mod:`slack_socket_mode.websocket_client`
 calls its flavour's listeners its own way with a subclass.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from typing import TYPE_CHECKING, Any, Optional
 
 from slack_sdk.socket_mode.request import SocketModeRequest
@@ -35,15 +37,29 @@ if TYPE_CHECKING:
     from .lifecycle import Transition
     from .messages import Envelope
 
-__all__ = ["Listeners", "call_listeners"]
+__all__ = ["Listeners", "call_listeners", "contained"]
+
+
+def contained(error: BaseException) -> bool:
+    """Whether a listener's ``error`` is logged and the other listeners still run (else it is raised on).
+
+    Every ``Exception`` is. ``SystemExit`` (``sys.exit()`` in a listener) is too on the client's
+    own threads, where it would end only that thread (a reader: its connection, and the envelopes
+    it had read with it), never the process; call ``close()`` to stop the client. On the main
+    thread (``run_message_listeners`` called there) it is raised on, as slack_sdk's client does.
+    """
+    return isinstance(error, Exception) or threading.current_thread() is not threading.main_thread()
 
 
 def call_listeners(listeners: list[Any], logger: logging.Logger, kind: str, *args: Any) -> None:
-    """Call each of ``listeners`` (a copy of the list) with ``args``; log, never raise, what one raises."""
+    """Call each of ``listeners`` (a copy of the list) with ``args``; log, never raise, what one raises
+    (but see :func:`contained`)."""
     for listener in list(listeners):
         try:
             listener(*args)
-        except Exception:
+        except (Exception, SystemExit) as e:
+            if not contained(e):
+                raise
             logger.exception("%s listener %r failed", kind, listener)
 
 
@@ -81,7 +97,9 @@ class Listeners:
                 listener(client, body, text)
             except Redeliver as e:
                 redeliver = redeliver or _describe(listener, e)
-            except Exception:
+            except (Exception, SystemExit) as e:
+                if not contained(e):
+                    raise
                 self._logger.exception(
                     "message listener %r failed on envelope %s (%s)",
                     listener,
@@ -111,7 +129,9 @@ class Listeners:
                     rl(client, request)
                 except Redeliver as e:
                     redeliver = redeliver or _describe(rl, e)
-                except Exception:
+                except (Exception, SystemExit) as e:
+                    if not contained(e):
+                        raise
                     self._logger.exception(
                         "request listener %r failed on envelope %s (%s)",
                         rl,
