@@ -210,11 +210,7 @@ def test_slow_queue_is_warned_once_per_burst(server: SocketModeServer, make_clie
 
 
 def test_idle_worker_threads_are_let_go_after_a_burst(server: SocketModeServer, make_client: ClientFactory) -> None:
-    # Nothing but the end of the burst wakes the health thread to let them go (no ping, liveness
-    # check or write deadline is due for 30 s): the join below fails if that wake is missing.
-    client = make_client(
-        concurrency=6, worker_idle_timeout=0.2, ping_interval=30.0, receive_timeout=60.0, write_timeout=30.0
-    )
+    client = make_client(concurrency=6, worker_idle_timeout=0.2)
     gate = threading.Event()
     started = threading.Semaphore(0)
     ran_on: list[str] = []
@@ -661,6 +657,7 @@ def test_close_returns_as_soon_as_the_running_listeners_end_not_at_its_timeout(
         assert waiting.event.wait(timeout(5))
     finally:
         release_logger(waiting)
+    assert waiting.messages == ["close(): no new envelopes; waiting up to 60 s for 1 running or queued"]
     release.set()
     closing.join(timeout(5))  # woken when the listener ends, not 60 s later
     assert not closing.is_alive()
