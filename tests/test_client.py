@@ -171,10 +171,18 @@ def test_sys_exit_in_a_listener_is_isolated_like_any_failure_and_loses_nothing(
     assert len(server.all_connections) == 1 and client.stats().reconnects == {}
     failed = {r.getMessage().split(" listener ")[0] for r in caplog.records if isinstance(r.exc_info[1], SystemExit)}
     assert failed == {"message", "request", "on_message"}
-    # On the main thread, run_message_listeners lets it through, as slack_sdk's client does.
+    # On the main thread, run_message_listeners lets it through, as slack_sdk's client does; any
+    # other failure is logged there too, not raised.
     envelope = server.make_envelope()
     with pytest.raises(SystemExit):
         client.run_message_listeners(envelope, json.dumps(envelope))
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("listener bug")
+
+    client.message_listeners[:] = [broken]
+    client.socket_mode_request_listeners[:] = [broken]
+    client.run_message_listeners(envelope, json.dumps(envelope))
 
 
 def test_a_raising_connection_listener_is_logged_by_its_kind_and_the_others_still_run(

@@ -855,3 +855,45 @@ def test_idle_worker_threads_are_kept_until_worker_idle_timeout(
     assert worker.is_alive()
     server.wait_for_acks(envelope_ids=[server.push(server.make_envelope()) for _ in range(4)])
     assert [t for t in client_threads() if "-worker" in t.name] == [worker]  # the same thread
+
+
+def test_a_message_listener_may_ask_for_a_redelivery_too_and_the_log_names_it_and_its_reason(
+    server: SocketModeServer, make_client: ClientFactory, caplog: Any
+) -> None:
+    caplog.set_level(logging.INFO, logger="slack_socket_mode")
+    runs: dict[str, int] = {}
+    reasons = {"long": "r" * 300, "none": ""}
+
+    def message_listener(client: SocketModeClient, message: dict[str, Any], raw: Any) -> None:
+        eid = message["envelope_id"]
+        runs[eid] = runs.get(eid, 0) + 1
+        if runs[eid] == 1:
+            raise Redeliver(reasons[message["payload"]["reason"]])
+        client.send_socket_mode_response({"envelope_id": eid})
+
+    client = make_client()
+    client.message_listeners.append(message_listener)
+    client.connect()
+    envelopes = {name: server.make_envelope(payload={"reason": name}) for name in reasons}
+    asked = capture("Slack's redelivery runs its listeners again")
+    try:
+        for envelope in envelopes.values():
+            server.push(envelope)
+        deadline = time.monotonic() + timeout(5)
+        while asked.count < 2:  # the line comes once the ledger released it
+            assert time.monotonic() < deadline, "not released for a redelivery"
+            time.sleep(0.01)
+    finally:
+        release_logger(asked)
+    ids = [e["envelope_id"] for e in envelopes.values()]
+    for envelope in envelopes.values():
+        server.push({**envelope, "retry_attempt": 1, "retry_reason": "timeout"})
+    server.wait_for_acks(envelope_ids=ids)
+    assert runs == {eid: 2 for eid in ids}
+    for (name, reason), eid in zip(reasons.items(), ids):
+        described = f"{message_listener!r}: {reason[:200] or 'no reason given'}"  # bounded, and never empty
+        assert (
+            "WARNING",
+            f"envelope {eid} (events_api, retry_attempt 0) not acked, its listener asked for a redelivery "
+            f"({described}); Slack's redelivery runs its listeners again",
+        ) in logged(caplog, eid), name
