@@ -562,6 +562,21 @@ def test_a_listener_that_raises_redeliver_is_run_again_on_the_redelivery_and_onl
 # ---- the queue's accounting, close() and the pool (mutation testing of dispatch.py found these unchecked) ----
 
 
+class Gated:
+    """A request listener that records each run, says it started, waits for ``release``, then acks."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.runs: list[str] = []
+
+    def __call__(self, client: SocketModeClient, request: Any) -> None:
+        self.runs.append(request.envelope_id)
+        self.started.set()
+        self.release.wait(timeout(10))
+        client.send_socket_mode_response({"envelope_id": request.envelope_id})
+
+
 def wait_until(predicate: Callable[[], bool], what: str, seconds: float = 5.0) -> None:
     """Poll ``predicate`` (client state no event announces) until true, or fail naming ``what``."""
     deadline = time.monotonic() + timeout(seconds)
@@ -573,20 +588,13 @@ def wait_until(predicate: Callable[[], bool], what: str, seconds: float = 5.0) -
 def test_oldest_wait_is_the_age_of_the_oldest_envelope_no_worker_has_started(
     server: SocketModeServer, make_client: ClientFactory
 ) -> None:
-    release = threading.Event()
-    started = threading.Event()
-
-    def gated(client: SocketModeClient, request: Any) -> None:
-        started.set()
-        release.wait(timeout(10))
-        client.send_socket_mode_response({"envelope_id": request.envelope_id})
-
+    gated = Gated()
     client = make_client(concurrency=1, inline_dispatch=False)
     client.socket_mode_request_listeners.append(gated)
     client.connect()
     try:
         running = server.push(server.make_envelope())
-        assert started.wait(timeout(5))
+        assert gated.started.wait(timeout(5))
         assert client.stats().oldest_wait == 0.0  # the running one waits for nothing
         pushed_at = time.monotonic()
         waiting = server.push(server.make_envelope())
@@ -595,7 +603,7 @@ def test_oldest_wait_is_the_age_of_the_oldest_envelope_no_worker_has_started(
         oldest = client.stats().oldest_wait
         assert 0.0 < oldest <= time.monotonic() - pushed_at  # its own age: not 0, not more than since its push
     finally:
-        release.set()
+        gated.release.set()
     server.wait_for_acks(envelope_ids=[running, waiting])
     assert client.stats().oldest_wait == 0.0 and client.queue_depth == 0
 
@@ -605,21 +613,12 @@ def test_close_cancels_envelopes_no_worker_started_and_does_not_wait_for_a_stuck
 ) -> None:
     """close(timeout) returns at its timeout although a listener is stuck; the envelopes still
     waiting for a worker are never run (Slack redelivers them), neither then nor once it returns."""
-    release = threading.Event()
-    started = threading.Event()
-    runs: list[str] = []
-
-    def stuck_first(client: SocketModeClient, request: Any) -> None:
-        runs.append(request.envelope_id)
-        started.set()
-        release.wait(timeout(10))
-        client.send_socket_mode_response({"envelope_id": request.envelope_id})
-
+    stuck_first = Gated()
     client = make_client(concurrency=1, inline_dispatch=False)
     client.socket_mode_request_listeners.append(stuck_first)
     client.connect()
     first = server.push(server.make_envelope())
-    assert started.wait(timeout(5))
+    assert stuck_first.started.wait(timeout(5))
     queued = [server.push(server.make_envelope()) for _ in range(2)]
     wait_until(lambda: client.queue_depth == 2, "two envelopes queued behind the stuck one")
     (worker,) = [t for t in client_threads() if "-worker" in t.name]
@@ -627,29 +626,22 @@ def test_close_cancels_envelopes_no_worker_started_and_does_not_wait_for_a_stuck
     closing.start()
     closing.join(timeout(5))
     assert not closing.is_alive()  # it did not wait for the stuck worker
-    release.set()
+    stuck_first.release.set()
     worker.join(timeout(5))  # the stuck listener returns; the worker must not go on to the queued ones
     assert not worker.is_alive()
-    assert runs == [first]
+    assert stuck_first.runs == [first]
     assert set(queued) <= set(server.unacked())
 
 
 def test_close_returns_as_soon_as_the_running_listeners_end_not_at_its_timeout(
     server: SocketModeServer, make_client: ClientFactory
 ) -> None:
-    release = threading.Event()
-    started = threading.Event()
-
-    def gated(client: SocketModeClient, request: Any) -> None:
-        started.set()
-        release.wait(timeout(10))
-        client.send_socket_mode_response({"envelope_id": request.envelope_id})
-
+    gated = Gated()
     client = make_client()
     client.socket_mode_request_listeners.append(gated)
     client.connect()
     envelope_id = server.push(server.make_envelope())
-    assert started.wait(timeout(5))
+    assert gated.started.wait(timeout(5))
     waiting = capture("close(): no new envelopes; waiting up to 60 s for 1 running or queued")
     try:
         closing = threading.Thread(target=client.close, kwargs={"timeout": 60.0})
@@ -658,7 +650,7 @@ def test_close_returns_as_soon_as_the_running_listeners_end_not_at_its_timeout(
     finally:
         release_logger(waiting)
     assert waiting.messages == ["close(): no new envelopes; waiting up to 60 s for 1 running or queued"]
-    release.set()
+    gated.release.set()
     closing.join(timeout(5))  # woken when the listener ends, not 60 s later
     assert not closing.is_alive()
     server.wait_for_acks(envelope_ids=[envelope_id])
