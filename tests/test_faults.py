@@ -446,10 +446,10 @@ class _HeldAck:
             client.send_socket_mode_response({"envelope_id": request.envelope_id})
 
 
-def test_an_ack_whose_connection_is_gone_goes_out_on_the_newest_and_a_redelivery_there_is_not_acked_again(
-    server: SocketModeServer, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The ack takes the newest connection; the ledger then knows it went there (a redelivery there crossed it)."""
+def _holding_an_ack(
+    server: SocketModeServer, make_client: ClientFactory
+) -> tuple[SocketModeClient, _HeldAck, Any, str]:
+    """A connected client whose listener holds the ack of one envelope (delivered on ``old``) until released."""
     listener = _HeldAck()
     client = make_client()
     client.socket_mode_request_listeners.append(listener)
@@ -457,6 +457,14 @@ def test_an_ack_whose_connection_is_gone_goes_out_on_the_newest_and_a_redelivery
     (old,) = server.wait_for_connections(1)
     envelope_id = server.push(server.make_envelope(), connection=old)
     assert listener.started.wait(timeout(5))
+    return client, listener, old, envelope_id
+
+
+def test_an_ack_whose_connection_is_gone_goes_out_on_the_newest_and_a_redelivery_there_is_not_acked_again(
+    server: SocketModeServer, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The ack takes the newest connection; the ledger then knows it went there (a redelivery there crossed it)."""
+    client, listener, old, envelope_id = _holding_an_ack(server, make_client)
     server.reset(old)
     new = server.wait_for_new_connection(1)
     probe = server.push(server.make_envelope(), connection=new)  # acked at once: the client reads the new one
@@ -480,13 +488,7 @@ def test_an_ack_whose_connection_is_gone_goes_out_on_the_newest_and_a_redelivery
 def test_an_ack_with_no_connection_to_go_on_is_kept_and_sent_after_the_next_hello(
     server: SocketModeServer, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    listener = _HeldAck()
-    client = make_client()
-    client.socket_mode_request_listeners.append(listener)
-    client.connect()
-    (old,) = server.wait_for_connections(1)
-    envelope_id = server.push(server.make_envelope(), connection=old)
-    assert listener.started.wait(timeout(5))
+    client, listener, _old, envelope_id = _holding_an_ack(server, make_client)
     client.disconnect()
     with caplog.at_level(logging.WARNING, logger="slack_socket_mode"):
         listener.release.set()
