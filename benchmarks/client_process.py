@@ -13,7 +13,14 @@ Clients (``kind``):
 * ``ours``: ``slack_socket_mode.SocketModeClient``;
 * ``builtin``: ``slack_sdk.socket_mode.SocketModeClient`` (slack_sdk's builtin client);
 * ``websocket_client``: ``slack_sdk.socket_mode.websocket_client.SocketModeClient``;
+* ``aiohttp``: ``slack_sdk.socket_mode.aiohttp.SocketModeClient`` (asyncio, on aiohttp);
+* ``websockets``: ``slack_sdk.socket_mode.websockets.SocketModeClient`` (asyncio, on websockets);
 * ``floor``: :class:`benchmarks.floor.FloorClient`.
+
+The two asyncio clients run on an event loop in a thread of their own (``bench-loop``), started
+here; their listener is a coroutine function, as slack_sdk's asyncio clients take it. They need
+the ``bench`` extra (aiohttp); a kind whose package is missing fails at ``start``, and the suite
+reports that scenario as not run.
 """
 
 from __future__ import annotations
@@ -34,7 +41,10 @@ __all__ = ["APP_TOKEN", "KINDS", "client_main"]
 APP_TOKEN = "xapp-1-A111-1-benchmark"
 
 #: The clients the suite knows, in the order they run.
-KINDS = ("ours", "builtin", "websocket_client", "floor")
+KINDS = ("ours", "builtin", "websocket_client", "aiohttp", "websockets", "floor")
+
+#: The asyncio clients among them (run on an event loop thread of this process).
+ASYNC_KINDS = ("aiohttp", "websockets")
 
 
 class _ClientUnderTest:
@@ -63,6 +73,9 @@ class _ClientUnderTest:
             self.client = floor
             self.closer = floor.close
             return {"t_import": t_import, "t_construct": t_construct, "t_connected": time.monotonic()}
+
+        if kind in ASYNC_KINDS:
+            return self._start_async(kind, api_url, t_import)
 
         from slack_sdk.socket_mode.request import SocketModeRequest
         from slack_sdk.socket_mode.response import SocketModeResponse
@@ -95,6 +108,55 @@ class _ClientUnderTest:
         client.connect()
         self.client = client
         self.closer = client.close
+        return {"t_import": t_import, "t_construct": t_construct, "t_connected": time.monotonic()}
+
+    def _start_async(self, kind: str, api_url: str, t_import: float) -> dict[str, Any]:
+        """Start one of slack_sdk's asyncio clients on an event loop thread of its own, and connect it."""
+        import asyncio
+        import threading
+
+        from slack_sdk.socket_mode.request import SocketModeRequest
+        from slack_sdk.socket_mode.response import SocketModeResponse
+        from slack_sdk.web.async_client import AsyncWebClient
+
+        client_class: Any
+        if kind == "aiohttp":
+            from slack_sdk.socket_mode.aiohttp import SocketModeClient as client_class
+        else:
+            from slack_sdk.socket_mode.websockets import SocketModeClient as client_class
+
+        from .floor import SLASH_COMMAND_REPLY
+
+        runs_append = self.runs.append
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="bench-loop", daemon=True)
+        thread.start()
+
+        async def listener(client: Any, request: SocketModeRequest) -> None:
+            """The same listener as the thread clients', as a coroutine function."""
+            if request.type == "slash_commands":
+                response = SocketModeResponse(envelope_id=request.envelope_id, payload=SLASH_COMMAND_REPLY)
+            else:
+                response = SocketModeResponse(envelope_id=request.envelope_id)
+            await client.send_socket_mode_response(response)
+            runs_append(request.envelope_id)
+
+        async def build_and_connect() -> Any:
+            client = client_class(app_token=APP_TOKEN, web_client=AsyncWebClient(base_url=api_url))
+            client.socket_mode_request_listeners.append(listener)
+            await client.connect()
+            return client
+
+        t_construct = time.monotonic()
+        client = asyncio.run_coroutine_threadsafe(build_and_connect(), loop).result(30.0)
+        self.client = client
+
+        def close() -> None:
+            asyncio.run_coroutine_threadsafe(client.close(), loop).result(30.0)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(5.0)
+
+        self.closer = close
         return {"t_import": t_import, "t_construct": t_construct, "t_connected": time.monotonic()}
 
     def sample(self, detail: str = "") -> dict[str, Any]:

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-__all__ = ["CLIENT_TITLES", "evaluate_targets", "render"]
+__all__ = ["CLIENT_TITLES", "SDK_KINDS", "evaluate_targets", "render"]
 
 #: Column titles.
 CLIENT_TITLES = {
     "ours": "ours",
     "builtin": "slack_sdk builtin",
     "websocket_client": "slack_sdk websocket_client",
+    "aiohttp": "slack_sdk aiohttp",
+    "websockets": "slack_sdk websockets",
     "floor": "floor (1 thread)",
 }
+
+#: slack_sdk's clients: the thread-based two and the asyncio two.
+SDK_KINDS = ("builtin", "websocket_client", "aiohttp", "websockets")
 
 Results = dict[str, dict[str, dict[str, Any]]]
 
@@ -129,6 +134,24 @@ def evaluate_targets(results: Results) -> list[dict[str, Any]]:
             )
         )
     ratio_target("burst acks per second", 0.5, ours("burst", "rate"), floor("burst", "rate"), True)
+    rate, aiohttp_rate = ours("burst", "rate"), _get(results, "burst", "aiohttp", "rate")
+    targets.append(
+        _target(
+            "burst acks per second",
+            "> slack_sdk aiohttp",
+            "n/a" if rate is None or aiohttp_rate is None else f"{rate:,.0f}/s vs {aiohttp_rate:,.0f}/s",
+            None if rate is None or aiohttp_rate is None else rate > aiohttp_rate,
+        )
+    )
+    cpu, aiohttp_cpu = ours("burst", "cpu_per_envelope_us"), _get(results, "burst", "aiohttp", "cpu_per_envelope_us")
+    targets.append(
+        _target(
+            "burst CPU per ack",
+            "<= slack_sdk aiohttp",
+            "n/a" if cpu is None or aiohttp_cpu is None else f"{cpu:.0f} µs vs {aiohttp_cpu:.0f} µs",
+            None if cpu is None or aiohttp_cpu is None else cpu <= aiohttp_cpu,
+        )
+    )
     burst = results.get("burst", {}).get("ours")
     if burst and "acked" in burst:
         counts = (burst["lost"], burst["duplicate_acks"], burst["ran_twice"])
@@ -141,9 +164,7 @@ def evaluate_targets(results: Results) -> list[dict[str, Any]]:
         targets.append(_target("burst lost / acked twice / ran twice", "0 / 0 / 0", "n/a", None))
 
     idle_cpu = ours("idle", "cpu_seconds")
-    sdk_idle = [
-        v for v in (_get(results, "idle", k, "cpu_seconds") for k in ("builtin", "websocket_client")) if v is not None
-    ]
+    sdk_idle = [v for v in (_get(results, "idle", k, "cpu_seconds") for k in SDK_KINDS) if v is not None]
     if idle_cpu is None or not sdk_idle:
         targets.append(_target("idle CPU", "<= slack_sdk's clients", "n/a", None))
     else:
@@ -188,7 +209,7 @@ def evaluate_targets(results: Results) -> list[dict[str, Any]]:
     targets.append(_target("close()", "< 200 ms", _ms(close_ms), None if close_ms is None else close_ms < 200.0))
     for scenario, label in (("idle", "RSS after traffic"), ("connect", "RSS after connect")):
         rss = ours(scenario, "rss_mb")
-        sdk_rss = [v for v in (_get(results, scenario, k, "rss_mb") for k in ("builtin", "websocket_client")) if v]
+        sdk_rss = [v for v in (_get(results, scenario, k, "rss_mb") for k in SDK_KINDS) if v]
         if rss is None or not sdk_rss:
             targets.append(_target(label, "<= slack_sdk's clients", "n/a", None))
         else:
