@@ -7,7 +7,7 @@ import importlib.util
 import math
 import os
 import sys
-from typing import Optional
+from typing import Callable, Optional
 
 __all__ = ["main"]
 
@@ -23,6 +23,21 @@ def _speed(text: str) -> Optional[float]:
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError("must be a positive number, or 'max'")
     return value
+
+
+def _integer(least: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least ``least``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least} (got {value})")
+        return value
+
+    return parse
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -50,7 +65,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         help="ask Slack for short-lived connections (debug_reconnects=true) to watch rotations",
     )
     listen.add_argument("--api-url", help="another Web API base URL, e.g. a local server's (default: Slack's)")
-    listen.add_argument("--count", type=int, help="exit after this many envelopes")
+    listen.add_argument("--count", type=_integer(1), metavar="N", help="exit after N envelopes (N >= 1)")
     listen.add_argument(
         "--record",
         metavar="FILE",
