@@ -9,6 +9,8 @@ import os
 import sys
 from typing import Callable, Optional
 
+from .recording import MAX_LINE_SIZE
+
 __all__ = ["main"]
 
 
@@ -98,7 +100,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     replay.add_argument(
         "--skip-bad-lines", action="store_true", help="skip a bad line of the recording instead of stopping there"
     )
-    replay.add_argument("--slowest", type=int, default=5, metavar="N", help="list the N slowest envelopes (5)")
+    replay.add_argument(
+        "--slowest", type=_integer(0), default=5, metavar="N", help="list the N slowest envelopes (5; 0: none)"
+    )
+    replay.add_argument(
+        "--max-line-size",
+        type=_integer(1),
+        default=MAX_LINE_SIZE,
+        metavar="BYTES",
+        help=f"a longer line of the recording is a bad line ({MAX_LINE_SIZE}: a 16 MiB message and its fields)",
+    )
     args = parser.parse_args(argv)
     if args.command in ("demo", "replay") and importlib.util.find_spec("websockets") is None:
         print(
@@ -117,6 +128,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             as_json=args.json,
             quiet=args.quiet,
             skip_bad_lines=args.skip_bad_lines,
+            max_line_size=args.max_line_size,
             slowest=args.slowest,
         )
     if args.command == "listen":
