@@ -418,6 +418,26 @@ def test_a_malformed_token_fails_fast_without_echoing_it(token: Any) -> None:
         assert token not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("not a url", "'not a url/' has no scheme"),
+        ("ftp://127.0.0.1/api/", "'ftp://127.0.0.1/api/' has the scheme 'ftp'"),
+        ("https:///api/", "has no host"),
+        ("https://user:hunter2@slack.com:99999/api/", "'https://***@slack.com:99999/api/' does not parse"),
+    ],
+)
+def test_a_web_api_url_that_cannot_be_called_is_a_configuration_error(url: str, problem: str) -> None:
+    from slack_sdk.web import WebClient
+
+    for options in ({"base_url": url}, {"web_client": WebClient(base_url=url)}):
+        with pytest.raises(ConfigurationError) as info:
+            SocketModeClient(app_token=APP_TOKEN, **options)  # type: ignore[arg-type]
+        assert str(info.value).startswith("the Web API base_url must be an http:// or https:// URL with a host")
+        assert str(info.value).endswith(problem) and "hunter2" not in str(info.value)
+    SocketModeClient(app_token=APP_TOKEN, base_url="http://127.0.0.1:1/api/").close()  # a local server's
+
+
 def test_watcher_sees_lifecycle(server: SocketModeServer, make_client: ClientFactory) -> None:
     client = make_client()
     watcher = Watcher(client)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import re
@@ -10,8 +11,11 @@ from typing import Any
 
 import pytest
 
+from slack_socket_mode import SocketModeClient
+from slack_socket_mode.messages import MAX_ENVELOPE_ID, Envelope, Malformed, parse_message
 from slack_socket_mode.recording import (
     FORMAT,
+    MAX_LINE_SIZE,
     REDACTED,
     RecordingError,
     RecordingWriter,
@@ -171,7 +175,14 @@ GOOD = line(0.1, load_sample("events_api_message"))
         ('{"t": 1, "connection": 1}', 'has neither "message" (an object) nor "text" (a string)'),
         ('{"t": 1, "connection": 1, "message": [1]}', '"message" must be a JSON object, not a list'),
         ('{"t": 1, "connection": 1, "message": {}, "text": "x"}', 'has both "message" and "text"'),
-        ('{"t": 1, "connection": 1, "message": {"envelope_id": 5}}', "envelope_id must be a non-empty string"),
+        (
+            '{"t": 1, "connection": 1, "message": {"envelope_id": 5}}',
+            "the envelope's envelope_id is not a string of 1 to 256 characters",
+        ),
+        (
+            json.dumps({"t": 1, "connection": 1, "message": {"type": "events_api", "envelope_id": "e" * 257}}),
+            "the envelope's envelope_id is not a string of 1 to 256 characters",
+        ),
         (
             f'{{"t": "{BOT_TOKEN}", "connection": 1, "message": {{}}}}',
             "\"t\" must be a number of seconds >= 0, not 'xoxb-***'",
@@ -238,3 +249,127 @@ def test_the_app_token_never_reaches_a_recording() -> None:
     out = io.StringIO()
     RecordingWriter(out).write(1, json.dumps({"type": "hello", "debug_info": {"oops": APP_TOKEN}}))
     assert APP_TOKEN not in out.getvalue() and "xapp-***" in out.getvalue()
+
+
+# ---- hostile files: deep nesting, bytes that are not UTF-8, lines without end ------------------------
+
+
+def test_a_header_nested_too_deeply_is_a_recording_error(tmp_path: Path) -> None:
+    path = tmp_path / "deep.jsonl"
+    path.write_text("[" * 200_000 + "]" * 200_000 + "\n" + GOOD + "\n", encoding="utf-8")
+    with pytest.raises(RecordingError, match=r"line 1: not a recording: the first line is JSON nested too deeply"):
+        read_header(str(path))
+    for skip in (False, True):
+        with pytest.raises(RecordingError, match=r"line 1: .*nested too deeply") as info:
+            list(read_recording(str(path), skip_bad_lines=skip))
+        assert info.value.line == 1
+
+
+def test_a_byte_that_is_not_utf8_on_line_3_is_line_3_and_can_be_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.jsonl"
+    later = line(0.2, load_sample("slash_commands"))
+    path.write_bytes(
+        HEADER.encode() + b"\n" + GOOD.encode() + b"\n" + b'{"t": 1, "connection": 1, "text": "caf\xe9"}\n'
+        + later.encode() + b"\n"
+    )  # fmt: skip
+    assert read_header(str(path)).version == 1  # the header reader decodes line 1 only
+    skipped: list[RecordingError] = []
+    entries = list(read_recording(str(path), skip_bad_lines=True, on_bad_line=skipped.append))
+    assert [e.line for e in entries] == [2, 4]
+    assert [(e.line, e.problem) for e in skipped] == [
+        (3, "not UTF-8 text (invalid continuation byte at byte 38 of the line)")
+    ]
+
+
+def test_a_line_longer_than_max_line_size_is_named_and_skipped_without_being_held(tmp_path: Path) -> None:
+    long_line = line(0.15, {"type": "events_api", "envelope_id": "e1", "payload": {"pad": "x" * 5000}})
+    later = line(0.2, load_sample("slash_commands"))
+    path = write(tmp_path / "long.jsonl", HEADER, GOOD, long_line, later)
+    cap = len(long_line) - 1
+    with pytest.raises(RecordingError) as info:
+        list(read_recording(path, max_line_size=cap))
+    assert (info.value.line, info.value.problem) == (3, f"longer than max_line_size ({cap} bytes)")
+    skipped: list[RecordingError] = []
+    entries = list(read_recording(path, max_line_size=cap, skip_bad_lines=True, on_bad_line=skipped.append))
+    assert [e.line for e in entries] == [2, 4] and [e.line for e in skipped] == [3]
+    assert [e.line for e in read_recording(path, max_line_size=len(long_line))] == [2, 3, 4]  # newline not counted
+    with pytest.raises(RecordingError, match=r"line 1: longer than max_line_size \(20 bytes\)"):
+        read_header(path, max_line_size=20)
+    with pytest.raises(ValueError, match="max_line_size"):
+        read_header(path, max_line_size=0)
+
+
+def test_a_file_with_no_line_end_is_refused_at_the_default_cap(tmp_path: Path) -> None:
+    # /dev/zero: one endless line; the reader stops at MAX_LINE_SIZE instead of growing without bound
+    with pytest.raises(RecordingError) as info:
+        read_header("/dev/zero")
+    assert info.value.line == 1
+    assert info.value.problem == (
+        f"longer than max_line_size ({MAX_LINE_SIZE} bytes): "
+        "its message is larger than the client's default max_message_size (16 MiB)"
+    )
+
+
+def test_the_default_line_cap_has_room_for_the_clients_default_max_message_size() -> None:
+    default = inspect.signature(SocketModeClient).parameters["max_message_size"].default
+    assert default + 4096 == MAX_LINE_SIZE and default == 16 * 1024 * 1024
+
+
+def test_the_reader_and_the_client_apply_one_envelope_id_rule(tmp_path: Path) -> None:
+    for length in (1, MAX_ENVELOPE_ID, MAX_ENVELOPE_ID + 1):
+        message = {"type": "events_api", "envelope_id": "e" * length, "payload": {}}
+        path = write(tmp_path / f"id{length}.jsonl", HEADER, line(0.1, message))
+        client_view = parse_message(json.dumps(message))
+        if length <= MAX_ENVELOPE_ID:
+            assert isinstance(client_view, Envelope)
+            assert [e.envelope_id for e in read_recording(path)] == [message["envelope_id"]]
+        else:
+            assert isinstance(client_view, Malformed)
+            with pytest.raises(RecordingError) as info:
+                list(read_recording(path))
+            assert info.value.problem == f"the envelope's {client_view.problem}"
+
+
+def test_a_message_nested_too_deeply_is_recorded_as_text() -> None:
+    out = io.StringIO()
+    writer = RecordingWriter(out)
+    deep = "[" * 100_000 + "]" * 100_000
+    writer.write(1, deep)  # what json.loads gives up on
+    writer.write(1, '{"a":' * 990 + "1" + "}" * 990)  # what it decodes, and redaction then recurses into
+    _, first, second = out.getvalue().splitlines()
+    assert json.loads(first) == {"t": json.loads(first)["t"], "connection": 1, "text": deep}
+    assert json.loads(second)["text"].startswith('{"a":{"a":')
+    assert writer.count == 2
+
+
+class _FullDisk(io.StringIO):
+    """A file whose writes fail once ``room`` characters are taken (as a full disk does)."""
+
+    def __init__(self, room: int) -> None:
+        super().__init__()
+        self.room = room
+
+    def write(self, text: str) -> int:
+        if self.tell() + len(text) > self.room:
+            super().write(text[: self.room - self.tell()])  # a torn line, as a short write leaves
+            raise OSError(28, "No space left on device")
+        return super().write(text)
+
+
+def test_a_write_that_fails_ends_the_writer_and_says_where_the_complete_lines_end() -> None:
+    with pytest.raises(OSError, match="No space left"):
+        RecordingWriter(_FullDisk(10))
+    file = _FullDisk(600)
+    writer = RecordingWriter(file)
+    text = json.dumps({"type": "events_api", "envelope_id": "e1", "payload": {"note": "é" * 40}})
+    written = 0
+    with pytest.raises(OSError, match="No space left"):
+        for _ in range(20):
+            writer.write(1, text)
+            written += 1
+    assert writer.count == written and isinstance(writer.error, OSError)
+    writer.write(1, text)  # after the error: ignored
+    assert writer.count == written
+    complete = file.getvalue().encode("utf-8")[: writer.size]
+    assert complete.endswith(b"\n") and len(complete.splitlines()) == written + 1  # the header, then each line
+    assert len(file.getvalue().encode("utf-8")) > writer.size  # the torn line is past it

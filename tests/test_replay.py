@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from slack_socket_mode.testing.replay import ReplayProgress, replay_recording
 from slack_socket_mode.testing.samples import envelope_sample_names, load_sample
 
 from .conftest import APP_TOKEN, ClientFactory, Recorder, timeout
-from .test_cli import listen, wait_listening
+from .test_cli import command, listen, wait_listening
 
 pytest_plugins = ["pytester"]
 
@@ -115,9 +116,10 @@ def run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Py
     return pytester
 
 
-def run_cli(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def run_cli(cwd: Path, *args: str, memory: Optional[int] = None, **env: str) -> subprocess.CompletedProcess[str]:
+    """The command as a process; ``memory``: its address space limit in bytes (RLIMIT_AS)."""
     return subprocess.run(
-        [sys.executable, "-m", "slack_socket_mode", *args],
+        command(*args, limits={"RLIMIT_AS": memory} if memory is not None else None),
         cwd=cwd,
         env={**os.environ, **env},
         capture_output=True,
@@ -125,6 +127,13 @@ def run_cli(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[st
         timeout=timeout(60),
         check=False,
     )
+
+
+def one_line(stderr: str) -> str:
+    """The only line of ``stderr`` (what a CLI says about bad input: one line, never a traceback)."""
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
 
 
 def record_session(server: SocketModeServer, path: Path) -> list[str]:
@@ -492,7 +501,7 @@ def test_command_runs_a_bolt_app_factory_and_a_listener(tmp_path: Path) -> None:
     (tmp_path / "listener.py").write_text(textwrap.dedent(listener), encoding="utf-8")
     proc = run_cli(tmp_path, "replay", path, "--app", "listener:handle", "--speed", "10")
     assert proc.returncode == 0, proc.stderr
-    assert "4 errors logged by the app" in proc.stdout
+    assert "4 errors and 0 warnings logged by the app" in proc.stdout
     assert "error x2: could not save it" in proc.stdout and "RuntimeError: a bug after the ack" in proc.stdout
     assert proc.stdout.count(", 2 errors") == 2  # each envelope in the slowest list, with both of its errors
 
@@ -551,3 +560,179 @@ def test_command_explains_an_app_it_cannot_run(tmp_path: Path, app: str, message
     proc = run_cli(tmp_path, "replay", path, "--app", app)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# ---- hostile recordings and apps: one line and exit 2, never a traceback ------------------------------
+
+
+def test_a_header_nested_200000_deep_is_a_bad_recording(server: SocketModeServer, tmp_path: Path) -> None:
+    path = tmp_path / "deep.jsonl"
+    path.write_text("[" * 200_000 + "]" * 200_000 + "\n", encoding="utf-8")
+    proc = run_cli(tmp_path, "replay", str(path), "--app", "nothing:here")
+    assert proc.returncode == 2
+    assert one_line(proc.stderr) == (
+        f"slack-socket-mode replay: {path}, line 1: not a recording: the first line is JSON nested too deeply to read"
+    )
+    with pytest.raises(RecordingError, match="nested too deeply") as info:
+        server.replay(str(path), connect_timeout=0.2)
+    assert info.value.line == 1
+
+
+def test_a_byte_that_is_not_utf8_on_line_3_is_named_there_and_skipped(tmp_path: Path) -> None:
+    (tmp_path / "recorded_app.py").write_text(textwrap.dedent(APP_MODULE), encoding="utf-8")
+    good, after = envelope(), envelope()
+    path = tmp_path / "latin1.jsonl"
+    write_recording(path, [(0.0, good), (0.0, {}), (0.0, after)])
+    lines = path.read_bytes().split(b"\n")
+    lines[2] = b'{"t": 0.0, "connection": 1, "text": "caf\xe9"}'
+    path.write_bytes(b"\n".join(lines))
+    proc = run_cli(tmp_path, "replay", str(path), "--app", "recorded_app:make_client", "--quiet")
+    assert proc.returncode == 2
+    assert f"{path}, line 3: not UTF-8 text" in proc.stderr and "line 1" not in proc.stderr
+    seen = tmp_path / "seen.jsonl"
+    proc = run_cli(
+        tmp_path, "replay", str(path), "--app", "recorded_app:make_client", "--skip-bad-lines", "--json",
+        SEEN_FILE=str(seen),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["acked"] == 2
+    assert f"skipped {path}, line 3: not UTF-8 text" in proc.stderr
+
+
+def test_a_file_with_no_line_end_is_refused_in_bounded_memory(tmp_path: Path) -> None:
+    # /dev/zero is one endless line: the reader stops at the cap instead of growing without bound
+    proc = run_cli(tmp_path, "replay", "/dev/zero", "--app", "nothing:here", memory=1 << 30)
+    assert proc.returncode == 2
+    assert one_line(proc.stderr) == (
+        "slack-socket-mode replay: /dev/zero, line 1: longer than max_line_size (16781312 bytes): "
+        "its message is larger than the client's default max_message_size (16 MiB)"
+    )
+
+
+def test_a_line_over_max_line_size_is_named_with_the_cap_and_can_be_skipped(
+    server: SocketModeServer, make_client: ClientFactory, tmp_path: Path
+) -> None:
+    (tmp_path / "recorded_app.py").write_text(textwrap.dedent(APP_MODULE), encoding="utf-8")
+    good, after = envelope(), envelope()
+    large = envelope()
+    large["payload"]["event"]["text"] = "x" * 5000
+    path = write_recording(tmp_path / "r.jsonl", [(0.0, good), (0.0, large), (0.0, after)])
+    seen = tmp_path / "seen.jsonl"
+    proc = run_cli(
+        tmp_path, "replay", path, "--app", "recorded_app:make_client", "--quiet", "--max-line-size", "4096",
+        SEEN_FILE=str(seen),
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert f"{path}, line 3: longer than max_line_size (4096 bytes); nothing after it was replayed" in proc.stderr
+    assert [json.loads(x)["envelope_id"] for x in seen.read_text().splitlines()] == [good["envelope_id"]]
+    proc = run_cli(
+        tmp_path, "replay", path, "--app", "recorded_app:make_client", "--json", "--max-line-size", "4096",
+        "--skip-bad-lines", SEEN_FILE=str(seen),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["skipped_lines"] == [f"{path}, line 3: longer than max_line_size (4096 bytes)"]
+    for bad in ("0", "-5", "lots"):
+        proc = run_cli(tmp_path, "replay", path, "--app", "x:y", "--max-line-size", bad)
+        assert proc.returncode == 2 and "--max-line-size" in proc.stderr
+
+    client = make_client()
+    client.socket_mode_request_listeners.append(Recorder())
+    client.connect()
+    with pytest.raises(RecordingError, match=r"line 3: longer than max_line_size \(4096 bytes\)"):
+        server.replay(path, speed=None, max_line_size=4096)
+    assert len(server.replay(path, speed=None).envelopes) == 3  # the default cap takes it
+
+
+def test_an_envelope_id_the_client_would_drop_is_a_bad_line(
+    server: SocketModeServer, make_client: ClientFactory, tmp_path: Path
+) -> None:
+    good = envelope()
+    path = write_recording(tmp_path / "r.jsonl", [(0.0, good), (0.0, envelope(envelope_id="e" * 257))])
+    client = make_client()
+    client.socket_mode_request_listeners.append(Recorder())
+    client.connect()
+    with pytest.raises(RecordingError, match=r"line 3: the envelope's envelope_id is not a string of 1 to 256"):
+        server.replay(path, speed=None)
+    assert server.envelope(good["envelope_id"]).acks
+
+
+@pytest.mark.parametrize(
+    ("module", "app", "message"),
+    [
+        (
+            f"raise SystemExit('set SLACK_BOT_TOKEN, not {APP_TOKEN}')",
+            "exits:app",
+            "cannot run exits:app: importing exits raised SystemExit('set SLACK_BOT_TOKEN, not xapp-***')",
+        ),
+        ("import sys\nsys.exit(3)", "exits:app", "cannot run exits:app: importing exits raised SystemExit(3)"),
+        (
+            f"def make(app_token):\n    raise SystemExit('{APP_TOKEN} is refused')",
+            "exits:make",
+            "cannot run exits:make: the factory exits:make raised SystemExit('xapp-*** is refused')",
+        ),
+        (
+            f"raise RuntimeError('cannot start with {APP_TOKEN}')",
+            "exits:app",
+            "cannot run exits:app: importing exits raised RuntimeError: cannot start with xapp-***",
+        ),
+    ],
+)
+def test_an_app_that_exits_or_raises_is_one_redacted_line_and_exit_2(
+    tmp_path: Path, module: str, app: str, message: str
+) -> None:
+    (tmp_path / "exits.py").write_text(module + "\n", encoding="utf-8")
+    path = write_recording(tmp_path / "r.jsonl", [(0.0, envelope())])
+    proc = run_cli(tmp_path, "replay", path, "--app", app, "--quiet")
+    assert proc.returncode == 2
+    assert one_line(proc.stderr) == f"slack-socket-mode replay: {message}"
+    assert APP_TOKEN not in proc.stderr + proc.stdout
+
+
+BOLT_NO_ACK = """
+from slack_bolt import App
+
+def create_app(client):
+    app = App(client=client, token_verification_enabled=False, signing_secret="unused")
+
+    @app.command("/hello-socket-mode")
+    def forgets_to_ack(body):
+        pass
+
+    @app.event("message")
+    def on_message(event):  # Bolt acks events itself
+        pass
+
+    return app
+"""
+
+
+def test_the_report_counts_the_warnings_the_app_logged(tmp_path: Path) -> None:
+    (tmp_path / "no_ack.py").write_text(textwrap.dedent(BOLT_NO_ACK), encoding="utf-8")
+    slash, message = envelope("slash_commands"), envelope("events_api_message")
+    path = write_recording(tmp_path / "r.jsonl", [(0.0, slash), (0.0, message)])
+    args = ["replay", path, "--app", "no_ack:create_app", "--quiet", "--speed", "max"]
+    # both at once: each waits out Slack's redeliveries of the command that is never acked (12 s)
+    text, as_json = (
+        subprocess.Popen(command(*argv), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for argv in (args, [*args, "--json"])
+    )
+    try:
+        out, err = text.communicate(timeout=timeout(60))
+        json_out, _ = as_json.communicate(timeout=timeout(60))
+    finally:
+        for proc in (text, as_json):
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert text.returncode == 1, err  # the command was never acked
+    summary = re.search(r"; 0 errors and (\d+) warnings logged by the app\n", out)
+    assert summary is not None and int(summary.group(1)) >= 1, out
+    assert "  warning x1: forgets_to_ack didn't call ack()\n" in out
+    (slowest,) = [line for line in out.split("slowest:\n")[1].splitlines() if slash["envelope_id"] in line]
+    assert re.search(r"never acked, 3 redeliveries, \d+ warnings$", slowest), slowest
+
+    report = json.loads(json_out)
+    assert report["warnings"] >= 1 and report["warning_messages"]["forgets_to_ack didn't call ack()"] == 1
+    per_envelope = {e["envelope_id"]: e for e in report["per_envelope"]}
+    assert per_envelope[slash["envelope_id"]]["warnings"] >= 1
+    assert per_envelope[message["envelope_id"]]["warnings"] == 0

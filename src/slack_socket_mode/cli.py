@@ -7,7 +7,9 @@ import importlib.util
 import math
 import os
 import sys
-from typing import Optional
+from typing import Callable, Optional
+
+from .recording import MAX_LINE_SIZE
 
 __all__ = ["main"]
 
@@ -23,6 +25,21 @@ def _speed(text: str) -> Optional[float]:
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError("must be a positive number, or 'max'")
     return value
+
+
+def _integer(least: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least ``least``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least} (got {value})")
+        return value
+
+    return parse
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -50,7 +67,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         help="ask Slack for short-lived connections (debug_reconnects=true) to watch rotations",
     )
     listen.add_argument("--api-url", help="another Web API base URL, e.g. a local server's (default: Slack's)")
-    listen.add_argument("--count", type=int, help="exit after this many envelopes")
+    listen.add_argument("--count", type=_integer(1), metavar="N", help="exit after N envelopes (N >= 1)")
     listen.add_argument(
         "--record",
         metavar="FILE",
@@ -83,7 +100,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     replay.add_argument(
         "--skip-bad-lines", action="store_true", help="skip a bad line of the recording instead of stopping there"
     )
-    replay.add_argument("--slowest", type=int, default=5, metavar="N", help="list the N slowest envelopes (5)")
+    replay.add_argument(
+        "--slowest", type=_integer(0), default=5, metavar="N", help="list the N slowest envelopes (5; 0: none)"
+    )
+    replay.add_argument(
+        "--max-line-size",
+        type=_integer(1),
+        default=MAX_LINE_SIZE,
+        metavar="BYTES",
+        help=f"a longer line of the recording is a bad line ({MAX_LINE_SIZE}: a 16 MiB message and its fields)",
+    )
     args = parser.parse_args(argv)
     if args.command in ("demo", "replay") and importlib.util.find_spec("websockets") is None:
         print(
@@ -102,6 +128,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             as_json=args.json,
             quiet=args.quiet,
             skip_bad_lines=args.skip_bad_lines,
+            max_line_size=args.max_line_size,
             slowest=args.slowest,
         )
     if args.command == "listen":

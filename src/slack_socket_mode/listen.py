@@ -7,6 +7,10 @@ With ``--record FILE`` it also writes every message of the session (``hello``, e
 ``disconnect``) to a recording (:mod:`slack_socket_mode.recording`), secrets redacted, for
 ``slack-socket-mode replay`` and :meth:`SocketModeServer.replay
 <slack_socket_mode.testing.SocketModeServer.replay>`.
+
+Standard error carries lines starting with ``#``: connection changes, and the client's log at
+WARNING and above (each failed attempt to connect, once). What ends the command is said once,
+in one line starting ``slack-socket-mode listen:``, never as a traceback.
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web import WebClient
 
 from .client import SocketModeClient
-from .errors import SocketModeError
+from .errors import FatalError, SocketModeError
 from .lifecycle import ClientState, Transition
 from .recording import RecordingWriter
+from .redaction import redact
 from .stopping import StopWaiter
 
 __all__ = ["describe", "run_listen"]
@@ -70,30 +75,70 @@ def run_listen(
     written to that file as a recording (see :mod:`slack_socket_mode.recording`), redacted
     unless ``redact_recording`` is false.
 
-    Exit status: 0 on Ctrl-C or after ``count`` envelopes, 1 on a fatal error
-    (bad token, Socket Mode disabled), 2 when ``SLACK_APP_TOKEN`` is missing or the
-    recording cannot be created.
+    Exit status: 0 on Ctrl-C or after ``count`` envelopes; 1 on a fatal error (a refused
+    token, Socket Mode disabled, no ``hello``); 2 when ``SLACK_APP_TOKEN`` is missing, an
+    option is invalid (a malformed ``api_url``), or the recording cannot be created or
+    written. A write that fails (a full disk) ends the command; the recording keeps every
+    complete line written before it (a line cut short is truncated away).
     """
+    name = "slack-socket-mode listen"
     token = os.environ.get("SLACK_APP_TOKEN")
     if not token:
-        print("slack-socket-mode listen: set SLACK_APP_TOKEN to an app-level token (xapp-...)", file=err)
+        print(f"{name}: set SLACK_APP_TOKEN to an app-level token (xapp-...)", file=err)
         return 2
-    recording: Optional[TextIO] = None
-    writer: Optional[RecordingWriter] = None
-    if record is not None:
-        try:
-            recording = open(record, "w", encoding="utf-8")  # noqa: SIM115 - closed after the client
-        except OSError as e:
-            print(f"slack-socket-mode listen: cannot write the recording {record}: {e.strerror}", file=err)
-            return 2
-        writer = RecordingWriter(recording, redact_secrets=redact_recording, recorder=_recorder_name())
+    if record is None:
+        return _listen(token, None, as_json, ack, debug_reconnects, api_url, count, out, err)
     try:
-        return _listen(token, writer, as_json, ack, debug_reconnects, api_url, count, out, err)
+        recording = open(record, "w", encoding="utf-8")  # noqa: SIM115 - closed after the client
+    except OSError as e:
+        print(f"{name}: cannot write the recording {record}: {_strerror(e)}", file=err)
+        return 2
+    try:
+        writer = RecordingWriter(recording, redact_secrets=redact_recording, recorder=_recorder_name())
+    except OSError as e:  # the header could not be written (a full disk)
+        _close_quietly(recording)
+        _truncate(record, 0)
+        print(f"{name}: cannot write the recording {record}: {_strerror(e)}", file=err)
+        return 2
+    try:
+        status = _listen(token, writer, as_json, ack, debug_reconnects, api_url, count, out, err)
     finally:
-        if writer is not None and recording is not None:
-            writer.close()
-            recording.close()
-            print(f"# recorded {writer.count} message(s) to {record}", file=err)
+        writer.close()
+        failed = _close_quietly(recording)
+        error = writer.error or failed
+        if error is not None:
+            _truncate(record, writer.size)  # the complete lines stay; a line cut short goes
+    if error is not None:
+        print(
+            f"{name}: cannot write the recording {record}: {_strerror(error)}; "
+            f"it keeps the {writer.count} message(s) recorded before",
+            file=err,
+        )
+        return 2
+    print(f"# recorded {writer.count} message(s) to {record}", file=err)
+    return status
+
+
+def _strerror(error: OSError) -> str:
+    return error.strerror or str(error)
+
+
+def _close_quietly(file: TextIO) -> Optional[OSError]:
+    """Close ``file``; the error if its last flush failed (the file is closed all the same)."""
+    try:
+        file.close()
+    except OSError as e:
+        return e
+    return None
+
+
+def _truncate(path: str, size: int) -> None:
+    """Cut the file at ``path`` to ``size`` bytes, if it is a file that can be cut (not /dev/full)."""
+    try:
+        if os.path.isfile(path) and os.path.getsize(path) > size:
+            os.truncate(path, size)
+    except OSError:
+        pass
 
 
 def _listen(
@@ -107,6 +152,7 @@ def _listen(
     out: TextIO,
     err: TextIO,
 ) -> int:
+    name = "slack-socket-mode listen"
     web_client = WebClient(base_url=api_url) if api_url else WebClient()
     seen = 0
     # Ctrl-C, --count or a fatal error ends it; a signal that lands as the wait begins is not lost
@@ -130,6 +176,8 @@ def _listen(
                 done.stop()
 
     failure: list[str] = []  # why the client failed, if it did
+    fatal: list[str] = []  # the fatal error, in its own words (the final line says it, once)
+    write_error: list[OSError] = []  # the recording could not be written: stop
 
     def on_transition(t: Transition) -> None:
         if t.connection_id is None and t.new in (ClientState.CONNECTED, ClientState.RECONNECTING):
@@ -148,20 +196,32 @@ def _listen(
             debug_reconnects=debug_reconnects,
             lifecycle_listeners=[on_transition],
         )
-        if writer is not None:
-            client.message_tap = _recorder(writer, client.logger)
-    except SocketModeError as e:
+    except SocketModeError as e:  # a ConfigurationError: said once, never retried
         done.close()
-        print(f"slack-socket-mode listen: {e}", file=err)
+        print(f"{name}: {e}", file=err)
         return 2
+    if writer is not None:
+
+        def write_failed(error: OSError) -> None:
+            write_error.append(error)
+            done.stop()
+
+        client.message_tap = _recorder(writer, write_failed)
     client.socket_mode_request_listeners.append(on_request)
-    client.on_error_listeners.append(lambda e: say(err, f"# error: {e}"))
+
+    def on_error(error: Exception) -> None:  # each failed attempt is in the log: only the fatal one is kept
+        if isinstance(error, FatalError):
+            fatal.append(str(error))
+
+    client.on_error_listeners.append(on_error)
+    log_lines = _LogLines(lambda line: say(err, line))
+    client.logger.addHandler(log_lines)
 
     def connect() -> None:
         try:
             client.connect(timeout=30)
         except SocketModeError as e:
-            if not client.closed:  # close() on Ctrl-C interrupts connect(): that is not a failure
+            if not client.closed or isinstance(e, FatalError):  # close() on Ctrl-C interrupts connect()
                 failure.append(str(e))
             done.stop()
             return
@@ -174,15 +234,45 @@ def _listen(
 
     # connect() on its own thread, so that Ctrl-C stops it even while it is still connecting
     connecting = threading.Thread(target=connect, name="slack_socket_mode-listen-connect", daemon=True)
-    with done:
-        connecting.start()
-        done.wait()
-    client.close()
-    connecting.join(5.0)
-    if failure:
-        print(f"slack-socket-mode listen: {failure[0]}", file=err)
+    try:
+        with done:
+            connecting.start()
+            done.wait()
+        client.close()  # joins the client's threads: every listener call has returned
+        connecting.join(5.0)
+    finally:
+        client.logger.removeHandler(log_lines)
+    if write_error:
+        return 2  # run_listen says why, with what the recording keeps
+    if fatal or failure:
+        print(f"{name}: {(fatal or failure)[0]}", file=err)
         return 1
     return 1 if client.state is ClientState.FAILED else 0
+
+
+class _LogLines(logging.Handler):
+    """The client's log at WARNING and above, as ``#`` lines (redacted, no traceback).
+
+    Records that carry a :class:`~slack_socket_mode.errors.FatalError` (the client logs one per
+    connection and once as it stops) are left out: the command's last line says it, once.
+    """
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        super().__init__(logging.WARNING)
+        self._say = say
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if any(isinstance(arg, FatalError) for arg in args):
+            return
+        try:
+            message = record.getMessage()
+        except Exception:
+            message = str(record.msg)
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            message = f"{message}: {type(error).__name__}: {error}"
+        self._say("# " + redact(message).replace("\n", " "))
 
 
 def request_dict(request: SocketModeRequest) -> dict[str, Any]:
@@ -197,18 +287,19 @@ def request_dict(request: SocketModeRequest) -> dict[str, Any]:
     }
 
 
-def _recorder(writer: RecordingWriter, logger: logging.Logger) -> Callable[[int, str], None]:
+def _recorder(writer: RecordingWriter, failed: Callable[[OSError], None]) -> Callable[[int, str], None]:
     """The client's ``message_tap`` for ``--record``: each text message, with its connection's number.
 
     The tap sees every text message before the client acts on it (a ``disconnect`` is recorded
-    before the rotation it starts); the public ``on_message_listeners`` carry no connection.
+    before the rotation it starts); the public ``on_message_listeners`` carry no connection. A
+    write that fails (a full disk) ends the writer and is passed to ``failed``, once.
     """
 
     def record(connection_id: int, text: str) -> None:
         try:
             writer.write(connection_id, text)
-        except OSError as e:  # a full disk: say so, keep listening
-            logger.error("could not record a message: %s", e)
+        except OSError as e:
+            failed(e)
 
     return record
 

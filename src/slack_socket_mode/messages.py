@@ -28,7 +28,9 @@ __all__ = [
     "Hello",
     "Malformed",
     "Message",
+    "MAX_ENVELOPE_ID",
     "Other",
+    "envelope_id_problem",
     "parse_message",
     "plain_ack",
 ]
@@ -107,8 +109,9 @@ class Malformed(NamedTuple):
     problem: str
 
 
-#: Slack's envelope ids are UUID-like (36 characters); a longer one is not echoed or kept.
-_MAX_ENVELOPE_ID = 256
+#: The longest ``envelope_id`` the client takes, in characters. Slack's are UUID-like (36
+#: characters); an envelope with a longer one is :class:`Malformed` (not echoed or kept).
+MAX_ENVELOPE_ID = 256
 #: Values of ``approximate_connection_time`` above this (a year) are ignored.
 _MAX_SECONDS = 365 * 24 * 3600
 
@@ -116,6 +119,18 @@ _MAX_SECONDS = 365 * 24 * 3600
 _MAX_REASON = 100
 
 Message = Union[Hello, Disconnect, Envelope, Other, Malformed]
+
+
+def envelope_id_problem(envelope_id: object) -> Optional[str]:
+    """Why ``envelope_id`` is not one the client takes (a non-empty str of at most
+    :data:`MAX_ENVELOPE_ID` characters), or ``None`` if it is. The value is never echoed.
+
+    The one rule: :func:`classify` applies it to every envelope, and the recording reader
+    (:func:`slack_socket_mode.recording.read_recording`) to every recorded one. Pure and thread-safe.
+    """
+    if isinstance(envelope_id, str) and 0 < len(envelope_id) <= MAX_ENVELOPE_ID:
+        return None
+    return f"envelope_id is not a string of 1 to {MAX_ENVELOPE_ID} characters"
 
 
 def parse_message(text: str) -> Message:
@@ -136,8 +151,9 @@ def classify(body: dict[str, Any]) -> Message:
         kind = None
     envelope_id = body.get("envelope_id")
     if envelope_id is not None:
-        if not isinstance(envelope_id, str) or not envelope_id or len(envelope_id) > _MAX_ENVELOPE_ID:
-            return Malformed(f"envelope_id is not a string of 1 to {_MAX_ENVELOPE_ID} characters")
+        problem = envelope_id_problem(envelope_id)
+        if problem is not None:
+            return Malformed(problem)
         if kind is None:
             return Malformed(f"envelope {redact(envelope_id)} has no type")
         payload = body.get("payload")

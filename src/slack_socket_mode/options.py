@@ -1,7 +1,9 @@
 """The constructor's options, checked: :func:`check_options` makes a frozen :class:`ClientOptions`.
 
 Every rule about what :class:`~slack_socket_mode.SocketModeClient` accepts lives here: the app-level
-token's shape (never echoed in the error), the ranges of the numeric options, the proxy settings
+token's shape (never echoed in the error), the ranges of the numeric options, the Web API base URL
+(``http://`` or ``https://`` with a host: at any other ``apps.connections.open`` can never
+succeed, so it is refused, not retried like an outage), the proxy settings
 (``proxy=`` or websocket-client's ``http_proxy_*``), the TLS context (the ``WebClient``'s when none is
 given, as slack_sdk does), and the ``WebClient`` the client builds when the app passes none. No
 threads, no sockets: a bad option raises :class:`~slack_socket_mode.errors.ConfigurationError`
@@ -16,13 +18,14 @@ import math
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional, Union
+from urllib.parse import urlsplit
 
 from slack_sdk.web import WebClient
 
 from .errors import ConfigurationError
 from .liveness import Liveness
 from .policy import Backoff, ReconnectPolicy
-from .redaction import Hidden, RedactingFilter, Secret
+from .redaction import Hidden, RedactingFilter, Secret, redact
 
 if TYPE_CHECKING:
     from .proxies import ProxySettings  # imported when a proxy is configured: most apps have none
@@ -127,7 +130,8 @@ def check_options(
     ``tests/test_structure.py`` checks that the two signatures agree.
 
     Raises:
-        ConfigurationError: an invalid option or an app token that is not ``xapp-…``.
+        ConfigurationError: an invalid option, an app token that is not ``xapp-…``, or a Web API
+            base URL (``base_url``, or the ``web_client``'s) that is not ``http(s)://`` with a host.
     """
     if isinstance(app_token, str):
         app_token = app_token.strip()  # a token read from a file or a Kubernetes secret keeps its newline
@@ -180,6 +184,7 @@ def check_options(
         )
     elif base_url is not None:
         raise ConfigurationError("pass base_url or web_client, not both (set base_url on your WebClient)")
+    _check_api_url(getattr(web_client, "base_url", None))
     try:
         liveness = Liveness(ping_interval, ping_timeout, receive_timeout)
     except ValueError as e:
@@ -218,6 +223,31 @@ def check_options(
 #: The constructor's parameters that :func:`check_options` takes, by name (all but ``logger``, which it
 #: gets already chosen); the others (the listener lists) stay on the client as they are.
 OPTION_NAMES = frozenset(inspect.signature(check_options).parameters) - {"logger"}
+
+
+def _check_api_url(url: object) -> None:
+    """Refuse a Web API base URL that cannot be called: a permanent misconfiguration, not an outage.
+
+    A WebClient-like object without a ``base_url`` str is left alone. The URL is echoed redacted.
+    """
+    if not isinstance(url, str):
+        return
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number in 0..65535
+    except ValueError:
+        problem = "does not parse"
+    else:
+        if parts.scheme not in ("http", "https"):
+            problem = f"has the scheme {parts.scheme!r}" if parts.scheme else "has no scheme"
+        elif not parts.hostname:
+            problem = "has no host"
+        else:
+            return
+    raise ConfigurationError(
+        f"the Web API base_url must be an http:// or https:// URL with a host, such as {WebClient.BASE_URL}; "
+        f"{redact(url)[:200]!r} {problem}"
+    )
 
 
 def _token_kind(token: object) -> str:

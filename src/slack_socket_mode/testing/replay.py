@@ -45,7 +45,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from ..recording import RecordedMessage, RecordingError, read_header, read_recording
+from ..recording import MAX_LINE_SIZE, RecordedMessage, RecordingError, read_header, read_recording
 
 if TYPE_CHECKING:
     from ._connection import ServerConnection
@@ -236,6 +236,7 @@ class _Replay:
         connect_timeout: float,
         settle_timeout: float,
         skip_bad_lines: bool,
+        max_line_size: int,
         progress: Optional[Callable[[ReplayProgress], None]],
         cancel: threading.Event,
     ) -> None:
@@ -243,6 +244,7 @@ class _Replay:
         self.path = path
         self.speed = speed
         self.skip_bad_lines = skip_bad_lines
+        self.max_line_size = max_line_size
         self.connect_timeout = connect_timeout
         self.settle_timeout = settle_timeout
         self.progress = progress
@@ -263,7 +265,7 @@ class _Replay:
     # ---- pushing ---------------------------------------------------------------------------
 
     def run(self) -> ReplayReport:
-        read_header(self.path)  # a bad header fails before the app sees anything
+        read_header(self.path, max_line_size=self.max_line_size)  # a bad header fails before the app sees anything
         try:
             self.server.wait_for_connections(1, timeout=self.connect_timeout)
         except TimeoutError:
@@ -289,7 +291,12 @@ class _Replay:
         return report
 
     def entries(self) -> Iterator[RecordedMessage]:
-        return read_recording(self.path, skip_bad_lines=self.skip_bad_lines, on_bad_line=self.skipped.append)
+        return read_recording(
+            self.path,
+            skip_bad_lines=self.skip_bad_lines,
+            on_bad_line=self.skipped.append,
+            max_line_size=self.max_line_size,
+        )
 
     def pace(self, entry: RecordedMessage) -> None:
         """Wait until the entry is due (recorded pace divided by speed, from the first message)."""
@@ -487,6 +494,7 @@ def replay_recording(
     *,
     speed: Optional[float] = 1.0,
     skip_bad_lines: bool = False,
+    max_line_size: int = MAX_LINE_SIZE,
     connect_timeout: float = 10.0,
     settle_timeout: Optional[float] = None,
     progress: Optional[Callable[[ReplayProgress], None]] = None,
@@ -501,6 +509,9 @@ def replay_recording(
             pushes as fast as the socket takes them.
         skip_bad_lines: skip a bad line (listed in :attr:`ReplayReport.skipped_lines`) instead
             of stopping there.
+        max_line_size: bytes; a longer line of the recording is a bad line, read no further
+            (default :data:`~slack_socket_mode.recording.MAX_LINE_SIZE`, room for a message as
+            large as the client's default ``max_message_size``).
         connect_timeout: seconds to wait for the app to have a live connection, at the start and
             whenever it has none (during a rotation).
         settle_timeout: seconds to wait, after the last push, for the acks still missing; default
@@ -519,7 +530,7 @@ def replay_recording(
         OSError: the recording cannot be read.
         TimeoutError: the app had no live connection within ``connect_timeout`` (at the start,
             or after it lost its last one).
-        ValueError: ``speed`` is not positive (or ``None``).
+        ValueError: ``speed`` is not positive (or ``None``), or ``max_line_size`` is not a positive int.
         RuntimeError: the server is not running.
     """
     if speed is not None and not (speed > 0 and math.isfinite(speed)):
@@ -533,6 +544,7 @@ def replay_recording(
         connect_timeout,
         settle_timeout,
         skip_bad_lines,
+        max_line_size,
         progress,
         cancel if cancel is not None else threading.Event(),
     ).run()

@@ -63,6 +63,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
+from ..recording import MAX_LINE_SIZE
 from ._api_fake import WebApiFake
 from ._connection import CLOSE_TIMEOUT, ConnectionHooks, ServerConnection
 from ._delivery import Deliverer
@@ -432,14 +433,22 @@ class SocketModeServer(ServerQueries, ServerSending, ServerFaults):
     # -- replay --------------------------------------------------------------------------
 
     def replay(
-        self, path: str, *, speed: float | None = 1.0, skip_bad_lines: bool = False, connect_timeout: float = 10.0
+        self,
+        path: str,
+        *,
+        speed: float | None = 1.0,
+        skip_bad_lines: bool = False,
+        connect_timeout: float = 10.0,
+        max_line_size: int = MAX_LINE_SIZE,
     ) -> ReplayReport:
         """Replay a recording (``slack-socket-mode listen --record``) to the connected app.
 
         Pushes the recording's envelopes in order at the recorded pace divided by ``speed``
         (``None``: as fast as the socket takes them), sends a ``disconnect`` where the
         recording had one, redelivers by this server's rules, waits for the acks (as long as
-        redeliveries go on) and reports. See :mod:`slack_socket_mode.testing.replay`.
+        redeliveries go on) and reports. A line longer than ``max_line_size`` bytes (default
+        :data:`~slack_socket_mode.recording.MAX_LINE_SIZE`) is a bad line. See
+        :mod:`slack_socket_mode.testing.replay`.
 
         Returns:
             A :class:`~slack_socket_mode.testing.replay.ReplayReport`: per envelope delivered,
@@ -449,7 +458,7 @@ class SocketModeServer(ServerQueries, ServerSending, ServerFaults):
             RecordingError: a bad header, or a bad line (without ``skip_bad_lines``): nothing after
                 it was pushed. See :class:`~slack_socket_mode.recording.RecordingError`.
             TimeoutError: the app had no live connection within ``connect_timeout`` seconds.
-            ValueError: ``speed`` is not positive or ``None``.
+            ValueError: ``speed`` is not positive or ``None``, or ``max_line_size`` is not a positive int.
             OSError: the recording cannot be read.
         """
         from .replay import ACK_DEADLINE, replay_recording  # noqa: PLC0415 - loaded by the first replay
@@ -460,6 +469,7 @@ class SocketModeServer(ServerQueries, ServerSending, ServerFaults):
             path,
             speed=speed,
             skip_bad_lines=skip_bad_lines,
+            max_line_size=max_line_size,
             connect_timeout=connect_timeout,
             settle_timeout=delay * (self._max_retries + 1) if delay is not None else ACK_DEADLINE,
         )
