@@ -110,9 +110,9 @@ def test_a_replica_paused_past_its_lease_reports_every_lost_lease_and_leaves_the
     tmp_path: Path,
 ) -> None:
     """Replica A is stopped (SIGSTOP: a VM pause, a long GC) for 4.5 s, over its 2 s lease, while 8
-    slow listeners run: Slack redelivers them 3 s in, and those that reach B run there (the pause is
-    longer than the lease: not guaranteed). When A goes on, it logs and counts every lost lease, and
-    its done records do not replace B's claims: B keeps its leases and records them done itself."""
+    slow listeners (5 s) run: Slack redelivers them 3 s in, and those that reach B run there (the
+    pause is longer than the lease: not guaranteed). When A goes on, it logs and counts every lost
+    lease, and its done records do not replace B's claims: B keeps its leases and records them done."""
     with SocketModeServer(redelivery_delay=3.0) as slack:  # redeliveries go round the connections in turn
         app = App(slack)
         try:
@@ -122,11 +122,12 @@ def test_a_replica_paused_past_its_lease_reports_every_lost_lease_and_leaves_the
             b = app.start(connections=1, extra=["--stats"], logs=True)
             b.expect("ready")
             slack.wait_for_connections(2, timeout(10))
-            envelopes = [slack.make_envelope("events_api", {"event_id": f"Ev0P{n}", "work": 3.0}) for n in range(8)]
+            envelopes = [slack.make_envelope("events_api", {"event_id": f"Ev0P{n}", "work": 5.0}) for n in range(8)]
             ids = slack.push_many(envelopes, connection=to_a)
             base = f"slack_socket_mode:{app.namespace}:envelope:"
             until(lambda: all((app.redis.get(base + eid) or "").startswith("c:") for eid in ids), 5, "A's claims")
             a.process.send_signal(signal.SIGSTOP)
+            assert app.completions() == {}, "A's listeners (5 s each) ended before the pause"
             time.sleep(4.5)  # the pause is what is under test: past the lease (2 s) and the redelivery (3 s)
             a.process.send_signal(signal.SIGCONT)
             slack.wait_for_acks(envelope_ids=ids, timeout=timeout(20))

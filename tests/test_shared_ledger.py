@@ -72,8 +72,9 @@ class LogWaiter(logging.Handler):
 class Gated:
     """A request listener that records each run, waits for its gate, then acks (with a payload if allowed)."""
 
-    def __init__(self, payload: dict[str, Any] | None = None) -> None:
+    def __init__(self, payload: dict[str, Any] | None = None, *, hold: float = 10.0) -> None:
         self.payload = payload
+        self.hold = hold  # seconds (scaled) a run waits for the gate at most
         self.gate = threading.Event()
         self.gate.set()
         self.runs: list[str] = []
@@ -83,7 +84,7 @@ class Gated:
         with self.cond:
             self.runs.append(request.envelope_id)
             self.cond.notify_all()
-        self.gate.wait(timeout(10))
+        self.gate.wait(timeout(self.hold))
         body: dict[str, Any] = {"envelope_id": request.envelope_id}
         if self.payload is not None and request.accepts_response_payload:
             body["payload"] = self.payload
@@ -443,7 +444,7 @@ def test_a_hundred_claims_behind_a_20_ms_round_trip_keep_their_leases(
     client = SocketModeClient(
         APP_TOKEN, logger=log.logger, web_client=WebClient(base_url=server.api_url), dedupe=store, concurrency=100
     )
-    listener = Gated()
+    listener = Gated(hold=60)
     listener.gate.clear()
     client.socket_mode_request_listeners.append(listener)
     try:
