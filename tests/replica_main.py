@@ -4,12 +4,14 @@ It connects a SocketModeClient with a RedisLedger to the local server. Its reque
 works for the payload's ``work`` seconds (if any), records each completion in a Redis hash
 (``HINCRBY <completions> <envelope_id> 1``: the listener's side effect) and then acks. It
 prints ``ready`` once connected, and on SIGTERM closes the client (``close(timeout)``, as a
-Kubernetes pod does in its grace period) and prints ``closed``. SIGKILL is the crash.
+Kubernetes pod does in its grace period), prints ``stats <json>`` (with ``--stats``: the
+client's ``stats()``) and ``closed``. SIGKILL is the crash; SIGSTOP and SIGCONT, a pause.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
@@ -38,11 +40,13 @@ def main() -> int:
     parser.add_argument("--local-ledger", action="store_true", help="dedupe with the local ledger only")
     parser.add_argument("--reconnect-cap", type=float, help="seconds: the cap of the reconnect backoff")
     parser.add_argument("--allow-insecure-urls", action="store_true", help="ws:// beyond loopback (netns hosts)")
+    parser.add_argument("--lease", type=float, default=2.0, help="seconds: the RedisLedger's lease")
+    parser.add_argument("--stats", action="store_true", help="print 'stats <json>' after close(), before 'closed'")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="replica %(levelname)s %(message)s")
 
     effects: Any = redis.Redis.from_url(args.redis_url, socket_timeout=5)
-    store = RedisLedger(args.redis_url, namespace=args.namespace)
+    store = RedisLedger(args.redis_url, namespace=args.namespace, lease=args.lease)
     client = SocketModeClient(
         APP_TOKEN,
         web_client=WebClient(base_url=args.api_url),
@@ -66,6 +70,8 @@ def main() -> int:
         waiter.wait()
     client.close(timeout=5)
     store.close()
+    if args.stats:
+        print("stats " + json.dumps(client.stats()._asdict()), flush=True)
     print("closed", flush=True)
     return 0
 

@@ -205,6 +205,7 @@ def test_secrets_are_redacted() -> None:
     assert secret.reveal() == token
     text = f"token={token} bot=xoxb-1-2-3 proxy=http://user:pa55@proxy:3128/"
     assert redact(text) == "token=xapp-*** bot=xoxb-*** proxy=http://***@proxy:3128/"
+    assert redact("redis://:pa55@redis:6379/0") == "redis://***@redis:6379/0"  # no user, a password
 
 
 def test_records_are_equal_only_to_their_own_kind() -> None:

@@ -8,12 +8,14 @@ listeners count completions in a Redis hash (tests/replica_main.py).
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 from slack_sdk.web import WebClient
@@ -41,8 +43,10 @@ class App:
         self.redis: Any = redis.Redis.from_url(self.url, decode_responses=True)
         self.replicas: list[Replica] = []
 
-    def start(self, connections: int) -> Replica:
-        replica = Replica(self.server.api_url, self.url, self.namespace, self.completions_key, connections)
+    def start(self, connections: int, *, extra: Sequence[str] = (), logs: bool = False) -> Replica:
+        replica = Replica(
+            self.server.api_url, self.url, self.namespace, self.completions_key, connections, extra=extra, logs=logs
+        )
         self.replicas.append(replica)
         return replica
 
@@ -100,6 +104,67 @@ def test_a_replica_killed_mid_run_loses_nothing_and_runs_nothing_twice(slack: So
     redelivered = [eid for eid in ids if len(slack.envelope(eid).deliveries) > 1]
     assert len(twice) <= len(redelivered)
     print(f"600 envelopes, {len(redelivered)} redelivered, {len(twice)} completed twice")
+
+
+def test_a_replica_paused_past_its_lease_reports_every_lost_lease_and_leaves_the_other_replicas_claims(
+    tmp_path: Path,
+) -> None:
+    """Replica A is stopped (SIGSTOP: a VM pause, a long GC) for 4.5 s, over its 2 s lease, while 8
+    slow listeners (5 s) run: Slack redelivers them 3 s in, and those that reach B run there (the
+    pause is longer than the lease: not guaranteed). When A goes on, it logs and counts every lost
+    lease, and its done records do not replace B's claims: B keeps its leases and records them done."""
+    with SocketModeServer(redelivery_delay=3.0) as slack:  # redeliveries go round the connections in turn
+        app = App(slack)
+        try:
+            a = app.start(connections=1, extra=["--stats"], logs=True)
+            a.expect("ready")
+            (to_a,) = slack.wait_for_connections(1, timeout(10))
+            b = app.start(connections=1, extra=["--stats"], logs=True)
+            b.expect("ready")
+            slack.wait_for_connections(2, timeout(10))
+            envelopes = [slack.make_envelope("events_api", {"event_id": f"Ev0P{n}", "work": 5.0}) for n in range(8)]
+            ids = slack.push_many(envelopes, connection=to_a)
+            base = f"slack_socket_mode:{app.namespace}:envelope:"
+            until(lambda: all((app.redis.get(base + eid) or "").startswith("c:") for eid in ids), 5, "A's claims")
+            a.process.send_signal(signal.SIGSTOP)
+            assert app.completions() == {}, "A's listeners (5 s each) ended before the pause"
+            time.sleep(4.5)  # the pause is what is under test: past the lease (2 s) and the redelivery (3 s)
+            a.process.send_signal(signal.SIGCONT)
+            slack.wait_for_acks(envelope_ids=ids, timeout=timeout(20))
+            # Each envelope's last run records it done: B's after A's, where B took it.
+            until(lambda: all((app.redis.get(base + eid) or "").startswith("d:") for eid in ids), 10, "done records")
+            stats = [stop(replica) for replica in (a, b)]
+            completions = app.completions()
+        finally:
+            app.close()
+    on_b = [eid for eid in ids if completions[eid] == 2]
+    assert on_b, "no redelivery reached B while A was paused: the scenario did not happen"
+    assert sorted(completions.values()) == [1] * (8 - len(on_b)) + [2] * len(on_b)
+    assert not [line for line in b.log if "WARNING" in line and "lease" in line], b.log  # B's claims stood
+    reported = [eid for line in a.log if "WARNING" in line and "lease" in line for eid in ids if eid in line]
+    assert sorted(reported) == sorted(ids), a.log  # every claim of A lapsed in the pause: each named once
+    assert stats[0].get("shared_leases_lost") == 8 and stats[1].get("shared_leases_lost") == 0
+    print(f"8 slow envelopes, A paused 4.5 s: {len(on_b)} ran on B too; A reported 8 lost leases, B none")
+
+
+def until(predicate: Callable[[], bool], seconds: float, what: str) -> None:
+    """Poll Redis until ``predicate()`` (within ``seconds``, scaled): another process changes it, nothing to wait on."""
+    deadline = time.monotonic() + timeout(seconds)
+    while not predicate():
+        assert time.monotonic() < deadline, f"no {what} within {seconds} s"
+        time.sleep(0.02)
+
+
+def stop(replica: Replica) -> dict[str, Any]:
+    """SIGTERM a replica started with ``--stats``; return its ``stats()`` after close()."""
+    replica.process.send_signal(signal.SIGTERM)
+    line = replica.next_line(20, "no stats line")
+    while line.startswith("replica "):  # a log line
+        line = replica.next_line(20, "no stats line")
+    assert line.startswith("stats "), line
+    replica.expect("closed")
+    result: dict[str, Any] = json.loads(line[len("stats ") :])
+    return result
 
 
 def test_a_rolling_deploy_over_the_connection_limit_backs_off_and_loses_nothing(

@@ -127,3 +127,18 @@ def test_without_dedupe_a_request_for_redelivery_forgets_the_entry() -> None:
     ledger.receive("e1", "c", 0.0)
     assert ledger.redeliver("e1") == (True, "c")
     assert len(ledger) == 0 and ledger.inflight("c") == 0
+
+
+def test_a_store_without_the_round_and_the_probe_is_refused_when_the_client_is_made() -> None:
+    """A SharedStore written before sync() and ping(): said once, at construction, not an outage forever."""
+    import pytest
+
+    from slack_socket_mode import ConfigurationError, SocketModeClient
+
+    class OldStore:
+        lease, done_ttl, on_unavailable, retry_after = 2.0, 3600.0, "local", 5.0
+
+        def claim(self, keys: object, owner: object) -> None: ...
+
+    with pytest.raises(ConfigurationError, match=r"the shared store OldStore has no sync, ping\(\)"):
+        SocketModeClient("xapp-1-A111-4242-pure", dedupe=OldStore())  # type: ignore[arg-type]

@@ -438,7 +438,8 @@ class SocketModeClient(BaseSocketModeClient):
     def health(self, max_queue_wait: float = 2.0) -> HealthStatus:
         """A health check for a liveness/readiness probe (Kubernetes ``/healthz``).
 
-        Healthy when at least one connection has said ``hello`` and no envelope has waited for a worker longer than
-        ``max_queue_wait`` seconds (Slack redelivers after 3 s). Cheap, lock-free, thread-safe.
+        Healthy when at least one connection has said ``hello``, no envelope has waited for a worker longer than
+        ``max_queue_wait`` seconds (Slack redelivers after 3 s), and no reader has waited that long for the shared
+        ledger (``dedupe=RedisLedger(...)``) to admit an envelope. Cheap, thread-safe.
         """
         return self._engine.health(max_queue_wait)

@@ -182,10 +182,12 @@ class Dispatcher:
         received = time.monotonic()
         receipt, ack = self._ledger.receive(envelope.envelope_id, conn, received)
         if receipt is Receipt.DISPATCH:
-            if self._shared is not None and not self._admit_shared(conn, envelope):
-                return
+            now = received
+            if self._shared is not None:
+                if not self._admit_shared(conn, envelope):
+                    return
+                now = time.monotonic()  # a wait for the shared ledger is not a wait for a worker
             with self._queue_lock:
-                now = received
                 if self._queued >= self._max_queue:
                     self._wait_for_room(conn)
                     now = time.monotonic()

@@ -231,6 +231,10 @@ class Engine:
             return HealthStatus(False, f"not connected ({state})", state, wait, shared)
         if wait > max_queue_wait:
             return HealthStatus(False, f"an envelope has waited {wait:.1f} s for a worker", state, wait, shared)
+        admitting = self.shared.admission_wait() if self.shared is not None else 0.0
+        if admitting > max_queue_wait:
+            reason = f"a reader has waited {admitting:.1f} s for the shared ledger"
+            return HealthStatus(False, reason, state, wait, shared)
         return HealthStatus(True, "", state, wait, shared)
 
     def stats(self) -> ClientStats:
@@ -260,6 +264,8 @@ class Engine:
                 ack_latency_p99=percentile(latencies, 0.99),
                 shared_ledger=self.shared_status(),
                 redeliveries_asked=ledger.redeliveries_asked,
+                shared_leases_lost=self.shared.leases_lost if self.shared is not None else 0,
+                shared_foreign_keys=self.shared.foreign_keys if self.shared is not None else 0,
             )
 
     def shared_status(self) -> str:

@@ -22,8 +22,8 @@ __all__ = ["Hidden", "RedactingFilter", "Secret", "redact"]
 _TOKEN_RE: Final = re.compile(
     r"([xX][aA][pP][pP]|[xX][oO][xX][aAbBcCdDeEpPrRsS]|[xX][wW][fF][pP])-[A-Za-z0-9\-._~+/%=]*"
 )
-# user:password@ in URLs (proxies).
-_USERINFO_RE: Final = re.compile(r"(?<=://)[^/@\s:]+(:[^/@\s]*)?@")
+# user:password@ in URLs (proxies), the user possibly empty (redis://:password@host).
+_USERINFO_RE: Final = re.compile(r"(?<=://)[^/@\s:]*(:[^/@\s]*)?@")
 # HTTP credentials, as a peer may echo a request's headers (a proxy's 502 page, a Web API error):
 # "Authorization: Basic dXNlcjpwYXNz", "Proxy-Authorization: Bearer …". Either case. The value must
 # hold a digit or one of +/=% (base64 and tokens do; "Basic Information" in prose does not).

@@ -51,6 +51,12 @@ class ClientStats(NamedTuple):
     #: envelopes whose listeners raised :class:`~slack_socket_mode.errors.Redeliver` and did not ack
     #: them: left to Slack's redelivery, which runs them again
     redeliveries_asked: int = 0
+    #: claims of the shared ledger whose lease was lost while their listeners ran (not renewed
+    #: within the lease: a pause of the process, or a slow store); each is logged at WARNING
+    shared_leases_lost: int = 0
+    #: keys found in the shared ledger's namespace that no replica wrote as they are (logged at
+    #: WARNING, claimed over)
+    shared_foreign_keys: int = 0
 
 
 @record
@@ -58,7 +64,8 @@ class HealthStatus(NamedTuple):
     """The answer to a health probe (see :meth:`slack_socket_mode.SocketModeClient.health`).
 
     Attributes:
-        healthy: connected, and no envelope has waited for a worker longer than allowed.
+        healthy: connected, and no envelope has waited for a worker, nor a reader for the shared
+            ledger, longer than allowed.
         reason: why not, in a few words ("" when healthy).
         state: the client's state (``"connected"``, ``"reconnecting"``, …).
         oldest_wait: seconds the oldest queued envelope has waited.
