@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from slack_sdk.socket_mode.request import SocketModeRequest
@@ -690,17 +691,24 @@ def test_health_sees_a_reader_waiting_for_the_shared_ledger(server: SocketModeSe
 
 def test_a_redis_client_without_timeouts_or_decoding_responses_is_refused() -> None:
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     from slack_socket_mode import ConfigurationError
 
+    once = Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))  # a dead connection, not a timeout
+    address = urlsplit(redis_url())
     for bad in (
-        redis.Redis.from_url(redis_url(), socket_timeout=None, socket_connect_timeout=None),
-        redis.Redis.from_url(redis_url(), socket_timeout=1.0, decode_responses=True),
+        redis.Redis.from_url(redis_url(), socket_timeout=None, socket_connect_timeout=None, retry=once),
+        redis.Redis.from_url(redis_url(), socket_timeout=1.0, decode_responses=True, retry=once),
+        redis.Redis.from_url(redis_url(), socket_timeout=1.0, retry=Retry(NoBackoff(), 3)),  # retries timeouts
+        # the constructor's default policy (redis-py 6.0 on) does too
+        redis.Redis(host=address.hostname or "127.0.0.1", port=address.port or 6379, socket_timeout=1.0),
     ):
         with pytest.raises(ConfigurationError, match=r"redis\.Redis passed to RedisLedger"):
             RedisLedger(bad, namespace="refused")
         bad.close()
-    good = redis.Redis.from_url(redis_url(), socket_timeout=1.0)
+    good = redis.Redis.from_url(redis_url(), socket_timeout=1.0, retry=once)
     RedisLedger(good, namespace="accepted").ping()
     good.close()
     for url in ("not a url", "redis://:s3cret@127.0.0.1:notaport/0"):

@@ -142,10 +142,11 @@ class RedisLedger:
             an existing ``redis.Redis`` with ``decode_responses=False`` and a
             ``socket_timeout`` (else :class:`~slack_socket_mode.errors.ConfigurationError`:
             a Redis that hangs would block a reader for as long as the socket stays open).
-            Its own timeouts and retry policy then apply: each retry of a call that timed
-            out costs one more ``socket_timeout`` (redis-py 6 and later retry several times
-            by default; pass ``retry=Retry(NoBackoff(), 1, supported_errors=(ConnectionError,))``
-            for what the client we build does).
+            Its retry policy must not retry a call that timed out (redis-py 6 and later do, 3
+            to 10 times, by default: each retry would cost one more ``socket_timeout`` of a
+            reader's time), else ConfigurationError; build it with
+            ``retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,))``, what the
+            client built from a URL does.
         namespace: the app's name in the keys (one per Slack app: replicas of one app share it).
         prefix: put before every key (default ``"slack_socket_mode:"``).
         lease: seconds a claim lives unless renewed (renewed every third of it, all claims
@@ -168,7 +169,7 @@ class RedisLedger:
             retried once, at once, on a new connection.
 
     Raises:
-        ConfigurationError: invalid options, a malformed URL, or a client without timeouts.
+        ConfigurationError: invalid options, a malformed URL, or a client without timeouts or that retries them.
 
     Thread-safe: redis-py's connection pool is.
     """
@@ -367,6 +368,42 @@ def _check_client(client: Any) -> None:
             "the redis.Redis passed to RedisLedger has no socket_timeout: a Redis that hangs would block a reader "
             "without a bound; build it with socket_timeout=1.0 and socket_connect_timeout=1.0, or pass a URL"
         )
+    retry = _connection_retry(client)
+    if retry is not None and retry.get_retries() != 0 and _retries_timeouts(retry):  # below 0: for ever
+        raise ConfigurationError(
+            f"the redis.Redis passed to RedisLedger retries a call that timed out ({retry.get_retries()} times, "
+            "redis-py's default since 6.0): a Redis that hangs would stall a reader for that many socket timeouts "
+            "per envelope; build it with retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)), "
+            "or pass a URL"
+        )
+
+
+def _connection_retry(client: redis.Redis) -> Any:
+    """The retry policy the client's connections get (redis-py's per-version default when none was set), or None.
+
+    Read off a connection made from the pool's own settings and never connected; a pool whose
+    connection class takes other arguments (Sentinel's) is not checked.
+    """
+    pool = client.connection_pool
+    try:
+        connection = pool.connection_class(**pool.connection_kwargs)
+    except TypeError:
+        return None
+    return getattr(connection, "retry", None)
+
+
+def _retries_timeouts(retry: Any) -> bool:
+    """Whether redis-py's ``retry`` policy retries a call that timed out.
+
+    redis-py has no public accessor for a policy's error types: ``_supported_errors`` is the
+    field its ``Retry`` classes declare; the optional ``is_retryable`` checker (redis-py 8)
+    narrows them further.
+    """
+    supported = getattr(retry, "_supported_errors", (redis.TimeoutError,))
+    if not any(issubclass(redis.TimeoutError, error) for error in supported):
+        return False
+    check = getattr(retry, "is_retryable", None)
+    return check is None or bool(check(redis.TimeoutError()))
 
 
 def _unavailable(error: Exception) -> StoreUnavailableError:
