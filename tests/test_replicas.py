@@ -118,7 +118,7 @@ def test_a_rolling_deploy_over_the_connection_limit_backs_off_and_loses_nothing(
     old = app.replicas[0]
     old.process.send_signal(signal.SIGTERM)  # the old pod's grace period: close(timeout)
     old.expect("closed")
-    # The new replica's refused connections back off and get the places the old one freed.
+    # The new replica's refused connections are retried every slot_retry_interval and get the freed places.
     slack.wait_for_connections(9, timeout(20))
     push_paced(slack, 100, 200.0, ids)
     slack.wait_for_acks(envelope_ids=ids, timeout=timeout(20))
@@ -142,7 +142,7 @@ def test_the_eleventh_connection_gets_too_many_websockets_until_a_place_frees() 
             slack.wait_for_connections(10, timeout(10))
             connecting = threading.Thread(target=second.connect, kwargs={"timeout": timeout(30)}, daemon=True)
             connecting.start()
-            slack.wait_until(lambda: model.refused >= 2, timeout(10), "two refusals (backoff, then again)")
+            slack.wait_until(lambda: model.refused >= 2, timeout(10), "two refusals (the slot retried)")
             assert not second.is_connected()
             refused = [c for c in slack.all_connections if c.disconnect_sent and not c.hello_sent]
             assert len(refused) >= 2 and len(slack.connections) == 10
