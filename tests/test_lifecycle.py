@@ -918,6 +918,7 @@ def refused(sup: Supervisor, cid: int, now: float) -> list[Action]:
 def test_a_refused_slot_is_retried_on_a_steady_period_and_warned_about_once_per_episode() -> None:
     sup = Supervisor(Backoff(base=0.5, cap=30.0, healthy_after=60.0, jitter=False))
     sup.start(0.0)
+    assert not sup.waiting_for_slot
     warnings: list[Action] = []
     now = 0.0
     for cid in range(1, 8):
@@ -970,3 +971,16 @@ def test_a_refused_connection_that_never_closes_is_aborted_at_the_hello_timeout_
     actions = sup.tick(10.0)
     assert of(Abort, actions) == [Abort(1, "no hello within 10 s")]
     assert opens(actions) == [2] and sup.attempt == 0  # the slot retry (3 s) was long due
+
+
+def test_one_open_attempt_at_a_time_for_a_failure_or_a_rotation_alike() -> None:
+    sup = Supervisor(Never(), connections=2)
+    sup.start(0.0)
+    assert opens(sup.tick(5.0)) == []  # the second slot waits for the first attempt to report back
+    connected(sup, 5.0)  # and is opened then
+    assert sup.connection_state(2) is ConnectionState.CONNECTING
+    assert opens(sup.disconnect(1, "warning", 6.0)) == []  # a rotation waits for the attempt under way too
+    assert opens(sup.tick(7.0)) == []
+    sup.opened(2, 7.0)
+    assert sup.next_deadline() == 0.0  # due at once now that it reported back
+    assert opens(sup.tick(7.0)) == [3]

@@ -37,9 +37,9 @@ Reconnect storms are impossible, whatever the peer says (the rule, in three part
    refresh after every ``hello`` gets one rotation per slot every 10 s. An
    ``approximate_connection_time`` below :data:`MIN_CONNECTION_TIME` is taken as that minimum,
    so a ``hello`` saying 0.001 s cannot make the client rotate at once (see :func:`rotation_delay`).
-3. **Failures count towards backoff.** Each failed attempt, and each connection lost before it
-   stayed up ``policy.healthy_after`` seconds, is one more attempt of the exponential backoff; a
-   connection up that long (lost or rotated) resets the count.
+3. **Failures count towards backoff.** Each failed attempt, and each connection lost without
+   Slack asking for it, is one more attempt of the exponential backoff; a connection that stayed
+   up ``policy.healthy_after`` seconds (then lost or rotated) resets the count first.
 
 Every open attempt also has one deadline (``open_timeout``: the Web API call and the
 handshake); a ``CONNECTING`` connection past it is aborted, and again every
@@ -240,17 +240,21 @@ class _Window:
 class _Conn:
     """The supervisor's record of one connection (mutable; owned by the supervisor)."""
 
-    __slots__ = ("deadline", "expected_end", "hello_at", "id", "replace_reason", "rotate_at", "state")
+    __slots__ = ("deadline", "hello_at", "id", "replace_reason", "rotate_at", "state")
 
     def __init__(self, id: int, state: ConnectionState) -> None:
         self.id = id
         self.state = state
         self.hello_at: Optional[float] = None
         self.rotate_at: Optional[float] = None
-        self.replace_reason: Optional[str] = None  # set when it is to be replaced
-        # Slack asked for its end (a planned rotation, or too_many_websockets): losing it is no failure
-        self.expected_end = False
+        # Set when Slack asked for its end (a planned rotation, or too_many_websockets): it is to be
+        # replaced, and losing it is no failure.
+        self.replace_reason: Optional[str] = None
         self.deadline: Optional[float] = None  # for CONNECTING, AWAITING_HELLO, DRAINING and CLOSING
+
+    def healthy(self, now: float, healthy_after: float) -> bool:
+        """Whether it has been up (since its ``hello``) for ``healthy_after`` seconds at ``now``."""
+        return self.hello_at is not None and now - self.hello_at >= healthy_after
 
 
 class Supervisor:
@@ -272,8 +276,6 @@ class Supervisor:
 
     Attributes:
         attempt: consecutive failed attempts (the backoff's attempt number for the next one).
-        waiting_for_slot: True from a ``too_many_websockets`` refusal until a connection says
-            ``hello`` (or the client stops): the episode its :class:`Warn` is given once for.
 
     Not thread-safe.
     """
@@ -296,20 +298,29 @@ class Supervisor:
         self.drain_timeout = drain_timeout
         self.close_timeout = close_timeout
         self.open_timeout = open_timeout
-        self.min_open_interval = min_open_interval
         self.slot_retry_interval = slot_retry_interval
         self._open_floor = _Window(OPEN_BURST * connections, OPEN_BURST * min_open_interval)
         self._rotation_floor = _Window(ROTATION_BURST * connections, ROTATION_BURST * MIN_ROTATION_INTERVAL)
-        self._rotations_owed = 0  # planned rotations whose replacement has not started yet
         self.state = ClientState.IDLE
-        self.attempt = 0
-        self.next_open_at = 0.0  # no open after a failure before this (monotonic seconds)
-        self.waiting_for_slot = False
+        self._reset(0.0)
         self._conns: dict[int, _Conn] = {}
         self._next_id = 1
         self._out: list[Action] = []
 
+    def _reset(self, now: float) -> None:
+        """A fresh start: no failed attempt, no rotation owed, no refusal."""
+        self.attempt = 0
+        self.next_open_at = now  # no open after a failure before this (monotonic seconds)
+        self._rotations_owed = 0  # planned rotations whose replacement has not started yet
+        self._refused_at: Optional[float] = None  # the first refusal of the episode (too_many_websockets)
+
     # ---- queries -------------------------------------------------------------------------------
+
+    @property
+    def waiting_for_slot(self) -> bool:
+        """True from a ``too_many_websockets`` refusal until a connection says ``hello`` (or
+        ``start()``): the episode its :class:`Warn` is given once for."""
+        return self._refused_at is not None
 
     def connection_state(self, connection_id: int) -> ConnectionState:
         """The state of a connection (CLOSED if unknown)."""
@@ -351,10 +362,7 @@ class Supervisor:
         """connect() was called. Opens connections at once (no-op if already running)."""
         if self.state in _RUNNING or self.state is ClientState.CLOSED:
             return []
-        self.attempt = 0
-        self.next_open_at = now
-        self._rotations_owed = 0
-        self.waiting_for_slot = False
+        self._reset(now)
         self._set_state(ClientState.CONNECTING, "connect() called")
         return self._plan(now)
 
@@ -404,7 +412,7 @@ class Supervisor:
         if c is None or c.state is not ConnectionState.AWAITING_HELLO:
             return []
         c.hello_at = now
-        self.waiting_for_slot = False  # Slack gave a slot: a refusal from now on is news again
+        self._refused_at = None  # Slack gave a slot: a refusal from now on is news again
         delay = rotation_delay(approximate_connection_time)
         c.rotate_at = now + delay if delay is not None else None
         self._to(c, ConnectionState.CONNECTED, "hello received", None)
@@ -445,7 +453,7 @@ class Supervisor:
         """
         c = self._conns.get(connection_id)
         ended = (ConnectionState.DRAINING, ConnectionState.CLOSING)
-        return c is not None and not c.expected_end and c.state not in ended
+        return c is not None and c.replace_reason is None and c.state not in ended
 
     def lost(self, connection_id: int, reason: str, now: float, *, reconnect: bool = True) -> list[Action]:
         """``connection_id``'s socket is gone (closed, reset, aborted or failed).
@@ -513,15 +521,12 @@ class Supervisor:
         if expected or self.state not in _RUNNING:
             self._update_client_state(reason)
             return False
-        if not c.expected_end:  # Slack asked for the end of one it refused or wants refreshed: no failure
-            if self._was_healthy(c, now):
+        if c.replace_reason is None:  # else Slack asked for its end (refused, or to be refreshed): no failure
+            if c.healthy(now, self.policy.healthy_after):
                 self.attempt = 0  # this drop is news, not a pattern
             self._back_off(now, minimum=0.0)
         self._update_client_state(f"connection {c.id} lost: {reason}")
         return True
-
-    def _was_healthy(self, c: _Conn, now: float) -> bool:
-        return c.hello_at is not None and now - c.hello_at >= self.policy.healthy_after
 
     def _rotate(self, c: _Conn, reason: str, now: float) -> None:
         """A planned rotation of ``c``: its replacement is owed, to open at once (the rotation floor aside).
@@ -531,20 +536,18 @@ class Supervisor:
         if c.replace_reason is not None:
             return
         c.replace_reason = reason
-        c.expected_end = True
         self._rotations_owed += 1
-        if self._was_healthy(c, now):
+        if c.healthy(now, self.policy.healthy_after):
             self.attempt = 0
 
     def _refused(self, c: _Conn, now: float) -> None:
         """Slack refused ``c`` (``too_many_websockets``): its slot is tried again after ``slot_retry_interval``."""
-        if not self.waiting_for_slot:
-            self.waiting_for_slot = True
+        if self._refused_at is None:
+            self._refused_at = now
             self._out.append(_no_slot_warning(c.id, len(self.connected_ids()), self.slot_retry_interval))
         self.next_open_at = max(self.next_open_at, now + self.slot_retry_interval)
         if c.replace_reason is None:
             c.replace_reason = f"disconnect {DisconnectReason.TOO_MANY_WEBSOCKETS.value}"
-            c.expected_end = True
 
     def _drained(self, connection_id: int, now: float) -> None:
         c = self._conns.get(connection_id)
@@ -573,8 +576,8 @@ class Supervisor:
     def _plan(self, now: float) -> list[Action]:
         if self.state in _RUNNING:
             wanted = self._wanted()
-            owed = min(self._rotations_owed, wanted)
-            if wanted > 0 and not self._opening():
+            owed = min(self._rotations_owed, wanted)  # neither branch is taken unless wanted > 0
+            if not self._opening():
                 if owed > 0 and now >= self._rotation_floor.earliest():
                     # a planned rotation's replacement: whatever the backoff and the open floor say
                     self._rotations_owed -= 1
