@@ -249,6 +249,8 @@ def test_a_client_without_a_slot_warns_once_and_takes_a_freed_one_on_a_steady_pe
                 lambda: model.refused >= 5, timeout(20), "five refusals, one every 0.2 s (or the open floor)"
             )
             assert not second.is_connected() and len(slack.connections) == 10
+            refused = [c for c in slack.all_connections if c.disconnect_sent and not c.hello_sent]
+            assert len(refused) >= 5  # Slack's refusal: a disconnect instead of a hello
             first.close()  # ten slots free
             connecting.join(timeout(10))
             assert not connecting.is_alive() and second.is_connected()
