@@ -462,7 +462,8 @@ class Supervisor:
         off), a connection lost unexpectedly while no other one is connected stops the client
         (``DISCONNECTED``, as :meth:`stop` with ``final=False``) before anything is planned, so no
         replacement is opened; while others are connected they go on serving. Rotations Slack
-        asks for (``disconnect``) are followed either way.
+        asks for (``disconnect``) are followed either way, even if Slack closes the old connection
+        before the replacement's ``hello``, and a slot Slack refused is tried again.
         """
         actions: list[Action] = []
         if (
