@@ -143,6 +143,26 @@ class Sample:
     ledger: int
 
 
+@dataclass(frozen=True)
+class Rotation:
+    """One rotation fault, by the server's clock: ``disconnect`` (reason ``warning``) sent at ``t``.
+
+    Attributes:
+        t: seconds since the run started.
+        hello_after: seconds from the ``disconnect`` to the replacement's ``hello``.
+        closed_after: seconds from the ``disconnect`` to the old connection's close (the client drains it).
+    """
+
+    t: float
+    hello_after: float
+    closed_after: float
+
+    @property
+    def make_before_break(self) -> bool:
+        """The replacement said ``hello`` before the old connection closed: no moment without a connection."""
+        return self.hello_after < self.closed_after
+
+
 @dataclass
 class SoakReport:
     """What a soak run saw. ``ok`` is False if an envelope was lost or a listener ran twice."""
@@ -163,6 +183,7 @@ class SoakReport:
     given_up: list[str] = field(default_factory=list)  #: each connection given up by the client, and what it cost
     deduplicated: int = 0
     faults: dict[str, int] = field(default_factory=dict)
+    rotations: list[Rotation] = field(default_factory=list)
     skipped_faults: int = 0
     stalls: list[str] = field(default_factory=list)
     junk_frames: int = 0
@@ -204,6 +225,7 @@ class SoakReport:
             f"acked on first delivery {self.acked_first}; rescued by a redelivery {sum(self.rescued.values())}"
             + (" (" + ", ".join(f"{why} {n}" for why, n in sorted(self.rescued.items())) + ")" if self.rescued else ""),
             f"bad frames: {self.junk_frames} sent; connections they cost: {self.junk_drops}",
+            _rotation_line(self.rotations),
             f"pushes held while no connection was live: {self.held_pushes}",
             f"ack latency: p50 {_ms(self.ack_latency_p50)}, p99 {_ms(self.ack_latency_p99)}",
             "client reconnects: " + (", ".join(f"{k} {v}" for k, v in sorted(self.reconnects.items())) or "none"),
@@ -234,6 +256,17 @@ def _stall_and_first_loss_lines(stalls: list[str], lost_first: list[str]) -> lis
         shown = ", ".join(lost_first[:10]) + (" …" if len(lost_first) > 10 else "")
         lines.append(f"FIRST DELIVERY LOST (rescued by a redelivery, no fault to explain it): {shown}")
     return lines
+
+
+def _rotation_line(rotations: list[Rotation]) -> str:
+    """The report line for the rotations: make-before-break or not, and how soon the replacement said hello."""
+    if not rotations:
+        return "rotations: none"
+    hellos = sorted(r.hello_after for r in rotations)
+    return (
+        f"rotations: {len(rotations)}, make-before-break {sum(r.make_before_break for r in rotations)}; "
+        f"disconnect to the replacement's hello: p50 {_ms(hellos[len(hellos) // 2])}, max {_ms(hellos[-1])}"
+    )
 
 
 def _ms(seconds: Optional[float]) -> str:
@@ -546,6 +579,7 @@ class _Driver:
         peers: dict[str, RawPeer],
         *,
         spread: bool = False,
+        start: Optional[float] = None,
     ) -> None:
         self.server = server
         self.load = load
@@ -554,6 +588,7 @@ class _Driver:
         self.peers = peers  # "trickle", "redirect": hostile WebSocket peers the next open may be sent to
         self.spread = spread  # inflict a fault on a random open connection (replicas), not the newest
         self.expected = 1  # open connections the clients hold when they have recovered
+        self.start = time.monotonic() if start is None else start  # the run's (monotonic seconds)
 
     def wait_connected(self, seconds: float) -> bool:
         """Wait until the server holds ``expected`` open connections (it sends ``hello`` as one opens)."""
@@ -578,10 +613,18 @@ class _Driver:
         before = len(server.all_connections)
         try:
             if name == "rotation":
+                sent_at = time.monotonic()
                 server.disconnect("warning", connection=conn)
-                server.wait_for_new_connection(before, _RECOVERY)
-                if not conn.wait_closed(_RECOVERY):  # drained and closed by the client
+                new = server.wait_for_new_connection(before, _RECOVERY)
+                if not conn.wait_closed(_RECOVERY) or conn.closed_at is None:  # drained and closed by the client
                     raise TimeoutError("the rotated connection was not closed")
+                self.report.rotations.append(
+                    Rotation(
+                        t=round(sent_at - self.start, 3),
+                        hello_after=new.opened_at - sent_at,
+                        closed_after=conn.closed_at - sent_at,
+                    )
+                )
             elif name == "reset":
                 server.reset(conn)
                 server.wait_for_new_connection(before, _RECOVERY)
@@ -663,7 +706,8 @@ def run_soak(
         try:
             child.call("connect", timeout=60.0)
             load = _Load(server, settings, random.Random(seed + 1))
-            driver = _Driver(server, load, report, random.Random(seed), {"trickle": trickler, "redirect": redirector})
+            peers = {"trickle": trickler, "redirect": redirector}
+            driver = _Driver(server, load, report, random.Random(seed), peers, start=start)
             sent = _load_and_drain(server, load, driver, settings, start, say, abandon=lambda: child.call("abandon"))
             _collect(report, server, sent, load.slow, start=start)
             report.held_pushes = load.held

@@ -18,7 +18,8 @@ import pytest
 from slack_sdk.web import WebClient
 
 from slack_socket_mode import AuthError, Backoff, ClientState, ConnectionState, LinkDisabledError, SocketModeClient
-from slack_socket_mode.testing import SocketModeServer
+from slack_socket_mode.testing import ServerConnection, SocketModeServer
+from slack_socket_mode.testing.app_model import AppModel
 
 from .conftest import (
     APP_TOKEN,
@@ -173,6 +174,99 @@ def test_a_draining_connection_takes_envelopes_and_acks_on_itself_before_it_clos
         assert old.closed_at is not None
         assert all(a.received_at <= old.closed_at for a in server.acks if a.connection_id == old.id)
         assert client.is_connected()
+
+
+#: Faults one after another, each as soon as the stream flows again after the last one: resets
+#: (failed connections: their count grows the backoff) with planned rotations among them.
+FAULTS_WITH_ROTATIONS = ["reset", "reset", "rotation", "reset", "reset", "rotation", "reset", "reset", "rotation"]
+
+
+def test_rotations_among_faults_every_few_seconds_have_no_gap_and_lose_no_first_delivery(
+    server: SocketModeServer, make_client: ClientFactory
+) -> None:
+    """A planned rotation is never a failure (issue 25, item 3): whatever backoff the resets left, the
+    replacement is opened at once and says ``hello`` before the old connection closes.
+
+    Slack closes a connection it asked to refresh soon after ``refresh_requested``; the server here
+    does so ``grace`` seconds later unless the client closed it first. Before the fix, the rotation
+    waited for the backoff of the resets before it (0.1 s doubling: 6.4 s by the third rotation), and
+    the server closed the old connection before the replacement existed.
+    """
+    policy = Backoff(base=0.1, cap=6.4, healthy_after=60.0, jitter=False)  # no connection here lives 60 s
+    client, recorder, _watcher = started(make_client, reconnect_policy=policy)
+    grace = timeout(2.0)
+    rotations: list[tuple[ServerConnection, ServerConnection]] = []
+    resets: list[int] = []
+    with Stream(server, rate=100) as stream:
+        server.wait_for_acks(count=3)
+        for fault in FAULTS_WITH_ROTATIONS:
+            conn = server.connections[-1]
+            before = len(server.all_connections)
+            if fault == "reset":
+                server.reset(conn)
+                resets.append(conn.id)
+            else:
+                server.disconnect("refresh_requested", connection=conn)
+                if not conn.wait_closed(grace):  # Slack's own close of the connection it refreshes
+                    server.close_connection(conn)
+            new = server.wait_for_new_connection(before, timeout(15))
+            if fault == "rotation":
+                assert conn.wait_closed(timeout(5))
+                rotations.append((conn, new))
+            server.wait_for_acks(count=len(server.acks) + 3, timeout=timeout(15))  # flowing again
+    for old, new in rotations:  # make-before-break, by the server's record
+        assert old.closed_at is not None and new.hello_sent and new.opened_at < old.closed_at, (old, new)
+        assert old.closed_by == "client"
+    assert client.stats().reconnects.get("disconnect refresh_requested") == len(rotations)
+    assert_exactly_once(server, recorder, stream.ids)
+    assert_acked_on_first_delivery(server, stream.ids, same_connection=False, lost_with=resets)
+
+
+def test_a_client_without_a_slot_warns_once_and_takes_a_freed_one_on_a_steady_period(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The 11th connection (issue 20, item 7): Slack's ``too_many_websockets`` refusal is retried every
+    ``slot_retry_interval``, with no backoff, and said once at WARNING, naming the 10-connection limit.
+
+    Before the fix every refusal counted twice towards the backoff (0.5, 2, 8, 30 s without jitter):
+    five refusals took over a minute, and each was logged at INFO only.
+    """
+    caplog.set_level(logging.INFO, logger="slack_socket_mode")
+    model = AppModel()
+    with SocketModeServer(app=model, redelivery_delay=None) as slack:
+        api = WebClient(base_url=slack.api_url)
+        first = SocketModeClient(APP_TOKEN, web_client=api, connections=10)
+        steady = Backoff(jitter=False)  # the defaults: 0.5 s doubling to 30 s
+        second = SocketModeClient(APP_TOKEN, web_client=api, reconnect_policy=steady, slot_retry_interval=0.2)
+        recorder = Recorder()
+        second.socket_mode_request_listeners.append(recorder)
+        connecting = threading.Thread(target=second.connect, kwargs={"timeout": None}, name="test-connect")
+        try:
+            first.connect(timeout(5))
+            slack.wait_for_connections(10, timeout(10))
+            connecting.start()
+            slack.wait_until(
+                lambda: model.refused >= 5, timeout(20), "five refusals, one every 0.2 s (or the open floor)"
+            )
+            assert not second.is_connected() and len(slack.connections) == 10
+            refused = [c for c in slack.all_connections if c.disconnect_sent and not c.hello_sent]
+            assert len(refused) >= 5  # Slack's refusal: a disconnect instead of a hello
+            first.close()  # ten slots free
+            connecting.join(timeout(10))
+            assert not connecting.is_alive() and second.is_connected()
+            eid = slack.push(slack.make_envelope("interactive"))
+            slack.wait_for_acks(envelope_ids=[eid], timeout=timeout(5))
+            assert recorder.runs(eid) == 1
+        finally:
+            first.close()
+            second.close()
+            connecting.join(timeout(10))
+    refusals = [r for r in caplog.records if "too_many_websockets" in r.getMessage()]
+    warnings = [r.getMessage() for r in refusals if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1, warnings  # once for the episode, not once per retry
+    assert "Slack's limit of 10 Socket Mode connections, across all its processes" in warnings[0]
+    assert "retrying every 0.2 s" in warnings[0]
+    assert len(refusals) > len(warnings)  # each refusal is still on the INFO log
 
 
 def test_tcp_reset_reconnects_at_once(server: SocketModeServer, make_client: ClientFactory) -> None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from slack_socket_mode.errors import AuthError, ConnectionFailedError, LinkDisabledError, RateLimitedError
 from slack_socket_mode.lifecycle import (
     MIN_CONNECTION_TIME,
     MIN_OPEN_INTERVAL,
+    MIN_ROTATION_INTERVAL,
     OPEN_BURST,
+    ROTATION_BURST,
+    SLOT_RETRY_INTERVAL,
     Abort,
     Action,
     ClientState,
@@ -20,6 +25,7 @@ from slack_socket_mode.lifecycle import (
     Open,
     Supervisor,
     Transition,
+    Warn,
     rotation_delay,
 )
 from slack_socket_mode.policy import Backoff
@@ -230,13 +236,14 @@ def test_link_disabled_fails_and_closes_every_connection() -> None:
     assert opens(sup.lost(ids[0], "closed", 5.1)) == []
 
 
-def test_too_many_websockets_backs_off_instead_of_opening_more() -> None:
+def test_too_many_websockets_on_a_connected_connection_waits_one_slot_retry_interval() -> None:
     sup, [cid] = started()
     actions = sup.disconnect(cid, "too_many_websockets", 10.0)
     assert opens(actions) == []
-    assert sup.next_deadline() == pytest.approx(11.0)
+    assert sup.next_deadline() == pytest.approx(10.0 + SLOT_RETRY_INTERVAL)
     assert sup.connected_ids() == [cid]  # kept while it lasts
-    assert opens(sup.tick(11.0)) == [2]
+    assert opens(sup.tick(10.0 + SLOT_RETRY_INTERVAL)) == [2]
+    assert sup.attempt == 0 and not sup.lost_unexpectedly(cid)  # Slack asked: no failure
 
 
 def test_no_hello_in_time_aborts_and_retries() -> None:
@@ -337,30 +344,36 @@ def test_no_peer_can_make_a_reconnect_storm(peer: str) -> None:
     assert rate < 0.2, f"{rate:.2f} open attempts per second against a {peer!r} peer"
 
 
+class Never:
+    """A policy that never waits (a user's)."""
+
+    healthy_after = 60.0
+
+    def delay(self, attempt: int) -> float:
+        return 0.0
+
+
 def test_the_floor_holds_per_connection_slot_even_with_no_backoff() -> None:
-    """A policy that never waits (a user's) still cannot open more than ``connections`` per interval."""
-
-    class Never:
-        healthy_after = 60.0
-
-        def delay(self, attempt: int) -> float:
-            return 0.0
-
+    """A policy that never waits still cannot open more than ``connections`` per interval."""
     for connections in (1, 3):
         sup = Supervisor(Never(), connections=connections)
-        rate = _opens_per_second(sup, "disconnect", seconds=60.0)
+        rate = _opens_per_second(sup, "drop", seconds=60.0)
         assert rate <= connections / MIN_OPEN_INTERVAL + 0.1
+
+
+def test_the_rotation_floor_holds_per_connection_slot_against_a_refresh_after_every_hello() -> None:
+    """Rotations wait for no backoff and no open floor: their own floor bounds a peer that always asks for one."""
+    seconds = 60.0
+    windows = math.ceil(seconds / (ROTATION_BURST * MIN_ROTATION_INTERVAL))
+    for connections in (1, 3):
+        sup = Supervisor(Never(), connections=connections)
+        opened = _opens_per_second(sup, "disconnect", seconds=seconds) * seconds
+        # the first connections, then a burst of ROTATION_BURST per slot in each window
+        assert opened == pytest.approx(connections * (1 + ROTATION_BURST * windows))
 
 
 def test_a_reset_right_after_connect_is_repaired_at_once_and_the_floor_takes_the_third() -> None:
     """The floor allows a burst of OPEN_BURST per slot: one early fault costs no wait; a storm still does."""
-
-    class Never:
-        healthy_after = 60.0
-
-        def delay(self, attempt: int) -> float:
-            return 0.0
-
     sup = Supervisor(Never())
     assert opens(sup.start(0.0)) == [1]
     sup.opened(1, 0.0)
@@ -666,8 +679,10 @@ def test_backoff_without_retry_after_has_no_minimum() -> None:
     sup.tick(1.3)
     sup.opened(4, 1.3)
     sup.hello(4, None, 1.3)
+    assert sup.attempt == 3
     sup.disconnect(4, "too_many_websockets", 2.0)
-    assert sup.next_deadline() == pytest.approx(2.0 + 0.4)  # backed off (attempt 3), no 1 s floor
+    assert sup.next_deadline() == pytest.approx(2.0 + SLOT_RETRY_INTERVAL)  # the slot's steady period
+    assert sup.attempt == 3  # a refusal is not a failed attempt
 
 
 def test_refresh_replaces_only_connections_that_said_hello() -> None:
@@ -733,7 +748,239 @@ def test_an_open_attempt_is_aborted_again_only_every_abort_retry() -> None:
     assert of(Abort, sup.tick(10.0 + ABORT_RETRY)) != []
 
 
-def test_a_connection_replaced_after_exactly_healthy_after_does_not_count_toward_backoff() -> None:
-    sup, [cid] = started()  # hello at 0.0
-    sup.disconnect(cid, "warning", 60.0)  # healthy_after is 60 s
+def test_a_rotation_after_exactly_healthy_after_forgets_earlier_failures_and_a_younger_one_keeps_them() -> None:
+    sup, hello_at = flapped(2)  # attempt 2
+    assert sup.attempt == 2
+    sup.disconnect(3, "warning", hello_at + 59.9)  # healthy_after is 60 s: not yet
+    assert sup.attempt == 2
+    sup, hello_at = flapped(2)
+    sup.disconnect(3, "warning", hello_at + 60.0)
     assert sup.attempt == 0
+
+
+# ---- A planned rotation is never a failure (issue 25, item 3) -------------------------------------
+
+
+def flapped(resets: int) -> tuple[Supervisor, float]:
+    """A supervisor whose connection was reset ``resets`` times, each a second after its hello, and
+    replaced as soon as the backoff allowed: its attempt count is ``resets``. Returns it and the time
+    at which the last connection (id ``resets + 1``) said hello."""
+    sup = Supervisor(NO_JITTER, connections=1)
+    sup.start(0.0)
+    now = 0.0
+    for n in range(1, resets + 1):
+        connected(sup, now)
+        now += 1.0
+        sup.lost(n, "reset", now)
+        while sup.connection_state(n + 1) is not ConnectionState.CONNECTING:
+            due = sup.next_deadline()
+            assert due is not None
+            now = max(now, due)
+            sup.tick(now)
+    connected(sup, now)
+    return sup, now
+
+
+def rotate(sup: Supervisor, how: str, cid: int, now: float) -> list[Action]:
+    """Ask for a planned rotation of ``cid`` at ``now`` the way ``how`` names."""
+    if how == "approximate_connection_time":
+        return sup.tick(now)  # the hello said approximate_connection_time=None: set it up below
+    if how == "refresh":
+        return sup.refresh("connect_to_new_endpoint(force=True)", now)
+    return sup.disconnect(cid, how, now)
+
+
+@pytest.mark.parametrize(
+    "how", ["warning", "refresh_requested", "something_new", "refresh", "approximate_connection_time"]
+)
+def test_a_planned_rotation_opens_its_replacement_at_once_whatever_the_backoff_left_by_faults(how: str) -> None:
+    sup, now = flapped(6)  # six short-lived connections: attempt 6, the next failure would wait 8 s
+    cid = 7
+    now += 1.0
+    if how == "approximate_connection_time":  # a connection whose hello promised only a minute
+        sup.lost(cid, "reset", now)
+        now = sup.next_deadline() or now
+        sup.tick(now)
+        cid += 1
+        sup.opened(cid, now)
+        sup.hello(cid, 60.0, now)
+        now += rotation_delay(60.0) or 0.0
+    attempt = sup.attempt
+    actions = rotate(sup, how, cid, now)
+    assert opens(actions) == [cid + 1]  # at once
+    assert sup.attempt == attempt  # not a failure
+    assert sup.connected_ids() == [cid]  # the old one serves until the new one said hello
+    sup.opened(cid + 1, now + 0.1)
+    assert of(Drain, sup.hello(cid + 1, None, now + 0.1)) == [Drain(cid)]
+    assert sup.state is ClientState.CONNECTED
+
+
+def test_a_rotation_does_not_wait_for_a_backoff_timer_running_for_another_slot() -> None:
+    sup, [one, two] = started(connections=2)
+    sup.lost(one, "reset", 0.5)  # short-lived: backs off
+    sup.open_failed(3, ConnectionFailedError("refused", error="x"), 0.5)
+    assert sup.next_open_at > 1.0  # the lost slot waits
+    assert opens(sup.disconnect(two, "refresh_requested", 1.0)) == [4]  # the rotation does not
+    sup.opened(4, 1.0)
+    sup.hello(4, None, 1.0)
+    assert opens(sup.tick(1.0)) == []  # the lost slot still waits for its timer
+    due = sup.next_deadline()
+    assert due is not None and due >= sup.next_open_at
+    assert opens(sup.tick(due)) == [5]
+
+
+def test_a_rotation_does_not_wait_for_the_open_floor_that_faults_used_up() -> None:
+    sup = Supervisor(Never())
+    sup.start(0.0)
+    connected(sup, 0.0)
+    sup.lost(1, "reset", 0.1)  # two attempts in a few tenths of a second: the floor is used up
+    connected(sup, 0.1)
+    sup.lost(2, "reset", 0.2)
+    assert opens(sup.tick(0.3)) == []  # a third reconnect would wait for the floor
+    assert sup.next_deadline() == pytest.approx(OPEN_BURST * MIN_OPEN_INTERVAL)
+    sup.tick(OPEN_BURST * MIN_OPEN_INTERVAL)
+    connected(sup, 2.0)
+    assert opens(sup.disconnect(3, "warning", 2.1)) == [4]  # the floor is used up again, but this is a rotation
+
+
+def test_a_rotation_asked_of_a_connection_still_waiting_for_hello_is_owed_until_it_says_hello() -> None:
+    sup, [one, two] = started(connections=2)
+    assert opens(sup.disconnect(one, "warning", 0.1)) == [3]
+    sup.opened(3, 0.1)
+    assert opens(sup.disconnect(3, "warning", 0.1)) == []  # before its hello: it still counts as pending
+    assert opens(sup.disconnect(two, "warning", 0.2)) == [4]  # the open floor is used up by now (four opens)
+    connected(sup, 0.3)
+    assert opens(sup.hello(3, None, 0.4)) == [5]  # 3's rotation was owed all along: at once, floor or not
+
+
+def test_slack_closing_a_connection_it_asked_to_refresh_is_no_failure() -> None:
+    sup, now = flapped(4)
+    actions = sup.disconnect(5, "refresh_requested", now + 1.0)
+    assert opens(actions) == [6]
+    assert not sup.lost_unexpectedly(5)
+    assert opens(sup.lost(5, "server closed the TCP connection", now + 1.1)) == []  # the replacement is under way
+    assert sup.attempt == 4
+    assert sup.next_open_at <= now  # no backoff timer started
+    sup.opened(6, now + 1.2)
+    sup.hello(6, None, now + 1.2)
+    assert sup.state is ClientState.CONNECTED
+
+
+def test_a_rotated_connection_closed_before_its_replacement_started_is_replaced_as_a_rotation() -> None:
+    sup = Supervisor(Never())
+    sup.start(0.0)
+    now = 0.0
+    for n in range(1, ROTATION_BURST + 1):  # use the rotation floor up
+        connected(sup, now)
+        assert opens(sup.disconnect(n, "refresh_requested", now)) == [n + 1]
+        sup.drained(n, now)
+        sup.lost(n, "closed by client", now)
+    connected(sup, now)
+    last = ROTATION_BURST + 1
+    assert opens(sup.disconnect(last, "refresh_requested", 1.0)) == []  # the rotation floor holds it
+    assert opens(sup.lost(last, "server closed the TCP connection", 1.5)) == []  # still a rotation: no failure path
+    assert sup.attempt == 0
+    floor = ROTATION_BURST * MIN_ROTATION_INTERVAL
+    assert sup.next_deadline() == pytest.approx(floor)
+    assert opens(sup.tick(floor - 0.1)) == []
+    assert opens(sup.tick(floor)) == [last + 1]
+
+
+def test_a_failed_replacement_is_a_failed_attempt_and_backs_off() -> None:
+    sup, now = flapped(2)
+    assert opens(sup.disconnect(3, "warning", now + 5.0)) == [4]
+    actions = sup.open_failed(4, ConnectionFailedError("refused", error="x"), now + 5.1)
+    assert opens(actions) == [] and sup.attempt == 3
+    assert sup.next_deadline() == pytest.approx(now + 5.1 + NO_JITTER.delay(2))  # backoff, as any failure
+    assert opens(sup.tick(now + 5.1 + NO_JITTER.delay(2))) == [5]
+
+
+def test_without_auto_reconnect_a_rotation_is_followed_even_if_slack_closes_the_old_one_first() -> None:
+    sup, [cid] = started()
+    assert opens(sup.disconnect(cid, "refresh_requested", 10.0)) == [2]
+    actions = sup.lost(cid, "server closed the TCP connection", 10.1, reconnect=False)
+    assert sup.state is ClientState.RECONNECTING and of(Abort, actions) == []
+    sup.opened(2, 10.2)
+    sup.hello(2, None, 10.2)
+    assert sup.state is ClientState.CONNECTED
+
+
+# ---- too_many_websockets: a slot, retried on a steady period (issue 20, item 7) -------------------
+
+
+def refused(sup: Supervisor, cid: int, now: float) -> list[Action]:
+    """Connection ``cid`` opens, Slack refuses it (too_many_websockets) and closes it."""
+    actions = sup.opened(cid, now)
+    actions += sup.disconnect(cid, "too_many_websockets", now)
+    return actions + sup.lost(cid, "server closed the TCP connection", now)
+
+
+def test_a_refused_slot_is_retried_on_a_steady_period_and_warned_about_once_per_episode() -> None:
+    sup = Supervisor(Backoff(base=0.5, cap=30.0, healthy_after=60.0, jitter=False))
+    sup.start(0.0)
+    assert not sup.waiting_for_slot
+    warnings: list[Action] = []
+    now = 0.0
+    for cid in range(1, 8):
+        actions = refused(sup, cid, now)
+        warnings += of(Warn, actions)
+        assert opens(actions) == []
+        assert not sup.lost_unexpectedly(cid)
+        assert sup.waiting_for_slot and sup.attempt == 0
+        assert sup.next_deadline() == pytest.approx(now + SLOT_RETRY_INTERVAL)  # steady: no growth
+        now += SLOT_RETRY_INTERVAL
+        assert opens(sup.tick(now - 0.01)) == []
+        assert opens(sup.tick(now)) == [cid + 1]
+    assert warnings == [
+        Warn(
+            "connection 1: Slack refused it (disconnect reason too_many_websockets): the app already "
+            "holds Slack's limit of 10 Socket Mode connections, across all its processes (0 of them "
+            f"here); retrying every {SLOT_RETRY_INTERVAL:g} s until one frees"
+        )
+    ]
+    sup.opened(8, now)
+    sup.hello(8, None, now)  # a slot: the episode is over
+    assert not sup.waiting_for_slot and sup.state is ClientState.CONNECTED
+    actions = sup.disconnect(8, "too_many_websockets", now + 1.0)  # a new episode: said again
+    assert [w.message[:60] for w in of(Warn, actions)] == [
+        "connection 8: Slack refused it (disconnect reason too_many_w"
+    ]
+    assert "(1 of them here)" in of(Warn, actions)[0].message  # type: ignore[union-attr]
+
+
+def test_the_slot_retry_interval_is_the_supervisors_and_a_failure_meanwhile_backs_off() -> None:
+    sup = Supervisor(NO_JITTER, slot_retry_interval=0.5, min_open_interval=0.01)  # the open floor aside
+    sup.start(0.0)
+    refused(sup, 1, 0.0)
+    assert sup.next_deadline() == pytest.approx(0.5)
+    sup.tick(0.5)
+    actions = sup.open_failed(2, ConnectionFailedError("refused", error="x"), 0.6)  # a real failure: backoff
+    assert sup.attempt == 1 and opens(actions) == [3]  # delay(0) is 0
+    sup.open_failed(3, ConnectionFailedError("refused", error="x"), 0.7)
+    assert sup.next_deadline() == pytest.approx(0.7 + 1.0)  # delay(1) with base 1 s
+    assert sup.waiting_for_slot  # still the same episode: no second warning for the next refusal
+    sup.tick(1.7)
+    assert of(Warn, refused(sup, 4, 1.8)) == []
+
+
+def test_a_refused_connection_that_never_closes_is_aborted_at_the_hello_timeout_with_no_backoff() -> None:
+    sup = Supervisor(NO_JITTER, hello_timeout=10.0)
+    sup.start(0.0)
+    sup.opened(1, 0.0)
+    sup.disconnect(1, "too_many_websockets", 0.0)
+    actions = sup.tick(10.0)
+    assert of(Abort, actions) == [Abort(1, "no hello within 10 s")]
+    assert opens(actions) == [2] and sup.attempt == 0  # the slot retry (3 s) was long due
+
+
+def test_one_open_attempt_at_a_time_for_a_failure_or_a_rotation_alike() -> None:
+    sup = Supervisor(Never(), connections=2)
+    sup.start(0.0)
+    assert opens(sup.tick(5.0)) == []  # the second slot waits for the first attempt to report back
+    connected(sup, 5.0)  # and is opened then
+    assert sup.connection_state(2) is ConnectionState.CONNECTING
+    assert opens(sup.disconnect(1, "warning", 6.0)) == []  # a rotation waits for the attempt under way too
+    assert opens(sup.tick(7.0)) == []
+    sup.opened(2, 7.0)
+    assert sup.next_deadline() == 0.0  # due at once now that it reported back
+    assert opens(sup.tick(7.0)) == [3]

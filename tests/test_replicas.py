@@ -11,20 +11,17 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from slack_sdk.web import WebClient
 
-from slack_socket_mode import SocketModeClient
 from slack_socket_mode.testing import SocketModeServer
 from slack_socket_mode.testing.app_model import AppModel
 
-from .conftest import APP_TOKEN, Recorder, timeout
+from .conftest import timeout
 from .replicas import Replica, push_paced
 from .services import delete_keys, missing, redis_url, require_module, unique_namespace
 
@@ -183,7 +180,7 @@ def test_a_rolling_deploy_over_the_connection_limit_backs_off_and_loses_nothing(
     old = app.replicas[0]
     old.process.send_signal(signal.SIGTERM)  # the old pod's grace period: close(timeout)
     old.expect("closed")
-    # The new replica's refused connections back off and get the places the old one freed.
+    # The new replica's refused connections are retried every slot_retry_interval and get the freed places.
     slack.wait_for_connections(9, timeout(20))
     push_paced(slack, 100, 200.0, ids)
     slack.wait_for_acks(envelope_ids=ids, timeout=timeout(20))
@@ -193,33 +190,6 @@ def test_a_rolling_deploy_over_the_connection_limit_backs_off_and_loses_nothing(
     # Never more than 10 open at once: each connection's open span overlaps fewer than 10 others'.
     spans = [(c.opened_at, c.closed_at or float("inf")) for c in slack.all_connections if c.hello_sent]
     assert max(sum(1 for a, b in spans if a <= start < b) for start, _ in spans) <= 10
-
-
-def test_the_eleventh_connection_gets_too_many_websockets_until_a_place_frees() -> None:
-    model = AppModel()
-    with SocketModeServer(app=model, redelivery_delay=None) as slack:
-        first = SocketModeClient(APP_TOKEN, web_client=WebClient(base_url=slack.api_url), connections=10)
-        second = SocketModeClient(APP_TOKEN, web_client=WebClient(base_url=slack.api_url))
-        recorder = Recorder()
-        second.socket_mode_request_listeners.append(recorder)
-        try:
-            first.connect(timeout(5))
-            slack.wait_for_connections(10, timeout(10))
-            connecting = threading.Thread(target=second.connect, kwargs={"timeout": timeout(30)}, daemon=True)
-            connecting.start()
-            slack.wait_until(lambda: model.refused >= 2, timeout(10), "two refusals (backoff, then again)")
-            assert not second.is_connected()
-            refused = [c for c in slack.all_connections if c.disconnect_sent and not c.hello_sent]
-            assert len(refused) >= 2 and len(slack.connections) == 10
-            first.close()
-            connecting.join(timeout(30))
-            assert second.is_connected()
-            eid = slack.push(slack.make_envelope("interactive"))
-            slack.wait_for_acks(envelope_ids=[eid], timeout=timeout(5))
-            assert recorder.runs(eid) == 1
-        finally:
-            first.close()
-            second.close()
 
 
 def test_a_short_soak_of_replicas_with_faults_loses_nothing_and_completes_nothing_twice_unexplained(

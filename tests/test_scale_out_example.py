@@ -69,22 +69,27 @@ def wait_done(url: str, key: str, seconds: float = 10.0) -> None:
         r.close()
 
 
+def example_env(namespace: str) -> dict[str, str]:
+    """The environment of the example's processes, with a Redis namespace and a Celery queue of their own."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(PROJECT),
+        "SLACK_APP_TOKEN": APP_TOKEN,
+        "SLACK_BOT_TOKEN": "xoxb-111-222-example",
+        "REDIS_URL": redis_url(),
+        "CELERY_BROKER_URL": redis_url(db=14),
+        "CELERY_QUEUE": f"slack_socket_mode_test_{namespace}",
+        "APP_NAMESPACE": namespace,
+    }
+
+
 @pytest.mark.parametrize("bot", ["bot.py", "bolt_bot.py"])
 def test_the_example_hands_envelopes_to_the_worker_and_replies_once(
     bot: str, processes: list[Process], tmp_path: Any
 ) -> None:
     store = redis_url()
     namespace = unique_namespace("example")
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(PROJECT),
-        "SLACK_APP_TOKEN": APP_TOKEN,
-        "SLACK_BOT_TOKEN": "xoxb-111-222-example",
-        "REDIS_URL": store,
-        "CELERY_BROKER_URL": redis_url(db=14),
-        "CELERY_QUEUE": f"slack_socket_mode_test_{namespace}",
-        "APP_NAMESPACE": namespace,
-    }
+    env = example_env(namespace)
     with SocketModeServer(app=AppModel(), redelivery_delay=None) as server:
         env["SLACK_API_URL"] = server.api_url
         worker = Process([sys.executable, "-m", "celery", "-A", "tasks", "worker", "--pool=solo", "-l", "INFO"], env)
@@ -140,3 +145,31 @@ def test_the_example_hands_envelopes_to_the_worker_and_replies_once(
             assert processes[1].process.wait(10) == 0
         finally:
             delete_keys(store, f"slack_socket_mode:{namespace}:*")
+
+
+@pytest.mark.parametrize("bot", ["bot.py", "bolt_bot.py"])
+def test_a_replica_started_without_a_slot_says_so_once_and_takes_the_slot_another_one_frees(
+    bot: str, processes: list[Process]
+) -> None:
+    """The 11th connection (issue 20, item 7), with the app's limit at one connection here: the
+    replica started without a slot logs one WARNING naming Slack's limit, keeps waiting (no
+    ``connect()`` timeout to end it), and connects within a retry period of the first replica's stop."""
+    env = example_env(unique_namespace("example-slot"))
+    model = AppModel(max_connections=1)
+    with SocketModeServer(app=model, redelivery_delay=None) as server:
+        env["SLACK_API_URL"] = server.api_url
+        first = Process([sys.executable, bot], env)
+        processes.append(first)
+        first.wait_for("connected")
+        second = Process([sys.executable, bot], env)
+        processes.append(second)
+        second.wait_for("too_many_websockets")  # its log shows WARNING and above only
+        server.wait_until(lambda: model.refused >= 3, timeout(20), "three refusals of the second replica")
+        first.process.send_signal(signal.SIGTERM)
+        first.wait_for("closed")
+        second.wait_for("connected")
+        second.process.send_signal(signal.SIGTERM)
+        second.wait_for("closed")
+        assert second.process.wait(10) == 0
+    warnings = [line for line in second.log if "too_many_websockets" in line]
+    assert len(warnings) == 1 and "Slack's limit of 10 Socket Mode connections" in warnings[0], warnings

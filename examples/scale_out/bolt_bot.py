@@ -10,15 +10,14 @@ Environment: as bot.py, plus SLACK_BOT_TOKEN (xoxb-…).
 
 import logging
 import os
-import signal
 
+from bot import serve  # the same life: wait for a slot of Slack's 10, serve, close on SIGTERM
 from slack_bolt import Ack, App
 from slack_sdk.web import WebClient
 from tasks import NAMESPACE, handle_envelope
 
 from slack_socket_mode.bolt import SocketModeHandler
 from slack_socket_mode.redis import RedisLedger
-from slack_socket_mode.stopping import StopWaiter
 
 PUBLISH = {"retry": True, "retry_policy": {"max_retries": 1}, "timeout": 2.0, "confirm_timeout": 2.0}
 
@@ -49,12 +48,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     ledger = RedisLedger(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), namespace=NAMESPACE)
     handler = SocketModeHandler(create_app(), os.environ["SLACK_APP_TOKEN"], dedupe=ledger)
-    with StopWaiter((signal.SIGTERM, signal.SIGINT)) as waiter:
-        handler.connect()
-        print("connected", flush=True)
-        waiter.wait()
-    handler.client.close(timeout=10.0)  # running listeners finish and ack, within the pod's grace period
-    print("closed", flush=True)
+    serve(handler.client)
 
 
 if __name__ == "__main__":

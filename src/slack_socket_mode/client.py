@@ -53,7 +53,7 @@ from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web import WebClient
 
 from .engine import Engine
-from .lifecycle import ClientState, Transition
+from .lifecycle import SLOT_RETRY_INTERVAL, ClientState, Transition
 from .listeners import Listeners
 from .messages import Envelope, Hello, parse_message
 from .options import OPTION_NAMES, check_options
@@ -126,6 +126,8 @@ class SocketModeClient(BaseSocketModeClient):
         ssl_context: an ``ssl.SSLContext`` for the WebSocket and the built WebClient (verification on by default).
         base_url: the Web API base URL of the built WebClient (default Slack's); or pass ``web_client``.
         write_timeout: seconds a write (an ack) may take before its connection is given up and replaced.
+        slot_retry_interval: seconds between open attempts while Slack refuses connections with
+            ``too_many_websockets`` (the app holds Slack's 10, across its processes): steady, no backoff.
 
     Raises:
         ConfigurationError: invalid options or an app token that is not ``xapp-…``.
@@ -179,6 +181,7 @@ class SocketModeClient(BaseSocketModeClient):
         base_url: Optional[str] = None,
         lifecycle_listeners: Optional[list[LifecycleListener]] = None,
         write_timeout: float = 5.0,
+        slot_retry_interval: float = SLOT_RETRY_INTERVAL,
     ) -> None:
         # the options as received, by name (OPTION_NAMES: all but logger and the listener lists, which stay
         # here); check_options has the same names and types (tests/test_structure.py checks both signatures)

@@ -107,6 +107,7 @@ class Engine:
             drain_timeout=o.drain_timeout,
             close_timeout=o.close_timeout,
             open_timeout=o.connect_timeout,
+            slot_retry_interval=o.slot_retry_interval,
         )
         self.session = session = Session(
             client,

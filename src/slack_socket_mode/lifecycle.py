@@ -7,25 +7,39 @@ next: open a connection, drain one, close one, abort one, or give up. It returns
 Every method takes ``now`` (seconds on a monotonic clock), so the rules are tested by
 feeding messages and time (``tests/test_lifecycle.py``).
 
-Rotation is make-before-break: a connection Slack wants to refresh (``disconnect`` reason
-``warning``, ``refresh_requested`` or an unknown reason) or whose
-``approximate_connection_time`` is nearly spent keeps serving until its replacement has
-said ``hello``; only then is it drained (acks for its in-flight envelopes still go out on
-it) and closed. See https://api.slack.com/apis/socket-mode#disconnect.
+Rotation is make-before-break, and **a planned rotation is never a failure**: a connection
+Slack wants to refresh (``disconnect`` reason ``warning``, ``refresh_requested`` or an unknown
+reason), one whose ``approximate_connection_time`` is nearly spent and one the application
+refreshes (``connect_to_new_endpoint(force=True)``) keeps serving while its replacement is opened
+at once, whatever the backoff left by earlier faults (a pending backoff timer, a high attempt
+count, the open floor of rule 1 below); once the replacement has said ``hello`` the old one is
+drained (acks for its in-flight envelopes still go out on it) and closed. A rotation does not
+count towards backoff, nor does Slack closing a connection it asked to refresh: only failed
+attempts do (an open that fails, a connection lost without being asked for, no ``hello`` in
+time, a dead connection). See https://api.slack.com/apis/socket-mode#disconnect.
+
+``too_many_websockets`` is no failure either: the app holds Slack's limit of 10 connections,
+across all its processes. The refused connection's slot is tried again every
+``slot_retry_interval`` seconds (:data:`SLOT_RETRY_INTERVAL`), a short steady period with no
+growth, so a slot another process frees is taken within seconds; the first refusal of an
+episode (until a connection says ``hello`` again) gives one :class:`Warn` naming the limit.
 
 Reconnect storms are impossible, whatever the peer says (the rule, in three parts):
 
-1. **A floor per connection slot.** Open attempts start at most ``connections`` per
-   :data:`MIN_OPEN_INTERVAL` seconds on average, in bursts of at most :data:`OPEN_BURST` per
+1. **A floor per connection slot.** Open attempts after a failure start at most ``connections``
+   per :data:`MIN_OPEN_INTERVAL` seconds on average, in bursts of at most :data:`OPEN_BURST` per
    slot: with one connection, at most two attempts in any two seconds. The burst lets one
    fault right after a connect (a reset) be repaired at once; a storm still meets the floor.
-2. **A sane connection time.** ``approximate_connection_time`` below
-   :data:`MIN_CONNECTION_TIME` is taken as that minimum, so a ``hello`` saying 0.001 s
-   cannot make the client rotate at once (see :func:`rotation_delay`).
-3. **Replacements count towards backoff.** A connection replaced (``disconnect``, a rotation)
-   or lost before it stayed up ``policy.healthy_after`` seconds is one more attempt: a peer that
-   sends ``disconnect`` after every ``hello`` meets the same exponential backoff as one that
-   refuses connections.
+2. **A floor for rotations.** Replacements for planned rotations start at most ``connections``
+   per :data:`MIN_ROTATION_INTERVAL` seconds on average, in bursts of at most
+   :data:`ROTATION_BURST` per slot: far above any rate Slack rotates at (hours apart; a few in a
+   minute during a deploy), so no rotation of Slack's ever waits, while a peer that asks for a
+   refresh after every ``hello`` gets one rotation per slot every 10 s. An
+   ``approximate_connection_time`` below :data:`MIN_CONNECTION_TIME` is taken as that minimum,
+   so a ``hello`` saying 0.001 s cannot make the client rotate at once (see :func:`rotation_delay`).
+3. **Failures count towards backoff.** Each failed attempt, and each connection lost without
+   Slack asking for it, is one more attempt of the exponential backoff; a connection that stayed
+   up ``policy.healthy_after`` seconds (then lost or rotated) resets the count first.
 
 Every open attempt also has one deadline (``open_timeout``: the Web API call and the
 handshake); a ``CONNECTING`` connection past it is aborted, and again every
@@ -55,11 +69,15 @@ __all__ = [
     "Open",
     "Supervisor",
     "Transition",
+    "Warn",
     "rotation_delay",
     "ABORT_RETRY",
     "MIN_CONNECTION_TIME",
     "MIN_OPEN_INTERVAL",
+    "MIN_ROTATION_INTERVAL",
     "OPEN_BURST",
+    "ROTATION_BURST",
+    "SLOT_RETRY_INTERVAL",
 ]
 
 #: Seconds: on average at most ``connections`` open attempts start within an interval this long.
@@ -69,6 +87,16 @@ MIN_OPEN_INTERVAL = 1.0
 OPEN_BURST = 2
 #: Seconds: the least ``approximate_connection_time`` believed (Slack's is about an hour).
 MIN_CONNECTION_TIME = 60.0
+#: Seconds: on average at most ``connections`` replacements for planned rotations start within an
+#: interval this long.
+MIN_ROTATION_INTERVAL = 10.0
+#: Replacements for planned rotations per connection slot that may start back to back: at most
+#: ``ROTATION_BURST * connections`` start within any ``ROTATION_BURST * MIN_ROTATION_INTERVAL`` seconds.
+ROTATION_BURST = 5
+#: Seconds between open attempts while Slack refuses connections with ``too_many_websockets`` (the
+#: default of the client's ``slot_retry_interval``): steady, so a slot another process frees is
+#: taken within this long plus one open attempt.
+SLOT_RETRY_INTERVAL = 3.0
 #: Seconds between aborts of an open attempt that is past its deadline and not over yet.
 ABORT_RETRY = 0.5
 
@@ -107,7 +135,7 @@ class DisconnectReason(str, enum.Enum):
     WARNING = "warning"  #: the connection will be refreshed soon: replace it, make-before-break
     REFRESH_REQUESTED = "refresh_requested"  #: replace it now, make-before-break
     LINK_DISABLED = "link_disabled"  #: Socket Mode was turned off for the app: fatal
-    TOO_MANY_WEBSOCKETS = "too_many_websockets"  #: the app holds too many connections: back off
+    TOO_MANY_WEBSOCKETS = "too_many_websockets"  #: the app holds Slack's 10 connections: retry the slot steadily
 
 
 _RUNNING = frozenset({ClientState.CONNECTING, ClientState.CONNECTED, ClientState.RECONNECTING})
@@ -164,7 +192,14 @@ class Fail(NamedTuple):
     error: FatalError
 
 
-Action = Union[Open, Drain, Close, Abort, Fail, Transition]
+@record
+class Warn(NamedTuple):
+    """Log ``message`` at WARNING: news for the operator, given once per episode (the rules decide when)."""
+
+    message: str
+
+
+Action = Union[Open, Drain, Close, Abort, Fail, Warn, Transition]
 
 
 def rotation_delay(approximate_connection_time: Optional[float]) -> Optional[float]:
@@ -181,6 +216,27 @@ def rotation_delay(approximate_connection_time: Optional[float]) -> Optional[flo
     return max(approximate_connection_time * 0.9, approximate_connection_time - 60.0)
 
 
+class _Window:
+    """The start times of the latest ``size`` attempts of one kind: at most ``size`` start within ``span`` seconds."""
+
+    __slots__ = ("_starts", "size", "span")
+
+    def __init__(self, size: int, span: float) -> None:
+        self.size = size
+        self.span = span
+        self._starts: list[float] = []  # oldest first, at most ``size``
+
+    def earliest(self) -> float:
+        """The earliest time the next attempt may start."""
+        if len(self._starts) < self.size:
+            return 0.0
+        return self._starts[0] + self.span
+
+    def add(self, now: float) -> None:
+        """An attempt starts at ``now``."""
+        self._starts = [*self._starts, now][-self.size :]
+
+
 class _Conn:
     """The supervisor's record of one connection (mutable; owned by the supervisor)."""
 
@@ -191,8 +247,14 @@ class _Conn:
         self.state = state
         self.hello_at: Optional[float] = None
         self.rotate_at: Optional[float] = None
-        self.replace_reason: Optional[str] = None  # set when it is to be replaced
+        # Set when Slack asked for its end (a planned rotation, or too_many_websockets): it is to be
+        # replaced, and losing it is no failure.
+        self.replace_reason: Optional[str] = None
         self.deadline: Optional[float] = None  # for CONNECTING, AWAITING_HELLO, DRAINING and CLOSING
+
+    def healthy(self, now: float, healthy_after: float) -> bool:
+        """Whether it has been up (since its ``hello``) for ``healthy_after`` seconds at ``now``."""
+        return self.hello_at is not None and now - self.hello_at >= healthy_after
 
 
 class Supervisor:
@@ -206,9 +268,14 @@ class Supervisor:
         close_timeout: seconds to wait for the server's close frame before aborting.
         open_timeout: seconds one open attempt (the Web API call and the WebSocket handshake)
             may take before it is aborted; None for no deadline.
-        min_open_interval: seconds; on average at most ``connections`` open attempts start
-            within an interval this long, in bursts of :data:`OPEN_BURST` per slot (see the
-            module's rule).
+        min_open_interval: seconds; on average at most ``connections`` open attempts after a
+            failure start within an interval this long, in bursts of :data:`OPEN_BURST` per slot
+            (see the module's rule).
+        slot_retry_interval: seconds between open attempts while Slack refuses connections
+            with ``too_many_websockets``.
+
+    Attributes:
+        attempt: consecutive failed attempts (the backoff's attempt number for the next one).
 
     Not thread-safe.
     """
@@ -223,6 +290,7 @@ class Supervisor:
         close_timeout: float = 1.0,
         open_timeout: Optional[float] = None,
         min_open_interval: float = MIN_OPEN_INTERVAL,
+        slot_retry_interval: float = SLOT_RETRY_INTERVAL,
     ) -> None:
         self.policy = policy
         self.target = connections
@@ -230,17 +298,29 @@ class Supervisor:
         self.drain_timeout = drain_timeout
         self.close_timeout = close_timeout
         self.open_timeout = open_timeout
-        self.min_open_interval = min_open_interval
-        self._open_window = OPEN_BURST * connections  # attempts remembered for the floor
-        self._open_starts: list[float] = []  # when the latest ``_open_window`` attempts started, oldest first
+        self.slot_retry_interval = slot_retry_interval
+        self._open_floor = _Window(OPEN_BURST * connections, OPEN_BURST * min_open_interval)
+        self._rotation_floor = _Window(ROTATION_BURST * connections, ROTATION_BURST * MIN_ROTATION_INTERVAL)
         self.state = ClientState.IDLE
-        self.attempt = 0  # consecutive failed or short-lived attempts
-        self.next_open_at = 0.0
+        self._reset(0.0)
         self._conns: dict[int, _Conn] = {}
         self._next_id = 1
         self._out: list[Action] = []
 
+    def _reset(self, now: float) -> None:
+        """A fresh start: no failed attempt, no rotation owed, no refusal."""
+        self.attempt = 0
+        self.next_open_at = now  # no open after a failure before this (monotonic seconds)
+        self._rotations_owed = 0  # planned rotations whose replacement has not started yet
+        self._refused_at: Optional[float] = None  # the first refusal of the episode (too_many_websockets)
+
     # ---- queries -------------------------------------------------------------------------------
+
+    @property
+    def waiting_for_slot(self) -> bool:
+        """True from a ``too_many_websockets`` refusal until a connection says ``hello`` (or
+        ``start()``): the episode its :class:`Warn` is given once for."""
+        return self._refused_at is not None
 
     def connection_state(self, connection_id: int) -> ConnectionState:
         """The state of a connection (CLOSED if unknown)."""
@@ -267,8 +347,13 @@ class Supervisor:
             for c in self._conns.values()
             if c.rotate_at is not None and c.replace_reason is None and c.state is ConnectionState.CONNECTED
         ]
-        if self.state in _RUNNING and self._wanted() > 0 and not self._opening():
-            times.append(max(self.next_open_at, self._open_floor()))
+        if self.state in _RUNNING and not self._opening():
+            wanted = self._wanted()
+            owed = min(self._rotations_owed, wanted)
+            if owed > 0:
+                times.append(self._rotation_floor.earliest())
+            if wanted > owed:
+                times.append(max(self.next_open_at, self._open_floor.earliest()))
         return min(times) if times else None
 
     # ---- inputs --------------------------------------------------------------------------------
@@ -277,8 +362,7 @@ class Supervisor:
         """connect() was called. Opens connections at once (no-op if already running)."""
         if self.state in _RUNNING or self.state is ClientState.CLOSED:
             return []
-        self.attempt = 0
-        self.next_open_at = now
+        self._reset(now)
         self._set_state(ClientState.CONNECTING, "connect() called")
         return self._plan(now)
 
@@ -328,6 +412,7 @@ class Supervisor:
         if c is None or c.state is not ConnectionState.AWAITING_HELLO:
             return []
         c.hello_at = now
+        self._refused_at = None  # Slack gave a slot: a refusal from now on is news again
         delay = rotation_delay(approximate_connection_time)
         c.rotate_at = now + delay if delay is not None else None
         self._to(c, ConnectionState.CONNECTED, "hello received", None)
@@ -348,28 +433,27 @@ class Supervisor:
         if c is None or c.state not in (ConnectionState.CONNECTED, ConnectionState.AWAITING_HELLO):
             return []
         if reason == DisconnectReason.TOO_MANY_WEBSOCKETS:
-            # The app holds too many connections (perhaps in other processes): do not rush.
-            self._back_off(now, minimum=0.0, at_least_one=True)
-        elif c.replace_reason is None:
-            self._count_replacement(c, now)
-        if c.replace_reason is None:
-            c.replace_reason = f"disconnect {reason}"
+            self._refused(c, now)
+        else:
+            self._rotate(c, f"disconnect {reason}", now)
         return self._plan(now)
 
     def refresh(self, reason: str, now: float) -> list[Action]:
         """Replace every connected connection, make-before-break (``connect_to_new_endpoint(force=True)``)."""
         for c in self._conns.values():
-            if c.state is ConnectionState.CONNECTED and c.replace_reason is None:
-                c.replace_reason = reason
+            if c.state is ConnectionState.CONNECTED:
+                self._rotate(c, reason, now)
         return self._plan(now)
 
     def lost_unexpectedly(self, connection_id: int) -> bool:
-        """Whether losing ``connection_id`` now would be a surprise (it was not draining or closing)."""
-        return self.connection_state(connection_id) not in (
-            ConnectionState.DRAINING,
-            ConnectionState.CLOSING,
-            ConnectionState.CLOSED,
-        )
+        """Whether losing ``connection_id`` now would be a surprise.
+
+        It would not be if it was draining or closing, or if Slack asked for its end: a planned
+        rotation, or ``too_many_websockets``.
+        """
+        c = self._conns.get(connection_id)
+        ended = (ConnectionState.DRAINING, ConnectionState.CLOSING)
+        return c is not None and c.replace_reason is None and c.state not in ended
 
     def lost(self, connection_id: int, reason: str, now: float, *, reconnect: bool = True) -> list[Action]:
         """``connection_id``'s socket is gone (closed, reset, aborted or failed).
@@ -378,7 +462,8 @@ class Supervisor:
         off), a connection lost unexpectedly while no other one is connected stops the client
         (``DISCONNECTED``, as :meth:`stop` with ``final=False``) before anything is planned, so no
         replacement is opened; while others are connected they go on serving. Rotations Slack
-        asks for (``disconnect``) are followed either way.
+        asks for (``disconnect``) are followed either way, even if Slack closes the old connection
+        before the replacement's ``hello``, and a slot Slack refused is tried again.
         """
         actions: list[Action] = []
         if (
@@ -408,13 +493,8 @@ class Supervisor:
     def tick(self, now: float) -> list[Action]:
         """Time passed: fire whatever deadline is due."""
         for c in list(self._conns.values()):
-            if (
-                c.state is ConnectionState.CONNECTED
-                and c.replace_reason is None
-                and (c.rotate_at is not None and now >= c.rotate_at)
-            ):
-                self._count_replacement(c, now)
-                c.replace_reason = "approximate_connection_time nearly spent"
+            if c.state is ConnectionState.CONNECTED and c.rotate_at is not None and now >= c.rotate_at:
+                self._rotate(c, "approximate_connection_time nearly spent", now)
             if c.deadline is None or now < c.deadline:
                 continue
             if c.state is ConnectionState.CONNECTING:
@@ -442,24 +522,33 @@ class Supervisor:
         if expected or self.state not in _RUNNING:
             self._update_client_state(reason)
             return False
-        if c.hello_at is not None and now - c.hello_at >= self.policy.healthy_after:
-            self.attempt = 0  # it was healthy: this drop is news, not a pattern
-        self._back_off(now, minimum=0.0)
+        if c.replace_reason is None:  # else Slack asked for its end (refused, or to be refreshed): no failure
+            if c.healthy(now, self.policy.healthy_after):
+                self.attempt = 0  # this drop is news, not a pattern
+            self._back_off(now, minimum=0.0)
         self._update_client_state(f"connection {c.id} lost: {reason}")
         return True
 
-    def _count_replacement(self, c: _Conn, now: float) -> None:
-        """A replacement for ``c`` is due: it counts as an attempt unless ``c`` stayed up ``healthy_after``."""
-        if c.hello_at is not None and now - c.hello_at >= self.policy.healthy_after:
-            self.attempt = 0  # a healthy connection's rotation is routine: the next open is immediate
-        else:
-            self._back_off(now, minimum=0.0)
+    def _rotate(self, c: _Conn, reason: str, now: float) -> None:
+        """A planned rotation of ``c``: its replacement is owed, to open at once (the rotation floor aside).
 
-    def _open_floor(self) -> float:
-        """The earliest time the next open attempt may start (the floor per connection slot)."""
-        if len(self._open_starts) < self._open_window:
-            return 0.0
-        return self._open_starts[-self._open_window] + OPEN_BURST * self.min_open_interval
+        Not a failure: the attempt count is left alone, or reset if ``c`` stayed up ``healthy_after``.
+        """
+        if c.replace_reason is not None:
+            return
+        c.replace_reason = reason
+        self._rotations_owed += 1
+        if c.healthy(now, self.policy.healthy_after):
+            self.attempt = 0
+
+    def _refused(self, c: _Conn, now: float) -> None:
+        """Slack refused ``c`` (``too_many_websockets``): its slot is tried again after ``slot_retry_interval``."""
+        if self._refused_at is None:
+            self._refused_at = now
+            self._out.append(_no_slot_warning(c.id, len(self.connected_ids()), self.slot_retry_interval))
+        self.next_open_at = max(self.next_open_at, now + self.slot_retry_interval)
+        if c.replace_reason is None:
+            c.replace_reason = f"disconnect {DisconnectReason.TOO_MANY_WEBSOCKETS.value}"
 
     def _drained(self, connection_id: int, now: float) -> None:
         c = self._conns.get(connection_id)
@@ -480,24 +569,23 @@ class Supervisor:
                 pending += 1
         return self.target - serving - pending
 
-    def _back_off(self, now: float, *, minimum: float, at_least_one: bool = False) -> None:
-        if at_least_one:
-            self.attempt = max(self.attempt, 1)
+    def _back_off(self, now: float, *, minimum: float) -> None:
         delay = max(self.policy.delay(self.attempt), minimum)
         self.next_open_at = max(self.next_open_at, now + delay)
         self.attempt += 1
 
     def _plan(self, now: float) -> list[Action]:
         if self.state in _RUNNING:
-            if self._wanted() > 0 and not self._opening() and now >= self.next_open_at and now >= self._open_floor():
-                c = _Conn(self._next_id, ConnectionState.CONNECTING)
-                if self.open_timeout is not None:
-                    c.deadline = now + self.open_timeout
-                self._open_starts = [*self._open_starts[1 - self._open_window :], now]
-                self._next_id += 1
-                self._conns[c.id] = c
-                self._emit(c.id, None, ConnectionState.CONNECTING, "opening")
-                self._out.append(Open(c.id))
+            wanted = self._wanted()
+            owed = min(self._rotations_owed, wanted)  # neither branch is taken unless wanted > 0
+            if not self._opening():
+                if owed > 0 and now >= self._rotation_floor.earliest():
+                    # a planned rotation's replacement: whatever the backoff and the open floor say
+                    self._rotations_owed -= 1
+                    self._rotation_floor.add(now)
+                    self._start_open(now)
+                elif wanted > owed and now >= self.next_open_at and now >= self._open_floor.earliest():
+                    self._start_open(now)
             serving = sum(
                 1 for c in self._conns.values() if c.state is ConnectionState.CONNECTED and c.replace_reason is None
             )
@@ -514,6 +602,16 @@ class Supervisor:
                     self._out.append(Drain(c.id))
             self._update_client_state("")
         return self._flush()
+
+    def _start_open(self, now: float) -> None:
+        c = _Conn(self._next_id, ConnectionState.CONNECTING)
+        if self.open_timeout is not None:
+            c.deadline = now + self.open_timeout
+        self._open_floor.add(now)  # every attempt counts towards the floor, a rotation's too
+        self._next_id += 1
+        self._conns[c.id] = c
+        self._emit(c.id, None, ConnectionState.CONNECTING, "opening")
+        self._out.append(Open(c.id))
 
     def _update_client_state(self, reason: str) -> None:
         if self.state not in _RUNNING:
@@ -557,6 +655,15 @@ class Supervisor:
     def _flush(self) -> list[Action]:
         out, self._out = self._out, []
         return out
+
+
+def _no_slot_warning(connection_id: int, held: int, retry_interval: float) -> Warn:
+    """What the operator is told, once per episode, when Slack refuses a connection for want of a slot."""
+    return Warn(
+        f"connection {connection_id}: Slack refused it (disconnect reason too_many_websockets): the app "
+        f"already holds Slack's limit of 10 Socket Mode connections, across all its processes "
+        f"({held} of them here); retrying every {retry_interval:g} s until one frees"
+    )
 
 
 def _describe(error: Exception) -> str:

@@ -77,6 +77,7 @@ class ClientOptions:
     drain_timeout: float
     close_timeout: float
     write_timeout: float
+    slot_retry_interval: float
     trace_enabled: bool
     all_message_trace_enabled: bool
     ping_pong_trace_enabled: bool
@@ -117,6 +118,7 @@ def check_options(
     drain_timeout: float,
     close_timeout: float,
     write_timeout: float,
+    slot_retry_interval: float,
     trace_enabled: bool,
     all_message_trace_enabled: bool,
     ping_pong_trace_enabled: bool,
@@ -150,6 +152,8 @@ def check_options(
         raise ConfigurationError("handoff_after must be a positive number of seconds")
     if max_message_size < 1024:
         raise ConfigurationError("max_message_size must be at least 1024 bytes")
+    if not slot_retry_interval > 0:
+        raise ConfigurationError("slot_retry_interval must be a positive number of seconds")
     if receive_buffer_size < 16:
         raise ConfigurationError("receive_buffer_size must be at least 16 bytes (as in slack_sdk)")
     proxy_: Optional[ProxySettings] = None  # the environment's proxies apply (see .proxies)
@@ -212,6 +216,7 @@ def check_options(
         drain_timeout=drain_timeout,
         close_timeout=close_timeout,
         write_timeout=write_timeout,
+        slot_retry_interval=slot_retry_interval,
         trace_enabled=trace_enabled,
         all_message_trace_enabled=all_message_trace_enabled,
         ping_pong_trace_enabled=ping_pong_trace_enabled,

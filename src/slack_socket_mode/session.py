@@ -46,6 +46,7 @@ from .lifecycle import (
     Open,
     Supervisor,
     Transition,
+    Warn,
 )
 from .liveness import Liveness
 from .messages import Hello
@@ -271,6 +272,8 @@ class Session:
                         self._pending_io.append((conn, None))
                     if attempt is not None:  # the Web API call, TCP, proxy and TLS steps: sockets no one else holds
                         self._pending_io.append((attempt, None))
+                elif isinstance(action, Warn):
+                    self._logger.warning("%s", action.message)
                 elif isinstance(action, Fail):
                     self.fatal = action.error
                     self._logger.error("Socket Mode stopped: %s", action.error)
