@@ -9,6 +9,9 @@ lack, so the delay and the loss of the replicas' link to Slack come from this re
   sees of a loss is a chunk held back by a retransmission timeout. With probability ``loss``
   (1 %) a chunk is held ``loss_delay`` seconds more (200 ms, Linux's minimum RTO), and the
   chunks after it wait behind it (head-of-line blocking), as on a TCP stream;
+* **rate** (optional): each direction reads at most ``rate`` bytes a second, in small reads, so a
+  sender faster than that fills its socket's buffer and its writes block, yet go on: a peer that
+  reads slowly, not one that stopped;
 * **a dead peer is noticed**: both sockets of a relayed connection have ``TCP_USER_TIMEOUT``
   (``user_timeout`` seconds), so when the far side's link goes down (a partition: ``ip link set
   ... down``), data written to it and never acknowledged fails that socket, and the relay
@@ -65,12 +68,19 @@ class _Direction:
 
     def _read(self) -> None:
         relay = self._pipe.relay
+        size = 65536 if relay.rate is None else max(1, min(65536, int(relay.rate / 100)))  # ~100 reads a second
+        paced_until = time.monotonic()
         while True:
             try:
-                data = self._src.recv(65536)
+                data = self._src.recv(size)
             except OSError:
                 self._pipe.abort()  # a reset, or TCP_USER_TIMEOUT on a partitioned link
                 return
+            if relay.rate is not None and data:  # the next read waits its turn
+                paced_until = max(paced_until, time.monotonic()) + len(data) / relay.rate
+                with self._cond:
+                    while not self._pipe.aborted and time.monotonic() < paced_until:
+                        self._cond.wait(paced_until - time.monotonic())
             due = time.monotonic() + relay.delay
             if data and relay.lost():
                 due += relay.loss_delay
@@ -169,6 +179,7 @@ class Relay:
         loss: the probability that a chunk is "lost" and held ``loss_delay`` seconds more.
         loss_delay: seconds a lost chunk waits for its retransmission.
         user_timeout: seconds of unacknowledged data after which a socket fails (``TCP_USER_TIMEOUT``).
+        rate: bytes a second read from each side at most, or None (as fast as it comes).
         seed: the seed of the loss draws (``None``: unpredictable).
 
     Attributes:
@@ -187,9 +198,11 @@ class Relay:
         loss: float = 0.01,
         loss_delay: float = 0.2,
         user_timeout: float = 3.0,
+        rate: Optional[float] = None,
         seed: Optional[int] = None,
     ) -> None:
         self.delay = delay
+        self.rate = rate
         self.loss = loss
         self.loss_delay = loss_delay
         self.user_timeout = user_timeout

@@ -1,6 +1,6 @@
 """A bot with a health check for Kubernetes probes and Prometheus metrics.
 
-It serves two endpoints with the standard library's ``http.server``:
+It serves two endpoints with the standard library's ``http.server``, bounded (``ProbeServer``):
 
 * ``GET /healthz``: 200 and ``{"status": "ok", ...}`` while ``client.health()`` is healthy (a
   connection has said ``hello`` and no envelope waits too long for a worker), else 503 and
@@ -14,13 +14,22 @@ Run it:
     SLACK_APP_TOKEN=xapp-... python examples/health_server.py
     curl -i localhost:8080/healthz && curl localhost:8080/metrics
 
+The HTTP server listens on 127.0.0.1 unless HEALTH_HOST says otherwise (on Kubernetes the
+kubelet probes the pod's IP: set HEALTH_HOST to it, see docs/how-to/kubernetes.md). A client
+gets HEALTH_READ_TIMEOUT seconds for each read and write of its request and answer, and at most
+HEALTH_MAX_CONNECTIONS are served at once, each on a thread of its own; at the bound the oldest
+connection still sending its request (a client that trickles it, or sends nothing) is dropped
+to make room, so a probe is answered while slow clients wait.
+
 Environment:
 
     SLACK_APP_TOKEN   the app-level token (xapp-..., scope connections:write); required
     SLACK_BOT_TOKEN   a bot token (xoxb-...) for Web API calls from listeners; optional
     SLACK_API_URL     another Web API base URL, e.g. a local SocketModeServer's api_url
     HEALTH_PORT       the port of /healthz and /metrics (default 8080; 0 picks a free one)
-    HEALTH_HOST       the address to listen on (default 0.0.0.0)
+    HEALTH_HOST       the address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)
+    HEALTH_READ_TIMEOUT    seconds each read or write of a request may wait for the client (default 5)
+    HEALTH_MAX_CONNECTIONS connections served at once (default 16)
     MAX_QUEUE_WAIT    seconds an envelope may wait for a worker before /healthz says 503 (default 2)
     CONNECT_TIMEOUT   seconds to wait for the first hello before giving up (default 60)
 
@@ -36,10 +45,12 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -133,10 +144,72 @@ class ClientCollector(Collector):
         yield latency
 
 
-def handler_class(client: SocketModeClient, max_queue_wait: float) -> type[BaseHTTPRequestHandler]:
-    """The request handler for /healthz and /metrics."""
+class ProbeServer(ThreadingHTTPServer):
+    """``http.server``'s threaded server, bounded for a pod's probes and scrapes.
+
+    Each connection is served on a thread of its own, at most ``max_connections`` at once; the
+    handler's ``timeout`` bounds each read and write. At the bound, the oldest connection that has
+    not yet sent its whole request (a client that trickles it, or sends nothing) is shut down to
+    make room for the new one, whose request is most likely a probe, and the new one is served
+    once that connection's thread has ended (at once: its socket reads nothing more). If every
+    connection is being answered, the new one is closed unanswered. Thread-safe.
+    """
+
+    daemon_threads = True  # a connection still open at exit does not hold the process
+    request_queue_size = 64  # connections the kernel holds until accept(): a burst of them is not refused
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], max_connections: int) -> None:
+        self.max_connections = max_connections
+        self._ended = threading.Condition()  # a connection's thread ended; guards the two below
+        self._open: set[Any] = set()  # connections with a thread
+        self._waiting: dict[Any, None] = {}  # those still sending their request, oldest first
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:  # the serve_forever thread
+        with self._ended:
+            if len(self._open) >= self.max_connections:
+                oldest = next(iter(self._waiting), None)
+                if oldest is not None:
+                    del self._waiting[oldest]
+                    try:
+                        oldest.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+                    self._ended.wait_for(lambda: len(self._open) < self.max_connections, timeout=1.0)
+            admitted = len(self._open) < self.max_connections
+            if admitted:
+                self._open.add(request)
+                self._waiting[request] = None
+        if admitted:
+            super().process_request(request, client_address)
+        else:  # every connection is being answered
+            super().shutdown_request(request)
+
+    def request_read(self, request: Any) -> None:
+        """The handler has read ``request``'s request line and headers: it is being answered."""
+        with self._ended:
+            self._waiting.pop(request, None)
+
+    def shutdown_request(self, request: Any) -> None:  # the last step of every admitted connection
+        super().shutdown_request(request)
+        with self._ended:
+            self._open.discard(request)
+            self._waiting.pop(request, None)
+            self._ended.notify_all()
+
+
+def handler_class(client: SocketModeClient, max_queue_wait: float, read_timeout: float) -> type[BaseHTTPRequestHandler]:
+    """The request handler for /healthz and /metrics (each read and write waits at most ``read_timeout`` s)."""
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = read_timeout  # socketserver sets it on the connection: every read and write is bounded
+
+        def parse_request(self) -> bool:
+            parsed = super().parse_request()
+            if isinstance(self.server, ProbeServer):
+                self.server.request_read(self.connection)
+            return parsed
+
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/healthz":
@@ -185,7 +258,9 @@ def main() -> int:
         print("health_server: set SLACK_APP_TOKEN to an app-level token (xapp-...)", file=sys.stderr)
         return 2
     port = int(os.environ.get("HEALTH_PORT", "8080"))
-    host = os.environ.get("HEALTH_HOST", "0.0.0.0")
+    host = os.environ.get("HEALTH_HOST", "127.0.0.1")
+    read_timeout = float(os.environ.get("HEALTH_READ_TIMEOUT", "5"))
+    max_connections = int(os.environ.get("HEALTH_MAX_CONNECTIONS", "16"))
     max_queue_wait = float(os.environ.get("MAX_QUEUE_WAIT", "2"))
     connect_timeout = float(os.environ.get("CONNECT_TIMEOUT", "60"))
 
@@ -199,8 +274,7 @@ def main() -> int:
     client.socket_mode_request_listeners.append(handle)
     REGISTRY.register(ClientCollector(client, max_queue_wait))
 
-    httpd = ThreadingHTTPServer((host, port), handler_class(client, max_queue_wait))
-    httpd.daemon_threads = True
+    httpd = ProbeServer((host, port), handler_class(client, max_queue_wait, read_timeout), max_connections)
     threading.Thread(target=httpd.serve_forever, name="health-http", daemon=True).start()
     print(f"serving on {httpd.server_address[1]}", flush=True)
 

@@ -10,8 +10,10 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,15 +28,20 @@ EXAMPLES = ROOT / "examples"
 HEALTH_SERVER = EXAMPLES / "health_server.py"
 
 
-def start_health_server(server: SocketModeServer, **env: str) -> subprocess.Popen[str]:
+def start_health_server(server: SocketModeServer, **env: str | None) -> subprocess.Popen[str]:
+    """Start examples/health_server.py against ``server``; an ``env`` value of None unsets that variable."""
     environment = dict(
         os.environ,
         SLACK_APP_TOKEN=APP_TOKEN,
         SLACK_API_URL=server.api_url,
         HEALTH_HOST="127.0.0.1",
         HEALTH_PORT="0",  # the example prints the port the OS chose
-        **env,
     )
+    for name, value in env.items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
     return subprocess.Popen(
         [sys.executable, str(HEALTH_SERVER)],
         env=environment,
@@ -159,6 +166,90 @@ def test_health_server_exits_1_when_the_token_is_refused(
     assert proc.returncode == 1
     assert "invalid_auth" in stderr
     assert APP_TOKEN not in stderr
+
+
+def threads_of(proc: subprocess.Popen[str]) -> int:
+    """How many threads the process has now (Linux's /proc)."""
+    for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError("no Threads: line in /proc/PID/status")
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    """True if the other end closed or reset ``sock``, a non-blocking socket (a look that does not wait)."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def test_health_server_listens_on_loopback_unless_told_otherwise(
+    server: SocketModeServer, processes: list[subprocess.Popen[str]]
+) -> None:
+    proc = start_health_server(server, HEALTH_HOST=None)
+    processes.append(proc)
+    port = read_port(proc)
+    assert get(port, "/nothing-here")[0] == 404  # 127.0.0.1
+    with pytest.raises(ConnectionRefusedError):  # another loopback address: 0.0.0.0 would answer it
+        socket.create_connection(("127.0.0.2", port), timeout=timeout(5)).close()
+
+
+def test_health_server_drops_a_connection_that_sends_nothing_after_its_read_timeout(
+    server: SocketModeServer, processes: list[subprocess.Popen[str]]
+) -> None:
+    proc = start_health_server(server, HEALTH_READ_TIMEOUT="0.5")
+    processes.append(proc)
+    port = read_port(proc)
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout(5)) as idle:
+        assert idle.recv(1) == b""  # closed by the server after 0.5 s (without the bound: a timeout here)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="counts threads through Linux's /proc")
+def test_health_server_answers_probes_while_200_clients_trickle_their_requests(
+    server: SocketModeServer, processes: list[subprocess.Popen[str]]
+) -> None:
+    """Slowloris: 200 clients send a request a byte at a time, within every read timeout.
+
+    On main each held a thread of the example's for as long as it trickled (200 threads); now at
+    most HEALTH_MAX_CONNECTIONS (16) are served at once, the oldest trickler making room for each
+    new connection, and a probe is answered meanwhile.
+    """
+    proc = start_health_server(server, HEALTH_READ_TIMEOUT="2")
+    processes.append(proc)
+    port = read_port(proc)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "connected"
+    assert get(port, "/healthz")[0] == 200
+    threads_before = threads_of(proc)
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-Trickle: " + b"y" * 1000
+    tricklers: list[socket.socket] = []
+    paced = threading.Event()  # never set: its wait paces the trickle
+    try:
+        for _ in range(200):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=timeout(5))
+            sock.setblocking(False)
+            tricklers.append(sock)
+        most_threads = 0
+        for sent in range(10):  # a byte from each every 0.1 s, for a second: well within the 2 s read timeout
+            for sock in tricklers:
+                if not closed_by_peer(sock):
+                    sock.send(request[sent : sent + 1])
+            most_threads = max(most_threads, threads_of(proc))
+            paced.wait(0.1)
+        status, _, body = get(port, "/healthz")  # a probe while they trickle
+        assert status == 200 and json.loads(body)["status"] == "ok"
+        most_threads = max(most_threads, threads_of(proc))
+        still_open = sum(1 for sock in tricklers if not closed_by_peer(sock))
+    finally:
+        for sock in tricklers:
+            sock.close()
+    assert most_threads <= threads_before + 16 + 2, f"{most_threads} threads, {threads_before} before the trickle"
+    assert still_open <= 16, f"{still_open} trickling connections still open"
+    _, stderr = stop(proc)
+    assert proc.returncode == 0, stderr
 
 
 def test_every_example_has_a_smoke_test() -> None:

@@ -40,9 +40,11 @@ from .conftest import (
     ClientFactory,
     Recorder,
     Watcher,
+    assert_acked_on_first_delivery,
     client_threads,
     timeout,
 )
+from .netem import Relay
 
 FAST = Backoff(base=0.05, cap=0.2, healthy_after=60.0)
 
@@ -161,6 +163,112 @@ def test_closing_a_connection_whose_writer_is_stuck_never_holds_the_client_lock(
         assert end.wait(timeout(3)), "stats() waited for the client's lock while a close frame was being written"
         closer.join(timeout(5))
         assert not closer.is_alive(), "disconnect() did not return"
+
+
+def test_close_gives_up_a_write_that_cannot_progress_and_acks_the_rest_on_the_healthy_connection(
+    server: SocketModeServer, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One connection's peer stopped reading while a listener writes an 8 MB ack to it; the other is healthy.
+
+    On main close() waited for that listener, blocked in a write that could not progress, for
+    3.5 s of close(5.0) (all that close_timeout leaves the listeners) and then aborted it anyway.
+    Now the connection is given up once its write has made no progress for 0.25 s: close()
+    returns within 1 s, the listeners in flight on the healthy connection ack there, and the
+    stuck ack goes out on the healthy connection too.
+    """
+    huge = {"text": "x" * 8_000_000}  # more than loopback's socket buffers hold while the peer reads nothing
+    huge_started, write_huge = threading.Event(), threading.Event()
+    in_flight = threading.Semaphore(0)
+    finish = threading.Event()
+
+    def listener(client: SocketModeClient, request: Any) -> None:
+        if request.payload.get("huge"):
+            huge_started.set()
+            assert write_huge.wait(timeout(5))
+            client.send_socket_mode_response({"envelope_id": request.envelope_id, "payload": huge})
+            return
+        in_flight.release()
+        assert finish.wait(timeout(5))
+        client.send_socket_mode_response({"envelope_id": request.envelope_id})
+
+    client = make_client(connections=2, receive_timeout=60.0)  # write_timeout 5 s: the health thread stays out
+    client.socket_mode_request_listeners.append(listener)
+    client.connect()
+    stopped, healthy = server.wait_for_connections(2, timeout=timeout(5))
+    stuck_id = server.push(server.make_envelope("interactive", {"huge": True}), connection=stopped)
+    assert huge_started.wait(timeout(5)), "the listener on the connection to stop did not start"
+    ids = [server.push(server.make_envelope("interactive", {}), connection=healthy) for _ in range(3)]
+    for _ in ids:
+        assert in_flight.acquire(timeout=timeout(5)), "the listeners on the healthy connection did not start"
+    server.silence(stopped)  # it reads nothing more
+    write_huge.set()
+    conns = list(client._session.connections.values())  # private: the test waits until the write is stuck
+    paced = threading.Event()  # never set: its wait paces the check
+    for _ in range(int(timeout(10) / 0.05)):
+        writing_since = [deadline - 5.0 for deadline in (conn.write_deadline() for conn in conns) if deadline]
+        if writing_since and time.monotonic() - writing_since[0] > 0.5:
+            break
+        paced.wait(0.05)
+    else:
+        pytest.fail("the 8 MB ack did not get stuck")
+
+    closer = threading.Thread(target=client.close, args=(5.0,), name="test-close", daemon=True)
+    with caplog.at_level(logging.WARNING, logger="slack_socket_mode"):
+        closer.start()
+        for _ in range(int(timeout(5) / 0.05)):  # the listeners in flight finish once close() has begun
+            if client.closed:
+                break
+            paced.wait(0.05)
+        finish.set()
+        closer.join(timeout(1.0))
+        assert not closer.is_alive(), "close() waited for a write that could not progress"
+
+    server.wait_for_acks(envelope_ids=[*ids, stuck_id], timeout=timeout(5))  # 8 MB take the server a while to read
+    assert_acked_on_first_delivery(server, ids)  # on the healthy connection, once
+    (ack,) = server.envelope(stuck_id).acks
+    assert ack.connection_id == healthy.id  # the stuck ack went out on the healthy connection
+    assert server.duplicate_acks() == []
+    given_up = [r.getMessage() for r in caplog.records if "made no progress" in r.getMessage()]
+    assert len(given_up) == 1, given_up
+    assert given_up[0].startswith(f"connection {stopped.id}: aborting (close(): a write made no progress in 0.")
+    problems = [r.getMessage() for r in caplog.records if "made no progress" not in r.getMessage()]
+    assert problems == []
+
+
+def test_close_waits_for_a_write_that_progresses_to_a_peer_that_reads_slowly(
+    make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The other side of the test above: a peer that reads, at 4 MB/s, is not one that stopped reading.
+
+    An 8 MB ack blocks its write for about a second (more than the socket buffers hold), but the
+    peer acknowledges some of it all along: close() waits for it within its budget, gives nothing
+    up, and the ack arrives on the connection that delivered the envelope. A rule of "a write
+    blocked for 0.25 s during close() is given up" would abort it, and the ack would have nowhere
+    to go.
+    """
+    relay = Relay("127.0.0.1", delay=0.0, loss=0.0, rate=4_000_000)
+    with SocketModeServer(redelivery_delay=None, ws_url_address=relay.address) as server:
+        relay.start(("127.0.0.1", server.ws_port))
+        client = make_client(web_client=WebClient(base_url=server.api_url), receive_timeout=60.0)
+        big = {"text": "x" * 8_000_000}
+        acking = threading.Event()
+
+        def listener(client: SocketModeClient, request: Any) -> None:
+            acking.set()
+            client.send_socket_mode_response({"envelope_id": request.envelope_id, "payload": big})
+
+        client.socket_mode_request_listeners.append(listener)
+        try:
+            client.connect()
+            envelope_id = server.push(server.make_envelope("interactive", {}))
+            assert acking.wait(timeout(5))
+            with caplog.at_level(logging.WARNING, logger="slack_socket_mode"):
+                client.close(5.0)
+            server.wait_for_acks(envelope_ids=[envelope_id], timeout=timeout(10))
+        finally:
+            relay.close()
+    assert_acked_on_first_delivery(server, [envelope_id])
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 # ---- 2. one deadline for the whole open attempt ------------------------------------------------

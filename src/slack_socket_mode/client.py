@@ -350,7 +350,9 @@ class SocketModeClient(BaseSocketModeClient):
         attempt under way, and joins every thread the client started. Returns within ``timeout`` seconds whatever the
         peer does: the listeners get what is left after ``close_timeout`` (at most half of ``timeout``) is kept for
         the close handshake; a thread still running at the end (a listener that does not return, a Web API call that
-        does not answer) is named in a WARNING. Idempotent.
+        does not answer) is named in a WARNING. A listener blocked writing its ack to a peer that stopped reading is
+        not waited for: once that write has made no progress for 0.25 s its connection is aborted, and the ack goes
+        out on another connection. Idempotent.
         """
         self._engine.close(timeout)
 

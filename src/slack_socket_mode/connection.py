@@ -17,7 +17,9 @@ Who may block where (the bounds on a peer that stops reading or trickles):
 * An ack (:meth:`send_text`) waits at most ``write_timeout`` for the send lock, and the
   write itself is watched: the client's health thread reads :meth:`write_overdue` and aborts
   a connection whose write has run longer than ``write_timeout`` (an abort shuts the socket
-  down, which makes the blocked ``send`` fail at once). Such a connection is dead.
+  down, which makes the blocked ``send`` fail at once). Such a connection is dead. While
+  ``close()`` waits for listeners it does the same sooner, for a write that makes no progress
+  (:meth:`write_stalled`: the peer acknowledges nothing of it).
 * Pings, pongs and close frames are written only when they cannot block on the peer
   (:meth:`_write_control`: the socket is writable). A ping (the health thread's) is skipped
   if the send lock is taken; a pong (the reader's) waits for it up to ``write_timeout``; a
@@ -43,6 +45,7 @@ import logging
 import select
 import socket
 import struct
+import sys
 import threading
 import time
 from typing import Any, Callable, Optional
@@ -63,6 +66,13 @@ _CLOSE, _PING = ABNF.OPCODE_CLOSE, ABNF.OPCODE_PING
 
 #: Seconds a close frame waits for an ack being written before the connection is aborted instead.
 _CLOSE_LOCK_WAIT = 0.05
+#: Linux's SIOCOUTQ (the same number as TIOCOUTQ): the bytes of a socket's send queue the peer has not acknowledged.
+_SIOCOUTQ: Optional[int] = None
+if sys.platform.startswith("linux"):
+    import fcntl
+    import termios
+
+    _SIOCOUTQ = termios.TIOCOUTQ
 #: Opens a TCP connection to ``(host, port)`` within ``timeout`` seconds (a proxy tunnel).
 OpenSocket = Callable[[str, int, float], socket.socket]
 
@@ -143,6 +153,8 @@ class Connection:
         # _close_sent, _aborted and _generation are read by the FrameReader on each frame
         self._close_sent = False
         self._writing_since: Optional[float] = None  # monotonic start of the write in progress
+        # write_stalled()'s last look: (the write's _writing_since, the send queue then, when it last changed)
+        self._queue_seen: tuple[Optional[float], Optional[int], float] = (None, None, 0.0)
         self._aborted = False
         self._ended = threading.Event()
         self._thread_name = thread_name
@@ -299,6 +311,29 @@ class Connection:
         finally:
             self._send_lock.release()
 
+    def write_stalled(self, now: float, after: float) -> Optional[float]:
+        """Seconds the write in progress has made no progress, if that is more than ``after``; else None.
+
+        No progress: the peer has acknowledged nothing, that is the socket's send queue (Linux's
+        ``SIOCOUTQ``) is the same as at the previous call. A peer that stopped reading
+        acknowledges nothing (its window is closed); one that reads slowly does, although a
+        blocked ``send`` takes more only once a third of the buffer is free. The first look at a
+        write counts as progress; where the system does not tell the queue, none is seen after
+        the write began. Lock-free (``close()`` calls it while the write is blocked); called by
+        one thread at a time.
+        """
+        since = self._writing_since
+        if since is None:
+            return None
+        queued = _send_queue(self._ws.sock)
+        seen_for, seen, moved = self._queue_seen
+        if seen_for != since:  # a write not looked at before
+            moved = since if queued is None else now
+        elif queued is not None and queued != seen:  # the peer acknowledged bytes
+            moved = now
+        self._queue_seen = (since, queued, moved)
+        return now - moved if now - moved > after else None
+
     def write_overdue(self, now: float) -> Optional[float]:
         """Seconds the write in progress has run if that is more than ``write_timeout``, else None.
 
@@ -444,6 +479,17 @@ def await_ended(conns: list[Connection], end: float) -> None:
             conn.abort()
     for conn in conns:
         conn.join(max(0.05, end - time.monotonic()))
+
+
+def _send_queue(sock: Any) -> Optional[int]:
+    """The bytes of ``sock``'s send queue the peer has not acknowledged (Linux), or None where unknown."""
+    if _SIOCOUTQ is None or sock is None:
+        return None
+    try:
+        answer = fcntl.ioctl(sock.fileno(), _SIOCOUTQ, b"\0\0\0\0")
+    except (OSError, ValueError):  # closed meanwhile
+        return None
+    return int(struct.unpack("i", answer)[0])
 
 
 def _writable(sock: Any) -> bool:

@@ -144,11 +144,14 @@ class Dispatcher:
         self._closed = True
         self.accepting.clear()
 
-    def wait_for_listeners(self, end: float, timeout: float) -> None:
-        """Wait until ``end`` (monotonic seconds) for the running and queued listeners (close())."""
+    def wait_for_listeners(self, end: float, timeout: float, *, first: bool = True) -> bool:
+        """Wait until ``end`` (monotonic seconds) for the running and queued listeners (close()); True if none is left.
+
+        The ``first`` of close()'s waits says how many it waits for, up to ``timeout`` seconds in all.
+        """
         with self._queue_lock:
             self._room.notify_all()
-            if self._queued:
+            if self._queued and first:
                 self._logger.info(
                     "close(): no new envelopes; waiting up to %g s for %d running or queued",
                     timeout,
@@ -157,6 +160,7 @@ class Dispatcher:
             own = 1 if getattr(self._in_listener, "active", False) else 0  # close() from a listener
             while self._queued > own and time.monotonic() < end:
                 self._drained.wait(end - time.monotonic())
+            return self._queued <= own
 
     def shutdown(self) -> None:
         """Let the worker threads go, cancelling envelopes that never started (close())."""

@@ -44,6 +44,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Engine"]
 
+#: Seconds a write may make no progress during close() before its connection is given up (the
+#: peer stopped reading): close() waits for running listeners, but not for one that cannot ack.
+_STALLED_WRITE = 0.25
+
 
 class Engine:
     """Makes the client's parts and wires them together (see the module's docstring).
@@ -283,7 +287,14 @@ class Engine:
             session.closed = True
             dispatcher.stop_accepting()
         end = final_end - min(self._close_timeout + 0.5, timeout / 2)
-        dispatcher.wait_for_listeners(end, timeout)
+        # The listeners get until end; every 50 ms meanwhile, a connection whose write has stalled (the
+        # peer reads nothing) is given up: its listeners' writes fail at once, their acks go elsewhere.
+        first = True
+        while not dispatcher.wait_for_listeners(min(end, time.monotonic() + 0.05), timeout, first=first):
+            if time.monotonic() >= end:
+                break
+            first = False
+            session.abort_stalled_writes(_STALLED_WRITE)
         if self.shared is not None:  # within close()'s one deadline: half of what is left, at most 1 s
             self.shared.close(min(1.0, max(0.0, (final_end - time.monotonic()) / 2)))
         with session.rules():

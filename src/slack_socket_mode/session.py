@@ -165,6 +165,25 @@ class Session:
         self.health.stop()  # both asked to stop first: one that is slow to end costs the other nothing
         self._opener.stop(0.0)
 
+    def abort_stalled_writes(self, after: float) -> None:
+        """close(): give up each connection whose write has made no progress for ``after`` seconds.
+
+        Nothing can be written to it (the peer stopped reading), so close() does not wait for its
+        writers: the abort makes their ``send`` fail at once, and their acks go out on another
+        connection (:class:`~slack_socket_mode.acks.AckRouter`). Called with no lock held; the
+        sockets are looked at without it too.
+        """
+        now = time.monotonic()
+        conns = list(self.connections.values())  # a copy of the table, as the dispatcher reads it
+        stalled = [(conn, seconds) for conn in conns if (seconds := conn.write_stalled(now, after)) is not None]
+        if not stalled:
+            return
+        with self.rules():
+            for conn, seconds in stalled:
+                if self.connections.get(conn.id) is conn:
+                    reason = f"close(): a write made no progress in {seconds:.2f} s (the peer does not read)"
+                    self.perform(self.supervisor.dead(conn.id, reason, now) or [Abort(conn.id, reason)])
+
     def on_disconnect(self, conn: Connection, reason: str) -> None:
         """``conn`` received ``disconnect`` with ``reason`` (on its reader)."""
         self._logger.info("connection %d: disconnect (reason %s)", conn.id, reason)
@@ -332,6 +351,12 @@ class Session:
                 cid = self._open_queue.popleft()
                 if self.supervisor.connection_state(cid) is not ConnectionState.CONNECTING:
                     continue
+                if self.closed or self.supervisor.state not in _RUNNING_CLIENT:
+                    # close() or disconnect() came first (a connection given up during close(), say):
+                    # nothing is opened, and that is no failure to report
+                    stopped = ConnectionFailedError("the client is stopping", error="open_aborted")
+                    self.perform(self.supervisor.open_failed(cid, stopped, time.monotonic()))
+                    continue
             deadline = time.monotonic() + self._connect_timeout
             conn: Optional[Connection] = None
             error: Optional[Exception] = None
@@ -339,7 +364,7 @@ class Session:
             with self.lock:
                 self._attempts[cid] = attempt
                 stopping = self.closed or self.supervisor.state not in _RUNNING_CLIENT
-            if stopping:  # close() came first: the attempt connects nothing
+            if stopping:  # close() came since: the attempt connects nothing
                 attempt.abort()
             try:
                 with attempt.owning():

@@ -254,6 +254,17 @@ def test_waits_time_out_with_a_clear_message(fake: SocketModeServer) -> None:
         fake.wait_for_new_connection(0, timeout=0.05)
 
 
+def test_wait_for_api_calls_times_out_naming_how_many_arrived(fake: SocketModeServer) -> None:
+    client = WebClient(token="xoxb-111-222-secret", base_url=fake.api_url)
+    client.chat_postMessage(channel="C111", text="one")
+    client.chat_postMessage(channel="C111", text="two")
+    client.auth_test()  # another method: not counted
+    with pytest.raises(TimeoutError) as info:
+        fake.wait_for_api_calls("chat.postMessage", 3, timeout=0.05)
+    assert str(info.value) == "timed out after 0.05 s waiting for 3 chat.postMessage call(s); got 2"
+    assert len(fake.wait_for_api_calls("chat.postMessage", 2, timeout=0.05)) == 2
+
+
 # -- envelopes and acks -------------------------------------------------------------------
 
 

@@ -134,11 +134,14 @@ class ServerQueries:
             RuntimeError: the server was stopped.
         """
 
-        def ready() -> list[ApiCall] | None:
-            calls = [call for call in self._web_api.calls if call.method == method]
-            return calls if len(calls) >= count else None
+        def calls() -> list[ApiCall]:
+            return [call for call in self._web_api.calls if call.method == method]
 
-        return self._wait(ready, timeout, lambda: f"{count} {method} call(s); got {len(ready() or [])}")
+        def ready() -> list[ApiCall] | None:
+            so_far = calls()
+            return so_far if len(so_far) >= count else None
+
+        return self._wait(ready, timeout, lambda: f"{count} {method} call(s); got {len(calls())}")
 
     @property
     def acks(self) -> list[Ack]:
