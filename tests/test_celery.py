@@ -19,6 +19,7 @@ from slack_socket_mode import SocketModeClient
 from slack_socket_mode.testing import SocketModeServer
 
 from .conftest import APP_TOKEN, timeout
+from .netem import Relay
 from .processes import OutputProcess
 from .services import RedisServer, amqp_url, delete_keys, free_port, redis_url, require_module, unique_namespace
 
@@ -359,3 +360,164 @@ def test_a_failed_publish_on_one_replica_is_published_by_the_other_on_slacks_red
             for store in stores:
                 store.close()
             delete_keys(store_url, f"slack_socket_mode:{namespace}:*")
+
+
+# ---- permanent failures, nacks, a stalled broker (issue 20, items 9, 10, 12) ---------------------
+
+
+def _handoff_client(server: SocketModeServer, handoff: Any, *listeners: Any) -> SocketModeClient:
+    client = SocketModeClient(APP_TOKEN, web_client=WebClient(base_url=server.api_url))
+    client.socket_mode_request_listeners.extend([*listeners[:1], handoff, *listeners[1:]])
+    return client
+
+
+def _records(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name.startswith("slack_socket_mode") and r.levelno == level]
+
+
+@pytest.mark.parametrize("kind", ["rabbitmq-credentials", "rabbitmq-vhost", "bad-url", "missing-module"])
+def test_a_permanent_failure_is_logged_once_at_error_makes_the_client_unhealthy_and_is_counted(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Each publish fails for a reason the next one meets again: one ERROR for them all (not a
+    # WARNING per envelope, twice: from the hand-off and from the dispatcher), health() says why.
+    good = amqp_url()
+    broker = {
+        "rabbitmq-credentials": good.replace("guest:guest@", "guest:wrong-password@"),
+        "rabbitmq-vhost": good.rsplit("/", 1)[0] + "/no-such-vhost",
+        "bad-url": "redis://127.0.0.1:not-a-port/0",
+        "missing-module": "mongodb://127.0.0.1:1/tasks",  # kombu's MongoDB transport: pymongo is not installed
+    }[kind]
+    if kind == "missing-module":
+        try:
+            __import__("pymongo")
+            pytest.skip("pymongo is installed here")
+        except ImportError:
+            pass
+    handoff = CeleryHandoff(make_app(broker, "unused"), "tests.handle", publish_timeout=1.0)
+    caplog.set_level(logging.DEBUG, logger="slack_socket_mode")
+    with SocketModeServer(redelivery_delay=None) as server:
+        client = _handoff_client(server, handoff)
+        try:
+            client.connect(timeout(5))
+            assert client.health().healthy
+            ids = server.push_many([server.make_envelope("events_api", {"event_id": f"EvP{n}"}) for n in range(10)])
+            _wait(lambda: handoff.failed == 10, 10, f"{handoff.failed} of 10 publishes failed")
+            health = client.health()
+            assert not health.healthy and health.reason.startswith("the Celery hand-off cannot publish: "), health
+            stats = handoff.stats()
+            assert (stats.published, stats.failed, stats.failed_permanently) == (0, 10, 10)
+            assert stats.problem and stats.problem in health.reason
+        finally:
+            client.close()
+            handoff.close()
+        assert all(server.envelope(eid).acks == [] for eid in ids)
+    [error] = _records(caplog, logging.ERROR)
+    assert "cannot succeed until the setup changes" in error and "tests.handle" in error
+    assert _records(caplog, logging.WARNING) == []
+    assert "wrong-password" not in "\n".join(r.getMessage() for r in caplog.records)  # credentials redacted
+    words = {
+        "rabbitmq-credentials": "refused the connection",
+        "rabbitmq-vhost": "refused the connection",
+        "bad-url": "the broker URL or its settings are wrong",
+        "missing-module": "a module the broker's transport needs is missing",
+    }
+    assert words[kind] in error, error
+
+
+def test_a_permanent_failure_ends_when_a_publish_succeeds_again(
+    own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Redis refuses a user that does not exist (permanent: every publish meets it) until the user
+    # is made: then the next publish goes through, health() is healthy again, one WARNING says so.
+    broker = own_redis.url.replace("redis://", "redis://handoff:s3cret@")
+    handoff = CeleryHandoff(make_app(broker, "recovers"), "tests.handle", publish_timeout=1.0)
+    caplog.set_level(logging.WARNING, logger="slack_socket_mode")
+    admin: Any = redis.Redis.from_url(own_redis.url)
+    with SocketModeServer(redelivery_delay=None) as server:
+        client = _handoff_client(server, handoff)
+        try:
+            client.connect(timeout(5))
+            first = server.push(server.make_envelope("events_api", {"event_id": "EvRefused"}))
+            _wait(lambda: handoff.failed == 1, 10, "the publish as an unknown user never failed")
+            assert handoff.stats().failed_permanently == 1 and not client.health().healthy
+            assert "Redis refused the credentials" in handoff.stats().problem
+            admin.execute_command("ACL", "SETUSER", "handoff", "on", ">s3cret", "~*", "&*", "+@all")
+            second = server.push(server.make_envelope("events_api", {"event_id": "EvAccepted"}))
+            server.wait_for_acks(envelope_ids=[second], timeout=timeout(10))
+            assert client.health().healthy and handoff.stats().problem == ""
+            assert [m for m in _records(caplog, logging.WARNING) if "works again" in m] != []
+            assert server.envelope(first).acks == []
+        finally:
+            client.close()
+            handoff.close()
+            admin.close()
+
+
+def test_a_nacked_publish_is_logged_as_nacked(caplog: pytest.LogCaptureFixture) -> None:
+    # A queue at its length limit with overflow reject-publish: RabbitMQ nacks every publish.
+    queue_name = f"slack_socket_mode_test_{unique_namespace('nack')}"
+    app = make_app(amqp_url(), queue_name, queue_arguments={"x-max-length": 0, "x-overflow": "reject-publish"})
+    handoff = CeleryHandoff(app, "tests.handle", publish_timeout=1.0)
+    caplog.set_level(logging.WARNING, logger="slack_socket_mode")
+    with SocketModeServer(redelivery_delay=None) as server:
+        client = _handoff_client(server, handoff)
+        try:
+            client.connect(timeout(5))
+            eid = server.push(server.make_envelope("events_api", {"event_id": "EvNacked"}))
+            _wait(lambda: handoff.failed == 1, 10, "the nacked publish never failed")
+        finally:
+            client.close()
+            handoff.close()
+        assert server.envelope(eid).acks == []
+    [warning] = _records(caplog, logging.WARNING)
+    assert f"envelope {eid}" in warning and "the broker nacked the publish" in warning, warning
+    assert handoff.stats().failed_permanently == 0  # transient: the queue may drain
+
+
+@pytest.mark.parametrize("kind", ["redis", "rabbitmq"])
+def test_a_broker_that_stalls_costs_a_publish_at_most_publish_timeout(kind: str) -> None:
+    # The broker accepts and answers, then stops answering on its established connections (a relay
+    # that holds every byte): kombu's publish would retry on a new connection and wait out each
+    # attempt's timeouts (forever on Redis without a socket timeout, 3 x publish_timeout on RabbitMQ).
+    # The hand-off gives the publish up at publish_timeout; it goes on on its thread until its own
+    # timeouts end it, and once the broker answers again the next envelope is published.
+    target = ("127.0.0.1", 6379) if kind == "redis" else ("127.0.0.1", 5672)
+    _broker(kind)  # skips when the service is missing
+    relay = Relay("127.0.0.1", delay=0.0, loss=0.0).start(target)
+    port = relay.address[1]
+    broker = f"redis://127.0.0.1:{port}/14" if kind == "redis" else f"amqp://guest:guest@127.0.0.1:{port}//"
+    queue_name = f"slack_socket_mode_test_{unique_namespace('stall')}"
+    publish_timeout = 1.0
+    handoff = CeleryHandoff(make_app(broker, queue_name), "tests.handle", publish_timeout=publish_timeout)
+    spans: dict[str, list[float]] = {}
+    before = lambda c, r: spans.setdefault(r.envelope_id, []).append(time.monotonic())  # noqa: E731
+    after = lambda c, r: spans[r.envelope_id].append(time.monotonic())  # noqa: E731
+    with SocketModeServer(redelivery_delay=None) as server:
+        client = _handoff_client(server, handoff, before, after)
+        try:
+            client.connect(timeout(5))
+            warm = server.push(server.make_envelope("events_api", {"event_id": "EvWarm"}))
+            server.wait_for_acks(envelope_ids=[warm], timeout=timeout(5))  # a pooled connection, established
+            relay.stall()
+            stalled = server.push(server.make_envelope("events_api", {"event_id": "EvStalled"}))
+            _wait(lambda: handoff.failed == 1, 10, "the publish to a stalled broker never gave up")
+            _wait(lambda: len(spans.get(stalled, [])) == 2, 5, "the listener after the hand-off never ran")
+            start, end = spans[stalled]
+            # The bound under test, with room for a loaded machine: publish_timeout plus the hand-over
+            # (well under a millisecond). Unbounded, the wait was 3 x publish_timeout or more.
+            assert end - start < publish_timeout * 1.8, f"the hand-off took {end - start:.2f} s"
+            assert handoff.stats().given_up_running == 1  # the publish still waits, on its own thread
+            _wait(lambda: handoff.stats().given_up_running == 0, 30, "the stalled publish never ended")
+            relay.resume()
+            last = server.push(server.make_envelope("events_api", {"event_id": "EvAfter"}))
+            server.wait_for_acks(envelope_ids=[last], timeout=timeout(10))
+            assert server.envelope(stalled).acks == []
+        finally:
+            client.close()
+            handoff.close()
+            relay.close()
+            if kind == "redis":
+                store: Any = redis.Redis.from_url(redis_url(db=14))
+                store.delete(queue_name, f"_kombu.binding.{queue_name}")
+                store.close()

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 from slack_sdk.socket_mode.request import SocketModeRequest
 
@@ -63,9 +63,16 @@ def call_listeners(listeners: list[Any], logger: logging.Logger, kind: str, *arg
             logger.exception("%s listener %r failed", kind, listener)
 
 
-def _describe(listener: Any, error: Redeliver) -> str:
-    """``listener`` and the reason it gave, for the one log line of a :class:`Redeliver` (redacted, bounded)."""
-    return f"{listener!r}: {redact(str(error.reason))[:200] or 'no reason given'}"
+class Redelivery(NamedTuple):
+    """A listener raised :class:`Redeliver`: which one and why (redacted, bounded), and whether it logged why itself."""
+
+    description: str
+    logged: bool
+
+
+def _describe(listener: Any, error: Redeliver) -> Redelivery:
+    """``listener`` and the reason it gave, for the one log line of a :class:`Redeliver`."""
+    return Redelivery(f"{listener!r}: {redact(str(error.reason))[:200] or 'no reason given'}", bool(error.logged))
 
 
 class Listeners:
@@ -82,7 +89,7 @@ class Listeners:
         self._client = client
         self._logger = logger
 
-    def envelope(self, envelope: Envelope, text: str) -> Optional[str]:
+    def envelope(self, envelope: Envelope, text: str) -> Optional[Redelivery]:
         """Run ``message_listeners`` with ``(client, body, text)``, then ``socket_mode_request_listeners``.
 
         Returns None, or, when a listener raised :class:`~slack_socket_mode.errors.Redeliver`
@@ -91,7 +98,7 @@ class Listeners:
         """
         body = envelope.body
         client = self._client
-        redeliver: Optional[str] = None
+        redeliver: Optional[Redelivery] = None
         for listener in client.message_listeners:
             try:
                 listener(client, body, text)
