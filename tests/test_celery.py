@@ -534,3 +534,28 @@ def test_a_broker_that_stalls_costs_a_publish_at_most_publish_timeout(kind: str)
                 store: Any = redis.Redis.from_url(redis_url(db=14))
                 store.delete(queue_name, f"_kombu.binding.{queue_name}")
                 store.close()
+
+
+def test_once_per_envelope_does_not_record_done_over_a_claim_another_worker_took() -> None:
+    # The worker's lease lapsed while its effect ran (a pause, a slow store) and another worker
+    # claimed the envelope: the first one's done record must not overwrite that claim (the other
+    # worker records it done itself), as the client's own done records do not.
+    from slack_socket_mode.celery import once_per_envelope
+    from slack_socket_mode.redis import RedisLedger
+
+    url = redis_url()
+    namespace = unique_namespace("effect")
+    store = RedisLedger(url, namespace=namespace, lease=5.0)
+    key = f"slack_socket_mode:{namespace}:effect:envelope:E1"
+
+    @once_per_envelope(store)
+    def effect(envelope: dict[str, Any]) -> str:
+        store.redis.set(key, b"c:another-worker", px=60_000)  # its claim lapsed; another worker's took its place
+        return "ran"
+
+    try:
+        assert effect({"envelope_id": "E1", "type": "interactive", "payload": {}}) == "ran"
+        assert store.state("effect:envelope:E1") == "c:another-worker"
+    finally:
+        store.close()
+        delete_keys(url, f"slack_socket_mode:{namespace}:*")

@@ -47,10 +47,11 @@ Figures: ``python -m benchmarks.scale_out --only handoff`` and ``python -m bench
 across Celery retries, ``acks_late`` redeliveries (a worker that died mid-task) and Slack's
 redeliveries: the task claims the envelope in the shared store (keys ``effect:envelope:<id>``
 and, for ``events_api``, ``effect:event:<event_id>``) with a lease renewed while the effect
-runs, records it done when the effect returns, and releases the claim if it raises (so a
-Celery retry runs it again). A task that finds the envelope done returns None without running;
-one that finds it claimed by a live worker raises :class:`EnvelopeBusy` (retry it later: if
-that worker dies, its lease expires). What is *not* covered: an effect that completed
+runs, records it done when the effect returns (never over a claim another worker took after
+this one's lease lapsed), and releases the claim if it raises (so a Celery retry runs it
+again). A task that finds the envelope done returns None without running; one that finds it
+claimed by a live worker raises :class:`EnvelopeBusy` (retry it later: if that worker dies,
+its lease expires). What is *not* covered: an effect that completed
 outside the store (an API call made) by a worker that died before recording it done runs
 again; make the effect idempotent, or keep the lease window in mind.
 """
@@ -73,7 +74,7 @@ from .bounded import BoundedCalls, DeadlineExceeded, PoolExhausted
 from .brokers import Broker, Failure, check_app, describe
 from .errors import ConfigurationError, Redeliver, SocketModeError
 from .records import record
-from .shared import Claim, SharedStore, StoreUnavailableError
+from .shared import Claim, Finished, Lease, SharedStore, StoreUnavailableError
 
 __all__ = [
     "CeleryHandoff",
@@ -426,7 +427,16 @@ def once_per_envelope(
                     pass  # the claim expires with its lease
                 raise
             renewer.stop()
-            store.done(keys, '{"ack":true}')
+            # Owner-checked, as the client's done records are: if the lease lapsed meanwhile (a pause,
+            # a slow store) and another worker claimed the envelope, its claim stays (it records it
+            # done itself); this one's record is not written over it.
+            [recorded] = store.sync([], [Finished(keys, owner, '{"ack":true}')], []).recorded
+            if recorded is Lease.TAKEN:
+                logging.getLogger("slack_socket_mode.celery").warning(
+                    "envelope %s: its effect ran, but its claim lapsed while it ran and another worker holds "
+                    "it now: not recorded done over that claim (the effect may run twice; raise the lease)",
+                    envelope.get("envelope_id"),
+                )
             return result
 
         return wrapper
