@@ -29,6 +29,9 @@ from .services import amqp_url, missing, redis_url, unique_namespace
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The first test waits for the wheel and the venvs, made 3 at a time (about a minute on 2 cores).
+pytestmark = pytest.mark.timeout(600)
+
 #: What each venv installs: the extra under test (with ``testing`` where the script needs the local server).
 VENVS = {
     "testing": "testing",
@@ -260,7 +263,9 @@ CELERY_APP = """
         task_acks_late=True,
         broker_connection_timeout=2.0,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"confirm_publish": True} if BROKER.startswith("amqp") else {},
+        broker_transport_options=(
+            {"confirm_publish": True} if BROKER.startswith("amqp") else {"socket_timeout": 5.0}
+        ),
     )
 
     @app.task(name="tasks.handle")
@@ -284,6 +289,7 @@ PUBLISH_AND_RUN = """
         eid = server.push(server.make_envelope("events_api", {"event_id": "Ev1"}))
         server.wait_for_acks(envelope_ids=[eid], timeout=10)  # acked: the broker has the task
         client.close()
+        handoff.close()
     assert (handoff.published, handoff.failed) == (1, 0), (handoff.published, handoff.failed)
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--pool=solo", "-Q", QUEUE,
