@@ -12,12 +12,17 @@ For each envelope it publishes one task whose only argument is a dict with the e
 ``envelope_id``, ``type``, ``payload``, ``accepts_response_payload``, ``retry_attempt`` and
 ``retry_reason``, and acks **only after the broker confirmed the publish**: on RabbitMQ,
 publisher confirms (``broker_transport_options={"confirm_publish": True}``, required here),
-on Redis, the ``LPUSH`` returning. On RabbitMQ it publishes with ``mandatory``, so that a
-message no queue takes is returned as a failure instead of being confirmed and dropped (see
-:class:`CeleryHandoff`). If the publish fails or times out, it logs why and does not ack: Slack
-redelivers the envelope (up to 3 times) and the next delivery publishes again: the hand-off
-raises :class:`~slack_socket_mode.errors.Redeliver`, so the client's ledger (or a shared
-``RedisLedger``, on any replica) dispatches that redelivery again.
+on Redis, the ``LPUSH`` returning (``broker_transport_options`` must set ``socket_timeout``
+there). On RabbitMQ it publishes with ``mandatory``, so that a message no queue takes is
+returned as a failure instead of being confirmed and dropped (see :class:`CeleryHandoff`). A
+publish costs the listener at most ``publish_timeout`` (plus a hand-over to a publishing
+thread, well under a millisecond), even against a broker that stopped answering. If the
+publish fails or times out, it logs why and does not ack: Slack redelivers the envelope (up to
+3 times) and the next delivery publishes again: the hand-off raises
+:class:`~slack_socket_mode.errors.Redeliver`, so the client's ledger (or a shared
+``RedisLedger``, on any replica) dispatches that redelivery again. A failure no retry can fix
+(:mod:`slack_socket_mode.brokers`) is logged once at ERROR and makes the client's ``health()``
+unhealthy until a publish succeeds.
 So the task is delivered **at least once**; it may be published twice (a publish confirmed
 after our timeout, a redelivery that reached another replica), which is why the worker side
 runs the effect once per envelope.
@@ -51,7 +56,9 @@ runs, records it done when the effect returns (never over a claim another worker
 this one's lease lapsed), and releases the claim if it raises (so a Celery retry runs it
 again). A task that finds the envelope done returns None without running; one that finds it
 claimed by a live worker raises :class:`EnvelopeBusy` (retry it later: if that worker dies,
-its lease expires). What is *not* covered: an effect that completed
+its lease expires). A task whose worker died is delivered again at once on
+RabbitMQ; on Redis only once the transport's ``visibility_timeout`` has passed (kombu's
+default: an hour; set it a little above your longest task). What is *not* covered: an effect that completed
 outside the store (an API call made) by a worker that died before recording it done runs
 again; make the effect idempotent, or keep the lease window in mind.
 """
