@@ -148,6 +148,7 @@ def test_envelopes_are_acked_after_the_publish_and_their_effects_run_once(
         assert handoff.published == len(everything) and handoff.failed == 0
     finally:
         client.close()
+        handoff.close()
 
 
 @pytest.mark.parametrize("kind", ["redis", "rabbitmq"])
@@ -208,6 +209,7 @@ def test_a_failed_publish_is_not_acked_and_says_why(
         assert any(f"envelope {eid}" in r.getMessage() and "not acking" in r.getMessage() for r in caplog.records)
     finally:
         client.close()
+        handoff.close()
 
 
 def test_an_unroutable_publish_on_rabbitmq_is_not_acked_and_its_redelivery_is_published(
@@ -257,6 +259,7 @@ def test_an_unroutable_publish_on_rabbitmq_is_not_acked_and_its_redelivery_is_pu
             assert tasks == [(lost, 1)]
         finally:
             client.close()
+            handoff.close()
             admin.default_channel.queue_delete(queue_name)
 
 
@@ -284,6 +287,7 @@ def test_the_task_message_names_the_envelope_in_its_argsrepr_without_the_payload
         assert kwargs == {}
     finally:
         client.close()
+        handoff.close()
         store.delete(queue_name, f"_kombu.binding.{queue_name}")
         store.close()
 
@@ -331,6 +335,7 @@ def test_a_failed_publish_is_published_by_slacks_redelivery_with_dedupe_on(tmp_p
             assert client.stats().envelopes_acked == 1
         finally:
             client.close()
+            handoff.close()
             broker.stop()
 
 
@@ -368,6 +373,8 @@ def test_a_failed_publish_on_one_replica_is_published_by_the_other_on_slacks_red
         finally:
             a.close()
             b.close()
+            failing.close()
+            working.close()
             queue.delete(queue_name, f"_kombu.binding.{queue_name}")
             queue.close()
             for store in stores:
