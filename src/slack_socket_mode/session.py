@@ -30,7 +30,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Callable, Optional, Union
 
+from .boundary import open_error
 from .connection import Connection
+from .ends import End
 from .errors import ConnectionFailedError, FatalError, NotConnectedError, SocketModeError
 from .health import HealthMonitor
 from .interval_runner import IntervalRunner
@@ -50,7 +52,7 @@ from .lifecycle import (
 )
 from .liveness import Liveness
 from .messages import Hello
-from .opening import Connector, OpenAttempt, open_error
+from .opening import Connector, OpenAttempt
 from .redaction import redact
 
 if TYPE_CHECKING:
@@ -432,12 +434,14 @@ class Session:
             except NotConnectedError:
                 self._logger.warning("connection %d: could not send a deferred ack", conn.id)
 
-    def on_closed(self, conn: Connection, reason: str) -> None:
+    def on_closed(self, conn: Connection, end: End) -> None:
+        """``conn`` ended (on its reader): count it by its :class:`~.ends.EndKind` if unexpected, replace it."""
         code = conn.close_code if conn.close_code is not None else 1006
+        reason = str(end)
         with self.rules():
             unexpected = self.supervisor.lost_unexpectedly(conn.id)
             if unexpected:
-                self.reconnects[reason.split(" (", maxsplit=1)[0]] += 1
+                self.reconnects[end.kind.value] += 1
                 if not self.auto_reconnect and self.supervisor.state is not ClientState.CLOSED:
                     self._logger.warning("connection %d lost (%s); auto_reconnect_enabled is off", conn.id, reason)
             self.perform(self.supervisor.lost(conn.id, reason, time.monotonic(), reconnect=self.auto_reconnect))
