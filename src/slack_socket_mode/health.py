@@ -82,7 +82,7 @@ class HealthMonitor:
         self._write_timeout = write_timeout
         self._logger = logger
         self.dispatcher: Optional[Dispatcher] = None
-        self._runner = IntervalRunner(self.step, None, name=name, logger=logger)
+        self._runner = IntervalRunner(self.step, name=name, logger=logger)
         #: Run a step as soon as possible: a deadline may have moved closer. Any thread; the runner's own
         #: ``wake``, with no layer of ours (the dispatcher calls it as an inline run starts after a quiet spell).
         self.wake: Callable[[], None] = self._runner.wake

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 from slack_sdk.socket_mode.request import SocketModeRequest
 
@@ -32,12 +32,25 @@ from .errors import Redeliver
 from .redaction import redact
 
 if TYPE_CHECKING:
-    from .client import SocketModeClient
-    from .connection import Connection
     from .lifecycle import Transition
     from .messages import Envelope
 
-__all__ = ["Listeners", "call_listeners", "contained"]
+__all__ = ["ListenerLists", "Listeners", "call_listeners", "contained"]
+
+
+class ListenerLists(Protocol):
+    """The listener lists an app keeps on the client (slack_sdk's public attributes), as :class:`Listeners` reads them.
+
+    Each is read at each call, so an app may change a list, or replace it, at any time. The
+    object that has them is also the first argument of each envelope listener (the client).
+    """
+
+    message_listeners: list[Any]
+    socket_mode_request_listeners: list[Any]
+    on_message_listeners: list[Any]
+    on_error_listeners: list[Any]
+    on_close_listeners: list[Any]
+    lifecycle_listeners: list[Any]
 
 
 def contained(error: BaseException) -> bool:
@@ -78,7 +91,7 @@ class Listeners:
     Thread-safety: every method may be called from any thread, with no lock of the client held.
     """
 
-    def __init__(self, client: SocketModeClient, logger: logging.Logger) -> None:
+    def __init__(self, client: ListenerLists, logger: logging.Logger) -> None:
         self._client = client
         self._logger = logger
 
@@ -152,13 +165,7 @@ class Listeners:
         """Call ``on_close_listeners`` with ``(code, reason)`` once a connection ended (on its reader)."""
         call_listeners(self._client.on_close_listeners, self._logger, "on_close", code, reason)
 
-    def open(self, conn: Connection) -> None:
-        """A connection finished its handshake (on the session thread).
-
-        slack_sdk's built-in client has no ``on_open`` listeners: nothing is called here;
-        :mod:`slack_socket_mode.websocket_client` calls its own.
-        """
-
     def lifecycle(self, transition: Transition) -> None:
         """Call ``lifecycle_listeners`` with a client's or a connection's :class:`~.lifecycle.Transition`."""
-        call_listeners(self._client.lifecycle_listeners, self._logger, "lifecycle", transition)
+        if self._client.lifecycle_listeners:
+            call_listeners(self._client.lifecycle_listeners, self._logger, "lifecycle", transition)

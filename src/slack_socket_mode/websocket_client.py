@@ -30,8 +30,8 @@ import websocket
 from slack_sdk.web import WebClient
 
 from .client import SocketModeClient as _BuiltinSocketModeClient
-from .connection import Connection
 from .errors import NotConnectedError
+from .lifecycle import ConnectionState, Transition
 from .listeners import Listeners, call_listeners
 from .urls import safe_url
 
@@ -97,8 +97,11 @@ class _WebSocketAppListeners(Listeners):
         self._flavour = client
         self._view = WebSocketAppView(client)
 
-    def open(self, conn: Connection) -> None:
-        call_listeners(self._flavour.on_open_listeners, self._logger, "on_open", self._view)
+    def lifecycle(self, transition: Transition) -> None:
+        """``on_open_listeners`` when a connection's handshake is done (its transition to ``awaiting_hello``)."""
+        if transition.new is ConnectionState.AWAITING_HELLO:
+            call_listeners(self._flavour.on_open_listeners, self._logger, "on_open", self._view)
+        super().lifecycle(transition)
 
     def message(self, text: str) -> None:
         call_listeners(self._flavour.on_message_listeners, self._logger, "on_message", self._view, text)
