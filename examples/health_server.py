@@ -156,7 +156,7 @@ class ProbeServer(ThreadingHTTPServer):
     """
 
     daemon_threads = True  # a connection still open at exit does not hold the process
-    request_queue_size = 64  # connections the kernel holds until accept(): a burst of them is not refused
+    request_queue_size = 256  # connections the kernel holds until accept(): a burst of them is neither refused nor left to SYN retries, which would arrive after a probe and push it out
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], max_connections: int) -> None:
         self.max_connections = max_connections
