@@ -156,7 +156,9 @@ class ProbeServer(ThreadingHTTPServer):
     """
 
     daemon_threads = True  # a connection still open at exit does not hold the process
-    request_queue_size = 256  # connections the kernel holds until accept(): a burst of them is neither refused nor left to SYN retries, which would arrive after a probe and push it out
+    # Connections the kernel holds until accept(): a burst of them is neither refused nor left to SYN
+    # retries, whose handshakes would complete after a probe's and push it out as the oldest waiting.
+    request_queue_size = 256
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], max_connections: int) -> None:
         self.max_connections = max_connections
