@@ -156,9 +156,7 @@ class ProbeServer(ThreadingHTTPServer):
     """
 
     daemon_threads = True  # a connection still open at exit does not hold the process
-    # Connections the kernel holds until accept(): a burst of them is neither refused nor left to SYN
-    # retries, whose handshakes would complete after a probe's and push it out as the oldest waiting.
-    request_queue_size = 256
+    request_queue_size = 64  # connections the kernel holds until accept(): a burst of them is not refused
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], max_connections: int) -> None:
         self.max_connections = max_connections
