@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from slack_socket_mode.ends import End, EndKind
 from slack_socket_mode.ledger import EnvelopeLedger, Receipt
 from slack_socket_mode.liveness import Liveness
 from slack_socket_mode.messages import Disconnect, Envelope, Hello, Malformed, Other, parse_message
@@ -73,7 +74,8 @@ def test_liveness_pings_on_interval_and_detects_silence() -> None:
     # the ping went out at 5.0; nothing came back
     v = live.check(7.9, last_received=0.0, last_ping=5.0)
     assert v.dead is None and not v.ping and v.next_check == 8.0
-    assert live.check(8.0, last_received=0.0, last_ping=5.0).dead == "no pong within 3 s"
+    assert live.check(8.0, last_received=0.0, last_ping=5.0).dead == End(EndKind.NO_PONG, "within 3 s")
+    assert str(live.check(8.0, last_received=0.0, last_ping=5.0).dead) == "no pong within 3 s"
     # any frame after the ping answers it
     v = live.check(8.0, last_received=6.0, last_ping=5.0)
     assert v.dead is None and v.next_check == 10.0
@@ -96,7 +98,7 @@ def test_liveness_worst_case_is_within_ten_seconds() -> None:
 def test_liveness_without_pings_uses_receive_timeout() -> None:
     live = Liveness(ping_interval=None, receive_timeout=10.0)
     assert live.check(9.0, last_received=0.0, last_ping=None).next_check == 10.0
-    assert live.check(10.0, last_received=0.0, last_ping=None).dead == "no frame for 10.0 s"
+    assert str(live.check(10.0, last_received=0.0, last_ping=None).dead) == "no frame for 10.0 s"
     with pytest.raises(ValueError):
         Liveness(ping_interval=0)
 
@@ -272,8 +274,12 @@ def test_a_dead_verdict_asks_for_no_ping_and_is_due_now() -> None:
     from slack_socket_mode.liveness import LivenessVerdict
 
     live = Liveness(ping_interval=5.0, ping_timeout=3.0, receive_timeout=10.0)
-    assert live.check(10.0, last_received=0.0, last_ping=None) == LivenessVerdict("no frame for 10.0 s", False, 10.0)
-    assert live.check(8.0, last_received=0.0, last_ping=5.0) == LivenessVerdict("no pong within 3 s", False, 8.0)
+    assert live.check(10.0, last_received=0.0, last_ping=None) == LivenessVerdict(
+        End(EndKind.NO_FRAMES, "for 10.0 s"), False, 10.0
+    )
+    assert live.check(8.0, last_received=0.0, last_ping=5.0) == LivenessVerdict(
+        End(EndKind.NO_PONG, "within 3 s"), False, 8.0
+    )
     assert live.check(1.0, last_received=0.0, last_ping=None) == LivenessVerdict(None, False, 5.0)
 
 

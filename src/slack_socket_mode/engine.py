@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional, Protocol
 
 from slack_sdk.web import WebClient
 
@@ -29,24 +29,35 @@ from .dispatch import Dispatcher
 from .errors import ConfigurationError, ConnectTimeoutError, SocketModeError
 from .ledger import EnvelopeLedger
 from .lifecycle import ClientState, Supervisor
+from .listeners import ListenerLists
 from .messages import Disconnect, Envelope, Hello, Malformed, parse_message
 from .opening import Connector
 from .redaction import Secret
+from .session import Facade as SessionFacade
 from .session import Session
 from .shared import SharedLedger
 from .stats import ClientStats, HealthStatus, percentile
 from .urls import check_socket_url
 
 if TYPE_CHECKING:
-    from .client import SocketModeClient
     from .listeners import Listeners
     from .options import ClientOptions
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "Facade"]
 
 #: Seconds a write may make no progress during close() before its connection is given up (the
 #: peer stopped reading): close() waits for running listeners, but not for one that cannot ack.
 _STALLED_WRITE = 0.25
+
+
+class Facade(SessionFacade, ListenerLists, Protocol):
+    """What the engine needs of the client's facade (:class:`slack_socket_mode.SocketModeClient`).
+
+    The session's needs (``issue_new_wss_url``, ``hello``), the listener lists, and ``message_tap``
+    (the recorder's hook: called with ``(connection id, text)`` for each text message read, or None).
+    """
+
+    message_tap: Optional[Callable[[int, str], None]]
 
 
 class Engine:
@@ -68,7 +79,7 @@ class Engine:
 
     def __init__(
         self,
-        client: SocketModeClient,
+        client: Facade,
         options: ClientOptions,
         *,
         listeners: Listeners,
@@ -228,11 +239,10 @@ class Engine:
 
     def health(self, max_queue_wait: float) -> HealthStatus:
         """Carry out :meth:`SocketModeClient.health` (see there)."""
-        client = self._client
-        state = client.state.value
+        state = self.session.supervisor.state.value
         wait = self.dispatcher.oldest_wait()
         shared = self.shared_status()
-        if not client.is_connected():
+        if self.session.live_count == 0:
             return HealthStatus(False, f"not connected ({state})", state, wait, shared)
         if wait > max_queue_wait:
             return HealthStatus(False, f"an envelope has waited {wait:.1f} s for a worker", state, wait, shared)
@@ -249,9 +259,9 @@ class Engine:
         session, ledger, dispatcher = self.session, self.ledger, self.dispatcher
         with session.lock:
             return ClientStats(
-                state=client.state.value,
+                state=session.supervisor.state.value,
                 connections_open=session.live_count,
-                num_connections=client.num_connections,
+                num_connections=client.hello.num_connections if client.hello is not None else None,
                 connections_opened=session.opened,
                 reconnects=dict(session.reconnects),
                 last_disconnect_reason=session.last_disconnect_reason,
