@@ -13,8 +13,9 @@ Locks (their places in the client's one order; docs/threading.md, "Locks"):
 3. ``_watch_lock`` — inline runs: begin, end and take-over of a reader's listeners.
 
 The client's lock (order 1) is never taken here, and none of ours is held while the application's
-listeners run or a frame is written. ``_slots`` (a semaphore of ``concurrency``) is not a lock:
-it counts running listeners, and is only waited for with no lock held.
+listeners run or a frame is written. The listener runs under way, inline and on workers together,
+are counted under ``_queue_lock`` (``_running``, at most ``concurrency``; a worker waits on
+``_slot_free`` for one to end), in the same lock round trips as the queue accounting.
 """
 
 from __future__ import annotations
@@ -103,8 +104,9 @@ class Dispatcher:
         # Lock order 2: queue accounting (_queued, _waiting_since, _busy_workers, …). It is taken
         # twice per envelope, and must not contend with the supervisor's lock.
         self._queue_lock = threading.Lock()
-        # Not a lock: one permit per listener run, inline or on a worker (concurrency counts both).
-        self._slots = threading.Semaphore(concurrency)
+        self._running = 0  # listener runs under way, inline or on a worker (at most concurrency)
+        self._slot_waiters = 0  # workers waiting on _slot_free for a run to end
+        self._slot_free = threading.Condition(self._queue_lock)
         self._room = threading.Condition(self._queue_lock)  # the reader waits here at max_queue
         self._drained = threading.Condition(self._queue_lock)  # close() waits here for running listeners
         self._waiting_since: deque[float] = deque()  # enqueue times of envelopes no worker has started
@@ -206,10 +208,12 @@ class Dispatcher:
                     and not self._waiting_since
                     and self._queued <= self.concurrency
                     and now >= self._inline_paused_until
+                    and self._running < self.concurrency  # a free slot of concurrency (freed by _run_and_settle)
                     and conn.is_reader()
-                    and self._slots.acquire(blocking=False)  # a free slot of concurrency (released below)
                 )
-                if not inline:
+                if inline:
+                    self._running += 1
+                else:
                     self._busy_workers = True
                     self._waiting_since.append(now)
                     self.workers.submit(self._dispatch, envelope, text)
@@ -307,7 +311,6 @@ class Dispatcher:
         finally:
             with self._watch_lock:
                 conn.end_inline()
-            self._slots.release()
 
     def _dispatch(self, envelope: Envelope, text: str) -> None:
         """Run the listeners on a worker thread."""
@@ -326,11 +329,14 @@ class Dispatcher:
                 len(self._waiting_since),
                 self.concurrency,
             )
-        self._slots.acquire()  # inline runs count towards concurrency too: wait for one of them to end
-        try:
-            self._run_and_settle(envelope, text)
-        finally:
-            self._slots.release()
+        with self._queue_lock:  # inline runs count towards concurrency too: wait for one of them to end
+            if self._running >= self.concurrency:
+                self._slot_waiters += 1
+                while self._running >= self.concurrency:
+                    self._slot_free.wait()
+                self._slot_waiters -= 1
+            self._running += 1
+        self._run_and_settle(envelope, text)
 
     def _run_and_settle(self, envelope: Envelope, text: str) -> None:
         """Run the listeners, then account for the envelope (queue, drain, close())."""
@@ -343,6 +349,9 @@ class Dispatcher:
             conn = self._settle(envelope, redeliver)
             with self._queue_lock:
                 self._queued -= 1
+                self._running -= 1
+                if self._slot_waiters:
+                    self._slot_free.notify()
                 self._last_dispatch = time.monotonic()
                 if self._queued == 0 and not self._retire_scheduled:
                     self._retire_scheduled = True  # once per burst: the monitor reschedules itself
