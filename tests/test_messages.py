@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from slack_socket_mode import messages
-from slack_socket_mode.messages import Envelope, Hello, Malformed, decode_json, parse_message
+from slack_socket_mode.messages import Disconnect, Envelope, Hello, Malformed, Other, decode_json, parse_message
+from slack_socket_mode.testing.samples import envelope_sample_names, load_sample_text
 
 HOSTILE = [
     '{"a": NaN}',
@@ -101,3 +102,109 @@ def test_an_envelope_and_a_malformed_message_parse_the_same_either_way() -> None
     envelope = parse_message('{"envelope_id":"e1","type":"events_api","payload":{"x":1},"retry_attempt":2}')
     assert isinstance(envelope, Envelope) and envelope.retry_attempt == 2
     assert isinstance(parse_message("[1, 2]"), Malformed)
+
+
+# ---- parse_message on Slack's samples and on what is not ----
+
+
+def test_hello_sample() -> None:
+    hello = parse_message(load_sample_text("hello"))
+    assert isinstance(hello, Hello)
+    assert hello.num_connections == 1
+    assert hello.approximate_connection_time == 18060
+    assert hello.debug_info["host"] == "applink-111-xxx"
+    assert hello.connection_info == {"app_id": "A111"}
+
+
+@pytest.mark.parametrize("reason", ["warning", "refresh_requested", "link_disabled", "too_many_websockets"])
+def test_disconnect_samples(reason: str) -> None:
+    assert parse_message(load_sample_text(f"disconnect_{reason}")) == Disconnect(reason, {"host": "applink-111-xxx"})
+
+
+@pytest.mark.parametrize("name", envelope_sample_names())
+def test_envelope_samples(name: str) -> None:
+    text = load_sample_text(name)
+    envelope = parse_message(text)
+    assert isinstance(envelope, Envelope)
+    assert envelope.envelope_id == json.loads(text)["envelope_id"]
+    assert envelope.type in {"events_api", "interactive", "slash_commands"}
+    assert envelope.retry_attempt == json.loads(text).get("retry_attempt", 0)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("not json", "not JSON"),
+        ("[1, 2]", "JSON list, not an object"),
+        ('"hello"', "JSON str, not an object"),
+        ('{"type": "events_api", "payload": {}}', "events_api envelope without envelope_id"),
+        ('{"envelope_id": 5, "type": "events_api"}', "envelope_id is not a string of 1 to 256 characters"),
+        ('{"envelope_id": "e1"}', "envelope e1 has no type"),
+        ("[" * 100_000, "not JSON"),
+    ],
+)
+def test_malformed(text: str, problem: str) -> None:
+    assert parse_message(text) == Malformed(problem)
+
+
+def test_other_types_are_ignored_not_malformed() -> None:
+    assert parse_message('{"type": "something_new"}') == Other("something_new")
+    assert parse_message("{}") == Other(None)
+
+
+def test_unknown_envelope_types_are_still_envelopes() -> None:
+    message = parse_message('{"envelope_id": "e1", "type": "future_kind", "payload": {}}')
+    assert isinstance(message, Envelope) and message.type == "future_kind"
+
+
+def test_an_envelope_id_of_exactly_256_characters_is_kept_and_one_more_is_not() -> None:
+    longest = "e" * 256
+    message = parse_message(json.dumps({"envelope_id": longest, "type": "events_api"}))
+    assert isinstance(message, Envelope) and message.envelope_id == longest
+    assert isinstance(parse_message(json.dumps({"envelope_id": longest + "e", "type": "events_api"})), Malformed)
+
+
+def test_hello_and_disconnect_fields_of_the_wrong_type_are_replaced_not_passed_on() -> None:
+    hello = parse_message(
+        json.dumps({"type": "hello", "num_connections": "2", "connection_info": ["A1"], "debug_info": "x"})
+    )
+    assert hello == Hello(num_connections=None, approximate_connection_time=None, debug_info={}, connection_info={})
+    disconnect = parse_message(json.dumps({"type": "disconnect", "reason": 7, "debug_info": ["h"]}))
+    assert disconnect == Disconnect("unknown", {})
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        (365 * 24 * 3600, 365 * 24 * 3600.0),  # a year, the most kept (int and float)
+        (365 * 24 * 3600.0, 365 * 24 * 3600.0),
+        (0.5, 0.5),
+        (0, None),
+        (0.0, None),
+        (-1.0, None),
+        (365 * 24 * 3600 + 1, None),
+        (365 * 24 * 3600 + 0.5, None),
+        (10**400, None),
+        ("nan", None),
+        ("inf", None),
+        (True, None),
+    ],
+)
+def test_approximate_connection_time_is_kept_only_when_positive_finite_and_at_most_a_year(
+    value: object, seconds: float | None
+) -> None:
+    from slack_socket_mode.messages import classify
+
+    act = float(value) if isinstance(value, str) else value  # NaN and infinity are not JSON: classify the object
+    hello = classify({"type": "hello", "debug_info": {"approximate_connection_time": act}})
+    assert isinstance(hello, Hello) and hello.approximate_connection_time == seconds
+
+
+@pytest.mark.parametrize(
+    ("payload", "kind"), [("null", "null"), ("true", "boolean"), ("1", "number"), ("1.5", "number"), ("[]", "array")]
+)
+def test_an_envelope_whose_payload_is_not_an_object_says_what_json_it_is(payload: str, kind: str) -> None:
+    text = '{"envelope_id": "e1", "type": "' + "k" * 70 + '", "payload": ' + payload + "}"
+    assert parse_message(text) == Malformed(
+        f"envelope e1 ({'k' * 64}) has a payload that is JSON {kind}, not an object"
+    )
