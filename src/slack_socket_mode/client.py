@@ -267,7 +267,7 @@ class SocketModeClient(BaseSocketModeClient):
     @property
     def closed(self) -> bool:  # type: ignore[override]
         """True once :meth:`close` was called."""
-        return self._session.closed
+        return self._session.supervisor.closing()
 
     @property
     def auto_reconnect_enabled(self) -> bool:

@@ -31,6 +31,7 @@ from .acks import AckRouter
 from .connection import Connection
 from .errors import SocketModeError
 from .ledger import Receipt
+from .lifecycle import Supervisor
 from .messages import Envelope
 from .shared import Admission, SharedLedger
 
@@ -51,6 +52,7 @@ class Dispatcher:
         listeners: calls the application's listeners for each envelope (:meth:`.Listeners.envelope`).
         acks: the ack router (and, through it, the ledger).
         shared: the shared ledger across replicas, or None.
+        supervisor: the rules; its state says whether close() began (``closing``), read lock-free.
         connections: returns the open connections now (read by the take-over watch).
         wake_health: wakes the ``health`` thread (a watch or a retirement is due).
         after_drain: called with a draining connection once one of its envelopes was handled.
@@ -73,6 +75,7 @@ class Dispatcher:
         *,
         acks: AckRouter,
         shared: Optional[SharedLedger],
+        supervisor: Supervisor,
         connections: Callable[[], list[Connection]],
         wake_health: Callable[[], None],
         after_drain: Callable[[Connection], None],
@@ -95,9 +98,7 @@ class Dispatcher:
         self._prefix = prefix
         self._logger = logger
         self.concurrency = concurrency
-        self._closed = False  # close() began: no new work, and close() waits on _drained
-        self.accepting = threading.Event()  # set while new envelopes are dispatched
-        self.accepting.set()
+        self._supervisor = supervisor  # its state is the one "closing" (read lock-free)
         self.takeovers = 0  # times a reader's own listeners ran past handoff_after
         self._queued = 0  # envelopes submitted to the workers and not finished
         self._max_queue = max_queue
@@ -142,9 +143,9 @@ class Dispatcher:
             return 0.0
 
     def stop_accepting(self) -> None:
-        """close() began: dispatch no new envelope (Slack redelivers them elsewhere)."""
-        self._closed = True
-        self.accepting.clear()
+        """close() began (the supervisor is ``CLOSING``): wake a reader waiting for room, so that it sees it."""
+        with self._queue_lock:
+            self._room.notify_all()
 
     def wait_for_listeners(self, end: float, timeout: float, *, first: bool = True) -> bool:
         """Wait until ``end`` (monotonic seconds) for the running and queued listeners (close()); True if none is left.
@@ -175,14 +176,14 @@ class Dispatcher:
             SocketModeError: the client is closed.
         """
         with self._queue_lock:
-            if self._closed:
+            if self._supervisor.closing():
                 raise SocketModeError("the client is closed; create a new one")
             self.workers.submit(self._listeners.envelope, envelope, text)
 
     # ---- readers ---------------------------------------------------------------------------------
 
     def on_envelope(self, conn: Connection, envelope: Envelope, text: str) -> None:
-        if not self.accepting.is_set():
+        if self._supervisor.closing():
             self._logger.info("connection %d: not dispatching envelope %s: closing", conn.id, envelope.envelope_id)
             return
         received = time.monotonic()
@@ -197,7 +198,7 @@ class Dispatcher:
                 if self._queued >= self._max_queue:
                     self._wait_for_room(conn)
                     now = time.monotonic()
-                if not self.accepting.is_set():  # close() began meanwhile: Slack redelivers it elsewhere
+                if self._supervisor.closing():  # close() began meanwhile: Slack redelivers it elsewhere
                     if self._shared is not None:
                         self._shared.release(envelope.envelope_id)  # no store call here: the lease thread makes it
                     return
@@ -292,7 +293,7 @@ class Dispatcher:
             )
         conn.backpressured = True
         try:
-            while self._queued >= self._max_queue and self.accepting.is_set():
+            while self._queued >= self._max_queue and not self._supervisor.closing():
                 self._room.wait()
         finally:
             conn.backpressured = False
@@ -356,7 +357,7 @@ class Dispatcher:
                 if self._queued == 0 and not self._retire_scheduled:
                     self._retire_scheduled = True  # once per burst: the monitor reschedules itself
                     self._wake_health()
-                if self._queued <= 1 and self._closed:  # close() waits for 0, or 1 when called from a listener
+                if self._queued <= 1 and self._supervisor.closing():  # close() waits for 0, or 1 from a listener
                     self._drained.notify_all()
                 if self._queued == 0:
                     self._warned_slow = self._warned_full = False  # the burst is over: warn again on the next
@@ -442,7 +443,7 @@ class Dispatcher:
         again on demand) and the old one's threads exit. Returns when to look again, or None.
         """
         with self._queue_lock:
-            if not self._busy_workers or self._closed:
+            if not self._busy_workers or self._supervisor.closing():
                 return None
             due = self._last_dispatch + self._worker_idle_timeout
             if self._queued or now < due:

@@ -145,6 +145,7 @@ class Engine:
             listeners,
             acks=self.acks,
             shared=self.shared,
+            supervisor=supervisor,
             connections=lambda: list(session.connections.values()),
             wake_health=session.health.wake,
             after_drain=session.maybe_drained,
@@ -291,11 +292,11 @@ class Engine:
         """Carry out :meth:`SocketModeClient.close` (see there) within ``timeout`` seconds. Idempotent."""
         final_end = time.monotonic() + timeout
         session, dispatcher = self.session, self.dispatcher
-        with session.lock:
-            if session.closed:
+        with session.rules():  # CLOSING: the one "closing" that the dispatcher and the facade read
+            if session.supervisor.closing():
                 return
-            session.closed = True
-            dispatcher.stop_accepting()
+            session.perform(session.supervisor.begin_close())
+        dispatcher.stop_accepting()
         end = final_end - min(self._close_timeout + 0.5, timeout / 2)
         # The listeners get until end; every 50 ms meanwhile, a connection whose write has stalled (the
         # peer reads nothing) is given up: its listeners' writes fail at once, their acks go elsewhere.

@@ -13,7 +13,8 @@ orjson, three to four times faster on Slack's envelopes (an 822-byte ``app_menti
 the standard library, 2.2 µs with orjson; a 67 KB ``block_actions``: 176 µs and 88 µs). Text orjson
 refuses (NaN, Infinity, lone surrogates, nesting past its limit) is decoded again by the standard
 library, so the result is what ``json.loads`` gives, or its error, with one exception that is
-orjson's: an integer outside the 64-bit range (below -2**63 or above 2**64 - 1) decodes as a float.
+orjson's: an integer outside the 64-bit range (below -2**63 or above 2**64 - 1) decodes as a float
+(one too large even for a float is refused by orjson, and decoded by the standard library).
 Slack sends none (its ids and timestamps are strings); install the extra only where that holds
 for the payloads your listeners read.
 """

@@ -149,7 +149,6 @@ class Session:
         self.live_count = 0
         self._open_queue: deque[int] = deque()
         self.fatal: Optional[FatalError] = None
-        self.closed = False  # close() was called
         self.auto_reconnect = auto_reconnect
         self.next_url: Optional[str] = None  # set by the wss_uri setter: the next connection's URL
         self.opened = 0
@@ -222,15 +221,13 @@ class Session:
             SocketModeError: the client is closed.
         """
         with self.rules():
-            if self.closed:
+            if self.supervisor.closing():
                 raise SocketModeError("the client is closed; create a new one")
             self.start_threads()
             self.auto_reconnect = auto_reconnect
             if reopen_url is not None and self.live_count == 0:
                 self.next_url = reopen_url  # slack_sdk's connect() opens wss_uri while it is set
             self.fatal = None
-            if self._dispatcher is not None:
-                self._dispatcher.accepting.set()
             self.perform(self.supervisor.start(time.monotonic()))
             deadline = None if timeout is None else time.monotonic() + timeout
             while self.live_count == 0 and self.fatal is None and self.supervisor.state not in _STOPPED:
@@ -360,7 +357,7 @@ class Session:
                 cid = self._open_queue.popleft()
                 if self.supervisor.connection_state(cid) is not ConnectionState.CONNECTING:
                     continue
-                if self.closed or self.supervisor.state not in _RUNNING_CLIENT:
+                if self.supervisor.state not in _RUNNING_CLIENT:
                     # close() or disconnect() came first (a connection given up during close(), say):
                     # nothing is opened, and that is no failure to report
                     stopped = ConnectionFailedError("the client is stopping", error="open_aborted")
@@ -372,7 +369,7 @@ class Session:
             attempt = OpenAttempt()
             with self.lock:
                 self._attempts[cid] = attempt
-                stopping = self.closed or self.supervisor.state not in _RUNNING_CLIENT
+                stopping = self.supervisor.state not in _RUNNING_CLIENT
             if stopping:  # close() came since: the attempt connects nothing
                 attempt.abort()
             try:
@@ -416,7 +413,7 @@ class Session:
         conn = self._connector.connection(cid, url, on_text=self._on_text, on_closed=self.on_closed)
         with self.lock:
             self._opening[cid] = conn
-            stopping = self.closed or self.supervisor.state not in _RUNNING_CLIENT
+            stopping = self.supervisor.state not in _RUNNING_CLIENT
         if stopping:
             conn.abort()
         self._logger.info("connection %d: opening %s", cid, conn.url)
