@@ -41,6 +41,7 @@ VENVS = {
     "celery": "celery,testing",
     "prometheus": "prometheus",
     "bench": "bench",
+    "fast": "fast",
 }
 
 #: pip's words for a registry it could not reach (no network, DNS, a proxy refusing).
@@ -365,3 +366,14 @@ def test_the_bench_extra_runs_slack_sdks_aiohttp_client_against_the_local_server
             print("acked", asyncio.run(main(server)))
     """
     assert "acked" in run(venvs.python("bench"), script)
+
+
+def test_the_fast_extra_decodes_with_orjson(venvs: Venvs) -> None:
+    script = """
+        from slack_socket_mode import messages
+
+        assert messages.FAST_JSON, "orjson is not used"
+        assert messages.decode_json('{"envelope_id": "e1", "n": [1, 2.5]}') == {"envelope_id": "e1", "n": [1, 2.5]}
+        print("ok")
+    """
+    assert "ok" in run(venvs.python("fast"), script)
