@@ -12,6 +12,9 @@ lack, so the delay and the loss of the replicas' link to Slack come from this re
 * **rate** (optional): each direction reads at most ``rate`` bytes a second, in small reads, so a
   sender faster than that fills its socket's buffer and its writes block, yet go on: a peer that
   reads slowly, not one that stopped;
+* **a stall** (:meth:`Relay.stall`): every relayed connection stays open but nothing more passes,
+  in either direction, until :meth:`Relay.resume`: a peer that accepted a connection and then
+  stopped answering on it (a broker or a Redis that hangs);
 * **a dead peer is noticed**: both sockets of a relayed connection have ``TCP_USER_TIMEOUT``
   (``user_timeout`` seconds), so when the far side's link goes down (a partition: ``ip link set
   ... down``), data written to it and never acknowledged fails that socket, and the relay
@@ -97,7 +100,7 @@ class _Direction:
                 while True:
                     if self._pipe.aborted:
                         return
-                    if self._queue:
+                    if self._queue and not self._pipe.relay.stalled:
                         due, data = self._queue[0]
                         wait = due - time.monotonic()
                         if wait <= 0:
@@ -213,6 +216,7 @@ class Relay:
         self._pipes: list[_Pipe] = []
         self._clients: dict[tuple[str, int], str] = {}  # upstream local address -> the client's host
         self._closed = False
+        self.stalled = False  #: nothing passes while True (:meth:`stall`); read unlocked by the writers
         self._target: tuple[str, int] | None = None
         self._listener = socket.create_server((host, 0), backlog=64)
         self.address: tuple[str, int] = (host, int(self._listener.getsockname()[1]))
@@ -232,6 +236,19 @@ class Relay:
                 self.held += 1
                 return True
             return False
+
+    def stall(self) -> None:
+        """Stop passing anything on, in both directions, on every connection (open and future) until :meth:`resume`."""
+        self.stalled = True
+
+    def resume(self) -> None:
+        """Pass on again what was held by :meth:`stall`, in order."""
+        self.stalled = False
+        with self._lock:
+            pipes = list(self._pipes)
+        for pipe in pipes:
+            for direction in pipe.directions:
+                direction.wake()
 
     def client_of(self, server_side_peer: tuple[str, int]) -> Optional[str]:
         """The host of the client whose connection reaches the server from ``server_side_peer``.

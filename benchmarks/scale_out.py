@@ -133,7 +133,7 @@ def handoff_main(args: argparse.Namespace) -> int:
             task_queues=[Queue(args.queue, expires=60.0 if rabbitmq else None)],
             task_default_queue=args.queue,
             broker_connection_timeout=1.0,
-            broker_transport_options={"confirm_publish": True} if rabbitmq else {},
+            broker_transport_options={"confirm_publish": True} if rabbitmq else {"socket_timeout": 5.0},
         )
         handoff = CeleryHandoff(app, "benchmark.handle")
         app.send_task("benchmark.handle", args=[{"envelope_id": "warm-up"}])  # connect the producer pool once

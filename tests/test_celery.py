@@ -19,6 +19,7 @@ from slack_socket_mode import SocketModeClient
 from slack_socket_mode.testing import SocketModeServer
 
 from .conftest import APP_TOKEN, timeout
+from .netem import Relay
 from .processes import OutputProcess
 from .services import RedisServer, amqp_url, delete_keys, free_port, redis_url, require_module, unique_namespace
 
@@ -36,7 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent
 class Worker(OutputProcess):
     """A ``celery worker`` process (solo pool) of tests/celery_app.py; its log read by a thread."""
 
-    def __init__(self, broker: str, queue_name: str, store_url: str, namespace: str) -> None:
+    def __init__(
+        self, broker: str, queue_name: str, store_url: str, namespace: str, visibility_timeout: float = 60.0
+    ) -> None:
         env = {
             **os.environ,
             "PYTHONPATH": str(ROOT),
@@ -44,6 +47,7 @@ class Worker(OutputProcess):
             "TEST_CELERY_QUEUE": queue_name,
             "TEST_REDIS_URL": store_url,
             "TEST_NAMESPACE": namespace,
+            "TEST_VISIBILITY_TIMEOUT": str(visibility_timeout),
         }
         args = [
             *(sys.executable, "-m", "celery", "-A", "tests.celery_app", "worker", "--pool=solo"),
@@ -59,14 +63,18 @@ class Worker(OutputProcess):
 class Setup:
     """One broker, one queue, one worker, one namespace for effects and claims."""
 
-    def __init__(self, broker: str) -> None:
+    def __init__(self, broker: str, visibility_timeout: float = 60.0) -> None:
         self.store_url = redis_url()
         self.namespace = unique_namespace("celery")
         self.queue = f"slack_socket_mode_test_{self.namespace}"
         self.broker = broker
+        self.visibility_timeout = visibility_timeout
         self.app = make_app(broker, self.queue)
         self.effects: Any = redis.Redis.from_url(self.store_url, decode_responses=True)
-        self.worker = Worker(broker, self.queue, self.store_url, self.namespace)
+        self.worker = self.new_worker()
+
+    def new_worker(self) -> Worker:
+        return Worker(self.broker, self.queue, self.store_url, self.namespace, self.visibility_timeout)
 
     def effect_counts(self) -> dict[str, int]:
         key = f"slack_socket_mode:{self.namespace}:effects"
@@ -140,10 +148,16 @@ def test_envelopes_are_acked_after_the_publish_and_their_effects_run_once(
         assert handoff.published == len(everything) and handoff.failed == 0
     finally:
         client.close()
+        handoff.close()
 
 
-def test_a_worker_killed_mid_task_on_rabbitmq_its_redelivered_task_runs_once_the_lease_expires() -> None:
-    setup = Setup(amqp_url())
+@pytest.mark.parametrize("kind", ["redis", "rabbitmq"])
+def test_a_worker_killed_mid_task_its_task_is_delivered_again_and_its_effect_runs_once(kind: str) -> None:
+    # SIGKILL of a real worker process in the middle of a task (acks_late). On RabbitMQ the broker
+    # requeues the unacked task as the worker's connection drops. On Redis nothing tells the broker:
+    # kombu gives the task to another worker only once visibility_timeout has passed since it was
+    # taken (an hour by default; 3 s here, with kombu's sweep every second).
+    setup = Setup(_broker(kind), visibility_timeout=3.0)
     second: Worker | None = None
     try:
         setup.worker.wait_ready()
@@ -154,16 +168,17 @@ def test_a_worker_killed_mid_task_on_rabbitmq_its_redelivered_task_runs_once_the
         while not setup.effects.hget(store_keys, "stalled-1"):  # the worker is in the effect, lease held
             assert time.monotonic() < deadline, "the worker never started the task"
             time.sleep(0.02)
-        # The second worker is ready before the kill, so the requeued task reaches it while the dead
-        # worker's lease (1 s) still holds: started after the kill, a slow start let the lease lapse
-        # first and the EnvelopeBusy path below went unexercised (a flaky failure on a loaded machine).
-        second = Worker(setup.broker, setup.queue, setup.store_url, setup.namespace)
+        # The second worker is ready before the kill, so on RabbitMQ the requeued task reaches it while
+        # the dead worker's lease (1 s) still holds: started after the kill, a slow start let the lease
+        # lapse first and the EnvelopeBusy path below went unexercised (a flaky failure on a loaded machine).
+        second = setup.new_worker()
         second.wait_ready()
-        setup.worker.process.kill()  # acks_late: RabbitMQ requeues the unacked task
-        counts = setup.wait_effects(["stalled-1"])
+        setup.worker.process.kill()  # SIGKILL: no goodbye to the broker
+        counts = setup.wait_effects(["stalled-1"], seconds=60.0)
         assert counts == {"stalled-1": 1}
         assert setup.effects.hget(store_keys, "stalled-1") == "2"  # the task ran twice; its effect once
-        assert any("EnvelopeBusy" in line for line in second.log)  # it waited for the dead worker's lease
+        if kind == "rabbitmq":
+            assert any("EnvelopeBusy" in line for line in second.log)  # it waited for the dead worker's lease
     finally:
         if second is not None:
             second.stop()
@@ -194,6 +209,7 @@ def test_a_failed_publish_is_not_acked_and_says_why(
         assert any(f"envelope {eid}" in r.getMessage() and "not acking" in r.getMessage() for r in caplog.records)
     finally:
         client.close()
+        handoff.close()
 
 
 def test_an_unroutable_publish_on_rabbitmq_is_not_acked_and_its_redelivery_is_published(
@@ -243,6 +259,7 @@ def test_an_unroutable_publish_on_rabbitmq_is_not_acked_and_its_redelivery_is_pu
             assert tasks == [(lost, 1)]
         finally:
             client.close()
+            handoff.close()
             admin.default_channel.queue_delete(queue_name)
 
 
@@ -270,6 +287,7 @@ def test_the_task_message_names_the_envelope_in_its_argsrepr_without_the_payload
         assert kwargs == {}
     finally:
         client.close()
+        handoff.close()
         store.delete(queue_name, f"_kombu.binding.{queue_name}")
         store.close()
 
@@ -317,6 +335,7 @@ def test_a_failed_publish_is_published_by_slacks_redelivery_with_dedupe_on(tmp_p
             assert client.stats().envelopes_acked == 1
         finally:
             client.close()
+            handoff.close()
             broker.stop()
 
 
@@ -354,8 +373,196 @@ def test_a_failed_publish_on_one_replica_is_published_by_the_other_on_slacks_red
         finally:
             a.close()
             b.close()
+            failing.close()
+            working.close()
             queue.delete(queue_name, f"_kombu.binding.{queue_name}")
             queue.close()
             for store in stores:
                 store.close()
             delete_keys(store_url, f"slack_socket_mode:{namespace}:*")
+
+
+# ---- permanent failures, nacks, a stalled broker (issue 20, items 9, 10, 12) ---------------------
+
+
+def _handoff_client(server: SocketModeServer, handoff: Any, *listeners: Any) -> SocketModeClient:
+    client = SocketModeClient(APP_TOKEN, web_client=WebClient(base_url=server.api_url))
+    client.socket_mode_request_listeners.extend([*listeners[:1], handoff, *listeners[1:]])
+    return client
+
+
+def _records(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name.startswith("slack_socket_mode") and r.levelno == level]
+
+
+@pytest.mark.parametrize("kind", ["rabbitmq-credentials", "rabbitmq-vhost", "bad-url", "missing-module"])
+def test_a_permanent_failure_is_logged_once_at_error_makes_the_client_unhealthy_and_is_counted(
+    kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Each publish fails for a reason the next one meets again: one ERROR for them all (not a
+    # WARNING per envelope, twice: from the hand-off and from the dispatcher), health() says why.
+    good = amqp_url()
+    broker = {
+        "rabbitmq-credentials": good.replace("guest:guest@", "guest:wrong-password@"),
+        "rabbitmq-vhost": good.rsplit("/", 1)[0] + "/no-such-vhost",
+        "bad-url": "redis://127.0.0.1:not-a-port/0",
+        "missing-module": "mongodb://127.0.0.1:1/tasks",  # kombu's MongoDB transport: pymongo is not installed
+    }[kind]
+    if kind == "missing-module":
+        try:
+            __import__("pymongo")
+            pytest.skip("pymongo is installed here")
+        except ImportError:
+            pass
+    handoff = CeleryHandoff(make_app(broker, "unused"), "tests.handle", publish_timeout=1.0)
+    caplog.set_level(logging.DEBUG, logger="slack_socket_mode")
+    with SocketModeServer(redelivery_delay=None) as server:
+        client = _handoff_client(server, handoff)
+        try:
+            client.connect(timeout(5))
+            assert client.health().healthy
+            ids = server.push_many([server.make_envelope("events_api", {"event_id": f"EvP{n}"}) for n in range(10)])
+            _wait(lambda: handoff.failed == 10, 10, f"{handoff.failed} of 10 publishes failed")
+            health = client.health()
+            assert not health.healthy and health.reason.startswith("the Celery hand-off cannot publish: "), health
+            stats = handoff.stats()
+            assert (stats.published, stats.failed, stats.failed_permanently) == (0, 10, 10)
+            assert stats.problem and stats.problem in health.reason
+        finally:
+            client.close()
+            handoff.close()
+        assert all(server.envelope(eid).acks == [] for eid in ids)
+    [error] = _records(caplog, logging.ERROR)
+    assert "cannot succeed until the setup changes" in error and "tests.handle" in error
+    assert _records(caplog, logging.WARNING) == []
+    assert "wrong-password" not in "\n".join(r.getMessage() for r in caplog.records)  # credentials redacted
+    words = {
+        "rabbitmq-credentials": "refused the connection",
+        "rabbitmq-vhost": "refused the connection",
+        "bad-url": "the broker URL or its settings are wrong",
+        "missing-module": "a module the broker's transport needs is missing",
+    }
+    assert words[kind] in error, error
+
+
+def test_a_permanent_failure_ends_when_a_publish_succeeds_again(
+    own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Redis refuses a user that does not exist (permanent: every publish meets it) until the user
+    # is made: then the next publish goes through, health() is healthy again, one WARNING says so.
+    broker = own_redis.url.replace("redis://", "redis://handoff:s3cret@")
+    handoff = CeleryHandoff(make_app(broker, "recovers"), "tests.handle", publish_timeout=1.0)
+    caplog.set_level(logging.WARNING, logger="slack_socket_mode")
+    admin: Any = redis.Redis.from_url(own_redis.url)
+    with SocketModeServer(redelivery_delay=None) as server:
+        client = _handoff_client(server, handoff)
+        try:
+            client.connect(timeout(5))
+            first = server.push(server.make_envelope("events_api", {"event_id": "EvRefused"}))
+            _wait(lambda: handoff.failed == 1, 10, "the publish as an unknown user never failed")
+            assert handoff.stats().failed_permanently == 1 and not client.health().healthy
+            assert "Redis refused the credentials" in handoff.stats().problem
+            admin.execute_command("ACL", "SETUSER", "handoff", "on", ">s3cret", "~*", "&*", "+@all")
+            second = server.push(server.make_envelope("events_api", {"event_id": "EvAccepted"}))
+            server.wait_for_acks(envelope_ids=[second], timeout=timeout(10))
+            assert client.health().healthy and handoff.stats().problem == ""
+            assert [m for m in _records(caplog, logging.WARNING) if "works again" in m] != []
+            assert server.envelope(first).acks == []
+        finally:
+            client.close()
+            handoff.close()
+            admin.close()
+
+
+def test_a_nacked_publish_is_logged_as_nacked(caplog: pytest.LogCaptureFixture) -> None:
+    # A queue at its length limit with overflow reject-publish: RabbitMQ nacks every publish.
+    queue_name = f"slack_socket_mode_test_{unique_namespace('nack')}"
+    app = make_app(amqp_url(), queue_name, queue_arguments={"x-max-length": 0, "x-overflow": "reject-publish"})
+    handoff = CeleryHandoff(app, "tests.handle", publish_timeout=1.0)
+    caplog.set_level(logging.WARNING, logger="slack_socket_mode")
+    with SocketModeServer(redelivery_delay=None) as server:
+        client = _handoff_client(server, handoff)
+        try:
+            client.connect(timeout(5))
+            eid = server.push(server.make_envelope("events_api", {"event_id": "EvNacked"}))
+            _wait(lambda: handoff.failed == 1, 10, "the nacked publish never failed")
+        finally:
+            client.close()
+            handoff.close()
+        assert server.envelope(eid).acks == []
+    [warning] = _records(caplog, logging.WARNING)
+    assert f"envelope {eid}" in warning and "the broker nacked the publish" in warning, warning
+    assert handoff.stats().failed_permanently == 0  # transient: the queue may drain
+
+
+@pytest.mark.parametrize("kind", ["redis", "rabbitmq"])
+def test_a_broker_that_stalls_costs_a_publish_at_most_publish_timeout(kind: str) -> None:
+    # The broker accepts and answers, then stops answering on its established connections (a relay
+    # that holds every byte): kombu's publish would retry on a new connection and wait out each
+    # attempt's timeouts (forever on Redis without a socket timeout, 3 x publish_timeout on RabbitMQ).
+    # The hand-off gives the publish up at publish_timeout; it goes on on its thread until its own
+    # timeouts end it, and once the broker answers again the next envelope is published.
+    target = ("127.0.0.1", 6379) if kind == "redis" else ("127.0.0.1", 5672)
+    _broker(kind)  # skips when the service is missing
+    relay = Relay("127.0.0.1", delay=0.0, loss=0.0).start(target)
+    port = relay.address[1]
+    broker = f"redis://127.0.0.1:{port}/14" if kind == "redis" else f"amqp://guest:guest@127.0.0.1:{port}//"
+    queue_name = f"slack_socket_mode_test_{unique_namespace('stall')}"
+    publish_timeout = 1.0
+    handoff = CeleryHandoff(make_app(broker, queue_name), "tests.handle", publish_timeout=publish_timeout)
+    spans: dict[str, list[float]] = {}
+    before = lambda c, r: spans.setdefault(r.envelope_id, []).append(time.monotonic())  # noqa: E731
+    after = lambda c, r: spans[r.envelope_id].append(time.monotonic())  # noqa: E731
+    with SocketModeServer(redelivery_delay=None) as server:
+        client = _handoff_client(server, handoff, before, after)
+        try:
+            client.connect(timeout(5))
+            warm = server.push(server.make_envelope("events_api", {"event_id": "EvWarm"}))
+            server.wait_for_acks(envelope_ids=[warm], timeout=timeout(5))  # a pooled connection, established
+            relay.stall()
+            stalled = server.push(server.make_envelope("events_api", {"event_id": "EvStalled"}))
+            _wait(lambda: handoff.failed == 1, 10, "the publish to a stalled broker never gave up")
+            _wait(lambda: len(spans.get(stalled, [])) == 2, 5, "the listener after the hand-off never ran")
+            start, end = spans[stalled]
+            # The bound under test, with room for a loaded machine: publish_timeout plus the hand-over
+            # (well under a millisecond). Unbounded, the wait was 3 x publish_timeout or more.
+            assert end - start < publish_timeout * 1.8, f"the hand-off took {end - start:.2f} s"
+            assert handoff.stats().given_up_running == 1  # the publish still waits, on its own thread
+            _wait(lambda: handoff.stats().given_up_running == 0, 30, "the stalled publish never ended")
+            relay.resume()
+            last = server.push(server.make_envelope("events_api", {"event_id": "EvAfter"}))
+            server.wait_for_acks(envelope_ids=[last], timeout=timeout(10))
+            assert server.envelope(stalled).acks == []
+        finally:
+            client.close()
+            handoff.close()
+            relay.close()
+            if kind == "redis":
+                store: Any = redis.Redis.from_url(redis_url(db=14))
+                store.delete(queue_name, f"_kombu.binding.{queue_name}")
+                store.close()
+
+
+def test_once_per_envelope_does_not_record_done_over_a_claim_another_worker_took() -> None:
+    # The worker's lease lapsed while its effect ran (a pause, a slow store) and another worker
+    # claimed the envelope: the first one's done record must not overwrite that claim (the other
+    # worker records it done itself), as the client's own done records do not.
+    from slack_socket_mode.celery import once_per_envelope
+    from slack_socket_mode.redis import RedisLedger
+
+    url = redis_url()
+    namespace = unique_namespace("effect")
+    store = RedisLedger(url, namespace=namespace, lease=5.0)
+    key = f"slack_socket_mode:{namespace}:effect:envelope:E1"
+
+    @once_per_envelope(store)
+    def effect(envelope: dict[str, Any]) -> str:
+        store.redis.set(key, b"c:another-worker", px=60_000)  # its claim lapsed; another worker's took its place
+        return "ran"
+
+    try:
+        assert effect({"envelope_id": "E1", "type": "interactive", "payload": {}}) == "ran"
+        assert store.state("effect:envelope:E1") == "c:another-worker"
+    finally:
+        store.close()
+        delete_keys(url, f"slack_socket_mode:{namespace}:*")

@@ -73,8 +73,12 @@ def main() -> None:
         web_client=WebClient(base_url=os.environ.get("SLACK_API_URL", WebClient.BASE_URL)),
         dedupe=ledger,
     )
-    client.socket_mode_request_listeners.append(CeleryHandoff(celery_app, "tasks.handle_envelope", respond=respond))
-    serve(client)
+    handoff = CeleryHandoff(celery_app, "tasks.handle_envelope", respond=respond)
+    client.socket_mode_request_listeners.append(handoff)
+    try:
+        serve(client)
+    finally:
+        handoff.close()  # its publishing threads, once the client has closed
 
 
 if __name__ == "__main__":

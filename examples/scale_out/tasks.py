@@ -20,16 +20,32 @@ from slack_socket_mode.redis import RedisLedger
 BROKER = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/1")
 NAMESPACE = os.environ.get("APP_NAMESPACE", "scale-out-example")  # one per Slack app
 
+if BROKER.startswith("amqp"):
+    # RabbitMQ: the bot acks an envelope only once the broker confirmed its task. A task whose
+    # worker died is requeued as soon as the broker sees its connection drop.
+    TRANSPORT = {"confirm_publish": True}
+else:
+    TRANSPORT = {
+        # Redis: a publish to a Redis that stopped answering ends (CeleryHandoff requires it).
+        "socket_timeout": 5.0,
+        "socket_connect_timeout": 1.0,
+        # Redis cannot tell that a worker died: kombu gives its task to another worker once this
+        # many seconds have passed since it was taken (kombu's default: one hour), checking every
+        # 10 s. Keep it longer than a task runs: a task still running then is delivered to a
+        # second worker too (once_per_envelope holds it there: EnvelopeBusy, retried).
+        "visibility_timeout": 300,
+        "unacked_restore_throttle": 1,
+    }
+
 celery_app = Celery("tasks", broker=BROKER)
 celery_app.conf.update(
     task_default_queue=os.environ.get("CELERY_QUEUE", "slack-envelopes"),
-    task_acks_late=True,  # a task whose worker dies is delivered again...
+    task_acks_late=True,  # a task whose worker dies is delivered again (see TRANSPORT for when)...
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
     broker_connection_timeout=1.0,  # the bot publishes within Slack's 3 s
     broker_connection_retry_on_startup=True,
-    # RabbitMQ: the bot acks an envelope only once the broker confirmed its task
-    broker_transport_options={"confirm_publish": True} if BROKER.startswith("amqp") else {},
+    broker_transport_options=TRANSPORT,
 )
 
 # ...and its effect still happens once: the claim's lease outlives a normal run, and is renewed meanwhile.

@@ -455,5 +455,17 @@ class SocketModeClient(BaseSocketModeClient):
         Healthy when at least one connection has said ``hello``, no envelope has waited for a worker longer than
         ``max_queue_wait`` seconds (Slack redelivers after 3 s), and no reader has waited that long for the shared
         ledger (``dedupe=RedisLedger(...)``) to admit an envelope. Cheap, thread-safe.
+
+        A request listener can report a problem of its own: one with a ``health_problem()`` method
+        (as :class:`~slack_socket_mode.celery.CeleryHandoff` has: a broker it can never publish to)
+        makes the client unhealthy while that method returns a reason ("" when fine).
         """
-        return self._engine.health(max_queue_wait)
+        status = self._engine.health(max_queue_wait)
+        if not status.healthy:
+            return status
+        for listener in list(self.socket_mode_request_listeners):
+            report = getattr(listener, "health_problem", None)
+            problem = report() if callable(report) else ""
+            if problem:
+                return status._replace(healthy=False, reason=str(problem))
+        return status

@@ -36,7 +36,7 @@ from .messages import Envelope
 from .shared import Admission, SharedLedger
 
 if TYPE_CHECKING:
-    from .listeners import Listeners
+    from .listeners import Listeners, Redelivery
 
 __all__ = ["Dispatcher"]
 
@@ -342,7 +342,7 @@ class Dispatcher:
     def _run_and_settle(self, envelope: Envelope, text: str) -> None:
         """Run the listeners, then account for the envelope (queue, drain, close())."""
         self._in_listener.active = True
-        redeliver: Optional[str] = None
+        redeliver: Optional[Redelivery] = None
         try:
             redeliver = self._listeners.envelope(envelope, text)
         finally:
@@ -366,7 +366,7 @@ class Dispatcher:
             if conn is not None and conn.draining:
                 self._after_drain(conn)
 
-    def _settle(self, envelope: Envelope, redeliver: Optional[str]) -> Optional[Connection]:
+    def _settle(self, envelope: Envelope, redeliver: Optional[Redelivery]) -> Optional[Connection]:
         """Tell the ledgers the listeners returned; returns the connection it was in flight on, if settled.
 
         ``redeliver``: a listener raised :class:`~slack_socket_mode.errors.Redeliver` (its
@@ -379,20 +379,21 @@ class Dispatcher:
             if released:
                 if self._shared is not None:
                     self._shared.redeliver(envelope_id)
-                self._logger.warning(
+                self._logger.log(
+                    logging.DEBUG if redeliver.logged else logging.WARNING,  # logged: the listener said why
                     "envelope %s (%s, retry_attempt %d) not acked, its listener asked for a redelivery (%s); "
                     "Slack's redelivery runs its listeners again",
                     envelope_id,
                     envelope.type,
                     envelope.retry_attempt,
-                    redeliver,
+                    redeliver.description,
                 )
                 return conn
             self._logger.info(
                 "envelope %s (%s): %s asked for a redelivery, but the envelope was acked; it is not run again",
                 envelope_id,
                 envelope.type,
-                redeliver,
+                redeliver.description,
             )
         if self._shared is not None:
             self._shared.finish(envelope_id, *self._ledger.ack_of(envelope_id))

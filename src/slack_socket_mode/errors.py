@@ -94,7 +94,7 @@ class Redeliver(SocketModeError):
     (:class:`~slack_socket_mode.celery.CeleryHandoff` raises it then), a dependency is down.
     The client catches it (it is never raised to the caller) and:
 
-    * logs one WARNING line with the envelope id and ``reason`` (no traceback);
+    * logs one WARNING line with the envelope id and ``reason`` (no traceback; at DEBUG with ``logged=True``);
     * does not ack the envelope, so Slack redelivers it (3 s later, up to 3 times, on any of
       the app's connections: possibly another replica's);
     * when the envelope's listeners have all returned, forgets that they ran: the local ledger
@@ -117,13 +117,17 @@ class Redeliver(SocketModeError):
 
     Args:
         reason: why, in a few words, for the log (do not put secrets in it).
+        logged: the listener has logged why already (as :class:`~slack_socket_mode.celery.CeleryHandoff`
+            does): the client's line about the redelivery is then at DEBUG, not WARNING, so that one
+            failure makes one WARNING (or, for a failure it reports once, none).
 
-    Thread-safety: raise it from any listener thread (reader or worker); it holds only ``reason``.
+    Thread-safety: raise it from any listener thread (reader or worker); it holds only ``reason`` and ``logged``.
     """
 
-    def __init__(self, reason: str = "") -> None:
+    def __init__(self, reason: str = "", *, logged: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.logged = logged
 
 
 class ConnectTimeoutError(SocketModeError, TimeoutError):

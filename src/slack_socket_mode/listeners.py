@@ -25,7 +25,7 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Optional, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Protocol
 
 from slack_sdk.socket_mode.request import SocketModeRequest
 
@@ -167,9 +167,16 @@ def _refuse_awaitable(listener: Any, result: Any, kind: str, logger: logging.Log
         logger.error("%s %r returned a coroutine, which never runs (its ack is not sent)", kind, listener)
 
 
-def _describe(listener: Any, error: Redeliver) -> str:
-    """``listener`` and the reason it gave, for the one log line of a :class:`Redeliver` (redacted, bounded)."""
-    return f"{listener!r}: {redact(str(error.reason))[:200] or 'no reason given'}"
+class Redelivery(NamedTuple):
+    """A listener raised :class:`Redeliver`: which one and why (redacted, bounded), and whether it logged why itself."""
+
+    description: str
+    logged: bool
+
+
+def _describe(listener: Any, error: Redeliver) -> Redelivery:
+    """``listener`` and the reason it gave, for the one log line of a :class:`Redeliver`."""
+    return Redelivery(f"{listener!r}: {redact(str(error.reason))[:200] or 'no reason given'}", bool(error.logged))
 
 
 class Listeners:
@@ -186,7 +193,7 @@ class Listeners:
         self._client = client
         self._logger = logger
 
-    def envelope(self, envelope: Envelope, text: str) -> Optional[str]:
+    def envelope(self, envelope: Envelope, text: str) -> Optional[Redelivery]:
         """Run ``message_listeners`` with ``(client, body, text)``, then ``socket_mode_request_listeners``.
 
         Returns None, or, when a listener raised :class:`~slack_socket_mode.errors.Redeliver`
@@ -195,7 +202,7 @@ class Listeners:
         """
         body = envelope.body
         client = self._client
-        redeliver: Optional[str] = None
+        redeliver: Optional[Redelivery] = None
         for listener in client.message_listeners:
             try:
                 result = listener(client, body, text)
