@@ -9,6 +9,7 @@ reads what is retained from ``stats()`` (or the server's records), so it fails i
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from typing import Any
@@ -131,6 +132,26 @@ def test_acks_kept_for_the_next_hello_are_bounded(server: SocketModeServer, make
     acks = server.wait_for_acks(count=MAX_DEFERRED, timeout=timeout(20.0))
     assert {ack.envelope_id for ack in acks} == {f"deferred-{n}" for n in range(5, MAX_DEFERRED + 5)}
     assert client.stats().acks_deferred == 0
+
+
+def test_acks_kept_for_the_next_hello_are_bounded_in_characters(
+    server: SocketModeServer, make_client: ClientFactory
+) -> None:
+    client = make_client(max_ack_bytes=1_000)
+    logger_name = client.logger.name
+    logging.getLogger(logger_name).setLevel(logging.ERROR)
+    texts = [f'{{"envelope_id":"big-{n:02}","payload":{{"text":"{"x" * 200}"}}}}' for n in range(20)]
+    try:
+        for text in texts:
+            client.send_socket_mode_response(json.loads(text))
+    finally:
+        logging.getLogger(logger_name).setLevel(logging.NOTSET)
+    kept = 1_000 // len(texts[0])  # the newest that fit in 1,000 characters
+    stats = client.stats()
+    assert (stats.acks_deferred, stats.acks_deferred_dropped) == (kept, 20 - kept)
+    client.connect()
+    acks = server.wait_for_acks(count=kept, timeout=timeout(5.0))
+    assert [ack.envelope_id for ack in acks] == [f"big-{n:02}" for n in range(20 - kept, 20)]
 
 
 def test_reconnect_causes_are_bounded(server: SocketModeServer, make_client: ClientFactory) -> None:

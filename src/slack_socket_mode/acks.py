@@ -30,8 +30,9 @@ from .messages import plain_ack
 
 __all__ = ["MAX_DEFERRED", "AckRouter"]
 
-#: At most this many acks are kept for the next ``hello``; beyond, the oldest is dropped (and counted): its
-#: envelope is in the ledger as acked, so Slack's redelivery of it is acked again at once.
+#: At most this many acks are kept for the next ``hello`` (and at most the ledger's ``max_ack_bytes`` characters
+#: of them); beyond, the oldest is dropped (and counted): its envelope is in the ledger as acked, so Slack's
+#: redelivery of it is acked again at once.
 MAX_DEFERRED = 10_000
 
 #: ``json.dumps(…, separators=(",", ":"))`` without building an encoder per call.
@@ -66,7 +67,8 @@ class AckRouter:
         self._drained = drained
         self._logger = logger
         self._deferred: deque[str] = deque()  # acks no connection could send, for the next hello (bounded)
-        self.deferred_dropped = 0  #: deferred acks dropped, the oldest first, to keep at most MAX_DEFERRED
+        self._deferred_chars = 0  # characters of the texts in _deferred
+        self.deferred_dropped = 0  #: deferred acks dropped, the oldest first, to keep within the bounds
         #: seconds from an envelope's arrival to its ack being sent, for the last 1,024 acks
         self.latencies: deque[float] = deque(maxlen=1024)
 
@@ -154,17 +156,19 @@ class AckRouter:
             except NotConnectedError:
                 pass
         with self._lock:
-            if len(self._deferred) >= MAX_DEFERRED:
-                self._deferred.popleft()
+            deferred, most = self._deferred, self.ledger.max_ack_bytes
+            deferred.append(text)
+            self._deferred_chars += len(text)
+            while len(deferred) > MAX_DEFERRED or (self._deferred_chars > most and len(deferred) > 1):
+                self._deferred_chars -= len(deferred.popleft())
                 self.deferred_dropped += 1
-            self._deferred.append(text)
         self._logger.warning("no open connection: ack deferred until the next hello")
         return None
 
     def take_deferred(self) -> list[str]:
         """The acks kept for the next ``hello`` (the caller sends them, with no lock held); forgets them."""
         with self._lock:
-            deferred, self._deferred = list(self._deferred), deque()
+            deferred, self._deferred, self._deferred_chars = list(self._deferred), deque(), 0
         return deferred
 
     @property

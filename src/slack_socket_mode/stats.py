@@ -86,7 +86,8 @@ class ClientStats(NamedTuple):
     ledger_ack_bytes: int = 0
     #: settled envelopes the ledger forgot because a bound (age, count or ack bytes) was reached
     ledger_evicted: int = 0
-    #: acks kept for the next ``hello`` because no connection could send them (at most 10,000)
+    #: acks kept for the next ``hello`` because no connection could send them (at most 10,000, and at most
+    #: ``max_ack_bytes`` characters of them; the newest is always kept)
     acks_deferred: int = 0
     #: acks dropped from that list when it was full (Slack redelivers them; the redelivery is acked)
     acks_deferred_dropped: int = 0
