@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from collections import Counter
 from multiprocessing.connection import Connection
@@ -54,15 +55,34 @@ class _ClientUnderTest:
         self.client: Any = None
         self.runs: list[str] = []  # envelope ids, one entry per listener run (list.append is thread-safe)
         self.closer: Optional[Callable[[], None]] = None
+        self.soak = False  # the memory soak's listener: slow where asked, runs counted (not listed)
+        self.runs_counted = 0
+        self._count_lock = threading.Lock()
 
-    def start(self, kind: str, api_url: str) -> dict[str, Any]:
+    def _count_run(self, envelope_id: str) -> None:
+        """The memory soak's record of a run: a count, so that the harness keeps nothing per envelope."""
+        with self._count_lock:
+            self.runs_counted += 1
+
+    def _delay(self, request: Any) -> float:
+        """Seconds the memory soak's listener works before acking (``bench_delay`` in the payload), else 0."""
+        payload = request.payload if self.soak else None
+        return float(payload.get("bench_delay", 0.0)) if isinstance(payload, dict) else 0.0
+
+    def start(self, kind: str, api_url: str, soak: bool = False) -> dict[str, Any]:
         """Import and build the client, add the listener, connect.
+
+        With ``soak`` (:mod:`benchmarks.memory_soak`), the listener first works (sleeps) for the
+        ``bench_delay`` seconds an envelope's payload names, and runs are counted in
+        ``runs_counted`` instead of listed in ``runs`` (so that the harness keeps nothing per
+        envelope); the floor ignores it.
 
         Returns:
             monotonic times: ``t_import`` (before the import), ``t_construct`` (before the
             constructor), ``t_connected`` (when ``connect()`` returned).
         """
-        runs_append = self.runs.append
+        self.soak = soak
+        runs_append = self._count_run if soak else self.runs.append
         t_import = time.monotonic()
         if kind == "floor":
             from .floor import FloorClient
@@ -93,8 +113,12 @@ class _ClientUnderTest:
 
         from .floor import SLASH_COMMAND_REPLY
 
+        delay = self._delay
+
         def listener(client: Any, request: SocketModeRequest) -> None:
             """Ack at once (the documented pattern; a slash command with a reply), then record the run."""
+            if soak and (seconds := delay(request)):
+                time.sleep(seconds)  # a slow listener's work
             if request.type == "slash_commands":
                 response = SocketModeResponse(envelope_id=request.envelope_id, payload=SLASH_COMMAND_REPLY)
             else:
@@ -113,7 +137,6 @@ class _ClientUnderTest:
     def _start_async(self, kind: str, api_url: str, t_import: float) -> dict[str, Any]:
         """Start one of slack_sdk's asyncio clients on an event loop thread of its own, and connect it."""
         import asyncio
-        import threading
 
         from slack_sdk.socket_mode.request import SocketModeRequest
         from slack_sdk.socket_mode.response import SocketModeResponse
@@ -127,13 +150,16 @@ class _ClientUnderTest:
 
         from .floor import SLASH_COMMAND_REPLY
 
-        runs_append = self.runs.append
+        runs_append = self._count_run if self.soak else self.runs.append
+        delay = self._delay
         loop = asyncio.new_event_loop()
         thread = threading.Thread(target=loop.run_forever, name="bench-loop", daemon=True)
         thread.start()
 
         async def listener(client: Any, request: SocketModeRequest) -> None:
             """The same listener as the thread clients', as a coroutine function."""
+            if self.soak and (seconds := delay(request)):
+                await asyncio.sleep(seconds)
             if request.type == "slash_commands":
                 response = SocketModeResponse(envelope_id=request.envelope_id, payload=SLASH_COMMAND_REPLY)
             else:

@@ -49,11 +49,15 @@ MIX = (
 )
 
 
-def _template(name: str) -> tuple[str, str]:
-    """Sample ``name`` as compact JSON, split around its ``envelope_id`` (block_actions trimmed, see :data:`MIX`)."""
+def _template(name: str, payload: Optional[dict[str, Any]] = None) -> tuple[str, str]:
+    """Sample ``name`` as compact JSON, split around its ``envelope_id`` (block_actions trimmed, see :data:`MIX`).
+
+    ``payload``: fields to add to the sample's payload (the memory soak's ``bench_delay``).
+    """
     from slack_socket_mode.testing.samples import load_sample
 
     sample = load_sample(name)
+    sample["payload"].update(payload or {})
     if name == "interactive_block_actions_70kb":
         for block in sample["payload"]["view"]["blocks"]:
             for element in block.get("elements", []):

@@ -94,10 +94,11 @@ def test_ledger_is_bounded_by_count_and_age_but_keeps_in_flight_entries() -> Non
 def test_ledger_defaults_and_bad_settings() -> None:
     ledger: EnvelopeLedger[str] = EnvelopeLedger()
     assert (ledger.max_entries, ledger.max_age, ledger.crossing_window) == (50_000, 900.0, 10.0)
+    assert (ledger.max_ack_bytes, ledger.ack_bytes, ledger.evicted) == (16 * 1024 * 1024, 0, 0)
     counts = (ledger.received, ledger.redeliveries, ledger.acked, ledger.deduplicated, ledger.suppressed_acks)
     assert counts == (0, 0, 0, 0, 0) and ledger.crossed_acks == 0
-    message = r"^max_entries must be >= 1, max_age > 0 and crossing_window >= 0 seconds$"
-    for bad in ({"max_entries": 0}, {"max_age": 0.0}, {"crossing_window": -1.0}):
+    message = r"^max_entries must be >= 1, max_age > 0, crossing_window >= 0 seconds and max_ack_bytes >= 0$"
+    for bad in ({"max_entries": 0}, {"max_age": 0.0}, {"crossing_window": -1.0}, {"max_ack_bytes": -1}):
         with pytest.raises(ValueError, match=message):
             EnvelopeLedger(**bad)  # type: ignore[arg-type]
     EnvelopeLedger(max_entries=1, max_age=0.1, crossing_window=0.0)

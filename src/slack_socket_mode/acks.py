@@ -28,7 +28,12 @@ from .errors import NotConnectedError
 from .ledger import EnvelopeLedger
 from .messages import plain_ack
 
-__all__ = ["AckRouter"]
+__all__ = ["MAX_DEFERRED", "AckRouter"]
+
+#: At most this many acks are kept for the next ``hello`` (and at most the ledger's ``max_ack_bytes`` characters
+#: of them); beyond, the oldest is dropped (and counted): its envelope is in the ledger as acked, so Slack's
+#: redelivery of it is acked again at once.
+MAX_DEFERRED = 10_000
 
 #: ``json.dumps(…, separators=(",", ":"))`` without building an encoder per call.
 _compact_json = json.JSONEncoder(separators=(",", ":")).encode
@@ -61,7 +66,9 @@ class AckRouter:
         self._primary = primary
         self._drained = drained
         self._logger = logger
-        self._deferred: list[str] = []  # acks no connection could send, for the next hello
+        self._deferred: deque[str] = deque()  # acks no connection could send, for the next hello (bounded)
+        self._deferred_chars = 0  # characters of the texts in _deferred
+        self.deferred_dropped = 0  #: deferred acks dropped, the oldest first, to keep within the bounds
         #: seconds from an envelope's arrival to its ack being sent, for the last 1,024 acks
         self.latencies: deque[float] = deque(maxlen=1024)
 
@@ -149,12 +156,22 @@ class AckRouter:
             except NotConnectedError:
                 pass
         with self._lock:
-            self._deferred.append(text)
+            deferred, most = self._deferred, self.ledger.max_ack_bytes
+            deferred.append(text)
+            self._deferred_chars += len(text)
+            while len(deferred) > MAX_DEFERRED or (self._deferred_chars > most and len(deferred) > 1):
+                self._deferred_chars -= len(deferred.popleft())
+                self.deferred_dropped += 1
         self._logger.warning("no open connection: ack deferred until the next hello")
         return None
 
     def take_deferred(self) -> list[str]:
         """The acks kept for the next ``hello`` (the caller sends them, with no lock held); forgets them."""
         with self._lock:
-            deferred, self._deferred = self._deferred, []
+            deferred, self._deferred, self._deferred_chars = list(self._deferred), deque(), 0
         return deferred
+
+    @property
+    def deferred(self) -> int:
+        """How many acks are kept for the next ``hello`` (at most :data:`MAX_DEFERRED`)."""
+        return len(self._deferred)

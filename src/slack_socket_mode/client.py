@@ -115,6 +115,10 @@ class SocketModeClient(BaseSocketModeClient):
         max_message_size: bytes; a larger inbound message replaces its connection.
         max_queue: envelopes waiting for or running in a worker; at the bound the reader stops reading (TCP
             backpressure) until a worker is free. Nothing is dropped.
+        ledger_max_entries: settled envelopes the ledger (``dedupe``) remembers at most, oldest forgotten first.
+        ledger_max_age: seconds after its first delivery that a settled envelope is remembered at most.
+        max_ack_bytes: characters of ack texts with a payload the ledger keeps, to send again if Slack
+            redelivers; beyond it the oldest settled envelopes are forgotten (docs/performance.md, "Memory").
         slow_queue_warning: seconds an envelope may wait for a worker before a WARNING (once per burst).
         worker_idle_timeout: idle seconds after which a burst's worker threads are let go (restarted on demand).
         inline_dispatch: let a reader run an envelope's listeners itself when none waits for a worker (no thread
@@ -171,6 +175,9 @@ class SocketModeClient(BaseSocketModeClient):
         close_timeout: float = 1.0,
         max_message_size: int = 16 * 1024 * 1024,
         max_queue: int = 10_000,
+        ledger_max_entries: int = 50_000,
+        ledger_max_age: float = 900.0,
+        max_ack_bytes: int = 16 * 1024 * 1024,
         slow_queue_warning: float = 1.0,
         worker_idle_timeout: float = 10.0,
         inline_dispatch: bool = True,

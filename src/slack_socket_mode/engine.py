@@ -108,7 +108,12 @@ class Engine:
             allow_insecure_urls=o.allow_insecure_urls,
             debug_reconnects=o.debug_reconnects,
         )
-        self.ledger: EnvelopeLedger[Connection] = EnvelopeLedger(dedupe=bool(o.dedupe))
+        self.ledger: EnvelopeLedger[Connection] = EnvelopeLedger(
+            dedupe=bool(o.dedupe),
+            max_entries=o.ledger_max_entries,
+            max_age=o.ledger_max_age,
+            max_ack_bytes=o.max_ack_bytes,
+        )
         self.shared: Optional[SharedLedger] = None
         if not isinstance(o.dedupe, bool):
             try:
@@ -282,6 +287,11 @@ class Engine:
                 redeliveries_asked=ledger.redeliveries_asked,
                 shared_leases_lost=self.shared.leases_lost if self.shared is not None else 0,
                 shared_foreign_keys=self.shared.foreign_keys if self.shared is not None else 0,
+                ledger_entries=len(ledger),
+                ledger_ack_bytes=ledger.ack_bytes,
+                ledger_evicted=ledger.evicted,
+                acks_deferred=self.acks.deferred,
+                acks_deferred_dropped=self.acks.deferred_dropped,
             )
 
     def shared_status(self) -> str:

@@ -31,10 +31,13 @@ A connection counts as busy (:meth:`EnvelopeLedger.inflight`) until the ack of e
 it delivered has been written: an ack routed to it but not yet written keeps a draining
 connection open, so that it is not closed between the two.
 
-Bounds: settled entries are forgotten after ``max_age`` seconds or when more than
-``max_entries`` are held (oldest first); an envelope forgotten that way and delivered
-again is dispatched again. Entries still in flight are never forgotten. With
-``dedupe=False`` only in-flight entries are kept (for routing and draining).
+Bounds: settled entries are forgotten after ``max_age`` seconds, when more than
+``max_entries`` are held, or when the ack texts they keep (acks with a payload; a plain ack
+keeps none) add up to more than ``max_ack_bytes`` characters (oldest first, whichever bound
+is hit); an envelope forgotten that way and delivered again is dispatched again. Entries still
+in flight are never forgotten. With ``dedupe=False`` only in-flight entries are kept (for
+routing and draining). What a full ledger costs is in docs/performance.md ("Memory"): about
+270 bytes per entry with its id, plus each kept ack text.
 
 Thread-safe: one lock; every method is O(1) amortized.
 """
@@ -104,13 +107,17 @@ class EnvelopeLedger(Generic[C]):
         max_entries: int = 50_000,
         max_age: float = 900.0,
         crossing_window: float = 10.0,
+        max_ack_bytes: int = 16 * 1024 * 1024,
     ) -> None:
-        if max_entries < 1 or max_age <= 0 or crossing_window < 0:
-            raise ValueError("max_entries must be >= 1, max_age > 0 and crossing_window >= 0 seconds")
+        if max_entries < 1 or max_age <= 0 or crossing_window < 0 or max_ack_bytes < 0:
+            raise ValueError(
+                "max_entries must be >= 1, max_age > 0, crossing_window >= 0 seconds and max_ack_bytes >= 0"
+            )
         self.dedupe = dedupe
         self.crossing_window = crossing_window
         self.max_entries = max_entries
         self.max_age = max_age
+        self.max_ack_bytes = max_ack_bytes
         # Lock order 4 (docs/threading.md, "Locks"): guards every field below. Held for a dict
         # operation or two; nothing is called and no other lock is taken while it is held.
         self._lock = threading.Lock()
@@ -127,6 +134,8 @@ class EnvelopeLedger(Generic[C]):
         self.suppressed_acks = 0  #: acks not sent because nothing was waiting for them
         self.crossed_acks = 0  #: redeliveries settled by an ack already sent on their connection
         self.redeliveries_asked = 0  #: envelopes whose listeners raised Redeliver without acking (see redeliver())
+        self.ack_bytes = 0  #: characters of the ack texts the entries keep (at most max_ack_bytes once evicted)
+        self.evicted = 0  #: settled entries forgotten by a bound (age, count or ack bytes)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -196,11 +205,14 @@ class EnvelopeLedger(Generic[C]):
             if entry.state != _INFLIGHT:
                 self._count(entry.conn, +1)  # counted again until written(); an in-flight one still is
             entry.state = _ACKED
-            entry.ack = text
             entry.acked_at = now
             self.acked += 1
             if not self.dedupe:
                 del self._entries[envelope_id]
+                return AckRoute(entry.conn, True, entry.at)
+            self._keep_ack(entry, text)
+            if self.ack_bytes > self.max_ack_bytes:
+                self._evict(now)
             return AckRoute(entry.conn, True, entry.at)
 
     def written(self, conn: C) -> None:
@@ -294,6 +306,14 @@ class EnvelopeLedger(Generic[C]):
             self._count(conn, +1)
         entry.conn = conn
 
+    def _keep_ack(self, entry: _Entry[C], text: Optional[str]) -> None:
+        """Keep ``text`` as the entry's ack, counted in :attr:`ack_bytes` (lock held)."""
+        if entry.ack is not None:
+            self.ack_bytes -= len(entry.ack)
+        entry.ack = text
+        if text is not None:
+            self.ack_bytes += len(text)
+
     def _count(self, conn: Optional[C], delta: int) -> None:
         key = id(conn)
         n = self._inflight.get(key, 0) + delta
@@ -308,7 +328,7 @@ class EnvelopeLedger(Generic[C]):
         for _ in range(len(order)):
             envelope_id = order[0]
             entry = entries[envelope_id]
-            if len(entries) <= self.max_entries and entry.at > oldest:
+            if len(entries) <= self.max_entries and entry.at > oldest and self.ack_bytes <= self.max_ack_bytes:
                 self._evict_due = entry.at + self.max_age  # nothing is too old before then
                 return
             order.popleft()
@@ -316,3 +336,6 @@ class EnvelopeLedger(Generic[C]):
                 order.append(envelope_id)  # never forget what is in flight
                 continue
             del entries[envelope_id]
+            self.evicted += 1
+            if entry.ack is not None:
+                self.ack_bytes -= len(entry.ack)

@@ -67,6 +67,9 @@ class ClientOptions:
     connections: int
     concurrency: int
     max_queue: int
+    ledger_max_entries: int
+    ledger_max_age: float
+    max_ack_bytes: int
     handoff_after: float
     inline_dispatch: bool
     slow_queue_warning: float
@@ -101,6 +104,9 @@ def check_options(
     connections: int,
     concurrency: int,
     max_queue: int,
+    ledger_max_entries: int,
+    ledger_max_age: float,
+    max_ack_bytes: int,
     handoff_after: float,
     max_message_size: int,
     receive_buffer_size: int,
@@ -148,6 +154,12 @@ def check_options(
         raise ConfigurationError("concurrency must be at least 1")
     if max_queue < 1:
         raise ConfigurationError("max_queue must be at least 1")
+    if ledger_max_entries < 1:
+        raise ConfigurationError("ledger_max_entries must be at least 1")
+    if not ledger_max_age > 0:
+        raise ConfigurationError("ledger_max_age must be a positive number of seconds")
+    if max_ack_bytes < 0:
+        raise ConfigurationError("max_ack_bytes must be at least 0")
     if not handoff_after > 0:
         raise ConfigurationError("handoff_after must be a positive number of seconds")
     if max_message_size < 1024:
@@ -206,6 +218,9 @@ def check_options(
         connections=connections,
         concurrency=concurrency,
         max_queue=max_queue,
+        ledger_max_entries=ledger_max_entries,
+        ledger_max_age=ledger_max_age,
+        max_ack_bytes=max_ack_bytes,
         handoff_after=handoff_after,
         inline_dispatch=inline_dispatch,
         slow_queue_warning=slow_queue_warning,

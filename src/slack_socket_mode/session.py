@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Callable, Optional, Protocol, Union
@@ -54,6 +54,7 @@ from .liveness import Liveness
 from .messages import Hello
 from .opening import Connector, OpenAttempt
 from .redaction import redact
+from .stats import CauseCounter
 
 if TYPE_CHECKING:
     from .acks import AckRouter
@@ -152,7 +153,7 @@ class Session:
         self.auto_reconnect = auto_reconnect
         self.next_url: Optional[str] = None  # set by the wss_uri setter: the next connection's URL
         self.opened = 0
-        self.reconnects: Counter[str] = Counter()
+        self.reconnects = CauseCounter()  # bounded: at most 32 causes (see .stats)
         self.last_disconnect_reason: Optional[str] = None
         self.malformed = 0
 

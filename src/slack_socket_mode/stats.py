@@ -7,11 +7,34 @@ Plain immutable records (see :mod:`.records`) and the percentile they use; no lo
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import NamedTuple, Optional
 
 from .records import record
 
-__all__ = ["ClientStats", "HealthStatus", "percentile"]
+__all__ = ["MAX_CAUSES", "CauseCounter", "ClientStats", "HealthStatus", "percentile"]
+
+#: At most this many causes are counted apart in ``stats().reconnects``; later new ones count as ``"other"``.
+MAX_CAUSES = 32
+#: A cause longer than this (a ``disconnect`` reason is the server's text) is cut to it.
+MAX_CAUSE_LENGTH = 80
+
+
+class CauseCounter(Counter[str]):
+    """Connection replacements by cause, bounded: at most :data:`MAX_CAUSES` keys of at most :data:`MAX_CAUSE_LENGTH`.
+
+    The causes are mostly the client's own words, but a ``disconnect`` reason is whatever the
+    server sent: a peer that sent a new reason each time would otherwise grow the counter
+    without end. Once :data:`MAX_CAUSES` causes are counted, a new one is counted as
+    ``"other"`` (that key included in the bound). Not thread-safe: the session changes it with
+    its lock held.
+    """
+
+    def __setitem__(self, key: str, value: int) -> None:
+        key = key[:MAX_CAUSE_LENGTH]
+        if key not in self and len(self) >= MAX_CAUSES - 1 and key != "other":
+            key, value = "other", self.get("other", 0) + value  # a new key's value is its increment
+        super().__setitem__(key, value)
 
 
 @record
@@ -57,6 +80,17 @@ class ClientStats(NamedTuple):
     #: keys found in the shared ledger's namespace that no replica wrote as they are (logged at
     #: WARNING, claimed over)
     shared_foreign_keys: int = 0
+    #: envelopes the ledger remembers (in flight and settled); at most ``ledger_max_entries`` settled
+    ledger_entries: int = 0
+    #: characters of the ack texts with a payload that the ledger keeps to send again (at most ``max_ack_bytes``)
+    ledger_ack_bytes: int = 0
+    #: settled envelopes the ledger forgot because a bound (age, count or ack bytes) was reached
+    ledger_evicted: int = 0
+    #: acks kept for the next ``hello`` because no connection could send them (at most 10,000, and at most
+    #: ``max_ack_bytes`` characters of them; the newest is always kept)
+    acks_deferred: int = 0
+    #: acks dropped from that list when it was full (Slack redelivers them; the redelivery is acked)
+    acks_deferred_dropped: int = 0
 
 
 @record

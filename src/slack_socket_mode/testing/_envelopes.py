@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from .records import Ack, Delivery, EnvelopeRecord, Item, ReceivedMessage
+from .records import Ack, Delivery, EnvelopeRecord, Forgotten, Item, ReceivedMessage
 
 __all__ = ["EnvelopeBook", "EnvelopeState"]
 
@@ -108,6 +108,22 @@ class EnvelopeBook:
         return EnvelopeRecord(
             envelope_id, list(record.deliveries), list(record.acks), bool(record.acks) and record.pending == 0
         )
+
+    def forget(self) -> Forgotten:
+        """Drop the settled envelopes' records and the lists of every ack, duplicate and message."""
+        settled = [record for record in self._records.values() if record.acks and record.pending == 0]
+        for record in settled:
+            del self._records[record.envelope_id]
+            self.first_ack.pop(record.envelope_id, None)
+        forgotten = Forgotten(
+            envelopes=len(settled),
+            redelivered=sum(1 for record in settled if len(record.deliveries) > 1),
+            acks=len(self.acks),
+            duplicate_acks=len(self.duplicates),
+            messages=len(self.messages),
+        )
+        self.acks, self.duplicates, self.messages = [], [], []
+        return forgotten
 
     def unacked(self) -> list[str]:
         """Ids of the envelopes pushed and never acked, in push order."""

@@ -20,7 +20,7 @@ from ._connection import ServerConnection
 from ._envelopes import EnvelopeBook
 from ._routing import ConnectionTable
 from ._webapi import ApiCall
-from .records import Ack, EnvelopeRecord, ReceivedMessage
+from .records import Ack, EnvelopeRecord, Forgotten, ReceivedMessage
 
 __all__ = ["ServerQueries"]
 
@@ -234,6 +234,24 @@ class ServerQueries:
         """
         with self._lock:
             return list(self._book.duplicates)
+
+    def forget(self) -> Forgotten:
+        """Drop what the server recorded of settled envelopes, so that a long run does not grow it.
+
+        Every record is kept until this is called: each delivery and ack of each envelope,
+        and the lists :attr:`acks`, :attr:`messages` and :meth:`duplicate_acks` (a few KB per
+        envelope with the message texts). This drops the records of the envelopes acked with
+        no delivery waiting for an ack, and empties the three lists; unacked envelopes (and
+        their redeliveries) are kept, and an ack that comes later for a forgotten envelope
+        counts as a duplicate (:meth:`duplicate_acks`). Counts in :meth:`wait_for_acks` start
+        again from zero: do not call it while a thread waits there. Connections
+        (:attr:`all_connections`) and Web API calls are kept (a few per connection).
+
+        Returns:
+            how much was dropped (the benchmarks sum it up).
+        """
+        with self._lock:
+            return self._book.forget()
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
         """Wait until ``predicate()`` is true, re-checking whenever the server records something.

@@ -14,7 +14,17 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Ack", "Delivery", "EnvelopeRecord", "Item", "ReceivedMessage", "dumps", "parse_ack", "prepare"]
+__all__ = [
+    "Ack",
+    "Delivery",
+    "EnvelopeRecord",
+    "Forgotten",
+    "Item",
+    "ReceivedMessage",
+    "dumps",
+    "parse_ack",
+    "prepare",
+]
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,25 @@ class EnvelopeRecord:
     deliveries: list[Delivery]
     acks: list[Ack]
     settled: bool
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """What :meth:`~.server.SocketModeServer.forget` dropped.
+
+    Attributes:
+        envelopes: records of settled envelopes (acked, no delivery waiting for an ack).
+        redelivered: of those, the envelopes delivered more than once.
+        acks: acks from the list of every ack (:attr:`~.server.SocketModeServer.acks`).
+        duplicate_acks: acks from :meth:`~.server.SocketModeServer.duplicate_acks`.
+        messages: text messages from :attr:`~.server.SocketModeServer.messages`.
+    """
+
+    envelopes: int
+    redelivered: int
+    acks: int
+    duplicate_acks: int
+    messages: int
 
 
 #: Compact JSON, UTF-8 kept as is: how the server writes every message.

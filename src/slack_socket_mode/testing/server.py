@@ -74,7 +74,7 @@ from ._routing import ConnectionTable
 from ._sending import ServerSending
 from ._timers import TimerQueue
 from ._webapi import THREAD_PREFIX, ApiCall, ApiServer, address_family, url_host, wake_listener
-from .records import Ack, Delivery, EnvelopeRecord, ReceivedMessage
+from .records import Ack, Delivery, EnvelopeRecord, Forgotten, ReceivedMessage
 from .samples import load_sample
 
 if TYPE_CHECKING:
@@ -86,6 +86,7 @@ __all__ = [
     "ApiCall",
     "Delivery",
     "EnvelopeRecord",
+    "Forgotten",
     "ReceivedMessage",
     "ServerConnection",
     "SocketModeServer",
