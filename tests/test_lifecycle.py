@@ -1018,3 +1018,42 @@ def test_a_handshake_done_during_close_is_closed_at_once() -> None:
     sup.begin_close()
     actions = sup.opened(cid, 1.0)
     assert [a.connection_id for a in of(Close, actions)] == [cid]
+
+
+def _reset_then_reconnect(sup: Supervisor, cid: int, now: float) -> tuple[list[Action], int]:
+    """Lose ``cid`` to a reset at ``now``; return the actions and the replacement's id once it says hello."""
+    actions = sup.lost(cid, "reset", now)
+    while not [c for c in range(1, 100) if sup.connection_state(c) is ConnectionState.CONNECTING]:
+        now += 1.0
+        sup.tick(now)
+    return actions, connected(sup, now)
+
+
+def test_a_chain_of_rotations_is_one_healthy_run_so_a_reset_after_it_reconnects_at_once() -> None:
+    """Rotations every 50 s, then a reset: no connection was up 60 s, but the client was, without a gap.
+
+    Before, the attempt count was reset only by a connection up 60 s itself; with Slack rotating
+    more often than that (debug_reconnects) every reset backed off further, towards the 30 s cap.
+    """
+    sup, (cid,) = started()
+    actions, cid = _reset_then_reconnect(sup, cid, 5.0)  # the first drop: at once, and the count grows
+    assert len(opens(actions)) == 1 and sup.attempt == 1
+    now = 10.0
+    for _ in range(3):  # planned rotations, make-before-break, every 50 s: each connection up < 60 s
+        now += 50.0
+        new = opens(sup.disconnect(cid, "refresh_requested", now))
+        assert len(new) == 1
+        sup.opened(new[0], now)
+        sup.hello(new[0], None, now)
+        sup.drained(cid, now)
+        sup.lost(cid, "closed by client", now)
+        cid = new[0]
+    actions = sup.lost(cid, "reset", now + 30.0)  # this one up 30 s; the client served for 170 s
+    assert sup.attempt == 1 and len(opens(actions)) == 1  # reset to 0, then the one immediate attempt
+
+
+def test_a_reset_of_a_connection_that_served_less_than_healthy_after_still_backs_off() -> None:
+    sup, (cid,) = started()
+    _, cid = _reset_then_reconnect(sup, cid, 5.0)
+    actions = sup.lost(cid, "reset", 40.0)  # served since about 6 s: 34 s, no chain
+    assert opens(actions) == [] and sup.attempt == 2

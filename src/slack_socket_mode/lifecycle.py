@@ -246,12 +246,15 @@ class _Window:
 class _Conn:
     """The supervisor's record of one connection (mutable; owned by the supervisor)."""
 
-    __slots__ = ("deadline", "hello_at", "id", "replace_reason", "rotate_at", "state")
+    __slots__ = ("deadline", "hello_at", "id", "replace_reason", "rotate_at", "served_since", "state")
 
     def __init__(self, id: int, state: ConnectionState) -> None:
         self.id = id
         self.state = state
         self.hello_at: Optional[float] = None
+        # When the client began to be served without a gap through it: its hello, or, when it said
+        # hello while another connection still served (a rotation, make-before-break), that one's.
+        self.served_since: Optional[float] = None
         self.rotate_at: Optional[float] = None
         # Set when Slack asked for its end (a planned rotation, or too_many_websockets): it is to be
         # replaced, and losing it is no failure.
@@ -259,8 +262,13 @@ class _Conn:
         self.deadline: Optional[float] = None  # for CONNECTING, AWAITING_HELLO, DRAINING and CLOSING
 
     def healthy(self, now: float, healthy_after: float) -> bool:
-        """Whether it has been up (since its ``hello``) for ``healthy_after`` seconds at ``now``."""
-        return self.hello_at is not None and now - self.hello_at >= healthy_after
+        """Whether the client has been served through it for ``healthy_after`` seconds at ``now``.
+
+        Counted from its ``hello``, or from its predecessor's when it took over from a connection
+        still serving: a chain of planned rotations (Slack's, every few hours, or every 60 s with
+        ``debug_reconnects``) is one healthy run, so a drop after it is news, not a pattern.
+        """
+        return self.served_since is not None and now - self.served_since >= healthy_after
 
 
 class Supervisor:
@@ -435,6 +443,14 @@ class Supervisor:
         if c is None or c.state is not ConnectionState.AWAITING_HELLO:
             return []
         c.hello_at = now
+        serving = [
+            o.served_since
+            for o in self._conns.values()
+            if o is not c
+            and o.served_since is not None
+            and o.state in (ConnectionState.CONNECTED, ConnectionState.DRAINING)
+        ]
+        c.served_since = min(serving, default=now)
         self._refused_at = None  # Slack gave a slot: a refusal from now on is news again
         delay = rotation_delay(approximate_connection_time)
         c.rotate_at = now + delay if delay is not None else None
