@@ -219,6 +219,10 @@ class Connection:
                 )
             if self._aborted:  # the deadline passed as the handshake ended
                 raise websocket.WebSocketTimeoutException("the open attempt's deadline passed")
+            if getattr(self._ws.handshake_response, "status", 101) != 101:
+                # websocket-client 1.9.0 (the last for Python 3.9) takes a redirect it did not follow
+                # for a finished handshake; later releases raise this themselves.
+                raise websocket.WebSocketException("Redirect limit exhausted")
             sock = self._ws.sock
             if sock is not None:
                 sock.settimeout(None)  # the reader blocks; close() and abort() unblock it
