@@ -229,7 +229,8 @@ class Connection:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             # websocket-client's frame parser asks for the header, the length and the payload of
             # each frame separately; feed it from one large read instead (see _ReadAhead).
-            self._ws.frame_buffer.recv = _ReadAhead(self._ws._recv)
+            frame_buffer: Any = self._ws.frame_buffer  # websocket-client 1.9.0 types recv as returning int
+            frame_buffer.recv = _ReadAhead(self._ws._recv)
         except Exception as e:  # OSError, TLS, websocket-client, python-socks and the proxy's errors alike
             self._ws.shutdown()
             failure = handshake_error(e, self._ws, self.url, aborted=self._aborted)  # the one mapping
