@@ -38,8 +38,12 @@ SUPPORTED = ["3.9", "3.10", "3.11", "3.12", "3.13"]
 FULL = ["3.9", "3.11", "3.13"]
 #: The test files that open no socket (checked: see the module's docstring).
 SOCKET_FREE = [
-    "tests/test_pure.py",
     "tests/test_lifecycle.py",
+    "tests/test_ledger.py",
+    "tests/test_liveness.py",
+    "tests/test_policy.py",
+    "tests/test_messages.py",
+    "tests/test_redaction.py",
     "tests/test_shared_pure.py",
     "tests/test_structure.py",
     "tests/test_fuzz.py",

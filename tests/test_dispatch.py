@@ -889,3 +889,36 @@ def test_a_message_listener_may_ask_for_a_redelivery_too_and_the_log_names_it_an
             f"envelope {eid} (events_api, retry_attempt 0) not acked, its listener asked for a redelivery "
             f"({described}); Slack's redelivery runs its listeners again",
         ) in logged(caplog, eid), name
+
+
+def test_inline_runs_and_workers_together_never_run_more_than_concurrency_listeners(
+    server: SocketModeServer, make_client: ClientFactory
+) -> None:
+    """A reader taken over keeps running its listener; the pool's runs wait until one of the two ends."""
+    client = make_client(concurrency=2, handoff_after=0.05)
+    gate = threading.Event()
+    lock = threading.Lock()
+    running: list[str] = []
+    most = [0]
+    second, third = threading.Event(), threading.Event()
+
+    def listener(client: SocketModeClient, request: Any) -> None:
+        with lock:
+            running.append(threading.current_thread().name)
+            most[0] = max(most[0], len(running))
+            (second if len(running) == 2 else third if len(running) >= 3 else threading.Event()).set()
+        gate.wait(timeout(10))
+        with lock:
+            running.remove(threading.current_thread().name)
+        client.send_socket_mode_response({"envelope_id": request.envelope_id})
+
+    client.socket_mode_request_listeners.append(listener)
+    client.connect()
+    first = server.push(server.make_envelope())  # runs inline on the reader, which is then taken over
+    ids = [first] + [server.push(server.make_envelope()) for _ in range(4)]
+    assert second.wait(timeout(5))
+    assert any("-reader-" in name for name in running)  # one of the two is the reader's own run
+    assert not third.wait(0.5), f"{most[0]} listeners ran at once with concurrency=2: {running}"
+    gate.set()
+    server.wait_for_acks(envelope_ids=ids, timeout=timeout(10))
+    assert most[0] == 2

@@ -984,3 +984,37 @@ def test_one_open_attempt_at_a_time_for_a_failure_or_a_rotation_alike() -> None:
     sup.opened(2, 7.0)
     assert sup.next_deadline() == 0.0  # due at once now that it reported back
     assert opens(sup.tick(7.0)) == [3]
+
+
+def test_close_begins_in_closing_which_opens_nothing_and_keeps_the_connections_until_stop() -> None:
+    """CLOSING is the one "closing": the connections stay for the acks, nothing replaces a lost one."""
+    sup, (first, second) = started(connections=2)
+    assert not sup.closing()
+    actions = sup.begin_close()
+    assert actions == [Transition(None, ClientState.CONNECTED, ClientState.CLOSING, "close() called")]
+    assert sup.closing() and sup.state is ClientState.CLOSING
+    assert sup.begin_close() == []  # once
+    assert sup.connection_state(first) is ConnectionState.CONNECTED  # still there for the acks
+    lost = sup.lost(second, "reset", 1.0)
+    assert opens(lost) == [] and opens(sup.tick(100.0)) == []  # no replacement, not even later
+    assert opens(sup.disconnect(first, "refresh_requested", 2.0)) == [] and opens(sup.tick(200.0)) == []
+    assert sup.start(3.0) == [] and sup.stop(3.0, final=False) == []  # connect() and disconnect() change nothing
+    assert sup.state is ClientState.CLOSING
+    stopped = sup.stop(4.0, final=True)
+    assert Transition(None, ClientState.CLOSING, ClientState.CLOSED, "close() called") in stopped
+    assert [a.connection_id for a in of(Close, stopped)] == [first] and sup.closing()
+
+
+def test_a_connection_lost_with_auto_reconnect_off_during_close_does_not_end_in_disconnected() -> None:
+    sup, (cid,) = started()
+    sup.begin_close()
+    sup.lost(cid, "reset", 1.0, reconnect=False)
+    assert sup.state is ClientState.CLOSING
+
+
+def test_a_handshake_done_during_close_is_closed_at_once() -> None:
+    sup = Supervisor(NO_JITTER, connections=1)
+    (cid,) = opens(sup.start(0.0))
+    sup.begin_close()
+    actions = sup.opened(cid, 1.0)
+    assert [a.connection_id for a in of(Close, actions)] == [cid]

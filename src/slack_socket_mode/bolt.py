@@ -93,6 +93,12 @@ class SocketModeHandler:
         web_client: Optional[WebClient] = None,
         **client_options: Any,
     ) -> None:
+        if type(app).__name__ == "AsyncApp":  # not imported: it needs aiohttp, which App does not
+            raise TypeError(
+                "app is a slack_bolt AsyncApp: its listeners are coroutines, which this thread-based handler "
+                "would never await; an AsyncApp needs an asyncio handler (slack_socket_mode.aio, not yet "
+                "released; until then, Bolt's own slack_bolt.adapter.socket_mode.aiohttp.AsyncSocketModeHandler)"
+            )
         if not isinstance(app, App):
             raise TypeError(f"app must be a slack_bolt.App (got {type(app).__name__})")
         token = app_token or os.environ.get("SLACK_APP_TOKEN")

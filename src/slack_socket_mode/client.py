@@ -54,7 +54,7 @@ from slack_sdk.web import WebClient
 
 from .engine import Engine
 from .lifecycle import SLOT_RETRY_INTERVAL, ClientState, Transition
-from .listeners import Listeners
+from .listeners import ListenerList, Listeners
 from .messages import Envelope, Hello, parse_message
 from .options import OPTION_NAMES, check_options
 from .policy import ReconnectPolicy
@@ -201,12 +201,21 @@ class SocketModeClient(BaseSocketModeClient):
         self.ping_pong_trace_enabled = ping_pong_trace_enabled
         self.ping_interval = ping_interval
         self.concurrency = concurrency
-        self.message_listeners: list[Any] = []
-        self.socket_mode_request_listeners: list[Any] = []
-        self.on_message_listeners = list(on_message_listeners or [])
-        self.on_error_listeners = list(on_error_listeners or [])
-        self.on_close_listeners = list(on_close_listeners or [])
-        self.lifecycle_listeners: list[LifecycleListener] = list(lifecycle_listeners or [])
+        # ListenerList: a list that refuses a coroutine function with a TypeError (it would never run)
+        self.message_listeners: list[Any] = ListenerList("message_listeners")
+        self.socket_mode_request_listeners: list[Any] = ListenerList("socket_mode_request_listeners")
+        self.on_message_listeners: list[Callable[[str], None]] = ListenerList(
+            "on_message_listeners", on_message_listeners or []
+        )
+        self.on_error_listeners: list[Callable[[Exception], None]] = ListenerList(
+            "on_error_listeners", on_error_listeners or []
+        )
+        self.on_close_listeners: list[Callable[[int, Optional[str]], None]] = ListenerList(
+            "on_close_listeners", on_close_listeners or []
+        )
+        self.lifecycle_listeners: list[LifecycleListener] = ListenerList(
+            "lifecycle_listeners", lifecycle_listeners or []
+        )
         #: Called with ``(connection number, text)`` for each text message a connection reads, on its
         #: reader, before the client acts on it (``listen --record`` records with it); None: nothing.
         self.message_tap: Optional[Callable[[int, str], None]] = None
@@ -258,7 +267,7 @@ class SocketModeClient(BaseSocketModeClient):
     @property
     def closed(self) -> bool:  # type: ignore[override]
         """True once :meth:`close` was called."""
-        return self._session.closed
+        return self._session.supervisor.closing()
 
     @property
     def auto_reconnect_enabled(self) -> bool:

@@ -31,38 +31,45 @@ Who may block where (the bounds on a peer that stops reading or trickles):
 * Redirects in the handshake are refused (Slack never redirects): the URL the peer tried to
   send the client to is named in the error, without its query.
 
-The reader thread's loop over the frames (size bound, reassembly, pings, the close frame) is a
-:class:`~slack_socket_mode.frames.FrameReader` the connection owns, in :mod:`slack_socket_mode.frames`.
+The reader thread's loop over websocket-client's frame parser is the connection's own
+(:meth:`Connection._read_frames`): it checks each frame's announced size before its payload is read
+(``max_message_size``), reassembles fragmented messages, answers pings, takes the server's close
+frame, and hands each complete text message to the client. :class:`ReadAhead` feeds the parser
+from one large ``recv``. How a connection ended is an :class:`~slack_socket_mode.ends.End`, given to
+``on_closed``.
 
-A handshake's errors are mapped to ours in :mod:`slack_socket_mode.opening`
-(:func:`~slack_socket_mode.opening.handshake_error`), the one place an open attempt's errors are
-mapped; the proxy tunnel is opened there too (:func:`~slack_socket_mode.opening.tunnel`).
+Transport errors (the handshake's, a read's, a write's) are caught as
+:data:`~slack_socket_mode.boundary.TRANSPORT_ERRORS` and mapped to ours in
+:mod:`slack_socket_mode.boundary`, the one place where that is done.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import select
 import socket
+import ssl
 import struct
 import sys
 import threading
 import time
 from typing import Any, Callable, Optional
+from urllib.parse import urlsplit
 
 import websocket
 from websocket import ABNF
 
+from .boundary import TRANSPORT_ERRORS, handshake_error, transport_end, write_error
+from .ends import End, EndKind
 from .errors import NotConnectedError, SocketModeError
-from .frames import FrameReader
-from .frames import ReadAhead as _ReadAhead  # the name Connection.open uses
-from .opening import brief, handshake_error, tunnel
 from .redaction import redact
 from .urls import safe_url
 
-__all__ = ["Connection", "await_ended"]
+__all__ = ["Connection", "OpenSocket", "ReadAhead", "await_ended", "tunnel"]
 
-_CLOSE, _PING = ABNF.OPCODE_CLOSE, ABNF.OPCODE_PING
+_TEXT, _BINARY, _CONT = ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY, ABNF.OPCODE_CONT
+_CLOSE, _PING, _PONG = ABNF.OPCODE_CLOSE, ABNF.OPCODE_PING, ABNF.OPCODE_PONG
 
 #: Seconds a close frame waits for an ack being written before the connection is aborted instead.
 _CLOSE_LOCK_WAIT = 0.05
@@ -76,9 +83,6 @@ if sys.platform.startswith("linux"):
 #: Opens a TCP connection to ``(host, port)`` within ``timeout`` seconds (a proxy tunnel).
 OpenSocket = Callable[[str, int, float], socket.socket]
 
-#: Raised by websocket-client and the socket layer when a connection fails.
-_TRANSPORT_ERRORS = (OSError, websocket.WebSocketException, struct.error, ValueError)
-
 
 class Connection:
     """A Socket Mode WebSocket.
@@ -87,7 +91,8 @@ class Connection:
         connection_id: the client's number for it (1, 2, …), used in logs and thread names.
         url: the single-use ``wss://`` URL from ``apps.connections.open``.
         on_text: called on the reader thread with ``(connection, text)`` for each text message.
-        on_closed: called once on the reader thread with ``(connection, reason)`` when it ends.
+        on_closed: called once on the reader thread with ``(connection, end)`` when it ends
+            (an :class:`~slack_socket_mode.ends.End`).
         thread_name: name for the reader thread.
         max_message_size: bytes; a larger message makes the connection be replaced.
         connect_options: keyword arguments for ``websocket.WebSocket.connect`` (proxy settings).
@@ -112,7 +117,7 @@ class Connection:
         url: str,
         *,
         on_text: Callable[[Connection, str], None],
-        on_closed: Callable[[Connection, str], None],
+        on_closed: Callable[[Connection, End], None],
         logger: logging.Logger,
         thread_name: str,
         max_message_size: int,
@@ -135,22 +140,14 @@ class Connection:
         self._trace_pings = trace_pings
         # Every write goes through self._send_lock, so websocket-client's own locks are off.
         self._ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=False, sslopt=sslopt)
-        self._frames = FrameReader(
-            self,
-            self._ws,
-            on_text=on_text,
-            logger=logger,
-            max_message_size=max_message_size,
-            write_timeout=write_timeout,
-            trace_limit=trace_limit,
-            trace_pings=trace_pings,
-        )
+        self._on_text = on_text
+        self._max_message_size = max_message_size
         # Lock order: the last of all (docs/threading.md, "Locks"): guards the socket's write side
         # (frames go out whole, one at a time), _close_sent and _writing_since. Nothing else is
         # taken while it is held, and it is never held by the client's health thread or a reader
         # for longer than a write that cannot block (_write_control).
         self._send_lock = threading.Lock()
-        # _close_sent, _aborted and _generation are read by the FrameReader on each frame
+        # _close_sent, _aborted and _generation are read by the reader on each frame
         self._close_sent = False
         self._writing_since: Optional[float] = None  # monotonic start of the write in progress
         # write_stalled()'s last look: (the write's _writing_since, the send queue then, when it last changed)
@@ -224,13 +221,14 @@ class Connection:
                 # for a finished handshake; later releases raise this themselves.
                 raise websocket.WebSocketException("Redirect limit exhausted")
             sock = self._ws.sock
-            if sock is not None:
-                sock.settimeout(None)  # the reader blocks; close() and abort() unblock it
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if sock is None:
+                raise websocket.WebSocketConnectionClosedException("the handshake left no socket")
+            sock.settimeout(None)  # the reader blocks; close() and abort() unblock it
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             # websocket-client's frame parser asks for the header, the length and the payload of
-            # each frame separately; feed it from one large read instead (see _ReadAhead).
+            # each frame separately; feed it from one large read instead (see ReadAhead).
             frame_buffer: Any = self._ws.frame_buffer  # websocket-client 1.9.0 types recv as returning int
-            frame_buffer.recv = _ReadAhead(self._ws._recv)
+            frame_buffer.recv = ReadAhead(functools.partial(websocket.recv, sock))
         except Exception as e:  # OSError, TLS, websocket-client, python-socks and the proxy's errors alike
             self._ws.shutdown()
             failure = handshake_error(e, self._ws, self.url, aborted=self._aborted)  # the one mapping
@@ -308,13 +306,16 @@ class Connection:
             self._writing_since = time.monotonic()
             try:
                 self._ws.send(text)
-            except _TRANSPORT_ERRORS as e:
+            except TRANSPORT_ERRORS as e:
                 self.abort()
-                raise NotConnectedError(f"connection {self.id} failed: {type(e).__name__}") from None
+                failure = write_error(self.id, e)
+            else:
+                return
             finally:
                 self._writing_since = None
         finally:
             self._send_lock.release()
+        raise failure  # outside the except clause: no __context__
 
     def write_stalled(self, now: float, after: float) -> Optional[float]:
         """Seconds the write in progress has made no progress, if that is more than ``after``; else None.
@@ -396,7 +397,7 @@ class Connection:
                 self._close_sent = True
             try:
                 self._ws.send(payload, opcode)
-            except _TRANSPORT_ERRORS:
+            except TRANSPORT_ERRORS:
                 self.abort()
                 return False
             return True
@@ -436,29 +437,136 @@ class Connection:
     # ---- reader thread -------------------------------------------------------------------------
 
     def _read_loop(self, generation: int) -> None:
-        reason: Optional[str]
+        end: Optional[End]
         try:
-            reason = self._frames.read(generation)
-        except _TRANSPORT_ERRORS as e:
-            if self._close_sent:
-                reason = "closed by client"
-            elif self._aborted:
-                reason = "aborted"
-            elif isinstance(e, websocket.WebSocketConnectionClosedException):
-                reason = "server closed the TCP connection"
-            else:
-                reason = f"{type(e).__name__}: {brief(e)}"
+            end = self._read_frames(generation)
+        except TRANSPORT_ERRORS as e:
+            end = transport_end(e, closing=self._close_sent, aborted=self._aborted)
         except BaseException as e:  # a bug of ours (or a KeyboardInterrupt): never let it pass silently
             self._logger.exception("connection %d: reader failed", self.id)
-            reason = f"reader error {type(e).__name__}"
-        if reason is None or self._generation != generation:
+            end = End(EndKind.READER_ERROR, type(e).__name__)
+        if end is None or self._generation != generation:
             return  # a new reader took over while this one ran listeners: the connection is its now
         self._ws.shutdown()
         self._ended.set()
         try:
-            self._on_closed(self, reason)
+            self._on_closed(self, end)
         except Exception:
             self._logger.exception("connection %d: close handler failed", self.id)
+
+    def _read_frames(self, generation: int) -> Optional[End]:
+        """Read frames until the connection ends; return how it ended, or None if taken over.
+
+        The size bound holds before a payload is read: the frame's header and announced
+        length are read first (websocket-client's ``frame_buffer`` keeps them, and
+        ``recv_frame`` resumes from there), and a frame that would take the message past
+        ``max_message_size`` ends the connection before a byte of its payload is read or
+        allocated. This costs no syscall and no allocation beyond what ``recv_frame`` does.
+        Runs on the current reader thread only (:meth:`take_over`); the attributes the other
+        threads change (``_aborted``, ``_generation``, ``_close_sent``) are read on each frame.
+        """
+        # websocket-client's frame_buffer: its header, length and frames are checked here, at our boundary.
+        frames: Any = self._ws.frame_buffer
+        needs_header, recv_header = frames.needs_header, frames.recv_header
+        needs_length, recv_length = frames.needs_length, frames.recv_length
+        recv_frame = frames.recv_frame
+        limit = self._max_message_size
+        parts: list[bytes] = []
+        size = 0  # bytes of the message being assembled
+        assembling = 0  # opcode of the message being assembled, 0 if none
+        while True:
+            if self._aborted:  # read-ahead may hold frames: an aborted connection delivers none of them
+                return End(EndKind.ABORTED)
+            if needs_header():
+                recv_header()
+            if needs_length():
+                recv_length()
+            if frames.length > limit - size:
+                refused = self._refuse_frame(frames.header[4], frames.length, size)
+                if refused is not None:
+                    return refused
+            frame = recv_frame()
+            self.last_received = time.monotonic()
+            opcode = frame.opcode
+            if opcode == _TEXT and frame.fin and not assembling:  # the common case
+                self._deliver(frame.data)
+                if self._generation != generation:  # taken over while running listeners
+                    return None
+            elif opcode in (_TEXT, _BINARY, _CONT):
+                if (opcode == _CONT) != bool(assembling):
+                    raise websocket.WebSocketProtocolException("unexpected continuation frame")
+                if opcode != _CONT:
+                    assembling = opcode
+                parts.append(frame.data)
+                size += len(frame.data)
+                if frame.fin:
+                    data, kind = b"".join(parts), assembling
+                    parts, size, assembling = [], 0, 0
+                    if kind == _TEXT:
+                        self._deliver(data)
+                        if self._generation != generation:
+                            return None
+                    else:
+                        self._logger.warning("connection %d: skipped a binary message of %d bytes", self.id, len(data))
+            elif opcode == _PING:  # a pong waits for an ack being written, never for a peer that does not read
+                if self._trace_pings:
+                    self._logger.debug("connection %d: received a ping; sending a pong", self.id)
+                self._write_control(_PONG, frame.data, wait=self._write_timeout)
+            elif opcode == _CLOSE:
+                code = struct.unpack("!H", frame.data[:2])[0] if len(frame.data) >= 2 else 1005
+                self.close_code = code
+                if not self._close_sent:
+                    self.close(code if code not in (1005, 1006) else 1000)
+                    return End(EndKind.SERVER_CLOSED, code=code)
+                return End(EndKind.CLIENT_CLOSED)
+            elif self._trace_pings:  # _PONG: last_received is all a pong is for
+                self._logger.debug("connection %d: received a pong", self.id)
+
+    def _refuse_frame(self, opcode: int, length: int, assembled: int) -> Optional[End]:
+        """Decide on a frame whose header announces more bytes than the message has room for.
+
+        Called by :meth:`_read_frames` (the slow path only) before the payload is read.
+
+        Args:
+            opcode: the frame's opcode.
+            length: the payload length its header announces, in bytes.
+            assembled: bytes of the fragmented message assembled so far (0 if none).
+
+        Returns:
+            None to read the frame after all (a control frame of at most 125 bytes, which is
+            not part of the message), else how the connection ends (logged).
+
+        Raises:
+            websocket.WebSocketProtocolException: a control frame announcing more than 125 bytes.
+        """
+        if opcode & 0x8:  # ping, pong, close: not part of the message being assembled
+            if length <= 125:
+                return None
+            raise websocket.WebSocketProtocolException(f"control frame of {length} bytes (at most 125 allowed)")
+        size = assembled + length
+        self._logger.error(
+            "connection %d: message of more than %d bytes exceeds max_message_size (%d); replacing the connection",
+            self.id,
+            size,
+            self._max_message_size,
+        )
+        return End(EndKind.OVERSIZE, f"({size} bytes)")
+
+    def _deliver(self, data: bytes) -> None:
+        """Hand one complete text message to ``on_text`` (on the reader); a bug there is logged, not fatal."""
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            self._logger.warning(
+                "connection %d: skipped a text message of %d bytes that is not UTF-8", self.id, len(data)
+            )
+            return
+        if self._trace_limit is not None:
+            self._trace("received", text)
+        try:
+            self._on_text(self, text)
+        except Exception:  # a bug of ours on one message is not a transport error: log it and read on
+            self._logger.exception("connection %d: handling a message of %d characters failed", self.id, len(text))
 
     def _trace(self, verb: str, text: str) -> None:
         """Log a text message at DEBUG, tokens redacted, cut to ``trace_limit`` characters."""
@@ -507,3 +615,61 @@ def _writable(sock: Any) -> bool:
         return bool(select.select([], [sock], [], 0)[1])
     except (OSError, ValueError):  # closed meanwhile
         return False
+
+
+def tunnel(
+    open_socket: Optional[OpenSocket], url: str, sslopt: Optional[dict[str, Any]], timeout: float
+) -> socket.socket:
+    """Open the TCP connection to ``url``'s host with ``open_socket``, and start TLS on it for ``wss://``."""
+    assert open_socket is not None
+    parts = urlsplit(url)
+    secure = parts.scheme == "wss"
+    host = parts.hostname or ""
+    sock = open_socket(host, parts.port or (443 if secure else 80), timeout)
+    if not secure:
+        return sock
+    context = (sslopt or {}).get("context") or ssl.create_default_context()
+    try:
+        return context.wrap_socket(sock, server_hostname=host)
+    except BaseException:
+        sock.close()
+        raise
+
+
+class ReadAhead:
+    """The byte source of websocket-client's frame parser, reading ahead from the socket.
+
+    websocket-client's ``frame_buffer`` asks its byte source for exactly the bytes it needs
+    next: 2 bytes of header, then the extended length, then the payload; on a plain socket
+    that is three ``recv`` system calls per frame, each releasing and retaking the GIL. This
+    source reads up to :attr:`CHUNK` bytes at a time and serves the parser's requests from
+    them, so a frame that arrived whole costs one ``recv``, and a burst of small frames one
+    ``recv`` per :attr:`CHUNK` bytes. It only buffers bytes; the framing stays websocket-client's.
+
+    At most ``CHUNK`` bytes are held, whatever the frames announce, so the size bound of
+    :meth:`Connection._read_frames` still holds before a large payload is read. Used by the
+    one thread that reads the connection at a time; not thread-safe.
+    """
+
+    CHUNK = 65536  #: bytes asked of the socket per read
+
+    __slots__ = ("_buffer", "_fill", "_position")
+
+    def __init__(self, fill: Callable[[int], bytes]) -> None:
+        self._fill = fill  # websocket-client's WebSocket._recv: raises on a closed connection
+        self._buffer = b""
+        self._position = 0
+
+    def __call__(self, size: int) -> bytes:
+        """Up to ``size`` bytes (at least one); blocks until some are there."""
+        buffer, position = self._buffer, self._position
+        if position >= len(buffer):
+            buffer = self._fill(self.CHUNK)
+            position = 0
+            if size >= len(buffer):  # the read is all the parser wants: hand it over as it is
+                self._buffer, self._position = b"", 0
+                return buffer
+            self._buffer = buffer
+        chunk = buffer[position : position + size]
+        self._position = position + len(chunk)
+        return chunk

@@ -13,8 +13,9 @@ Locks (their places in the client's one order; docs/threading.md, "Locks"):
 3. ``_watch_lock`` — inline runs: begin, end and take-over of a reader's listeners.
 
 The client's lock (order 1) is never taken here, and none of ours is held while the application's
-listeners run or a frame is written. ``_slots`` (a semaphore of ``concurrency``) is not a lock:
-it counts running listeners, and is only waited for with no lock held.
+listeners run or a frame is written. The listener runs under way, inline and on workers together,
+are counted under ``_queue_lock`` (``_running``, at most ``concurrency``; a worker waits on
+``_slot_free`` for one to end), in the same lock round trips as the queue accounting.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from .acks import AckRouter
 from .connection import Connection
 from .errors import SocketModeError
 from .ledger import Receipt
+from .lifecycle import Supervisor
 from .messages import Envelope
 from .shared import Admission, SharedLedger
 
@@ -50,6 +52,7 @@ class Dispatcher:
         listeners: calls the application's listeners for each envelope (:meth:`.Listeners.envelope`).
         acks: the ack router (and, through it, the ledger).
         shared: the shared ledger across replicas, or None.
+        supervisor: the rules; its state says whether close() began (``closing``), read lock-free.
         connections: returns the open connections now (read by the take-over watch).
         wake_health: wakes the ``health`` thread (a watch or a retirement is due).
         after_drain: called with a draining connection once one of its envelopes was handled.
@@ -72,6 +75,7 @@ class Dispatcher:
         *,
         acks: AckRouter,
         shared: Optional[SharedLedger],
+        supervisor: Supervisor,
         connections: Callable[[], list[Connection]],
         wake_health: Callable[[], None],
         after_drain: Callable[[Connection], None],
@@ -94,17 +98,16 @@ class Dispatcher:
         self._prefix = prefix
         self._logger = logger
         self.concurrency = concurrency
-        self._closed = False  # close() began: no new work, and close() waits on _drained
-        self.accepting = threading.Event()  # set while new envelopes are dispatched
-        self.accepting.set()
+        self._supervisor = supervisor  # its state is the one "closing" (read lock-free)
         self.takeovers = 0  # times a reader's own listeners ran past handoff_after
         self._queued = 0  # envelopes submitted to the workers and not finished
         self._max_queue = max_queue
         # Lock order 2: queue accounting (_queued, _waiting_since, _busy_workers, …). It is taken
         # twice per envelope, and must not contend with the supervisor's lock.
         self._queue_lock = threading.Lock()
-        # Not a lock: one permit per listener run, inline or on a worker (concurrency counts both).
-        self._slots = threading.Semaphore(concurrency)
+        self._running = 0  # listener runs under way, inline or on a worker (at most concurrency)
+        self._slot_waiters = 0  # workers waiting on _slot_free for a run to end
+        self._slot_free = threading.Condition(self._queue_lock)
         self._room = threading.Condition(self._queue_lock)  # the reader waits here at max_queue
         self._drained = threading.Condition(self._queue_lock)  # close() waits here for running listeners
         self._waiting_since: deque[float] = deque()  # enqueue times of envelopes no worker has started
@@ -140,9 +143,9 @@ class Dispatcher:
             return 0.0
 
     def stop_accepting(self) -> None:
-        """close() began: dispatch no new envelope (Slack redelivers them elsewhere)."""
-        self._closed = True
-        self.accepting.clear()
+        """close() began (the supervisor is ``CLOSING``): wake a reader waiting for room, so that it sees it."""
+        with self._queue_lock:
+            self._room.notify_all()
 
     def wait_for_listeners(self, end: float, timeout: float, *, first: bool = True) -> bool:
         """Wait until ``end`` (monotonic seconds) for the running and queued listeners (close()); True if none is left.
@@ -173,14 +176,14 @@ class Dispatcher:
             SocketModeError: the client is closed.
         """
         with self._queue_lock:
-            if self._closed:
+            if self._supervisor.closing():
                 raise SocketModeError("the client is closed; create a new one")
             self.workers.submit(self._listeners.envelope, envelope, text)
 
     # ---- readers ---------------------------------------------------------------------------------
 
     def on_envelope(self, conn: Connection, envelope: Envelope, text: str) -> None:
-        if not self.accepting.is_set():
+        if self._supervisor.closing():
             self._logger.info("connection %d: not dispatching envelope %s: closing", conn.id, envelope.envelope_id)
             return
         received = time.monotonic()
@@ -195,7 +198,7 @@ class Dispatcher:
                 if self._queued >= self._max_queue:
                     self._wait_for_room(conn)
                     now = time.monotonic()
-                if not self.accepting.is_set():  # close() began meanwhile: Slack redelivers it elsewhere
+                if self._supervisor.closing():  # close() began meanwhile: Slack redelivers it elsewhere
                     if self._shared is not None:
                         self._shared.release(envelope.envelope_id)  # no store call here: the lease thread makes it
                     return
@@ -206,10 +209,12 @@ class Dispatcher:
                     and not self._waiting_since
                     and self._queued <= self.concurrency
                     and now >= self._inline_paused_until
+                    and self._running < self.concurrency  # a free slot of concurrency (freed by _run_and_settle)
                     and conn.is_reader()
-                    and self._slots.acquire(blocking=False)  # a free slot of concurrency (released below)
                 )
-                if not inline:
+                if inline:
+                    self._running += 1
+                else:
                     self._busy_workers = True
                     self._waiting_since.append(now)
                     self.workers.submit(self._dispatch, envelope, text)
@@ -288,7 +293,7 @@ class Dispatcher:
             )
         conn.backpressured = True
         try:
-            while self._queued >= self._max_queue and self.accepting.is_set():
+            while self._queued >= self._max_queue and not self._supervisor.closing():
                 self._room.wait()
         finally:
             conn.backpressured = False
@@ -307,7 +312,6 @@ class Dispatcher:
         finally:
             with self._watch_lock:
                 conn.end_inline()
-            self._slots.release()
 
     def _dispatch(self, envelope: Envelope, text: str) -> None:
         """Run the listeners on a worker thread."""
@@ -326,11 +330,14 @@ class Dispatcher:
                 len(self._waiting_since),
                 self.concurrency,
             )
-        self._slots.acquire()  # inline runs count towards concurrency too: wait for one of them to end
-        try:
-            self._run_and_settle(envelope, text)
-        finally:
-            self._slots.release()
+        with self._queue_lock:  # inline runs count towards concurrency too: wait for one of them to end
+            if self._running >= self.concurrency:
+                self._slot_waiters += 1
+                while self._running >= self.concurrency:
+                    self._slot_free.wait()
+                self._slot_waiters -= 1
+            self._running += 1
+        self._run_and_settle(envelope, text)
 
     def _run_and_settle(self, envelope: Envelope, text: str) -> None:
         """Run the listeners, then account for the envelope (queue, drain, close())."""
@@ -343,11 +350,14 @@ class Dispatcher:
             conn = self._settle(envelope, redeliver)
             with self._queue_lock:
                 self._queued -= 1
+                self._running -= 1
+                if self._slot_waiters:
+                    self._slot_free.notify()
                 self._last_dispatch = time.monotonic()
                 if self._queued == 0 and not self._retire_scheduled:
                     self._retire_scheduled = True  # once per burst: the monitor reschedules itself
                     self._wake_health()
-                if self._queued <= 1 and self._closed:  # close() waits for 0, or 1 when called from a listener
+                if self._queued <= 1 and self._supervisor.closing():  # close() waits for 0, or 1 from a listener
                     self._drained.notify_all()
                 if self._queued == 0:
                     self._warned_slow = self._warned_full = False  # the burst is over: warn again on the next
@@ -433,7 +443,7 @@ class Dispatcher:
         again on demand) and the old one's threads exit. Returns when to look again, or None.
         """
         with self._queue_lock:
-            if not self._busy_workers or self._closed:
+            if not self._busy_workers or self._supervisor.closing():
                 return None
             due = self._last_dispatch + self._worker_idle_timeout
             if self._queued or now < due:

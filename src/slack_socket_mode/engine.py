@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional, Protocol
 
 from slack_sdk.web import WebClient
 
@@ -29,24 +29,35 @@ from .dispatch import Dispatcher
 from .errors import ConfigurationError, ConnectTimeoutError, SocketModeError
 from .ledger import EnvelopeLedger
 from .lifecycle import ClientState, Supervisor
+from .listeners import ListenerLists
 from .messages import Disconnect, Envelope, Hello, Malformed, parse_message
 from .opening import Connector
 from .redaction import Secret
+from .session import Facade as SessionFacade
 from .session import Session
 from .shared import SharedLedger
 from .stats import ClientStats, HealthStatus, percentile
 from .urls import check_socket_url
 
 if TYPE_CHECKING:
-    from .client import SocketModeClient
     from .listeners import Listeners
     from .options import ClientOptions
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "Facade"]
 
 #: Seconds a write may make no progress during close() before its connection is given up (the
 #: peer stopped reading): close() waits for running listeners, but not for one that cannot ack.
 _STALLED_WRITE = 0.25
+
+
+class Facade(SessionFacade, ListenerLists, Protocol):
+    """What the engine needs of the client's facade (:class:`slack_socket_mode.SocketModeClient`).
+
+    The session's needs (``issue_new_wss_url``, ``hello``), the listener lists, and ``message_tap``
+    (the recorder's hook: called with ``(connection id, text)`` for each text message read, or None).
+    """
+
+    message_tap: Optional[Callable[[int, str], None]]
 
 
 class Engine:
@@ -68,7 +79,7 @@ class Engine:
 
     def __init__(
         self,
-        client: SocketModeClient,
+        client: Facade,
         options: ClientOptions,
         *,
         listeners: Listeners,
@@ -134,6 +145,7 @@ class Engine:
             listeners,
             acks=self.acks,
             shared=self.shared,
+            supervisor=supervisor,
             connections=lambda: list(session.connections.values()),
             wake_health=session.health.wake,
             after_drain=session.maybe_drained,
@@ -228,11 +240,10 @@ class Engine:
 
     def health(self, max_queue_wait: float) -> HealthStatus:
         """Carry out :meth:`SocketModeClient.health` (see there)."""
-        client = self._client
-        state = client.state.value
+        state = self.session.supervisor.state.value
         wait = self.dispatcher.oldest_wait()
         shared = self.shared_status()
-        if not client.is_connected():
+        if self.session.live_count == 0:
             return HealthStatus(False, f"not connected ({state})", state, wait, shared)
         if wait > max_queue_wait:
             return HealthStatus(False, f"an envelope has waited {wait:.1f} s for a worker", state, wait, shared)
@@ -249,9 +260,9 @@ class Engine:
         session, ledger, dispatcher = self.session, self.ledger, self.dispatcher
         with session.lock:
             return ClientStats(
-                state=client.state.value,
+                state=session.supervisor.state.value,
                 connections_open=session.live_count,
-                num_connections=client.num_connections,
+                num_connections=client.hello.num_connections if client.hello is not None else None,
                 connections_opened=session.opened,
                 reconnects=dict(session.reconnects),
                 last_disconnect_reason=session.last_disconnect_reason,
@@ -281,11 +292,11 @@ class Engine:
         """Carry out :meth:`SocketModeClient.close` (see there) within ``timeout`` seconds. Idempotent."""
         final_end = time.monotonic() + timeout
         session, dispatcher = self.session, self.dispatcher
-        with session.lock:
-            if session.closed:
+        with session.rules():  # CLOSING: the one "closing" that the dispatcher and the facade read
+            if session.supervisor.closing():
                 return
-            session.closed = True
-            dispatcher.stop_accepting()
+            session.perform(session.supervisor.begin_close())
+        dispatcher.stop_accepting()
         end = final_end - min(self._close_timeout + 0.5, timeout / 2)
         # The listeners get until end; every 50 ms meanwhile, a connection whose write has stalled (the
         # peer reads nothing) is given up: its listeners' writes fail at once, their acks go elsewhere.

@@ -24,6 +24,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Callable, Optional
 
 from .connection import Connection
+from .ends import EndKind
 from .interval_runner import IntervalRunner
 from .lifecycle import Abort, Action, Supervisor
 from .liveness import Liveness
@@ -81,7 +82,7 @@ class HealthMonitor:
         self._write_timeout = write_timeout
         self._logger = logger
         self.dispatcher: Optional[Dispatcher] = None
-        self._runner = IntervalRunner(self.step, None, name=name, logger=logger)
+        self._runner = IntervalRunner(self.step, name=name, logger=logger)
         #: Run a step as soon as possible: a deadline may have moved closer. Any thread; the runner's own
         #: ``wake``, with no layer of ours (the dispatcher calls it as an inline run starts after a quiet spell).
         self.wake: Callable[[], None] = self._runner.wake
@@ -130,7 +131,7 @@ class HealthMonitor:
             if overdue is not None:
                 reason = f"a write has not finished in {overdue:.1f} s (the peer does not read)"
                 self._logger.warning("connection %d: %s; replacing it", writer.id, reason)
-                self._reconnects["write timeout"] += 1
+                self._reconnects[EndKind.WRITE_TIMEOUT.value] += 1
                 actions.extend(self._supervisor.dead(writer.id, reason, now) or [Abort(writer.id, reason)])
                 continue
             due = writer.write_deadline()
@@ -156,8 +157,8 @@ class HealthMonitor:
             verdict = self._liveness.check(now, last_received=conn.last_received, last_ping=conn.last_ping)
             if verdict.dead is not None:
                 self._logger.warning("connection %d: %s; replacing it", cid, verdict.dead)
-                self._reconnects["no pong" if "pong" in verdict.dead else "no frames"] += 1
-                actions.extend(self._supervisor.dead(cid, verdict.dead, now))
+                self._reconnects[verdict.dead.kind.value] += 1
+                actions.extend(self._supervisor.dead(cid, str(verdict.dead), now))
                 continue
             if verdict.ping:
                 pings.append(conn)

@@ -1,4 +1,4 @@
-"""A named thread that runs a function on a real period, or sooner when woken."""
+"""A named thread that runs a function again after the delay it returns, or sooner when woken."""
 
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ __all__ = ["IntervalRunner"]
 class IntervalRunner:
     """Runs ``target`` in its own named thread, then waits, then runs it again.
 
-    After each run the thread waits ``interval`` seconds, or the number of seconds
-    ``target`` returned if it returned one, or until :meth:`wake` is called, whichever
-    comes first. ``interval=None`` with ``target`` returning None waits for :meth:`wake`
-    only. Waiting is ``Event.wait``: an idle runner costs nothing between deadlines.
+    After each run the thread waits the number of seconds ``target`` returned, or until
+    :meth:`wake` is called, whichever comes first; when ``target`` returns None it waits for
+    :meth:`wake` only. Waiting is ``Event.wait``: an idle runner costs nothing between deadlines.
 
     A ``wake()`` that arrives while ``target`` runs is not lost: ``target`` runs again.
     An exception from ``target`` is logged and the runner keeps going.
@@ -26,13 +25,11 @@ class IntervalRunner:
     def __init__(
         self,
         target: Callable[[], Optional[float]],
-        interval: Optional[float],
         *,
         name: str,
         logger: logging.Logger,
     ) -> None:
         self._target = target
-        self._interval = interval
         self._logger = logger
         self._wakeup = threading.Event()
         self._stopping = threading.Event()
@@ -78,8 +75,6 @@ class IntervalRunner:
             except Exception:
                 self._logger.exception("%s: unexpected error; continuing", self._thread.name)
                 delay = None
-            if delay is None:
-                delay = self._interval
             if self._stopping.is_set():
                 break
             self._wakeup.wait(None if delay is None else max(delay, 0.0))

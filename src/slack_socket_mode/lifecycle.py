@@ -58,6 +58,7 @@ from .policy import ReconnectPolicy
 from .records import record
 
 __all__ = [
+    "CLOSING_STATES",
     "Abort",
     "Action",
     "ClientState",
@@ -121,7 +122,10 @@ class ClientState(enum.Enum):
     RECONNECTING = "reconnecting"  #: every connection is gone; opening new ones
     DISCONNECTED = "disconnected"  #: disconnect() was called; connect() may be called again
     FAILED = "failed"  #: a fatal error ended reconnecting; connect() may be called again
-    CLOSED = "closed"  #: close() was called; final
+    #: close() began: no new envelope is dispatched and no connection opened; the open ones stay
+    #: for the acks of the listeners still running, then close (``CLOSED``)
+    CLOSING = "closing"
+    CLOSED = "closed"  #: close() has closed every connection; final
 
 
 class DisconnectReason(str, enum.Enum):
@@ -139,6 +143,8 @@ class DisconnectReason(str, enum.Enum):
 
 
 _RUNNING = frozenset({ClientState.CONNECTING, ClientState.CONNECTED, ClientState.RECONNECTING})
+#: close() began or ended: the one "closing" of the client (the dispatcher and the facade read it)
+CLOSING_STATES = frozenset({ClientState.CLOSING, ClientState.CLOSED})
 _LIVE = frozenset({ConnectionState.CONNECTED, ConnectionState.DRAINING})
 
 
@@ -360,15 +366,32 @@ class Supervisor:
 
     def start(self, now: float) -> list[Action]:
         """connect() was called. Opens connections at once (no-op if already running)."""
-        if self.state in _RUNNING or self.state is ClientState.CLOSED:
+        if self.state in _RUNNING or self.state in CLOSING_STATES:
             return []
         self._reset(now)
         self._set_state(ClientState.CONNECTING, "connect() called")
         return self._plan(now)
 
+    def begin_close(self) -> list[Action]:
+        """close() began (``CLOSING``): nothing new is dispatched or opened; the connections stay for the acks.
+
+        :meth:`stop` with ``final=True`` then closes them. No-op once closing or closed.
+        """
+        if self.state in CLOSING_STATES:
+            return []
+        self._set_state(ClientState.CLOSING, "close() called")
+        return self._flush()
+
+    def closing(self) -> bool:
+        """True from close()'s start (``CLOSING``, then ``CLOSED``); read without the lock by any thread."""
+        return self.state in CLOSING_STATES
+
     def stop(self, now: float, *, final: bool) -> list[Action]:
-        """disconnect() (``final=False``) or close() (``final=True``): close every connection."""
-        if self.state is ClientState.CLOSED:
+        """disconnect() (``final=False``) or close() (``final=True``): close every connection.
+
+        disconnect() during close() (``CLOSING``) changes nothing: close() goes on.
+        """
+        if self.state is ClientState.CLOSED or (self.state is ClientState.CLOSING and not final):
             return []
         reason = "close() called" if final else "disconnect() called"
         self._set_state(ClientState.CLOSED if final else ClientState.DISCONNECTED, reason)
@@ -468,7 +491,7 @@ class Supervisor:
         actions: list[Action] = []
         if (
             not reconnect
-            and self.state is not ClientState.CLOSED
+            and self.state not in CLOSING_STATES
             and self.lost_unexpectedly(connection_id)
             and not [i for i in self.connected_ids() if i != connection_id]
         ):

@@ -22,9 +22,10 @@ calls its flavour's listeners its own way with a subclass.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 from slack_sdk.socket_mode.request import SocketModeRequest
 
@@ -32,12 +33,90 @@ from .errors import Redeliver
 from .redaction import redact
 
 if TYPE_CHECKING:
-    from .client import SocketModeClient
-    from .connection import Connection
     from .lifecycle import Transition
     from .messages import Envelope
 
-__all__ = ["Listeners", "call_listeners", "contained"]
+__all__ = ["ListenerList", "ListenerLists", "Listeners", "call_listeners", "contained", "refuse_coroutine"]
+
+#: Where an asyncio app's listeners belong, named by every refusal of a coroutine function.
+_ASYNC_ADVICE = (
+    "this client calls its listeners on threads and would never await a coroutine; an asyncio app needs "
+    "an asyncio client (slack_socket_mode.aio, not yet released; until then, a plain function that runs "
+    "the coroutine on the app's event loop with asyncio.run_coroutine_threadsafe)"
+)
+
+
+def refuse_coroutine(listener: Any, where: str) -> None:
+    """Raise :class:`TypeError` if ``listener`` is a coroutine function (``async def``, or an object whose
+    ``__call__`` is one, or a ``functools.partial`` of one): it would be accepted and never run.
+
+    Args:
+        listener: what an app registers.
+        where: the list's name, for the message (``"socket_mode_request_listeners"``).
+
+    Raises:
+        TypeError: naming the listener, the list and ``slack_socket_mode.aio``.
+    """
+    call = getattr(listener, "__call__", None)  # noqa: B004 - an object's async __call__ counts too
+    if inspect.iscoroutinefunction(listener) or (call is not None and inspect.iscoroutinefunction(call)):
+        raise TypeError(f"{where}: {listener!r} is a coroutine function; {_ASYNC_ADVICE}")
+
+
+class ListenerList(list):  # type: ignore[type-arg]
+    """A listener list of the client (``message_listeners``, …): a ``list`` that refuses coroutine functions.
+
+    Each way of adding a listener (``append``, ``insert``, ``extend``, ``+=``, item and slice
+    assignment, the constructor) checks it with :func:`refuse_coroutine` and raises
+    :class:`TypeError` before the list changes. A list the app assigns in its place is not checked
+    here: :class:`Listeners` refuses a coroutine at dispatch instead (an ERROR, once per listener).
+    Not thread-safe for concurrent changes, as a ``list`` (the client reads a copy at each call).
+    """
+
+    def __init__(self, name: str, listeners: Any = ()) -> None:
+        self.name = name
+        items = list(listeners)
+        for listener in items:
+            refuse_coroutine(listener, name)
+        super().__init__(items)
+
+    def append(self, listener: Any) -> None:
+        refuse_coroutine(listener, self.name)
+        super().append(listener)
+
+    def insert(self, index: Any, listener: Any) -> None:
+        refuse_coroutine(listener, self.name)
+        super().insert(index, listener)
+
+    def extend(self, listeners: Any) -> None:
+        items = list(listeners)
+        for listener in items:
+            refuse_coroutine(listener, self.name)
+        super().extend(items)
+
+    def __iadd__(self, listeners: Any) -> ListenerList:  # type: ignore[misc]  # list's, checked
+        self.extend(listeners)
+        return self
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        items = list(value) if isinstance(index, slice) else [value]
+        for listener in items:
+            refuse_coroutine(listener, self.name)
+        super().__setitem__(index, items if isinstance(index, slice) else value)
+
+
+class ListenerLists(Protocol):
+    """The listener lists an app keeps on the client (slack_sdk's public attributes), as :class:`Listeners` reads them.
+
+    Each is read at each call, so an app may change a list, or replace it, at any time. The
+    object that has them is also the first argument of each envelope listener (the client).
+    """
+
+    message_listeners: list[Any]
+    socket_mode_request_listeners: list[Any]
+    on_message_listeners: list[Any]
+    on_error_listeners: list[Any]
+    on_close_listeners: list[Any]
+    lifecycle_listeners: list[Any]
 
 
 def contained(error: BaseException) -> bool:
@@ -56,11 +135,36 @@ def call_listeners(listeners: list[Any], logger: logging.Logger, kind: str, *arg
     (but see :func:`contained`)."""
     for listener in list(listeners):
         try:
-            listener(*args)
+            result = listener(*args)
         except (Exception, SystemExit) as e:
             if not contained(e):
                 raise
             logger.exception("%s listener %r failed", kind, listener)
+            continue
+        if result is not None:
+            _refuse_awaitable(listener, result, f"{kind} listener", logger)
+
+
+_refused: set[int] = set()  # ids of the listeners whose coroutine was refused, logged once each
+_refused_lock = threading.Lock()
+
+
+def _refuse_awaitable(listener: Any, result: Any, kind: str, logger: logging.Logger) -> None:
+    """A listener returned ``result``: if it is a coroutine, close it (it never runs) and log an ERROR.
+
+    For an envelope's listener (``kind`` names the envelope) the ERROR is logged for each envelope,
+    since each is left unacked by it; the advice of what to do instead, once per listener.
+    """
+    if not inspect.iscoroutine(result):
+        return
+    result.close()  # never awaited: closed, so Python does not warn "never awaited" at exit as well
+    with _refused_lock:
+        first = id(listener) not in _refused
+        _refused.add(id(listener))
+    if first:
+        logger.error("%s %r returned a coroutine, which never runs: %s", kind, listener, _ASYNC_ADVICE)
+    elif kind.startswith("envelope"):
+        logger.error("%s %r returned a coroutine, which never runs (its ack is not sent)", kind, listener)
 
 
 def _describe(listener: Any, error: Redeliver) -> str:
@@ -78,7 +182,7 @@ class Listeners:
     Thread-safety: every method may be called from any thread, with no lock of the client held.
     """
 
-    def __init__(self, client: SocketModeClient, logger: logging.Logger) -> None:
+    def __init__(self, client: ListenerLists, logger: logging.Logger) -> None:
         self._client = client
         self._logger = logger
 
@@ -94,7 +198,10 @@ class Listeners:
         redeliver: Optional[str] = None
         for listener in client.message_listeners:
             try:
-                listener(client, body, text)
+                result = listener(client, body, text)
+                if result is not None:
+                    what = f"envelope {envelope.envelope_id}: message listener"
+                    _refuse_awaitable(listener, result, what, self._logger)
             except Redeliver as e:
                 redeliver = redeliver or _describe(listener, e)
             except (Exception, SystemExit) as e:
@@ -126,7 +233,10 @@ class Listeners:
                 return redeliver
             for rl in client.socket_mode_request_listeners:
                 try:
-                    rl(client, request)
+                    result = rl(client, request)
+                    if result is not None:
+                        what = f"envelope {envelope.envelope_id}: request listener"
+                        _refuse_awaitable(rl, result, what, self._logger)
                 except Redeliver as e:
                     redeliver = redeliver or _describe(rl, e)
                 except (Exception, SystemExit) as e:
@@ -152,13 +262,7 @@ class Listeners:
         """Call ``on_close_listeners`` with ``(code, reason)`` once a connection ended (on its reader)."""
         call_listeners(self._client.on_close_listeners, self._logger, "on_close", code, reason)
 
-    def open(self, conn: Connection) -> None:
-        """A connection finished its handshake (on the session thread).
-
-        slack_sdk's built-in client has no ``on_open`` listeners: nothing is called here;
-        :mod:`slack_socket_mode.websocket_client` calls its own.
-        """
-
     def lifecycle(self, transition: Transition) -> None:
         """Call ``lifecycle_listeners`` with a client's or a connection's :class:`~.lifecycle.Transition`."""
-        call_listeners(self._client.lifecycle_listeners, self._logger, "lifecycle", transition)
+        if self._client.lifecycle_listeners:
+            call_listeners(self._client.lifecycle_listeners, self._logger, "lifecycle", transition)

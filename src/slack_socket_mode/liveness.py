@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
+from .ends import End, EndKind
 from .records import record
 
 __all__ = ["Liveness", "LivenessVerdict"]
@@ -22,12 +23,12 @@ class LivenessVerdict(NamedTuple):
     """What to do with one connection now.
 
     Attributes:
-        dead: a reason if the connection must be replaced, else None.
+        dead: how the connection ends (an :class:`~.ends.End`: no pong, no frames) if it must be replaced, else None.
         ping: True if a ping is due now.
         next_check: monotonic time (seconds) of the next check this connection needs.
     """
 
-    dead: Optional[str]
+    dead: Optional[End]
     ping: bool
     next_check: float
 
@@ -65,10 +66,10 @@ class Liveness:
         """
         silent_for = now - last_received
         if silent_for >= self.receive_timeout:
-            return LivenessVerdict(f"no frame for {silent_for:.1f} s", False, now)
+            return LivenessVerdict(End(EndKind.NO_FRAMES, f"for {silent_for:.1f} s"), False, now)
         unanswered = last_ping is not None and last_ping > last_received
         if unanswered and last_ping is not None and now - last_ping >= self.ping_timeout:
-            return LivenessVerdict(f"no pong within {self.ping_timeout:g} s", False, now)
+            return LivenessVerdict(End(EndKind.NO_PONG, f"within {self.ping_timeout:g} s"), False, now)
         next_check = last_received + self.receive_timeout
         ping = False
         if unanswered and last_ping is not None:

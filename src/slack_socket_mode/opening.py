@@ -1,11 +1,11 @@
-"""Opening connections: the URL from ``apps.connections.open``, the WebSocket to it, and the one error boundary.
+"""Opening connections: the URL from ``apps.connections.open``, and the :class:`~.connection.Connection` to it.
 
-Every error an open attempt can meet is mapped here and nowhere else: a Web API error
-(:func:`api_error`), a transport or library error (:func:`open_error`). What leaves this module
-is one of our own :class:`~slack_socket_mode.errors.SocketModeError` classes, raised outside the
-``except`` clause that caught the cause and :func:`~slack_socket_mode.errors.detached` (no
-``__context__``, no traceback), so that nothing the request held (its ``Authorization`` header,
-the ``WebClient``) stays reachable from it.
+:class:`Connector` keeps what every connection of a client is opened with (the proxy, TLS, the size
+bound, the trace flags) and makes each one. Its errors are mapped at the one boundary,
+:mod:`slack_socket_mode.boundary`; what leaves this module is one of our own
+:class:`~slack_socket_mode.errors.SocketModeError` classes, raised outside the ``except`` clause
+that caught the cause, so that nothing the request held (its ``Authorization`` header, the
+``WebClient``) stays reachable from it.
 
 No thread and no lock of the client's is used here: the ``session`` thread calls
 :meth:`Connector.issue_url` and :meth:`Connector.connection` with no lock held.
@@ -32,31 +32,22 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Optional
-from urllib.parse import urlsplit
 
-import websocket
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry import HttpRequest, HttpResponse, RetryHandler, RetryState
 from slack_sdk.web import WebClient
 
-from .errors import (
-    FATAL_API_ERRORS,
-    AuthError,
-    ConnectionFailedError,
-    FatalError,
-    ProxyAuthError,
-    RateLimitedError,
-    SocketModeError,
-    detached,
-)
-from .redaction import Hidden, Secret, redact
-from .urls import check_socket_url, safe_url
+from .boundary import api_error, call_error
+from .connection import Connection
+from .ends import End
+from .errors import ConnectionFailedError, SocketModeError
+from .redaction import Hidden, Secret
+from .urls import check_socket_url
 
 if TYPE_CHECKING:
-    from .connection import Connection, OpenSocket
     from .proxies import ProxySettings  # imported when a proxy is configured: most apps have none
 
-__all__ = ["Connector", "OpenAttempt", "api_error", "brief", "handshake_error", "open_error", "tunnel"]
+__all__ = ["Connector", "OpenAttempt"]
 
 #: Characters of each message logged by ``trace_enabled`` (``all_message_trace_enabled``: all of it).
 _TRACE_SOME = 1000
@@ -278,10 +269,7 @@ class Connector:
             cause: BaseException = e
             if isinstance(getattr(e, "reason", e), _Refused) and attempt is not None and attempt.retried_after:
                 cause = attempt.retried_after  # the retry was refused (aborted): the error before it says why
-            failure = ConnectionFailedError(
-                f"apps.connections.open failed: {type(cause).__name__}: {redact(str(cause))[:200]}",
-                error=type(cause).__name__,
-            )
+            failure = call_error(cause)
             del cause
         if failure is not None:
             raise failure
@@ -300,7 +288,7 @@ class Connector:
         url: str,
         *,
         on_text: Callable[[Connection, str], None],
-        on_closed: Callable[[Connection, str], None],
+        on_closed: Callable[[Connection, End], None],
     ) -> Connection:
         """A new :class:`Connection` to ``url``, not yet open (its reader is ``<prefix>-reader-<id>``)."""
         from .connection import Connection  # noqa: PLC0415 -- connection.py uses this module's error mapping
@@ -320,139 +308,3 @@ class Connector:
             trace_limit=self._trace_limit,
             trace_pings=self._trace_pings,
         )
-
-
-def open_error(
-    connection_id: int, e: Exception, logger: logging.Logger, *, aborted_after: Optional[float] = None
-) -> SocketModeError:
-    """Map an error an open attempt raised to ours, detached (call it inside the ``except`` clause).
-
-    Our own errors are kept as they are; anything else (a library error we did not foresee) is
-    logged and becomes a :class:`ConnectionFailedError` naming only its type, so that it never
-    stalls reconnecting. ``aborted_after``: the attempt was aborted (its :class:`OpenAttempt` says
-    so) and had that many seconds (``connect_timeout``); an error that is not fatal and does not
-    already say so becomes a :class:`ConnectionFailedError` ``open_aborted`` that names the deadline.
-    """
-    if isinstance(e, SocketModeError):
-        error = detached(e)  # the one error boundary: nothing the request held stays reachable
-    else:
-        logger.error(
-            "connection %d: unexpected error while opening: %s: %s",
-            connection_id,
-            type(e).__name__,
-            redact(str(e))[:200],
-        )
-        error = detached(
-            ConnectionFailedError(f"could not open a connection: {type(e).__name__}", error=type(e).__name__)
-        )
-    known = getattr(error, "error", None) == "open_aborted"
-    if aborted_after is None or known or isinstance(error, FatalError):
-        return error
-    return ConnectionFailedError(
-        f"{error} (aborted: the open attempt's deadline, connect_timeout {aborted_after:g} s, passed, "
-        "or the client is closing)",
-        error="open_aborted",
-    )
-
-
-def api_error(e: SlackApiError) -> SocketModeError:
-    """Translate a Web API error from apps.connections.open (never keeping the request)."""
-    response = e.response
-    status = getattr(response, "status_code", None)
-    error = response.get("error") if hasattr(response, "get") else None
-    error = redact(error)[:100] if isinstance(error, str) else "unknown_error"  # the peer's text
-    if status == 407:
-        return ProxyAuthError(
-            "the proxy refused apps.connections.open: HTTP 407 proxy authentication required "
-            "(check the user and password in the proxy URL)",
-            error="proxy_auth_required",
-        )
-    if status == 429 or error == "ratelimited":
-        headers = getattr(response, "headers", {}) or {}
-        raw = headers.get("Retry-After") or headers.get("retry-after") or "30"
-        try:
-            retry_after = max(0.0, float(raw))
-        except ValueError:
-            retry_after = 30.0
-        return RateLimitedError(
-            f"apps.connections.open is rate limited; retrying after {retry_after:g} s",
-            retry_after=retry_after,
-            status=status,
-        )
-    if error in FATAL_API_ERRORS:
-        return AuthError(f"apps.connections.open refused the app-level token: {error}", error=error)
-    return ConnectionFailedError(f"apps.connections.open failed: {error} (HTTP {status})", error=error, status=status)
-
-
-def handshake_error(e: Exception, ws: websocket.WebSocket, url: str, *, aborted: bool) -> SocketModeError:
-    """Map an error of a WebSocket handshake to ours (call it inside the ``except`` clause; raise it outside).
-
-    Args:
-        e: what the handshake raised (websocket-client, the socket layer, TLS, the proxy).
-        ws: the websocket-client ``WebSocket`` (its ``handshake_response`` tells a redirect).
-        url: the URL without its query, for the message.
-        aborted: the attempt was aborted (its deadline passed, or the client is closing).
-    """
-    if isinstance(e, SocketModeError):  # from open_socket: the proxy refused the tunnel
-        return e
-    if isinstance(e, websocket.WebSocketProxyException):
-        if "407" in str(e):
-            return ProxyAuthError(
-                "the proxy refused the connection: HTTP 407 proxy authentication required "
-                "(check the user and password in the proxy URL)",
-                error="proxy_auth_required",
-            )
-        return ConnectionFailedError(f"the proxy failed: {brief(e)}", error="proxy_error")
-    if isinstance(e, websocket.WebSocketBadStatusException):
-        return ConnectionFailedError(
-            f"WebSocket handshake with {url} was answered with HTTP {e.status_code}",
-            error="handshake_rejected",
-            status=e.status_code,
-        )
-    return _redirect_refused(ws, url) or ConnectionFailedError(
-        f"could not open {url}: {type(e).__name__}: {brief(e)}"
-        + (" (aborted: the open attempt's deadline passed, or the client is closing)" if aborted else ""),
-        error="open_aborted" if aborted else type(e).__name__,
-    )
-
-
-def _redirect_refused(ws: websocket.WebSocket, url: str) -> Optional[ConnectionFailedError]:
-    """The error for a handshake answered with a redirect (refused: Slack never redirects), or None."""
-    response = getattr(ws, "handshake_response", None)
-    status = getattr(response, "status", None)
-    if not isinstance(status, int) or not 300 <= status < 400:
-        return None
-    headers = getattr(response, "headers", None) or {}
-    location = headers.get("location") if isinstance(headers, dict) else None
-    target = safe_url(location) if isinstance(location, str) else "nowhere (no Location header)"
-    return ConnectionFailedError(
-        f"WebSocket handshake with {url} was answered with HTTP {status}, a redirect to {target}; "
-        "refused (Slack never redirects)",
-        error="redirect_refused",
-        status=status,
-    )
-
-
-def tunnel(
-    open_socket: Optional[OpenSocket], url: str, sslopt: Optional[dict[str, Any]], timeout: float
-) -> socket.socket:
-    """Open the TCP connection to ``url``'s host with ``open_socket``, and start TLS on it for ``wss://``."""
-    assert open_socket is not None
-    parts = urlsplit(url)
-    secure = parts.scheme == "wss"
-    host = parts.hostname or ""
-    sock = open_socket(host, parts.port or (443 if secure else 80), timeout)
-    if not secure:
-        return sock
-    context = (sslopt or {}).get("context") or ssl.create_default_context()
-    try:
-        return context.wrap_socket(sock, server_hostname=host)
-    except BaseException:
-        sock.close()
-        raise
-
-
-def brief(error: BaseException) -> str:
-    """The first line of ``error``'s text, at most 200 characters (for a message; redact what a peer sent)."""
-    text = str(error).splitlines()[0] if str(error) else ""
-    return text[:200]

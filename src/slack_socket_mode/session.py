@@ -28,9 +28,11 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Callable, Optional, Union
+from typing import TYPE_CHECKING, Callable, Optional, Protocol, Union
 
+from .boundary import open_error
 from .connection import Connection
+from .ends import End
 from .errors import ConnectionFailedError, FatalError, NotConnectedError, SocketModeError
 from .health import HealthMonitor
 from .interval_runner import IntervalRunner
@@ -50,16 +52,30 @@ from .lifecycle import (
 )
 from .liveness import Liveness
 from .messages import Hello
-from .opening import Connector, OpenAttempt, open_error
+from .opening import Connector, OpenAttempt
 from .redaction import redact
 
 if TYPE_CHECKING:
     from .acks import AckRouter
-    from .client import SocketModeClient
     from .dispatch import Dispatcher
     from .listeners import Listeners
 
-__all__ = ["Session"]
+__all__ = ["Facade", "Session"]
+
+
+class Facade(Protocol):
+    """What the session needs of the client's facade (:class:`slack_socket_mode.SocketModeClient`).
+
+    ``issue_new_wss_url`` is called on the facade, so that an app's or a test's override of it is
+    what opens each connection, as in slack_sdk; ``hello`` is set on each ``hello``.
+    """
+
+    hello: Optional[Hello]
+
+    def issue_new_wss_url(self) -> str:
+        """A fresh URL from ``apps.connections.open`` (raises our :class:`~.errors.SocketModeError` classes)."""
+        ...
+
 
 _RUNNING_CLIENT = (ClientState.CONNECTING, ClientState.CONNECTED, ClientState.RECONNECTING)
 _STOPPED = (ClientState.CLOSED, ClientState.DISCONNECTED)  # by close() or disconnect()
@@ -92,7 +108,7 @@ class Session:
 
     def __init__(
         self,
-        client: SocketModeClient,
+        client: Facade,
         *,
         listeners: Listeners,
         supervisor: Supervisor,
@@ -124,6 +140,7 @@ class Session:
         self._rules_depth = threading.local()  # .n: how deep this thread is in rules()
         # (connection or open attempt, close reason or None: abort)
         self._pending_io: list[tuple[Union[Connection, OpenAttempt], Optional[str]]] = []
+        self._pending_notify: list[Callable[[], None]] = []  # the application's listeners, run by rules()
         self.supervisor = supervisor
         self.connections: dict[int, Connection] = {}
         self._opening: dict[int, Connection] = {}  # handshakes under way on the session thread
@@ -132,7 +149,6 @@ class Session:
         self.live_count = 0
         self._open_queue: deque[int] = deque()
         self.fatal: Optional[FatalError] = None
-        self.closed = False  # close() was called
         self.auto_reconnect = auto_reconnect
         self.next_url: Optional[str] = None  # set by the wss_uri setter: the next connection's URL
         self.opened = 0
@@ -141,7 +157,7 @@ class Session:
         self.malformed = 0
 
         self._threads_started = False
-        self._opener = IntervalRunner(self._open_step, None, name=f"{self._prefix}-session", logger=self._logger)
+        self._opener = IntervalRunner(self._open_step, name=f"{self._prefix}-session", logger=self._logger)
         self.health = HealthMonitor(
             supervisor=supervisor,
             connections=self.connections,
@@ -205,15 +221,13 @@ class Session:
             SocketModeError: the client is closed.
         """
         with self.rules():
-            if self.closed:
+            if self.supervisor.closing():
                 raise SocketModeError("the client is closed; create a new one")
             self.start_threads()
             self.auto_reconnect = auto_reconnect
             if reopen_url is not None and self.live_count == 0:
                 self.next_url = reopen_url  # slack_sdk's connect() opens wss_uri while it is set
             self.fatal = None
-            if self._dispatcher is not None:
-                self._dispatcher.accepting.set()
             self.perform(self.supervisor.start(time.monotonic()))
             deadline = None if timeout is None else time.monotonic() + timeout
             while self.live_count == 0 and self.fatal is None and self.supervisor.state not in _STOPPED:
@@ -234,24 +248,29 @@ class Session:
 
     @contextmanager
     def rules(self) -> Iterator[None]:
-        """Hold ``_lock`` to consult the rules; carry out the socket calls they asked for once it is released.
+        """Hold ``lock`` to consult the rules; carry out what they asked for once it is released.
 
-        Close frames and aborts queued by :meth:`_perform` are made after the outermost
-        ``_rules`` of this thread releases the lock (nested uses leave them to it). Neither
-        blocks: a close frame is written only if the socket can take it, else the
-        connection is aborted.
+        The socket calls (close frames and aborts) and the application's listeners (transitions,
+        errors) that :meth:`perform` queued are made after the outermost ``rules`` of this thread
+        releases the lock (nested uses leave them to it), socket calls first: a listener may wait
+        for their outcome. No socket call blocks: a close frame is written only if the socket can
+        take it, else the connection is aborted. A listener that raises is logged (:mod:`.listeners`).
         """
         depth = getattr(self._rules_depth, "n", 0)
         self._rules_depth.n = depth + 1
         io: list[tuple[Union[Connection, OpenAttempt], Optional[str]]] = []
+        notify: list[Callable[[], None]] = []
         try:
             with self.lock:
                 yield
                 if depth == 0:
                     io, self._pending_io = self._pending_io, []
+                    notify, self._pending_notify = self._pending_notify, []
         finally:
             self._rules_depth.n = depth
         _carry_out(io)
+        for call in notify:
+            call()
 
     def in_rules(self) -> bool:
         """True when the calling thread is inside :meth:`rules` (it holds ``lock``)."""
@@ -260,10 +279,12 @@ class Session:
     def perform(self, actions: list[Action]) -> None:
         """Carry out the supervisor's actions. Called with the lock held, inside :meth:`_rules`.
 
-        Socket calls (close frames, aborts) are queued in ``_pending_io``, never made here.
+        Socket calls (close frames, aborts) are queued in ``_pending_io`` and the application's
+        listeners in ``_pending_notify``, for :meth:`rules` to run once the lock is released; none is
+        made here, and the caller's lock is never released.
         """
         assert self.in_rules(), "perform() is called inside rules()"
-        notify: list[Callable[[], None]] = []
+        notify = self._pending_notify
         while actions:
             more: list[Action] = []
             for action in actions:
@@ -304,20 +325,6 @@ class Session:
         self.live_count = sum(1 for i in self.supervisor.connected_ids() if i in self.connections)
         self.changed.notify_all()
         self.health.wake()
-        if notify:
-            # listeners are the application's code: run them without our lock (and make the
-            # socket calls due so far first: a listener may wait for their outcome)
-            io, self._pending_io = self._pending_io, []
-            depth = getattr(self._rules_depth, "n", 0)
-            self.lock.release()
-            self._rules_depth.n = 0
-            try:
-                _carry_out(io)
-                for call in notify:
-                    call()
-            finally:
-                self._rules_depth.n = depth
-                self.lock.acquire()
 
     def _log_transition(self, t: Transition, notify: list[Callable[[], None]]) -> None:
         old = t.old.value if t.old is not None else "new"
@@ -325,8 +332,7 @@ class Session:
         self._logger.info("%s: %s -> %s (%s)", who, old, t.new.value, redact(t.reason))
         if t.connection_id is not None and t.new is ConnectionState.CLOSED:
             self._forget(t.connection_id)
-        if self._client.lifecycle_listeners:
-            notify.append(lambda t=t: self._listeners.lifecycle(t))  # type: ignore[misc]
+        notify.append(lambda t=t: self._listeners.lifecycle(t))  # type: ignore[misc]
 
     def _forget(self, connection_id: int) -> None:
         conn = self.connections.pop(connection_id, None)
@@ -351,7 +357,7 @@ class Session:
                 cid = self._open_queue.popleft()
                 if self.supervisor.connection_state(cid) is not ConnectionState.CONNECTING:
                     continue
-                if self.closed or self.supervisor.state not in _RUNNING_CLIENT:
+                if self.supervisor.state not in _RUNNING_CLIENT:
                     # close() or disconnect() came first (a connection given up during close(), say):
                     # nothing is opened, and that is no failure to report
                     stopped = ConnectionFailedError("the client is stopping", error="open_aborted")
@@ -363,7 +369,7 @@ class Session:
             attempt = OpenAttempt()
             with self.lock:
                 self._attempts[cid] = attempt
-                stopping = self.closed or self.supervisor.state not in _RUNNING_CLIENT
+                stopping = self.supervisor.state not in _RUNNING_CLIENT
             if stopping:  # close() came since: the attempt connects nothing
                 attempt.abort()
             try:
@@ -387,8 +393,7 @@ class Session:
                     self.opened += 1
                     conn.start()
                     self.perform(self.supervisor.opened(cid, now))
-            if conn is not None and error is None:  # opened: the application's listeners run without the lock
-                self._listeners.open(conn)
+            if conn is not None and error is None:  # opened (on_open listeners: the transition's, in rules())
                 continue
             if not isinstance(failure, FatalError):  # a FatalError reached the listeners through Fail
                 self._listeners.error(failure)
@@ -408,7 +413,7 @@ class Session:
         conn = self._connector.connection(cid, url, on_text=self._on_text, on_closed=self.on_closed)
         with self.lock:
             self._opening[cid] = conn
-            stopping = self.closed or self.supervisor.state not in _RUNNING_CLIENT
+            stopping = self.supervisor.state not in _RUNNING_CLIENT
         if stopping:
             conn.abort()
         self._logger.info("connection %d: opening %s", cid, conn.url)
@@ -432,12 +437,14 @@ class Session:
             except NotConnectedError:
                 self._logger.warning("connection %d: could not send a deferred ack", conn.id)
 
-    def on_closed(self, conn: Connection, reason: str) -> None:
+    def on_closed(self, conn: Connection, end: End) -> None:
+        """``conn`` ended (on its reader): count it by its :class:`~.ends.EndKind` if unexpected, replace it."""
         code = conn.close_code if conn.close_code is not None else 1006
+        reason = str(end)
         with self.rules():
             unexpected = self.supervisor.lost_unexpectedly(conn.id)
             if unexpected:
-                self.reconnects[reason.split(" (", maxsplit=1)[0]] += 1
+                self.reconnects[end.kind.value] += 1
                 if not self.auto_reconnect and self.supervisor.state is not ClientState.CLOSED:
                     self._logger.warning("connection %d lost (%s); auto_reconnect_enabled is off", conn.id, reason)
             self.perform(self.supervisor.lost(conn.id, reason, time.monotonic(), reconnect=self.auto_reconnect))

@@ -30,9 +30,9 @@ import websocket
 from slack_sdk.web import WebClient
 
 from .client import SocketModeClient as _BuiltinSocketModeClient
-from .connection import Connection
 from .errors import NotConnectedError
-from .listeners import Listeners, call_listeners
+from .lifecycle import ConnectionState, Transition
+from .listeners import ListenerList, Listeners, call_listeners
 from .urls import safe_url
 
 __all__ = ["SocketModeClient", "WebSocketAppView", "WebSocketNotConnectedError"]
@@ -97,8 +97,11 @@ class _WebSocketAppListeners(Listeners):
         self._flavour = client
         self._view = WebSocketAppView(client)
 
-    def open(self, conn: Connection) -> None:
-        call_listeners(self._flavour.on_open_listeners, self._logger, "on_open", self._view)
+    def lifecycle(self, transition: Transition) -> None:
+        """``on_open_listeners`` when a connection's handshake is done (its transition to ``awaiting_hello``)."""
+        if transition.new is ConnectionState.AWAITING_HELLO:
+            call_listeners(self._flavour.on_open_listeners, self._logger, "on_open", self._view)
+        super().lifecycle(transition)
 
     def message(self, text: str) -> None:
         call_listeners(self._flavour.on_message_listeners, self._logger, "on_message", self._view, text)
@@ -175,16 +178,18 @@ class SocketModeClient(_BuiltinSocketModeClient):
             proxy_type=proxy_type,
             **options,
         )
-        self.on_open_listeners: list[Callable[[WebSocketAppView], None]] = list(on_open_listeners or [])
+        self.on_open_listeners: list[Callable[[WebSocketAppView], None]] = ListenerList(
+            "on_open_listeners", on_open_listeners or []
+        )
         # this flavour's signatures: the lists its listeners object calls (_WebSocketAppListeners)
-        self.on_message_listeners: list[Callable[[WebSocketAppView, str], None]] = list(  # type: ignore[assignment]
-            on_message_listeners or []
+        self.on_message_listeners: list[Callable[[WebSocketAppView, str], None]] = ListenerList(  # type: ignore[assignment]
+            "on_message_listeners", on_message_listeners or []
         )
-        self.on_error_listeners: list[Callable[[WebSocketAppView, Exception], None]] = list(  # type: ignore[assignment]
-            on_error_listeners or []
+        self.on_error_listeners: list[Callable[[WebSocketAppView, Exception], None]] = ListenerList(  # type: ignore[assignment]
+            "on_error_listeners", on_error_listeners or []
         )
-        self.on_close_listeners: list[Callable[[WebSocketAppView], None]] = list(  # type: ignore[assignment]
-            on_close_listeners or []
+        self.on_close_listeners: list[Callable[[WebSocketAppView], None]] = ListenerList(  # type: ignore[assignment]
+            "on_close_listeners", on_close_listeners or []
         )
 
     def __repr__(self) -> str:

@@ -102,6 +102,7 @@ class ServerConnection(ConnectionWriter):
     pongs_received: int
     close_code_received: int | None
     closed_by: str | None
+    _hooks: ConnectionHooks  # the writer needs only part of it (WriterHooks)
 
     def __init__(self, hooks: ConnectionHooks, sock: socket.socket, peer: Any) -> None:
         self.id = 0

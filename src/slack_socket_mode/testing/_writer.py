@@ -16,7 +16,7 @@ import socket
 import struct
 import threading
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from websockets.protocol import State
 from websockets.server import ServerProtocol
@@ -24,7 +24,25 @@ from websockets.server import ServerProtocol
 from ._frames import encode_message
 
 if TYPE_CHECKING:
-    from ._connection import ConnectionHooks
+    from ._timers import TimerQueue
+
+
+class WriterHooks(Protocol):
+    """What a :class:`ConnectionWriter` needs of its server (the connection's ``ConnectionHooks`` has it).
+
+    Attributes:
+        cond: the server's condition (its lock guards the connection's open/closing/closed state).
+        timers: where the close timeout is scheduled.
+        fragment_size: the largest frame payload the server sends, in bytes.
+    """
+
+    @property
+    def cond(self) -> threading.Condition: ...
+    @property
+    def timers(self) -> TimerQueue: ...
+    @property
+    def fragment_size(self) -> int: ...
+
 
 __all__ = ["CLOSE_TIMEOUT", "ConnectionWriter"]
 
@@ -43,7 +61,7 @@ class ConnectionWriter:
     # Set by ServerConnection.__init__ (see there for what each means).
     id: int
     silenced: bool
-    _hooks: ConnectionHooks
+    _hooks: WriterHooks
     _sock: socket.socket
     _protocol: ServerProtocol
     _write_lock: threading.Lock

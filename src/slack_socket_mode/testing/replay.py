@@ -41,15 +41,40 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 from ..recording import MAX_LINE_SIZE, RecordedMessage, RecordingError, read_header, read_recording
 
 if TYPE_CHECKING:
     from ._connection import ServerConnection
-    from .server import SocketModeServer
+    from .records import Ack, EnvelopeRecord
+
+
+class ReplayServer(Protocol):
+    """What a replay needs of its :class:`~slack_socket_mode.testing.SocketModeServer` (which has it all)."""
+
+    @property
+    def acks(self) -> list[Ack]: ...
+    @property
+    def connections(self) -> list[ServerConnection]: ...
+    @property
+    def all_connections(self) -> list[ServerConnection]: ...
+    def duplicate_acks(self) -> list[Ack]: ...
+    def envelope(self, envelope_id: str) -> EnvelopeRecord: ...
+    def push(self, envelope: dict[str, Any] | str, *, connection: ServerConnection | None = None) -> str: ...
+    def push_many(
+        self, envelopes: Iterable[dict[str, Any] | str], *, connection: ServerConnection | None = None
+    ) -> list[str]: ...
+    def send_text(self, text: str, *, connection: ServerConnection | None = None) -> None: ...
+    def disconnect(self, reason: str = ..., *, connection: ServerConnection | None = None) -> None: ...
+    def wait_for_acks(
+        self, count: int | None = None, *, envelope_ids: Iterable[str] | None = None, timeout: float = ...
+    ) -> list[Ack]: ...
+    def wait_for_connections(self, count: int = ..., timeout: float = ...) -> list[ServerConnection]: ...
+    def wait_for_new_connection(self, after: int, timeout: float = ...) -> ServerConnection: ...
+
 
 __all__ = ["ACK_DEADLINE", "BATCH", "ReplayProgress", "ReplayReport", "ReplayedEnvelope", "replay_recording"]
 
@@ -230,7 +255,7 @@ class _Replay:
 
     def __init__(
         self,
-        server: SocketModeServer,
+        server: ReplayServer,
         path: str,
         speed: Optional[float],
         connect_timeout: float,
@@ -489,7 +514,7 @@ class _Replay:
 
 
 def replay_recording(
-    server: SocketModeServer,
+    server: ReplayServer,
     path: str,
     *,
     speed: Optional[float] = 1.0,
