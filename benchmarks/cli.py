@@ -85,7 +85,24 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--render", type=Path, metavar="JSON", help="print the table of an earlier run's JSON report; run nothing"
     )
+    parser.add_argument(
+        "--plots",
+        type=Path,
+        metavar="DIR",
+        help="also draw the charts of the run (or of --render's report) into DIR: ratios, vs_sdk, latency (matplotlib)",
+    )
+    parser.add_argument(
+        "--plot-format", choices=("svg", "png"), default="svg", help="the charts' file format (default: svg)"
+    )
     return parser
+
+
+def _plot(report: dict[str, Any], directory: Path, fmt: str) -> None:
+    """Draw the report's charts into ``directory`` and say where (the ``bench`` extra has matplotlib)."""
+    from .plots import write_plots
+
+    for path in write_plots(report, directory, fmt):
+        print(f"chart: {path}")
 
 
 def _progress(text: str) -> None:
@@ -182,6 +199,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         earlier = json.loads(args.render.read_text(encoding="utf-8"))
         earlier["targets"] = evaluate_targets(earlier["results"])
         print(render(earlier))
+        if args.plots is not None:
+            _plot(earlier, args.plots, args.plot_format)
         return 0
     _byte_compile_ours()
     settings = Settings.quick() if args.quick else Settings()
@@ -208,6 +227,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     output.write_text(json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8")
     print(render(report))
     print(f"\nJSON: {output}")
+    if args.plots is not None:
+        _plot(report, args.plots, args.plot_format)
     if any(entry.get("failed") for per_kind in results.values() for entry in per_kind.values()):
         return 1
     if args.check and any(t["met"] is False for t in report["targets"]):

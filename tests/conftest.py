@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Collection, Iterable, Iterator
 from typing import Any, Callable
@@ -15,6 +16,17 @@ from slack_socket_mode import SocketModeClient
 from slack_socket_mode.testing import SocketModeServer
 
 from .services import own_redis  # noqa: F401 -- a fixture for outage tests
+
+if os.environ.get("SLACK_SOCKET_MODE_NO_SOCKETS") == "1":
+    # The socket-free sessions of noxfile.py: a test that opens a socket fails there, so the list
+    # of socket-free test files cannot take in one that needs the local server.
+
+    def _refuse_sockets(event: str, args: tuple[Any, ...]) -> None:
+        """An audit hook: a socket is refused."""
+        if event in ("socket.__new__", "socket.socketpair"):
+            raise RuntimeError("SLACK_SOCKET_MODE_NO_SOCKETS=1: this test opened a socket")
+
+    sys.addaudithook(_refuse_sockets)
 
 #: A fake app-level token; tests assert it never leaks.
 APP_TOKEN = "xapp-1-A111-4242-c0ffee0ddba11c0ffee0ddba11"

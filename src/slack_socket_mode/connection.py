@@ -216,6 +216,10 @@ class Connection:
                 )
             if self._aborted:  # the deadline passed as the handshake ended
                 raise websocket.WebSocketTimeoutException("the open attempt's deadline passed")
+            if getattr(self._ws.handshake_response, "status", 101) != 101:
+                # websocket-client 1.9.0 (the last for Python 3.9) takes a redirect it did not follow
+                # for a finished handshake; later releases raise this themselves.
+                raise websocket.WebSocketException("Redirect limit exhausted")
             sock = self._ws.sock
             if sock is None:
                 raise websocket.WebSocketConnectionClosedException("the handshake left no socket")
@@ -223,7 +227,8 @@ class Connection:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             # websocket-client's frame parser asks for the header, the length and the payload of
             # each frame separately; feed it from one large read instead (see ReadAhead).
-            self._ws.frame_buffer.recv = ReadAhead(functools.partial(websocket.recv, sock))
+            frame_buffer: Any = self._ws.frame_buffer  # websocket-client 1.9.0 types recv as returning int
+            frame_buffer.recv = ReadAhead(functools.partial(websocket.recv, sock))
         except Exception as e:  # OSError, TLS, websocket-client, python-socks and the proxy's errors alike
             self._ws.shutdown()
             failure = handshake_error(e, self._ws, self.url, aborted=self._aborted)  # the one mapping

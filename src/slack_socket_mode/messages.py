@@ -29,7 +29,7 @@ from .records import record
 from .redaction import redact
 
 if TYPE_CHECKING:  # typing.TypeGuard is new in 3.10; annotations are not evaluated at run time
-    from typing import TypeGuard
+    from typing_extensions import TypeGuard
 
 _fast_loads: Optional[Callable[[str], Any]]
 try:

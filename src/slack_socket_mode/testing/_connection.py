@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
@@ -49,7 +50,20 @@ class _WireLogger(_LoggerAdapter):
     """The logger handed to ``websockets``: its per-connection INFO lines become DEBUG."""
 
     def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
-        super().log(logging.DEBUG if level == logging.INFO else level, msg, *args, **kwargs)
+        super().log(logging.DEBUG if level == logging.INFO else level, msg, *map(_printable, args), **kwargs)
+
+
+def _printable(arg: object) -> object:
+    """``arg``, or a stand-in for a text frame whose payload is not UTF-8 (a hostile peer's).
+
+    websockets 15 (the last release for Python 3.9) raises ``UnicodeDecodeError`` printing one.
+    """
+    if isinstance(arg, Frame) and arg.opcode is Opcode.TEXT:
+        try:
+            bytes(arg.data).decode()
+        except UnicodeDecodeError:
+            return f"TEXT [{len(arg.data)} bytes, not UTF-8]"
+    return arg
 
 
 _WIRE_LOGGER = _WireLogger(logging.getLogger("slack_socket_mode.testing.wire"), {})
