@@ -31,7 +31,7 @@ class ServerQueries:
     """Queries and waits of :class:`~.server.SocketModeServer` (a base class; see there)."""
 
     # Set by SocketModeServer.__init__; _lock is _cond's lock and guards the three below.
-    _lock: threading.Lock
+    _lock: threading.RLock
     _cond: threading.Condition
     _stopping: bool
     _book: EnvelopeBook
@@ -258,8 +258,8 @@ class ServerQueries:
 
         The server records something when a connection opens or closes, a message, ping,
         pong or close frame arrives, or a Web API call is made. ``predicate`` runs with the
-        server's lock held: it must be quick and must not call the server's methods (read
-        attributes of connections, or your own state, instead).
+        server's lock held (reentrant: it may call the server's queries, such as
+        :meth:`envelope`); it must be quick.
 
         Raises:
             TimeoutError: still false after ``timeout`` seconds (the message names ``what``).

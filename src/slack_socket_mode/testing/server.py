@@ -189,7 +189,8 @@ class SocketModeServer(ServerQueries, ServerSending, ServerFaults):
         #: clients connect.
         self.hello_template: dict[str, Any] = hello
 
-        self._lock = threading.Lock()
+        # Reentrant: a wait_until predicate that calls the server's queries (which take it) does not deadlock.
+        self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)  # any recorded state changed
         self._started = False
         self._stopping = False
