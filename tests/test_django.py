@@ -318,11 +318,12 @@ def test_bolts_own_django_handlers_are_not_doubled_on_one_thread(
         ack()
 
     handler = SocketModeHandler(app, APP_TOKEN, web_client=WebClient(base_url=server.api_url))
-    handler.client.listener_hooks.append(type("Done", (), {"complete": lambda self, r, e: done.set()})())
+    # first in the list: its complete runs last, after the Django hook's
+    handler.client.listener_hooks.insert(0, type("Done", (), {"complete": lambda self, r, e: done.set()})())
     try:
         handler.connect()
         push_commands(server, 1)
-        assert done.wait(timeout(5))  # the hooks completed (the Django hook's complete runs after this one)
+        assert done.wait(timeout(5))  # every hook completed
     finally:
         handler.close()
     (thread,) = ran_on
