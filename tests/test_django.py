@@ -259,6 +259,8 @@ def test_a_bolt_apps_listener_threads_leave_no_connection_behind(
     project: Project, server: SocketModeServer, conn_max_age: Callable[[int], None]
 ) -> None:
     pytest.importorskip("slack_bolt")
+    from slack_bolt.adapter.django.handler import DjangoThreadLazyListenerRunner
+
     from slack_socket_mode.bolt import SocketModeHandler
     from slack_socket_mode.django.bolt_listeners import ReleasingCompletionHandler, ReleasingStartHandler
 
@@ -279,6 +281,7 @@ def test_a_bolt_apps_listener_threads_leave_no_connection_behind(
         runner = app.listener_runner
         assert isinstance(runner.listener_start_handler, ReleasingStartHandler)
         assert isinstance(runner.listener_completion_handler, ReleasingCompletionHandler)
+        assert isinstance(runner.lazy_listener_runner, DjangoThreadLazyListenerRunner)
         handler.connect()
         ids = push_commands(server, 30)
         assert len(project.notes()) == len(ids)
@@ -383,6 +386,24 @@ def manage(*args: str, project: Project | None = None, api_url: str = "http://12
     )
 
 
+def test_the_management_command_runs_a_bolt_app(project: Project, server: SocketModeServer) -> None:
+    process = manage("socketmode", "tests.django_project.bots:bolt_app", project=project, api_url=server.api_url)
+    output = Output(process)
+    try:
+        output.wait_for("socketmode: tests.django_project.bots:bolt_app connected", seconds=20)
+        ids = push_commands(server, 5)
+        assert [ack.payload for ack in server.acks if ack.envelope_id in ids] == [{"text": "hi"}] * 5
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout(15)) == 0, output.join()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout(5))
+    assert "SIGINT received; closing" in output.join()
+    assert len(project.notes()) == 5
+    project.wait_backends(lambda pids: pids == [], "the Bolt app's connections closed")
+
+
 def test_the_management_command_runs_a_bot_and_closes_with_in_flight_acks_on_sigterm(
     project: Project, server: SocketModeServer
 ) -> None:
@@ -437,3 +458,41 @@ def test_a_refused_token_exits_1_in_one_line(project: Project, server: SocketMod
     assert "Traceback" not in text
     (line,) = [line for line in text.splitlines() if line.startswith("CommandError")]
     assert "could not connect" in line and "invalid_auth" in line, text
+
+
+def test_resolve_takes_each_kind_of_app_and_refuses_the_others(
+    project: Project, server: SocketModeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In-process: what APP may name (the subprocess tests above run two of them)."""
+    monkeypatch.setenv("SLACK_APP_TOKEN", APP_TOKEN)
+    monkeypatch.setenv("SLACK_SOCKET_MODE_TEST_API_URL", server.api_url)
+    from django.core.management import CommandError
+    from slack_sdk.socket_mode import SocketModeClient as SdkClient
+
+    from slack_socket_mode import SocketModeClient
+    from slack_socket_mode.bolt import SocketModeHandler
+    from slack_socket_mode.django.management.commands.socketmode import BAD_APP, resolve
+
+    from .django_project import bots
+
+    kind, app = resolve("tests.django_project.bots:bolt_app")
+    assert (kind, app) == ("app", bots.bolt_app)
+    made: list[Any] = []
+    try:
+        kind, client = resolve("tests.django_project.bots:make_client")  # a factory, called
+        made.append(client)
+        assert kind == "client" and isinstance(client, SocketModeClient)
+        handler = SocketModeHandler(bots.bolt_app, APP_TOKEN)
+        made.append(handler)
+        bots.a_handler = handler  # type: ignore[attr-defined]
+        assert resolve("tests.django_project.bots:a_handler") == ("handler", handler)
+        bots.sdk_client = SdkClient(APP_TOKEN, auto_reconnect_enabled=False)  # type: ignore[attr-defined]
+        with pytest.raises(CommandError, match="slack_sdk's SocketModeClient: use slack_socket_mode") as refused:
+            resolve("tests.django_project.bots:sdk_client")
+        assert refused.value.returncode == BAD_APP
+    finally:
+        for obj in made:
+            obj.close()
+        for name in ("a_handler", "sdk_client"):
+            if hasattr(bots, name):
+                delattr(bots, name)

@@ -305,3 +305,18 @@ def test_bolt_handler_runs_hooks_around_dispatch_and_gives_them_the_app(server: 
         assert len(ran) == 1 and not ran[0].startswith("slack_socket_mode-")  # Bolt's executor runs the listener
     finally:
         handler.close()
+
+
+def test_the_websocket_client_flavour_takes_hooks_too(server: SocketModeServer) -> None:
+    from slack_socket_mode.websocket_client import SocketModeClient as WebSocketClient
+
+    trace = Trace()
+    client = WebSocketClient(APP_TOKEN, web_client=WebClient(base_url=server.api_url), listener_hooks=[trace])
+    try:
+        client.socket_mode_request_listeners.append(trace.listener)
+        client.connect()
+        envelope_id = server.push(server.make_envelope())
+        server.wait_for_acks(envelope_ids=[envelope_id])
+        assert_wrapped(trace, envelope_id, "slack_socket_mode-")
+    finally:
+        client.close()

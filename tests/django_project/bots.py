@@ -1,8 +1,9 @@
 """The test project's bots: a SocketModeClient factory and a Bolt app whose listeners write Notes, then ack.
 
-Both reach the local server through ``SLACK_SOCKET_MODE_TEST_API_URL``; the app-level token is
-``SLACK_APP_TOKEN``. An envelope whose payload has ``"sleep": seconds`` prints ``started <id>``
-on stdout and sleeps that long before writing its Note and acking (an in-flight ack at SIGTERM).
+Both reach the local server through ``SLACK_SOCKET_MODE_TEST_API_URL`` (the Bolt app, ``bolt_app``,
+for its Web API client too); the app-level token is ``SLACK_APP_TOKEN``. An envelope whose payload
+has ``"sleep": seconds`` prints ``started <id>`` on stdout and sleeps that long before writing its
+Note and acking (an in-flight ack at SIGTERM).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import sys
 import threading
 import time
+import uuid
 from typing import Any
 
 from django.db import connection
@@ -56,3 +58,26 @@ not_a_bot = 42  # APP naming something else: the command refuses it (exit code 2
 def broken_factory() -> SocketModeClient:
     """A factory that fails (exit code 2, one line)."""
     raise RuntimeError("no bot today\nsecond line")
+
+
+def _bolt_app() -> Any:
+    """A Bolt app whose /hello-socket-mode command writes a Note and acks (``bots:bolt_app``)."""
+    from slack_bolt import App
+
+    app = App(
+        signing_secret="not-used-in-socket-mode",
+        client=WebClient(
+            token="xoxb-1", base_url=os.environ.get("SLACK_SOCKET_MODE_TEST_API_URL", "http://127.0.0.1:9")
+        ),
+        token_verification_enabled=False,
+    )
+
+    @app.command("/hello-socket-mode")
+    def hello(ack: Any) -> None:
+        write_note(f"bolt-{uuid.uuid4()}")
+        ack("hi")
+
+    return app
+
+
+bolt_app = _bolt_app()
