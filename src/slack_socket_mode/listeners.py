@@ -58,7 +58,7 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Protocol
 
 from slack_sdk.socket_mode.request import SocketModeRequest
 
@@ -427,39 +427,37 @@ class Listeners:
         its reason. Every listener runs either way, and so does every hook.
         """
         hooks = self._client.listener_hooks
-        if not hooks:  # the usual case: no hook, no request built for one
-            return self._run(envelope, text, _UNBUILT)[0]
-        hooks = list(hooks)
-        request = self._request(envelope)
+        if hooks:
+            return self._envelope_with_hooks(envelope, text, list(hooks))
+        return self._run(envelope, text, _UNBUILT, None)  # the usual case: no hook, nothing built for one
+
+    def _envelope_with_hooks(self, envelope: Envelope, text: str, hooks: list[Any]) -> Optional[Redelivery]:
+        """:meth:`envelope` with hooks: their ``start``, the listeners, their ``complete``, on this thread."""
+        request: object
+        try:
+            request = SocketModeRequest.from_dict(envelope.body)
+        except (ValueError, TypeError) as e:  # parse_message refuses such shapes; a caller may not have
+            request = e
         shown = request if isinstance(request, SocketModeRequest) else None
         started = self._hooks.start(hooks, shown)
-        error: Optional[BaseException] = None
+        errors: list[BaseException] = []
         try:
-            redeliver, error = self._run(envelope, text, request)
+            return self._run(envelope, text, request, errors)
         finally:
-            self._hooks.complete(started, shown, error)
-        return redeliver
-
-    @staticmethod
-    def _request(envelope: Envelope) -> Union[SocketModeRequest, Exception, None]:
-        """The envelope as a ``SocketModeRequest``: None without a payload, the error for a shape it refuses."""
-        try:
-            return SocketModeRequest.from_dict(envelope.body)
-        except (ValueError, TypeError) as e:  # parse_message refuses such shapes; a caller may not have
-            return e
+            self._hooks.complete(started, shown, errors[0] if errors else None)
 
     def _run(
-        self, envelope: Envelope, text: str, request: object
-    ) -> tuple[Optional[Redelivery], Optional[BaseException]]:
-        """Run the envelope's listeners; the first :class:`Redeliver`'s description and the first error.
+        self, envelope: Envelope, text: str, request: object, errors: Optional[list[BaseException]]
+    ) -> Optional[Redelivery]:
+        """Run the envelope's listeners; the first :class:`Redeliver`'s description, if one was raised.
 
-        ``request``: the ``SocketModeRequest`` built for the hooks (or what building it gave), or
-        ``_UNBUILT`` to build it here once request listeners are found.
+        ``request``: ``_UNBUILT`` to build the ``SocketModeRequest`` here once request listeners are
+        found, else what building it for the hooks gave (the request, None, or the error).
+        ``errors``: where to put each ``Exception`` a listener raised (for the hooks), or None.
         """
         body = envelope.body
         client = self._client
         redeliver: Optional[Redelivery] = None
-        error: Optional[BaseException] = None
         for listener in client.message_listeners:
             try:
                 result = listener(client, body, text)
@@ -471,7 +469,8 @@ class Listeners:
             except (Exception, SystemExit) as e:
                 if not contained(e):
                     raise
-                error = error or e
+                if errors is not None:
+                    errors.append(e)
                 self._logger.exception(
                     "message listener %r failed on envelope %s (%s)",
                     listener,
@@ -480,7 +479,10 @@ class Listeners:
                 )
         if client.socket_mode_request_listeners:
             if request is _UNBUILT:
-                request = self._request(envelope)
+                try:
+                    request = SocketModeRequest.from_dict(body)
+                except (ValueError, TypeError) as e:  # parse_message refuses such shapes; a caller may not have
+                    request = e
             if isinstance(request, Exception):
                 self._logger.warning(
                     "envelope %s (%s): request listeners skipped: %s",
@@ -488,14 +490,14 @@ class Listeners:
                     redact(envelope.type)[:64],
                     type(request).__name__,
                 )
-                return redeliver, error
+                return redeliver
             if request is None:
                 self._logger.warning(
                     "envelope %s (%s) has no payload; request listeners skipped",
                     envelope.envelope_id,
                     envelope.type,
                 )
-                return redeliver, error
+                return redeliver
             for rl in client.socket_mode_request_listeners:
                 try:
                     result = rl(client, request)
@@ -507,14 +509,15 @@ class Listeners:
                 except (Exception, SystemExit) as e:
                     if not contained(e):
                         raise
-                    error = error or e
+                    if errors is not None:
+                        errors.append(e)
                     self._logger.exception(
                         "request listener %r failed on envelope %s (%s)",
                         rl,
                         envelope.envelope_id,
                         envelope.type,
                     )
-        return redeliver, error
+        return redeliver
 
     def message(self, text: str) -> None:
         """Call ``on_message_listeners`` with a text message (on the reader, before the client acts on it)."""
