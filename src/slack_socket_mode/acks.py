@@ -14,21 +14,26 @@ the last in the order, is taken by :meth:`Connection.send_text` alone).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future
 from typing import Any, Callable, Optional, Union
 
 from slack_sdk.socket_mode.response import SocketModeResponse
 
 from .connection import Connection
 from .errors import NotConnectedError
-from .ledger import EnvelopeLedger
+from .ledger import AckRoute, EnvelopeLedger
 from .messages import plain_ack
 
-__all__ = ["MAX_DEFERRED", "AckRouter"]
+__all__ = ["MAX_DEFERRED", "AckRouter", "Handoff"]
+
+#: Runs a write on a thread that may wait, and returns its future (see :meth:`AckRouter.send_ack`).
+Handoff = Callable[[Callable[[], None]], "Future[None]"]
 
 #: At most this many acks are kept for the next ``hello`` (and at most the ledger's ``max_ack_bytes`` characters
 #: of them); beyond, the oldest is dropped (and counted): its envelope is in the ledger as acked, so Slack's
@@ -72,17 +77,39 @@ class AckRouter:
         #: seconds from an envelope's arrival to its ack being sent, for the last 1,024 acks
         self.latencies: deque[float] = deque(maxlen=1024)
 
-    def send_ack(self, envelope_id: str, text: Optional[str]) -> None:
-        """Route and send the ack ``text`` (None: the plain ack, without a payload)."""
+    def send_ack(
+        self, envelope_id: str, text: Optional[str], handoff: Optional[Handoff] = None
+    ) -> Optional[Future[None]]:
+        """Route and send the ack ``text`` (None: the plain ack, without a payload).
+
+        ``handoff``: given by a caller that must not block (the asyncio client, on its event
+        loop). The ack is then written at once only if that cannot wait
+        (:meth:`Connection.try_send_text`); else the write is passed to ``handoff``, which runs it
+        on a thread that may wait, and its future is returned. Otherwise returns None.
+        """
         now = time.monotonic()
         route = self.ledger.ack(envelope_id, text, now)
         if not route.send:
             if self._logger.isEnabledFor(logging.DEBUG):
                 self._logger.debug("envelope %s: a second ack was not sent", envelope_id)
-            return
+            return None
+        wire = plain_ack(envelope_id) if text is None else text
+        if handoff is None:
+            self._deliver(route, wire, envelope_id, now)
+            return None
+        origin = route.conn
+        if origin is not None and not origin.draining and origin.can_send and origin.try_send_text(wire):
+            self.ledger.written(origin)
+            if route.received_at is not None:
+                self.latencies.append(now - route.received_at)
+            return None
+        return handoff(functools.partial(self._deliver, route, wire, envelope_id, now))
+
+    def _deliver(self, route: AckRoute, wire: str, envelope_id: str, now: float) -> None:
+        """Write the ack ``wire`` as ``route`` says (its fallbacks included) and account for it."""
         origin = route.conn
         try:
-            used = self.send_on(origin, plain_ack(envelope_id) if text is None else text, envelope_id)
+            used = self.send_on(origin, wire, envelope_id)
         finally:
             if origin is not None:
                 self.ledger.written(origin)  # only now may a draining origin close (see Session.maybe_drained)
@@ -93,10 +120,13 @@ class AckRouter:
         if origin is not None and origin.draining:
             self._drained(origin)
 
-    def send_response(self, response: Union[dict[str, Any], SocketModeResponse]) -> None:
+    def send_response(
+        self, response: Union[dict[str, Any], SocketModeResponse], handoff: Optional[Handoff] = None
+    ) -> Optional[Future[None]]:
         """Ack with slack_sdk's ``SocketModeResponse`` or its dict form (``send_socket_mode_response``).
 
         A response without a payload is the plain ack; any other is sent as compact JSON.
+        ``handoff`` and what is returned: see :meth:`send_ack`.
 
         Raises:
             ValueError: the response has no ``envelope_id``.
@@ -104,15 +134,14 @@ class AckRouter:
         if isinstance(response, SocketModeResponse):
             envelope_id: Any = response.envelope_id
             if response.payload is None and isinstance(envelope_id, str):  # the common ack, without a payload
-                self.send_ack(envelope_id, None)
-                return
+                return self.send_ack(envelope_id, None, handoff)
             body = response.to_dict()
         else:
             body = response
             envelope_id = body.get("envelope_id")
         if not isinstance(envelope_id, str):
             raise ValueError("a Socket Mode response needs an envelope_id")
-        self.send_ack(envelope_id, _compact_json(body))
+        return self.send_ack(envelope_id, _compact_json(body), handoff)
 
     def send_message(self, message: str) -> None:
         """Send a text message: an ack (``{"envelope_id": …}``) through :meth:`send_ack`, else on the newest connection.

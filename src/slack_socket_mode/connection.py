@@ -66,11 +66,14 @@ from .errors import NotConnectedError, SocketModeError
 from .redaction import redact
 from .urls import safe_url
 
-__all__ = ["Connection", "OpenSocket", "ReadAhead", "await_ended", "tunnel"]
+__all__ = ["NOWAIT_MAX", "Connection", "OpenSocket", "ReadAhead", "await_ended", "tunnel"]
 
 _TEXT, _BINARY, _CONT = ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY, ABNF.OPCODE_CONT
 _CLOSE, _PING, _PONG = ABNF.OPCODE_CLOSE, ABNF.OPCODE_PING, ABNF.OPCODE_PONG
 
+#: The longest text :meth:`Connection.try_send_text` sends (characters): a socket with room to write
+#: now takes a frame this small whole (Linux reports room once a third of the buffer is free).
+NOWAIT_MAX = 4096
 #: Seconds a close frame waits for an ack being written before the connection is aborted instead.
 _CLOSE_LOCK_WAIT = 0.05
 #: Linux's SIOCOUTQ (the same number as TIOCOUTQ): the bytes of a socket's send queue the peer has not acknowledged.
@@ -316,6 +319,32 @@ class Connection:
         finally:
             self._send_lock.release()
         raise failure  # outside the except clause: no __context__
+
+    def try_send_text(self, text: str) -> bool:
+        """Send one text frame only if that cannot wait: for a thread that must not block (an event loop's).
+
+        Returns False, having sent nothing, when the frame would or might wait: the send lock is
+        taken, the socket's buffer has no room for it now, the text is longer than
+        :data:`NOWAIT_MAX` characters, or the connection is closing. The caller then sends it with
+        :meth:`send_text` from a thread that may wait. A write that fails gives the connection up
+        (:meth:`abort`) and returns False: nothing was sent.
+        """
+        if len(text) > NOWAIT_MAX or not self._send_lock.acquire(blocking=False):
+            return False
+        try:
+            sock = self._ws.sock
+            if self._close_sent or self._aborted or sock is None or not _writable(sock):
+                return False
+            if self._trace_limit is not None:
+                self._trace("sending", text)
+            try:
+                self._ws.send(text)
+            except TRANSPORT_ERRORS:
+                self.abort()
+                return False
+            return True
+        finally:
+            self._send_lock.release()
 
     def write_stalled(self, now: float, after: float) -> Optional[float]:
         """Seconds the write in progress has made no progress, if that is more than ``after``; else None.

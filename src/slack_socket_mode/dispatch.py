@@ -45,6 +45,10 @@ __all__ = ["Dispatcher"]
 _INLINE_PAUSE = 1.0
 
 
+def _unaccounted(envelope: Envelope, redeliver: Optional[Redelivery]) -> None:
+    """The ``finish`` of an envelope run outside the queue (``enqueue_message`` before connect()): nothing to do."""
+
+
 class Dispatcher:
     """Runs each envelope's listeners once, on its reader or a worker, and accounts for it.
 
@@ -124,6 +128,7 @@ class Dispatcher:
         self._warned_full = False
         self.workers = self._new_workers()  # slack_sdk's client.message_workers
         self._in_listener = threading.local()  # .active is True on a worker while it runs listeners
+        self._finish = self.finish  # bound once: passed to Listeners.run for each envelope
         self._busy_workers = False  # True from the first envelope until the idle pool is retired
         self._retire_scheduled = False  # the health monitor knows a retirement is due
         self._last_dispatch = 0.0  # monotonic time the last listener run finished
@@ -147,10 +152,15 @@ class Dispatcher:
         with self._queue_lock:
             self._room.notify_all()
 
-    def wait_for_listeners(self, end: float, timeout: float, *, first: bool = True) -> bool:
+    def wait_for_listeners(
+        self, end: float, timeout: float, *, first: bool = True, from_listener: bool = False
+    ) -> bool:
         """Wait until ``end`` (monotonic seconds) for the running and queued listeners (close()); True if none is left.
 
         The ``first`` of close()'s waits says how many it waits for, up to ``timeout`` seconds in all.
+        ``from_listener``: close() was called by a listener that is not on this thread (a coroutine of
+        the asyncio client), so one run is its own and is not waited for; on a worker or reader this is
+        known without it.
         """
         with self._queue_lock:
             self._room.notify_all()
@@ -160,7 +170,7 @@ class Dispatcher:
                     timeout,
                     self._queued,
                 )
-            own = 1 if getattr(self._in_listener, "active", False) else 0  # close() from a listener
+            own = 1 if from_listener or getattr(self._in_listener, "active", False) else 0  # close() from a listener
             while self._queued > own and time.monotonic() < end:
                 self._drained.wait(end - time.monotonic())
             return self._queued <= own
@@ -178,7 +188,7 @@ class Dispatcher:
         with self._queue_lock:
             if self._supervisor.closing():
                 raise SocketModeError("the client is closed; create a new one")
-            self.workers.submit(self._listeners.envelope, envelope, text)
+            self.workers.submit(self._listeners.run, envelope, text, _unaccounted)
 
     # ---- readers ---------------------------------------------------------------------------------
 
@@ -340,14 +350,29 @@ class Dispatcher:
         self._run_and_settle(envelope, text)
 
     def _run_and_settle(self, envelope: Envelope, text: str) -> None:
-        """Run the listeners, then account for the envelope (queue, drain, close())."""
+        """Run the listeners (:meth:`.Listeners.run`); :meth:`finish` accounts for the envelope once they returned.
+
+        For the thread client they return before ``run`` does; for the asyncio client
+        (:mod:`slack_socket_mode.aio`) ``run`` only starts them on the event loop, which calls
+        :meth:`finish` when they are done.
+        """
         self._in_listener.active = True
-        redeliver: Optional[Redelivery] = None
         try:
-            redeliver = self._listeners.envelope(envelope, text)
+            self._listeners.run(envelope, text, self._finish)
         finally:
             self._in_listener.active = False
+
+    def finish(self, envelope: Envelope, redeliver: Optional[Redelivery]) -> None:
+        """The listeners of ``envelope`` returned: account for it (ledgers, queue, slots, drain, close()).
+
+        ``redeliver``: a listener raised :class:`~slack_socket_mode.errors.Redeliver` (its
+        description), or None. Called once per envelope dispatched, by the thread that ran its
+        listeners, or the event loop's (the asyncio client): no socket I/O is done here for the
+        latter (:attr:`.Listeners.blocking_ok` False): a drained connection is closed on a worker.
+        """
+        try:
             conn = self._settle(envelope, redeliver)
+        finally:
             with self._queue_lock:
                 self._queued -= 1
                 self._running -= 1
@@ -363,8 +388,18 @@ class Dispatcher:
                     self._warned_slow = self._warned_full = False  # the burst is over: warn again on the next
                 if self._queued == self._max_queue - 1:
                     self._room.notify()
-            if conn is not None and conn.draining:
+        if conn is not None and conn.draining:
+            if self._listeners.blocking_ok:
                 self._after_drain(conn)
+            else:  # the event loop's thread: the close frame is written on a worker
+                self._submit_quietly(self._after_drain, conn)
+
+    def _submit_quietly(self, work: Callable[[Connection], None], conn: Connection) -> None:
+        """Run ``work(conn)`` on a worker; once the pool was shut down (close()), here."""
+        try:
+            self.workers.submit(work, conn)
+        except RuntimeError:  # close() shut the pool down: the connection is being closed anyway
+            work(conn)
 
     def _settle(self, envelope: Envelope, redeliver: Optional[Redelivery]) -> Optional[Connection]:
         """Tell the ledgers the listeners returned; returns the connection it was in flight on, if settled.

@@ -298,8 +298,12 @@ class Engine:
         """The shared ledger's status (see :meth:`.SharedLedger.status`), or "" without one."""
         return self.shared.status() if self.shared is not None else ""
 
-    def close(self, timeout: float) -> None:
-        """Carry out :meth:`SocketModeClient.close` (see there) within ``timeout`` seconds. Idempotent."""
+    def close(self, timeout: float, *, from_listener: bool = False) -> None:
+        """Carry out :meth:`SocketModeClient.close` (see there) within ``timeout`` seconds. Idempotent.
+
+        ``from_listener``: called for a listener running elsewhere (a coroutine of the asyncio
+        client): its own run is not waited for.
+        """
         final_end = time.monotonic() + timeout
         session, dispatcher = self.session, self.dispatcher
         with session.rules():  # CLOSING: the one "closing" that the dispatcher and the facade read
@@ -311,7 +315,9 @@ class Engine:
         # The listeners get until end; every 50 ms meanwhile, a connection whose write has stalled (the
         # peer reads nothing) is given up: its listeners' writes fail at once, their acks go elsewhere.
         first = True
-        while not dispatcher.wait_for_listeners(min(end, time.monotonic() + 0.05), timeout, first=first):
+        while not dispatcher.wait_for_listeners(
+            min(end, time.monotonic() + 0.05), timeout, first=first, from_listener=from_listener
+        ):
             if time.monotonic() >= end:
                 break
             first = False
@@ -324,6 +330,7 @@ class Engine:
         await_ended(conns, final_end - min(0.5, timeout / 4))
         session.stop_threads()
         dispatcher.shutdown()
+        self.listeners.shutdown()
         me = threading.current_thread()
         ours = [t for t in threading.enumerate() if t.name.startswith(f"{self._prefix}-") and t is not me]
         for thread in ours:

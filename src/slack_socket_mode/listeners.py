@@ -58,7 +58,7 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, NamedTuple, Optional, Protocol
 
 from slack_sdk.socket_mode.request import SocketModeRequest
 
@@ -163,13 +163,23 @@ class ListenerLists(Protocol):
     object that has them is also the first argument of each envelope listener (the client).
     """
 
-    message_listeners: list[Any]
-    socket_mode_request_listeners: list[Any]
-    on_message_listeners: list[Any]
-    on_error_listeners: list[Any]
-    on_close_listeners: list[Any]
-    lifecycle_listeners: list[Any]
-    listener_hooks: list[Any]
+    @property
+    def message_listeners(self) -> list[Any]: ...
+
+    @property
+    def socket_mode_request_listeners(self) -> list[Any]: ...
+
+    @property
+    def on_message_listeners(self) -> list[Any]: ...
+
+    @property
+    def on_error_listeners(self) -> list[Any]: ...
+
+    @property
+    def on_close_listeners(self) -> list[Any]: ...
+
+    @property
+    def lifecycle_listeners(self) -> list[Any]: ...
 
 
 def contained(error: BaseException) -> bool:
@@ -413,10 +423,29 @@ class Listeners:
     Thread-safety: every method may be called from any thread, with no lock of the client held.
     """
 
+    #: Whether the thread that calls ``finish`` (see :meth:`run`) may block on socket I/O. True here:
+    #: it is a reader or a worker. The asyncio client's listeners finish on the event loop's thread.
+    blocking_ok: ClassVar[bool] = True
+
     def __init__(self, client: ListenerLists, logger: logging.Logger) -> None:
         self._client = client
         self._logger = logger
         self._hooks = ListenerHookRunner(logger)
+
+    def run(self, envelope: Envelope, text: str, finish: Callable[[Envelope, Optional[Redelivery]], None]) -> None:
+        """Run the envelope's listeners (:meth:`envelope`) on the calling thread, then ``finish(envelope, redelivery)``.
+
+        ``finish`` is called exactly once, whatever the listeners do (the dispatcher's accounting).
+        A subclass may run them elsewhere and call ``finish`` later, from its own thread.
+        """
+        redeliver: Optional[Redelivery] = None
+        try:
+            redeliver = self.envelope(envelope, text)
+        finally:
+            finish(envelope, redeliver)
+
+    def shutdown(self) -> None:
+        """close() has stopped the connections and the workers: let go of what this object owns (nothing here)."""
 
     def envelope(self, envelope: Envelope, text: str) -> Optional[Redelivery]:
         """Run the hooks' ``start``, ``message_listeners`` with ``(client, body, text)``, then
@@ -426,7 +455,8 @@ class Listeners:
         (the first one, if several did), a description of it for the log: which listener, and
         its reason. Every listener runs either way, and so does every hook.
         """
-        hooks = self._client.listener_hooks
+        # not in ListenerLists: a facade that runs envelopes its own way (the asyncio client) may have none
+        hooks = getattr(self._client, "listener_hooks", None)
         if hooks:
             return self._envelope_with_hooks(envelope, text, list(hooks))
         return self._run(envelope, text, _UNBUILT, None)  # the usual case: no hook, nothing built for one

@@ -91,6 +91,12 @@ class ClientStats(NamedTuple):
     acks_deferred: int = 0
     #: acks dropped from that list when it was full (Slack redelivers them; the redelivery is acked)
     acks_deferred_dropped: int = 0
+    #: (asyncio client) times a listener was seen blocking the event loop while envelopes waited to start
+    loop_blocked: int = 0
+    #: (asyncio client) envelopes that waited longer than ``slow_queue_warning`` for the loop to start them
+    loop_delayed: int = 0
+    #: (asyncio client) envelopes given back unacked, for Slack's redelivery, because the loop was not running
+    envelopes_given_back: int = 0
 
 
 @record
