@@ -1,8 +1,10 @@
 """Real services for tests (Redis, RabbitMQ, a redis-server of our own): found, or skipped with a reason.
 
 Each service is found through an environment variable with a default:
-``SLACK_SOCKET_MODE_REDIS_URL`` (``redis://127.0.0.1:6379``) and ``SLACK_SOCKET_MODE_AMQP_URL``
-(``amqp://guest:guest@127.0.0.1:5672//``). When one is missing the test is skipped with a
+``SLACK_SOCKET_MODE_REDIS_URL`` (``redis://127.0.0.1:6379``), ``SLACK_SOCKET_MODE_AMQP_URL``
+(``amqp://guest:guest@127.0.0.1:5672//``) and ``SLACK_SOCKET_MODE_POSTGRES_URL``
+(``postgresql://postgres@127.0.0.1:5432/test``: the database the tests connect to in order to
+create and drop one of their own). When one is missing the test is skipped with a
 one-line reason, unless ``SLACK_SOCKET_MODE_REQUIRE_SERVICES=1`` (CI sets it), which makes
 the same situation a failure. The same holds for network namespaces (:func:`require_netns`: root and
 ``ip netns``, for tests/test_netns.py).
@@ -10,6 +12,7 @@ the same situation a failure. The same holds for network namespaces (:func:`requ
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -24,6 +27,7 @@ import pytest
 
 REDIS_URL = os.environ.get("SLACK_SOCKET_MODE_REDIS_URL", "redis://127.0.0.1:6379")
 AMQP_URL = os.environ.get("SLACK_SOCKET_MODE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+POSTGRES_URL = os.environ.get("SLACK_SOCKET_MODE_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 #: The Redis database number the tests use (not the default 0 an app on this machine may use).
 REDIS_DB = 13
 
@@ -66,6 +70,36 @@ def amqp_url() -> str:
     if not _reachable(AMQP_URL, 5672):
         missing(f"no RabbitMQ at {AMQP_URL} (set SLACK_SOCKET_MODE_AMQP_URL)")
     return AMQP_URL
+
+
+def postgres_url() -> str:
+    """The tests' PostgreSQL URL (a database to connect to, not to write in); skips if PostgreSQL is missing."""
+    if not _reachable(POSTGRES_URL, 5432):
+        missing(f"no PostgreSQL at {POSTGRES_URL} (set SLACK_SOCKET_MODE_POSTGRES_URL)")
+    return POSTGRES_URL
+
+
+@contextlib.contextmanager
+def own_postgres_database(prefix: str = "ssm_test_") -> Iterator[str]:
+    """Create a PostgreSQL database of the test's own (psycopg 3); drop it, its connections too, afterwards."""
+    import psycopg
+
+    url = postgres_url()
+    name = unique_namespace(prefix)
+    try:
+        admin = psycopg.connect(url, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as e:
+        missing(f"cannot connect to PostgreSQL at {POSTGRES_URL}: {' '.join(str(e).split())}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield name
+        finally:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
 def unique_namespace(prefix: str = "t") -> str:

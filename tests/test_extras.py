@@ -42,6 +42,7 @@ VENVS = {
     "prometheus": "prometheus",
     "bench": "bench",
     "fast": "fast",
+    "django": "django,testing",
 }
 
 #: pip's words for a registry it could not reach (no network, DNS, a proxy refusing).
@@ -228,6 +229,54 @@ def test_the_bolt_extra_runs_a_bolt_app(venvs: Venvs) -> None:
         print("acked", eid)
     """
     assert "acked" in run(venvs.python("bolt"), script)
+
+
+def test_the_django_extra_releases_connections_and_has_the_command(venvs: Venvs) -> None:
+    """Django from the extra alone (SQLite: the driver is the project's choice): the app's hook, the command."""
+    script = """
+        import threading
+        import django
+        from django.conf import settings
+
+        settings.configure(
+            INSTALLED_APPS=["slack_socket_mode.django"],
+            DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "extra.sqlite3"}},
+        )
+        django.setup()
+        from django.core.management import CommandError, call_command
+        from django.db import connection
+        from slack_sdk.web import WebClient
+        from slack_socket_mode import SocketModeClient
+        from slack_socket_mode.testing import SocketModeServer
+
+        held = []
+
+        def listener(client, request):
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            held.append(connection)  # this thread's wrapper, to look at once the run completed
+            client.send_socket_mode_response({"envelope_id": request.envelope_id})
+
+        done = threading.Event()
+        with SocketModeServer() as server:
+            client = SocketModeClient("xapp-1-A1-1-x", web_client=WebClient(base_url=server.api_url))
+            client.listener_hooks.insert(0, type("Done", (), {"complete": lambda self, r, e: done.set()})())  # last
+            client.socket_mode_request_listeners.append(listener)
+            client.connect(10)
+            eid = server.push(server.make_envelope("events_api", {"event_id": "Ev1"}))
+            server.wait_for_acks(envelope_ids=[eid], timeout=10)
+            assert done.wait(10)
+            client.close()
+        assert held and held[0].connection is None, "the listener thread's connection was not closed"
+        try:
+            call_command("socketmode", "no_colon")
+        except CommandError as e:
+            assert e.returncode == 2, e.returncode
+        else:
+            raise AssertionError("a bad APP was accepted")
+        print("released", eid)
+    """
+    assert "released" in run(venvs.python("django"), script)
 
 
 def test_the_redis_extra_claims_and_records_in_a_redis_ledger(venvs: Venvs) -> None:

@@ -184,7 +184,13 @@ def test_the_constructor_passes_every_option_to_check_options_by_name_and_type()
     """
     ours = inspect.signature(SocketModeClient.__init__).parameters
     checked = inspect.signature(check_options).parameters
-    listener_lists = {"on_message_listeners", "on_error_listeners", "on_close_listeners", "lifecycle_listeners"}
+    listener_lists = {
+        "on_message_listeners",
+        "on_error_listeners",
+        "on_close_listeners",
+        "lifecycle_listeners",
+        "listener_hooks",
+    }
     assert set(ours) - OPTION_NAMES == {"self", "logger", *listener_lists}
     assert set(ours) >= OPTION_NAMES
     annotations = {name: (ours[name].annotation, checked[name].annotation) for name in OPTION_NAMES}

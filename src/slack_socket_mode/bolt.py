@@ -67,7 +67,7 @@ class SocketModeHandler:
         web_client: the ``slack_sdk.WebClient`` the client calls ``apps.connections.open``
             with; default ``app.client`` (so ``WebClient(base_url=…)`` on the app moves both).
         **client_options: passed to :class:`SocketModeClient` (``concurrency``,
-            ``ping_interval``, ``connections``, ``proxy``, ``ssl_context``, …; see
+            ``ping_interval``, ``connections``, ``proxy``, ``ssl_context``, ``listener_hooks``, …; see
             ``docs/configuration.md``). Without ``proxy`` (or ``http_proxy_host``), the web
             client's ``proxy``, if it has one, is used for the WebSocket too, as Bolt's built-in
             handler does; pass ``proxy=None`` to leave the WebSocket to the environment's proxy
@@ -77,6 +77,13 @@ class SocketModeHandler:
         ConfigurationError: no app-level token (neither ``app_token`` nor ``SLACK_APP_TOKEN``),
             a token that is not ``xapp-…``, or invalid ``client_options``.
         TypeError: ``app`` is not a ``slack_bolt.App``.
+
+    Listener hooks (``client.listener_hooks``, see :class:`SocketModeClient`) run around each
+    envelope's :meth:`handle`, that is around ``App.dispatch`` (Bolt's middleware, and the wait for
+    ``ack()``), on the client's thread that runs it; Bolt runs a listener itself on its own executor
+    unless ``process_before_response=True``, with its ``listener_start_handler`` and
+    ``listener_completion_handler`` around it. A hook with a ``prepare_bolt_app(app)`` method is
+    given the app once, here, to reach those threads too (``slack_socket_mode.django`` does).
 
     Thread-safety: every method may be called from any thread; ``handle`` runs on the client's
     worker threads, several at once (``concurrency``), as ``App.dispatch`` allows.
@@ -121,6 +128,10 @@ class SocketModeHandler:
         )
         self.client.socket_mode_request_listeners.append(self.handle)
         self.client.on_error_listeners.append(self._on_error)
+        for hook in list(self.client.listener_hooks):
+            prepare = getattr(hook, "prepare_bolt_app", None)
+            if callable(prepare):  # a hook that must reach Bolt's own listener threads (slack_socket_mode.django)
+                prepare(app)
 
     @property
     def app_token(self) -> str:

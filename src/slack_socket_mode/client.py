@@ -54,7 +54,7 @@ from slack_sdk.web import WebClient
 
 from .engine import Engine
 from .lifecycle import SLOT_RETRY_INTERVAL, ClientState, Transition
-from .listeners import ListenerList, Listeners
+from .listeners import ListenerHookList, ListenerList, Listeners, default_hooks
 from .messages import Envelope, Hello, parse_message
 from .options import OPTION_NAMES, check_options
 from .policy import ReconnectPolicy
@@ -132,6 +132,18 @@ class SocketModeClient(BaseSocketModeClient):
         write_timeout: seconds a write (an ack) may take before its connection is given up and replaced.
         slot_retry_interval: seconds between open attempts while Slack refuses connections with
             ``too_many_websockets`` (the app holds Slack's 10, across its processes): steady, no backoff.
+        listener_hooks: objects with optional ``start(request)`` and ``complete(request, error)`` methods, run
+            around each envelope's listeners on the thread that runs them (kept, after the process-wide defaults of
+            :func:`~slack_socket_mode.listeners.add_default_hook`, in the list ``client.listener_hooks``; see below).
+
+    Listener hooks: for each envelope dispatched, on every path (inline on its reader, a take-over reader, a
+    worker, ``enqueue_message`` before :meth:`connect`, :meth:`run_message_listeners`), the thread that runs its
+    listeners first calls each hook's ``start(request)`` in list order, then the listeners, then, in reverse order,
+    ``complete(request, error)`` of each hook whose ``start`` returned (``request``: the ``SocketModeRequest``, or
+    None without a payload; ``error``: the first ``Exception`` a listener raised, or None). A hook that raises is
+    logged at ERROR with its name and traceback; the listeners and the other hooks still run, and the ack still
+    goes. A hook whose methods are coroutine functions is refused (``TypeError``): the asyncio client
+    (``slack_socket_mode.aio``) awaits them; this one never could. See docs/threading.md, "Listener hooks".
 
     Raises:
         ConfigurationError: invalid options or an app token that is not ``xapp-…``.
@@ -189,6 +201,7 @@ class SocketModeClient(BaseSocketModeClient):
         lifecycle_listeners: Optional[list[LifecycleListener]] = None,
         write_timeout: float = 5.0,
         slot_retry_interval: float = SLOT_RETRY_INTERVAL,
+        listener_hooks: Optional[list[Any]] = None,
     ) -> None:
         # the options as received, by name (OPTION_NAMES: all but logger and the listener lists, which stay
         # here); check_options has the same names and types (tests/test_structure.py checks both signatures)
@@ -223,6 +236,8 @@ class SocketModeClient(BaseSocketModeClient):
         self.lifecycle_listeners: list[LifecycleListener] = ListenerList(
             "lifecycle_listeners", lifecycle_listeners or []
         )
+        # the process-wide defaults first (slack_socket_mode.django adds one), then the constructor's
+        self.listener_hooks: list[Any] = ListenerHookList("listener_hooks", [*default_hooks(), *(listener_hooks or [])])
         #: Called with ``(connection number, text)`` for each text message a connection reads, on its
         #: reader, before the client acts on it (``listen --record`` records with it); None: nothing.
         self.message_tap: Optional[Callable[[int, str], None]] = None

@@ -9,7 +9,8 @@ read at each call, so an app may change them at any time, even replace them):
 * ``on_error_listeners`` — each :class:`.ConnectionFailedError` and :class:`.FatalError`
   (:meth:`Listeners.error`, on the session thread or the thread that saw the failure);
 * ``on_close_listeners`` — each connection that ended (:meth:`Listeners.close`, on its reader);
-* ``lifecycle_listeners`` — each :class:`~slack_socket_mode.lifecycle.Transition` (:meth:`Listeners.lifecycle`).
+* ``lifecycle_listeners`` — each :class:`~slack_socket_mode.lifecycle.Transition` (:meth:`Listeners.lifecycle`);
+* ``listener_hooks`` — around each envelope's listeners, on the same thread (below).
 
 A listener that raises is logged with its traceback and the others still run; nothing is raised
 to the caller (``SystemExit`` included, except on the main thread: see :func:`contained`). An
@@ -18,6 +19,38 @@ traceback is logged, and :meth:`Listeners.envelope` returns its reason so that t
 lets Slack's redelivery run the envelope again. Every call is made with no lock of the client
 held (:mod:`.session` releases its lock first). :mod:`slack_socket_mode.websocket_client`
 calls its flavour's listeners its own way with a subclass.
+
+Listener hooks
+--------------
+
+An app keeps its hooks in ``client.listener_hooks`` (or passes ``listener_hooks=[…]`` to the
+constructor): objects with an optional ``start(request)`` method and an optional
+``complete(request, error)`` method, in the shape of Bolt's ``ListenerStartHandler`` and
+``ListenerCompletionHandler`` and of ``concurrent.futures``' ``initializer``. For each envelope
+the client dispatches, on every path (inline on the reader that read it, on a take-over reader,
+on a worker of the pool, ``enqueue_message`` before ``connect()``, and ``run_message_listeners``):
+
+1. each hook's ``start(request)``, in list order;
+2. every listener of the envelope (``message_listeners``, then ``socket_mode_request_listeners``);
+3. the ``complete(request, error)`` of each hook whose ``start`` returned (or that has none), in
+   reverse order, whatever the listeners did.
+
+All three run on the same thread, one call after the other, with no lock of the client held;
+``request`` is the envelope's ``slack_sdk.socket_mode.request.SocketModeRequest`` (None for an
+envelope without a payload), the same object the request listeners get, and ``error`` is the first
+``Exception`` a listener raised (logged already; :class:`~slack_socket_mode.errors.Redeliver`
+is not one), else None. A hook that raises is logged at ERROR with its name and traceback, and
+nothing else changes: the listeners still run, the other hooks still run, the ack still goes.
+A ``start`` that raised is not followed by that hook's ``complete``.
+
+:class:`ListenerHookRunner` is what calls them; the thread client's :class:`Listeners` uses it, and so can
+another facade (the asyncio client, which will await a hook method that returns a coroutine on
+its event loop instead). The thread client refuses a hook whose ``start`` or
+``complete`` is a coroutine function with a :class:`TypeError` when it is added
+(:class:`ListenerHookList`), and at dispatch closes a coroutine a hook returns and logs an ERROR.
+:func:`add_default_hook` gives every client made afterwards a hook (``slack_socket_mode.django``
+adds its own that way), and a hook's optional ``prepare_bolt_app(app)`` is called by
+:class:`slack_socket_mode.bolt.SocketModeHandler` with the Bolt app it runs.
 """
 
 from __future__ import annotations
@@ -36,7 +69,22 @@ if TYPE_CHECKING:
     from .lifecycle import Transition
     from .messages import Envelope
 
-__all__ = ["ListenerList", "ListenerLists", "Listeners", "call_listeners", "contained", "refuse_coroutine"]
+__all__ = [
+    "FAILED",
+    "ListenerHook",
+    "ListenerHookList",
+    "ListenerHookRunner",
+    "ListenerList",
+    "ListenerLists",
+    "Listeners",
+    "add_default_hook",
+    "call_listeners",
+    "contained",
+    "default_hooks",
+    "hook_name",
+    "refuse_coroutine",
+    "remove_default_hook",
+]
 
 #: Where an asyncio app's listeners belong, named by every refusal of a coroutine function.
 _ASYNC_ADVICE = (
@@ -76,21 +124,25 @@ class ListenerList(list):  # type: ignore[type-arg]
         self.name = name
         items = list(listeners)
         for listener in items:
-            refuse_coroutine(listener, name)
+            self._check(listener)
         super().__init__(items)
 
-    def append(self, listener: Any) -> None:
+    def _check(self, listener: Any) -> None:
+        """Raise :class:`TypeError` for what this list refuses (a coroutine function)."""
         refuse_coroutine(listener, self.name)
+
+    def append(self, listener: Any) -> None:
+        self._check(listener)
         super().append(listener)
 
     def insert(self, index: Any, listener: Any) -> None:
-        refuse_coroutine(listener, self.name)
+        self._check(listener)
         super().insert(index, listener)
 
     def extend(self, listeners: Any) -> None:
         items = list(listeners)
         for listener in items:
-            refuse_coroutine(listener, self.name)
+            self._check(listener)
         super().extend(items)
 
     def __iadd__(self, listeners: Any) -> ListenerList:  # type: ignore[misc]  # list's, checked
@@ -100,7 +152,7 @@ class ListenerList(list):  # type: ignore[type-arg]
     def __setitem__(self, index: Any, value: Any) -> None:
         items = list(value) if isinstance(index, slice) else [value]
         for listener in items:
-            refuse_coroutine(listener, self.name)
+            self._check(listener)
         super().__setitem__(index, items if isinstance(index, slice) else value)
 
 
@@ -178,6 +230,177 @@ def _refuse_awaitable(listener: Any, result: Any, kind: str, logger: logging.Log
         logger.error("%s %r returned a coroutine, which never runs (its ack is not sent)", kind, listener)
 
 
+# ---- listener hooks ---------------------------------------------------------------------------
+
+
+class ListenerHook(Protocol):
+    """What a listener hook may have (both methods are optional; see the module's docstring).
+
+    ``start(request)`` runs before an envelope's listeners, ``complete(request, error)`` after them,
+    on the thread that runs them. ``request`` is a ``SocketModeRequest`` or None; ``error`` the first
+    ``Exception`` a listener raised, or None. What they return is ignored (a coroutine is refused).
+    A hook object may also have ``prepare_bolt_app(app)``: :class:`slack_socket_mode.bolt.SocketModeHandler`
+    calls it once with the Bolt app, for a hook that must reach Bolt's own listener threads too.
+    """
+
+    def start(self, request: Optional[SocketModeRequest]) -> None: ...
+
+    def complete(self, request: Optional[SocketModeRequest], error: Optional[BaseException]) -> None: ...
+
+
+def hook_name(hook: Any) -> str:
+    """A hook's name for the log: its class's qualified name, or the function's (``mymodule.DbHook``)."""
+    target = hook if inspect.isfunction(hook) or inspect.isclass(hook) else type(hook)
+    module = getattr(target, "__module__", None) or ""
+    name = getattr(target, "__qualname__", None) or repr(hook)
+    return f"{module}.{name}" if module else name
+
+
+def _refuse_coroutine_hook(hook: Any, where: str) -> None:
+    """Raise :class:`TypeError` for a hook with neither method, or with a coroutine function as one."""
+    start = getattr(hook, "start", None)
+    complete = getattr(hook, "complete", None)
+    if start is None and complete is None:
+        raise TypeError(f"{where}: {hook!r} has neither a start(request) nor a complete(request, error) method")
+    for method in (start, complete):
+        if method is not None:
+            refuse_coroutine(method, where)
+
+
+class ListenerHookList(ListenerList):
+    """``client.listener_hooks``: a ``list`` of hooks that refuses what would never run.
+
+    Each way of adding a hook checks it: a hook needs ``start`` or ``complete``, and neither may be
+    a coroutine function on the thread client (:class:`TypeError`, naming ``slack_socket_mode.aio``).
+    """
+
+    def _check(self, item: Any) -> None:
+        _refuse_coroutine_hook(item, self.name)
+
+
+# ---- process-wide defaults --------------------------------------------------------------------
+
+_defaults: list[Any] = []  # hooks each new client starts with (slack_socket_mode.django adds one)
+_defaults_lock = threading.Lock()
+
+
+def add_default_hook(hook: Any) -> None:
+    """Give every client made from now on ``hook`` first in its ``listener_hooks`` (once per hook object).
+
+    ``slack_socket_mode.django`` adds its hook this way when Django loads the app. Clients made
+    before are not changed. Thread-safe.
+
+    Raises:
+        TypeError: the hook has neither method, or a coroutine function as one.
+    """
+    _refuse_coroutine_hook(hook, "default listener hooks")
+    with _defaults_lock:
+        if not any(h is hook for h in _defaults):
+            _defaults.append(hook)
+
+
+def remove_default_hook(hook: Any) -> None:
+    """Undo :func:`add_default_hook` for clients made from now on (nothing if it is not there). Thread-safe."""
+    with _defaults_lock:
+        _defaults[:] = [h for h in _defaults if h is not hook]
+
+
+def default_hooks() -> list[Any]:
+    """A copy of the hooks each new client starts with. Thread-safe."""
+    with _defaults_lock:
+        return list(_defaults)
+
+
+# ---- calling them -----------------------------------------------------------------------------
+
+_FAILED = object()  # what call() returns for a hook method that raised (or returned a coroutine)
+
+
+class ListenerHookRunner:
+    """Calls listener hooks around one envelope's listeners; never raises what a hook raises.
+
+    Use: ``started = runner.start(hooks, request)``, run the listeners, then
+    ``runner.complete(started, request, error)`` (in a ``finally``). ``hooks`` is a copy of the
+    list taken once per envelope, so a hook added meanwhile takes effect from the next envelope.
+    An asyncio facade may drive the same steps with :meth:`call` and await what it returns.
+
+    Args:
+        logger: where a failing hook is logged (ERROR, with its name and traceback).
+
+    Thread-safety: stateless beyond the logger; any number of threads may use one runner at once.
+    """
+
+    __slots__ = ("_logger",)
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+
+    def call(self, hook: Any, method: str, *args: Any) -> Any:
+        """Call ``hook.method(*args)`` if it has the method; what it returned, or a failure marker.
+
+        Returns None for a hook without the method; :data:`FAILED` (test with :meth:`failed`) for one that
+        raised, which is logged. ``SystemExit`` raised on the main thread is raised on (see
+        :func:`~.listeners.contained`). A coroutine returned is not looked at here: see :meth:`start`.
+        """
+        function = getattr(hook, method, None)
+        if function is None:
+            return None
+        try:
+            return function(*args)
+        except (Exception, SystemExit) as e:
+            if not contained(e):
+                raise
+            self._logger.exception(
+                "listener hook %s.%s failed; the listeners and their acks are not affected", hook_name(hook), method
+            )
+            return _FAILED
+
+    @staticmethod
+    def failed(result: Any) -> bool:
+        """Whether :meth:`call`'s ``result`` says the hook method raised."""
+        return result is _FAILED
+
+    def _sync(self, hook: Any, method: str, *args: Any) -> bool:
+        """:meth:`call` on a thread: True if the method returned (a coroutine it returns is closed: False)."""
+        result = self.call(hook, method, *args)
+        if result is None:
+            return True
+        if result is _FAILED:
+            return False
+        if inspect.iscoroutine(result):
+            result.close()  # never awaited: closed, so that Python does not warn at exit as well
+            self._logger.error(
+                "listener hook %s.%s returned a coroutine, which never runs on this thread client "
+                "(an asyncio app needs slack_socket_mode.aio)",
+                hook_name(hook),
+                method,
+            )
+            return False
+        return True
+
+    def start(self, hooks: list[Any], request: Optional[SocketModeRequest]) -> list[Any]:
+        """Call each hook's ``start(request)`` in order; the hooks whose ``complete`` is due, in that order."""
+        started = []
+        for hook in hooks:
+            if self._sync(hook, "start", request):
+                started.append(hook)
+        return started
+
+    def complete(
+        self, started: list[Any], request: Optional[SocketModeRequest], error: Optional[BaseException]
+    ) -> None:
+        """Call ``complete(request, error)`` of each hook :meth:`start` returned, in reverse order."""
+        for hook in reversed(started):
+            self._sync(hook, "complete", request, error)
+
+
+#: The marker :meth:`ListenerHookRunner.call` returns for a hook method that raised.
+FAILED = _FAILED
+
+
+_UNBUILT = object()  # Listeners._run: no SocketModeRequest built yet
+
+
 class Redelivery(NamedTuple):
     """A listener raised :class:`Redeliver`: which one and why (redacted, bounded), and whether it logged why itself."""
 
@@ -207,6 +430,7 @@ class Listeners:
     def __init__(self, client: ListenerLists, logger: logging.Logger) -> None:
         self._client = client
         self._logger = logger
+        self._hooks = ListenerHookRunner(logger)
 
     def run(self, envelope: Envelope, text: str, finish: Callable[[Envelope, Optional[Redelivery]], None]) -> None:
         """Run the envelope's listeners (:meth:`envelope`) on the calling thread, then ``finish(envelope, redelivery)``.
@@ -224,11 +448,42 @@ class Listeners:
         """close() has stopped the connections and the workers: let go of what this object owns (nothing here)."""
 
     def envelope(self, envelope: Envelope, text: str) -> Optional[Redelivery]:
-        """Run ``message_listeners`` with ``(client, body, text)``, then ``socket_mode_request_listeners``.
+        """Run the hooks' ``start``, ``message_listeners`` with ``(client, body, text)``, then
+        ``socket_mode_request_listeners``, then the hooks' ``complete`` (see :class:`ListenerHookRunner`).
 
         Returns None, or, when a listener raised :class:`~slack_socket_mode.errors.Redeliver`
         (the first one, if several did), a description of it for the log: which listener, and
-        its reason. Every listener runs either way.
+        its reason. Every listener runs either way, and so does every hook.
+        """
+        # not in ListenerLists: a facade that runs envelopes its own way (the asyncio client) may have none
+        hooks = getattr(self._client, "listener_hooks", None)
+        if hooks:
+            return self._envelope_with_hooks(envelope, text, list(hooks))
+        return self._run(envelope, text, _UNBUILT, None)  # the usual case: no hook, nothing built for one
+
+    def _envelope_with_hooks(self, envelope: Envelope, text: str, hooks: list[Any]) -> Optional[Redelivery]:
+        """:meth:`envelope` with hooks: their ``start``, the listeners, their ``complete``, on this thread."""
+        request: object
+        try:
+            request = SocketModeRequest.from_dict(envelope.body)
+        except (ValueError, TypeError) as e:  # parse_message refuses such shapes; a caller may not have
+            request = e
+        shown = request if isinstance(request, SocketModeRequest) else None
+        started = self._hooks.start(hooks, shown)
+        errors: list[BaseException] = []
+        try:
+            return self._run(envelope, text, request, errors)
+        finally:
+            self._hooks.complete(started, shown, errors[0] if errors else None)
+
+    def _run(
+        self, envelope: Envelope, text: str, request: object, errors: Optional[list[BaseException]]
+    ) -> Optional[Redelivery]:
+        """Run the envelope's listeners; the first :class:`Redeliver`'s description, if one was raised.
+
+        ``request``: ``_UNBUILT`` to build the ``SocketModeRequest`` here once request listeners are
+        found, else what building it for the hooks gave (the request, None, or the error).
+        ``errors``: where to put each ``Exception`` a listener raised (for the hooks), or None.
         """
         body = envelope.body
         client = self._client
@@ -244,6 +499,8 @@ class Listeners:
             except (Exception, SystemExit) as e:
                 if not contained(e):
                     raise
+                if errors is not None:
+                    errors.append(e)
                 self._logger.exception(
                     "message listener %r failed on envelope %s (%s)",
                     listener,
@@ -251,14 +508,17 @@ class Listeners:
                     envelope.type,
                 )
         if client.socket_mode_request_listeners:
-            try:
-                request = SocketModeRequest.from_dict(body)
-            except (ValueError, TypeError) as e:  # parse_message refuses such shapes; a caller may not have
+            if request is _UNBUILT:
+                try:
+                    request = SocketModeRequest.from_dict(body)
+                except (ValueError, TypeError) as e:  # parse_message refuses such shapes; a caller may not have
+                    request = e
+            if isinstance(request, Exception):
                 self._logger.warning(
                     "envelope %s (%s): request listeners skipped: %s",
                     redact(envelope.envelope_id),
                     redact(envelope.type)[:64],
-                    type(e).__name__,
+                    type(request).__name__,
                 )
                 return redeliver
             if request is None:
@@ -279,6 +539,8 @@ class Listeners:
                 except (Exception, SystemExit) as e:
                     if not contained(e):
                         raise
+                    if errors is not None:
+                        errors.append(e)
                     self._logger.exception(
                         "request listener %r failed on envelope %s (%s)",
                         rl,

@@ -1,0 +1,1 @@
+"""The notes app: one model the bots' listeners write through the ORM."""
