@@ -257,7 +257,7 @@ def test_a_listener_that_blocks_the_loop_is_named_and_counted_and_nothing_is_los
 
             async def blocking(c: SocketModeClient, request: SocketModeRequest) -> None:
                 if request.payload.get("block"):
-                    time.sleep(1.0)  # noqa: ASYNC251 - the fault under test: the loop is blocked
+                    time.sleep(1.0)  # the fault under test: the loop is blocked
                 await c.send_socket_mode_response({"envelope_id": request.envelope_id})
 
             client.socket_mode_request_listeners.append(blocking)
