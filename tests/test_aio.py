@@ -325,3 +325,42 @@ def test_the_token_is_in_no_repr_log_or_error(caplog: pytest.LogCaptureFixture) 
 
     run(scenario)
     assert not [r for r in caplog.records if APP_TOKEN in r.getMessage()]
+
+
+def test_listener_hooks_run_around_each_envelope_in_its_task_and_a_raising_hook_loses_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="slack_socket_mode")
+    calls: list[tuple[str, str, str]] = []
+
+    class AsyncHook:
+        async def start(self, request: SocketModeRequest) -> None:
+            calls.append(("start", request.envelope_id, threading.current_thread().name))
+
+        async def complete(self, request: SocketModeRequest, error: BaseException | None) -> None:
+            calls.append(("complete", request.envelope_id, type(error).__name__))
+
+    class Broken:
+        def start(self, request: SocketModeRequest) -> None:
+            raise RuntimeError("hook broke")
+
+    async def scenario() -> None:
+        with SocketModeServer(redelivery_delay=None) as server:
+            client = make(server, listener_hooks=[AsyncHook(), Broken()])
+            recorder = AsyncRecorder()
+
+            async def failing(c: SocketModeClient, request: SocketModeRequest) -> None:
+                raise ValueError("listener broke")
+
+            client.socket_mode_request_listeners.extend([recorder, failing])
+            await client.connect()
+            ids = [server.push(server.make_envelope()) for _ in range(5)]
+            await asyncio.to_thread(server.wait_for_acks, envelope_ids=ids)
+            await client.close()
+            assert recorder.runs() == Counter(ids)
+            loop_thread = threading.current_thread().name
+            assert sorted(c for c in calls if c[0] == "start") == sorted(("start", i, loop_thread) for i in ids)
+            assert sorted(c for c in calls if c[0] == "complete") == sorted(("complete", i, "ValueError") for i in ids)
+
+    run(scenario)
+    assert sum("Broken.start failed" in r.getMessage() for r in caplog.records) == 5

@@ -152,6 +152,38 @@ def test_listener_threads_leave_no_connection_behind_with_conn_max_age_0(
     assert len({pid for _, pid in notes.values()}) == len(ids)  # a connection of its own for each run
 
 
+def test_the_asyncio_clients_runs_release_the_connections_of_sync_to_async_with_conn_max_age_0(
+    project: Project, server: SocketModeServer, conn_max_age: Callable[[int], None]
+) -> None:
+    """The asyncio client: listeners write through ``sync_to_async``, whose thread holds the connection;
+    the hook closes it there (through ``sync_to_async`` too) once no run is under way. Without the
+    hook, that thread keeps its connection (this failed with ``listener_hooks`` cleared)."""
+    import asyncio
+
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from slack_socket_mode.aio import SocketModeClient as AsyncClient
+    from slack_socket_mode.django.connections import CLOSE_OLD_CONNECTIONS
+
+    from .django_project import bots
+
+    conn_max_age(0)
+
+    async def scenario() -> list[str]:
+        client = AsyncClient(APP_TOKEN, web_client=AsyncWebClient(base_url=server.api_url))
+        assert client.listener_hooks == [CLOSE_OLD_CONNECTIONS]
+        client.socket_mode_request_listeners.append(bots.on_request_async)
+        try:
+            await client.connect()
+            return await asyncio.to_thread(burst, server, 80)
+        finally:
+            await client.close()
+
+    ids = asyncio.run(scenario())
+    assert sorted(project.notes()) == sorted(ids)
+    project.wait_backends(lambda pids: pids == [], "no connection left by sync_to_async's thread")
+
+
 def test_without_the_hook_the_listener_threads_keep_their_connections(
     project: Project, server: SocketModeServer, make_client: ClientFactory, conn_max_age: Callable[[int], None]
 ) -> None:

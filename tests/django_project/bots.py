@@ -52,6 +52,14 @@ def make_client() -> SocketModeClient:
     return client
 
 
+async def on_request_async(client: Any, request: Any) -> None:
+    """The asyncio client's listener: write the Note through ``sync_to_async`` (Django's async rule), then ack."""
+    from asgiref.sync import sync_to_async
+
+    await sync_to_async(write_note)(request.envelope_id)
+    await client.send_socket_mode_response({"envelope_id": request.envelope_id})
+
+
 not_a_bot = 42  # APP naming something else: the command refuses it (exit code 2)
 
 

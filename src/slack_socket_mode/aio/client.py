@@ -27,6 +27,7 @@ from ..client import SocketModeClient as ThreadClient
 from ..engine import Engine
 from ..errors import ConfigurationError
 from ..lifecycle import ClientState
+from ..listeners import default_hooks
 from ..messages import Envelope, Hello, parse_message
 from ..options import OPTION_NAMES, check_options
 from ..stats import ClientStats, HealthStatus
@@ -123,6 +124,9 @@ class SocketModeClient:
         on_close_listeners: called with ``(code, reason)`` when a connection ends.
         loop: the event loop listeners run on (default: the loop running when :meth:`connect` is awaited).
         concurrency: envelopes whose listeners run at once on the loop (default 100).
+        lifecycle_listeners: called with each :class:`~slack_socket_mode.lifecycle.Transition`.
+        listener_hooks: objects with ``start(request)`` and ``complete(request, error)`` (either may be a
+            coroutine function), called around each envelope's listeners in the task that runs them.
         options: every other keyword-only option of :class:`slack_socket_mode.SocketModeClient`
             (``connections``, ``ping_timeout``, ``dedupe``, ``close_timeout``, …), with the same
             meaning and defaults; ``slow_queue_warning`` is also how long an envelope may wait for
@@ -158,6 +162,7 @@ class SocketModeClient:
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
         lifecycle_listeners: Optional[list[Callable[..., Any]]] = None,
+        listener_hooks: Optional[list[Any]] = None,
         **options: Any,
     ) -> None:
         unknown = sorted(set(options) - OPTION_NAMES - {"all_message_trace_enabled", "ping_pong_trace_enabled"})
@@ -200,6 +205,10 @@ class SocketModeClient:
         self.on_error_listeners: list[Any] = list(on_error_listeners or [])
         self.on_close_listeners: list[Any] = list(on_close_listeners or [])
         self.lifecycle_listeners: list[Any] = list(lifecycle_listeners or [])
+        #: Listener hooks (see :mod:`slack_socket_mode.listeners`): ``start(request)`` and
+        #: ``complete(request, error)`` around each envelope's listeners, in the task that runs them;
+        #: what a hook method returns is awaited if awaitable. The defaults (``add_default_hook``) first.
+        self.listener_hooks: list[Any] = [*default_hooks(), *(listener_hooks or [])]
         self._connect_lock: Optional[asyncio.Lock] = None
         self._prefix = f"slack_socket_mode-aio{next(_numbers)}"
         self._side = _EngineSide(self)

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
 from slack_sdk.socket_mode.request import SocketModeRequest
 
 from ..errors import Redeliver
-from ..listeners import ListenerLists, Listeners, Redelivery, contained
+from ..listeners import ListenerLists, Listeners, Redelivery, contained, hook_name
 from ..redaction import redact
 
 if TYPE_CHECKING:
@@ -202,12 +202,50 @@ class AsyncListeners(Listeners):
         Returns None or, when a listener raised :class:`~slack_socket_mode.errors.Redeliver`, its
         description (the first one). A listener that raises is logged and the others still run.
         """
+        hooks = getattr(self._client, "listener_hooks", None)
+        if not hooks:
+            return await self._listeners(envelope, text, None)
+        try:
+            shown: Optional[SocketModeRequest] = SocketModeRequest.from_dict(envelope.body)
+        except (ValueError, TypeError):
+            shown = None
+        started = [hook for hook in list(hooks) if await self._hook(hook, "start", shown)]
+        errors: list[BaseException] = []
+        try:
+            return await self._listeners(envelope, text, errors)
+        finally:
+            for hook in reversed(started):
+                await self._hook(hook, "complete", shown, errors[0] if errors else None)
+
+    async def _hook(self, hook: Any, method: str, *args: Any) -> bool:
+        """Call a listener hook's ``method`` (see :class:`~slack_socket_mode.listeners.ListenerHookRunner`) and
+        await what it returns if awaitable; False if it raised (logged with its name)."""
+        runner = self._hooks
+        result = runner.call(hook, method, *args)
+        if runner.failed(result):
+            return False
+        if inspect.isawaitable(result):
+            try:
+                await result
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self._logger.exception(
+                    "listener hook %s.%s failed; the listeners and their acks are not affected", hook_name(hook), method
+                )
+                return False
+        return True
+
+    async def _listeners(
+        self, envelope: Envelope, text: str, errors: Optional[list[BaseException]]
+    ) -> Optional[Redelivery]:
         body = envelope.body
         client = self._client
         eid = envelope.envelope_id
         redeliver: Optional[Redelivery] = None
         for listener in list(client.message_listeners):
-            redeliver = await self._one(listener, eid, "message", redeliver, client, body, text) or redeliver
+            found = await self._one(listener, eid, "message", redeliver, errors, client, body, text)
+            redeliver = redeliver or found
         if client.socket_mode_request_listeners:
             try:
                 request = SocketModeRequest.from_dict(body)
@@ -220,11 +258,18 @@ class AsyncListeners(Listeners):
                 self._logger.warning("envelope %s (%s) has no payload; request listeners skipped", eid, envelope.type)
                 return redeliver
             for listener in list(client.socket_mode_request_listeners):
-                redeliver = await self._one(listener, eid, "request", redeliver, client, request) or redeliver
+                found = await self._one(listener, eid, "request", redeliver, errors, client, request)
+                redeliver = redeliver or found
         return redeliver
 
     async def _one(
-        self, listener: Any, envelope_id: str, kind: str, earlier: Optional[Redelivery], *args: Any
+        self,
+        listener: Any,
+        envelope_id: str,
+        kind: str,
+        earlier: Optional[Redelivery],
+        errors: Optional[list[BaseException]],
+        *args: Any,
     ) -> Optional[Redelivery]:
         """Call one envelope listener and await what it returns, timing each step; log what it raises."""
         try:
@@ -244,6 +289,8 @@ class AsyncListeners(Listeners):
         except (Exception, SystemExit) as e:
             if not contained(e):
                 raise
+            if errors is not None:
+                errors.append(e)
             self._logger.exception("%s listener %r failed on envelope %s", kind, listener, envelope_id)
         return None
 

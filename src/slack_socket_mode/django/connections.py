@@ -23,22 +23,36 @@ adapter, ``SlackRequestHandler``, sets) are replaced by ours, which do the same 
 hook; a handler of the app's own (any other class) is left as it is, as Bolt's adapter does.
 
 Thread-safety: the nesting is counted per thread (a ``threading.local``); any number of threads
-may run listeners at once. Django's rule that the ORM is not used from a running event loop's
-thread is the application's to keep; the thread client runs listeners on plain threads.
+may run listeners at once. Under the asyncio client (:mod:`slack_socket_mode.aio`) the hook's
+closes run through ``sync_to_async`` (thread-sensitive), in the thread where the app's ORM calls
+made with ``sync_to_async`` run, and only once no envelope's run is under way there, since
+overlapping runs share that thread's connections. Django's rule that the ORM is not used from a
+running event loop's thread is the application's to keep.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from typing import Any, Optional
 
 import django.db
+from asgiref.sync import sync_to_async
 
 __all__ = ["CLOSE_OLD_CONNECTIONS", "CloseOldConnections", "in_listener_run", "prepare_bolt_app", "release"]
 
 _logger = logging.getLogger("slack_socket_mode.django")
 _state = threading.local()  # depth: CloseOldConnections runs under way on this thread (0 or 1, nested: more)
+
+
+def _on_event_loop() -> bool:
+    """Whether the calling thread runs an event loop now (the asyncio client's listeners)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def in_listener_run() -> bool:
@@ -69,15 +83,35 @@ class CloseOldConnections:
     def __repr__(self) -> str:
         return "<slack_socket_mode.django CloseOldConnections>"
 
-    def start(self, request: Any) -> None:
-        """Before the listeners: close the thread's old connections (then count this run)."""
+    def start(self, request: Any) -> Any:
+        """Before the listeners: close the thread's old connections (then count this run).
+
+        On an event loop's thread (the asyncio client) this returns a coroutine, which the client
+        awaits: the close runs in the thread where ``sync_to_async`` runs the app's ORM calls
+        (asgiref's thread-sensitive one), as Django requires.
+        """
+        if _on_event_loop():
+            return sync_to_async(self._start, thread_sensitive=True)()
+        self._start()
+        return None
+
+    def complete(self, request: Any, error: Optional[BaseException]) -> Any:
+        """After the listeners (whatever they did): close the thread's old connections (see :meth:`start`)."""
+        if _on_event_loop():
+            return sync_to_async(self._complete, thread_sensitive=True)()
+        self._complete()
+        return None
+
+    @staticmethod
+    def _start() -> None:
         depth = getattr(_state, "depth", 0)
         if depth == 0:
             django.db.close_old_connections()  # raises: depth unchanged, and complete() is not called
         _state.depth = depth + 1
 
-    def complete(self, request: Any, error: Optional[BaseException]) -> None:
-        """After the listeners (whatever they did): close the thread's old connections."""
+    @staticmethod
+    def _complete() -> None:
+        # Under the asyncio client, runs overlap on the one thread-sensitive thread: the last to end closes.
         depth = getattr(_state, "depth", 1) - 1
         _state.depth = max(depth, 0)
         if depth <= 0:
