@@ -11,13 +11,14 @@ listener ran per envelope) and ``close`` (timed).
 Clients (``kind``):
 
 * ``ours``: ``slack_socket_mode.SocketModeClient``;
+* ``aio``: ``slack_socket_mode.aio.SocketModeClient`` (ours, asyncio: coroutine listeners on a loop);
 * ``builtin``: ``slack_sdk.socket_mode.SocketModeClient`` (slack_sdk's builtin client);
 * ``websocket_client``: ``slack_sdk.socket_mode.websocket_client.SocketModeClient``;
 * ``aiohttp``: ``slack_sdk.socket_mode.aiohttp.SocketModeClient`` (asyncio, on aiohttp);
 * ``websockets``: ``slack_sdk.socket_mode.websockets.SocketModeClient`` (asyncio, on websockets);
 * ``floor``: :class:`benchmarks.floor.FloorClient`.
 
-The two asyncio clients run on an event loop in a thread of their own (``bench-loop``), started
+The asyncio clients (ours and slack_sdk's two) run on an event loop in a thread of their own (``bench-loop``), started
 here; their listener is a coroutine function, as slack_sdk's asyncio clients take it. They need
 the ``bench`` extra (aiohttp); a kind whose package is missing fails at ``start``, and the suite
 reports that scenario as not run.
@@ -42,10 +43,10 @@ __all__ = ["APP_TOKEN", "KINDS", "client_main"]
 APP_TOKEN = "xapp-1-A111-1-benchmark"
 
 #: The clients the suite knows, in the order they run.
-KINDS = ("ours", "builtin", "websocket_client", "aiohttp", "websockets", "floor")
+KINDS = ("ours", "aio", "builtin", "websocket_client", "aiohttp", "websockets", "floor")
 
 #: The asyncio clients among them (run on an event loop thread of this process).
-ASYNC_KINDS = ("aiohttp", "websockets")
+ASYNC_KINDS = ("aio", "aiohttp", "websockets")
 
 
 class _ClientUnderTest:
@@ -145,6 +146,8 @@ class _ClientUnderTest:
         client_class: Any
         if kind == "aiohttp":
             from slack_sdk.socket_mode.aiohttp import SocketModeClient as client_class
+        elif kind == "aio":
+            from slack_socket_mode.aio import SocketModeClient as client_class
         else:
             from slack_sdk.socket_mode.websockets import SocketModeClient as client_class
 

@@ -28,6 +28,7 @@ Results = dict[str, dict[str, dict[str, Any]]]
 #: A colour per client, the same in every chart.
 COLOURS = {
     "ours": "#1f6feb",
+    "aio": "#5aa9e6",
     "builtin": "#d1495b",
     "websocket_client": "#edae49",
     "aiohttp": "#66a182",

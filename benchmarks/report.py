@@ -14,6 +14,7 @@ __all__ = ["CLIENT_TITLES", "SDK_KINDS", "evaluate_targets", "render"]
 #: Column titles.
 CLIENT_TITLES = {
     "ours": "ours",
+    "aio": "ours, asyncio",
     "builtin": "slack_sdk builtin",
     "websocket_client": "slack_sdk websocket_client",
     "aiohttp": "slack_sdk aiohttp",

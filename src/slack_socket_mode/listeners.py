@@ -89,8 +89,8 @@ __all__ = [
 #: Where an asyncio app's listeners belong, named by every refusal of a coroutine function.
 _ASYNC_ADVICE = (
     "this client calls its listeners on threads and would never await a coroutine; an asyncio app needs "
-    "an asyncio client (slack_socket_mode.aio, not yet released; until then, a plain function that runs "
-    "the coroutine on the app's event loop with asyncio.run_coroutine_threadsafe)"
+    "the asyncio client, slack_socket_mode.aio.SocketModeClient (or, for Bolt's AsyncApp, "
+    "slack_socket_mode.bolt.AsyncSocketModeHandler)"
 )
 
 
