@@ -7,7 +7,8 @@ the tests' Redis (for the snippets that read it), and slack_sdk's default Web AP
 pointed at a local :class:`SocketModeServer`. It must exit with status 0. A script that defines
 ``test_`` functions is run by pytest instead (the ``socket_mode_server`` fixtures come from the
 package's plugin), and its tests must pass. A script that waits for Ctrl-C (``Event().wait()``,
-a ``StopWaiter``'s ``stop.wait()``, an asyncio app's ``await asyncio.Event().wait()``) is sent SIGINT once it has connected, and must stop: with
+a ``StopWaiter``'s ``stop.wait()``, an asyncio app's ``await asyncio.Event().wait()``) is sent
+SIGINT once it has connected, and must stop: with
 status 0, or with the ``KeyboardInterrupt`` a user sees when the snippet does not catch it.
 
 An HTML comment on the line before a block changes that, and is all that does:
@@ -66,7 +67,8 @@ except ImportError:
     pass
 else:
     _ainit = async_base_client.AsyncBaseClient.__init__
-    _ainit.__defaults__ = tuple(_url if d == async_base_client.AsyncBaseClient.BASE_URL else d for d in _ainit.__defaults__)
+    _abase = async_base_client.AsyncBaseClient.BASE_URL
+    _ainit.__defaults__ = tuple(_url if d == _abase else d for d in _ainit.__defaults__)
     async_base_client.AsyncBaseClient.BASE_URL = _url
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
