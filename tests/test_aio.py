@@ -239,8 +239,13 @@ def test_concurrency_bounds_the_coroutines_running_at_once() -> None:
             client.socket_mode_request_listeners.append(recorder)
             await client.connect()
             ids = [server.push(server.make_envelope()) for _ in range(40)]
+            await until(lambda: recorder.running == 3, 5, "3 running")
+            # No thread waits for a slot: the 37 others wait in the dispatcher's backlog, not on workers.
+            assert [t.name for t in client_threads() if "worker_" in t.name] == []
+            assert client.queue_depth > 0
             await asyncio.to_thread(server.wait_for_acks, envelope_ids=ids, timeout=timeout(10))
             assert recorder.most_running == 3
+            assert [t.name for t in client_threads() if "worker_" in t.name] == []
             await client.close()
 
     run(scenario)

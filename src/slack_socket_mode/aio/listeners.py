@@ -62,6 +62,8 @@ in_listener: contextvars.ContextVar[bool] = contextvars.ContextVar("slack_socket
 
 #: Seconds between the watch thread's looks while envelopes are in flight.
 _WATCH_INTERVAL = 0.1
+#: Seconds with no envelope in flight after which the watch thread sleeps until the next one.
+_IDLE_AFTER = 1.0
 
 
 class _Flight:
@@ -116,6 +118,7 @@ class AsyncListeners(Listeners):
         self._step: Optional[_Step] = None  # the listener step running on the loop now, if any
         self._warned: set[int] = set()  # ids of listeners named for blocking the loop in this burst
         self._watch: Optional[threading.Thread] = None
+        self._watch_asleep = False  # the watch thread waits for the next envelope (see _ensure_watch)
         self._wake = threading.Condition(self._lock)
         self._stopped = False
         self._writers: Optional[ThreadPoolExecutor] = None
@@ -313,24 +316,40 @@ class AsyncListeners(Listeners):
     # ---- the watch -----------------------------------------------------------------------------
 
     def _ensure_watch(self) -> None:
-        """Start the ``aio_watch`` thread if it is not running (``_lock`` held)."""
-        if self._watch is None and not self._stopped:
-            self._watch = threading.Thread(target=self._watch_loop, name=f"{self._prefix}-aio_watch", daemon=True)
-            self._watch.start()
-        elif len(self._flights) == 1:
+        """Start the ``aio_watch`` thread, or wake it if it sleeps (``_lock`` held).
+
+        The thread sleeps only after :data:`_IDLE_AFTER` seconds with no envelope in flight, so a
+        steady stream costs it no wake-up per envelope (it looks every :data:`_WATCH_INTERVAL`).
+        """
+        if self._watch is None:
+            if not self._stopped:
+                self._watch = threading.Thread(target=self._watch_loop, name=f"{self._prefix}-aio_watch", daemon=True)
+                self._watch.start()
+        elif self._watch_asleep:
+            self._watch_asleep = False
             self._wake.notify()
 
     def _watch_loop(self) -> None:
         """While envelopes are in flight: name a listener blocking the loop; give envelopes back if it stopped."""
+        idle_since: Optional[float] = None
         while True:
             with self._lock:
-                while not self._flights and not self._stopped:
-                    self._warned.clear()  # the burst is over
-                    self._wake.wait()
                 if self._stopped:
                     return
+                if self._flights:
+                    idle_since = None
+                else:
+                    now = time.monotonic()
+                    idle_since = now if idle_since is None else idle_since
+                    if now - idle_since >= _IDLE_AFTER:  # the burst is over: sleep until the next envelope
+                        self._warned.clear()
+                        self._watch_asleep = True
+                        while self._watch_asleep and not self._stopped:
+                            self._wake.wait()
+                        idle_since = None
+                        continue
                 waiting = [f for f in self._flights if not f.started]
-                self._wake.wait(_WATCH_INTERVAL)
+                self._wake.wait(_WATCH_INTERVAL)  # paced: nothing notifies it while it is awake
             self._look(waiting)
 
     def _look(self, waiting: list[_Flight]) -> None:
