@@ -38,6 +38,7 @@ import inspect
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
@@ -114,6 +115,8 @@ class AsyncListeners(Listeners):
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._lock = threading.Lock()  # last in the order: the records below
         self._flights: set[_Flight] = set()  # scheduled, not finished
+        self._starts: deque[tuple[_Flight, str]] = deque()  # scheduled, for the loop's next _start_all
+        self._starts_due = False  # a _start_all is scheduled on the loop
         self._tasks: set[asyncio.Task[Any]] = set()  # a reference to each task, so none is collected mid-run
         self._step: Optional[_Step] = None  # the listener step running on the loop now, if any
         self._warned: set[int] = set()  # ids of listeners named for blocking the loop in this burst
@@ -158,33 +161,46 @@ class AsyncListeners(Listeners):
     def run(self, envelope: Envelope, text: str, finish: Finish) -> None:
         """Schedule the envelope's listeners on the loop; ``finish`` is called there once they returned.
 
-        With no loop to run them (none bound yet, or closed), the envelope is given back at once
-        (``finish`` with a redelivery) and an ERROR says why.
+        The envelopes scheduled before the loop gets to them are started together, with one wake-up
+        of the loop (``call_soon_threadsafe``) for all of them. With no loop to run them (none bound
+        yet, or closed), the envelope is given back at once (``finish`` with a redelivery) and an
+        ERROR says why.
         """
         flight = _Flight(envelope, finish, time.monotonic())
         loop = self._loop
         with self._lock:
             self._flights.add(flight)
             self._ensure_watch()
+            self._starts.append((flight, text))
+            wake = not self._starts_due
+            self._starts_due = True
+        if not wake:
+            return
         try:
             if loop is None:
                 raise RuntimeError("no event loop: connect() was not awaited")
-            loop.call_soon_threadsafe(self._start, flight, text)
+            loop.call_soon_threadsafe(self._start_all)
         except RuntimeError as e:  # the loop is closed
-            self._give_back(flight, f"its listeners cannot run: {e}")
+            with self._lock:
+                pending, self._starts, self._starts_due = list(self._starts), deque(), False
+            for stranded, _ in pending:
+                self._give_back(stranded, f"its listeners cannot run: {e}")
 
-    def _start(self, flight: _Flight, text: str) -> None:
-        """On the loop: start the task that runs the envelope's listeners (unless it was given back)."""
+    def _start_all(self) -> None:
+        """On the loop: start a task for each envelope scheduled since the last call (unless given back)."""
         with self._lock:
-            if flight.given_back:
-                return
-            flight.started = True
-            waited = time.monotonic() - flight.scheduled
-            if waited > self._slow_start:
-                self.loop_delayed += 1
-        task = asyncio.ensure_future(self._envelope_task(flight, text))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+            pending, self._starts, self._starts_due = self._starts, deque(), False
+            now = time.monotonic()
+            for flight, _ in pending:
+                flight.started = not flight.given_back
+                if flight.started and now - flight.scheduled > self._slow_start:
+                    self.loop_delayed += 1
+        tasks = self._tasks
+        for flight, text in pending:
+            if flight.started:
+                task = asyncio.ensure_future(self._envelope_task(flight, text))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
 
     async def _envelope_task(self, flight: _Flight, text: str) -> None:
         in_listener.set(True)  # this task's own context (and the tasks it starts)
