@@ -36,10 +36,11 @@ import asyncio
 import contextvars
 import inspect
 import logging
+import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Generator
+from collections.abc import Coroutine, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
 
@@ -65,6 +66,20 @@ in_listener: contextvars.ContextVar[bool] = contextvars.ContextVar("slack_socket
 _WATCH_INTERVAL = 0.1
 #: Seconds with no envelope in flight after which the watch thread sleeps until the next one.
 _IDLE_AFTER = 1.0
+
+
+if sys.version_info >= (3, 12):
+
+    def _new_task(coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop) -> asyncio.Task[None]:
+        """A task started eagerly (Python 3.12+): it runs at once up to its first suspension, with no loop
+        iteration to begin; a listener that acks without waiting ends here."""
+        return asyncio.Task(coro, loop=loop, eager_start=True)
+
+else:
+
+    def _new_task(coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop) -> asyncio.Task[None]:
+        """A task, started on the loop's next iteration (eager start needs Python 3.12)."""
+        return loop.create_task(coro)
 
 
 class _Flight:
@@ -196,11 +211,13 @@ class AsyncListeners(Listeners):
                 if flight.started and now - flight.scheduled > self._slow_start:
                     self.loop_delayed += 1
         tasks = self._tasks
+        loop = asyncio.get_running_loop()
         for flight, text in pending:
             if flight.started:
-                task = asyncio.ensure_future(self._envelope_task(flight, text))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
+                task = _new_task(self._envelope_task(flight, text), loop)
+                if not task.done():  # an eager task may have run to its end already
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
 
     async def _envelope_task(self, flight: _Flight, text: str) -> None:
         in_listener.set(True)  # this task's own context (and the tasks it starts)
