@@ -653,9 +653,14 @@ def _stop_on_signals(loop: asyncio.AbstractEventLoop, stop: Callable[[int], None
 
 
 def _is_asyncio_runner_handler(handler: Any) -> bool:
-    """Whether ``handler`` is ``asyncio.run``'s own SIGINT handler (``asyncio.Runner._on_sigint``, 3.11+)."""
+    """Whether ``handler`` is ``asyncio.run``'s own SIGINT handler (``asyncio.Runner._on_sigint``, 3.11+), which
+    cancels the main task: the handler takes SIGINT over instead, and puts it back."""
     runner = getattr(asyncio, "Runner", None)
-    return runner is not None and getattr(handler, "__func__", None) is getattr(runner, "_on_sigint", None)
+    if runner is None:
+        return False
+    if isinstance(handler, functools.partial):  # functools.partial(runner._on_sigint, main_task=task)
+        handler = handler.func
+    return getattr(handler, "__func__", None) is getattr(runner, "_on_sigint", None)
 
 
 def _retry_headers(req: SocketModeRequest) -> Optional[dict[str, Union[str, Sequence[str]]]]:
