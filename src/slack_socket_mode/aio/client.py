@@ -123,7 +123,9 @@ class SocketModeClient:
         auto_reconnect_enabled: reopen a dropped connection (Slack's rotations are always followed).
         ping_interval: seconds between our pings; None disables them.
         trace_enabled: log messages sent and received at DEBUG, tokens redacted.
-        on_message_listeners: called (awaited if coroutines) with each raw text message, a ``str``.
+        on_message_listeners: called (awaited if coroutines) with each raw text message, a ``str`` that
+            is also shaped like aiohttp's ``WSMessage`` (``.data``, ``.type``), as slack_sdk's aiohttp
+            client calls them (:class:`~slack_socket_mode.aio.listeners.TextMessage`).
         on_error_listeners: called with each :class:`~slack_socket_mode.errors.ConnectionFailedError`
             and :class:`~slack_socket_mode.errors.FatalError`.
         on_close_listeners: called with ``(code, reason)`` when a connection ends.

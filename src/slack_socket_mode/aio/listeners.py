@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from ..lifecycle import Transition
     from ..messages import Envelope
 
-__all__ = ["AsyncListeners", "in_listener"]
+__all__ = ["AsyncListeners", "TextMessage", "in_listener"]
 
 Finish = Callable[["Envelope", Optional[Redelivery]], None]
 
@@ -62,6 +62,29 @@ in_listener: contextvars.ContextVar[bool] = contextvars.ContextVar("slack_socket
 
 #: Seconds between the watch thread's looks while envelopes are in flight.
 _WATCH_INTERVAL = 0.1
+
+
+class TextMessage(str):
+    """What ``on_message_listeners`` are called with: the text message itself (a ``str``), also shaped like
+    aiohttp's ``WSMessage``, which slack_sdk's aiohttp client passes there: ``.data`` (the text), ``.type``
+    (1, equal to ``aiohttp.WSMsgType.TEXT``) and ``.extra`` (None). Immutable."""
+
+    __slots__ = ()
+
+    @property
+    def data(self) -> str:
+        """The text (a plain ``str``), as ``WSMessage.data``."""
+        return str(self)
+
+    @property
+    def type(self) -> int:
+        """1: ``aiohttp.WSMsgType.TEXT`` (an ``IntEnum``), as ``WSMessage.type``."""
+        return 1
+
+    @property
+    def extra(self) -> None:
+        """None, as ``WSMessage.extra`` for a text message."""
+        return None
 
 
 class _Flight:
@@ -343,8 +366,9 @@ class AsyncListeners(Listeners):
                 self._logger.exception("%s listener %r failed", kind, listener)
 
     def message(self, text: str) -> None:
-        """Schedule ``on_message_listeners`` with a text message (on the loop, not awaited by the reader)."""
-        self._soon(self._client.on_message_listeners, "on_message", text)
+        """Schedule ``on_message_listeners`` with a text message, a :class:`TextMessage` (on the loop, not
+        awaited by the reader)."""
+        self._soon(self._client.on_message_listeners, "on_message", TextMessage(text))
 
     def error(self, error: Exception) -> None:
         """Schedule ``on_error_listeners`` with a :class:`.ConnectionFailedError` or :class:`.FatalError`."""
