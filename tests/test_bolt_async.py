@@ -260,6 +260,34 @@ def test_redelivery_reaches_bolt_as_retry_headers(server: SocketModeServer) -> N
     assert server.duplicate_acks() == []
 
 
+def test_a_redelivery_of_an_acked_envelope_is_acked_again_without_running_the_app(server: SocketModeServer) -> None:
+    # After its ack, Slack's redelivery on another connection (the first ack may have been lost with its
+    # connection) is acked again at once, and the app does not run twice (docs/topics/guarantees.md).
+    app = make_app(server)
+    runs: list[str] = []
+
+    @app.event("app_mention")
+    async def mentioned(event: dict[str, Any]) -> None:
+        runs.append(event["text"])
+
+    first = server.make_envelope("events_api", load_sample("events_api_app_mention")["payload"])
+    redelivery = dict(first, retry_attempt=1, retry_reason="timeout")  # Slack's: the same envelope_id
+
+    async def main() -> None:
+        handler = handler_for(app, connections=2)
+        await handler.connect_async()
+        one, two = await off_loop(server.wait_for_connections, 2, timeout(5))
+        eid = server.push(first, connection=one)
+        await off_loop(server.wait_for_acks, envelope_ids=[eid], timeout=timeout(5))
+        server.push(redelivery, connection=two)
+        await off_loop(server.wait_for_acks, 2, timeout=timeout(5))  # the redelivery's ack, on the other one
+        await handler.close_async()
+
+    run(main())
+    assert len(runs) == 1  # the client's dedupe: Bolt saw the envelope once
+    assert server.duplicate_acks() == []
+
+
 def test_unhandled_request_is_not_acked(server: SocketModeServer) -> None:
     app = make_app(server)
 
