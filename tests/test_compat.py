@@ -1,6 +1,11 @@
 """Introspection: every public method, property, attribute and constructor parameter of slack_sdk's
 and Bolt's Socket Mode clients exists on ours with a compatible signature, or is in ALLOWED with a reason.
 
+The asyncio ones too (slack_sdk's ``AsyncBaseSocketModeClient``, its aiohttp and websockets clients, and
+Bolt's ``AsyncSocketModeHandler`` of both) against ``slack_socket_mode.aio.SocketModeClient`` and
+``slack_socket_mode.bolt.AsyncSocketModeHandler``: there, a coroutine method of theirs must be one of
+ours (a caller awaits it).
+
 The classes are the ones installed, so a slack_sdk or slack_bolt release that adds API fails this
 test instead of surprising a user. ALLOWED is the source of docs/how-to/migrate.md's table: every
 entry must appear there (test_the_migration_guide_lists_every_allowed_difference).
@@ -8,6 +13,7 @@ entry must appear there (test_the_migration_guide_lists_every_allowed_difference
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,18 +42,40 @@ ALLOWED: dict[tuple[str, str, str], str] = {
     ("builtin", "current_session_state", ""): _ENGINE + "state and lifecycle_listeners",
     **{
         (flavour, "message_queue", ""): "no queue: a message is dispatched as it arrives (enqueue_message too)"
-        for flavour in ("base", "builtin", "websocket_client")
+        for flavour in ("base", "builtin", "websocket_client", "async base", "aiohttp", "websockets")
     },
     **{
         (flavour, "message_processor", ""): "no polling thread drains a queue: readers and workers dispatch at once"
-        for flavour in ("base", "builtin", "websocket_client")
+        for flavour in ("base", "builtin", "websocket_client", "aiohttp", "websockets")
     },
+    **{
+        (flavour, name, ""): "slack_sdk's asyncio engine internals (tasks on one connection); ours runs the thread "
+        "client's engine, up to 10 connections: see session_id(), state, stats(), lifecycle_listeners"
+        for flavour in ("aiohttp", "websockets")
+        for name in (
+            "current_session",
+            "current_session_monitor",
+            "monitor_current_session",
+            "message_receiver",
+            "receive_messages",
+            "build_session_id",
+        )
+    },
+    **{
+        ("aiohttp", name, ""): "slack_sdk's ping-pong bookkeeping; ours: health(), stats() and the liveness "
+        "options (ping_timeout, receive_timeout) replace a stale connection on their own"
+        for name in ("is_ping_pong_failing", "last_ping_pong_time", "stale")
+    },
+    ("websockets", "__init__", "positional"): (
+        "one client serves both asyncio clients, whose positional orders differ after web_client: "
+        "ours follows the aiohttp client's (proxy fourth)"
+    ),
     **{
         (flavour, "__init__", "positional"): (
             "one handler serves both of Bolt's, whose positional orders differ after web_client: "
             "those arguments are keyword-only (each is accepted by name and passed to the client)"
         )
-        for flavour in ("bolt builtin", "bolt websocket_client")
+        for flavour in ("bolt builtin", "bolt websocket_client", "bolt aiohttp", "bolt websockets")
     },
 }
 
@@ -92,7 +120,42 @@ def _flavours() -> list[Flavour]:
     return flavours
 
 
-FLAVOURS = _flavours()
+def _async_flavours() -> list[Flavour]:
+    """slack_sdk's asyncio clients and Bolt's asyncio handlers (they need aiohttp and websockets: the test extra)."""
+    from slack_sdk.socket_mode.aiohttp import SocketModeClient as SdkAiohttpClient
+    from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
+    from slack_sdk.socket_mode.websockets import SocketModeClient as SdkWebsocketsClient
+
+    from slack_socket_mode.aio import SocketModeClient as AsyncClient
+
+    flavours = [
+        Flavour("async base", AsyncBaseSocketModeClient, AsyncClient, lambda: AsyncClient(APP_TOKEN)),
+        Flavour("aiohttp", SdkAiohttpClient, AsyncClient, lambda: AsyncClient(APP_TOKEN)),
+        Flavour("websockets", SdkWebsocketsClient, AsyncClient, lambda: AsyncClient(APP_TOKEN)),
+    ]
+    try:
+        from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler as BoltAiohttpHandler
+        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler as BoltDefaultAsyncHandler
+        from slack_bolt.adapter.socket_mode.websockets import AsyncSocketModeHandler as BoltWebsocketsHandler
+        from slack_bolt.async_app import AsyncApp
+
+        from slack_socket_mode.bolt import AsyncSocketModeHandler
+    except ImportError:  # the bolt extra is not installed
+        return flavours
+    assert BoltDefaultAsyncHandler is BoltAiohttpHandler  # .async_handler re-exports the aiohttp one
+
+    def handler() -> AsyncSocketModeHandler:
+        app = AsyncApp(token="xoxb-111-222-xyz", signing_secret="not-used")
+        return AsyncSocketModeHandler(app, APP_TOKEN)
+
+    flavours += [
+        Flavour("bolt aiohttp", BoltAiohttpHandler, AsyncSocketModeHandler, handler, AsyncClient),
+        Flavour("bolt websockets", BoltWebsocketsHandler, AsyncSocketModeHandler, handler, AsyncClient),
+    ]
+    return flavours
+
+
+FLAVOURS = _flavours() + _async_flavours()
 
 
 def public_members(cls: type) -> Iterator[tuple[str, Any]]:
@@ -161,15 +224,24 @@ def compatibility_problems(flavour: Flavour) -> dict[tuple[str, str, str], str]:
                 if not callable(getattr(instance, name)):
                     problems[(flavour.name, name, "")] = "a method in theirs, not callable in ours"
                     continue
+                if inspect.iscoroutinefunction(theirs) and not inspect.iscoroutinefunction(getattr(flavour.ours, name)):
+                    problems[(flavour.name, name, "")] = "a coroutine in theirs, not in ours"
+                    continue
                 for detail, problem in signature_problems(theirs, getattr(flavour.ours, name)).items():
                     problems[(flavour.name, name, detail)] = problem
             elif callable(ours) and not isinstance(ours, type) and inspect.isfunction(ours):
                 problems[(flavour.name, name, "")] = "an attribute in theirs, a method in ours"
     finally:
-        close = getattr(instance, "close", None)
+        close = getattr(instance, "close", None) or getattr(instance, "close_async", None)
         if close is not None:
-            close()
+            closed = close()
+            if inspect.isawaitable(closed):
+                asyncio.run(_awaited(closed))
     return problems
+
+
+async def _awaited(awaitable: Any) -> None:
+    await awaitable
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS, ids=[f.name for f in FLAVOURS])
@@ -183,7 +255,18 @@ def test_every_public_member_and_parameter_is_there_or_allowed(flavour: Flavour)
 
 def test_the_bolt_flavours_are_checked_when_the_extra_is_installed() -> None:
     pytest.importorskip("slack_bolt")
-    assert {"bolt builtin", "bolt websocket_client"} <= {f.name for f in FLAVOURS}
+    assert {"bolt builtin", "bolt websocket_client", "bolt aiohttp", "bolt websockets"} <= {f.name for f in FLAVOURS}
+
+
+def test_the_checker_catches_a_method_that_is_not_a_coroutine() -> None:
+    class Theirs:
+        async def close(self) -> None: ...
+
+    class Ours:
+        def close(self) -> None: ...
+
+    flavour = Flavour("test", Theirs, Ours, Ours)
+    assert compatibility_problems(flavour) == {("test", "close", ""): "a coroutine in theirs, not in ours"}
 
 
 def test_the_migration_guide_lists_every_allowed_difference() -> None:

@@ -37,6 +37,8 @@ VENVS = {
     "testing": "testing",
     "socks": "socks,testing",
     "bolt": "bolt,testing",
+    "async": "async,testing",
+    "bolt-async": "bolt,async,testing",
     "redis": "redis",
     "celery": "celery,testing",
     "prometheus": "prometheus",
@@ -277,6 +279,66 @@ def test_the_django_extra_releases_connections_and_has_the_command(venvs: Venvs)
         print("released", eid)
     """
     assert "released" in run(venvs.python("django"), script)
+
+
+def test_the_async_extra_runs_the_asyncio_client(venvs: Venvs) -> None:
+    script = """
+        import asyncio
+        from slack_socket_mode.aio import SocketModeClient
+        from slack_socket_mode.testing import SocketModeServer
+
+        async def main(server):
+            # no web_client: the client builds slack_sdk's AsyncWebClient, which needs aiohttp
+            client = SocketModeClient("xapp-1-A1-1-x")
+            client.web_client.base_url = server.api_url
+            client.wss_uri = server.new_connection_url()
+
+            async def ack(client, request):
+                await client.send_socket_mode_response({"envelope_id": request.envelope_id})
+
+            client.socket_mode_request_listeners.append(ack)
+            await client.connect(10)
+            eid = server.push(server.make_envelope("events_api", {"event_id": "Ev1"}))
+            await asyncio.to_thread(server.wait_for_acks, envelope_ids=[eid], timeout=10)
+            await client.close()
+            return eid
+
+        with SocketModeServer() as server:
+            print("acked", asyncio.run(main(server)))
+    """
+    assert "acked" in run(venvs.python("async"), script)
+
+
+def test_the_bolt_and_async_extras_run_an_async_bolt_app(venvs: Venvs) -> None:
+    script = """
+        import asyncio
+        from slack_bolt.async_app import AsyncApp
+        from slack_sdk.web.async_client import AsyncWebClient
+        from slack_socket_mode.bolt import AsyncSocketModeHandler
+        from slack_socket_mode.testing import SocketModeServer
+
+        async def main(server):
+            app = AsyncApp(
+                token="xoxb-1-2-x", signing_secret="unused",
+                client=AsyncWebClient(token="xoxb-1-2-x", base_url=server.api_url),
+            )
+
+            @app.command("/hello")
+            async def hello(ack):
+                await ack("hi")
+
+            handler = AsyncSocketModeHandler(app, "xapp-1-A1-1-x")
+            await handler.connect_async()
+            eid = server.push(server.make_envelope("slash_commands", {"command": "/hello"}))
+            [ack] = await asyncio.to_thread(server.wait_for_acks, envelope_ids=[eid], timeout=10)
+            await handler.close_async()
+            assert ack.payload == {"text": "hi"}, ack.payload
+            return eid
+
+        with SocketModeServer() as server:
+            print("acked", asyncio.run(main(server)))
+    """
+    assert "acked" in run(venvs.python("bolt-async"), script)
 
 
 def test_the_redis_extra_claims_and_records_in_a_redis_ledger(venvs: Venvs) -> None:

@@ -23,6 +23,7 @@ from typing import Any, Callable, Optional, Union
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web import WebClient
 
+from .. import errors
 from ..client import SocketModeClient as ThreadClient
 from ..engine import Engine
 from ..errors import ConfigurationError
@@ -33,7 +34,7 @@ from ..options import OPTION_NAMES, check_options
 from ..stats import ClientStats, HealthStatus
 from .listeners import AsyncListeners, in_listener
 
-__all__ = ["SocketModeClient"]
+__all__ = ["NotConnectedError", "SocketModeClient"]
 
 _numbers = itertools.count(1)
 
@@ -58,6 +59,11 @@ def _sync_twin(web_client: Any, logger: logging.Logger) -> WebClient:
         headers=dict(getattr(web_client, "headers", None) or {}),
         logger=logging.getLogger(f"{logger.name}.web_client"),
     )
+
+
+class NotConnectedError(errors.NotConnectedError, ConnectionError):
+    """:meth:`SocketModeClient.send_message` with no open connection: also the built-in ``ConnectionError``
+    that slack_sdk's aiohttp client raises there (slack_sdk's own tests expect it)."""
 
 
 class _EngineSide:
@@ -118,7 +124,9 @@ class SocketModeClient:
         auto_reconnect_enabled: reopen a dropped connection (Slack's rotations are always followed).
         ping_interval: seconds between our pings; None disables them.
         trace_enabled: log messages sent and received at DEBUG, tokens redacted.
-        on_message_listeners: called (awaited if coroutines) with each raw text message, a ``str``.
+        on_message_listeners: called (awaited if coroutines) with each raw text message, a ``str`` that
+            is also shaped like aiohttp's ``WSMessage`` (``.data``, ``.type``), as slack_sdk's aiohttp
+            client calls them (:class:`~slack_socket_mode.aio.listeners.TextMessage`).
         on_error_listeners: called with each :class:`~slack_socket_mode.errors.ConnectionFailedError`
             and :class:`~slack_socket_mode.errors.FatalError`.
         on_close_listeners: called with ``(code, reason)`` when a connection ends.
@@ -380,9 +388,15 @@ class SocketModeClient:
         """Send a text message (an ack is routed like :meth:`send_socket_mode_response`), on an ``aio_ack`` thread.
 
         Raises:
-            NotConnectedError: no open connection (for a message that is not an ack).
+            NotConnectedError: no open connection (for a message that is not an ack); a
+                :class:`slack_socket_mode.NotConnectedError` and a ``ConnectionError``.
         """
-        await asyncio.wrap_future(self._listeners.handoff(functools.partial(self._engine.acks.send_message, message)))
+        try:
+            await asyncio.wrap_future(
+                self._listeners.handoff(functools.partial(self._engine.acks.send_message, message))
+            )
+        except errors.NotConnectedError as e:
+            raise NotConnectedError(*e.args) from None
 
     async def enqueue_message(self, message: str) -> None:
         """Handle ``message`` as if a connection had received it (see the thread client's).

@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from ..lifecycle import Transition
     from ..messages import Envelope
 
-__all__ = ["AsyncListeners", "in_listener"]
+__all__ = ["AsyncListeners", "TextMessage", "in_listener"]
 
 Finish = Callable[["Envelope", Optional[Redelivery]], None]
 
@@ -80,6 +80,29 @@ else:
     def _new_task(coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop) -> asyncio.Task[None]:
         """A task, started on the loop's next iteration (eager start needs Python 3.12)."""
         return loop.create_task(coro)
+
+
+class TextMessage(str):
+    """What ``on_message_listeners`` are called with: the text message itself (a ``str``), also shaped like
+    aiohttp's ``WSMessage``, which slack_sdk's aiohttp client passes there: ``.data`` (the text), ``.type``
+    (1, equal to ``aiohttp.WSMsgType.TEXT``) and ``.extra`` (None). Immutable."""
+
+    __slots__ = ()
+
+    @property
+    def data(self) -> str:
+        """The text (a plain ``str``), as ``WSMessage.data``."""
+        return str(self)
+
+    @property
+    def type(self) -> int:
+        """1: ``aiohttp.WSMsgType.TEXT`` (an ``IntEnum``), as ``WSMessage.type``."""
+        return 1
+
+    @property
+    def extra(self) -> None:
+        """None, as ``WSMessage.extra`` for a text message."""
+        return None
 
 
 class _Flight:
@@ -442,8 +465,9 @@ class AsyncListeners(Listeners):
                 self._logger.exception("%s listener %r failed", kind, listener)
 
     def message(self, text: str) -> None:
-        """Schedule ``on_message_listeners`` with a text message (on the loop, not awaited by the reader)."""
-        self._soon(self._client.on_message_listeners, "on_message", text)
+        """Schedule ``on_message_listeners`` with a text message, a :class:`TextMessage` (on the loop, not
+        awaited by the reader)."""
+        self._soon(self._client.on_message_listeners, "on_message", TextMessage(text))
 
     def error(self, error: Exception) -> None:
         """Schedule ``on_error_listeners`` with a :class:`.ConnectionFailedError` or :class:`.FatalError`."""

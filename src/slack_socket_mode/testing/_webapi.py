@@ -179,6 +179,10 @@ class _HTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_port = False  # never share an ephemeral port with another server
+    # socketserver's default listen backlog is 5: a burst of Web API calls (an AsyncApp's listeners, each
+    # AsyncWebClient call on a connection of its own) overflowed it, and a connection the kernel then left
+    # out of the accept queue waited for SYN-ACK retransmits (1 s, 2 s, 4 s, ...) before being served.
+    request_queue_size = 1024
 
     def __init__(self, host: str, api_handler: ApiHandler) -> None:
         self.address_family = address_family(host)
