@@ -7,7 +7,8 @@ the tests' Redis (for the snippets that read it), and slack_sdk's default Web AP
 pointed at a local :class:`SocketModeServer`. It must exit with status 0. A script that defines
 ``test_`` functions is run by pytest instead (the ``socket_mode_server`` fixtures come from the
 package's plugin), and its tests must pass. A script that waits for Ctrl-C (``Event().wait()``,
-a ``StopWaiter``'s ``stop.wait()``, an asyncio app's ``await asyncio.Event().wait()``) is sent
+a ``StopWaiter``'s ``stop.wait()``, an asyncio app's ``await asyncio.Event().wait()`` or
+``asyncio.run(….start_async())``) is sent
 SIGINT once it has connected, and must stop: with
 status 0, or with the ``KeyboardInterrupt`` a user sees when the snippet does not catch it.
 
@@ -50,7 +51,9 @@ _MARKER = re.compile(r"^\s*<!--\s*snippet:\s*(?P<what>.*?)\s*-->\s*$")
 _INCLUDE = re.compile(r'^\s*--8<--\s+"[^"]+"\s*$')
 #: A script that waits for Ctrl-C.
 _WAITS = re.compile(
-    r"^\s*(Event\(\)\.wait\(\)|stop\.wait\(\)|await asyncio\.Event\(\)\.wait\(\))\s*(#.*)?$", re.MULTILINE
+    r"^\s*(Event\(\)\.wait\(\)|stop\.wait\(\)|await asyncio\.Event\(\)\.wait\(\)|asyncio\.run\(.*\.start_async\(\)\))"
+    r"\s*(#.*)?$",
+    re.MULTILINE,
 )
 #: Run first in each script: slack_sdk's default Web API URL becomes the local server's.
 _PRELUDE = """\
