@@ -209,7 +209,7 @@ class RTMClient:
             if not any(isinstance(f, RedactingFilter) for f in web_logger.filters):
                 web_logger.addFilter(RedactingFilter())  # a peer's answer may echo the request's headers
             web_client = WebClient(
-                token=token,
+                token=token if isinstance(token, str) else None,  # any other value: refused by check_options
                 base_url=base_url,
                 timeout=timeout,
                 ssl=ssl,

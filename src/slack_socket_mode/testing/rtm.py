@@ -28,6 +28,7 @@ The faults (``reset``, ``silence``, ``close_connection``) are the base class's. 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ._connection import ServerConnection
@@ -40,6 +41,7 @@ __all__ = ["RTMServer", "ReceivedEvent"]
 RTM_HELLO: dict[str, Any] = {"type": "hello"}
 
 
+@dataclass(frozen=True)
 class ReceivedEvent:
     """A JSON object a client sent to an :class:`RTMServer` (its pings included).
 
@@ -49,20 +51,14 @@ class ReceivedEvent:
         received_at: :func:`time.monotonic` time (seconds) at which it was read.
     """
 
-    __slots__ = ("body", "connection_id", "received_at")
-
-    def __init__(self, connection_id: int, body: dict[str, Any], received_at: float) -> None:
-        self.connection_id = connection_id
-        self.body = body
-        self.received_at = received_at
+    connection_id: int
+    body: dict[str, Any]
+    received_at: float = field(compare=False)
 
     @property
     def type(self) -> Any:
         """The object's ``type``, or None."""
         return self.body.get("type")
-
-    def __repr__(self) -> str:
-        return f"ReceivedEvent(connection_id={self.connection_id}, body={self.body!r})"
 
 
 def _decoded(message: ReceivedMessage) -> ReceivedEvent | None:
