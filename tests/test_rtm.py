@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -515,3 +520,31 @@ def test_the_token_is_never_in_logs_reprs_or_errors(rtm_server: RTMServer, make_
         root.removeHandler(capture)
         root.setLevel(level)
         logger.removeHandler(capture)
+
+
+# ---- the example ---------------------------------------------------------------------------------
+
+
+def test_the_rtm_bot_example_replies_in_a_thread_and_stops_on_ctrl_c(rtm_server: RTMServer) -> None:
+    """examples/rtm_bot.py (slack_sdk's RTM guide, import changed) against the local RTM server."""
+    example = Path(__file__).resolve().parent.parent / "examples" / "rtm_bot.py"
+    env = dict(os.environ, SLACK_BOT_TOKEN=TOKEN, SLACK_API_URL=rtm_server.api_url)
+    proc = subprocess.Popen(
+        [sys.executable, str(example)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "connected\n"
+        event = {"type": "message", "channel": "C111", "user": "U222", "text": "Hello bot", "ts": "1700000000.000100"}
+        rtm_server.send_event(event)
+        (call,) = rtm_server.wait_for_api_calls("chat.postMessage", timeout=timeout(5))
+        assert call.params == {"channel": "C111", "text": "Hi <@U222>!", "thread_ts": "1700000000.000100"}
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=timeout(10))
+        assert proc.returncode == 0, stderr
+        assert stdout == "stopped\n"
+        assert TOKEN not in stdout + stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
