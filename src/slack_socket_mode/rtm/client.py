@@ -151,8 +151,9 @@ class RTMClient:
         on_error_listeners: called with each :class:`~slack_socket_mode.errors.ConnectionFailedError`
             and :class:`~slack_socket_mode.errors.FatalError`.
         on_close_listeners: called with ``(code, reason)`` when a connection ends.
-        trace_enabled, all_message_trace_enabled, ping_pong_trace_enabled: log messages and pings at
-            DEBUG, tokens redacted.
+        trace_enabled: log messages (up to 1,000 characters) and pings at DEBUG, tokens redacted.
+        all_message_trace_enabled: log messages whole at DEBUG, tokens redacted.
+        ping_pong_trace_enabled: log pings and pongs at DEBUG.
         lifecycle_listeners: called with each :class:`~slack_socket_mode.lifecycle.Transition`.
         options: the Socket Mode client's keyword options of the same names and meaning:
             ``ping_timeout`` (3 s), ``receive_timeout`` (10 s), ``reconnect_policy``, ``connect_timeout``,
