@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ import pytest
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web import WebClient
 
-from slack_socket_mode.errors import ConfigurationError, FatalError, NotConnectedError
+from slack_socket_mode.errors import ConfigurationError, ConnectionFailedError, FatalError, NotConnectedError
 from slack_socket_mode.lifecycle import ClientState
 from slack_socket_mode.policy import Backoff
 from slack_socket_mode.rtm import RTMAuthError, RTMClient
@@ -548,3 +549,54 @@ def test_the_rtm_bot_example_replies_in_a_thread_and_stops_on_ctrl_c(rtm_server:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+# ---- TLS and proxies: the Socket Mode client's options ------------------------------------------
+
+
+def test_ssl_carries_rtm_connect_and_the_websocket_over_tls() -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    with RTMServer(ssl_context=server_context) as server:
+        untrusted = RTMClient(token=TOKEN, base_url=server.api_url, reconnect_policy=FAST)
+        try:
+            with pytest.raises(
+                ConnectionFailedError, match=r"auth\.test failed: .*(?i:certificate verify failed)"
+            ) as info:
+                untrusted.connect(timeout=timeout(2))  # verification is on by default: auth.test fails
+            assert info.value.__context__ is None and info.value.__cause__ is None  # nothing of the request
+        finally:
+            untrusted.close()
+        rtm = RTMClient(token=TOKEN, base_url=server.api_url, ssl=client_context)
+        events = Events()
+        rtm.on("message")(events)
+        try:
+            rtm.connect(timeout=timeout(10))
+            assert rtm.wss_uri is not None and rtm.wss_uri.startswith("wss://")
+            server.send_event({"type": "message", "text": "over TLS"})
+            assert events.wait_for(lambda seen: len(seen) == 1)[0]["text"] == "over TLS"
+        finally:
+            rtm.close()
+
+
+def test_an_http_proxy_carries_rtm_connect_and_the_websocket() -> None:
+    pytest.importorskip("pproxy")
+    from .test_proxy import PASSWORD, Proxy
+
+    proxy = Proxy("http")
+    try:
+        with RTMServer(host="127.0.0.2") as server:
+            rtm = RTMClient(token=TOKEN, base_url=server.api_url, proxy=proxy.url())
+            try:
+                rtm.connect(timeout=timeout(10))
+                proxy.wait_for(rf"-> 127\.0\.0\.2:{server.api_port}\b")  # auth.test and rtm.connect
+                proxy.wait_for(rf"-> 127\.0\.0\.2:{server.ws_port}\b")  # the WebSocket (CONNECT)
+                assert PASSWORD not in repr(rtm) and PASSWORD not in repr(vars(rtm))
+            finally:
+                rtm.close()
+    finally:
+        proxy.stop()

@@ -27,6 +27,7 @@ from typing import Any, Callable, Optional, Union
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web import WebClient
 
+from ..boundary import call_error
 from ..client import SocketModeClient
 from ..connection import Connection
 from ..engine import Engine
@@ -377,6 +378,7 @@ class RTMClient:
         to ``default_auto_reconnect_enabled``, as slack_sdk does.
 
         Raises:
+            ConnectionFailedError: ``auth.test`` failed below HTTP (network, TLS): call it again.
             RTMAuthError: Slack refused the token (a :class:`~slack_socket_mode.errors.FatalError`; also
                 slack_sdk's ``SlackApiError``).
             FatalError: retrying cannot help.
@@ -390,7 +392,13 @@ class RTMClient:
         self._engine.connect(timeout, auto_reconnect=bool(self.default_auto_reconnect_enabled))
 
     def _auth_test(self) -> Optional[str]:
-        """``auth.test``'s ``bot_id`` (None for a user token); a refused token raises :class:`RTMAuthError`."""
+        """``auth.test``'s ``bot_id`` (None for a user token).
+
+        Raises:
+            RTMAuthError: the token was refused (also said to the error listeners, once).
+            SlackApiError: another refusal, in slack_sdk's words (no request in it).
+            ConnectionFailedError: the call failed below HTTP (network, TLS).
+        """
         failure: Optional[Exception] = None
         try:
             response = self.web_client.auth_test()
@@ -404,6 +412,8 @@ class RTMClient:
                 failure = RTMAuthError(message, error=code, response=answer)
             else:
                 failure = SlackApiError(message, answer)  # type: ignore[no-untyped-call]
+        except Exception as e:  # urllib, socket and TLS errors: ours, naming only the cause's type and text
+            failure = call_error(e, method="auth.test")
         if failure is not None:  # raised outside the except clause: nothing of the request chained
             if isinstance(failure, RTMAuthError):
                 self.logger.error("RTM stopped: auth.test refused the token: %s", failure.error)
