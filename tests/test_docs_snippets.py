@@ -7,8 +7,9 @@ the tests' Redis (for the snippets that read it), and slack_sdk's default Web AP
 pointed at a local :class:`SocketModeServer`. It must exit with status 0. A script that defines
 ``test_`` functions is run by pytest instead (the ``socket_mode_server`` fixtures come from the
 package's plugin), and its tests must pass. A script that waits for Ctrl-C (``Event().wait()``,
-a ``StopWaiter``'s ``stop.wait()``, an RTM bot's ``rtm.start()``) is sent SIGINT once it has connected, and must stop: with
-status 0, or with the ``KeyboardInterrupt`` a user sees when the snippet does not catch it.
+a ``StopWaiter``'s ``stop.wait()``, an RTM bot's ``rtm.start()``) is sent SIGINT once it has
+connected, and must stop: with status 0, or with the ``KeyboardInterrupt`` a user sees when the
+snippet does not catch it.
 
 An HTML comment on the line before a block changes that, and is all that does:
 
