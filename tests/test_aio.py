@@ -364,3 +364,114 @@ def test_listener_hooks_run_around_each_envelope_in_its_task_and_a_raising_hook_
 
     run(scenario)
     assert sum("Broken.start failed" in r.getMessage() for r in caplog.records) == 5
+
+
+def test_an_ack_to_a_peer_that_stopped_reading_never_blocks_the_loop() -> None:
+    """An 8 MB ack to a connection whose peer reads nothing waits on an aio_ack thread; meanwhile the
+    loop runs on (a heartbeat task never misses a beat by more than 0.5 s) and the healthy
+    connection's envelopes are acked."""
+
+    async def scenario() -> None:
+        with SocketModeServer(redelivery_delay=None) as server:
+            client = make(server, connections=2, receive_timeout=60.0, write_timeout=30.0)
+            huge = {"text": "x" * 8_000_000}  # more than loopback's buffers hold while the peer reads nothing
+            stuck, write = asyncio.Event(), asyncio.Event()
+
+            async def listener(c: SocketModeClient, request: SocketModeRequest) -> None:
+                if request.payload.get("huge"):
+                    stuck.set()
+                    await write.wait()
+                    await c.send_socket_mode_response({"envelope_id": request.envelope_id, "payload": huge})
+                    return
+                await c.send_socket_mode_response({"envelope_id": request.envelope_id})
+
+            client.socket_mode_request_listeners.append(listener)
+            await client.connect()
+            stopped, healthy = await asyncio.to_thread(server.wait_for_connections, 2, timeout(5))
+            server.push(server.make_envelope("interactive", {"huge": True}), connection=stopped)
+            await asyncio.wait_for(stuck.wait(), timeout(5))
+            server.silence(stopped)  # it reads nothing more
+            write.set()
+            beats: list[float] = []
+
+            async def heartbeat() -> None:
+                while True:
+                    beats.append(time.monotonic())
+                    await asyncio.sleep(0.05)
+
+            beating = asyncio.ensure_future(heartbeat())
+            ids = [server.push(server.make_envelope("interactive", {}), connection=healthy) for _ in range(20)]
+            await asyncio.to_thread(server.wait_for_acks, envelope_ids=ids, timeout=timeout(10))
+            await asyncio.sleep(0.5)
+            beating.cancel()
+            gaps = [b - a for a, b in zip(beats, beats[1:])]
+            assert gaps and max(gaps) < 0.5, max(gaps)
+            assert_acked_on_first_delivery(server, ids)
+            await client.close(timeout=2.0)
+
+    run(scenario)
+
+
+def test_close_returns_within_its_timeout_when_a_coroutine_never_ends() -> None:
+    async def scenario() -> None:
+        with SocketModeServer(redelivery_delay=None) as server:
+            forever = asyncio.Event()  # never set
+            recorder = AsyncRecorder(work=lambda request: forever.wait())
+            client = make(server)
+            client.socket_mode_request_listeners.append(recorder)
+            await client.connect()
+            server.push(server.make_envelope())
+            await until(lambda: recorder.running == 1, 5, "the listener to start")
+            started = time.monotonic()
+            await client.close(timeout=1.0)
+            assert time.monotonic() - started < 1.5
+            assert client.state is ClientState.CLOSED
+
+    run(scenario)
+
+
+def test_two_replicas_on_a_shared_ledger_run_an_envelope_once_and_ack_its_redelivery_as_the_first_did() -> None:
+    from slack_socket_mode.redis import RedisLedger
+
+    from .services import delete_keys, redis_url, unique_namespace
+
+    url = redis_url()
+    namespace = unique_namespace("aio")
+
+    async def scenario() -> None:
+        with SocketModeServer(redelivery_delay=None) as server:
+            gate = asyncio.Event()
+            replicas: list[SocketModeClient] = []
+            recorders = [AsyncRecorder(work=lambda request: gate.wait()), AsyncRecorder()]
+            for recorder in recorders:
+                client = make(server, dedupe=RedisLedger(url, namespace=namespace, lease=5.0))
+                client.socket_mode_request_listeners.append(recorder)
+                await client.connect()
+                replicas.append(client)
+            first, second = server.connections
+            envelope = server.make_envelope("slash_commands", {"command": "/deploy"}, accepts_response_payload=True)
+            eid = envelope["envelope_id"]
+            server.push(envelope, connection=first)
+            await until(lambda: recorders[0].running == 1, 5, "replica A to run it")
+            server.push({**envelope, "retry_attempt": 1, "retry_reason": "timeout"}, connection=second)
+            marker = server.push(server.make_envelope(), connection=second)
+            await asyncio.to_thread(server.wait_for_acks, envelope_ids=[marker])  # B has read the redelivery
+            assert recorders[1].seen == [marker] and server.envelope(eid).acks == []
+            gate.set()
+            await asyncio.to_thread(server.wait_for_acks, envelope_ids=[eid])
+            deadline = time.monotonic() + timeout(5)
+            while True:  # A's done record is written by its lease thread: B acks the next redelivery as A did
+                server.push({**envelope, "retry_attempt": 2, "retry_reason": "timeout"}, connection=second)
+                await asyncio.sleep(0.1)
+                if len(server.envelope(eid).acks) >= 2 or time.monotonic() > deadline:
+                    break
+            acks = server.envelope(eid).acks
+            assert len(acks) == 2 and acks[0].payload == acks[1].payload == {"text": "done"}
+            assert recorders[0].seen == [eid] and eid not in recorders[1].seen
+            for client in replicas:
+                await client.close()
+
+    try:
+        run(scenario)
+    finally:
+        delete_keys(url, f"slack_socket_mode:{namespace}:*")

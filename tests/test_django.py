@@ -436,14 +436,15 @@ def test_the_management_command_runs_a_bolt_app(project: Project, server: Socket
     project.wait_backends(lambda pids: pids == [], "the Bolt app's connections closed")
 
 
+@pytest.mark.parametrize("factory", ["make_client", "make_async_client"])
 def test_the_management_command_runs_a_bot_and_closes_with_in_flight_acks_on_sigterm(
-    project: Project, server: SocketModeServer
+    project: Project, server: SocketModeServer, factory: str
 ) -> None:
-    process = manage("socketmode", "tests.django_project.bots:make_client", project=project, api_url=server.api_url)
+    process = manage("socketmode", f"tests.django_project.bots:{factory}", project=project, api_url=server.api_url)
     output = Output(process)
     try:
         line = output.wait_for("running until SIGINT or SIGTERM", seconds=20)
-        assert "socketmode: tests.django_project.bots:make_client connected" in line
+        assert f"socketmode: tests.django_project.bots:{factory} connected" in line
         (conn,) = server.wait_for_connections(1)
         fast = burst(server, 10)
         slow = server.push(server.make_envelope(payload={"sleep": 1.0}))

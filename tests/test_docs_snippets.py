@@ -7,9 +7,9 @@ the tests' Redis (for the snippets that read it), and slack_sdk's default Web AP
 pointed at a local :class:`SocketModeServer`. It must exit with status 0. A script that defines
 ``test_`` functions is run by pytest instead (the ``socket_mode_server`` fixtures come from the
 package's plugin), and its tests must pass. A script that waits for Ctrl-C (``Event().wait()``,
-a ``StopWaiter``'s ``stop.wait()``, an RTM bot's ``rtm.start()``) is sent SIGINT once it has
-connected, and must stop: with status 0, or with the ``KeyboardInterrupt`` a user sees when the
-snippet does not catch it.
+a ``StopWaiter``'s ``stop.wait()``, an asyncio app's ``await asyncio.Event().wait()``, an RTM
+bot's ``rtm.start()``) is sent SIGINT once it has connected, and must stop: with status 0, or with
+the ``KeyboardInterrupt`` a user sees when the snippet does not catch it.
 
 An HTML comment on the line before a block changes that, and is all that does:
 
@@ -49,7 +49,10 @@ _FENCE = re.compile(r"^(?P<indent>\s*)```(?:python|py)\b.*$")
 _MARKER = re.compile(r"^\s*<!--\s*snippet:\s*(?P<what>.*?)\s*-->\s*$")
 _INCLUDE = re.compile(r'^\s*--8<--\s+"[^"]+"\s*$')
 #: A script that waits for Ctrl-C.
-_WAITS = re.compile(r"^\s*(Event\(\)\.wait\(\)|stop\.wait\(\)|rtm\.start\(\))(\s*#.*)?$", re.MULTILINE)
+_WAITS = re.compile(
+    r"^\s*(Event\(\)\.wait\(\)|stop\.wait\(\)|await asyncio\.Event\(\)\.wait\(\)|rtm\.start\(\))\s*(#.*)?$",
+    re.MULTILINE,
+)
 #: Run first in each script: slack_sdk's default Web API URL becomes the local server's.
 _PRELUDE = """\
 import os, runpy, sys
@@ -59,6 +62,15 @@ _url = os.environ["SNIPPET_SLACK_API_URL"]
 _init = base_client.BaseClient.__init__
 _init.__defaults__ = tuple(_url if d == base_client.BaseClient.BASE_URL else d for d in _init.__defaults__)
 base_client.BaseClient.BASE_URL = _url
+try:  # slack_sdk's AsyncWebClient too, where aiohttp is installed (the asyncio client's snippets)
+    from slack_sdk.web import async_base_client
+except ImportError:
+    pass
+else:
+    _ainit = async_base_client.AsyncBaseClient.__init__
+    _abase = async_base_client.AsyncBaseClient.BASE_URL
+    _ainit.__defaults__ = tuple(_url if d == _abase else d for d in _ainit.__defaults__)
+    async_base_client.AsyncBaseClient.BASE_URL = _url
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """

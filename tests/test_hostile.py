@@ -557,7 +557,10 @@ def test_close_returns_within_its_timeout_while_a_lifecycle_listener_holds_the_h
     held = threading.Event()
 
     def on_transition(transition: Any) -> None:
-        if threading.current_thread().name.endswith("-health") and not held.is_set():
+        # the replacement of the silent connection (not any other transition the health thread may report
+        # first on a loaded machine: one such made this test fail on 3.13)
+        replacing = "pong" in transition.reason or "frames" in transition.reason
+        if threading.current_thread().name.endswith("-health") and replacing and not held.is_set():
             held.set()
             hold.wait(timeout(10))
 
@@ -568,7 +571,8 @@ def test_close_returns_within_its_timeout_while_a_lifecycle_listener_holds_the_h
         client.connect()
         server.silence()  # no pong: the health thread replaces the connection, and tells the listener
         assert held.wait(timeout(5))
-        assert client.stats().reconnects == {"no pong": 1}
+        reconnects = client.stats().reconnects
+        assert sum(reconnects.values()) == 1 and set(reconnects) <= {"no pong", "no frames"}, reconnects
         new = server.wait_for_new_connection(1)
         watcher.wait_connected()
         server.silence(new)  # close() then spends its time on the close handshake before stopping the threads

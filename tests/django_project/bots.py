@@ -53,11 +53,33 @@ def make_client() -> SocketModeClient:
 
 
 async def on_request_async(client: Any, request: Any) -> None:
-    """The asyncio client's listener: write the Note through ``sync_to_async`` (Django's async rule), then ack."""
+    """The asyncio client's listener: write the Note through ``sync_to_async`` (Django's async rule), then ack
+    (sleeping first, on the loop, if the payload asks)."""
+    import asyncio
+
     from asgiref.sync import sync_to_async
 
+    seconds = float((request.payload or {}).get("sleep", 0))
+    if seconds:
+        sys.stdout.write(f"started {request.envelope_id}\n")
+        sys.stdout.flush()
+        await asyncio.sleep(seconds)
     await sync_to_async(write_note)(request.envelope_id)
     await client.send_socket_mode_response({"envelope_id": request.envelope_id})
+
+
+def make_async_client() -> Any:
+    """The factory ``manage.py socketmode tests.django_project.bots:make_async_client`` calls (the asyncio client)."""
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from slack_socket_mode.aio import SocketModeClient as AsyncClient
+
+    client = AsyncClient(
+        os.environ["SLACK_APP_TOKEN"],
+        web_client=AsyncWebClient(base_url=os.environ["SLACK_SOCKET_MODE_TEST_API_URL"]),
+    )
+    client.socket_mode_request_listeners.append(on_request_async)
+    return client
 
 
 not_a_bot = 42  # APP naming something else: the command refuses it (exit code 2)

@@ -6,6 +6,8 @@
   from ``SLACK_APP_TOKEN``);
 * a :class:`slack_socket_mode.SocketModeClient` (or its websocket_client flavour), or a
   :class:`slack_socket_mode.bolt.SocketModeHandler`;
+* a :class:`slack_socket_mode.aio.SocketModeClient` (the asyncio client): run with ``asyncio.run``,
+  its listeners on that loop;
 * a factory: any other callable, called with no arguments, returning one of those.
 
 The command connects, says that it runs (a line the ``slack_socket_mode.django`` logger logs at
@@ -23,6 +25,7 @@ line on stderr (Django's ``CommandError``), never a traceback (unless ``--traceb
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import signal
@@ -31,6 +34,7 @@ from typing import Any, Optional
 
 from django.core.management.base import BaseCommand, CommandError
 
+from ....aio import SocketModeClient as AsyncClient
 from ....client import SocketModeClient
 from ....errors import FatalError, SocketModeError
 from ....stopping import StopWaiter, default_stop_signals
@@ -71,9 +75,11 @@ def _load(spec: str) -> Any:
 
 
 def _kind(obj: Any) -> Optional[str]:
-    """``"client"``, ``"handler"``, ``"app"``, ``"async"`` (refused), or None for anything else."""
+    """``"client"``, ``"aio"``, ``"handler"``, ``"app"``, ``"async"`` (refused), or None for anything else."""
     if isinstance(obj, SocketModeClient):
         return "client"
+    if isinstance(obj, AsyncClient):
+        return "aio"
     if type(obj).__name__ == "AsyncApp" or type(obj).__module__.startswith("slack_sdk.socket_mode."):
         return "async" if type(obj).__name__ == "AsyncApp" else "sdk"
     try:
@@ -90,7 +96,7 @@ def _kind(obj: Any) -> Optional[str]:
 
 
 def resolve(spec: str) -> tuple[str, Any]:
-    """What ``APP`` names: ``("client" | "handler" | "app", object)``, a factory called first.
+    """What ``APP`` names: ``("client" | "aio" | "handler" | "app", object)``, a factory called first.
 
     Raises:
         CommandError: a bad ``APP`` (``returncode`` :data:`BAD_APP`), with a one-line message.
@@ -149,6 +155,49 @@ def _serve_client(command: BaseCommand, client: SocketModeClient, spec: str, clo
         raise CommandError(f"{spec}: stopped: {_one_line(fatal[0])}", returncode=FAILED)
 
 
+def _serve_async_client(command: BaseCommand, client: AsyncClient, spec: str, close_timeout: float) -> None:
+    """:func:`_serve_client` for the asyncio client: on a loop of its own, SIGINT/SIGTERM caught by the loop."""
+
+    async def serve() -> Optional[int]:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        caught: list[int] = []
+        fatal: list[FatalError] = []
+
+        def on_signal(signum: int) -> None:
+            caught.append(signum)
+            stop.set()
+
+        if threading.current_thread() is threading.main_thread():
+            for signum in default_stop_signals():
+                loop.add_signal_handler(signum, on_signal, signum)
+
+        def on_error(error: Exception) -> None:
+            if isinstance(error, FatalError):
+                fatal.append(error)
+                stop.set()
+
+        client.on_error_listeners.append(on_error)
+        try:
+            await client.connect()
+        except SocketModeError as e:
+            await client.close(close_timeout)
+            raise CommandError(f"{spec}: could not connect: {_one_line(e)}", returncode=FAILED) from e
+        session = await client.session_id()
+        _announce(command, f"socketmode: {spec} connected ({session}); running until SIGINT or SIGTERM")
+        await stop.wait()
+        if caught:
+            _logger.info(
+                "%s received; closing (running listeners finish and send their acks)", signal.Signals(caught[0]).name
+            )
+        await client.close(close_timeout)
+        if fatal:
+            raise CommandError(f"{spec}: stopped: {_one_line(fatal[0])}", returncode=FAILED)
+        return caught[0] if caught else None
+
+    asyncio.run(serve())
+
+
 class Command(BaseCommand):  # type: ignore[misc]  # Django ships no type information
     """``socketmode APP [--close-timeout SECONDS]`` (see the module's docstring)."""
 
@@ -179,5 +228,8 @@ class Command(BaseCommand):  # type: ignore[misc]  # Django ships no type inform
             except (SocketModeError, TypeError) as e:  # ConfigurationError: no SLACK_APP_TOKEN, or not xapp-…
                 raise _bad(f"{spec}: {_one_line(e)}") from e
             kind = "handler"
+        if kind == "aio":
+            _serve_async_client(self, obj, spec, close_timeout)
+            return
         client: SocketModeClient = obj.client if kind == "handler" else obj
         _serve_client(self, client, spec, close_timeout)
