@@ -600,3 +600,51 @@ def test_an_http_proxy_carries_rtm_connect_and_the_websocket() -> None:
                 rtm.close()
     finally:
         proxy.stop()
+
+
+# ---- slack_sdk's other entry points ---------------------------------------------------------------
+
+
+def test_without_auto_reconnect_a_lost_connection_ends_start(rtm_server: RTMServer, make_rtm: RTMFactory) -> None:
+    rtm = make_rtm(auto_reconnect_enabled=False)
+    hello = threading.Event()
+    rtm.on("hello")(lambda client, event: hello.set())
+    thread = threading.Thread(target=rtm.start, name="test-rtm-start")
+    thread.start()
+    assert hello.wait(timeout(5))
+    rtm_server.reset()
+    thread.join(timeout(5))
+    assert not thread.is_alive()  # start() returned: nothing reconnects
+    assert rtm.state is ClientState.DISCONNECTED and not rtm.is_connected()
+    assert rtm_server.open_calls == 1
+    rtm.connect()  # and connect() starts again, as in slack_sdk
+    assert rtm.is_connected() and rtm_server.open_calls == 2
+
+
+def test_connect_to_new_endpoint_with_force_replaces_the_connection_make_before_break(
+    rtm_server: RTMServer, make_rtm: RTMFactory
+) -> None:
+    rtm = make_rtm()
+    states = States(rtm)
+    rtm.connect()
+    (old,) = rtm_server.wait_for_connections(1)
+    rtm.connect_to_new_endpoint(force=True)
+    new = rtm_server.wait_for_new_connection(1, timeout=timeout(5))
+    assert old.wait_closed(timeout(5)) and old.closed_by == "client"
+    assert new.opened_at < (old.closed_at or 0.0)
+    assert "reconnecting" not in states.client_states()
+    rtm.connect_to_new_endpoint()  # connected: nothing to do
+    assert rtm_server.open_calls == 2
+
+
+def test_run_message_listeners_and_enqueue_message_call_the_listeners(make_rtm: RTMFactory) -> None:
+    rtm = make_rtm()
+    events = Events()
+    rtm.on("reaction_added")(events)
+    rtm.run_message_listeners({"type": "reaction_added", "reaction": "a"})  # on this thread, at once
+    assert events.threads == [threading.current_thread().name]
+    rtm.enqueue_message(json.dumps({"type": "reaction_added", "reaction": "b"}))  # on a worker, unconnected
+    rtm.enqueue_message("not JSON")  # ignored
+    seen = events.wait_for(lambda seen: len(seen) == 2)
+    assert [e["reaction"] for e in seen] == ["a", "b"]
+    assert events.threads[1].startswith("slack_socket_mode-rtm")
