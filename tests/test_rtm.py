@@ -33,6 +33,9 @@ FAST = Backoff(base=0.05, cap=0.2, healthy_after=60.0)
 
 RTMFactory = Callable[..., RTMClient]
 
+#: An exception on a thread the tests start (start() in a thread) fails the test.
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+
 
 @pytest.fixture
 def make_rtm(rtm_server: RTMServer) -> Iterator[RTMFactory]:
@@ -648,3 +651,26 @@ def test_run_message_listeners_and_enqueue_message_call_the_listeners(make_rtm: 
     seen = events.wait_for(lambda seen: len(seen) == 2)
     assert [e["reaction"] for e in seen] == ["a", "b"]
     assert events.threads[1].startswith("slack_socket_mode-rtm")
+
+
+def test_bad_input_is_skipped_without_dropping_the_connection(
+    rtm_server: RTMServer, make_rtm: RTMFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    rtm = make_rtm()
+    every = Events()
+    rtm.on("*")(every)
+    rtm.connect()
+    for text in ("not JSON", "[1, 2]", "null", '"a string"', "{", '{"type": 5, "x": 1}'):
+        rtm_server.send_text(text)
+    rtm_server.send_binary(b"\x00\x01")
+    rtm_server.send_raw_text_bytes(b"\xff\xfe")
+    rtm_server.send_event({"type": "message", "text": "still here"})
+    seen = every.wait_for(lambda seen: any(e.get("text") == "still here" for e in seen))
+    assert [e for e in seen if e.get("type") != "hello"] == [
+        {"type": 5, "x": 1},
+        {"type": "message", "text": "still here"},
+    ]
+    assert rtm_server.open_calls == 1 and rtm.is_connected()  # the same connection
+    skipped = [r for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(skipped) == 7  # five that are not an object, the binary one, the one not UTF-8
+    assert not any("a string" in r.getMessage() or "not JSON" in r.getMessage() for r in skipped)  # never echoed

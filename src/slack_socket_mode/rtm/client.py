@@ -31,7 +31,7 @@ from ..boundary import call_error
 from ..client import SocketModeClient
 from ..connection import Connection
 from ..engine import Engine
-from ..errors import FATAL_API_ERRORS, NotConnectedError, SocketModeError, detached
+from ..errors import FATAL_API_ERRORS, FatalError, NotConnectedError, SocketModeError, detached
 from ..lifecycle import ClientState
 from ..listeners import ListenerList
 from ..messages import Envelope, Hello
@@ -436,7 +436,13 @@ class RTMClient:
             ConnectTimeoutError, SocketModeError: as :meth:`connect`.
         """
         try:
-            self.connect()
+            try:
+                self.connect()
+            except SocketModeError as e:
+                interrupted = self.state in (ClientState.CLOSING, ClientState.CLOSED, ClientState.DISCONNECTED)
+                if isinstance(e, FatalError) or not interrupted:
+                    raise
+                return  # close() or disconnect() came while connecting: what start() waits for
             session = self._session
             stopped = (ClientState.CLOSED, ClientState.DISCONNECTED, ClientState.FAILED, ClientState.CLOSING)
             with session.lock:
