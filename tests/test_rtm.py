@@ -674,3 +674,25 @@ def test_bad_input_is_skipped_without_dropping_the_connection(
     skipped = [r for r in caplog.records if "skipped" in r.getMessage()]
     assert len(skipped) == 7  # five that are not an object, the binary one, the one not UTF-8
     assert not any("a string" in r.getMessage() or "not JSON" in r.getMessage() for r in skipped)  # never echoed
+
+
+def test_the_rtm_server_serves_slack_sdks_own_client_too(rtm_server: RTMServer) -> None:
+    """A bot written for slack_sdk's ``rtm_v2.RTMClient`` is tested against ``rtm_server`` unchanged."""
+    from slack_sdk.rtm_v2 import RTMClient as SdkRTMClient
+
+    rtm = SdkRTMClient(token=TOKEN, base_url=rtm_server.api_url)
+    events = Events()
+
+    @rtm.on("message")
+    def on_message(client: Any, event: dict[str, Any]) -> None:  # slack_sdk takes functions of two arguments only
+        events(client, event)
+
+    try:
+        rtm.connect()
+        rtm_server.send_event({"type": "message", "channel": "C1", "text": "to slack_sdk"})
+        assert events.wait_for(lambda seen: len(seen) == 1)[0]["text"] == "to slack_sdk"
+        rtm.send({"id": 1, "type": "message", "channel": "C1", "text": "from slack_sdk"})
+        (sent,) = rtm_server.wait_for_events(lambda e: e.type == "message")
+        assert sent.body["text"] == "from slack_sdk"
+    finally:
+        rtm.close()
