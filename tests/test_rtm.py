@@ -696,3 +696,16 @@ def test_the_rtm_server_serves_slack_sdks_own_client_too(rtm_server: RTMServer) 
         assert sent.body["text"] == "from slack_sdk"
     finally:
         rtm.close()
+
+
+def test_a_wss_uri_set_by_the_app_is_opened_instead_of_calling_rtm_connect(
+    rtm_server: RTMServer, make_rtm: RTMFactory
+) -> None:
+    rtm = make_rtm()
+    url = rtm_server.new_connection_url()
+    rtm.wss_uri = url
+    rtm.connect()
+    assert rtm.is_connected() and rtm.wss_uri == url
+    assert [c.method for c in rtm_server.api_calls] == ["auth.test"]  # no rtm.connect
+    with pytest.raises(Exception, match="wss://"):
+        rtm.wss_uri = "ws://example.com/link"  # ws:// to a remote host is refused, as for Socket Mode
