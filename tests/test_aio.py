@@ -239,8 +239,13 @@ def test_concurrency_bounds_the_coroutines_running_at_once() -> None:
             client.socket_mode_request_listeners.append(recorder)
             await client.connect()
             ids = [server.push(server.make_envelope()) for _ in range(40)]
+            await until(lambda: recorder.running == 3, 5, "3 running")
+            # No thread waits for a slot: the 37 others wait in the dispatcher's backlog, not on workers.
+            assert [t.name for t in client_threads() if "worker_" in t.name] == []
+            assert client.queue_depth > 0
             await asyncio.to_thread(server.wait_for_acks, envelope_ids=ids, timeout=timeout(10))
             assert recorder.most_running == 3
+            assert [t.name for t in client_threads() if "worker_" in t.name] == []
             await client.close()
 
     run(scenario)
@@ -255,16 +260,25 @@ def test_a_listener_that_blocks_the_loop_is_named_and_counted_and_nothing_is_los
         with SocketModeServer(redelivery_delay=None) as server:
             client = make(server, slow_queue_warning=0.3)
 
+            blocked = threading.Event()
+            ids: list[str] = []
+
             async def blocking(c: SocketModeClient, request: SocketModeRequest) -> None:
                 if request.payload.get("block"):
+                    blocked.set()
                     time.sleep(1.0)  # the fault under test: the loop is blocked
                 await c.send_socket_mode_response({"envelope_id": request.envelope_id})
 
+            def push_while_blocked() -> None:  # on a thread: the loop, this test's included, is blocked
+                assert blocked.wait(timeout(5))
+                ids.extend(server.push(server.make_envelope()) for _ in range(5))
+
             client.socket_mode_request_listeners.append(blocking)
             await client.connect()
+            pusher = threading.Thread(target=push_while_blocked, name="test-push", daemon=True)
+            pusher.start()
             first = server.push(server.make_envelope("events_api", {"block": True}))
-            await asyncio.to_thread(server.wait_until, lambda: bool(server.envelope(first).deliveries), 5.0, "sent")
-            ids = [server.push(server.make_envelope()) for _ in range(5)]
+            await asyncio.to_thread(pusher.join, timeout(5))
             await asyncio.to_thread(server.wait_for_acks, envelope_ids=[first, *ids], timeout=timeout(10))
             stats = client.stats()
             assert stats.loop_blocked == 1 and stats.loop_delayed >= 1, stats

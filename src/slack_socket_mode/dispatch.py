@@ -129,6 +129,10 @@ class Dispatcher:
         self.workers = self._new_workers()  # slack_sdk's client.message_workers
         self._in_listener = threading.local()  # .active is True on a worker while it runs listeners
         self._finish = self.finish  # bound once: passed to Listeners.run for each envelope
+        #: The listeners' runs are only scheduled by Listeners.run (the asyncio client): no thread need wait
+        #: for a slot, so envelopes beyond concurrency wait in _backlog, started by finish() (queue lock).
+        self._scheduled_runs = not listeners.blocking_ok
+        self._backlog: deque[tuple[Envelope, str]] = deque()
         self._busy_workers = False  # True from the first envelope until the idle pool is retired
         self._retire_scheduled = False  # the health monitor knows a retirement is due
         self._last_dispatch = 0.0  # monotonic time the last listener run finished
@@ -178,6 +182,8 @@ class Dispatcher:
     def shutdown(self) -> None:
         """Let the worker threads go, cancelling envelopes that never started (close())."""
         self.workers.shutdown(wait=False, cancel_futures=True)
+        with self._queue_lock:  # the asyncio client's envelopes that never started: Slack redelivers them
+            self._backlog.clear()
 
     def submit_unconnected(self, envelope: Envelope, text: str) -> None:
         """Run an envelope's listeners on a worker, outside the queue (enqueue_message before connect()).
@@ -261,22 +267,33 @@ class Dispatcher:
                     self._shared.release(envelope.envelope_id)  # no store call here: the lease thread makes it
                 return
             self._queued += 1
-            # Run it here, on the reader, when no envelope waits for a worker and a slot is free.
-            inline = (
-                self._inline
-                and not self._waiting_since
-                and self._queued <= self.concurrency
-                and now >= self._inline_paused_until
-                and self._running < self.concurrency  # a free slot of concurrency (freed by _run_and_settle)
-                and conn.is_reader()
-            )
-            if inline:
-                self._running += 1
+            inline = start = False
+            if self._scheduled_runs:  # the asyncio client: starting a run only schedules it
+                start = not self._backlog and self._running < self.concurrency
+                if start:
+                    self._running += 1
+                else:  # no thread waits for a slot: finish() starts it once one is free
+                    self._waiting_since.append(now)
+                    self._backlog.append((envelope, text))
             else:
-                self._busy_workers = True
-                self._waiting_since.append(now)
-                self.workers.submit(self._dispatch, envelope, text)
-        if inline:
+                # Run it here, on the reader, when no envelope waits for a worker and a slot is free.
+                inline = (
+                    self._inline
+                    and not self._waiting_since
+                    and self._queued <= self.concurrency
+                    and now >= self._inline_paused_until
+                    and self._running < self.concurrency  # a free slot of concurrency (freed by finish)
+                    and conn.is_reader()
+                )
+                if inline:
+                    self._running += 1
+                else:
+                    self._busy_workers = True
+                    self._waiting_since.append(now)
+                    self.workers.submit(self._dispatch, envelope, text)
+        if start:
+            self._listeners.run(envelope, text, self._finish)
+        elif inline:
             self._dispatch_inline(conn, envelope, text, now)
 
     def _admit_shared(self, conn: Connection, envelope: Envelope) -> bool:
@@ -340,21 +357,7 @@ class Dispatcher:
 
     def _dispatch(self, envelope: Envelope, text: str) -> None:
         """Run the listeners on a worker thread."""
-        started = time.monotonic()
-        try:
-            waited = started - self._waiting_since.popleft()
-        except IndexError:
-            waited = 0.0
-        if waited > self._slow_queue_warning and not self._warned_slow:
-            self._warned_slow = True
-            self._logger.warning(
-                "envelope %s waited %.1f s for a free worker (%d queued); Slack redelivers envelopes not acked "
-                "within 3 s: raise concurrency (now %d), or ack before doing slow work",
-                envelope.envelope_id,
-                waited,
-                len(self._waiting_since),
-                self.concurrency,
-            )
+        self._note_wait(envelope, time.monotonic())
         with self._queue_lock:  # inline runs count towards concurrency too: wait for one of them to end
             if self._running >= self.concurrency:
                 self._slot_waiters += 1
@@ -363,6 +366,24 @@ class Dispatcher:
                 self._slot_waiters -= 1
             self._running += 1
         self._run_and_settle(envelope, text)
+
+    def _note_wait(self, envelope: Envelope, started: float) -> None:
+        """An envelope that waited leaves the queue: a WARNING, once per burst, if it waited too long."""
+        try:
+            waited = started - self._waiting_since.popleft()
+        except IndexError:
+            waited = 0.0
+        if waited > self._slow_queue_warning and not self._warned_slow:
+            self._warned_slow = True
+            self._logger.warning(
+                "envelope %s waited %.1f s for a free %s (%d queued); Slack redelivers envelopes not acked "
+                "within 3 s: raise concurrency (now %d), or ack before doing slow work",
+                envelope.envelope_id,
+                waited,
+                "slot" if self._scheduled_runs else "worker",
+                len(self._waiting_since),
+                self.concurrency,
+            )
 
     def _run_and_settle(self, envelope: Envelope, text: str) -> None:
         """Run the listeners (:meth:`.Listeners.run`); :meth:`finish` accounts for the envelope once they returned.
@@ -388,11 +409,16 @@ class Dispatcher:
         try:
             conn = self._settle(envelope, redeliver)
         finally:
+            following: Optional[tuple[Envelope, str]] = None
             with self._queue_lock:
                 self._queued -= 1
                 self._running -= 1
                 if self._slot_waiters:
                     self._slot_free.notify()
+                if self._backlog and self._running < self.concurrency:
+                    following = self._backlog.popleft()
+                    self._running += 1
+                    self._note_wait(following[0], time.monotonic())
                 self._last_dispatch = time.monotonic()
                 if self._queued == 0 and not self._retire_scheduled:
                     self._retire_scheduled = True  # once per burst: the monitor reschedules itself
@@ -403,6 +429,8 @@ class Dispatcher:
                     self._warned_slow = self._warned_full = False  # the burst is over: warn again on the next
                 if self._queued == self._max_queue - 1:
                     self._room.notify()
+        if following is not None:
+            self._listeners.run(*following, self._finish)
         if conn is not None and conn.draining:
             if self._listeners.blocking_ok:
                 self._after_drain(conn)

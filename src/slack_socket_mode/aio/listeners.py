@@ -36,9 +36,11 @@ import asyncio
 import contextvars
 import inspect
 import logging
+import sys
 import threading
 import time
-from collections.abc import Generator
+from collections import deque
+from collections.abc import Coroutine, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
 
@@ -62,6 +64,22 @@ in_listener: contextvars.ContextVar[bool] = contextvars.ContextVar("slack_socket
 
 #: Seconds between the watch thread's looks while envelopes are in flight.
 _WATCH_INTERVAL = 0.1
+#: Seconds with no envelope in flight after which the watch thread sleeps until the next one.
+_IDLE_AFTER = 1.0
+
+
+if sys.version_info >= (3, 12):
+
+    def _new_task(coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop) -> asyncio.Task[None]:
+        """A task started eagerly (Python 3.12+): it runs at once up to its first suspension, with no loop
+        iteration to begin; a listener that acks without waiting ends here."""
+        return asyncio.Task(coro, loop=loop, eager_start=True)
+
+else:
+
+    def _new_task(coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop) -> asyncio.Task[None]:
+        """A task, started on the loop's next iteration (eager start needs Python 3.12)."""
+        return loop.create_task(coro)
 
 
 class _Flight:
@@ -112,10 +130,13 @@ class AsyncListeners(Listeners):
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._lock = threading.Lock()  # last in the order: the records below
         self._flights: set[_Flight] = set()  # scheduled, not finished
+        self._starts: deque[tuple[_Flight, str]] = deque()  # scheduled, for the loop's next _start_all
+        self._starts_due = False  # a _start_all is scheduled on the loop
         self._tasks: set[asyncio.Task[Any]] = set()  # a reference to each task, so none is collected mid-run
         self._step: Optional[_Step] = None  # the listener step running on the loop now, if any
         self._warned: set[int] = set()  # ids of listeners named for blocking the loop in this burst
         self._watch: Optional[threading.Thread] = None
+        self._watch_asleep = False  # the watch thread waits for the next envelope (see _ensure_watch)
         self._wake = threading.Condition(self._lock)
         self._stopped = False
         self._writers: Optional[ThreadPoolExecutor] = None
@@ -155,33 +176,48 @@ class AsyncListeners(Listeners):
     def run(self, envelope: Envelope, text: str, finish: Finish) -> None:
         """Schedule the envelope's listeners on the loop; ``finish`` is called there once they returned.
 
-        With no loop to run them (none bound yet, or closed), the envelope is given back at once
-        (``finish`` with a redelivery) and an ERROR says why.
+        The envelopes scheduled before the loop gets to them are started together, with one wake-up
+        of the loop (``call_soon_threadsafe``) for all of them. With no loop to run them (none bound
+        yet, or closed), the envelope is given back at once (``finish`` with a redelivery) and an
+        ERROR says why.
         """
         flight = _Flight(envelope, finish, time.monotonic())
         loop = self._loop
         with self._lock:
             self._flights.add(flight)
             self._ensure_watch()
+            self._starts.append((flight, text))
+            wake = not self._starts_due
+            self._starts_due = True
+        if not wake:
+            return
         try:
             if loop is None:
                 raise RuntimeError("no event loop: connect() was not awaited")
-            loop.call_soon_threadsafe(self._start, flight, text)
+            loop.call_soon_threadsafe(self._start_all)
         except RuntimeError as e:  # the loop is closed
-            self._give_back(flight, f"its listeners cannot run: {e}")
+            with self._lock:
+                pending, self._starts, self._starts_due = list(self._starts), deque(), False
+            for stranded, _ in pending:
+                self._give_back(stranded, f"its listeners cannot run: {e}")
 
-    def _start(self, flight: _Flight, text: str) -> None:
-        """On the loop: start the task that runs the envelope's listeners (unless it was given back)."""
+    def _start_all(self) -> None:
+        """On the loop: start a task for each envelope scheduled since the last call (unless given back)."""
         with self._lock:
-            if flight.given_back:
-                return
-            flight.started = True
-            waited = time.monotonic() - flight.scheduled
-            if waited > self._slow_start:
-                self.loop_delayed += 1
-        task = asyncio.ensure_future(self._envelope_task(flight, text))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+            pending, self._starts, self._starts_due = self._starts, deque(), False
+            now = time.monotonic()
+            for flight, _ in pending:
+                flight.started = not flight.given_back
+                if flight.started and now - flight.scheduled > self._slow_start:
+                    self.loop_delayed += 1
+        tasks = self._tasks
+        loop = asyncio.get_running_loop()
+        for flight, text in pending:
+            if flight.started:
+                task = _new_task(self._envelope_task(flight, text), loop)
+                if not task.done():  # an eager task may have run to its end already
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
 
     async def _envelope_task(self, flight: _Flight, text: str) -> None:
         in_listener.set(True)  # this task's own context (and the tasks it starts)
@@ -313,24 +349,40 @@ class AsyncListeners(Listeners):
     # ---- the watch -----------------------------------------------------------------------------
 
     def _ensure_watch(self) -> None:
-        """Start the ``aio_watch`` thread if it is not running (``_lock`` held)."""
-        if self._watch is None and not self._stopped:
-            self._watch = threading.Thread(target=self._watch_loop, name=f"{self._prefix}-aio_watch", daemon=True)
-            self._watch.start()
-        elif len(self._flights) == 1:
+        """Start the ``aio_watch`` thread, or wake it if it sleeps (``_lock`` held).
+
+        The thread sleeps only after :data:`_IDLE_AFTER` seconds with no envelope in flight, so a
+        steady stream costs it no wake-up per envelope (it looks every :data:`_WATCH_INTERVAL`).
+        """
+        if self._watch is None:
+            if not self._stopped:
+                self._watch = threading.Thread(target=self._watch_loop, name=f"{self._prefix}-aio_watch", daemon=True)
+                self._watch.start()
+        elif self._watch_asleep:
+            self._watch_asleep = False
             self._wake.notify()
 
     def _watch_loop(self) -> None:
         """While envelopes are in flight: name a listener blocking the loop; give envelopes back if it stopped."""
+        idle_since: Optional[float] = None
         while True:
             with self._lock:
-                while not self._flights and not self._stopped:
-                    self._warned.clear()  # the burst is over
-                    self._wake.wait()
                 if self._stopped:
                     return
+                if self._flights:
+                    idle_since = None
+                else:
+                    now = time.monotonic()
+                    idle_since = now if idle_since is None else idle_since
+                    if now - idle_since >= _IDLE_AFTER:  # the burst is over: sleep until the next envelope
+                        self._warned.clear()
+                        self._watch_asleep = True
+                        while self._watch_asleep and not self._stopped:
+                            self._wake.wait()
+                        idle_since = None
+                        continue
                 waiting = [f for f in self._flights if not f.started]
-                self._wake.wait(_WATCH_INTERVAL)
+                self._wake.wait(_WATCH_INTERVAL)  # paced: nothing notifies it while it is awake
             self._look(waiting)
 
     def _look(self, waiting: list[_Flight]) -> None:
