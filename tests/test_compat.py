@@ -1,5 +1,6 @@
 """Introspection: every public method, property, attribute and constructor parameter of slack_sdk's
-and Bolt's Socket Mode clients exists on ours with a compatible signature, or is in ALLOWED with a reason.
+and Bolt's Socket Mode clients, and of slack_sdk's ``rtm_v2.RTMClient``, exists on ours with a compatible
+signature, or is in ALLOWED with a reason.
 
 The asyncio ones too (slack_sdk's ``AsyncBaseSocketModeClient``, its aiohttp and websockets clients, and
 Bolt's ``AsyncSocketModeHandler`` of both) against ``slack_socket_mode.aio.SocketModeClient`` and
@@ -7,8 +8,8 @@ Bolt's ``AsyncSocketModeHandler`` of both) against ``slack_socket_mode.aio.Socke
 ours (a caller awaits it).
 
 The classes are the ones installed, so a slack_sdk or slack_bolt release that adds API fails this
-test instead of surprising a user. ALLOWED is the source of docs/how-to/migrate.md's table: every
-entry must appear there (test_the_migration_guide_lists_every_allowed_difference).
+test instead of surprising a user. ALLOWED is the source of docs/how-to/migrate.md's table (the RTM
+client's: docs/how-to/rtm.md): every entry must appear there (test_the_migration_guide_lists_every_allowed_difference).
 """
 
 from __future__ import annotations
@@ -20,16 +21,20 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 import pytest
+from slack_sdk.rtm_v2 import RTMClient as SdkRTMClient
 from slack_sdk.socket_mode import SocketModeClient as SdkBuiltinClient
 from slack_sdk.socket_mode.client import BaseSocketModeClient
 from slack_sdk.socket_mode.websocket_client import SocketModeClient as SdkWebSocketClient
 
 from slack_socket_mode import SocketModeClient
+from slack_socket_mode.rtm import RTMClient
 from slack_socket_mode.websocket_client import SocketModeClient as WebSocketClientFlavour
 
 from .conftest import APP_TOKEN
 
 MIGRATE = Path(__file__).resolve().parent.parent / "docs" / "how-to" / "migrate.md"
+#: The RTM client's migration table is on its own page.
+RTM_GUIDE = MIGRATE.with_name("rtm.md")
 
 _ENGINE = "slack_sdk's engine internals (one connection, polling threads); ours holds up to 10 connections: see "
 #: (flavour, member, detail) -> why ours differs. detail is "" (the member), a parameter name, or "positional".
@@ -40,6 +45,9 @@ ALLOWED: dict[tuple[str, str, str], str] = {
         for name in ("current_session", "current_session_runner", "current_app_monitor", "current_app_monitor_started")
     },
     ("builtin", "current_session_state", ""): _ENGINE + "state and lifecycle_listeners",
+    ("rtm", "current_session_state", ""): _ENGINE + "state and lifecycle_listeners",
+    ("rtm", "message_queue", ""): "no queue: an event is dispatched as it arrives (enqueue_message too)",
+    ("rtm", "message_processor", ""): "no polling thread drains a queue: the reader and workers dispatch at once",
     **{
         (flavour, "message_queue", ""): "no queue: a message is dispatched as it arrives (enqueue_message too)"
         for flavour in ("base", "builtin", "websocket_client", "async base", "aiohttp", "websockets")
@@ -90,6 +98,7 @@ class Flavour(NamedTuple):
 
 def _flavours() -> list[Flavour]:
     flavours = [
+        Flavour("rtm", SdkRTMClient, RTMClient, lambda: RTMClient(token="xoxb-111-222-xyz")),
         Flavour("base", BaseSocketModeClient, SocketModeClient, lambda: SocketModeClient(APP_TOKEN)),
         Flavour("builtin", SdkBuiltinClient, SocketModeClient, lambda: SocketModeClient(APP_TOKEN)),
         Flavour(
@@ -269,21 +278,30 @@ def test_the_checker_catches_a_method_that_is_not_a_coroutine() -> None:
     assert compatibility_problems(flavour) == {("test", "close", ""): "a coroutine in theirs, not in ours"}
 
 
-def test_the_migration_guide_lists_every_allowed_difference() -> None:
-    text = MIGRATE.read_text(encoding="utf-8")
-    missing = sorted({member for _, member, _ in ALLOWED if f"`{member}`" not in text})
-    assert missing == [], "docs/how-to/migrate.md must say why each of these differs"
+def guide(flavour: str) -> Path:
+    """The page whose migration table covers ``flavour``: the RTM client's own, or migrate.md."""
+    return RTM_GUIDE if flavour == "rtm" else MIGRATE
 
 
-def test_the_migration_guide_names_every_member_and_argument() -> None:
-    text = MIGRATE.read_text(encoding="utf-8")
+@pytest.mark.parametrize("page", [MIGRATE, RTM_GUIDE], ids=lambda page: page.name)
+def test_the_migration_guide_lists_every_allowed_difference(page: Path) -> None:
+    text = page.read_text(encoding="utf-8")
+    missing = sorted({member for flavour, member, _ in ALLOWED if guide(flavour) == page and f"`{member}`" not in text})
+    assert missing == [], f"{page.name} must say why each of these differs"
+
+
+@pytest.mark.parametrize("page", [MIGRATE, RTM_GUIDE], ids=lambda page: page.name)
+def test_the_migration_guide_names_every_member_and_argument(page: Path) -> None:
+    text = page.read_text(encoding="utf-8")
     names: set[str] = set()
     for flavour in FLAVOURS:
+        if guide(flavour.name) != page:
+            continue
         names |= {name for name, _ in public_members(flavour.theirs)}
         if flavour.theirs.__init__ is not object.__init__:
             names |= {p for p in inspect.signature(flavour.theirs.__init__).parameters if p != "self"}
     missing = sorted(name for name in names if f"`{name}" not in text)
-    assert missing == [], "docs/how-to/migrate.md's tables must have a row for each of these"
+    assert missing == [], f"{page.name}'s tables must have a row for each of these"
 
 
 def test_the_checker_catches_a_missing_parameter_and_a_moved_one() -> None:

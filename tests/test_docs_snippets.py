@@ -8,9 +8,9 @@ pointed at a local :class:`SocketModeServer`. It must exit with status 0. A scri
 ``test_`` functions is run by pytest instead (the ``socket_mode_server`` fixtures come from the
 package's plugin), and its tests must pass. A script that waits for Ctrl-C (``Event().wait()``,
 a ``StopWaiter``'s ``stop.wait()``, an asyncio app's ``await asyncio.Event().wait()`` or
-``asyncio.run(….start_async())``) is sent
-SIGINT once it has connected, and must stop: with
-status 0, or with the ``KeyboardInterrupt`` a user sees when the snippet does not catch it.
+``asyncio.run(….start_async())``, an RTM bot's ``rtm.start()``) is sent SIGINT once it has
+connected, and must stop: with status 0, or with the ``KeyboardInterrupt`` a user sees when the
+snippet does not catch it.
 
 An HTML comment on the line before a block changes that, and is all that does:
 
@@ -51,8 +51,8 @@ _MARKER = re.compile(r"^\s*<!--\s*snippet:\s*(?P<what>.*?)\s*-->\s*$")
 _INCLUDE = re.compile(r'^\s*--8<--\s+"[^"]+"\s*$')
 #: A script that waits for Ctrl-C.
 _WAITS = re.compile(
-    r"^\s*(Event\(\)\.wait\(\)|stop\.wait\(\)|await asyncio\.Event\(\)\.wait\(\)|asyncio\.run\(.*\.start_async\(\)\))"
-    r"\s*(#.*)?$",
+    r"^\s*(Event\(\)\.wait\(\)|stop\.wait\(\)|await asyncio\.Event\(\)\.wait\(\)"
+    r"|asyncio\.run\(.*\.start_async\(\)\)|rtm\.start\(\))\s*(#.*)?$",
     re.MULTILINE,
 )
 #: Run first in each script: slack_sdk's default Web API URL becomes the local server's.

@@ -80,10 +80,10 @@ def write_error(connection_id: int, e: BaseException) -> NotConnectedError:
     return NotConnectedError(f"connection {connection_id} failed: {type(e).__name__}")
 
 
-def call_error(cause: BaseException) -> ConnectionFailedError:
-    """Map an error of the ``apps.connections.open`` call below HTTP (urllib, socket, TLS) to ours."""
+def call_error(cause: BaseException, *, method: str = "apps.connections.open") -> ConnectionFailedError:
+    """Map an error of the URL's Web API call (``method``) below HTTP (urllib, socket, TLS) to ours."""
     return ConnectionFailedError(
-        f"apps.connections.open failed: {type(cause).__name__}: {redact(str(cause))[:200]}",
+        f"{method} failed: {type(cause).__name__}: {redact(str(cause))[:200]}",
         error=type(cause).__name__,
     )
 
@@ -121,15 +121,28 @@ def open_error(
     )
 
 
-def api_error(e: SlackApiError) -> SocketModeError:
-    """Translate a Web API error from apps.connections.open (never keeping the request)."""
+def api_error(
+    e: SlackApiError,
+    *,
+    method: str = "apps.connections.open",
+    token_kind: str = "the app-level token",
+    auth_error: type[AuthError] = AuthError,
+) -> SocketModeError:
+    """Translate a Web API error from the call that issues a URL (never keeping the request).
+
+    Args:
+        e: what slack_sdk raised.
+        method: the Web API method (``apps.connections.open``, or ``rtm.connect`` for the RTM client).
+        token_kind: the token the method was called with, for the message (``the app-level token``).
+        auth_error: the :class:`AuthError` class raised for a refused token (a protocol's own subclass).
+    """
     response = e.response
     status = getattr(response, "status_code", None)
     error = response.get("error") if hasattr(response, "get") else None
     error = redact(error)[:100] if isinstance(error, str) else "unknown_error"  # the peer's text
     if status == 407:
         return ProxyAuthError(
-            "the proxy refused apps.connections.open: HTTP 407 proxy authentication required "
+            f"the proxy refused {method}: HTTP 407 proxy authentication required "
             "(check the user and password in the proxy URL)",
             error="proxy_auth_required",
         )
@@ -141,13 +154,13 @@ def api_error(e: SlackApiError) -> SocketModeError:
         except ValueError:
             retry_after = 30.0
         return RateLimitedError(
-            f"apps.connections.open is rate limited; retrying after {retry_after:g} s",
+            f"{method} is rate limited; retrying after {retry_after:g} s",
             retry_after=retry_after,
             status=status,
         )
     if error in FATAL_API_ERRORS:
-        return AuthError(f"apps.connections.open refused the app-level token: {error}", error=error)
-    return ConnectionFailedError(f"apps.connections.open failed: {error} (HTTP {status})", error=error, status=status)
+        return auth_error(f"{method} refused {token_kind}: {error}", error=error)
+    return ConnectionFailedError(f"{method} failed: {error} (HTTP {status})", error=error, status=status)
 
 
 def handshake_error(e: Exception, ws: websocket.WebSocket, url: str, *, aborted: bool) -> SocketModeError:

@@ -384,9 +384,20 @@ class Connection:
         since = self._writing_since
         return None if since is None else since + self._write_timeout
 
-    def ping(self) -> bool:
-        """Send a ping if that cannot block; True if it was sent (a failure is left to the reader)."""
+    def ping(self, text: Optional[str] = None) -> bool:
+        """Send a ping if that cannot block; True if it was sent (a failure is left to the reader).
+
+        ``text``: a protocol's own keepalive, sent as a text message instead of a WebSocket ping
+        frame (the RTM API's ``{"type": "ping", "id": n}``), under the same rule
+        (:meth:`try_send_text`: only if it cannot wait). Either way ``last_ping`` is set once it
+        went out, and any frame that arrives after it answers it (see :mod:`.liveness`).
+        """
         now = time.monotonic()
+        if text is not None:
+            if self.try_send_text(text):
+                self.last_ping = now
+                return True
+            return False
         if self._write_control(_PING, b""):
             if self._trace_pings:
                 self._logger.debug("connection %d: sending a ping", self.id)

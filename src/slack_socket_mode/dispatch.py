@@ -210,43 +210,7 @@ class Dispatcher:
                 if not self._admit_shared(conn, envelope):
                     return
                 now = time.monotonic()  # a wait for the shared ledger is not a wait for a worker
-            with self._queue_lock:
-                if self._queued >= self._max_queue:
-                    self._wait_for_room(conn)
-                    now = time.monotonic()
-                if self._supervisor.closing():  # close() began meanwhile: Slack redelivers it elsewhere
-                    if self._shared is not None:
-                        self._shared.release(envelope.envelope_id)  # no store call here: the lease thread makes it
-                    return
-                self._queued += 1
-                inline = start = False
-                if self._scheduled_runs:  # the asyncio client: starting a run only schedules it
-                    start = not self._backlog and self._running < self.concurrency
-                    if start:
-                        self._running += 1
-                    else:  # no thread waits for a slot: finish() starts it once one is free
-                        self._waiting_since.append(now)
-                        self._backlog.append((envelope, text))
-                else:
-                    # Run it here, on the reader, when no envelope waits for a worker and a slot is free.
-                    inline = (
-                        self._inline
-                        and not self._waiting_since
-                        and self._queued <= self.concurrency
-                        and now >= self._inline_paused_until
-                        and self._running < self.concurrency  # a free slot of concurrency (freed by finish)
-                        and conn.is_reader()
-                    )
-                    if inline:
-                        self._running += 1
-                    else:
-                        self._busy_workers = True
-                        self._waiting_since.append(now)
-                        self.workers.submit(self._dispatch, envelope, text)
-            if start:
-                self._listeners.run(envelope, text, self._finish)
-            elif inline:
-                self._dispatch_inline(conn, envelope, text, now)
+            self._queue(conn, envelope, text, now)
             return
         if receipt is Receipt.CROSSED:
             if self._logger.isEnabledFor(logging.DEBUG):
@@ -280,6 +244,57 @@ class Dispatcher:
                 conn.id,
                 envelope.envelope_id,
             )
+
+    def on_message(self, conn: Connection, message: Envelope, text: str) -> None:
+        """Run the listeners of a message that is acked by no one (the RTM client's), as an envelope's are run.
+
+        ``message`` is an :class:`Envelope` whose ``envelope_id`` is ``""``: no ledger entry, no
+        dedupe, no ack; the queue, ``concurrency``, the inline run on the reader, its take-over
+        and the backpressure at ``max_queue`` are the same as for an envelope. On its reader.
+        """
+        if self._supervisor.closing():
+            return
+        self._queue(conn, message, text, time.monotonic())
+
+    def _queue(self, conn: Connection, envelope: Envelope, text: str, now: float) -> None:
+        """Run a first delivery's listeners on the reader (inline) or queue them for a worker."""
+        with self._queue_lock:
+            if self._queued >= self._max_queue:
+                self._wait_for_room(conn)
+                now = time.monotonic()
+            if self._supervisor.closing():  # close() began meanwhile: Slack redelivers it elsewhere
+                if self._shared is not None and envelope.envelope_id:
+                    self._shared.release(envelope.envelope_id)  # no store call here: the lease thread makes it
+                return
+            self._queued += 1
+            inline = start = False
+            if self._scheduled_runs:  # the asyncio client: starting a run only schedules it
+                start = not self._backlog and self._running < self.concurrency
+                if start:
+                    self._running += 1
+                else:  # no thread waits for a slot: finish() starts it once one is free
+                    self._waiting_since.append(now)
+                    self._backlog.append((envelope, text))
+            else:
+                # Run it here, on the reader, when no envelope waits for a worker and a slot is free.
+                inline = (
+                    self._inline
+                    and not self._waiting_since
+                    and self._queued <= self.concurrency
+                    and now >= self._inline_paused_until
+                    and self._running < self.concurrency  # a free slot of concurrency (freed by finish)
+                    and conn.is_reader()
+                )
+                if inline:
+                    self._running += 1
+                else:
+                    self._busy_workers = True
+                    self._waiting_since.append(now)
+                    self.workers.submit(self._dispatch, envelope, text)
+        if start:
+            self._listeners.run(envelope, text, self._finish)
+        elif inline:
+            self._dispatch_inline(conn, envelope, text, now)
 
     def _admit_shared(self, conn: Connection, envelope: Envelope) -> bool:
         """Ask the shared ledger about a first delivery; True to run it (see :mod:`.shared`)."""
@@ -437,6 +452,8 @@ class Dispatcher:
         the shared ledger) so that Slack's redelivery runs it again, here or on another replica.
         """
         envelope_id = envelope.envelope_id
+        if not envelope_id:  # a message that nothing acks (on_message): nothing to settle
+            return None
         if redeliver is not None:
             released, conn = self._ledger.redeliver(envelope_id)
             if released:

@@ -8,7 +8,10 @@ holds what does the work and wires them to each other in one place:
 * the :class:`~.ledger.EnvelopeLedger`, and a :class:`~.shared.SharedLedger` when ``dedupe`` is a store;
 * the :class:`~.acks.AckRouter` over the ledger, and the :class:`~.dispatch.Dispatcher`.
 
-It also routes each text message a connection reads (:meth:`Engine.on_text`, on the reader), puts
+What the connections speak is a :class:`~.wire.Wire` (Socket Mode's by default; the RTM client's
+:mod:`slack_socket_mode.rtm` gives its own): the Web API method of the URLs, the keepalive, the router.
+
+It also routes each Socket Mode text message a connection reads (:meth:`Engine.on_text`, on the reader), puts
 the :meth:`~slack_socket_mode.SocketModeClient.stats` snapshot together, and runs the steps of
 :meth:`~slack_socket_mode.SocketModeClient.close`. It holds no lock of its own (the order of the
 parts' locks is in :mod:`slack_socket_mode.client` and docs/threading.md).
@@ -38,6 +41,7 @@ from .session import Session
 from .shared import SharedLedger
 from .stats import ClientStats, HealthStatus, percentile
 from .urls import check_socket_url
+from .wire import SOCKET_MODE, Wire
 
 if TYPE_CHECKING:
     from .listeners import Listeners
@@ -69,6 +73,7 @@ class Engine:
         options: the checked options; each goes to the part that uses it.
         prefix: the client's thread-name prefix, ``slack_socket_mode-<n>``.
         logger: where to log.
+        wire: the protocol (:data:`~.wire.SOCKET_MODE` by default): URLs, keepalive, routing.
 
     Raises:
         ConfigurationError: the shared store (``dedupe``) cannot be used.
@@ -85,6 +90,7 @@ class Engine:
         listeners: Listeners,
         prefix: str,
         logger: logging.Logger,
+        wire: Wire = SOCKET_MODE,
     ) -> None:
         self._client = client
         self.listeners = listeners
@@ -107,6 +113,7 @@ class Engine:
             ping_pong_trace_enabled=o.ping_pong_trace_enabled,
             allow_insecure_urls=o.allow_insecure_urls,
             debug_reconnects=o.debug_reconnects,
+            url_method=wire.urls,
         )
         self.ledger: EnvelopeLedger[Connection] = EnvelopeLedger(
             dedupe=bool(o.dedupe),
@@ -136,12 +143,14 @@ class Engine:
             connector=self.connector,
             ledger=self.ledger,
             liveness=o.liveness,
-            on_text=self.on_text,
+            on_text=self.on_text if wire.route is None else self._route,  # Socket Mode's: no layer between
             prefix=prefix,
             logger=logger,
             connect_timeout=o.connect_timeout,
             write_timeout=o.write_timeout,
             auto_reconnect=o.auto_reconnect,
+            ping=wire.ping,
+            name=wire.name,
         )
         self.acks = AckRouter(
             self.ledger, lock=session.lock, primary=session.primary, drained=session.maybe_drained, logger=logger
@@ -164,6 +173,13 @@ class Engine:
             handoff_after=o.handoff_after,
         )
         session.attach(self.acks, self.dispatcher)
+        self._on_text: Callable[[Connection, str], None] = self.on_text
+        if wire.route is not None:  # the parts exist now: the protocol's router is made over them
+            self._on_text = wire.route(self, logger)
+
+    def _route(self, conn: Connection, text: str) -> None:
+        """The readers' callback for a wire with its own router (made once the parts are)."""
+        self._on_text(conn, text)
 
     def set_wss_uri(self, url: Optional[str]) -> None:
         """The ``wss_uri`` setter: the next connection opens ``url`` (checked) instead of a fresh one."""

@@ -50,6 +50,8 @@ class HealthMonitor:
         write_timeout: seconds a write may run before its connection is aborted and replaced.
         name: the thread's name, ``<prefix>-health``.
         logger: where to log.
+        ping: sends one connection's keepalive if that cannot block, True if sent (default
+            :meth:`Connection.ping`: a WebSocket ping frame; the RTM client's sends its JSON ping).
 
     Attributes:
         dispatcher: the dispatcher whose watches (take-over, idle pool) run at each step, or None
@@ -71,8 +73,10 @@ class HealthMonitor:
         write_timeout: float,
         name: str,
         logger: logging.Logger,
+        ping: Callable[[Connection], bool] = Connection.ping,
     ) -> None:
         self._supervisor = supervisor
+        self._ping = ping
         self._connections = connections
         self._reconnects = reconnects
         self._rules = rules
@@ -111,8 +115,9 @@ class HealthMonitor:
             if actions:
                 self._perform(actions)
                 next_at = self._supervisor.next_deadline() if next_at is None else next_at
+        ping = self._ping
         for conn in pings:
-            conn.ping()
+            ping(conn)
         dispatcher = self.dispatcher
         if dispatcher is not None:
             next_at = _earliest(next_at, dispatcher.watch_inline(now))

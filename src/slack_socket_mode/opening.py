@@ -1,5 +1,9 @@
 """Opening connections: the URL from ``apps.connections.open``, and the :class:`~.connection.Connection` to it.
 
+Which Web API method issues the URL is a :class:`UrlMethod` the connector is given:
+:data:`SOCKET_MODE_URLS` (``apps.connections.open`` with the app-level token) by default; the
+RTM client (:mod:`slack_socket_mode.rtm`) gives its own (``rtm.connect`` with a bot or user token).
+
 :class:`Connector` keeps what every connection of a client is opened with (the proxy, TLS, the size
 bound, the trace flags) and makes each one. Its errors are mapped at the one boundary,
 :mod:`slack_socket_mode.boundary`; what leaves this module is one of our own
@@ -31,6 +35,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from slack_sdk.errors import SlackApiError
@@ -40,18 +45,46 @@ from slack_sdk.web import WebClient
 from .boundary import api_error, call_error
 from .connection import Connection
 from .ends import End
-from .errors import ConnectionFailedError, SocketModeError
+from .errors import AuthError, ConnectionFailedError, SocketModeError
 from .redaction import Hidden, Secret
 from .urls import check_socket_url
 
 if TYPE_CHECKING:
     from .proxies import ProxySettings  # imported when a proxy is configured: most apps have none
 
-__all__ = ["Connector", "OpenAttempt"]
+__all__ = ["SOCKET_MODE_URLS", "Connector", "OpenAttempt", "UrlMethod"]
 
 #: Characters of each message logged by ``trace_enabled`` (``all_message_trace_enabled``: all of it).
 _TRACE_SOME = 1000
 _TRACE_ALL = 1 << 62
+
+
+@dataclass(frozen=True)
+class UrlMethod:
+    """The Web API method that issues each connection's single-use URL, and what its refusals mean.
+
+    Attributes:
+        name: the method's name, for messages (``apps.connections.open``).
+        call: ``(web_client, token) -> response``: calls it with the token (a ``SlackResponse``
+            whose ``"url"`` is the URL); raises what slack_sdk raises.
+        token_kind: the token it is called with, for messages (``the app-level token``).
+        auth_error: the :class:`~.errors.AuthError` class raised when the token is refused.
+
+    Immutable and thread-safe.
+    """
+
+    name: str
+    call: Callable[[WebClient, str], Any]
+    token_kind: str
+    auth_error: type[AuthError] = AuthError
+
+
+def _apps_connections_open(web_client: WebClient, token: str) -> Any:
+    return web_client.apps_connections_open(app_token=token)
+
+
+#: Socket Mode's: ``apps.connections.open`` with the app-level token (``xapp-…``).
+SOCKET_MODE_URLS = UrlMethod("apps.connections.open", _apps_connections_open, "the app-level token")
 
 
 class OpenAttempt:
@@ -202,6 +235,7 @@ class Connector:
         ping_pong_trace_enabled: log pings and pongs at DEBUG.
         allow_insecure_urls: allow ``ws://`` URLs to non-loopback hosts.
         debug_reconnects: add Slack's ``debug_reconnects=true`` to each issued URL.
+        url_method: the Web API method that issues the URLs (:data:`SOCKET_MODE_URLS` by default).
 
     Thread-safety: immutable once made; any thread may call it.
     """
@@ -220,8 +254,10 @@ class Connector:
         ping_pong_trace_enabled: bool,
         allow_insecure_urls: bool,
         debug_reconnects: bool,
+        url_method: UrlMethod = SOCKET_MODE_URLS,
     ) -> None:
         self._prefix = prefix
+        self._url_method = url_method
         self._logger = logger
         self._max_message_size = max_message_size
         self._write_timeout = write_timeout
@@ -243,10 +279,11 @@ class Connector:
             )
 
     def issue_url(self, web_client: WebClient, app_token: Secret) -> str:
-        """Call ``apps.connections.open`` and return the new single-use URL (checked).
+        """Call the connector's :class:`UrlMethod` (``apps.connections.open``); return the new single-use URL (checked).
 
         Raises:
-            AuthError: the token was refused (``invalid_auth``, ``token_revoked``, …).
+            AuthError: the token was refused (``invalid_auth``, ``token_revoked``, …): the
+                method's ``auth_error`` class.
             RateLimitedError: HTTP 429; ``retry_after`` says how long to wait.
             ConnectionFailedError: any other failure (network, ``internal_error``).
             InsecureURLError: the URL is neither ``wss://`` nor ``ws://`` on loopback.
@@ -260,23 +297,24 @@ class Connector:
         if isinstance(handlers, list) and handlers:
             call = copy.copy(web_client)
             call.retry_handlers = [_UnlessAborted(handler) for handler in handlers]
+        method = self._url_method
         try:
-            response = call.apps_connections_open(app_token=app_token.reveal())
+            response = method.call(call, app_token.reveal())
         except SlackApiError as e:
-            failure = api_error(e)
+            failure = api_error(e, method=method.name, token_kind=method.token_kind, auth_error=method.auth_error)
         except Exception as e:  # urllib, socket and TLS errors from the Web API call
             attempt: Optional[OpenAttempt] = getattr(_attempt_of_thread, "current", None)
             cause: BaseException = e
             if isinstance(getattr(e, "reason", e), _Refused) and attempt is not None and attempt.retried_after:
                 cause = attempt.retried_after  # the retry was refused (aborted): the error before it says why
-            failure = call_error(cause)
+            failure = call_error(cause, method=method.name)
             del cause
         if failure is not None:
             raise failure
         url = response.get("url")
         del response  # the request's headers: not in this frame's locals when an error below is raised
         if not isinstance(url, str):
-            raise ConnectionFailedError("apps.connections.open returned no url", error="no_url")
+            raise ConnectionFailedError(f"{method.name} returned no url", error="no_url")
         check_socket_url(url, allow_insecure=self.allow_insecure_urls)
         if self._debug_reconnects and "debug_reconnects=" not in url:
             url += ("&" if "?" in url else "?") + "debug_reconnects=true"

@@ -31,10 +31,33 @@ if TYPE_CHECKING:
     from .proxies import ProxySettings  # imported when a proxy is configured: most apps have none
     from .shared import SharedStore
 
-__all__ = ["OPTION_NAMES", "ClientOptions", "check_options"]
+__all__ = ["APP_TOKEN_RULE", "OPTION_NAMES", "ClientOptions", "TokenRule", "check_options"]
 
-#: An app-level token: ``xapp-`` and printable ASCII with no spaces (what may go in a header).
-_APP_TOKEN_RE = re.compile(r"xapp-[\x21-\x7e]+")
+
+@dataclass(frozen=True)
+class TokenRule:
+    """Which token a client connects with: its shape, and what the error says when it is not that.
+
+    Attributes:
+        pattern: the whole token must match it.
+        name: the parameter, for the message (``app_token``).
+        wanted: what it must be, in words (``an app-level token: 'xapp-' followed by …``).
+        advice: where to get one.
+    """
+
+    pattern: re.Pattern[str]
+    name: str
+    wanted: str
+    advice: str
+
+
+#: Socket Mode's: an app-level token, ``xapp-`` and printable ASCII with no spaces (what may go in a header).
+APP_TOKEN_RULE = TokenRule(
+    re.compile(r"xapp-[\x21-\x7e]+"),
+    "app_token",
+    "an app-level token: 'xapp-' followed by printable characters with no spaces",
+    "create one under Basic Information > App-Level Tokens",
+)
 
 
 @dataclass(frozen=True, repr=False)  # no repr: the fields hold credentials
@@ -130,11 +153,13 @@ def check_options(
     ping_pong_trace_enabled: bool,
     allow_insecure_urls: bool,
     debug_reconnects: bool,
+    token_rule: TokenRule = APP_TOKEN_RULE,
 ) -> ClientOptions:
     """Check the constructor's options (see :class:`~slack_socket_mode.SocketModeClient`) and derive the rest.
 
-    Every parameter but ``logger`` is the constructor's parameter of the same name and type
-    (:data:`OPTION_NAMES`): the constructor passes them on by name, and
+    ``token_rule`` says which token ``app_token`` must be (:data:`APP_TOKEN_RULE`; the RTM
+    client's is a bot or user token). Every other parameter but ``logger`` is the constructor's
+    parameter of the same name and type (:data:`OPTION_NAMES`): the constructor passes them on by name, and
     ``tests/test_structure.py`` checks that the two signatures agree.
 
     Raises:
@@ -143,10 +168,9 @@ def check_options(
     """
     if isinstance(app_token, str):
         app_token = app_token.strip()  # a token read from a file or a Kubernetes secret keeps its newline
-    if not isinstance(app_token, str) or not _APP_TOKEN_RE.fullmatch(app_token):
+    if not isinstance(app_token, str) or not token_rule.pattern.fullmatch(app_token):
         raise ConfigurationError(
-            "app_token must be an app-level token: 'xapp-' followed by printable characters with no "
-            f"spaces (got {_token_kind(app_token)}); create one under Basic Information > App-Level Tokens"
+            f"{token_rule.name} must be {token_rule.wanted} (got {_token_kind(app_token)}); {token_rule.advice}"
         )
     if not 1 <= connections <= 10:
         raise ConfigurationError("connections must be between 1 and 10 (Slack's limit per app)")
@@ -241,8 +265,8 @@ def check_options(
 
 
 #: The constructor's parameters that :func:`check_options` takes, by name (all but ``logger``, which it
-#: gets already chosen); the others (the listener lists) stay on the client as they are.
-OPTION_NAMES = frozenset(inspect.signature(check_options).parameters) - {"logger"}
+#: gets already chosen, and ``token_rule``); the others (the listener lists) stay on the client as they are.
+OPTION_NAMES = frozenset(inspect.signature(check_options).parameters) - {"logger", "token_rule"}
 
 
 def _check_api_url(url: object) -> None:

@@ -98,6 +98,8 @@ class Session:
         connect_timeout: seconds for one open attempt (the Web API call and the handshake).
         write_timeout: seconds a write may run before its connection is aborted and replaced (health monitor).
         auto_reconnect: whether a connection lost unexpectedly is replaced (``auto_reconnect_enabled``).
+        ping: sends one connection's keepalive if it cannot block (the health monitor's; see there).
+        name: the protocol's name for the log (``Socket Mode``, ``RTM``).
 
     Attributes:
         health: the :class:`~slack_socket_mode.health.HealthMonitor` that runs the ``health`` thread.
@@ -122,8 +124,11 @@ class Session:
         connect_timeout: float,
         write_timeout: float,
         auto_reconnect: bool,
+        ping: Callable[[Connection], bool] = Connection.ping,
+        name: str = "Socket Mode",
     ) -> None:
         self._client = client
+        self._name = name
         self._listeners = listeners
         self._connector = connector
         self._ledger = ledger
@@ -170,6 +175,7 @@ class Session:
             write_timeout=write_timeout,
             name=f"{self._prefix}-health",
             logger=self._logger,
+            ping=ping,
         )
 
     def attach(self, acks: AckRouter, dispatcher: Dispatcher) -> None:
@@ -317,7 +323,7 @@ class Session:
                     self._logger.warning("%s", action.message)
                 elif isinstance(action, Fail):
                     self.fatal = action.error
-                    self._logger.error("Socket Mode stopped: %s", action.error)
+                    self._logger.error("%s stopped: %s", self._name, action.error)
                     error = action.error
                     notify.append(lambda error=error: self._listeners.error(error))  # type: ignore[misc]
             actions = more

@@ -1,9 +1,11 @@
-"""What the local Socket Mode server's Web API answers: ``apps.connections.open``, ``auth.test``, the rest.
+"""What the local server's Web API answers: ``apps.connections.open``, ``rtm.connect``, ``auth.test``, the rest.
 
 :class:`WebApiFake` is the handler behind :class:`~._webapi.ApiServer` (which does the HTTP):
 it records every call, issues single-use WebSocket URLs (tickets) and checks them when a
-WebSocket handshake arrives, and carries the Web API faults a test asks for (failed opens,
-URLs of another peer, refused connections). It does no I/O of its own.
+WebSocket handshake arrives (``apps.connections.open`` for an app-level token; ``rtm.connect``
+and ``rtm.start`` for a bot or user token, with the ``self`` and ``team`` of the RTM API), and
+carries the Web API faults a test asks for (failed opens, URLs of another peer, refused connections).
+It does no I/O of its own.
 """
 
 from __future__ import annotations
@@ -32,6 +34,12 @@ _AUTH_TEST = {
     "is_enterprise_install": False,
 }
 
+#: What ``rtm.connect`` answers besides its URL: the bot user and its team (``auth.test``'s).
+RTM_SELF = {"id": "U111", "name": "bot"}
+RTM_TEAM = {"id": "T111", "name": "Example", "domain": "example"}
+#: The Web API methods that issue an RTM URL (``rtm.start`` answers as ``rtm.connect``).
+_RTM_METHODS = ("rtm.connect", "rtm.start")
+
 
 class WebApiFake:
     """The Web API's state and answers; thread-safe.
@@ -57,7 +65,7 @@ class WebApiFake:
         # Everything below is guarded by the server lock (cond).
         self._tickets: set[str] = set()
         self.calls: list[ApiCall] = []  # every call, oldest first
-        self.open_calls = 0  # apps.connections.open calls, answered ok or not
+        self.open_calls = 0  # apps.connections.open and rtm.connect calls, answered ok or not
         self._open_failures: deque[tuple[str, int, int | None, bool]] = deque()
         self._open_urls: deque[str] = deque()  # handed out before this server's own (see send_next_opens_to)
         self._refusals = 0
@@ -71,18 +79,28 @@ class WebApiFake:
             try:
                 if method == "apps.connections.open":
                     self.open_calls += 1
-                    return self._open_reply_locked(token)
+                    return self._open_reply_locked(token, ("xapp-",), "invalid_auth")
+                if method in _RTM_METHODS:
+                    self.open_calls += 1
+                    reply = self._open_reply_locked(token, ("xoxb-", "xoxp-"), "not_allowed_token_type")
+                    if reply.body.get("ok"):
+                        reply.body.update({"self": dict(RTM_SELF), "team": dict(RTM_TEAM)})
+                    return reply
                 if method == "auth.test":
                     return ApiReply(200, dict(_AUTH_TEST))
                 return ApiReply(200, {"ok": True})
             finally:
                 self._cond.notify_all()
 
-    def _open_reply_locked(self, token: str | None) -> ApiReply:
+    def _open_reply_locked(self, token: str | None, prefixes: tuple[str, ...], wrong_token: str) -> ApiReply:
+        """The answer to a call that issues a URL, for a token that starts with one of ``prefixes``.
+
+        Another token is refused with ``wrong_token`` (``invalid_auth``, ``not_allowed_token_type``).
+        """
         if token is None:
             return ApiReply(200, {"ok": False, "error": "not_authed"})
-        if not token.startswith("xapp-"):
-            return ApiReply(200, {"ok": False, "error": "invalid_auth"})
+        if not token.startswith(prefixes):
+            return ApiReply(200, {"ok": False, "error": wrong_token})
         if self._open_failures:
             error, status, retry_after, echo = self._open_failures.popleft()
             headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}

@@ -63,7 +63,8 @@ class ConnectionTable:
             hello = None
             if hello_template is not None:
                 fields = dict(hello_template)
-                fields["num_connections"] = len(self.open)
+                if "num_connections" in fields:  # Socket Mode's; the RTM API's hello has none
+                    fields["num_connections"] = len(self.open)
                 hello = dumps(fields).encode("utf-8")
             self._cond.notify_all()
         return hello

@@ -7,7 +7,11 @@ no import and no ``conftest.py``:
 * ``socket_mode_server``: a started :class:`~slack_socket_mode.testing.SocketModeServer`
   that redelivers unacked envelopes after Slack's 3 seconds, stopped after the test;
 * ``socket_mode_web_client``: a ``slack_sdk.WebClient`` whose ``base_url`` is that server's
-  Web API and whose token is ``"xoxb-test"``.
+  Web API and whose token is ``"xoxb-test"``;
+* ``rtm_server``: a started :class:`~slack_socket_mode.testing.rtm.RTMServer`, the same server
+  speaking the RTM API (``rtm.connect``, ``hello``, pongs, ``send_event``, ``goodbye``), for an
+  RTM bot (:class:`slack_socket_mode.rtm.RTMClient`, or slack_sdk's); stopped after the test;
+* ``rtm_web_client``: a ``slack_sdk.WebClient`` on ``rtm_server``'s Web API with the token ``"xoxb-test"``.
 
 Example::
 
@@ -44,9 +48,17 @@ import pytest
 if TYPE_CHECKING:
     from slack_sdk.web import WebClient
 
+    from slack_socket_mode.testing.rtm import RTMServer
     from slack_socket_mode.testing.server import SocketModeServer
 
-__all__ = ["BOT_TOKEN", "REDELIVERY_DELAY", "socket_mode_server", "socket_mode_web_client"]
+__all__ = [
+    "BOT_TOKEN",
+    "REDELIVERY_DELAY",
+    "rtm_server",
+    "rtm_web_client",
+    "socket_mode_server",
+    "socket_mode_web_client",
+]
 
 #: The bot token of :func:`socket_mode_web_client` (the local server accepts any token).
 BOT_TOKEN = "xoxb-test"
@@ -90,3 +102,37 @@ def socket_mode_web_client(socket_mode_server: SocketModeServer) -> WebClient:
     from slack_sdk.web import WebClient  # noqa: PLC0415 - keep loading this plugin cheap
 
     return WebClient(base_url=socket_mode_server.api_url, token=BOT_TOKEN)
+
+
+@pytest.fixture
+def rtm_server() -> Iterator[RTMServer]:
+    """A started local RTM API server on loopback; stopped (threads joined) after the test.
+
+    ``rtm.connect`` answers any ``xoxb-…`` or ``xoxp-…`` token; each connection gets ``hello``; the
+    test sends events (``send_event``) and ``goodbye``, reads what the client sent (``sent``,
+    ``wait_for_events``) and injects the Socket Mode server's faults (``reset``, ``silence``, …).
+
+    Raises:
+        pytest.fail.Exception: the ``testing`` extra (the ``websockets`` library) is missing.
+    """
+    try:
+        from slack_socket_mode.testing.rtm import RTMServer  # noqa: PLC0415 - needs the extra
+    except ImportError as e:
+        pytest.fail(
+            f"rtm_server needs the 'testing' extra: pip install 'slack-socket-mode[testing]' ({e})",
+            pytrace=False,
+        )
+    server = RTMServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def rtm_web_client(rtm_server: RTMServer) -> WebClient:
+    """A ``slack_sdk.WebClient(base_url=rtm_server.api_url, token="xoxb-test")``, for ``RTMClient(web_client=…)``."""
+    from slack_sdk.web import WebClient  # noqa: PLC0415 - keep loading this plugin cheap
+
+    return WebClient(base_url=rtm_server.api_url, token=BOT_TOKEN)
