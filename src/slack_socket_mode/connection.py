@@ -54,7 +54,7 @@ import struct
 import sys
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 from urllib.parse import urlsplit
 
 import websocket
@@ -329,22 +329,11 @@ class Connection:
         :meth:`send_text` from a thread that may wait. A write that fails gives the connection up
         (:meth:`abort`) and returns False: nothing was sent.
         """
-        if len(text) > NOWAIT_MAX or not self._send_lock.acquire(blocking=False):
+        if len(text) > NOWAIT_MAX or not self._write_control(_TEXT, text):
             return False
-        try:
-            sock = self._ws.sock
-            if self._close_sent or self._aborted or sock is None or not _writable(sock):
-                return False
-            if self._trace_limit is not None:
-                self._trace("sending", text)
-            try:
-                self._ws.send(text)
-            except TRANSPORT_ERRORS:
-                self.abort()
-                return False
-            return True
-        finally:
-            self._send_lock.release()
+        if self._trace_limit is not None:
+            self._trace("sent", text)
+        return True
 
     def write_stalled(self, now: float, after: float) -> Optional[float]:
         """Seconds the write in progress has made no progress, if that is more than ``after``; else None.
@@ -417,12 +406,15 @@ class Connection:
         if not self._write_control(_CLOSE, payload, closing=True, wait=_CLOSE_LOCK_WAIT) and not self._close_sent:
             self.abort()
 
-    def _write_control(self, opcode: int, payload: bytes, *, closing: bool = False, wait: float = 0.0) -> bool:
-        """Write a control frame only if it cannot block on the peer: the socket must be writable.
+    def _write_control(
+        self, opcode: int, payload: Union[bytes, str], *, closing: bool = False, wait: float = 0.0
+    ) -> bool:
+        """Write a small frame only if it cannot block on the peer: the socket must be writable.
 
-        A control frame is at most 127 bytes; a writable socket has room for it. The send lock
-        is waited for at most ``wait`` seconds (0: not at all). With ``closing``, marks the
-        close frame sent. Returns True if the frame went out.
+        A control frame is at most 127 bytes, a text frame of :meth:`try_send_text` at most
+        :data:`NOWAIT_MAX` characters; a writable socket has room for either. The send lock is
+        waited for at most ``wait`` seconds (0: not at all). With ``closing``, marks the close
+        frame sent. Returns True if the frame went out.
         """
         locked = self._send_lock.acquire(timeout=wait) if wait > 0 else self._send_lock.acquire(blocking=False)
         if not locked:
