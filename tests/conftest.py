@@ -19,12 +19,16 @@ from .services import own_redis  # noqa: F401 -- a fixture for outage tests
 
 if os.environ.get("SLACK_SOCKET_MODE_NO_SOCKETS") == "1":
     # The socket-free sessions of noxfile.py: a test that opens a socket fails there, so the list
-    # of socket-free test files cannot take in one that needs the local server.
+    # of socket-free test files cannot take in one that needs the local server. An event loop's
+    # self-pipe (an AF_UNIX socket pair, made by every asyncio loop) is no network socket.
+    import socket
+
+    _NETWORK = (socket.AF_INET, socket.AF_INET6)
 
     def _refuse_sockets(event: str, args: tuple[Any, ...]) -> None:
-        """An audit hook: a socket is refused."""
-        if event in ("socket.__new__", "socket.socketpair"):
-            raise RuntimeError("SLACK_SOCKET_MODE_NO_SOCKETS=1: this test opened a socket")
+        """An audit hook: a network socket is refused."""
+        if event == "socket.__new__" and args[1] in _NETWORK:
+            raise RuntimeError("SLACK_SOCKET_MODE_NO_SOCKETS=1: this test opened a network socket")
 
     sys.addaudithook(_refuse_sockets)
 
