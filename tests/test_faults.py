@@ -332,7 +332,10 @@ def test_rate_limited_waits_for_retry_after(server: SocketModeServer, make_clien
 
 
 @pytest.mark.parametrize("error", ["invalid_auth", "token_revoked"])
-def test_fatal_auth_error_from_connect(server: SocketModeServer, make_client: ClientFactory, error: str) -> None:
+def test_fatal_auth_error_from_connect(
+    server: SocketModeServer, make_client: ClientFactory, error: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
     server.fail_next_opens(error, count=5)
     client = make_client(reconnect_policy=FAST)
     errors: list[Exception] = []
@@ -344,6 +347,8 @@ def test_fatal_auth_error_from_connect(server: SocketModeServer, make_client: Cl
     assert client.state is ClientState.FAILED
     assert server.open_calls == 1  # no further calls
     assert [type(e) for e in errors] == [AuthError]
+    loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(loud) == 1 and error in loud[0], loud  # a permanent misconfiguration is said once, loudly
 
 
 def test_fatal_auth_error_while_reconnecting_stops_for_good(

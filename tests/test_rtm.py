@@ -112,8 +112,9 @@ class States:
 
 
 def test_connect_asks_auth_test_then_rtm_connect_and_returns_after_hello(
-    rtm_server: RTMServer, make_rtm: RTMFactory
+    rtm_server: RTMServer, make_rtm: RTMFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     rtm = make_rtm()
     hellos = Events()
     rtm.on("hello")(hellos)
@@ -128,6 +129,9 @@ def test_connect_asks_auth_test_then_rtm_connect_and_returns_after_hello(
     assert rtm.current_session is not None and rtm.session_id() is not None
     assert hellos.wait_for(lambda seen: len(seen) == 1) == [{"type": "hello"}]  # hello reaches listeners too
     assert rtm.state is ClientState.CONNECTED
+    # RTM's hello has neither of Socket Mode's fields: the log says hello, not "None"
+    said = [r.getMessage() for r in caplog.records if r.getMessage().endswith("hello")]
+    assert said == ["connection 1: hello"], [r.getMessage() for r in caplog.records]
 
 
 def test_the_fixtures_serve_slack_sdk_style_clients(rtm_server: RTMServer, rtm_web_client: WebClient) -> None:
@@ -328,8 +332,9 @@ def test_goodbye_is_a_rotation_the_new_connection_says_hello_before_the_old_one_
 
 @pytest.mark.parametrize("error", ["invalid_auth", "not_allowed_token_type", "account_inactive"])
 def test_a_refused_token_stops_with_a_typed_error_said_once(
-    rtm_server: RTMServer, make_rtm: RTMFactory, error: str
+    rtm_server: RTMServer, make_rtm: RTMFactory, error: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)
     rtm_server.fail_next_opens(error, count=5)
     errors: list[Exception] = []
     rtm = make_rtm(on_error_listeners=[errors.append])
@@ -341,6 +346,8 @@ def test_a_refused_token_stops_with_a_typed_error_said_once(
     assert rtm.state is ClientState.FAILED
     assert rtm_server.open_calls == 1  # no retry
     assert [type(e) for e in errors] == [RTMAuthError]  # once
+    loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(loud) == 1 and error in loud[0], loud  # said once, loudly
 
 
 def test_a_token_revoked_while_reconnecting_ends_start(rtm_server: RTMServer, make_rtm: RTMFactory) -> None:

@@ -392,8 +392,8 @@ class Session:
                 now = time.monotonic()
                 if conn is None or error is not None:
                     failure = error or ConnectionFailedError("could not open a connection", error="unknown")
-                    level = logging.ERROR if isinstance(failure, FatalError) else logging.WARNING
-                    self._logger.log(level, "connection %d: %s", cid, failure)
+                    if not isinstance(failure, FatalError):  # a fatal one is said once, by Fail, at ERROR
+                        self._logger.warning("connection %d: %s", cid, failure)
                     self.perform(self.supervisor.open_failed(cid, failure, now))
                 else:
                     self.connections[cid] = conn
@@ -430,12 +430,16 @@ class Session:
     def on_hello(self, conn: Connection, hello: Hello) -> None:
         with self.rules():
             self._client.hello = hello
-            self._logger.info(
-                "connection %d: hello (num_connections=%s, approximate_connection_time=%s s)",
-                conn.id,
-                hello.num_connections,
-                hello.approximate_connection_time,
-            )
+            # What this hello said, of the two fields Slack's Socket Mode hello has (RTM's has neither).
+            said = [
+                f"{name}={value}{unit}"
+                for name, value, unit in (
+                    ("num_connections", hello.num_connections, ""),
+                    ("approximate_connection_time", hello.approximate_connection_time, " s"),
+                )
+                if value is not None
+            ]
+            self._logger.info("connection %d: hello%s", conn.id, f" ({', '.join(said)})" if said else "")
             self.perform(self.supervisor.hello(conn.id, hello.approximate_connection_time, time.monotonic()))
             deferred = self._acks.take_deferred() if self._acks is not None else []
         for text in deferred:
