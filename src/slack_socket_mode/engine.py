@@ -46,8 +46,9 @@ from .wire import SOCKET_MODE, Wire
 if TYPE_CHECKING:
     from .listeners import Listeners
     from .options import ClientOptions
+    from .proxies import ProxySettings
 
-__all__ = ["Engine", "Facade"]
+__all__ = ["Engine", "EngineView", "Facade"]
 
 #: Seconds a write may make no progress during close() before its connection is given up (the
 #: peer stopped reading): close() waits for running listeners, but not for one that cannot ack.
@@ -188,6 +189,11 @@ class Engine:
         with self.session.lock:
             self.wss_uri = self._set_url = url
             self.session.next_url = url
+
+    def set_auto_reconnect(self, enabled: bool) -> None:
+        """The ``auto_reconnect_enabled`` setter: whether a dropped connection is reopened. Thread-safe."""
+        with self.session.lock:
+            self.session.auto_reconnect = bool(enabled)
 
     def issue_url(self, web_client: WebClient, app_token: Secret) -> str:
         """Get a new URL from ``apps.connections.open`` (see :meth:`.Connector.issue_url`); it is ``wss_uri`` now."""
@@ -359,3 +365,57 @@ class Engine:
                 timeout,
                 ", ".join(running),
             )
+
+
+class EngineView:
+    """slack_sdk's client attributes that every facade over an :class:`Engine` reads the same way.
+
+    A mixin of the asyncio and RTM clients (:mod:`slack_socket_mode.aio`, :mod:`slack_socket_mode.rtm`):
+    each sets ``_engine`` (its :class:`Engine`) and ``_proxy`` (the checked proxy, or None) in its
+    constructor. Every property is cheap and thread-safe.
+    """
+
+    _engine: Engine
+    _proxy: Optional[ProxySettings]
+
+    @property
+    def proxy(self) -> Optional[str]:
+        """The proxy URL, credentials included (not stored in ``vars(client)``; never logged), or None."""
+        return self._proxy.url if self._proxy is not None else None
+
+    @property
+    def wss_uri(self) -> Optional[str]:
+        """The URL of the newest connection attempt, or None.
+
+        Settable: the next connection opens that URL instead of asking the Web API for a fresh one.
+
+        Raises:
+            InsecureURLError: (on set) the URL is neither ``wss://`` nor ``ws://`` on loopback.
+        """
+        return self._engine.wss_uri
+
+    @wss_uri.setter
+    def wss_uri(self, url: Optional[str]) -> None:
+        self._engine.set_wss_uri(url)
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` was called."""
+        return self._engine.session.supervisor.closing()
+
+    @property
+    def auto_reconnect_enabled(self) -> bool:
+        """Whether a dropped connection is reopened; settable at any time, from any thread.
+
+        Rotations Slack asks for (``disconnect``, RTM's ``goodbye``) are followed either way.
+        """
+        return self._engine.session.auto_reconnect
+
+    @auto_reconnect_enabled.setter
+    def auto_reconnect_enabled(self, enabled: bool) -> None:
+        self._engine.set_auto_reconnect(enabled)
+
+    @property
+    def state(self) -> ClientState:
+        """The client's :class:`~slack_socket_mode.lifecycle.ClientState`."""
+        return self._engine.session.supervisor.state

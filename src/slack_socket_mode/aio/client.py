@@ -25,9 +25,8 @@ from slack_sdk.web import WebClient
 
 from .. import errors
 from ..client import SocketModeClient as ThreadClient
-from ..engine import Engine
+from ..engine import Engine, EngineView
 from ..errors import ConfigurationError
-from ..lifecycle import ClientState
 from ..listeners import default_hooks
 from ..messages import Envelope, Hello, parse_message
 from ..options import OPTION_NAMES, check_options
@@ -107,7 +106,7 @@ class _EngineSide:
         return self._client.issue_url_now()
 
 
-class SocketModeClient:
+class SocketModeClient(EngineView):
     """An asyncio Socket Mode client with slack_sdk's asyncio interface, on the thread client's engine.
 
     Replace ``from slack_sdk.socket_mode.aiohttp import SocketModeClient`` (or ``.websockets``) with
@@ -250,45 +249,11 @@ class SocketModeClient:
         return self._app_token.reveal()
 
     @property
-    def proxy(self) -> Optional[str]:
-        """The proxy URL, credentials included (never logged), or None."""
-        return self._proxy.url if self._proxy is not None else None
-
-    @property
-    def wss_uri(self) -> Optional[str]:
-        """The URL of the newest connection attempt, or None; settable as on the thread client."""
-        return self._engine.wss_uri
-
-    @wss_uri.setter
-    def wss_uri(self, url: Optional[str]) -> None:
-        self._engine.set_wss_uri(url)
-
-    @property
     def connect_operation_lock(self) -> asyncio.Lock:
         """slack_sdk's attribute (made on first use, on the loop); this client never takes it."""
         if self._connect_lock is None:
             self._connect_lock = asyncio.Lock()
         return self._connect_lock
-
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` was called."""
-        return self._engine.session.supervisor.closing()
-
-    @property
-    def auto_reconnect_enabled(self) -> bool:
-        """Whether a dropped connection is reopened (see the thread client's attribute)."""
-        return self._engine.session.auto_reconnect
-
-    @auto_reconnect_enabled.setter
-    def auto_reconnect_enabled(self, enabled: bool) -> None:
-        with self._engine.session.lock:
-            self._engine.session.auto_reconnect = bool(enabled)
-
-    @property
-    def state(self) -> ClientState:
-        """The client's :class:`~slack_socket_mode.lifecycle.ClientState`."""
-        return self._engine.session.supervisor.state
 
     @property
     def hello(self) -> Optional[Hello]:

@@ -30,7 +30,7 @@ from slack_sdk.web import WebClient
 from ..boundary import call_error
 from ..client import SocketModeClient
 from ..connection import Connection
-from ..engine import Engine
+from ..engine import Engine, EngineView
 from ..errors import FATAL_API_ERRORS, FatalError, NotConnectedError, SocketModeError, detached
 from ..lifecycle import ClientState
 from ..listeners import ListenerList
@@ -128,7 +128,7 @@ def _goodbye_listener(client: RTMClient, event: dict[str, Any]) -> None:
         client.logger.info("Got a goodbye message; a new connection replaces this one (make-before-break)")
 
 
-class RTMClient:
+class RTMClient(EngineView):
     """An RTM API client with slack_sdk's ``rtm_v2.RTMClient`` interface, on the Socket Mode client's engine.
 
     Replace ``from slack_sdk.rtm_v2 import RTMClient`` with ``from slack_socket_mode.rtm import RTMClient``.
@@ -282,48 +282,14 @@ class RTMClient:
         return self._token.reveal()
 
     @property
-    def proxy(self) -> Optional[str]:
-        """The proxy URL, credentials included (never logged), or None."""
-        return self._proxy.url if self._proxy is not None else None
-
-    @property
-    def wss_uri(self) -> Optional[str]:
-        """The URL of the newest connection attempt, or None; settable (the next connection opens it)."""
-        return self._engine.wss_uri
-
-    @wss_uri.setter
-    def wss_uri(self, url: Optional[str]) -> None:
-        self._engine.set_wss_uri(url)
-
-    @property
     def current_session(self) -> Optional[Connection]:
         """The connection that serves now (a :class:`~slack_socket_mode.connection.Connection`), or None."""
         return self._session.primary()
 
     @property
-    def closed(self) -> bool:
-        """True once :meth:`close` was called."""
-        return self._session.supervisor.closing()
-
-    @property
-    def auto_reconnect_enabled(self) -> bool:
-        """Whether a dropped connection is reopened; :meth:`connect` resets it to ``default_auto_reconnect_enabled``."""
-        return self._session.auto_reconnect
-
-    @auto_reconnect_enabled.setter
-    def auto_reconnect_enabled(self, enabled: bool) -> None:
-        with self._session.lock:
-            self._session.auto_reconnect = bool(enabled)
-
-    @property
     def message_workers(self) -> Any:
         """The worker pool (a ``ThreadPoolExecutor`` of ``concurrency`` threads, started on demand)."""
         return self._engine.dispatcher.workers
-
-    @property
-    def state(self) -> ClientState:
-        """The client's :class:`~slack_socket_mode.lifecycle.ClientState`."""
-        return self._session.supervisor.state
 
     def __repr__(self) -> str:
         live = self._session.live_count
