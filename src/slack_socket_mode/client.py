@@ -302,8 +302,7 @@ class SocketModeClient(BaseSocketModeClient):
 
     @auto_reconnect_enabled.setter
     def auto_reconnect_enabled(self, enabled: bool) -> None:
-        with self._session.lock:
-            self._session.auto_reconnect = bool(enabled)
+        self._engine.set_auto_reconnect(enabled)
 
     def session_id(self) -> Optional[str]:
         """An identifier of the newest open connection (``"slack_socket_mode-1-3"``), or None.
