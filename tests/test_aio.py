@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import pytest
@@ -489,3 +490,32 @@ def test_two_replicas_on_a_shared_ledger_run_an_envelope_once_and_ack_its_redeli
         run(scenario)
     finally:
         delete_keys(url, f"slack_socket_mode:{namespace}:*")
+
+
+def test_blocking_steps_run_on_threads_of_the_client_that_end_with_them() -> None:
+    """connect, issue_new_wss_url, disconnect and close never use the loop's default executor (whose
+    thread would outlive close()); each step's thread is named after the client and gone when it returns."""
+    used: list[str] = []
+
+    class Watched(ThreadPoolExecutor):
+        def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+            used.append(getattr(fn, "__qualname__", repr(fn)))
+            return super().submit(fn, *args, **kwargs)
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        executor = Watched(max_workers=1, thread_name_prefix="default-executor")
+        loop.set_default_executor(executor)
+        with SocketModeServer(redelivery_delay=None) as server:
+            before = set(threading.enumerate())
+            client = make(server)
+            await client.connect()
+            assert (await client.issue_new_wss_url()).startswith("ws://")
+            await client.disconnect()
+            await client.connect()
+            await client.close()
+            left = [t.name for t in set(threading.enumerate()) - before if t.is_alive()]
+            assert left == [], left
+        assert used == [], used
+
+    run(scenario)

@@ -5,20 +5,23 @@ connections, their readers, the ``health`` and ``session`` threads, the ledger a
 are the thread client's, with every guarantee of it. What differs is who runs the listeners:
 :class:`~slack_socket_mode.aio.listeners.AsyncListeners` runs them as coroutines on the
 application's event loop. The methods slack_sdk awaits are coroutines here; those that wait on
-the engine (``connect``, ``disconnect``, ``close``, ``issue_new_wss_url``) run it on a thread
-(``asyncio.to_thread``) so that the loop keeps running, and acks are written without blocking the
+the engine (``connect``, ``disconnect``, ``close``, ``issue_new_wss_url``) run it on a thread of
+this client's own, named and gone when the step returns (not the loop's default executor), so that
+the loop keeps running, and acks are written without blocking the
 loop (:meth:`~slack_socket_mode.acks.AckRouter.send_ack` with a hand-off).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 import itertools
 import logging
+import threading
 from types import TracebackType
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, TypeVar, Union
 
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web import WebClient
@@ -58,6 +61,56 @@ def _sync_twin(web_client: Any, logger: logging.Logger) -> WebClient:
         headers=dict(getattr(web_client, "headers", None) or {}),
         logger=logging.getLogger(f"{logger.name}.web_client"),
     )
+
+
+T = TypeVar("T")
+
+#: Seconds the loop waits for a step's thread to end once the step returned (it has only to return).
+_STEP_JOIN = 0.1
+
+
+async def _off_loop(name: str, call: Callable[[], T]) -> T:
+    """Run the blocking engine step ``call`` on a thread named ``name`` and await its result.
+
+    The thread is this client's (named, daemon, started for the step and joined once it returned),
+    not the loop's default executor, so that no thread outlives ``close()``. The caller's
+    context variables are carried over, as ``asyncio.to_thread`` does. Cancelling the awaiting
+    task does not stop the step; its result is then dropped.
+
+    Raises:
+        whatever ``call`` raises.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(result: Any, error: Optional[BaseException]) -> None:
+        if done.cancelled():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)
+
+    def run() -> None:
+        result: Any = None
+        error: Optional[BaseException] = None
+        try:
+            result = context.run(call)
+        except BaseException as e:  # handed to the awaiting task, which raises it
+            error = e
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the loop was closed meanwhile: no one awaits the step any more
+            pass
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    try:
+        return await done
+    finally:
+        if done.done() and not done.cancelled():
+            thread.join(_STEP_JOIN)  # it has only to return from run(): microseconds
 
 
 class NotConnectedError(errors.NotConnectedError, ConnectionError):
@@ -304,7 +357,8 @@ class SocketModeClient(EngineView):
         Raises:
             AuthError, RateLimitedError, ConnectionFailedError, InsecureURLError: as the thread client's.
         """
-        return await asyncio.to_thread(self._engine.issue_url, self._sync_web_client, self._app_token)
+        issue = functools.partial(self._engine.issue_url, self._sync_web_client, self._app_token)
+        return await _off_loop(f"{self._prefix}-issue_url", issue)
 
     async def connect(self, timeout: Optional[float] = 30.0) -> None:
         """Open the connections and return once one has said ``hello``; listeners run on the running loop.
@@ -316,17 +370,20 @@ class SocketModeClient(EngineView):
         """
         self._bind_running_loop()
         auto = bool(self.default_auto_reconnect_enabled)
-        await asyncio.to_thread(self._engine.connect, timeout, auto_reconnect=auto)
+        await _off_loop(
+            f"{self._prefix}-connect", functools.partial(self._engine.connect, timeout, auto_reconnect=auto)
+        )
 
     async def connect_to_new_endpoint(self, force: bool = False) -> None:
         """Connect if not connected; with ``force``, replace every connection (make-before-break)."""
         self._bind_running_loop()
         auto = bool(self.default_auto_reconnect_enabled)
-        await asyncio.to_thread(self._engine.connect_to_new_endpoint, force, auto_reconnect=auto)
+        step = functools.partial(self._engine.connect_to_new_endpoint, force, auto_reconnect=auto)
+        await _off_loop(f"{self._prefix}-connect", step)
 
     async def disconnect(self) -> None:
         """Close every connection (close frames, bounded handshake) and stop reconnecting."""
-        await asyncio.to_thread(self._engine.disconnect)
+        await _off_loop(f"{self._prefix}-disconnect", self._engine.disconnect)
 
     async def close(self, timeout: float = 5.0) -> None:
         """Shut down for good within ``timeout`` seconds, as the thread client's ``close()``.
@@ -335,7 +392,7 @@ class SocketModeClient(EngineView):
         acks are sent; a listener that awaits this is not waited for. Idempotent.
         """
         own = in_listener.get()
-        await asyncio.to_thread(self._engine.close, timeout, from_listener=own)
+        await _off_loop(f"{self._prefix}-close", functools.partial(self._engine.close, timeout, from_listener=own))
 
     async def send_socket_mode_response(self, response: Union[dict[str, Any], SocketModeResponse]) -> None:
         """Ack an envelope, routed as the thread client routes it; returns once the ack is written (or kept).
@@ -370,7 +427,7 @@ class SocketModeClient(EngineView):
             SocketModeError: the client is closed.
         """
         self._bind_running_loop()
-        await asyncio.to_thread(self._engine.enqueue, message)
+        await _off_loop(f"{self._prefix}-enqueue", functools.partial(self._engine.enqueue, message))
 
     async def process_message(self) -> None:
         """Not used: messages are dispatched as they arrive. Kept for slack_sdk compatibility."""
