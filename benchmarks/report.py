@@ -287,12 +287,12 @@ def _rows(results: Results, settings: dict[str, Any]) -> list[tuple[str, Optiona
         text = f"{entry['done']:,}"
         return text + f" (capped at {settings['closed_cap']:g} s)" if entry["capped"] else text
 
-    def burst_rate(kind: str) -> str:
-        """Acks per second with the ratio to the floor."""
-        value = _get(results, "burst", kind, "rate")
+    def burst_rate(kind: str, scenario: str = "burst") -> str:
+        """Acks per second with the ratio to the floor (``scenario``: ``burst`` or ``burst_large``)."""
+        value = _get(results, scenario, kind, "rate")
         if value is None:
             return "-"
-        floor = _get(results, "burst", "floor", "rate")
+        floor = _get(results, scenario, "floor", "rate")
         return f"{value:,.0f}/s" + ("" if kind == "floor" else _ratio(value, floor))
 
     def server_share(scenario: str) -> Cell:
@@ -414,6 +414,21 @@ def _rows(results: Results, settings: dict[str, Any]) -> list[tuple[str, Optiona
         ("server CPU / wall", server_share("burst")),
         ("other processes' CPU", plain("burst", "other_cpu_cores", fmt=cores)),
         ("CPU stolen by the hypervisor", plain("burst", "steal_cores", fmt=cores)),
+        (
+            f"burst_large|2b. Burst of 67 KB envelopes ({settings.get('burst_large_count', 0):,}, the whole "
+            "block_actions sample)",
+            None,
+        ),
+        ("acked per second", lambda kind: burst_rate(kind, "burst_large")),
+        (
+            f"lost (not acked in {settings.get('burst_large_bound', 0):g} s)",
+            plain("burst_large", "lost", fmt=lambda v: f"{v:,}"),
+        ),
+        ("acked twice", plain("burst_large", "duplicate_acks", fmt=lambda v: f"{v:,}")),
+        ("listener ran twice", plain("burst_large", "ran_twice", fmt=lambda v: f"{v:,}")),
+        ("send to ack p99", plain("burst_large", "latency_ms", "p99", fmt=_ms)),
+        ("client CPU per envelope", speed_us("burst_large", "cpu_per_envelope_us")),
+        ("server CPU / wall", server_share("burst_large")),
         (f"idle|3. Idle ({idle:g} s after traffic)", None),
         ("client CPU", idle_cpu),
         ("threads in the process", plain("idle", "threads")),

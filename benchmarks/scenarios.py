@@ -31,10 +31,20 @@ __all__ = [
 ]
 
 #: Scenario names, in the order they run.
-SCENARIOS = ("closed_loop", "closed_loop_mix", "burst", "idle", "connect", "rotation", "reset", "silent")
+SCENARIOS = (
+    "closed_loop",
+    "closed_loop_mix",
+    "burst",
+    "burst_large",
+    "idle",
+    "connect",
+    "rotation",
+    "reset",
+    "silent",
+)
 
 #: The floor only does these.
-FLOOR_SCENARIOS = ("closed_loop", "closed_loop_mix", "burst", "idle", "connect")
+FLOOR_SCENARIOS = ("closed_loop", "closed_loop_mix", "burst", "burst_large", "idle", "connect")
 
 #: Scenarios run in rounds, interleaved across clients (see :func:`rounds`).
 ROUND_SCENARIOS = ("closed_loop", "closed_loop_mix")
@@ -55,6 +65,8 @@ class Settings:
     mix_pin: bool = True
     burst_count: int = 20_000
     burst_bound: float = 30.0
+    burst_large_count: int = 1000
+    burst_large_bound: float = 30.0
     idle_traffic: int = 200
     idle_seconds: float = 20.0
     idle_retire_check: float = 32.0
@@ -82,6 +94,8 @@ class Settings:
             mix_cap=15.0,
             burst_count=3000,
             burst_bound=8.0,
+            burst_large_count=200,
+            burst_large_bound=8.0,
             idle_traffic=50,
             idle_seconds=4.0,
             idle_retire_check=0.0,
@@ -331,12 +345,16 @@ def combine_mix(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return combined
 
 
-def _burst(session: Session) -> dict[str, Any]:
-    """Scenario 2: ``burst_count`` envelopes pushed as fast as the socket takes them."""
+def _burst(session: Session, large: bool = False) -> dict[str, Any]:
+    """Scenario 2: ``burst_count`` envelopes pushed as fast as the socket takes them.
+
+    ``large`` (scenario 2b): ``burst_large_count`` envelopes of 67 KB (the whole ``block_actions`` sample).
+    """
     s = session.settings
     session.warm(100)
     before = session.sample()
-    burst = session.server.call("burst", timeout=s.burst_bound + 90.0, count=s.burst_count, bound=s.burst_bound)
+    count, bound = (s.burst_large_count, s.burst_large_bound) if large else (s.burst_count, s.burst_bound)
+    burst = session.server.call("burst", timeout=bound + 90.0, count=count, bound=bound, large=large)
     time.sleep(0.2)  # listeners record their run just after sending the ack
     after = session.sample(timeout=60.0)
     client = delta(before, after, exclude_caller=True)
@@ -473,6 +491,7 @@ def run_scenario(
         "closed_loop": _closed_loop,
         "closed_loop_mix": _closed_loop_mix,
         "burst": _burst,
+        "burst_large": lambda session: _burst(session, large=True),
         "idle": _idle,
         "rotation": _rotation,
         "reset": lambda session: _fault(session, "reset", settings.reset_cap),

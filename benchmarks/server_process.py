@@ -49,16 +49,17 @@ MIX = (
 )
 
 
-def _template(name: str, payload: Optional[dict[str, Any]] = None) -> tuple[str, str]:
+def _template(name: str, payload: Optional[dict[str, Any]] = None, *, trim: bool = True) -> tuple[str, str]:
     """Sample ``name`` as compact JSON, split around its ``envelope_id`` (block_actions trimmed, see :data:`MIX`).
 
     ``payload``: fields to add to the sample's payload (the memory soak's ``bench_delay``).
+    ``trim``: False keeps the 70 KB block_actions sample whole (67 KB, the large burst's).
     """
     from slack_socket_mode.testing.samples import load_sample
 
     sample = load_sample(name)
     sample["payload"].update(payload or {})
-    if name == "interactive_block_actions_70kb":
+    if name == "interactive_block_actions_70kb" and trim:
         for block in sample["payload"]["view"]["blocks"]:
             for element in block.get("elements", []):
                 if "option_groups" in element:
@@ -119,14 +120,17 @@ class _Driver:
     def __init__(self) -> None:
         self._head, self._tail = _template("events_api_message")
         self._mix = [_template(name) for name in MIX]
+        self._large = _template("interactive_block_actions_70kb", trim=False)
         self.server: Any = None
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _envelope(self) -> tuple[str, str]:
-        """A fresh envelope (``events_api`` message sample, ~0.9 KB): its id and its text."""
+    def _envelope(self, large: bool = False) -> tuple[str, str]:
+        """A fresh envelope (``events_api`` message sample, ~0.9 KB; ``large``: the whole 67 KB
+        ``block_actions`` sample): its id and its text."""
         envelope_id = str(uuid.uuid4())
-        return envelope_id, self._head + envelope_id + self._tail
+        head, tail = self._large if large else (self._head, self._tail)
+        return envelope_id, head + envelope_id + tail
 
     def _mixed(self, number: int) -> tuple[str, str]:
         """Envelope ``number`` of the mixed workload (see :data:`MIX`): its id and its text."""
@@ -269,19 +273,21 @@ class _Driver:
             "redeliveries": redeliveries,
         }
 
-    def burst(self, count: int, bound: float) -> dict[str, Any]:
+    def burst(self, count: int, bound: float, large: bool = False) -> dict[str, Any]:
         """Push ``count`` envelopes as fast as the socket takes them; wait for acks up to ``bound`` s.
+
+        ``large``: each envelope is the whole 67 KB ``block_actions`` sample, not a 0.9 KB message.
 
         Returns:
             acked (within the bound), lost, acks per second (first send to last first ack),
             duplicate acks, redeliveries, per-envelope send-to-ack latency percentiles.
         """
-        return self._measured(lambda: self._burst(count, bound))
+        return self._measured(lambda: self._burst(count, bound, large))
 
-    def _burst(self, count: int, bound: float) -> dict[str, Any]:
+    def _burst(self, count: int, bound: float, large: bool) -> dict[str, Any]:
         """See :meth:`burst`."""
         server = self.server
-        envelopes = [self._envelope() for _ in range(count)]
+        envelopes = [self._envelope(large) for _ in range(count)]
         ids = [envelope_id for envelope_id, _ in envelopes]
         texts = [text for _, text in envelopes]
         del envelopes
