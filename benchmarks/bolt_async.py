@@ -35,12 +35,13 @@ import logging
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import threading
 import time
 from collections import Counter
 from typing import Any, Optional
+
+from .control import LineChild
 
 _APP_TOKEN = "xapp-1-A111-4242-bench0bolt0async"
 _BOT_TOKEN = "xoxb-1-bench-bolt-async"
@@ -115,39 +116,6 @@ def _child(kind: str, api_url: str) -> None:
             os._exit(0)  # the loop thread (the benchmark's) and any thread a handler left: not waited for
 
 
-class _Child:
-    """A handler process, driven over its stdin and stdout."""
-
-    def __init__(self, kind: str, api_url: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.bolt_async", "--child", kind, "--api", api_url],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.read()["connected"]
-
-    def read(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("the handler process ended")
-        answer: dict[str, Any] = json.loads(line)
-        return answer
-
-    def ask(self, command: str) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        return self.read()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-
-
 # ---- the measurements ----------------------------------------------------------------------------
 
 
@@ -178,7 +146,7 @@ def _run(kind: str, *, loop: int, burst: int, bound: float) -> dict[str, Optiona
 
     figures: dict[str, Optional[float]] = {}
     with SocketModeServer(redelivery_delay=None) as server:
-        child = _Child(kind, server.api_url)
+        child = LineChild("benchmarks.bolt_async", kind, server.api_url)
         try:
             server.wait_for_new_connection(0, timeout=10.0)
             n = 0

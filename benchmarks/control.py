@@ -9,13 +9,16 @@ call has a timeout, so a stuck child can never stall the suite: it is killed ins
 
 from __future__ import annotations
 
+import json
 import multiprocessing
+import subprocess
+import sys
 import traceback
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, Callable, Optional
 
-__all__ = ["BenchmarkError", "Child", "serve"]
+__all__ = ["BenchmarkError", "Child", "LineChild", "serve"]
 
 Handler = Callable[..., Any]
 
@@ -119,3 +122,44 @@ class Child:
             self._process.kill()
         self._process.join(5.0)
         self._conn.close()
+
+
+class LineChild:
+    """A client process of a side-by-side benchmark (:mod:`benchmarks.rtm`, :mod:`benchmarks.bolt_async`),
+    driven by one command per line on its stdin and answering one JSON object per line on its stdout.
+
+    Started as ``python -m MODULE --child KIND --api API_URL``; its first line must be
+    ``{"connected": true}``. Its stderr is dropped.
+    """
+
+    def __init__(self, module: str, kind: str, api_url: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", module, "--child", kind, "--api", api_url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.read()["connected"]
+
+    def read(self) -> dict[str, Any]:
+        """The next answer (RuntimeError if the process ended)."""
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the client process ended")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def ask(self, command: str) -> dict[str, Any]:
+        """Send ``command`` and return its answer."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self.read()
+
+    def kill(self) -> None:
+        """Kill the process if it still runs, and reap it."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)

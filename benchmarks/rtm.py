@@ -30,11 +30,12 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import threading
 import time
 from typing import Any, Optional
+
+from .control import LineChild
 
 _TOKEN = "xoxb-1-bench-rtm"
 
@@ -73,39 +74,6 @@ def _child(kind: str, api_url: str) -> None:
             left = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()]
             print(json.dumps({"close": took, "threads_left": len(left)}), flush=True)
             os._exit(0)  # slack_sdk's threads outlive its close(): the process ends without waiting for them
-
-
-class _Client:
-    """A client process, driven over its stdin and stdout."""
-
-    def __init__(self, kind: str, api_url: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.rtm", "--child", kind, "--api", api_url],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.read()["connected"]
-
-    def read(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("the client process ended")
-        answer: dict[str, Any] = json.loads(line)
-        return answer
-
-    def ask(self, command: str) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        return self.read()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
 
 
 # ---- the measurements ----------------------------------------------------------------------------
@@ -147,7 +115,7 @@ def _run(kind: str, *, loop: int, burst: int, fault_bound: float) -> dict[str, O
 
     figures: dict[str, Optional[float]] = {}
     with RTMServer() as server:
-        client = _Client(kind, server.api_url)
+        client = LineChild("benchmarks.rtm", kind, server.api_url)
         try:
             server.wait_for_connections(1)
             echoes = _Echoes(server)
