@@ -6,15 +6,17 @@ its own kind, the value ``stats().reconnects`` counts: nothing is parsed back fr
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
-from typing import Callable
+from typing import Any, Callable, Optional
 
 import pytest
 from slack_sdk.web import WebClient
 
-from slack_socket_mode.connection import Connection
+from slack_socket_mode.connection import CORK_FRAMES, Connection
 from slack_socket_mode.ends import End, EndKind
 from slack_socket_mode.testing import SocketModeServer
 
@@ -26,7 +28,14 @@ logger = logging.getLogger("slack_socket_mode.tests")
 class Opened:
     """A Connection to the local server, with what it read and how it ended."""
 
-    def __init__(self, server: SocketModeServer, *, max_message_size: int = 1 << 20) -> None:
+    def __init__(
+        self,
+        server: SocketModeServer,
+        *,
+        max_message_size: int = 1 << 20,
+        then: Optional[Callable[[Connection, str], None]] = None,
+    ) -> None:
+        self._then = then  # called on the reader after each text is kept
         url = WebClient(base_url=server.api_url).apps_connections_open(app_token=APP_TOKEN)["url"]
         self.texts: list[str] = []
         self.ends: list[End] = []
@@ -48,6 +57,8 @@ class Opened:
     def _on_text(self, conn: Connection, text: str) -> None:
         self.texts.append(text)
         self.read.set()
+        if self._then is not None:
+            self._then(conn, text)
 
     def _on_closed(self, conn: Connection, end: End) -> None:
         self.ends.append(end)
@@ -64,7 +75,7 @@ class Opened:
 def opened(server: SocketModeServer) -> Iterator[Callable[..., Opened]]:
     made: list[Opened] = []
 
-    def make(**options: int) -> Opened:
+    def make(**options: Any) -> Opened:
         made.append(Opened(server, **options))
         return made[-1]
 
@@ -82,6 +93,48 @@ def test_a_text_message_reaches_on_text_and_an_ack_goes_back(
     envelope_id = server.push(server.make_envelope())
     o.conn.send_text('{"envelope_id":"' + envelope_id + '"}')
     server.wait_for_acks(envelope_ids=[envelope_id])
+
+
+def _ack_envelopes(pause: float = 0.0, close_after: Optional[int] = None) -> Callable[[Connection, str], None]:
+    """An ``on_text`` that acks each envelope from the reader (after ``pause`` seconds); closes after the n-th."""
+    acked = 0
+
+    def then(conn: Connection, text: str) -> None:
+        nonlocal acked
+        envelope_id = json.loads(text).get("envelope_id")
+        if envelope_id is None:
+            return
+        time.sleep(pause)  # the GIL is let go: the server reads whatever was written meanwhile
+        conn.send_text('{"envelope_id":"' + envelope_id + '"}')
+        acked += 1
+        if acked == close_after:
+            conn.close()
+
+    return then
+
+
+def test_acks_of_envelopes_read_together_go_out_in_one_write(
+    server: SocketModeServer, opened: Callable[..., Opened]
+) -> None:
+    """A burst read in one recv is acked from the reader in one socket write (the server reads it at once)."""
+    o = opened(then=_ack_envelopes(pause=0.0003))
+    assert o.read.wait(timeout(5))
+    count = CORK_FRAMES - 4  # fewer than a full cork: written when the reader would wait (or 2 ms have passed)
+    ids = server.push_many([server.make_envelope() for _ in range(count)])
+    acks = server.wait_for_acks(envelope_ids=ids, timeout=timeout(5))
+    reads = {ack.received_at for ack in acks}
+    # one write per ack would be read in about `count` reads (0.3 ms apart, with the GIL let go between)
+    assert len(reads) <= 3, f"{count} acks arrived in {len(reads)} reads"
+    assert len(server.acks) == count
+
+
+def test_held_back_acks_go_out_before_the_close_frame(server: SocketModeServer, opened: Callable[..., Opened]) -> None:
+    """An ack held back on the reader is written ahead of a close frame sent right after it, not dropped."""
+    o = opened(then=_ack_envelopes(close_after=1))
+    assert o.read.wait(timeout(5))
+    first, *_ = server.push_many([server.make_envelope() for _ in range(3)])  # read together: the first ack is held
+    server.wait_for_acks(envelope_ids=[first], timeout=timeout(5))
+    assert o.end().kind is EndKind.CLIENT_CLOSED
 
 
 def test_the_servers_close_frame_ends_it_as_server_closed_with_its_code(

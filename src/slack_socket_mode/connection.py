@@ -66,7 +66,7 @@ from .errors import NotConnectedError, SocketModeError
 from .redaction import redact
 from .urls import safe_url
 
-__all__ = ["NOWAIT_MAX", "Connection", "OpenSocket", "ReadAhead", "await_ended", "tunnel"]
+__all__ = ["CORK_DELAY", "CORK_FRAMES", "NOWAIT_MAX", "Connection", "OpenSocket", "ReadAhead", "await_ended", "tunnel"]
 
 _TEXT, _BINARY, _CONT = ABNF.OPCODE_TEXT, ABNF.OPCODE_BINARY, ABNF.OPCODE_CONT
 _CLOSE, _PING, _PONG = ABNF.OPCODE_CLOSE, ABNF.OPCODE_PING, ABNF.OPCODE_PONG
@@ -76,6 +76,10 @@ _CLOSE, _PING, _PONG = ABNF.OPCODE_CLOSE, ABNF.OPCODE_PING, ABNF.OPCODE_PONG
 NOWAIT_MAX = 4096
 #: Seconds a close frame waits for an ack being written before the connection is aborted instead.
 _CLOSE_LOCK_WAIT = 0.05
+#: Acks the reader holds back at most while more frames are already read (see :meth:`Connection.send_text`):
+#: this many frames, :data:`NOWAIT_MAX` bytes of them, held at most this many seconds (between two acks).
+CORK_FRAMES = 16
+CORK_DELAY = 0.002
 #: Linux's SIOCOUTQ (the same number as TIOCOUTQ): the bytes of a socket's send queue the peer has not acknowledged.
 _SIOCOUTQ: Optional[int] = None
 if sys.platform.startswith("linux"):
@@ -152,6 +156,12 @@ class Connection:
         self._send_lock = threading.Lock()
         # _close_sent, _aborted and _generation are read by the reader on each frame
         self._close_sent = False
+        # Ack frames the reader holds back to write with the next ones, one write for all (send_text):
+        # guarded by _send_lock; appended by the reader only, written by whoever writes next.
+        self._corked: list[bytes] = []
+        self._corked_bytes = 0
+        self._corked_since = 0.0  # monotonic time the first of them was held back
+        self._read_ahead: Optional[ReadAhead] = None  # the frame parser's byte source, once open
         self._writing_since: Optional[float] = None  # monotonic start of the write in progress
         # write_stalled()'s last look: (the write's _writing_since, the send queue then, when it last changed)
         self._queue_seen: tuple[Optional[float], Optional[int], float] = (None, None, 0.0)
@@ -231,7 +241,8 @@ class Connection:
             # websocket-client's frame parser asks for the header, the length and the payload of
             # each frame separately; feed it from one large read instead (see ReadAhead).
             frame_buffer: Any = self._ws.frame_buffer  # websocket-client 1.9.0 types recv as returning int
-            frame_buffer.recv = ReadAhead(functools.partial(websocket.recv, sock))
+            self._read_ahead = ReadAhead(functools.partial(websocket.recv, sock), before_wait=self.flush)
+            frame_buffer.recv = self._read_ahead
         except Exception as e:  # OSError, TLS, websocket-client, python-socks and the proxy's errors alike
             self._ws.shutdown()
             failure = handshake_error(e, self._ws, self.url, aborted=self._aborted)  # the one mapping
@@ -295,30 +306,101 @@ class Connection:
         The write itself is bounded by its owner's watchdog (:meth:`write_overdue`); a write that
         fails, or a lock that stays taken, gives the connection up (:meth:`abort`).
 
+        On the reader thread, while more bytes are already read ahead (a burst: the next
+        envelope is there), a frame of at most :data:`NOWAIT_MAX` characters is held back
+        (*corked*) and written with the ones that follow, in one socket write: when the reader
+        would wait for the socket (:class:`ReadAhead` calls :meth:`flush`), or another thread
+        writes on the connection, or :data:`CORK_FRAMES` frames or :data:`NOWAIT_MAX` bytes are
+        held, or the first was held :data:`CORK_DELAY` seconds, whichever comes first. A new
+        reader (:meth:`take_over`) writes them as it starts. An ack written into a socket that
+        then fails is lost either way; the ledger acks Slack's redelivery again.
+
         Raises:
             NotConnectedError: the connection is closing, closed, or was given up.
         """
         if self._trace_limit is not None:
             self._trace("sending", text)
+        ahead = self._read_ahead
+        cork = ahead is not None and ahead.buffered and len(text) <= NOWAIT_MAX and self.is_reader()
         if not self._send_lock.acquire(timeout=self._write_timeout):
             self.abort()
             raise NotConnectedError(f"connection {self.id}: a write waited {self._write_timeout:g} s; given up")
+        failure: Optional[SocketModeError] = None
         try:
             if self._close_sent or self._aborted:
                 raise NotConnectedError(f"connection {self.id} is closing")
-            self._writing_since = time.monotonic()
-            try:
-                self._ws.send(text)
-            except TRANSPORT_ERRORS as e:
-                self.abort()
-                failure = write_error(self.id, e)
+            corked = self._corked
+            if not cork and not corked:
+                self._writing_since = time.monotonic()
+                try:
+                    self._ws.send(text)
+                except TRANSPORT_ERRORS as e:
+                    self.abort()
+                    failure = write_error(self.id, e)
+                finally:
+                    self._writing_since = None
             else:
-                return
-            finally:
-                self._writing_since = None
+                frame = ABNF.create_frame(text, _TEXT).format()
+                now = time.monotonic()
+                if not corked:
+                    self._corked_since = now
+                corked.append(frame)
+                self._corked_bytes += len(frame)
+                if (
+                    not cork
+                    or len(corked) >= CORK_FRAMES
+                    or self._corked_bytes >= NOWAIT_MAX
+                    or now - self._corked_since >= CORK_DELAY
+                ):
+                    failure = self._write_corked()
         finally:
             self._send_lock.release()
-        raise failure  # outside the except clause: no __context__
+        if failure is not None:
+            raise failure  # outside the except clause: no __context__
+
+    def flush(self) -> None:
+        """Write the frames the reader held back (see :meth:`send_text`) now, in one write; if any.
+
+        Called on the reader before it waits for the socket (and by a new reader as it starts).
+        Waits at most ``write_timeout`` for the send lock; a write that fails gives the connection
+        up (:meth:`abort`), and its reader then ends on the failed read.
+        """
+        if not self._corked:
+            return
+        if not self._send_lock.acquire(timeout=self._write_timeout):
+            self.abort()
+            return
+        try:
+            if self._close_sent or self._aborted:
+                self._corked.clear()
+                self._corked_bytes = 0
+                return
+            failure = self._write_corked()
+        finally:
+            self._send_lock.release()
+        if failure is not None and self._logger.isEnabledFor(logging.DEBUG):
+            self._logger.debug("connection %d: %s", self.id, failure)
+
+    def _write_corked(self, then: bytes = b"") -> Optional[SocketModeError]:
+        """Write the held-back frames, and ``then`` (a formatted frame), in one write. Send lock held.
+
+        Returns the error to raise if the write failed (the connection is then given up).
+        """
+        data = b"".join(self._corked) + then
+        self._corked.clear()
+        self._corked_bytes = 0
+        sock = self._ws.sock
+        self._writing_since = time.monotonic()
+        try:
+            if sock is None:
+                raise websocket.WebSocketConnectionClosedException("the socket is closed")
+            sock.sendall(data)
+        except TRANSPORT_ERRORS as e:
+            self.abort()
+            return write_error(self.id, e)
+        finally:
+            self._writing_since = None
+        return None
 
     def try_send_text(self, text: str) -> bool:
         """Send one text frame only if that cannot wait: for a thread that must not block (an event loop's).
@@ -427,6 +509,8 @@ class Connection:
                 return False
             if closing:
                 self._close_sent = True
+            if self._corked:  # the reader's held-back acks go first (at most NOWAIT_MAX bytes: room for them too)
+                return self._write_corked(ABNF.create_frame(payload, opcode).format()) is None
             try:
                 self._ws.send(payload, opcode)
             except TRANSPORT_ERRORS:
@@ -471,6 +555,8 @@ class Connection:
     def _read_loop(self, generation: int) -> None:
         end: Optional[End]
         try:
+            if generation:  # taken over: the old reader's held-back acks go out now, not after its listeners
+                self.flush()
             end = self._read_frames(generation)
         except TRANSPORT_ERRORS as e:
             end = transport_end(e, closing=self._close_sent, aborted=self._aborted)
@@ -681,21 +767,33 @@ class ReadAhead:
     At most ``CHUNK`` bytes are held, whatever the frames announce, so the size bound of
     :meth:`Connection._read_frames` still holds before a large payload is read. Used by the
     one thread that reads the connection at a time; not thread-safe.
+
+    ``before_wait``: called before each read from the socket (which may wait), on the reading
+    thread: the connection writes the acks it held back while more bytes were here
+    (:attr:`buffered`).
     """
 
     CHUNK = 65536  #: bytes asked of the socket per read
 
-    __slots__ = ("_buffer", "_fill", "_position")
+    __slots__ = ("_before_wait", "_buffer", "_fill", "_position")
 
-    def __init__(self, fill: Callable[[int], bytes]) -> None:
+    def __init__(self, fill: Callable[[int], bytes], before_wait: Optional[Callable[[], None]] = None) -> None:
         self._fill = fill  # websocket-client's WebSocket._recv: raises on a closed connection
+        self._before_wait = before_wait
         self._buffer = b""
         self._position = 0
+
+    @property
+    def buffered(self) -> bool:
+        """True while bytes read from the socket are not yet handed to the parser (more frames may be here)."""
+        return self._position < len(self._buffer)
 
     def __call__(self, size: int) -> bytes:
         """Up to ``size`` bytes (at least one); blocks until some are there."""
         buffer, position = self._buffer, self._position
         if position >= len(buffer):
+            if self._before_wait is not None:
+                self._before_wait()
             buffer = self._fill(self.CHUNK)
             position = 0
             if size >= len(buffer):  # the read is all the parser wants: hand it over as it is

@@ -207,6 +207,7 @@ class Dispatcher:
         if receipt is Receipt.DISPATCH:
             now = received
             if self._shared is not None:
+                conn.flush()  # the reader's held-back acks do not wait for the shared ledger's round trip
                 if not self._admit_shared(conn, envelope):
                     return
                 now = time.monotonic()  # a wait for the shared ledger is not a wait for a worker
@@ -258,6 +259,8 @@ class Dispatcher:
 
     def _queue(self, conn: Connection, envelope: Envelope, text: str, now: float) -> None:
         """Run a first delivery's listeners on the reader (inline) or queue them for a worker."""
+        if self._queued >= self._max_queue:  # the reader may wait for room: its held-back acks go out first
+            conn.flush()
         with self._queue_lock:
             if self._queued >= self._max_queue:
                 self._wait_for_room(conn)
