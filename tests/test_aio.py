@@ -514,7 +514,11 @@ def test_blocking_steps_run_on_threads_of_the_client_that_end_with_them() -> Non
             await client.disconnect()
             await client.connect()
             await client.close()
-            left = [t.name for t in set(threading.enumerate()) - before if t.is_alive()]
+            left = [  # the client's; the local server's reader of the last connection may still be ending
+                t.name
+                for t in set(threading.enumerate()) - before
+                if t.is_alive() and not t.name.startswith("slack_socket_mode.testing")
+            ]
             assert left == [], left
         assert used == [], used
 

@@ -924,3 +924,51 @@ def test_inline_runs_and_workers_together_never_run_more_than_concurrency_listen
     gate.set()
     server.wait_for_acks(envelope_ids=ids, timeout=timeout(10))
     assert most[0] == 2
+
+
+_LEDGER_ENTRIES = ("receive", "ack", "written", "handled", "redeliver", "release", "ack_of", "sent_on")
+
+
+@pytest.mark.parametrize("inline_dispatch", [True, False], ids=["inline", "worker"])
+def test_one_envelopes_common_path_enters_the_ledger_twice(
+    server: SocketModeServer, make_client: ClientFactory, inline_dispatch: bool
+) -> None:
+    """Arrival (receive) and its listener's ack (ack): no other call into the ledger for that envelope.
+
+    Counted with a profile hook on every thread of the client (started after it is set): each call
+    of one of the ledger's methods that take its lock, for the envelope's id, or for its connection.
+    """
+    from slack_socket_mode.ledger import EnvelopeLedger
+
+    codes = {getattr(EnvelopeLedger, name).__code__: name for name in _LEDGER_ENTRIES}
+    watched: dict[str, str] = {}  # the envelope id counted, once it is pushed
+    calls: list[str] = []
+    second_started = threading.Event()
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if event == "call" and watched:
+            name = codes.get(frame.f_code)
+            if name is not None and frame.f_locals.get("envelope_id", watched["id"]) == watched["id"]:
+                calls.append(name)
+
+    def listener(client: SocketModeClient, request: Any) -> None:
+        client.send_socket_mode_response({"envelope_id": request.envelope_id})
+        if request.envelope_id == watched.get("next"):
+            second_started.set()
+
+    threading.setprofile(profile)
+    try:
+        client = make_client(inline_dispatch=inline_dispatch, concurrency=1)
+        client.socket_mode_request_listeners.append(listener)
+        client.connect()
+        server.wait_for_connections(1)
+        first, second = server.make_envelope(), server.make_envelope()
+        watched.update(id=first["envelope_id"], next=second["envelope_id"])
+        server.push(first)
+        server.wait_for_acks(envelope_ids=[first["envelope_id"]])
+        server.push(second)  # concurrency 1: it starts once the first has been settled
+        assert second_started.wait(timeout(5))
+        watched.clear()
+    finally:
+        threading.setprofile(None)  # type: ignore[arg-type]
+    assert calls == ["receive", "ack"], calls

@@ -208,3 +208,29 @@ def test_ledger_a_connection_stays_busy_until_the_ack_routed_to_it_is_written() 
     ledger.written("c1")
     assert ledger.inflight("c1") == 0
     assert ledger.ack("unknown", None, 0.3).conn is None  # nothing counted: nothing to report written
+
+
+def test_ledger_with_on_routed_tells_the_caller_and_stops_counting_at_once() -> None:
+    """With ``on_routed`` the caller counts an ack on its way; the ledger is not entered again for it."""
+    routed: list[str] = []
+    made: list[EnvelopeLedger[str]] = []
+
+    def count_when_routed(conn: str) -> None:  # the caller's count goes up before the ledger's goes down
+        (ledger,) = made
+        assert ledger.inflight(conn) == (1 if len(routed) == 0 else 0)
+        routed.append(conn)
+
+    made.append(EnvelopeLedger(on_routed=count_when_routed))
+    ledger = made[0]
+    ledger.receive("e1", "c1", 0.0)
+    route = ledger.ack("e1", None, 1.0)
+    assert route.send and route.conn == "c1" and not route.held
+    assert routed == ["c1"] and ledger.inflight("c1") == 0  # no written() to come
+    assert ledger.handled("e1") is None and ledger.inflight("c1") == 0  # acked: nothing changes
+    # an ack after the listeners returned without one: routed again, not counted by the ledger
+    ledger.receive("e2", "c1", 2.0)
+    assert ledger.handled("e2") == "c1"
+    assert not ledger.ack("e2", None, 3.0).held
+    assert routed == ["c1", "c1"] and ledger.inflight("c1") == 0
+    assert not ledger.ack("e2", None, 3.0).send and routed == ["c1", "c1"]  # a second ack: not routed
+    assert EnvelopeLedger[str]().ack(*("e3", None, 0.0)).held is False  # unknown: nowhere to count it

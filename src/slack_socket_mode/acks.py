@@ -76,6 +76,21 @@ class AckRouter:
         self.deferred_dropped = 0  #: deferred acks dropped, the oldest first, to keep within the bounds
         #: seconds from an envelope's arrival to its ack being sent, for the last 1,024 acks
         self.latencies: deque[float] = deque(maxlen=1024)
+        self._here = threading.local()  # .acked: (envelope_id, text) of the last ack this thread routed
+
+    def acked_here(self, envelope_id: str) -> tuple[bool, Optional[str]]:
+        """Whether the last ack routed on this thread was the first of ``envelope_id``'s, and its text; once.
+
+        The text is None for the plain ack. The dispatcher asks it once an envelope's listeners
+        returned, on the thread that ran them: an envelope acked by its own listener is settled
+        in the ledger already, and need not be entered again (:meth:`.EnvelopeLedger.handled`).
+        """
+        here = self._here
+        acked = getattr(here, "acked", None)
+        if acked is not None and acked[0] == envelope_id:
+            here.acked = None  # asked once: a later run of the same id (after eviction) is not taken for acked
+            return True, acked[1]
+        return False, None
 
     def send_ack(
         self, envelope_id: str, text: Optional[str], handoff: Optional[Handoff] = None
@@ -93,13 +108,14 @@ class AckRouter:
             if self._logger.isEnabledFor(logging.DEBUG):
                 self._logger.debug("envelope %s: a second ack was not sent", envelope_id)
             return None
+        self._here.acked = (envelope_id, text)
         wire = plain_ack(envelope_id) if text is None else text
         if handoff is None:
             self._deliver(route, wire, envelope_id, now)
             return None
         origin = route.conn
         if origin is not None and not origin.draining and origin.can_send and origin.try_send_text(wire):
-            self.ledger.written(origin)
+            self._written(route)
             if route.received_at is not None:
                 self.latencies.append(now - route.received_at)
             return None
@@ -111,14 +127,21 @@ class AckRouter:
         try:
             used = self.send_on(origin, wire, envelope_id)
         finally:
-            if origin is not None:
-                self.ledger.written(origin)  # only now may a draining origin close (see Session.maybe_drained)
+            self._written(route)  # only now may a draining origin close (see Session.maybe_drained)
         if used is not origin:  # the origin could not send: another connection did, or none (deferred)
             self.ledger.sent_on(envelope_id, used)
         if route.received_at is not None:
             self.latencies.append(now - route.received_at)
         if origin is not None and origin.draining:
             self._drained(origin)
+
+    def _written(self, route: AckRoute) -> None:
+        """The ack routed by ``route`` was written, or given up on: it no longer keeps its connection busy."""
+        conn = route.conn
+        if route.held:
+            self.ledger.written(conn)
+        elif conn is not None:
+            conn.ack_written()
 
     def send_response(
         self, response: Union[dict[str, Any], SocketModeResponse], handoff: Optional[Handoff] = None

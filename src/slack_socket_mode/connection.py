@@ -54,6 +54,7 @@ import struct
 import sys
 import threading
 import time
+from collections import deque
 from typing import Any, Callable, Optional, Union
 from urllib.parse import urlsplit
 
@@ -183,6 +184,9 @@ class Connection:
         self.close_code: Optional[int] = None
         #: True while the reader waits for a free worker (liveness checks are paused)
         self.backpressured = False
+        # One item per ack routed here and not yet written (ack_routed/ack_written): append and pop are
+        # atomic, so the ack path takes no lock for it; a draining connection is not closed while any is.
+        self._acks_on_way: deque[None] = deque()
 
     def __repr__(self) -> str:
         state = "ended" if self._ended.is_set() else ("closing" if self._close_sent else "open")
@@ -197,6 +201,22 @@ class Connection:
     def can_send(self) -> bool:
         """True until a close frame was sent, the connection was aborted or it ended."""
         return not self._close_sent and not self._aborted and not self._ended.is_set()
+
+    def ack_routed(self) -> None:
+        """An ack was routed here (the ledger says so, under its lock): it is on its way until :meth:`ack_written`."""
+        self._acks_on_way.append(None)
+
+    def ack_written(self) -> None:
+        """An ack routed here was written, here or elsewhere, or given up on. Lock-free."""
+        try:
+            self._acks_on_way.pop()
+        except IndexError:  # not routed through the ledger's on_routed: nothing was counted
+            pass
+
+    @property
+    def acks_on_way(self) -> int:
+        """Acks routed here and not yet written (a draining connection waits for them). Lock-free."""
+        return len(self._acks_on_way)
 
     @property
     def ended(self) -> bool:

@@ -457,7 +457,13 @@ class Dispatcher:
         envelope_id = envelope.envelope_id
         if not envelope_id:  # a message that nothing acks (on_message): nothing to settle
             return None
-        if redeliver is not None:
+        if redeliver is None:
+            acked, ack = self._acks.acked_here(envelope_id)
+            if acked:  # its listener acked it on this thread: the ledger settled it then (the common path)
+                if self._shared is not None:
+                    self._shared.finish(envelope_id, True, ack)
+                return None
+        else:
             released, conn = self._ledger.redeliver(envelope_id)
             if released:
                 if self._shared is not None:

@@ -121,6 +121,7 @@ class Engine:
             max_entries=o.ledger_max_entries,
             max_age=o.ledger_max_age,
             max_ack_bytes=o.max_ack_bytes,
+            on_routed=Connection.ack_routed,  # counted on the connection until written, without the ledger
         )
         self.shared: Optional[SharedLedger] = None
         if not isinstance(o.dedupe, bool):

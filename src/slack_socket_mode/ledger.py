@@ -27,9 +27,16 @@ The states of an entry: in flight (delivered, listeners running) → acked (an a
 (given up, or the listeners asked for a redelivery; the next delivery is dispatched, in flight
 again). Acked is final.
 
-A connection counts as busy (:meth:`EnvelopeLedger.inflight`) until the ack of every envelope
-it delivered has been written: an ack routed to it but not yet written keeps a draining
-connection open, so that it is not closed between the two.
+A connection counts as busy until the ack of every envelope it delivered has been written: an
+ack routed to it but not yet written keeps a draining connection open, so that it is not closed
+between the two. Either the ledger counts it (:meth:`EnvelopeLedger.inflight`, until
+:meth:`~EnvelopeLedger.written`), or, given ``on_routed``, it tells the caller, under its lock, as
+the count drops: the caller counts the ack on its way (the client, on the connection, without a
+lock) and the ledger is not entered again for it.
+
+One envelope's common path enters the ledger twice: :meth:`~EnvelopeLedger.receive` when it
+arrives, :meth:`~EnvelopeLedger.ack` when its listener acks it. After an ack, :meth:`handled`
+changes nothing, so a caller that saw the ack need not call it.
 
 Bounds: settled entries are forgotten after ``max_age`` seconds, when more than
 ``max_entries`` are held, or when the ack texts they keep (acks with a payload; a plain ack
@@ -47,7 +54,7 @@ from __future__ import annotations
 import enum
 import threading
 from collections import deque
-from typing import Any, Generic, NamedTuple, Optional, TypeVar
+from typing import Any, Callable, Generic, NamedTuple, Optional, TypeVar
 
 from .messages import plain_ack
 from .records import record
@@ -89,12 +96,14 @@ class AckRoute(NamedTuple):
 
     ``conn`` is the ledger's connection type ``C`` (a NamedTuple cannot be generic before
     Python 3.11). ``received_at`` is the monotonic time (seconds) of the envelope's first
-    delivery, if known.
+    delivery, if known. ``held``: ``conn`` counts in :meth:`EnvelopeLedger.inflight` until the
+    caller reports the ack written with :meth:`EnvelopeLedger.written` (False with ``on_routed``).
     """
 
     conn: Any
     send: bool
     received_at: Optional[float] = None
+    held: bool = False
 
 
 class EnvelopeLedger(Generic[C]):
@@ -108,6 +117,7 @@ class EnvelopeLedger(Generic[C]):
         max_age: float = 900.0,
         crossing_window: float = 10.0,
         max_ack_bytes: int = 16 * 1024 * 1024,
+        on_routed: Optional[Callable[[C], None]] = None,
     ) -> None:
         if max_entries < 1 or max_age <= 0 or crossing_window < 0 or max_ack_bytes < 0:
             raise ValueError(
@@ -118,6 +128,9 @@ class EnvelopeLedger(Generic[C]):
         self.max_entries = max_entries
         self.max_age = max_age
         self.max_ack_bytes = max_ack_bytes
+        # Told, under the lock, that an ack was routed to a connection: the caller then counts it on its
+        # way there itself (O(1), no lock taken), and written() is not called. None: the ledger counts it.
+        self._on_routed = on_routed
         # Lock order 4 (docs/threading.md, "Locks"): guards every field below. Held for a dict
         # operation or two; nothing is called and no other lock is taken while it is held.
         self._lock = threading.Lock()
@@ -189,34 +202,42 @@ class EnvelopeLedger(Generic[C]):
         per envelope remembered.
 
         Returns where to send the ack, and whether to (not for a second ack of one delivery).
-        When it says to send it on a connection (``send`` and ``conn`` not None), that
-        connection counts in :meth:`inflight` until the caller reports the ack written (or
-        given up on) with :meth:`written`.
+        When it says to send it on a connection, that connection counts in :meth:`inflight`
+        until the caller reports the ack written (or given up on) with :meth:`written`
+        (``held``); with ``on_routed``, it stops counting now, and ``on_routed(conn)`` was
+        called first.
         """
         with self._lock:
             entry = self._entries.get(envelope_id)
             if entry is None:
                 self.acked += 1
                 return AckRoute(None, True)
+            conn = entry.conn
             if not entry.awaiting:
                 self.suppressed_acks += 1
-                return AckRoute(entry.conn, False)
+                return AckRoute(conn, False)
             entry.awaiting = False
-            if entry.state != _INFLIGHT:
-                self._count(entry.conn, +1)  # counted again until written(); an in-flight one still is
+            on_routed = self._on_routed
+            held = conn is not None and on_routed is None
+            if on_routed is not None and conn is not None:
+                on_routed(conn)  # first: a drain check that sees the count drop below sees this
+                if entry.state == _INFLIGHT:
+                    self._count(conn, -1)
+            elif held and entry.state != _INFLIGHT:
+                self._count(conn, +1)  # counted again until written(); an in-flight one still is
             entry.state = _ACKED
             entry.acked_at = now
             self.acked += 1
             if not self.dedupe:
                 del self._entries[envelope_id]
-                return AckRoute(entry.conn, True, entry.at)
+                return AckRoute(conn, True, entry.at, held)
             self._keep_ack(entry, text)
             if self.ack_bytes > self.max_ack_bytes:
                 self._evict(now)
-            return AckRoute(entry.conn, True, entry.at)
+            return AckRoute(conn, True, entry.at, held)
 
     def written(self, conn: C) -> None:
-        """An ack that :meth:`ack` routed to ``conn`` was written (on it or elsewhere) or given up on."""
+        """An ack that :meth:`ack` routed to ``conn`` (``held``) was written (on it or elsewhere) or given up on."""
         with self._lock:
             self._count(conn, -1)
 
@@ -294,7 +315,8 @@ class EnvelopeLedger(Generic[C]):
         """How many envelopes delivered on ``conn`` are neither handled nor acked with the ack written.
 
         An envelope counts from its delivery until its listeners return without acking
-        (:meth:`handled`), or until its ack is written (:meth:`written`, after :meth:`ack`).
+        (:meth:`handled`), or until its ack is written (:meth:`written`, after :meth:`ack`), or
+        with ``on_routed``, until it is acked.
         """
         return self._inflight.get(id(conn), 0)
 

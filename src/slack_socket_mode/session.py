@@ -304,7 +304,7 @@ class Session:
                     conn = self.connections.get(action.connection_id)
                     if conn is not None:
                         conn.draining = True
-                        if self._ledger.inflight(conn) == 0:
+                        if self._idle(conn):
                             more += self.supervisor.drained(conn.id, time.monotonic())
                 elif isinstance(action, Close):
                     conn = self.connections.get(action.connection_id)
@@ -472,8 +472,16 @@ class Session:
                     return conn_
         return None
 
+    def _idle(self, conn: Connection) -> bool:
+        """No envelope delivered on ``conn`` waits for its listeners or its ack to be written.
+
+        In this order: the ledger drops its count for an acked envelope after the ack is counted
+        on its way (:meth:`Connection.ack_routed`), so a zero here is never a gap between the two.
+        """
+        return self._ledger.inflight(conn) == 0 and conn.acks_on_way == 0
+
     def maybe_drained(self, conn: Connection) -> None:
-        if conn.draining and self._ledger.inflight(conn) == 0:
+        if conn.draining and self._idle(conn):
             with self.rules():
                 self.perform(self.supervisor.drained(conn.id, time.monotonic()))
 
