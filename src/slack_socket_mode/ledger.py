@@ -162,10 +162,10 @@ class EnvelopeLedger(Generic[C]):
         with self._lock:
             entry = self._entries.get(envelope_id)
             if entry is None or not self.dedupe or entry.state == _RELEASED:
-                if entry is None:
-                    entry = _Entry(conn, now)
-                    self._entries[envelope_id] = entry
-                    self._count(conn, +1)
+                if entry is None:  # the common case: _count(conn, +1) written out
+                    self._entries[envelope_id] = _Entry(conn, now)
+                    inflight, key = self._inflight, id(conn)
+                    inflight[key] = inflight.get(key, 0) + 1
                     self.received += 1
                     if self.dedupe:
                         self._order.append(envelope_id)

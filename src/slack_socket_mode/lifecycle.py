@@ -392,7 +392,8 @@ class Supervisor:
 
     def closing(self) -> bool:
         """True from close()'s start (``CLOSING``, then ``CLOSED``); read without the lock by any thread."""
-        return self.state in CLOSING_STATES
+        state = self.state  # identity, not a set lookup: Enum.__hash__ is Python code, and this is on every envelope
+        return state is ClientState.CLOSING or state is ClientState.CLOSED
 
     def stop(self, now: float, *, final: bool) -> list[Action]:
         """disconnect() (``final=False``) or close() (``final=True``): close every connection.
