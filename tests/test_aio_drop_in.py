@@ -10,6 +10,7 @@ import asyncio
 import aiohttp
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
+from websockets.exceptions import WebSocketException
 
 from slack_socket_mode import NotConnectedError as ThreadNotConnectedError
 from slack_socket_mode.aio import SocketModeClient
@@ -29,6 +30,8 @@ def test_send_message_without_a_connection_raises_a_connection_error(server: Soc
             with pytest.raises(ConnectionError) as raised:
                 await client.send_message("foo")
             assert isinstance(raised.value, ThreadNotConnectedError)  # and still this package's error
+            with pytest.raises(WebSocketException):  # as slack_sdk's websockets client raises, and its tests expect
+                await client.send_message("foo")
         finally:
             await client.close()
 

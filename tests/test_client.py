@@ -97,6 +97,36 @@ def test_acks_with_payloads(server: SocketModeServer, make_client: ClientFactory
     assert json.loads(ack.raw) == {"envelope_id": envelope_id, "payload": {"text": "pong"}}
 
 
+def test_message_listeners_get_every_message_but_disconnect_as_slack_sdks_clients_call_them(
+    server: SocketModeServer, make_client: ClientFactory
+) -> None:
+    """hello, envelopes and other types reach message_listeners (not request listeners); disconnect does not."""
+    client = make_client()
+    seen: list[Any] = []
+    other, second_hello = threading.Event(), threading.Event()
+    requests = Recorder()
+
+    def on_message(c: Any, message: dict[str, Any], raw_message: str) -> None:
+        seen.append(message.get("type"))
+        assert json.loads(raw_message) == message
+        if message.get("type") == "app_rate_limited_test":
+            other.set()
+        if seen.count("hello") == 2:
+            second_hello.set()
+
+    client.message_listeners.append(on_message)
+    client.socket_mode_request_listeners.append(requests)
+    client.connect()
+    envelope_id = server.push(server.make_envelope())
+    server.wait_for_acks(envelope_ids=[envelope_id])
+    server.disconnect("refresh_requested")  # no listener for it: the client replaces the connection instead
+    assert second_hello.wait(timeout(5))  # the replacement's
+    server.send_text(json.dumps({"type": "app_rate_limited_test", "minute_rate_limited": 1}))
+    assert other.wait(timeout(5))
+    assert len(requests.wait_for(1)) == 1  # the envelope only
+    assert seen == ["hello", "events_api", "hello", "app_rate_limited_test"], seen
+
+
 def test_both_listener_kinds_fire(server: SocketModeServer, make_client: ClientFactory) -> None:
     client = make_client()
     messages: list[tuple[Any, dict[str, Any], str | None]] = []
@@ -104,6 +134,8 @@ def test_both_listener_kinds_fire(server: SocketModeServer, make_client: ClientF
     got = threading.Event()
 
     def on_message(c: Any, message: dict[str, Any], raw_message: str | None) -> None:
+        if message.get("type") == "hello":  # message listeners get every message but disconnect, as slack_sdk's
+            return
         messages.append((c, message, raw_message))
         c.send_message(json.dumps({"envelope_id": message["envelope_id"]}))
         got.set()
@@ -226,6 +258,8 @@ def test_a_raising_connection_listener_is_logged_by_its_kind_and_the_others_stil
     assert kinds == {"on_message", "lifecycle", "on_close", "error"}
     assert {r.getMessage() for r in failed} == {f"{kind} listener {broken!r} failed" for kind in kinds}
     envelope_failures = [r for r in caplog.records if r.getMessage().startswith("message listener")]
+    assert envelope_failures[0].getMessage() == f"message listener {broken!r} failed on a hello message"
+    envelope_failures = [r for r in envelope_failures if " on envelope " in r.getMessage()]
     assert [r.getMessage() for r in envelope_failures[:1]] == [
         f"message listener {broken!r} failed on envelope {envelope_id} (events_api)"
     ]
@@ -247,7 +281,7 @@ def test_an_envelope_without_a_payload_skips_the_request_listeners_with_a_warnin
         after = server.push(load_sample("events_api_message"))
         server.wait_for_acks(envelope_ids=[after])
     assert [r.envelope_id for r in recorder.wait_for(1)] == [after]
-    assert [b["envelope_id"] for b in bodies] == [bare, after]  # message listeners get every envelope
+    assert [b.get("envelope_id", b["type"]) for b in bodies] == ["hello", bare, after]  # and every envelope
     assert [r.getMessage() for r in caplog.records] == [
         "envelope no-payload-1 (events_api) has no payload; request listeners skipped"
     ]

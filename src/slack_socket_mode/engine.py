@@ -33,7 +33,7 @@ from .errors import ConfigurationError, ConnectTimeoutError, SocketModeError
 from .ledger import EnvelopeLedger
 from .lifecycle import ClientState, Supervisor
 from .listeners import ListenerLists
-from .messages import Disconnect, Envelope, Hello, Malformed, parse_message
+from .messages import Disconnect, Envelope, Hello, Malformed, decode_json, parse_message
 from .opening import Connector
 from .redaction import Secret
 from .session import Facade as SessionFacade
@@ -225,17 +225,25 @@ class Engine:
         message = parse_message(text)
         if type(message) is Envelope:
             self.dispatcher.on_envelope(conn, message, text)
-        elif isinstance(message, Hello):
+            return
+        if isinstance(message, Hello):
             self.session.on_hello(conn, message)
         elif isinstance(message, Disconnect):
             self.session.on_disconnect(conn, message.reason)
+            return  # slack_sdk's clients call no message listener for it either
         elif isinstance(message, Malformed):
             self.session.malformed += 1
             self._logger.warning(
                 "connection %d: skipped a message of %d characters: %s", conn.id, len(text), message.problem
             )
-        elif self._logger.isEnabledFor(logging.DEBUG):
-            self._logger.debug("connection %d: ignored a message of type %s", conn.id, message.type)
+            return
+        elif not client.message_listeners:
+            if self._logger.isEnabledFor(logging.DEBUG):
+                self._logger.debug("connection %d: ignored a message of type %s", conn.id, message.type)
+            return
+        if client.message_listeners:  # hello and the rest, as slack_sdk's clients call them: no ack, no ledger
+            body = decode_json(text)  # parsed above: a JSON object
+            self.dispatcher.on_message(conn, Envelope("", str(body.get("type") or ""), body, 0), text)
 
     def enqueue(self, message: str) -> None:
         """Carry out :meth:`SocketModeClient.enqueue_message` (see there)."""

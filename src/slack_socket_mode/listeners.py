@@ -4,7 +4,9 @@
 read at each call, so an app may change them at any time, even replace them):
 
 * ``message_listeners`` and ``socket_mode_request_listeners`` — each envelope (:meth:`Listeners.envelope`,
-  on its reader or a worker of the pool, from :mod:`.dispatch`);
+  on its reader or a worker of the pool, from :mod:`.dispatch`); ``message_listeners`` also every
+  other message but ``disconnect`` (``hello``, …), as slack_sdk's clients call them, the same way
+  with an ``envelope_id`` of ``""`` (no request, no ack);
 * ``on_message_listeners`` — each raw text message (:meth:`Listeners.message`, on the reader);
 * ``on_error_listeners`` — each :class:`.ConnectionFailedError` and :class:`.FatalError`
   (:meth:`Listeners.error`, on the session thread or the thread that saw the failure);
@@ -501,13 +503,13 @@ class Listeners:
                     raise
                 if errors is not None:
                     errors.append(e)
-                self._logger.exception(
-                    "message listener %r failed on envelope %s (%s)",
-                    listener,
-                    envelope.envelope_id,
-                    envelope.type,
-                )
-        if client.socket_mode_request_listeners:
+                if envelope.envelope_id:
+                    self._logger.exception(
+                        "message listener %r failed on envelope %s (%s)", listener, envelope.envelope_id, envelope.type
+                    )
+                else:  # hello and other messages without an envelope_id
+                    self._logger.exception("message listener %r failed on a %s message", listener, envelope.type)
+        if client.socket_mode_request_listeners and envelope.envelope_id:  # no envelope_id: no request (hello)
             if request is _UNBUILT:
                 try:
                     request = SocketModeRequest.from_dict(body)

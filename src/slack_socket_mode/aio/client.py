@@ -113,9 +113,17 @@ async def _off_loop(name: str, call: Callable[[], T]) -> T:
             thread.join(_STEP_JOIN)  # it has only to return from run(): microseconds
 
 
-class NotConnectedError(errors.NotConnectedError, ConnectionError):
+try:  # slack_sdk's websockets client raises websockets' error where ours raises NotConnectedError
+    from websockets.exceptions import WebSocketException as _WebSocketsError
+except ImportError:  # websockets is not installed: no code here catches its error
+    _WebSocketsError = Exception  # type: ignore[misc,assignment]
+
+
+class NotConnectedError(errors.NotConnectedError, ConnectionError, _WebSocketsError):
     """:meth:`SocketModeClient.send_message` with no open connection: also the built-in ``ConnectionError``
-    that slack_sdk's aiohttp client raises there (slack_sdk's own tests expect it)."""
+    that slack_sdk's aiohttp client raises there, and, where websockets is installed, its
+    ``websockets.exceptions.WebSocketException``, which slack_sdk's websockets client raises (slack_sdk's
+    own tests expect each)."""
 
 
 class _EngineSide:

@@ -305,7 +305,7 @@ class AsyncListeners(Listeners):
         for listener in list(client.message_listeners):
             found = await self._one(listener, eid, "message", redeliver, errors, client, body, text)
             redeliver = redeliver or found
-        if client.socket_mode_request_listeners:
+        if client.socket_mode_request_listeners and eid:  # a message without an envelope_id has no request
             try:
                 request = SocketModeRequest.from_dict(body)
             except (ValueError, TypeError) as e:
@@ -350,7 +350,10 @@ class AsyncListeners(Listeners):
                 raise
             if errors is not None:
                 errors.append(e)
-            self._logger.exception("%s listener %r failed on envelope %s", kind, listener, envelope_id)
+            if envelope_id:
+                self._logger.exception("%s listener %r failed on envelope %s", kind, listener, envelope_id)
+            else:  # hello and other messages without an envelope_id
+                self._logger.exception("%s listener %r failed on a message without an envelope_id", kind, listener)
         return None
 
     def _give_back(self, flight: _Flight, why: str) -> None:
