@@ -974,3 +974,46 @@ def test_one_envelopes_common_path_enters_the_ledger_twice(
     finally:
         threading.setprofile(None)  # type: ignore[arg-type]
     assert calls == ["receive", "ack"], calls
+
+
+def test_a_reader_stopped_at_max_queue_reads_again_once_a_quarter_of_it_is_free(
+    server: SocketModeServer, make_client: ClientFactory
+) -> None:
+    """Backpressure with hysteresis: one wake-up of the reader per quarter of max_queue, not per envelope."""
+    permits = threading.Semaphore(0)  # each lets one listener return
+
+    def gated(client: SocketModeClient, request: Any) -> None:
+        permits.acquire(timeout=timeout(10))
+        client.send_socket_mode_response({"envelope_id": request.envelope_id})
+
+    read: list[str] = []  # envelopes the reader took off the socket (on_message runs before dispatch)
+    try:
+        client = make_client(
+            concurrency=1,
+            max_queue=8,  # it reads again at 6 queued
+            inline_dispatch=False,
+            on_message_listeners=[lambda text: read.append(text) if '"envelope_id"' in text else None],
+        )
+        client.socket_mode_request_listeners.append(gated)
+        client.connect()
+        ids = [server.push(server.make_envelope()) for _ in range(20)]
+        wait_until(lambda: len(read) == 9, "8 envelopes queued and the 9th read")  # the 9th waits for room
+        permits.release()  # 7 queued: not yet
+        assert not _waits_for(lambda: len(read) > 9, 0.5), "the reader read again at 7 of 8 queued"
+        permits.release()  # 6 queued: the 9th goes in, the 10th too, and the 11th waits
+        wait_until(lambda: len(read) == 11, "the reader reading again at 6 of 8 queued")
+        permits.release(len(ids))
+        server.wait_for_acks(envelope_ids=ids, timeout=timeout(10))
+    finally:
+        permits.release(20)
+    assert server.unacked() == [] and server.duplicate_acks() == []
+
+
+def _waits_for(condition: Callable[[], bool], seconds: float) -> bool:
+    """True as soon as ``condition()`` holds, False if it did not within ``seconds`` (a negative check's bound)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()

@@ -114,7 +114,7 @@ class SocketModeClient(BaseSocketModeClient):
         close_timeout: seconds to wait for the server's close frame.
         max_message_size: bytes; a larger inbound message replaces its connection.
         max_queue: envelopes waiting for or running in a worker; at the bound the reader stops reading (TCP
-            backpressure) until a worker is free. Nothing is dropped.
+            backpressure) until a quarter of it is free again. Nothing is dropped.
         ledger_max_entries: settled envelopes the ledger (``dedupe``) remembers at most, oldest forgotten first.
         ledger_max_age: seconds after its first delivery that a settled envelope is remembered at most.
         max_ack_bytes: characters of ack texts with a payload the ledger keeps, to send again if Slack

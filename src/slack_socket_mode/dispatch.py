@@ -106,6 +106,9 @@ class Dispatcher:
         self.takeovers = 0  # times a reader's own listeners ran past handoff_after
         self._queued = 0  # envelopes submitted to the workers and not finished
         self._max_queue = max_queue
+        # A reader stopped at max_queue reads again once the queue is down to this: a quarter of the room
+        # (at least one envelope) is free, so that a full queue costs one wake-up per batch, not per envelope.
+        self._resume_at = max_queue - max(1, max_queue // 4)
         # Lock order 2: queue accounting (_queued, _waiting_since, _busy_workers, …). It is taken
         # twice per envelope, and must not contend with the supervisor's lock.
         self._queue_lock = threading.Lock()
@@ -327,7 +330,7 @@ class Dispatcher:
         return False
 
     def _wait_for_room(self, conn: Connection) -> None:
-        """Block the reader (queue lock held) until a worker frees a slot. Pauses liveness meanwhile."""
+        """Block the reader (queue lock held) until a quarter of ``max_queue`` is free. Pauses liveness meanwhile."""
         assert self._queue_lock.locked(), "_wait_for_room waits on _room: the queue lock must be held"
         if not self._warned_full:  # once per burst: the flag resets when the queue drains
             self._warned_full = True
@@ -338,7 +341,7 @@ class Dispatcher:
             )
         conn.backpressured = True
         try:
-            while self._queued >= self._max_queue and not self._supervisor.closing():
+            while self._queued > self._resume_at and not self._supervisor.closing():
                 self._room.wait()
         finally:
             conn.backpressured = False
@@ -430,8 +433,8 @@ class Dispatcher:
                     self._drained.notify_all()
                 if self._queued == 0:
                     self._warned_slow = self._warned_full = False  # the burst is over: warn again on the next
-                if self._queued == self._max_queue - 1:
-                    self._room.notify()
+                if self._queued == self._resume_at:  # a reader stopped at max_queue may read again
+                    self._room.notify_all()
         if following is not None:
             self._listeners.run(*following, self._finish)
         if conn is not None and conn.draining:
