@@ -100,15 +100,15 @@ def test_acks_with_payloads(server: SocketModeServer, make_client: ClientFactory
 def test_message_listeners_get_every_message_but_disconnect_as_slack_sdks_clients_call_them(
     server: SocketModeServer, make_client: ClientFactory
 ) -> None:
-    """hello, envelopes and other types reach message_listeners (not request listeners); disconnect does not."""
+    """hello, envelopes, other types and text that is not JSON reach message_listeners; disconnect does not."""
     client = make_client()
     seen: list[Any] = []
     other, second_hello = threading.Event(), threading.Event()
     requests = Recorder()
 
     def on_message(c: Any, message: dict[str, Any], raw_message: str) -> None:
-        seen.append(message.get("type"))
-        assert json.loads(raw_message) == message
+        seen.append(message.get("type") or raw_message)
+        assert message == ({} if raw_message == "not JSON" else json.loads(raw_message))
         if message.get("type") == "app_rate_limited_test":
             other.set()
         if seen.count("hello") == 2:
@@ -121,10 +121,11 @@ def test_message_listeners_get_every_message_but_disconnect_as_slack_sdks_client
     server.wait_for_acks(envelope_ids=[envelope_id])
     server.disconnect("refresh_requested")  # no listener for it: the client replaces the connection instead
     assert second_hello.wait(timeout(5))  # the replacement's
+    server.send_text("not JSON")  # slack_sdk's clients give text that is not a JSON object with {}
     server.send_text(json.dumps({"type": "app_rate_limited_test", "minute_rate_limited": 1}))
     assert other.wait(timeout(5))
     assert len(requests.wait_for(1)) == 1  # the envelope only
-    assert seen == ["hello", "events_api", "hello", "app_rate_limited_test"], seen
+    assert seen == ["hello", "events_api", "hello", "not JSON", "app_rate_limited_test"], seen
 
 
 def test_both_listener_kinds_fire(server: SocketModeServer, make_client: ClientFactory) -> None:

@@ -232,10 +232,16 @@ class Engine:
             self.session.on_disconnect(conn, message.reason)
             return  # slack_sdk's clients call no message listener for it either
         elif isinstance(message, Malformed):
-            self.session.malformed += 1
-            self._logger.warning(
-                "connection %d: skipped a message of %d characters: %s", conn.id, len(text), message.problem
-            )
+            if not (client.message_listeners and not text.startswith("{")):
+                self.session.malformed += 1
+                self._logger.warning(
+                    "connection %d: skipped a message of %d characters: %s", conn.id, len(text), message.problem
+                )
+                return
+            # text that is not a JSON object: slack_sdk's clients hand it to message listeners with {}
+            if self._logger.isEnabledFor(logging.DEBUG):
+                self._logger.debug("connection %d: a text message that is not JSON, for message listeners", conn.id)
+            self.dispatcher.on_message(conn, Envelope("", "", {}, 0), text)
             return
         elif not client.message_listeners:
             if self._logger.isEnabledFor(logging.DEBUG):

@@ -5,8 +5,8 @@ read at each call, so an app may change them at any time, even replace them):
 
 * ``message_listeners`` and ``socket_mode_request_listeners`` — each envelope (:meth:`Listeners.envelope`,
   on its reader or a worker of the pool, from :mod:`.dispatch`); ``message_listeners`` also every
-  other message but ``disconnect`` (``hello``, …), as slack_sdk's clients call them, the same way
-  with an ``envelope_id`` of ``""`` (no request, no ack);
+  other message but ``disconnect`` (``hello``, …, and text that is not a JSON object, as ``{}``), as
+  slack_sdk's clients call them, the same way with an ``envelope_id`` of ``""`` (no request, no ack);
 * ``on_message_listeners`` — each raw text message (:meth:`Listeners.message`, on the reader);
 * ``on_error_listeners`` — each :class:`.ConnectionFailedError` and :class:`.FatalError`
   (:meth:`Listeners.error`, on the session thread or the thread that saw the failure);
