@@ -63,3 +63,26 @@ def test_on_message_listeners_get_the_text_also_shaped_like_aiohttps_wsmessage(s
     (message,) = texts
     assert isinstance(message, str)
     assert message.data == "plain text" and message.type == aiohttp.WSMsgType.TEXT  # type: ignore[attr-defined]
+
+
+def test_current_session_and_build_session_id_name_the_connection_as_slack_sdks_clients_do(
+    server: SocketModeServer,
+) -> None:
+    async def main() -> tuple[str, str, str, str]:
+        client = SocketModeClient(APP_TOKEN, web_client=AsyncWebClient(base_url=server.api_url))
+        before = client.build_session_id(client.current_session)
+        try:
+            await client.connect(timeout(5))
+            first = client.build_session_id(client.current_session)
+            old = server.wait_for_connections(1)[0]
+            server.disconnect("refresh_requested")
+            await asyncio.to_thread(server.wait_for_new_connection, old.id, timeout=timeout(5))
+            await asyncio.to_thread(old.wait_closed, timeout(5))
+            second = client.build_session_id(client.current_session)
+        finally:
+            await client.close()
+        return before, first, second, client.build_session_id(client.current_session)
+
+    before, first, second, after = asyncio.run(main())
+    assert before == "" and after == ""
+    assert first.startswith("s_") and second.startswith("s_") and first != second

@@ -60,14 +60,7 @@ ALLOWED: dict[tuple[str, str, str], str] = {
         (flavour, name, ""): "slack_sdk's asyncio engine internals (tasks on one connection); ours runs the thread "
         "client's engine, up to 10 connections: see session_id(), state, stats(), lifecycle_listeners"
         for flavour in ("aiohttp", "websockets")
-        for name in (
-            "current_session",
-            "current_session_monitor",
-            "monitor_current_session",
-            "message_receiver",
-            "receive_messages",
-            "build_session_id",
-        )
+        for name in ("current_session_monitor", "monitor_current_session", "message_receiver", "receive_messages")
     },
     **{
         ("aiohttp", name, ""): "slack_sdk's ping-pong bookkeeping; ours: health(), stats() and the liveness "

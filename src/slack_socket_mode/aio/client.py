@@ -28,6 +28,7 @@ from slack_sdk.web import WebClient
 
 from .. import errors
 from ..client import SocketModeClient as ThreadClient
+from ..connection import Connection
 from ..engine import Engine, EngineView
 from ..errors import ConfigurationError
 from ..listeners import default_hooks
@@ -353,6 +354,20 @@ class SocketModeClient(EngineView):
     async def is_connected(self) -> bool:
         """True while at least one connection has said ``hello`` and is open."""
         return self._engine.session.live_count > 0
+
+    @property
+    def current_session(self) -> Optional[Connection]:
+        """The newest open connection, or None: what slack_sdk's asyncio clients keep as their WebSocket.
+
+        Here a :class:`slack_socket_mode.connection.Connection`, for :meth:`build_session_id` and
+        logs: it has none of aiohttp's or websockets' methods. Read without a lock, from any thread.
+        """
+        return self._engine.session.primary()
+
+    @classmethod
+    def build_session_id(cls, session: Optional[object]) -> str:
+        """slack_sdk's asyncio clients' id of a session: "" for None, else ``"s_"`` and its hash, as theirs."""
+        return "" if session is None else "s_" + str(hash(session))
 
     async def session_id(self) -> str:
         """An identifier of the newest open connection, or "" (slack_sdk's value when there is none)."""
