@@ -2,7 +2,7 @@
 
 Usage::
 
-    python scripts/outside_suites.py --sdk PATH --bolt PATH [--out DIR] [--only ours|theirs]
+    python scripts/outside_suites.py --sdk PATH --bolt PATH [--out DIR]
 
 ``--sdk`` and ``--bolt`` are checkouts (or bare git directories) of
 https://github.com/slackapi/python-slack-sdk and https://github.com/slackapi/bolt-python. Their
