@@ -1017,3 +1017,39 @@ def _waits_for(condition: Callable[[], bool], seconds: float) -> bool:
             return True
         time.sleep(0.01)
     return condition()
+
+
+@pytest.mark.parametrize("where", ["on_message_listener", "slow_listener_with_a_late_takeover"])
+def test_an_ack_held_for_a_burst_never_waits_for_the_applications_code_on_the_reader(
+    server: SocketModeServer, make_client: ClientFactory, where: str
+) -> None:
+    """A and B read together; A's ack is held for B's: it must not wait while the app's code runs for B.
+
+    The reader's own take-over bounds a listener's run (handoff_after, 10 ms by default); an
+    ``on_message_listener`` has no such bound, nor has a listener where handoff_after is long: there
+    the held acks are written first, or not held at all.
+    """
+    slow = 0.6
+    a, b = server.make_envelope(), server.make_envelope()
+    sent: dict[str, float] = {}
+
+    def listener(client: SocketModeClient, request: Any) -> None:
+        if where != "on_message_listener" and request.envelope_id == b["envelope_id"]:
+            time.sleep(slow)
+        sent[request.envelope_id] = time.monotonic()
+        client.send_socket_mode_response({"envelope_id": request.envelope_id})
+
+    def on_message(text: str) -> None:
+        if b["envelope_id"] in text:
+            time.sleep(slow)
+
+    if where == "on_message_listener":
+        client = make_client(on_message_listeners=[on_message])
+    else:
+        client = make_client(handoff_after=0.5)  # above CORK_MAX_HANDOFF: B's run is taken over too late
+    client.socket_mode_request_listeners.append(listener)
+    client.connect()
+    server.push_many([a, b])  # one write: B is read ahead while A's listener acks
+    acks = server.wait_for_acks(envelope_ids=[a["envelope_id"], b["envelope_id"]], timeout=timeout(5))
+    held = acks[0].received_at - sent[a["envelope_id"]]
+    assert held < slow / 2, f"A's ack reached the server {held:.3f} s after its listener sent it"

@@ -81,6 +81,9 @@ _CLOSE_LOCK_WAIT = 0.05
 #: this many frames, :data:`NOWAIT_MAX` bytes of them, held at most this many seconds (between two acks).
 CORK_FRAMES = 16
 CORK_DELAY = 0.002
+#: Acks are held only where a slow listener on the reader is taken over within this many seconds
+#: (``handoff_after``): the new reader writes them, so that none waits on it for longer.
+CORK_MAX_HANDOFF = 0.1
 #: Linux's SIOCOUTQ (the same number as TIOCOUTQ): the bytes of a socket's send queue the peer has not acknowledged.
 _SIOCOUTQ: Optional[int] = None
 if sys.platform.startswith("linux"):
@@ -113,6 +116,8 @@ class Connection:
         trace_limit: log each text message sent and received at DEBUG (redacted), cut to
             this many characters; None logs none (the hot path then costs one check).
         trace_pings: log each ping and pong sent and received at DEBUG.
+        hold_acks: let the reader hold acks to write them together (:meth:`send_text`); the client
+            turns it off where ``handoff_after`` is above :data:`CORK_MAX_HANDOFF`.
 
     Thread-safety: :meth:`send_text`, :meth:`ping`, :meth:`close`, :meth:`abort` and
     :meth:`write_overdue` may be called from any thread; :meth:`open` and :meth:`start` once,
@@ -135,8 +140,10 @@ class Connection:
         open_socket: Optional[OpenSocket] = None,
         trace_limit: Optional[int] = None,
         trace_pings: bool = False,
+        hold_acks: bool = True,
     ) -> None:
         self.id = connection_id
+        self._hold_acks = hold_acks  # False: every ack is written at once (see send_text)
         self._url = url
         self._on_closed = on_closed
         self._logger = logger
@@ -341,7 +348,7 @@ class Connection:
         if self._trace_limit is not None:
             self._trace("sending", text)
         ahead = self._read_ahead
-        cork = ahead is not None and ahead.buffered and len(text) <= NOWAIT_MAX and self.is_reader()
+        cork = self._hold_acks and ahead is not None and ahead.buffered and len(text) <= NOWAIT_MAX and self.is_reader()
         if not self._send_lock.acquire(timeout=self._write_timeout):
             self.abort()
             raise NotConnectedError(f"connection {self.id}: a write waited {self._write_timeout:g} s; given up")

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Callable, Optional, Protocol
 from slack_sdk.web import WebClient
 
 from .acks import AckRouter
-from .connection import Connection, await_ended
+from .connection import CORK_MAX_HANDOFF, Connection, await_ended
 from .dispatch import Dispatcher
 from .errors import ConfigurationError, ConnectTimeoutError, SocketModeError
 from .ledger import EnvelopeLedger
@@ -115,6 +115,8 @@ class Engine:
             allow_insecure_urls=o.allow_insecure_urls,
             debug_reconnects=o.debug_reconnects,
             url_method=wire.urls,
+            # a reader holds acks only where a slow listener is taken over soon (the new reader writes them)
+            hold_acks=o.handoff_after <= CORK_MAX_HANDOFF,
         )
         self.ledger: EnvelopeLedger[Connection] = EnvelopeLedger(
             dedupe=bool(o.dedupe),
@@ -218,6 +220,8 @@ class Engine:
         """Route one text message a connection read (on its reader thread)."""
         client = self._client
         tap = client.message_tap
+        if tap is not None or client.on_message_listeners:
+            conn.flush()  # the application's code runs on the reader: held acks do not wait for it
         if tap is not None:
             tap(conn.id, text)
         if client.on_message_listeners:

@@ -236,6 +236,7 @@ class Connector:
         allow_insecure_urls: allow ``ws://`` URLs to non-loopback hosts.
         debug_reconnects: add Slack's ``debug_reconnects=true`` to each issued URL.
         url_method: the Web API method that issues the URLs (:data:`SOCKET_MODE_URLS` by default).
+        hold_acks: the connections' ``hold_acks`` (:class:`~slack_socket_mode.connection.Connection`).
 
     Thread-safety: immutable once made; any thread may call it.
     """
@@ -255,8 +256,10 @@ class Connector:
         allow_insecure_urls: bool,
         debug_reconnects: bool,
         url_method: UrlMethod = SOCKET_MODE_URLS,
+        hold_acks: bool = True,
     ) -> None:
         self._prefix = prefix
+        self._hold_acks = hold_acks
         self._url_method = url_method
         self._logger = logger
         self._max_message_size = max_message_size
@@ -345,4 +348,5 @@ class Connector:
             open_socket=self._open_socket,
             trace_limit=self._trace_limit,
             trace_pings=self._trace_pings,
+            hold_acks=self._hold_acks,
         )
