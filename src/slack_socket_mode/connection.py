@@ -348,7 +348,6 @@ class Connection:
         if self._trace_limit is not None:
             self._trace("sending", text)
         ahead = self._read_ahead
-        cork = self._hold_acks and ahead is not None and ahead.buffered and len(text) <= NOWAIT_MAX and self.is_reader()
         if not self._send_lock.acquire(timeout=self._write_timeout):
             self.abort()
             raise NotConnectedError(f"connection {self.id}: a write waited {self._write_timeout:g} s; given up")
@@ -356,6 +355,14 @@ class Connection:
         try:
             if self._close_sent or self._aborted:
                 raise NotConnectedError(f"connection {self.id} is closing")
+            # Decided under the send lock: a reader taken over while it waited for it is no longer the reader.
+            cork = (
+                self._hold_acks
+                and ahead is not None
+                and ahead.buffered
+                and len(text) <= NOWAIT_MAX
+                and self.is_reader()
+            )
             corked = self._corked
             if not cork and not corked:
                 self._writing_since = time.monotonic()
@@ -380,17 +387,21 @@ class Connection:
                     or now - self._corked_since >= CORK_DELAY
                 ):
                     failure = self._write_corked()
+                    cork = False
         finally:
             self._send_lock.release()
         if failure is not None:
             raise failure  # outside the except clause: no __context__
+        if cork and not self.is_reader():  # taken over as it held the ack back: the new reader may have
+            self.flush()  # looked before it was held, and now waits on recv; this thread may wait to write
 
     def flush(self) -> None:
         """Write the frames the reader held back (see :meth:`send_text`) now, in one write; if any.
 
-        Called on the reader before it waits for the socket (and by a new reader as it starts).
-        Waits at most ``write_timeout`` for the send lock; a write that fails gives the connection
-        up (:meth:`abort`), and its reader then ends on the failed read.
+        Called on the reader before it waits for the socket, by a new reader as it starts, and by
+        an old reader that held an ack back as it was taken over. Waits at most ``write_timeout``
+        for the send lock; a write that fails gives the connection up (:meth:`abort`), and its
+        reader then ends on the failed read.
         """
         if not self._corked:
             return
@@ -401,6 +412,8 @@ class Connection:
             if self._close_sent or self._aborted:
                 self._corked.clear()
                 self._corked_bytes = 0
+                return
+            if not self._corked:
                 return
             failure = self._write_corked()
         finally:
