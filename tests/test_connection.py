@@ -35,6 +35,7 @@ class Opened:
         max_message_size: int = 1 << 20,
         then: Optional[Callable[[Connection, str], None]] = None,
     ) -> None:
+        self.unsent: list[str] = []  # what the connection gave back (on_unsent)
         self._then = then  # called on the reader after each text is kept
         url = WebClient(base_url=server.api_url).apps_connections_open(app_token=APP_TOKEN)["url"]
         self.texts: list[str] = []
@@ -49,6 +50,7 @@ class Opened:
             logger=logger,
             thread_name="slack_socket_mode-test-reader-1",
             max_message_size=max_message_size,
+            on_unsent=self.unsent.extend,
         )
         self.conn.open(timeout(5))
         self.conn.start()
@@ -135,6 +137,26 @@ def test_held_back_acks_go_out_before_the_close_frame(server: SocketModeServer, 
     first, *_ = server.push_many([server.make_envelope() for _ in range(3)])  # read together: the first ack is held
     server.wait_for_acks(envelope_ids=[first], timeout=timeout(5))
     assert o.end().kind is EndKind.CLIENT_CLOSED
+
+
+def test_held_acks_a_connection_could_not_write_are_given_back(
+    server: SocketModeServer, opened: Callable[..., Opened]
+) -> None:
+    """An ack held back when the connection is given up goes to on_unsent (the client's next hello), not lost."""
+    held: list[str] = []
+
+    def ack_then_abort(conn: Connection, text: str) -> None:
+        envelope_id = json.loads(text).get("envelope_id")
+        if envelope_id is not None and not held:
+            held.append('{"envelope_id":"' + envelope_id + '"}')
+            conn.send_text(held[0])  # held: the other two envelopes are read ahead
+            conn.abort()
+
+    o = opened(then=ack_then_abort)
+    assert o.read.wait(timeout(5))
+    server.push_many([server.make_envelope() for _ in range(3)])
+    assert o.end().kind is EndKind.ABORTED
+    assert o.unsent == held and server.acks == []  # given back once, and never written
 
 
 def test_the_servers_close_frame_ends_it_as_server_closed_with_its_code(

@@ -207,15 +207,27 @@ class AckRouter:
                 return primary
             except NotConnectedError:
                 pass
+        self.defer([text])
+        return None
+
+    def defer(self, texts: list[str]) -> None:
+        """Keep acks no connection could write for the next ``hello``, within the bounds (:data:`MAX_DEFERRED`).
+
+        Also where a connection's held acks go when it could not write them
+        (:meth:`.Connection.send_text`). Any thread; takes the client's lock, makes no socket call.
+        """
         with self._lock:
             deferred, most = self._deferred, self.ledger.max_ack_bytes
-            deferred.append(text)
-            self._deferred_chars += len(text)
+            for text in texts:
+                deferred.append(text)
+                self._deferred_chars += len(text)
             while len(deferred) > MAX_DEFERRED or (self._deferred_chars > most and len(deferred) > 1):
                 self._deferred_chars -= len(deferred.popleft())
                 self.deferred_dropped += 1
-        self._logger.warning("no open connection: ack deferred until the next hello")
-        return None
+        if len(texts) == 1:
+            self._logger.warning("no open connection: ack deferred until the next hello")
+        else:
+            self._logger.warning("%d acks not written on their connection: deferred until the next hello", len(texts))
 
     def take_deferred(self) -> list[str]:
         """The acks kept for the next ``hello`` (the caller sends them, with no lock held); forgets them."""

@@ -118,6 +118,9 @@ class Connection:
         trace_pings: log each ping and pong sent and received at DEBUG.
         hold_acks: let the reader hold acks to write them together (:meth:`send_text`); the client
             turns it off where ``handoff_after`` is above :data:`CORK_MAX_HANDOFF`.
+        on_unsent: called, with no lock of the connection held, with the texts of held acks that
+            were not written (the write failed, or the connection was given up or ended first); the
+            client keeps them for the next ``hello``.
 
     Thread-safety: :meth:`send_text`, :meth:`ping`, :meth:`close`, :meth:`abort` and
     :meth:`write_overdue` may be called from any thread; :meth:`open` and :meth:`start` once,
@@ -141,8 +144,10 @@ class Connection:
         trace_limit: Optional[int] = None,
         trace_pings: bool = False,
         hold_acks: bool = True,
+        on_unsent: Optional[Callable[[list[str]], None]] = None,
     ) -> None:
         self.id = connection_id
+        self._on_unsent = on_unsent
         self._hold_acks = hold_acks  # False: every ack is written at once (see send_text)
         self._url = url
         self._on_closed = on_closed
@@ -167,6 +172,8 @@ class Connection:
         # Ack frames the reader holds back to write with the next ones, one write for all (send_text):
         # guarded by _send_lock; appended by the reader only, written by whoever writes next.
         self._corked: list[bytes] = []
+        self._corked_texts: list[str] = []  # their texts, given back (on_unsent) if they are not written
+        self._unsent: list[str] = []  # texts of held acks not written, for on_unsent once the lock is let go
         self._corked_bytes = 0
         self._corked_since = 0.0  # monotonic time the first of them was held back
         self._read_ahead: Optional[ReadAhead] = None  # the frame parser's byte source, once open
@@ -339,8 +346,10 @@ class Connection:
         would wait for the socket (:class:`ReadAhead` calls :meth:`flush`), or another thread
         writes on the connection, or :data:`CORK_FRAMES` frames or :data:`NOWAIT_MAX` bytes are
         held, or the first was held :data:`CORK_DELAY` seconds, whichever comes first. A new
-        reader (:meth:`take_over`) writes them as it starts. An ack written into a socket that
-        then fails is lost either way; the ledger acks Slack's redelivery again.
+        reader (:meth:`take_over`) writes them as it starts. Held acks that are not written (the
+        write fails, the connection is given up or ends first) go to ``on_unsent``, which keeps
+        them for the next ``hello``; an ack in a socket that then fails is lost, and the ledger
+        acks Slack's redelivery again.
 
         Raises:
             NotConnectedError: the connection is closing, closed, or was given up.
@@ -379,6 +388,7 @@ class Connection:
                 if not corked:
                     self._corked_since = now
                 corked.append(frame)
+                self._corked_texts.append(text)
                 self._corked_bytes += len(frame)
                 if (
                     not cork
@@ -387,9 +397,13 @@ class Connection:
                     or now - self._corked_since >= CORK_DELAY
                 ):
                     failure = self._write_corked()
+                    if failure is not None and self._unsent and self._unsent[-1] is text:
+                        self._unsent.pop()  # this one is the caller's to send elsewhere (it is told by the raise)
                     cork = False
         finally:
             self._send_lock.release()
+        if self._unsent:
+            self._give_back()
         if failure is not None:
             raise failure  # outside the except clause: no __context__
         if cork and not self.is_reader():  # taken over as it held the ack back: the new reader may have
@@ -408,25 +422,48 @@ class Connection:
         if not self._send_lock.acquire(timeout=self._write_timeout):
             self.abort()
             return
+        failure: Optional[SocketModeError] = None
         try:
             if self._close_sent or self._aborted:
-                self._corked.clear()
-                self._corked_bytes = 0
-                return
-            if not self._corked:
-                return
-            failure = self._write_corked()
+                self._drop_corked()
+            elif self._corked:
+                failure = self._write_corked()
         finally:
             self._send_lock.release()
+        if self._unsent:
+            self._give_back()
         if failure is not None and self._logger.isEnabledFor(logging.DEBUG):
             self._logger.debug("connection %d: %s", self.id, failure)
+
+    def _drop_corked(self) -> None:
+        """Give up the held frames: their texts go to :meth:`_give_back` (send lock held)."""
+        self._unsent.extend(self._corked_texts)
+        self._corked_texts = []
+        self._corked.clear()
+        self._corked_bytes = 0
+
+    def _give_back(self) -> None:
+        """Hand the texts of held acks that were not written to ``on_unsent`` (no lock of ours held after the swap)."""
+        if not self._send_lock.acquire(timeout=self._write_timeout):
+            return
+        try:
+            texts, self._unsent = self._unsent, []
+        finally:
+            self._send_lock.release()
+        if texts and self._on_unsent is not None:
+            try:
+                self._on_unsent(texts)
+            except Exception:  # a bug of ours: the acks are lost, Slack redelivers and the ledger acks again
+                self._logger.exception("connection %d: keeping %d unwritten acks failed", self.id, len(texts))
 
     def _write_corked(self, then: bytes = b"") -> Optional[SocketModeError]:
         """Write the held-back frames, and ``then`` (a formatted frame), in one write. Send lock held.
 
-        Returns the error to raise if the write failed (the connection is then given up).
+        Returns the error to raise if the write failed (the connection is then given up, and the
+        held texts wait in ``_unsent`` for :meth:`_give_back`).
         """
         data = b"".join(self._corked) + then
+        texts, self._corked_texts = self._corked_texts, []
         self._corked.clear()
         self._corked_bytes = 0
         sock = self._ws.sock
@@ -437,6 +474,7 @@ class Connection:
             sock.sendall(data)
         except TRANSPORT_ERRORS as e:
             self.abort()
+            self._unsent.extend(texts)  # perhaps partly written: Slack takes a repeated ack as it takes one
             return write_error(self.id, e)
         finally:
             self._writing_since = None
@@ -559,6 +597,8 @@ class Connection:
             return True
         finally:
             self._send_lock.release()
+            if self._unsent:
+                self._give_back()
 
     def abort(self) -> None:
         """Shut the socket down now; the reader wakes up and ends. Idempotent.
@@ -607,6 +647,13 @@ class Connection:
             return  # a new reader took over while this one ran listeners: the connection is its now
         self._ws.shutdown()
         self._ended.set()
+        if self._corked and self._send_lock.acquire(timeout=self._write_timeout):
+            try:  # held acks the connection ended with: kept for the next hello
+                self._drop_corked()
+            finally:
+                self._send_lock.release()
+        if self._unsent:
+            self._give_back()
         try:
             self._on_closed(self, end)
         except Exception:

@@ -117,6 +117,7 @@ class Engine:
             url_method=wire.urls,
             # a reader holds acks only where a slow listener is taken over soon (the new reader writes them)
             hold_acks=o.handoff_after <= CORK_MAX_HANDOFF,
+            on_unsent=self._keep_unsent,
         )
         self.ledger: EnvelopeLedger[Connection] = EnvelopeLedger(
             dedupe=bool(o.dedupe),
@@ -215,6 +216,10 @@ class Engine:
         if not connected:
             self.disconnect()
             raise ConnectTimeoutError(f"no hello from Slack within {timeout:g} s; see the log for each attempt")
+
+    def _keep_unsent(self, texts: list[str]) -> None:
+        """A connection's held acks it could not write: kept for the next ``hello`` (as an ack with no connection)."""
+        self.acks.defer(texts)
 
     def on_text(self, conn: Connection, text: str) -> None:
         """Route one text message a connection read (on its reader thread)."""

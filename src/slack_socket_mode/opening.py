@@ -237,6 +237,7 @@ class Connector:
         debug_reconnects: add Slack's ``debug_reconnects=true`` to each issued URL.
         url_method: the Web API method that issues the URLs (:data:`SOCKET_MODE_URLS` by default).
         hold_acks: the connections' ``hold_acks`` (:class:`~slack_socket_mode.connection.Connection`).
+        on_unsent: the connections' ``on_unsent``: where held acks a connection could not write go.
 
     Thread-safety: immutable once made; any thread may call it.
     """
@@ -257,9 +258,11 @@ class Connector:
         debug_reconnects: bool,
         url_method: UrlMethod = SOCKET_MODE_URLS,
         hold_acks: bool = True,
+        on_unsent: Optional[Callable[[list[str]], None]] = None,
     ) -> None:
         self._prefix = prefix
         self._hold_acks = hold_acks
+        self._on_unsent = on_unsent
         self._url_method = url_method
         self._logger = logger
         self._max_message_size = max_message_size
@@ -349,4 +352,5 @@ class Connector:
             trace_limit=self._trace_limit,
             trace_pings=self._trace_pings,
             hold_acks=self._hold_acks,
+            on_unsent=self._on_unsent,
         )
