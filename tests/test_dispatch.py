@@ -115,15 +115,21 @@ def test_close_does_not_wait_longer_than_its_timeout(server: SocketModeServer, m
     release.set()
 
 
-def test_a_full_queue_pauses_reading_without_losing_or_replacing_anything(
-    server: SocketModeServer, make_client: ClientFactory
-) -> None:
-    permits = threading.Semaphore(0)  # each lets one listener return
+def _gated(permits: threading.Semaphore) -> Callable[[SocketModeClient, Any], None]:
+    """A request listener that acks once ``permits`` lets it (one release per listener run)."""
 
     def gated(client: SocketModeClient, request: Any) -> None:
         permits.acquire(timeout=timeout(10))
         client.send_socket_mode_response({"envelope_id": request.envelope_id})
 
+    return gated
+
+
+def test_a_full_queue_pauses_reading_without_losing_or_replacing_anything(
+    server: SocketModeServer, make_client: ClientFactory
+) -> None:
+    permits = threading.Semaphore(0)  # each lets one listener return
+    gated = _gated(permits)
     read: list[str] = []  # envelopes the readers took off the socket (on_message runs before dispatch)
     paused = capture("pausing reads while")
     try:
@@ -981,11 +987,7 @@ def test_a_reader_stopped_at_max_queue_reads_again_once_a_quarter_of_it_is_free(
 ) -> None:
     """Backpressure with hysteresis: one wake-up of the reader per quarter of max_queue, not per envelope."""
     permits = threading.Semaphore(0)  # each lets one listener return
-
-    def gated(client: SocketModeClient, request: Any) -> None:
-        permits.acquire(timeout=timeout(10))
-        client.send_socket_mode_response({"envelope_id": request.envelope_id})
-
+    gated = _gated(permits)
     read: list[str] = []  # envelopes the reader took off the socket (on_message runs before dispatch)
     try:
         client = make_client(
