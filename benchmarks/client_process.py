@@ -11,6 +11,9 @@ listener ran per envelope) and ``close`` (timed).
 Clients (``kind``):
 
 * ``ours``: ``slack_socket_mode.SocketModeClient``;
+* ``ours_redis``: the same, with ``dedupe=RedisLedger(...)`` (the shared ledger) on the Redis at
+  ``SLACK_SOCKET_MODE_REDIS_URL`` (``redis://127.0.0.1:6379``), a namespace of its own per
+  process; ``sample`` adds the Redis round trips the process made (``redis_round_trips``);
 * ``aio``: ``slack_socket_mode.aio.SocketModeClient`` (ours, asyncio: coroutine listeners on a loop);
 * ``builtin``: ``slack_sdk.socket_mode.SocketModeClient`` (slack_sdk's builtin client);
 * ``websocket_client``: ``slack_sdk.socket_mode.websocket_client.SocketModeClient``;
@@ -43,7 +46,7 @@ __all__ = ["APP_TOKEN", "KINDS", "client_main"]
 APP_TOKEN = "xapp-1-A111-1-benchmark"
 
 #: The clients the suite knows, in the order they run.
-KINDS = ("ours", "aio", "builtin", "websocket_client", "aiohttp", "websockets", "floor")
+KINDS = ("ours", "ours_redis", "aio", "builtin", "websocket_client", "aiohttp", "websockets", "floor")
 
 #: The asyncio clients among them (run on an event loop thread of this process).
 ASYNC_KINDS = ("aio", "aiohttp", "websockets")
@@ -59,6 +62,7 @@ class _ClientUnderTest:
         self.soak = False  # the memory soak's listener: slow where asked, runs counted (not listed)
         self.runs_counted = 0
         self._count_lock = threading.Lock()
+        self.redis_round_trips: Optional[Callable[[], int]] = None  # ours_redis: the count so far
 
     def _count_run(self, envelope_id: str) -> None:
         """The memory soak's record of a run: a count, so that the harness keeps nothing per envelope."""
@@ -103,8 +107,13 @@ class _ClientUnderTest:
         from slack_sdk.web import WebClient
 
         client_class: Any
+        options: dict[str, Any] = {}
         if kind == "ours":
             from slack_socket_mode import SocketModeClient as client_class
+        elif kind == "ours_redis":
+            from slack_socket_mode import SocketModeClient as client_class
+
+            options["dedupe"] = self._redis_ledger()
         elif kind == "builtin":
             from slack_sdk.socket_mode.builtin import SocketModeClient as client_class
         elif kind == "websocket_client":
@@ -128,12 +137,39 @@ class _ClientUnderTest:
             runs_append(request.envelope_id)
 
         t_construct = time.monotonic()
-        client = client_class(app_token=APP_TOKEN, web_client=WebClient(base_url=api_url))
+        client = client_class(app_token=APP_TOKEN, web_client=WebClient(base_url=api_url), **options)
         client.socket_mode_request_listeners.append(listener)
         client.connect()
         self.client = client
         self.closer = client.close
         return {"t_import": t_import, "t_construct": t_construct, "t_connected": time.monotonic()}
+
+    def _redis_ledger(self) -> Any:
+        """A RedisLedger on the benchmark's Redis, in a namespace of this process's own, counting round trips.
+
+        A round trip is one ``send_packed_command`` of redis-py's connection: one command, or
+        one pipeline (the lease thread's rounds). The count wraps redis-py's method in this
+        process only; the client's code is not touched.
+        """
+        import os
+
+        import redis.connection
+
+        from slack_socket_mode.redis import RedisLedger
+
+        sent = [0]
+        lock = threading.Lock()
+        packed = redis.connection.AbstractConnection.send_packed_command
+
+        def counted(connection: Any, command: Any, check_health: bool = True) -> None:
+            with lock:
+                sent[0] += 1
+            packed(connection, command, check_health)
+
+        redis.connection.AbstractConnection.send_packed_command = counted  # type: ignore[method-assign]
+        self.redis_round_trips = lambda: sent[0]
+        url = os.environ.get("SLACK_SOCKET_MODE_REDIS_URL", "redis://127.0.0.1:6379")
+        return RedisLedger(url, namespace=f"bench{os.getpid()}", prefix="slack_socket_mode_bench:")
 
     def _start_async(self, kind: str, api_url: str, t_import: float) -> dict[str, Any]:
         """Start one of slack_sdk's asyncio clients on an event loop thread of its own, and connect it."""
@@ -203,6 +239,8 @@ class _ClientUnderTest:
             "envelopes_run": len(counts),
             "ran_twice": sum(1 for count in counts.values() if count > 1),
         }
+        if self.redis_round_trips is not None:
+            summary["redis_round_trips"] = self.redis_round_trips()
         if detail == "first":
             summary["threads_detail"] = threads_detail()
         result = {**summary, **sample_self()}

@@ -28,6 +28,7 @@ Results = dict[str, dict[str, dict[str, Any]]]
 #: A colour per client, the same in every chart.
 COLOURS = {
     "ours": "#1f6feb",
+    "ours_redis": "#0b3d91",
     "aio": "#5aa9e6",
     "builtin": "#d1495b",
     "websocket_client": "#edae49",

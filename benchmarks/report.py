@@ -14,6 +14,7 @@ __all__ = ["CLIENT_TITLES", "SDK_KINDS", "evaluate_targets", "render"]
 #: Column titles.
 CLIENT_TITLES = {
     "ours": "ours",
+    "ours_redis": "ours, RedisLedger",
     "aio": "ours, asyncio",
     "builtin": "slack_sdk builtin",
     "websocket_client": "slack_sdk websocket_client",
