@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web import WebClient
 
 from slack_socket_mode import Redeliver, SocketModeClient
-from slack_socket_mode.shared import Claim
+from slack_socket_mode.shared import DONE_DELAY, Claim
 from slack_socket_mode.testing import SocketModeServer
 
 from .conftest import APP_TOKEN, timeout
@@ -430,6 +431,60 @@ def test_the_lease_is_renewed_while_listeners_run(server: SocketModeServer) -> N
         assert replicas.logs[0].count("lease in the shared ledger was lost") == 0
     finally:
         replicas.close()
+
+
+def _lease_thread_switches(name: str) -> int:
+    """Voluntary context switches of the thread called ``name`` so far (Linux's /proc): its wake-ups."""
+    thread = next(t for t in threading.enumerate() if t.name == name)
+    with open(f"/proc/self/task/{thread.native_id}/status", encoding="ascii") as status:
+        line = next(line for line in status if line.startswith("voluntary_ctxt_switches:"))
+    return int(line.split()[1])
+
+
+def test_a_steady_stream_costs_one_round_trip_per_envelope_and_the_lease_thread_wakes_per_batch(
+    server: SocketModeServer, own_redis: RedisServer
+) -> None:
+    """60 envelopes one after the other, each acked before the next is pushed: each is claimed on
+    the reader (one script call each), and their done records go out together, a round trip
+    for the records of up to 50 ms, not one each; the lease thread wakes for a batch, not for
+    every claim. All 60 are recorded done."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("counts the lease thread's wake-ups in /proc")
+    import redis
+
+    store = RedisLedger(own_redis.url, namespace="steady")
+    counter = redis.Redis.from_url(own_redis.url, socket_timeout=5)
+    client = SocketModeClient(APP_TOKEN, web_client=WebClient(base_url=server.api_url), dedupe=store)
+    client.socket_mode_request_listeners.append(Gated())
+    try:
+        client.connect(timeout(5))
+        first = server.push(server.make_envelope("events_api", {"event_id": "Ev0WARM"}))  # loads the scripts
+        server.wait_for_acks(envelope_ids=[first], timeout=timeout(5))
+        wait_done(store, f"envelope:{first}")
+        lease_thread = f"{repr(client).split()[1]}-lease"  # <SocketModeClient slack_socket_mode-N ...>
+        counter.config_resetstat()
+        woken = _lease_thread_switches(lease_thread)
+        ids = []
+        started = time.monotonic()
+        for n in range(60):
+            ids.append(server.push(server.make_envelope("events_api", {"event_id": f"Ev0S{n}"})))
+            server.wait_for_acks(envelope_ids=ids[-1:], timeout=timeout(5))
+        elapsed = time.monotonic() - started
+        for eid in ids:
+            wait_done(store, f"envelope:{eid}")
+        woken = _lease_thread_switches(lease_thread) - woken
+        calls = counter.info("commandstats")["cmdstat_evalsha"]["calls"]
+        # 60 claims, and the rounds: one per DONE_DELAY that had done records, one per renewal period,
+        # a few for the last records; a round trip per done record would make 120
+        rounds = min(40.0, 4 + elapsed / DONE_DELAY + elapsed / (store.lease / 3))
+        assert 60 <= calls <= 60 + rounds, f"{calls} script calls for 60 envelopes in {elapsed:.2f} s"
+        # a wake-up per round and one per wait for the ledger's lock (a few per round under load): fewer
+        # than one per envelope, against 3 per envelope when each claim wakes it
+        assert woken < 60 + 2 * rounds, f"the lease thread woke {woken} times for 60 envelopes in {elapsed:.2f} s"
+    finally:
+        client.close()
+        store.close()
+        counter.close()
 
 
 def test_a_hundred_claims_behind_a_20_ms_round_trip_keep_their_leases(

@@ -64,6 +64,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import math
 import os
 import platform
 import threading
@@ -78,6 +79,7 @@ from .records import record
 from .redaction import redact
 
 __all__ = [
+    "DONE_DELAY",
     "MAX_RECORD",
     "Admission",
     "Claim",
@@ -100,6 +102,16 @@ MAX_RECORD = 1 << 20
 
 #: Seconds between probes of an unreachable store at the least, whatever ``retry_after`` says.
 _MIN_PROBE_PERIOD = 0.05
+
+#: Seconds a done record waits for others to go with it to the store, at most (less where the
+#: lease's renewal round comes first): at a steady rate the records of many envelopes share one
+#: round trip, instead of one each on top of the claim. A redelivery that reaches another replica
+#: in the meantime finds the claim, still live, and is neither run nor acked (Slack redelivers it
+#: again, and that one finds the record).
+DONE_DELAY = 0.05
+
+#: Done records that are written at once, without waiting for :data:`DONE_DELAY`.
+_DONES_AT_ONCE = 1000
 
 #: Envelope ids named in one WARNING about lost leases; the rest are counted.
 _IDS_LOGGED = 20
@@ -287,6 +299,11 @@ class SharedLedger:
         self._counted: set[str] = set()  # owner values of claims whose lost lease was logged and counted
         self._releases: list[Held] = []  # claims to drop in the store (the lease thread does it)
         self._dones: list[_Done] = []  # done records to write (the lease thread does it)
+        self._dones_due = 0.0  # monotonic time by which the lease thread writes the oldest of _dones
+        # monotonic time the lease thread sleeps until: inf without a timeout, 0.0 while it is awake (it
+        # checks everything above before it sleeps again, so it is woken only if it would sleep past
+        # what is now due: one wake-up per batch of done records, not one per envelope)
+        self._sleeps_until = 0.0
         self._admitting: dict[int, float] = {}  # claim number -> monotonic time its store call began
         self._claim_number = 0
         self._outage: Optional[str] = None  # why the store is unreachable, while it is
@@ -345,9 +362,10 @@ class SharedLedger:
         """The listeners of ``envelope_id`` returned: record it done (with its ack) and stop renewing.
 
         ``ack_text`` is the ack sent (None for the plain ack, or when ``acked`` is False). Never
-        raises, and does not wait for the store: the lease thread writes the done record (so the
-        thread that ran the listeners, often a connection's reader, goes back to reading at once);
-        once :meth:`close` stopped that thread, the caller writes it.
+        raises, and does not wait for the store: the lease thread writes the done record within
+        :data:`DONE_DELAY` (with the others due by then, in one round trip), so the thread that
+        ran the listeners, often a connection's reader, goes back to reading at once; once
+        :meth:`close` stopped that thread, the caller writes it.
         """
         with self._lock:
             held = self._claims.pop(envelope_id, None)
@@ -358,6 +376,10 @@ class SharedLedger:
             if not self._stopping:
                 self._dones.append(done)
                 if len(self._dones) == 1:
+                    self._dones_due = time.monotonic() + DONE_DELAY
+                    if self._sleeps_until > self._dones_due:
+                        self._wake.notify_all()
+                elif len(self._dones) == _DONES_AT_ONCE:
                     self._wake.notify_all()
                 return
         self._now([], [done], [])
@@ -430,8 +452,8 @@ class SharedLedger:
                 self._claims[envelope.envelope_id] = held
                 self.claimed += 1
                 self._start_thread()
-                if len(self._claims) == 1:
-                    self._wake.notify_all()  # the lease thread waits without a timeout while nothing is claimed
+                if self._sleeps_until == math.inf:
+                    self._wake.notify_all()  # it sleeps without a timeout while nothing is claimed or due
             elif outcome is Claim.HELD:
                 self.held_elsewhere += 1
             else:
@@ -518,16 +540,21 @@ class SharedLedger:
                     if self._outage is not None:
                         if now >= self._probe_at:
                             break
-                        self._wake.wait(self._probe_at - now)
-                    elif self._releases or self._dones:
+                        self._sleep(self._probe_at)
+                    elif self._releases or len(self._dones) >= _DONES_AT_ONCE:
                         break
+                    elif self._dones:  # written within DONE_DELAY, with the renewals if they are due first
+                        due = min(self._dones_due, next_renewal) if self._claims else self._dones_due
+                        if now >= due:
+                            break
+                        self._sleep(due)
                     elif not self._claims:
-                        self._wake.wait()
+                        self._sleep(math.inf)
                         next_renewal = time.monotonic() + period  # a claim made now lives a whole lease
                     elif now >= next_renewal:
                         break
                     else:
-                        self._wake.wait(next_renewal - now)
+                        self._sleep(next_renewal)
                 stopping, outage = self._stopping, self._outage is not None
                 if outage:
                     self._probe_at = time.monotonic() + probe_period
@@ -549,6 +576,14 @@ class SharedLedger:
                 self._round(renew, dones, releases, requeue=not stopping)
             if stopping:
                 return
+
+    def _sleep(self, until: float) -> None:
+        """The lease thread waits until ``until`` (monotonic; inf: until woken), lock held."""
+        self._sleeps_until = until
+        try:
+            self._wake.wait(None if until == math.inf else max(0.0, until - time.monotonic()))
+        finally:
+            self._sleeps_until = 0.0
 
     def _probe(self) -> bool:
         """Ask the store whether it is back (the lease thread, during an outage). True if it is."""
