@@ -15,7 +15,8 @@ The servers use the same schedule. Each server forgets what it recorded of settl
 few seconds (:meth:`~slack_socket_mode.testing.SocketModeServer.forget`), so it does not grow either.
 
 Every ``--interval`` seconds each client process samples itself: RSS, threads, open file
-descriptors, the Python allocator's blocks (``sys.getallocatedblocks``), and what the client
+descriptors, the Python allocator's blocks (``sys.getallocatedblocks``), glibc malloc's arenas
+(how many, and their RSS: :func:`malloc_arenas`), and what the client
 retains: for ours, from ``stats()`` (the ledger's entries and kept ack bytes, deferred acks, the
 worker queue, the reconnect causes) and the ack-latency window; for slack_sdk's, the length of its
 message queue. The client processes keep nothing per envelope themselves (runs are counted).
@@ -53,7 +54,7 @@ from .control import BenchmarkError, Child, serve
 from .procinfo import machine_info, pin_process, sample_self
 from .server_process import MIX, _template
 
-__all__ = ["SoakSettings", "main", "run", "slope"]
+__all__ = ["SoakSettings", "main", "malloc_arenas", "run", "slope"]
 
 _ROOT = Path(__file__).resolve().parent.parent
 _DEFAULT_CLIENTS = ("ours", "builtin", "aiohttp")
@@ -295,17 +296,53 @@ def _retained(under_test: _ClientUnderTest) -> dict[str, Any]:
     return {"queue_depth": queue.qsize() if queue is not None else None}
 
 
+#: glibc's per-thread arenas are heaps of at most this size, aligned to it (HEAP_MAX_SIZE on 64 bits).
+_ARENA_HEAP = 64 << 20
+
+
+def malloc_arenas() -> tuple[Optional[int], Optional[int]]:
+    """glibc malloc's arenas in this process and their RSS in bytes (the main one's ``[heap]`` included).
+
+    A thread gets an arena of its own at its first ``malloc`` while fewer than ``MALLOC_ARENA_MAX``
+    (by default 8 per core) exist, and each keeps the pages its peak touched: a process with many
+    threads holds more freed memory than one with one. Read from ``/proc/self/smaps``: the main
+    arena is ``[heap]``; every other is an anonymous read-write mapping that starts on a 64 MiB
+    boundary and is at most 64 MiB long. (None, None) where there is no smaps.
+    """
+    try:
+        with open("/proc/self/smaps", encoding="ascii", errors="replace") as smaps:
+            lines = smaps.read().splitlines()
+    except OSError:
+        return None, None
+    count = rss = 0
+    arena = False
+    for line in lines:
+        head = line.split(maxsplit=6)
+        if "-" in head[0] and len(head) >= 5 and ":" not in head[0]:  # a mapping's first line
+            start, end = (int(x, 16) for x in head[0].split("-"))
+            name = head[5] if len(head) > 5 else ""
+            anonymous_arena = not name and head[1] == "rw-p" and start % _ARENA_HEAP == 0 and end - start <= _ARENA_HEAP
+            arena = name == "[heap]" or anonymous_arena
+            count += arena
+        elif arena and head[0] == "Rss:":
+            rss += int(head[1]) * 1024
+    return count, rss
+
+
 def _client_sample(under_test: _ClientUnderTest) -> dict[str, Any]:
     own = sample_self()
     try:
         fds: Optional[int] = len(os.listdir("/proc/self/fd"))
     except OSError:
         fds = None
+    arenas, arena_rss = malloc_arenas()
     return {
         "rss": own["rss"],
         "threads": own["threads"],
         "fds": fds,
         "blocks": sys.getallocatedblocks(),
+        "arenas": arenas,
+        "arena_rss": arena_rss,
         "runs": under_test.runs_counted,
         "retained": _retained(under_test),
     }
@@ -357,6 +394,8 @@ def _summary(kind: str, samples: list[dict[str, Any]], server: dict[str, Any], w
     first, last = after[0], samples[-1]
     rss_slope = slope([(x["t"] / 3600.0, x["rss"] / _MIB) for x in after])
     blocks_slope = slope([(x["t"] / 3600.0, float(x["blocks"])) for x in after])
+    arenas = [x for x in after if x.get("arena_rss") is not None]  # runs before the arenas were sampled have none
+    arena_slope = slope([(x["t"] / 3600.0, x["arena_rss"] / _MIB) for x in arenas])
     retained_max: dict[str, Any] = {}
     for x in samples:
         for key, value in x["retained"].items():
@@ -384,6 +423,10 @@ def _summary(kind: str, samples: list[dict[str, Any]], server: dict[str, Any], w
         "blocks_warm": first["blocks"],
         "blocks_end": last["blocks"],
         "blocks_slope_h": blocks_slope,
+        "arenas_max": max((x["arenas"] for x in arenas), default=None),
+        "arena_rss_warm": arenas[0]["arena_rss"] if arenas else None,
+        "arena_rss_end": arenas[-1]["arena_rss"] if arenas else None,
+        "arena_rss_slope_mib_h": arena_slope,
         "threads": [min(x["threads"] for x in after), max(x["threads"] for x in after)],
         "fds": [min(x["fds"] for x in after), max(x["fds"] for x in after)],
         "retained_max": retained_max,
@@ -398,7 +441,12 @@ def run(settings: SoakSettings, say: Any = None, log_dir: Optional[Path] = None)
     pin = (os.cpu_count() or 1) >= 2
     pairs: dict[str, tuple[Child, Child]] = {}
     samples: dict[str, list[dict[str, Any]]] = {kind: [] for kind in settings.clients}
-    results: dict[str, Any] = {"settings": asdict(settings), "machine": machine_info(), "pinned": pin}
+    results: dict[str, Any] = {
+        "settings": asdict(settings),
+        "machine": machine_info(),
+        "pinned": pin,
+        "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"),  # the environment the processes inherit
+    }
     try:
         for kind in settings.clients:
             server = Child(_server_main, f"{kind} server")
@@ -477,7 +525,8 @@ def render_table(results: dict[str, Any]) -> str:
     lines = [
         f"{s['duration'] / 60:g} minutes at {s['rate']:g} envelopes/s to each client at once, "
         f"a rotation every {s['rotate_every']:g} s, a reset every {s['reset_every']:g} s, "
-        f"{s['slow_fraction']:.1%} slow listeners; slope after {s['warmup'] / 60:g} min of warm-up",
+        f"{s['slow_fraction']:.1%} slow listeners; slope after {s['warmup'] / 60:g} min of warm-up"
+        + (f"; MALLOC_ARENA_MAX={results['malloc_arena_max']}" if results.get("malloc_arena_max") else ""),
         "",
         "| Client | Envelopes acked (lost) | Acked twice | Rotations make-before-break | "
         "RSS after warm-up → end (max), MiB | RSS slope, MiB/h | Python blocks slope, /h | Threads | FDs |",
@@ -502,6 +551,12 @@ def render_table(results: dict[str, Any]) -> str:
                 f"worker queue {held['queue_depth']}, reconnect causes {held['reconnect_causes']}, "
                 f"latency window {held['latency_window']}",
             ]
+        if row.get("arenas_max") is not None:
+            lines.append(
+                f"{row['client']} malloc arenas: {row['arenas_max']} at most, their RSS "
+                f"{_mib(row['arena_rss_warm'])} → {_mib(row['arena_rss_end'])} MiB after warm-up "
+                f"({_signed(row['arena_rss_slope_mib_h'])} MiB/h)"
+            )
         if row["fault_errors"]:
             lines.append(f"{row['client']} faults not carried out: {'; '.join(row['fault_errors'][:5])}")
     return "\n".join(lines)
