@@ -487,6 +487,42 @@ def test_a_steady_stream_costs_one_round_trip_per_envelope_and_the_lease_thread_
         counter.close()
 
 
+def test_with_a_lease_shorter_than_the_done_delay_allows_a_done_record_never_outlives_its_claim(
+    server: SocketModeServer,
+) -> None:
+    """A 60 ms lease: a claim lives 60 ms from its last renewal, renewed every 20 ms, so a done
+    record that waited the whole 50 ms of DONE_DELAY after the last claim finished could come
+    after the claim expired, and a redelivery meanwhile would run the envelope again (found by an
+    outside attack: 3 to 5 of 60 run twice). The record goes out by the renewal the claim was due:
+    every envelope goes from claimed to done with no gap, and no lease is lost."""
+    namespace = unique_namespace()
+    store = RedisLedger(redis_url(), namespace=namespace, lease=0.06)
+    client = SocketModeClient(APP_TOKEN, web_client=WebClient(base_url=server.api_url), dedupe=store)
+    gaps: list[str] = []
+
+    def listener(client: SocketModeClient, request: SocketModeRequest) -> None:
+        time.sleep(0.035)  # work between two renewals: the last one is up to 20 ms before the end
+        client.send_socket_mode_response({"envelope_id": request.envelope_id})
+
+    client.socket_mode_request_listeners.append(listener)
+    try:
+        client.connect(timeout(5))
+        for n in range(20):
+            eid = server.push(server.make_envelope("events_api", {"event_id": f"Ev0L{n}"}))
+            server.wait_for_acks(envelope_ids=[eid], timeout=timeout(5))
+            deadline = time.monotonic() + timeout(5)
+            while not (value := store.state(f"envelope:{eid}") or "").startswith("d:"):
+                if not value.startswith("c:"):  # neither claimed nor done: another replica would run it
+                    gaps.append(eid)
+                    break
+                assert time.monotonic() < deadline, f"{eid} not recorded done"
+        assert gaps == [] and client.stats().shared_leases_lost <= 1, (gaps, client.stats().shared_leases_lost)
+    finally:
+        client.close()
+        store.close()
+        delete_keys(redis_url(), f"slack_socket_mode:{namespace}:*")
+
+
 def test_a_hundred_claims_behind_a_20_ms_round_trip_keep_their_leases(
     server: SocketModeServer, own_redis: RedisServer
 ) -> None:

@@ -104,10 +104,10 @@ MAX_RECORD = 1 << 20
 _MIN_PROBE_PERIOD = 0.05
 
 #: Seconds a done record waits for others to go with it to the store, at most (less where the
-#: lease's renewal round comes first): at a steady rate the records of many envelopes share one
-#: round trip, instead of one each on top of the claim. A redelivery that reaches another replica
-#: in the meantime finds the claim, still live, and is neither run nor acked (Slack redelivers it
-#: again, and that one finds the record).
+#: renewal its claim was due comes first, as with a lease under 0.15 s): at a steady rate the
+#: records of many envelopes share one round trip, instead of one each on top of the claim. A
+#: redelivery that reaches another replica in the meantime finds the claim, still live, and is
+#: neither run nor acked (Slack redelivers it again, and that one finds the record).
 DONE_DELAY = 0.05
 
 #: Done records that are written at once, without waiting for :data:`DONE_DELAY`.
@@ -543,8 +543,10 @@ class SharedLedger:
                         self._sleep(self._probe_at)
                     elif self._releases or len(self._dones) >= _DONES_AT_ONCE:
                         break
-                    elif self._dones:  # written within DONE_DELAY, with the renewals if they are due first
-                        due = min(self._dones_due, next_renewal) if self._claims else self._dones_due
+                    elif self._dones:
+                        # within DONE_DELAY, and never after the renewal the finished claims were due: a
+                        # claim lives a lease from its last renewal, and a short lease is shorter than that
+                        due = min(self._dones_due, next_renewal)
                         if now >= due:
                             break
                         self._sleep(due)
@@ -638,16 +640,18 @@ class SharedLedger:
         seconds = self.store.lease
         if taken:
             self.logger.warning(
-                "shared ledger: lease lost for %d envelope(s) while their listeners ran: taken by another replica, "
-                "which may run them too (a pause of this process, or a store slower than the %g s lease?): %s",
+                "shared ledger: lease lost for %d envelope(s) while their listeners ran or their done records "
+                "waited: taken by another replica, which may run them too (a pause of this process, or a store slower "
+                "than the %g s lease?): %s",
                 len(taken),
                 seconds,
                 _ids(taken),
             )
         if lapsed:
             self.logger.warning(
-                "shared ledger: lease lost for %d envelope(s) while their listeners ran: not renewed within the "
-                "%g s lease (a pause of this process, or a slow store?); no other replica had taken them, so "
+                "shared ledger: lease lost for %d envelope(s) while their listeners ran or their done records "
+                "waited: not renewed within the %g s lease (a pause of this process, or a slow store?); no other "
+                "replica had taken them, so "
                 "they are claimed (or recorded done) again: %s",
                 len(lapsed),
                 seconds,
