@@ -50,6 +50,7 @@ SOCKET_FREE = [
     "tests/test_compat.py",
     "tests/test_recording.py",
     "tests/test_rtm_protocol.py",
+    "tests/test_interval_runner.py",
 ]
 #: The tests of those files that do open sockets (a client against the local server).
 SOCKET_FREE_DESELECT = [

@@ -192,3 +192,18 @@ def peers() -> Iterator[Callable[[Handler], RawPeer]]:
     yield make
     for peer in started:
         peer.close()
+
+
+def closes_within(client: SocketModeClient, close_timeout: float, seconds: float) -> bool:
+    """Call ``client.close(close_timeout)`` on a thread; True if it returned within ``seconds``."""
+    closer = threading.Thread(target=client.close, args=(close_timeout,), name="test-close", daemon=True)
+    closer.start()
+    closer.join(seconds)
+    return not closer.is_alive()
+
+
+def _connect_quietly(client: SocketModeClient, seconds: float) -> None:
+    try:
+        client.connect(timeout=seconds)
+    except Exception:
+        pass

@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 from slack_sdk.socket_mode.client import BaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
-from slack_sdk.socket_mode.response import SocketModeResponse
 
-from slack_socket_mode import ClientState, ConfigurationError, NotConnectedError, SocketModeClient
+from slack_socket_mode import ClientState, SocketModeClient
 from slack_socket_mode.testing import SocketModeServer
 from slack_socket_mode.testing.samples import envelope_sample_names, load_sample
 
@@ -81,51 +80,6 @@ def test_large_messages_arrive_whole(make_client: ClientFactory) -> None:
         seen = recorder.wait_for(2)
         assert seen[0].payload == big["payload"]
         assert len(seen[1].payload["event"]["text"]) == 2_000_000
-
-
-def test_acks_with_payloads(server: SocketModeServer, make_client: ClientFactory) -> None:
-    client = make_client()
-
-    def slash(client: SocketModeClient, request: SocketModeRequest) -> None:
-        client.send_socket_mode_response(SocketModeResponse(request.envelope_id, {"text": "pong"}))
-
-    client.socket_mode_request_listeners.append(slash)
-    client.connect()
-    envelope_id = server.push(load_sample("slash_commands"))
-    (ack,) = server.wait_for_acks(envelope_ids=[envelope_id])
-    assert ack.payload == {"text": "pong"}
-    assert json.loads(ack.raw) == {"envelope_id": envelope_id, "payload": {"text": "pong"}}
-
-
-def test_message_listeners_get_every_message_but_disconnect_as_slack_sdks_clients_call_them(
-    server: SocketModeServer, make_client: ClientFactory
-) -> None:
-    """hello, envelopes, other types and text that is not JSON reach message_listeners; disconnect does not."""
-    client = make_client()
-    seen: list[Any] = []
-    other, second_hello = threading.Event(), threading.Event()
-    requests = Recorder()
-
-    def on_message(c: Any, message: dict[str, Any], raw_message: str) -> None:
-        seen.append(message.get("type") or raw_message)
-        assert message == ({} if raw_message == "not JSON" else json.loads(raw_message))
-        if message.get("type") == "app_rate_limited_test":
-            other.set()
-        if seen.count("hello") == 2:
-            second_hello.set()
-
-    client.message_listeners.append(on_message)
-    client.socket_mode_request_listeners.append(requests)
-    client.connect()
-    envelope_id = server.push(server.make_envelope())
-    server.wait_for_acks(envelope_ids=[envelope_id])
-    server.disconnect("refresh_requested")  # no listener for it: the client replaces the connection instead
-    assert second_hello.wait(timeout(5))  # the replacement's
-    server.send_text("not JSON")  # slack_sdk's clients give text that is not a JSON object with {}
-    server.send_text(json.dumps({"type": "app_rate_limited_test", "minute_rate_limited": 1}))
-    assert other.wait(timeout(5))
-    assert len(requests.wait_for(1)) == 1  # the envelope only
-    assert seen == ["hello", "events_api", "hello", "not JSON", "app_rate_limited_test"], seen
 
 
 def test_both_listener_kinds_fire(server: SocketModeServer, make_client: ClientFactory) -> None:
@@ -288,111 +242,6 @@ def test_an_envelope_without_a_payload_skips_the_request_listeners_with_a_warnin
     ]
 
 
-def test_send_message_routes_acks_through_the_ledger_and_sends_other_text_as_it_is(
-    server: SocketModeServer, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
-) -> None:
-    """slack_sdk's send_message: an ack goes out once, with its payload; other text goes out unchanged."""
-    client = make_client()
-    recorder = Recorder(ack=False)
-    client.socket_mode_request_listeners.append(recorder)
-    client.connect()
-    first = server.push(load_sample("slash_commands"))
-    second = server.push(load_sample("events_api_message"))
-    recorder.wait_for(2)
-    ack = json.dumps({"envelope_id": first, "payload": {"text": "pong"}})
-    client.send_message(ack)
-    with caplog.at_level(logging.DEBUG, logger="slack_socket_mode"):
-        client.send_message(ack)  # a second ack of the same envelope is not sent
-    assert f"envelope {first}: a second ack was not sent" in [r.getMessage() for r in caplog.records]
-    client.send_message('{"envelope_id": not json')  # looks like an ack, is not: sent as it is
-    client.send_message("hello, server")
-    client.send_socket_mode_response({"envelope_id": "never-delivered"})  # unknown here: sent all the same
-    client.send_message(json.dumps({"envelope_id": second}))  # on the same connection, after the others
-    server.wait_for_acks(envelope_ids=[first, second])
-    assert [a.payload for a in server.acks if a.envelope_id == first] == [{"text": "pong"}]
-    assert [a.envelope_id for a in server.duplicate_acks()] == ["never-delivered"]
-    texts = [m.text for m in server.messages]
-    assert '{"envelope_id": not json' in texts and "hello, server" in texts
-    with pytest.raises(ValueError, match=r"^a Socket Mode response needs an envelope_id$"):
-        client.send_socket_mode_response({"payload": {"text": "to whom?"}})
-    client.disconnect()
-    with pytest.raises(NotConnectedError, match=r"^no open Socket Mode connection$"):
-        client.send_message("hello, nobody")
-
-
-@pytest.mark.parametrize(
-    "bad",
-    [
-        "this is not json",
-        "[1, 2, 3]",
-        '"just a string"',
-        '{"type": "events_api", "payload": {"event": {}}}',
-        '{"type": "some_future_message"}',
-        b"\x00\x01binary",
-        "invalid-utf8",
-    ],
-    ids=["not-json", "array", "string", "no-envelope-id", "unknown-type", "binary", "invalid-utf8"],
-)
-def test_bad_input_is_skipped_and_loses_nothing(
-    server: SocketModeServer, make_client: ClientFactory, bad: Any, caplog: pytest.LogCaptureFixture
-) -> None:
-    client = make_client()
-    recorder = Recorder()
-    client.socket_mode_request_listeners.append(recorder)
-    client.connect()
-    (conn,) = server.wait_for_connections(1)
-    first = server.push(load_sample("events_api_message"))
-    with caplog.at_level(logging.DEBUG, logger="slack_socket_mode"):
-        if isinstance(bad, bytes):
-            server.send_binary(bad)
-        elif bad == "invalid-utf8":
-            server.send_raw_text_bytes(b'{"envelope_id": "\xff\xfe"}')
-        else:
-            server.send_text(bad)
-        after = server.push(load_sample("slash_commands"))
-        server.wait_for_acks(envelope_ids=[first, after])
-    assert [r.envelope_id for r in recorder.wait_for(2)] == [first, after]
-    assert server.connections == [conn]  # the same connection, still open
-    assert server.open_calls == 1
-    assert any("skipped" in r.getMessage() or "ignored" in r.getMessage() for r in caplog.records)
-
-
-def test_disconnect_gets_a_fresh_url_and_a_new_connection(server: SocketModeServer, make_client: ClientFactory) -> None:
-    client = make_client()
-    recorder = Recorder()
-    client.socket_mode_request_listeners.append(recorder)
-    client.connect()
-    (old,) = server.wait_for_connections(1)
-    server.disconnect("refresh_requested")
-    new = server.wait_for_new_connection(1)
-    assert server.open_calls == 2
-    assert old.wait_closed(timeout(5))
-    assert old.closed_by == "client"
-    envelope_id = server.push(load_sample("events_api_message"))
-    (ack,) = server.wait_for_acks(envelope_ids=[envelope_id])
-    assert ack.connection_id == new.id
-    assert client.is_connected()
-    assert client.stats().last_disconnect_reason == "refresh_requested"
-
-
-def test_close_leaves_no_thread_and_is_idempotent(server: SocketModeServer) -> None:
-    from slack_sdk.web import WebClient
-
-    before = client_threads()
-    client = SocketModeClient(app_token=APP_TOKEN, web_client=WebClient(base_url=server.api_url), concurrency=4)
-    recorder = Recorder()
-    client.socket_mode_request_listeners.append(recorder)
-    client.connect()
-    server.wait_for_acks(envelope_ids=[server.push(load_sample("events_api_message"))])
-    assert len(client_threads()) > len(before)
-    (conn,) = server.connections
-    client.close()
-    assert client_threads() == before
-    assert conn.wait_closed(timeout(5)) and conn.close_code_received == 1000
-    client.close()  # idempotent
-    assert client.closed and not client.is_connected()
-
-
 def test_context_manager_closes(server: SocketModeServer) -> None:
     from slack_sdk.web import WebClient
 
@@ -401,19 +250,6 @@ def test_context_manager_closes(server: SocketModeServer) -> None:
         assert client_threads()
     assert client_threads() == []
     assert client.state is ClientState.CLOSED
-
-
-def test_disconnect_then_connect_again(server: SocketModeServer, make_client: ClientFactory) -> None:
-    client = make_client()
-    client.connect()
-    client.disconnect()
-    assert not client.is_connected()
-    assert client.state is ClientState.DISCONNECTED
-    (first,) = server.all_connections
-    assert first.wait_closed(timeout(5))
-    client.connect()
-    assert client.is_connected()
-    assert len(server.all_connections) == 2
 
 
 def test_threads_are_named(server: SocketModeServer, make_client: ClientFactory) -> None:
@@ -445,115 +281,8 @@ def test_threads_are_named(server: SocketModeServer, make_client: ClientFactory)
     assert all(n.startswith(prefix) or n.startswith("slack_socket_mode-") for n in names)
 
 
-@pytest.mark.parametrize("token", ["xoxb-1-2-3", "", "secret-value-123", None])
-def test_a_malformed_token_fails_fast_without_echoing_it(token: Any) -> None:
-    with pytest.raises(ConfigurationError) as info:
-        SocketModeClient(app_token=token)
-    if token:
-        assert token not in str(info.value)
-
-
-@pytest.mark.parametrize(
-    ("url", "problem"),
-    [
-        ("not a url", "'not a url/' has no scheme"),
-        ("ftp://127.0.0.1/api/", "'ftp://127.0.0.1/api/' has the scheme 'ftp'"),
-        ("https:///api/", "has no host"),
-        ("https://user:hunter2@slack.com:99999/api/", "'https://***@slack.com:99999/api/' does not parse"),
-    ],
-)
-def test_a_web_api_url_that_cannot_be_called_is_a_configuration_error(url: str, problem: str) -> None:
-    from slack_sdk.web import WebClient
-
-    for options in ({"base_url": url}, {"web_client": WebClient(base_url=url)}):
-        with pytest.raises(ConfigurationError) as info:
-            SocketModeClient(app_token=APP_TOKEN, **options)  # type: ignore[arg-type]
-        assert str(info.value).startswith("the Web API base_url must be an http:// or https:// URL with a host")
-        assert str(info.value).endswith(problem) and "hunter2" not in str(info.value)
-    SocketModeClient(app_token=APP_TOKEN, base_url="http://127.0.0.1:1/api/").close()  # a local server's
-
-
 def test_watcher_sees_lifecycle(server: SocketModeServer, make_client: ClientFactory) -> None:
     client = make_client()
     watcher = Watcher(client)
     client.connect()
     watcher.wait(lambda: any(t.new is ClientState.CONNECTED for t in watcher.transitions), what="CONNECTED")
-
-
-def test_stats_and_health(server: SocketModeServer, make_client: ClientFactory) -> None:
-    client = make_client()
-    assert not client.health().healthy
-    assert client.health().reason == "not connected (idle)"
-    client.socket_mode_request_listeners.append(Recorder())
-    client.connect()
-    ids = [server.push(server.make_envelope()) for _ in range(20)]
-    server.wait_for_acks(envelope_ids=ids)
-    health = client.health()
-    assert health.healthy and health.reason == "" and health.state == "connected"
-    stats = client.stats()
-    assert stats.envelopes_received == 20 and stats.envelopes_acked == 20
-    assert stats.ack_latency_p50 is not None and stats.ack_latency_p99 is not None
-    assert 0 < stats.ack_latency_p50 <= stats.ack_latency_p99
-    client.disconnect()
-    assert client.health().reason == "not connected (disconnected)"
-
-
-def test_close_interrupts_a_waiting_connect(server: SocketModeServer, make_client: ClientFactory) -> None:
-    server.refuse_next_connections(1000)
-    failed_twice = threading.Event()
-    failures: list[Exception] = []
-
-    def on_error(error: Exception) -> None:
-        failures.append(error)
-        if len(failures) >= 2:
-            failed_twice.set()
-
-    client = make_client(on_error_listeners=[on_error])
-    outcome: list[BaseException] = []
-
-    def connect() -> None:
-        try:
-            client.connect(timeout=None)
-        except BaseException as e:
-            outcome.append(e)
-
-    thread = threading.Thread(target=connect)
-    thread.start()
-    assert failed_twice.wait(timeout(5))  # it is retrying, with no timeout of its own
-    client.close()
-    thread.join(timeout(5))
-    assert len(outcome) == 1 and type(outcome[0]).__name__ == "SocketModeError"
-    assert "interrupted" in str(outcome[0])
-
-
-def test_an_ack_without_payload_is_the_compact_json_of_its_envelope_id(
-    server: SocketModeServer, make_client: ClientFactory
-) -> None:
-    """The common ack is written without an encoder; it must be exactly what json.dumps gives."""
-    client = make_client()
-    client.socket_mode_request_listeners.append(
-        lambda client, request: client.send_socket_mode_response(SocketModeResponse(envelope_id=request.envelope_id))
-    )
-    client.connect()
-    odd = 'é"\\\u2028\x01-id'
-    envelope_id = server.push(server.make_envelope(envelope_id=odd))
-    (ack,) = server.wait_for_acks(envelope_ids=[envelope_id])
-    assert ack.raw == json.dumps({"envelope_id": odd}, separators=(",", ":"))
-    assert json.loads(ack.raw) == {"envelope_id": odd}
-
-
-def test_connect_to_new_endpoint_connects_and_with_force_replaces_every_connection(
-    server: SocketModeServer, make_client: ClientFactory
-) -> None:
-    client = make_client()
-    client.connect_to_new_endpoint()  # not connected: it connects, as connect() does
-    assert client.is_connected()
-    (first,) = server.wait_for_connections(1)
-    client.connect_to_new_endpoint(force=True)  # make-before-break: a new connection, then the old one closes
-    assert first.wait_closed(timeout(5.0))
-    assert first.closed_by == "client"
-    assert client.is_connected()
-    assert server.open_calls == 2
-    client.socket_mode_request_listeners.append(Recorder())
-    envelope_id = server.push_sample("events_api_message")
-    server.wait_for_acks(envelope_ids=[envelope_id])

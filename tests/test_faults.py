@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from slack_sdk.web import WebClient
 
-from slack_socket_mode import AuthError, Backoff, ClientState, ConnectionState, LinkDisabledError, SocketModeClient
+from slack_socket_mode import AuthError, Backoff, ClientState, LinkDisabledError, SocketModeClient
 from slack_socket_mode.testing import ServerConnection, SocketModeServer
 from slack_socket_mode.testing.app_model import AppModel
 
@@ -89,91 +89,6 @@ def started(make_client: ClientFactory, **options: Any) -> tuple[SocketModeClien
     watcher = Watcher(client)
     client.connect()
     return client, recorder, watcher
-
-
-def test_rotation_warning_then_refresh_then_close_has_no_gap(
-    server: SocketModeServer, make_client: ClientFactory
-) -> None:
-    client, recorder, _watcher = started(make_client)
-    (old,) = server.wait_for_connections(1)
-    gaps: list[Any] = []
-    client.lifecycle_listeners.append(lambda t: gaps.append(t) if not client.is_connected() else None)
-    with Stream(server) as stream:
-        server.wait_for_acks(count=5)
-        server.disconnect("warning", connection=old)
-        new = server.wait_for_new_connection(1)
-        burst = server.push_many([server.make_envelope() for _ in range(50)])  # over both, if old is still open
-        try:
-            server.disconnect("refresh_requested", connection=old)
-        except RuntimeError:
-            pass  # the client has closed it or is closing it, as it should once the new one said hello
-        assert old.wait_closed(timeout(10))
-        server.wait_for_acks(envelope_ids=[server.push(server.make_envelope(), connection=new)])
-    assert gaps == []  # is_connected() never went false
-    assert old.closed_by == "client"
-    assert client.state is ClientState.CONNECTED
-    assert_exactly_once(server, recorder, [*stream.ids, *burst])
-    # The server went on delivering on the old connection after its disconnect, as Slack may:
-    # none of that was lost and left to a redelivery. (An envelope that reached the client
-    # after its close frame is acked on the new connection: not checked here.)
-    assert_acked_on_first_delivery(server, [*stream.ids, *burst], same_connection=False)
-
-
-@pytest.mark.parametrize("slow_ends", ["acked", "not acked"])
-def test_a_draining_connection_takes_envelopes_and_acks_on_itself_before_it_closes(
-    make_client: ClientFactory, slow_ends: str
-) -> None:
-    """Replaced by a rotation, a connection still takes what Slack sends it, and closes only once
-    every envelope it delivered was acked, each ack on it (no redelivery to hide a loss), or its
-    listeners returned without an ack."""
-    with SocketModeServer(redelivery_delay=None) as server:
-        slow = server.make_envelope()
-        release = threading.Event()
-        started = threading.Event()
-
-        def listener(client: SocketModeClient, request: Any) -> None:
-            if request.envelope_id == slow["envelope_id"]:
-                started.set()
-                release.wait(timeout(10))
-                if slow_ends == "not acked":
-                    return
-            client.send_socket_mode_response({"envelope_id": request.envelope_id})
-
-        # The drain's deadline is far: the connection must close because its last ack was written.
-        client = make_client(
-            web_client=WebClient(base_url=server.api_url), reconnect_policy=FAST, drain_timeout=timeout(60)
-        )
-        client.socket_mode_request_listeners.append(listener)
-        watcher = Watcher(client)
-        client.connect()
-        (old,) = server.wait_for_connections(1)
-        server.push(slow, connection=old)
-        assert started.wait(timeout(5))
-        try:
-            server.disconnect("warning", connection=old)
-            new = server.wait_for_new_connection(1)
-            watcher.wait(
-                lambda: any(t.new is ConnectionState.DRAINING for t in watcher.transitions),
-                what="a connection draining",
-            )
-            assert old.is_open  # an envelope it delivered is still in flight
-            during = [server.push(server.make_envelope(), connection=old) for _ in range(3)]
-            during += server.push_many([server.make_envelope() for _ in range(4)])  # spread over both
-            server.wait_for_acks(envelope_ids=during, timeout=timeout(5))
-            assert old.is_open
-        finally:
-            release.set()
-        if slow_ends == "acked":
-            server.wait_for_acks(envelope_ids=[slow["envelope_id"]], timeout=timeout(5))
-        assert old.wait_closed(timeout(5))  # at once, not at the drain's deadline
-        assert old.closed_by == "client"
-        ids = [slow["envelope_id"], *during] if slow_ends == "acked" else during
-        assert_acked_on_first_delivery(server, ids)
-        assert server.envelope(slow["envelope_id"]).acks == [] or slow_ends == "acked"
-        assert {server.envelope(i).deliveries[0].connection_id for i in ids} == {old.id, new.id}
-        assert old.closed_at is not None
-        assert all(a.received_at <= old.closed_at for a in server.acks if a.connection_id == old.id)
-        assert client.is_connected()
 
 
 #: Faults one after another, each as soon as the stream flows again after the last one: resets
@@ -283,27 +198,6 @@ def test_tcp_reset_reconnects_at_once(server: SocketModeServer, make_client: Cli
     assert_acked_on_first_delivery(server, stream.ids, same_connection=False, lost_with=[reset.id])
 
 
-def test_silent_peer_is_replaced(make_client: ClientFactory) -> None:
-    with SocketModeServer(redelivery_delay=1.0) as server:
-        client, recorder, watcher = started(
-            make_client,
-            web_client=WebClient(base_url=server.api_url),
-            ping_interval=0.3,
-            ping_timeout=0.3,
-            receive_timeout=2.0,
-        )
-        with Stream(server, rate=50) as stream:
-            server.wait_for_acks(count=3)
-            server.silence()
-            server.wait_for_new_connection(1, timeout=timeout(5))
-            watcher.wait_connected()
-            server.wait_for_acks(count=len(server.acks) + 3)
-        # envelopes sent into the silent connection are redelivered on the new one
-        assert_exactly_once(server, recorder, stream.ids)
-        assert_acked_on_first_delivery(server, stream.ids, same_connection=False, lost_with=[1])
-        assert client.stats().reconnects.get("no pong", 0) + client.stats().reconnects.get("no frames", 0) >= 1
-
-
 def test_server_close_frame_reconnects(server: SocketModeServer, make_client: ClientFactory) -> None:
     _client, recorder, watcher = started(make_client)
     with Stream(server) as stream:
@@ -329,26 +223,6 @@ def test_rate_limited_waits_for_retry_after(server: SocketModeServer, make_clien
     watcher.wait_connected()
     assert server.open_calls == opened_before + 2  # one refused with 429, one that worked
     assert waited >= 0.9  # Retry-After honoured (a lower bound, not a speed assertion)
-
-
-@pytest.mark.parametrize("error", ["invalid_auth", "token_revoked"])
-def test_fatal_auth_error_from_connect(
-    server: SocketModeServer, make_client: ClientFactory, error: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO)
-    server.fail_next_opens(error, count=5)
-    client = make_client(reconnect_policy=FAST)
-    errors: list[Exception] = []
-    client.on_error_listeners.append(errors.append)
-    with pytest.raises(AuthError) as info:
-        client.connect()
-    assert info.value.error == error
-    assert APP_TOKEN not in str(info.value)
-    assert client.state is ClientState.FAILED
-    assert server.open_calls == 1  # no further calls
-    assert [type(e) for e in errors] == [AuthError]
-    loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len(loud) == 1 and error in loud[0], loud  # a permanent misconfiguration is said once, loudly
 
 
 def test_fatal_auth_error_while_reconnecting_stops_for_good(
@@ -521,85 +395,3 @@ def test_an_aborted_connection_delivers_nothing_it_had_read_ahead(make_client: C
         for envelope_id in rest:  # each ran once, and not on the aborted connection's reader
             (thread,) = ran_on[envelope_id]
             assert not thread.endswith("-reader-1"), (envelope_id, thread)
-
-
-class _HeldAck:
-    """A request listener that holds the ack of its first envelope until released; acks others at once."""
-
-    def __init__(self) -> None:
-        self.started = threading.Event()  # the first envelope's listener runs
-        self.release = threading.Event()
-        self.acked = threading.Event()  # the first envelope's ack was handed to the client
-        self.runs: Counter[str] = Counter()
-        self.first: str | None = None
-
-    def __call__(self, client: SocketModeClient, request: Any) -> None:
-        self.runs[request.envelope_id] += 1
-        if self.first is None:
-            self.first = request.envelope_id
-            self.started.set()
-            assert self.release.wait(timeout(10))
-            client.send_socket_mode_response({"envelope_id": request.envelope_id, "payload": {"text": "late"}})
-            self.acked.set()
-        else:
-            client.send_socket_mode_response({"envelope_id": request.envelope_id})
-
-
-def _holding_an_ack(
-    server: SocketModeServer, make_client: ClientFactory
-) -> tuple[SocketModeClient, _HeldAck, Any, str]:
-    """A connected client whose listener holds the ack of one envelope (delivered on ``old``) until released."""
-    listener = _HeldAck()
-    client = make_client()
-    client.socket_mode_request_listeners.append(listener)
-    client.connect()
-    (old,) = server.wait_for_connections(1)
-    envelope_id = server.push(server.make_envelope(), connection=old)
-    assert listener.started.wait(timeout(5))
-    return client, listener, old, envelope_id
-
-
-def test_an_ack_whose_connection_is_gone_goes_out_on_the_newest_and_a_redelivery_there_is_not_acked_again(
-    server: SocketModeServer, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The ack takes the newest connection; the ledger then knows it went there (a redelivery there crossed it)."""
-    client, listener, old, envelope_id = _holding_an_ack(server, make_client)
-    server.reset(old)
-    new = server.wait_for_new_connection(1)
-    probe = server.push(server.make_envelope(), connection=new)  # acked at once: the client reads the new one
-    server.wait_for_acks(envelope_ids=[probe])
-    listener.release.set()
-    (ack,) = server.wait_for_acks(envelope_ids=[envelope_id])
-    assert ack.connection_id == new.id and ack.payload == {"text": "late"}
-    assert len(server.envelope(envelope_id).deliveries) == 1  # sent as acked, not re-sent for a redelivery
-    again = dict(server.make_envelope(envelope_id=envelope_id), retry_attempt=1, retry_reason="timeout")
-    with caplog.at_level(logging.WARNING, logger="slack_socket_mode"):
-        server.push(again, connection=new)  # it crossed the ack that went out on this connection
-        after = server.push(server.make_envelope(), connection=new)
-        server.wait_for_acks(envelope_ids=[after])  # read after the redelivery, on the same reader
-    assert [r.getMessage() for r in caplog.records] == []  # settled quietly
-    assert len(server.envelope(envelope_id).acks) == 1
-    assert listener.runs[envelope_id] == 1
-    stats = client.stats()
-    assert stats.ack_latency_p99 is not None and stats.ack_latency_p99 < timeout(5)
-
-
-def test_an_ack_with_no_connection_to_go_on_is_kept_and_sent_after_the_next_hello(
-    server: SocketModeServer, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
-) -> None:
-    client, listener, _old, envelope_id = _holding_an_ack(server, make_client)
-    client.disconnect()
-    with caplog.at_level(logging.WARNING, logger="slack_socket_mode"):
-        listener.release.set()
-        assert listener.acked.wait(timeout(5))
-    assert [r.getMessage() for r in caplog.records if "deferred" in r.getMessage()] == [
-        "no open connection: ack deferred until the next hello"
-    ]
-    assert server.acks == []
-    client.connect()
-    new = server.wait_for_new_connection(1)
-    (ack,) = server.wait_for_acks(envelope_ids=[envelope_id])
-    assert ack.connection_id == new.id and ack.payload == {"text": "late"}
-    assert len(server.envelope(envelope_id).deliveries) == 1  # sent as acked, not re-sent for a redelivery
-    assert listener.runs[envelope_id] == 1
-    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

@@ -1,29 +1,24 @@
 """What the client and the local server retain is bounded: each test pushes more than a bound through it.
 
 The bounds (docs/performance.md, "Memory"): the envelope ledger's settled entries (``ledger_max_entries``,
-``ledger_max_age``) and the ack texts they keep (``max_ack_bytes``), the acks kept for the next ``hello``
-(:data:`~slack_socket_mode.acks.MAX_DEFERRED`), the causes counted in ``stats().reconnects``
-(:data:`~slack_socket_mode.stats.MAX_CAUSES`), and the local server's records (``forget()``). Each test
-reads what is retained from ``stats()`` (or the server's records), so it fails if the bound is removed.
+``ledger_max_age``) and the ack texts they keep (``max_ack_bytes``), and the local server's records
+(``forget()``). The acks kept for the next ``hello`` (:data:`~slack_socket_mode.acks.MAX_DEFERRED`) are
+tested in ``tests/test_acks.py``, the causes counted in ``stats().reconnects``
+(:data:`~slack_socket_mode.stats.MAX_CAUSES`) in ``tests/test_stats.py``. Each test reads what is retained
+from ``stats()`` (or the server's records), so it fails if the bound is removed.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import threading
 from typing import Any
 
 import pytest
-from slack_sdk.web import WebClient
 
-from slack_socket_mode import ConfigurationError, SocketModeClient
-from slack_socket_mode.acks import MAX_DEFERRED
 from slack_socket_mode.ledger import EnvelopeLedger, Receipt
-from slack_socket_mode.stats import MAX_CAUSE_LENGTH, MAX_CAUSES
 from slack_socket_mode.testing import SocketModeServer
 
-from .conftest import APP_TOKEN, ClientFactory, Recorder, timeout
+from .conftest import ClientFactory, Recorder, timeout
 
 
 def _push(server: SocketModeServer, count: int, *, accepts_payload: bool = False) -> list[str]:
@@ -104,84 +99,6 @@ def test_the_ledger_bounds_ack_bytes_without_sockets() -> None:
     zero.receive("plain", "c", 0.0)
     zero.ack("plain", None, 0.0)
     assert zero.ack_bytes == 0 and zero.ack_of("plain") == (True, None) and len(zero) == 1
-
-
-def test_ledger_options_are_checked(server: SocketModeServer) -> None:
-    web = WebClient(base_url=server.api_url)
-    for bad, message in (
-        ({"ledger_max_entries": 0}, "ledger_max_entries must be at least 1"),
-        ({"ledger_max_age": 0.0}, "ledger_max_age must be a positive number of seconds"),
-        ({"max_ack_bytes": -1}, "max_ack_bytes must be at least 0"),
-    ):
-        with pytest.raises(ConfigurationError, match=message):
-            SocketModeClient(app_token=APP_TOKEN, web_client=web, **bad)  # type: ignore[arg-type]
-
-
-def test_acks_kept_for_the_next_hello_are_bounded(server: SocketModeServer, make_client: ClientFactory) -> None:
-    client = make_client()
-    logger_name = client.logger.name
-    logging.getLogger(logger_name).setLevel(logging.ERROR)  # one "ack deferred" WARNING per ack otherwise
-    try:
-        for n in range(MAX_DEFERRED + 5):  # no connection yet: each is kept for the first hello
-            client.send_socket_mode_response({"envelope_id": f"deferred-{n}"})
-    finally:
-        logging.getLogger(logger_name).setLevel(logging.NOTSET)
-    stats = client.stats()
-    assert (stats.acks_deferred, stats.acks_deferred_dropped) == (MAX_DEFERRED, 5)
-    client.connect()
-    acks = server.wait_for_acks(count=MAX_DEFERRED, timeout=timeout(20.0))
-    assert {ack.envelope_id for ack in acks} == {f"deferred-{n}" for n in range(5, MAX_DEFERRED + 5)}
-    assert client.stats().acks_deferred == 0
-
-
-def test_acks_kept_for_the_next_hello_are_bounded_in_characters(
-    server: SocketModeServer, make_client: ClientFactory
-) -> None:
-    client = make_client(max_ack_bytes=1_000)
-    logger_name = client.logger.name
-    logging.getLogger(logger_name).setLevel(logging.ERROR)
-    texts = [f'{{"envelope_id":"big-{n:02}","payload":{{"text":"{"x" * 200}"}}}}' for n in range(20)]
-    try:
-        for text in texts:
-            client.send_socket_mode_response(json.loads(text))
-    finally:
-        logging.getLogger(logger_name).setLevel(logging.NOTSET)
-    kept = 1_000 // len(texts[0])  # the newest that fit in 1,000 characters
-    stats = client.stats()
-    assert (stats.acks_deferred, stats.acks_deferred_dropped) == (kept, 20 - kept)
-    client.connect()
-    acks = server.wait_for_acks(count=kept, timeout=timeout(5.0))
-    assert [ack.envelope_id for ack in acks] == [f"big-{n:02}" for n in range(20 - kept, 20)]
-
-
-def test_reconnect_causes_are_bounded(server: SocketModeServer, make_client: ClientFactory) -> None:
-    client = make_client()
-    release = threading.Event()
-    recorder = Recorder()
-
-    def listener(client_: Any, request: Any) -> None:
-        if request.payload.get("block"):
-            release.wait(timeout(10.0))  # keeps the connection busy: it drains only once this acks
-        recorder(client_, request)
-
-    client.socket_mode_request_listeners.append(listener)
-    client.connect()
-    (conn,) = server.connections
-    try:
-        blocked = server.push(server.make_envelope("events_api", {"block": True}), connection=conn)
-        reasons = [f"reason-{n}-" + "r" * 100 for n in range(MAX_CAUSES + 8)]  # a peer's new reason each time
-        for reason in reasons:
-            server.disconnect(reason, connection=conn)
-        marker = server.push(server.make_envelope("events_api", {"marker": True}), connection=conn)
-        server.wait_for_acks(envelope_ids=[marker], timeout=timeout(5.0))  # read after every disconnect
-    finally:
-        release.set()
-    server.wait_for_acks(envelope_ids=[blocked], timeout=timeout(5.0))
-    causes = client.stats().reconnects
-    assert len(causes) == MAX_CAUSES
-    assert all(len(cause) <= MAX_CAUSE_LENGTH for cause in causes)
-    assert causes["other"] == len(reasons) - (MAX_CAUSES - 1)
-    assert sum(causes.values()) == len(reasons)
 
 
 def test_the_server_forgets_settled_envelopes(server: SocketModeServer, make_client: ClientFactory) -> None:

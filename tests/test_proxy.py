@@ -273,10 +273,3 @@ def test_proxy_headers_over_wss_through_the_tunnel(http_proxy: Proxy) -> None:
             assert client.wss_uri is not None and client.wss_uri.startswith("wss://")
             tls_server.wait_for_acks(envelope_ids=[tls_server.push(tls_server.make_envelope())])
             http_proxy.wait_for(rf"-> 127\.0\.0\.2:{tls_server.ws_port}\b")
-
-
-def test_proxy_headers_without_an_http_proxy_are_warned_about(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level("WARNING", logger="slack_socket_mode"):
-        SocketModeClient(APP_TOKEN, proxy_headers={"X-Team": "a"}).close()
-    warned = [r for r in caplog.records if "proxy_headers" in r.getMessage()]
-    assert len(warned) == 1 and "ignored" in warned[0].getMessage()

@@ -99,12 +99,3 @@ def test_a_bolt_handler_uses_the_apps_web_client_ssl(tls_server: SocketModeServe
         assert handler.client.is_connected()
     finally:
         handler.close()
-
-
-def test_a_context_without_verification_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    with caplog.at_level("WARNING", logger="slack_socket_mode"):
-        SocketModeClient(APP_TOKEN, ssl_context=context).close()
-    assert any("certificate verification is off" in r.getMessage() for r in caplog.records)
