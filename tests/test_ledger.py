@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from slack_socket_mode.ledger import EnvelopeLedger, Receipt
+from slack_socket_mode.ledger import AckRoute, EnvelopeLedger, Receipt
 
 
 def test_ledger_routes_acks_to_the_delivering_connection() -> None:
@@ -234,3 +234,63 @@ def test_ledger_with_on_routed_tells_the_caller_and_stops_counting_at_once() -> 
     assert routed == ["c1", "c1"] and ledger.inflight("c1") == 0
     assert not ledger.ack("e2", None, 3.0).send and routed == ["c1", "c1"]  # a second ack: not routed
     assert EnvelopeLedger[str]().ack(*("e3", None, 0.0)).held is False  # unknown: nowhere to count it
+
+
+# ---- Counters and routes that mutation testing found unchecked (2026-12-08) ----------------------
+
+
+def test_ack_bytes_count_every_kept_text_and_evictions_give_them_back_one_entry_at_a_time() -> None:
+    ledger: EnvelopeLedger[str] = EnvelopeLedger(max_entries=3, max_ack_bytes=100)
+    for envelope_id, text in (("e0", "x" * 10), ("e1", "y" * 20)):
+        ledger.receive(envelope_id, "c", 0.0)
+        ledger.ack(envelope_id, text, 0.0)
+    assert ledger.ack_bytes == 30  # both texts, added up
+    for envelope_id in ("e2", "e3", "e4"):  # in flight: never forgotten; e0 then e1 go
+        ledger.receive(envelope_id, "c", 0.0)
+    assert (ledger.evicted, ledger.ack_bytes, len(ledger)) == (2, 0, 3)
+
+
+def test_ack_texts_exactly_at_max_ack_bytes_are_all_kept() -> None:
+    ledger: EnvelopeLedger[str] = EnvelopeLedger(max_ack_bytes=10)
+    ledger.receive("e0", "c", 0.0)
+    ledger.ack("e0", None, 0.0)
+    ledger.receive("e1", "c", 800.0)
+    ledger.ack("e1", "x" * 10, 800.0)  # exactly max_ack_bytes: not over it
+    ledger.receive("e2", "c", 901.0)  # e0 is past max_age (900 s): the eviction forgets it, and stops at e1
+    assert (ledger.evicted, len(ledger), ledger.ack_of("e1")) == (1, 2, (True, "x" * 10))
+
+
+def test_max_ack_bytes_of_0_keeps_no_ack_text() -> None:
+    ledger: EnvelopeLedger[str] = EnvelopeLedger(max_ack_bytes=0)  # allowed: every payload ack is forgotten
+    ledger.receive("e0", "c", 0.0)
+    ledger.ack("e0", "x", 0.0)
+    assert (ledger.evicted, ledger.ack_bytes, len(ledger)) == (1, 0, 0)
+    with pytest.raises(ValueError):
+        EnvelopeLedger(max_ack_bytes=-1)
+
+
+def test_each_redelivery_asked_for_is_counted() -> None:
+    ledger: EnvelopeLedger[str] = EnvelopeLedger()
+    for envelope_id in ("e0", "e1"):
+        ledger.receive(envelope_id, "c", 0.0)
+        assert ledger.redeliver(envelope_id) == (True, "c")
+    assert ledger.redeliveries_asked == 2
+
+
+@pytest.mark.parametrize("dedupe", [True, False])
+def test_an_ack_route_names_the_connection_the_first_delivery_time_and_that_it_is_held(dedupe: bool) -> None:
+    ledger: EnvelopeLedger[str] = EnvelopeLedger(dedupe=dedupe)
+    ledger.receive("e0", "c", 5.0)
+    assert ledger.ack("e0", None, 6.0) == AckRoute("c", True, 5.0, True)
+    assert ledger.inflight("c") == 1  # held: counted until written()
+    ledger.written("c")
+    assert ledger.inflight("c") == 0
+
+
+def test_with_on_routed_an_ack_uncounts_its_one_delivery_at_once() -> None:
+    routed: list[str] = []
+    ledger: EnvelopeLedger[str] = EnvelopeLedger(on_routed=routed.append)
+    ledger.receive("e0", "c", 5.0)
+    ledger.receive("e1", "c", 5.0)
+    assert ledger.ack("e0", None, 6.0) == AckRoute("c", True, 5.0, False)
+    assert (routed, ledger.inflight("c")) == (["c"], 1)  # e1 is still in flight

@@ -246,12 +246,11 @@ class _Window:
 class _Conn:
     """The supervisor's record of one connection (mutable; owned by the supervisor)."""
 
-    __slots__ = ("deadline", "hello_at", "id", "replace_reason", "rotate_at", "served_since", "state")
+    __slots__ = ("deadline", "id", "replace_reason", "rotate_at", "served_since", "state")
 
     def __init__(self, id: int, state: ConnectionState) -> None:
         self.id = id
         self.state = state
-        self.hello_at: Optional[float] = None
         # When the client began to be served without a gap through it: its hello, or, when it said
         # hello while another connection still served (a rotation, make-before-break), that one's.
         self.served_since: Optional[float] = None
@@ -443,7 +442,6 @@ class Supervisor:
         c = self._conns.get(connection_id)
         if c is None or c.state is not ConnectionState.AWAITING_HELLO:
             return []
-        c.hello_at = now
         serving = [
             o.served_since
             for o in self._conns.values()
