@@ -43,8 +43,11 @@ def test_message_listeners_get_every_message_but_disconnect_as_slack_sdks_client
     server.wait_for_acks(envelope_ids=[envelope_id])
     server.disconnect("refresh_requested")  # no listener for it: the client replaces the connection instead
     assert second_hello.wait(timeout(5))  # the replacement's
-    server.send_text("not JSON")  # slack_sdk's clients give text that is not a JSON object with {}
-    server.send_text(json.dumps({"type": "app_rate_limited_test", "minute_rate_limited": 1}))
+    # Both on the replacement: while the old connection drains, texts sent to each are read by two
+    # readers, in no order between them.
+    replacement = server.wait_for_new_connection(1, timeout(5))
+    server.send_text("not JSON", connection=replacement)  # slack_sdk's clients give text that is not JSON {}
+    server.send_text(json.dumps({"type": "app_rate_limited_test", "minute_rate_limited": 1}), connection=replacement)
     assert other.wait(timeout(5))
     assert len(requests.wait_for(1)) == 1  # the envelope only
     assert seen == ["hello", "events_api", "hello", "not JSON", "app_rate_limited_test"], seen
